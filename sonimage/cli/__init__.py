@@ -1,0 +1,32 @@
+"""The ``sonimage`` command: one module per sub-command, each with ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = ("synth", "convert", "run", "features", "model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="sonimage", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"sonimage.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: parse, dispatch to the sub-command's ``func``, return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sonimage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""`sonimage features`: placeholder, filled in by its owner."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `features` sub-command."""
+    p = sub.add_parser("features", help="(not yet implemented)")
+    p.set_defaults(func=lambda args: 1)

@@ -1,0 +1,1 @@
+"""DICOM reading: indexing a tree, grouping series, vendor-neutral SUV, pseudonyms."""

@@ -1,0 +1,1 @@
+"""Lesion masks: RTSTRUCT, SEG and label maps on an image grid."""

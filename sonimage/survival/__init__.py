@@ -1,0 +1,1 @@
+"""Survival modelling: Cox fits, benefit prediction, internal and external validation."""

@@ -1,0 +1,1 @@
+"""Synthetic SONImage cohorts written as real DICOM, with known ground truth."""

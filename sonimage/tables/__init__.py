@@ -1,0 +1,1 @@
+"""Parquet tables: atomic writes, manifests, quarantine."""

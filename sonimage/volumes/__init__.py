@@ -1,0 +1,1 @@
+"""Image volumes: the in-memory grid and the chunked Zarr stores."""
