@@ -1,0 +1,64 @@
+"""Pseudonyms: original patient identifiers and UIDs never leave the reader.
+
+A patient gets the trial pseudonym from a site-kept linking table when one is given, otherwise a keyed hash
+(HMAC-SHA256) of the original PatientID. UIDs become keyed hashes too. The key is a secret of the site: it comes
+from ``$SONIMAGE_PSEUDONYM_KEY``, a key file, or a key file created once under ``$SONIMAGE_HOME`` (default
+``~/.sonimage``); it is never written into outputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_key_file() -> Path:
+    """The site key file: $SONIMAGE_HOME/pseudonym.key."""
+    return Path(os.environ.get("SONIMAGE_HOME", Path.home() / ".sonimage")) / "pseudonym.key"
+
+
+def load_key(key_file: Path | None = None) -> bytes:
+    """The pseudonymisation key: $SONIMAGE_PSEUDONYM_KEY, else ``key_file`` (created with a random key if absent)."""
+    env = os.environ.get("SONIMAGE_PSEUDONYM_KEY")
+    if env:
+        return env.encode()
+    path = Path(key_file) if key_file else default_key_file()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def read_linking(path: Path) -> dict[str, str]:
+    """A site linking table (CSV with columns PatientID and subject_id) as a dict."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and not {"PatientID", "subject_id"} <= set(rows[0]):
+        raise ValueError(f"{path}: a linking table needs columns PatientID and subject_id")
+    return {r["PatientID"].strip(): r["subject_id"].strip() for r in rows}
+
+
+@dataclass(frozen=True)
+class Pseudonymiser:
+    """Maps original identifiers to pseudonyms; picklable, so Dask workers can use it."""
+
+    key: bytes = field(repr=False)
+    linking: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def _digest(self, kind: str, value: str, n: int) -> str:
+        return hmac.new(self.key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:n]
+
+    def patient(self, patient_id: str) -> str:
+        """The trial pseudonym of ``patient_id`` from the linking table, else 'P-' and a keyed hash."""
+        return self.linking.get(patient_id.strip()) or f"P-{self._digest('patient', patient_id.strip(), 12)}"
+
+    def uid(self, uid: str) -> str:
+        """A stable, non-reversible key for a DICOM UID."""
+        return self._digest("uid", uid, 16)

@@ -1,0 +1,173 @@
+"""Convert a DICOM tree: index headers, group and validate series, write one Zarr store per PET or CT series.
+
+Every file ends in exactly one place: a converted series (counted in its manifest row's ``n_files``), an indexed
+object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here are pure and picklable; pass any
+``concurrent.futures.Executor``-like object (a ``distributed.Client`` works) to fan out over a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sonimage.dicom.index import Instance, Rejected, index_files, list_files
+from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.dicom.reader import load_plan
+from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
+from sonimage.tables.manifest import write_manifest, write_quarantine
+from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
+
+MANIFEST = "manifest.parquet"
+QUARANTINE = "quarantine.parquet"
+INDEX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Job:
+    """One series to convert, already pseudonymised: no original identifier travels with it."""
+
+    cohort: str
+    plan: SeriesPlan
+    store: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A converted series' manifest row, or its quarantine row."""
+
+    manifest: dict[str, Any] | None = None
+    quarantine: dict[str, Any] | None = None
+
+
+def cohort_of(path: str, root: Path) -> str:
+    """The cohort of a file: the first folder below the DICOM root, or the root's own name for files directly in it."""
+    return path.split("/", 1)[0] if "/" in path else root.name
+
+
+def quarantine_row(cohort: str, r: Rejected, series: str = "", stage: str = "index") -> dict[str, Any]:
+    """A quarantine row for a rejected file or series."""
+    return {"cohort": cohort, "path": r.path, "series": series, "n_files": r.n_files, "stage": stage, "reason": r.reason}
+
+
+def batches(paths: list[Path], size: int = INDEX_BATCH) -> list[list[Path]]:
+    """``paths`` cut into batches for parallel indexing."""
+    return [paths[i:i + size] for i in range(0, len(paths), size)]
+
+
+def pseudonymise(plan: SeriesPlan, pseudo: Pseudonymiser) -> SeriesPlan:
+    """The plan with the patient's pseudonym and keyed UIDs in place of the originals."""
+    return dataclasses.replace(
+        plan, patient_id=pseudo.patient(plan.patient_id), series_uid=pseudo.uid(plan.series_uid),
+        study_uid=pseudo.uid(plan.study_uid), frame_of_reference_uid=pseudo.uid(plan.frame_of_reference_uid))
+
+
+def _object_row(cohort: str, obj: ObjectSeries, pseudo: Pseudonymiser) -> dict[str, Any]:
+    return {"cohort": cohort, "patient": pseudo.patient(obj.patient_id), "study": pseudo.uid(obj.study_uid),
+            "series": pseudo.uid(obj.series_uid), "modality": obj.modality, "n_files": len(obj.files),
+            "store": "", "status": "indexed"}
+
+
+def plan_jobs(instances: list[Instance], root: Path, pseudo: Pseudonymiser
+              ) -> tuple[list[Job], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Conversion jobs, manifest rows of object series, and quarantine rows of rejected series or copies."""
+    plans, objects, rejected = group_series(instances)
+    first_file = {i.series_uid: i.path for i in instances}
+    jobs = []
+    for plan in plans:
+        cohort = cohort_of(plan.files[0], root)
+        p = pseudonymise(plan, pseudo)
+        jobs.append(Job(cohort, p, f"volumes/{cohort}/{p.patient_id}/{p.series_uid}.zarr"))
+    object_rows = [_object_row(cohort_of(o.files[0], root), o, pseudo) for o in objects]
+    bad = [quarantine_row(cohort_of(first_file.get(r.series_uid, r.path), root), r,
+                          pseudo.uid(r.series_uid) if r.series_uid else "", "series") for r in rejected]
+    return jobs, object_rows, bad
+
+
+def _row(job: Job, attrs: dict[str, Any]) -> dict[str, Any]:
+    p = job.plan
+    uptake = attrs.get("uptake_time_s")
+    return {
+        "cohort": job.cohort, "patient": p.patient_id, "study": p.study_uid, "series": p.series_uid,
+        "frame_of_reference": p.frame_of_reference_uid, "modality": p.modality,
+        "tracer": attrs.get("tracer", ""), "vendor": attrs.get("manufacturer", ""), "model": attrs.get("model", ""),
+        "units": attrs.get("units", ""), "original_units": attrs.get("original_units", ""),
+        "decay_correction": attrs.get("decay_correction", ""), "suv_factor": attrs.get("suv_factor"),
+        "suv_bw_factor_g_per_bq": attrs.get("suv_bw_factor_g_per_bq"), "suv_method": attrs.get("suv_method", ""),
+        "uptake_min": None if uptake is None else uptake / 60.0, "sul_ratio": attrs.get("ratio_sul_janma"),
+        "shape_z": p.shape[0], "shape_y": p.shape[1], "shape_x": p.shape[2],
+        "spacing_z": p.spacing[0], "spacing_y": p.spacing[1], "spacing_x": p.spacing[2],
+        "n_files": len(p.files), "store": job.store, "status": "converted",
+    }
+
+
+def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
+    """Convert one series to its Zarr store; a store already in place (an earlier run) is reused as it is."""
+    store = Path(out_root) / job.store
+    marker = store / "zarr.json"
+    if marker.is_file():
+        return Outcome(manifest=json.loads(marker.read_text())["attributes"]["manifest_row"])
+    try:
+        volume = load_plan(job.plan, Path(dicom_root))
+    except ValueError as exc:  # SeriesError, SuvError: the series goes to quarantine
+        folder = job.plan.files[0].rsplit("/", 1)[0]
+        return Outcome(quarantine=quarantine_row(job.cohort, Rejected(folder, str(exc), len(job.plan.files)),
+                                                 job.plan.series_uid, "convert"))
+    row = _row(job, volume.attrs)
+    volume.attrs["manifest_row"] = row
+    write_volume(volume, store, VARIABLE_BY_QUANTITY[volume.attrs["quantity"]])
+    return Outcome(manifest=row)
+
+
+def link_ct_tracers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each CT (and object series) the tracer of the PET in its study, so analysts can join by tracer."""
+    tracer = {r["study"]: r["tracer"] for r in rows if r.get("modality") == "PT"}
+    return [{**r, "tracer": r.get("tracer") or tracer.get(r["study"], "")} for r in rows]
+
+
+def _run(fn: Callable, args: Iterable[tuple], executor: Executor | None) -> list:
+    if executor is None:
+        return [fn(*a) for a in args]
+    futures = [executor.submit(fn, *a) for a in args]
+    return [f.result() for f in futures]
+
+
+@dataclass(frozen=True)
+class ConvertSummary:
+    """What a conversion did: counts and where the tables are."""
+
+    n_files: int
+    n_converted: int
+    n_quarantined_files: int
+    manifest: Path
+    quarantine: Path
+
+
+def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], quarantine: list[dict],
+           n_files: int) -> ConvertSummary:
+    """Write the manifest and quarantine tables and check that every input file is accounted for."""
+    rows = link_ct_tracers([o.manifest for o in outcomes if o.manifest] + object_rows)
+    bad = quarantine + [o.quarantine for o in outcomes if o.quarantine]
+    accounted = sum(r["n_files"] for r in rows) + sum(r["n_files"] for r in bad)
+    if accounted != n_files:
+        raise RuntimeError(f"{n_files} input files but {accounted} accounted for: a bug, please report it")
+    out_root = Path(out_root)
+    return ConvertSummary(n_files, sum(1 for o in outcomes if o.manifest), sum(r["n_files"] for r in bad),
+                          write_manifest(rows, out_root / MANIFEST), write_quarantine(bad, out_root / QUARANTINE))
+
+
+def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
+                 executor: Executor | None = None) -> ConvertSummary:
+    """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine."""
+    root = Path(dicom_root)
+    files = list_files(root)
+    indexed = _run(index_files, [(b, root) for b in batches(files)], executor)
+    instances = [i for good, _ in indexed for i in good]
+    quarantine = [quarantine_row(cohort_of(r.path, root), r) for _, bad in indexed for r in bad]
+    jobs, object_rows, bad_series = plan_jobs(instances, root, pseudo)
+    outcomes = _run(convert_job, [(j, root, Path(out_root)) for j in jobs], executor)
+    return finish(out_root, outcomes, object_rows, quarantine + bad_series, len(files))
