@@ -1,0 +1,137 @@
+"""Bad input goes to quarantine with a precise reason, the batch goes on, and every input file is accounted for."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+import xarray as xr
+from pydicom.uid import generate_uid
+
+from conftest import require
+from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.volumes.convert import convert_tree
+
+N = 12  # slices per test series, cut from the real GE series
+
+
+def _sources(shared_data: Path) -> list[pydicom.Dataset]:
+    files = sorted(require(shared_data / "sts-001-fdg-pet" / "dicom").glob("*.dcm"))
+    dss = [pydicom.dcmread(f) for f in files]
+    dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    return dss[100:100 + N]
+
+
+def _write_series(root: Path, name: str, sources: list[pydicom.Dataset],
+                  edit: Callable[[int, pydicom.Dataset], None] = lambda k, ds: None) -> list[Path]:
+    folder = root / "site" / name
+    folder.mkdir(parents=True)
+    uid = generate_uid(entropy_srcs=[name])
+    paths = []
+    for k, src in enumerate(sources):
+        ds = copy.deepcopy(src)
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[name, str(k)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        edit(k, ds)
+        path = folder / f"IM{k:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _set(keyword: str, value: object, only: int | None = None) -> Callable[[int, pydicom.Dataset], None]:
+    def edit(k: int, ds: pydicom.Dataset) -> None:
+        if only is None or k == only:
+            setattr(ds, keyword, value)
+    return edit
+
+
+def _drop(keyword: str) -> Callable[[int, pydicom.Dataset], None]:
+    return lambda k, ds: delattr(ds, keyword) if keyword in ds else None
+
+
+@pytest.fixture(scope="module")
+def bad_tree(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("dicom")
+    src = _sources(shared_data)
+    _write_series(root, "good", src)
+    _write_series(root, "no_weight", src, _drop("PatientWeight"))
+    _write_series(root, "units", src, _set("Units", "PROPCNTS"))
+    _write_series(root, "gap", src[:5] + src[6:])
+    _write_series(root, "orientation", src, _set("ImageOrientationPatient", [1, 0, 0, 0, 0.8, -0.6], only=3))
+    _write_series(root, "mixed", src, _set("StudyInstanceUID", generate_uid(entropy_srcs=["other"]), only=2))
+    truncated = _write_series(root, "truncated", src)
+    truncated[4].write_bytes(truncated[4].read_bytes()[:-3000])
+    copies = _write_series(root, "copies", src)
+    shutil.copy(copies[0], copies[0].with_name("IM0000_copy.dcm"))
+    same = _write_series(root, "same_position", src, _set("ImagePositionPatient", src[0].ImagePositionPatient, only=1))
+    assert same
+    (root / "site" / "notes.txt").write_text("not an image")
+    (root / "site" / "empty.dcm").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="module")
+def converted(bad_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("out")
+    summary = convert_tree(bad_tree, out, Pseudonymiser(b"test-key"))
+    return out, pd.read_parquet(summary.manifest), pd.read_parquet(summary.quarantine)
+
+
+def test_every_input_file_is_accounted_for(bad_tree: Path, converted: tuple) -> None:
+    _, manifest, quarantine = converted
+    n_inputs = sum(1 for p in bad_tree.rglob("*") if p.is_file())
+    assert n_inputs == manifest.n_files.sum() + quarantine.n_files.sum()
+    assert set(manifest.status) == {"converted"}
+    assert len(manifest) == 2  # the good series and the one whose extra copy was set aside
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("site/no_weight", "PatientWeight is missing"),
+    ("site/units", "Units PROPCNTS cannot be converted"),
+    ("site/gap", "gap in slice positions"),
+    ("site/orientation", "inconsistent ImageOrientationPatient"),
+    ("site/mixed", "mixed instances: 2 different studies"),
+    ("site/truncated", "pixel data of site/truncated/IM0004.dcm cannot be decoded"),
+    ("site/copies/IM0000_copy.dcm", "duplicate copy of site/copies/IM0000.dcm"),
+    ("site/same_position", "two instances at one slice position"),
+    ("site/notes.txt", "not a DICOM file"),
+    ("site/empty.dcm", "not a DICOM file"),
+])
+def test_quarantine_names_file_and_reason(converted: tuple, path: str, reason: str) -> None:
+    _, _, quarantine = converted
+    rows = quarantine[quarantine.path == path]
+    assert len(rows) == 1, quarantine.to_string()
+    assert reason in rows.reason.iloc[0]
+
+
+def test_stores_open_lazily_with_geometry(converted: tuple) -> None:
+    out, manifest, _ = converted
+    row = manifest.iloc[0]
+    ds = xr.open_zarr(out / row.store, consolidated=False)
+    assert ds["suv"].chunks is not None  # dask-backed, nothing loaded yet
+    assert ds["suv"].shape == (row.shape_z, row.shape_y, row.shape_x)
+    assert ds.attrs["suv_factor"] == pytest.approx(2.42903e-4, abs=1e-8)
+    assert ds.attrs["tracer"] == "FDG"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_rerun_after_a_crash_resumes_to_the_same_result(bad_tree: Path, converted: tuple) -> None:
+    out, manifest, _ = converted
+    before = {name: _digest(out / name) for name in ("manifest.parquet", "quarantine.parquet")}
+    victim = out / manifest.store.iloc[0]
+    shutil.rmtree(victim)  # a store lost mid-run
+    (out / "volumes" / ".half-written.zarr.tmp").mkdir()  # debris of a crashed writer
+    convert_tree(bad_tree, out, Pseudonymiser(b"test-key"))
+    assert victim.joinpath("zarr.json").is_file()
+    assert {name: _digest(out / name) for name in before} == before
