@@ -9,10 +9,12 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from sonimage.dicom.pseudonym import Pseudonymiser
+
 
 @dataclass(frozen=True)
 class Instance:
-    """Header facts of one DICOM file. ``patient_id`` is the original identifier: keep it in memory only."""
+    """Header facts of one DICOM file; identifiers and UIDs are pseudonymised when the index was given a key."""
 
     path: str
     sop_instance_uid: str
@@ -55,8 +57,11 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
     return vals if len(vals) == n else None
 
 
-def read_instance(path: Path, root: Path) -> Instance | Rejected:
-    """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable DICOM."""
+def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
+    """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable DICOM.
+
+    With ``pseudo``, the patient ID and every UID are replaced by pseudonyms before the record leaves this function.
+    """
     rel = str(path.relative_to(root))
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -66,14 +71,15 @@ def read_instance(path: Path, root: Path) -> Instance | Rejected:
         return Rejected(rel, f"unreadable DICOM header: {type(exc).__name__}: {exc}")
     if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
         return Rejected(rel, "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object, e.g. DICOMDIR)")
+    uid = pseudo.uid if pseudo else str
     return Instance(
         path=rel,
-        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_instance_uid=uid(str(ds.SOPInstanceUID)),
         sop_class_uid=str(ds.get("SOPClassUID", "")),
-        series_uid=str(ds.SeriesInstanceUID),
-        study_uid=str(ds.get("StudyInstanceUID", "")),
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
-        patient_id=str(ds.get("PatientID", "")),
+        series_uid=uid(str(ds.SeriesInstanceUID)),
+        study_uid=uid(str(ds.get("StudyInstanceUID", ""))),
+        frame_of_reference_uid=uid(str(ds.get("FrameOfReferenceUID", ""))),
+        patient_id=(pseudo.patient if pseudo else str)(str(ds.get("PatientID", ""))),
         modality=str(ds.get("Modality", "")).upper(),
         position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
@@ -85,11 +91,12 @@ def read_instance(path: Path, root: Path) -> Instance | Rejected:
     )
 
 
-def index_files(paths: list[Path], root: Path) -> tuple[list[Instance], list[Rejected]]:
-    """Header records for ``paths`` and the files rejected on the way."""
+def index_files(paths: list[Path], root: Path, pseudo: Pseudonymiser | None = None
+                ) -> tuple[list[Instance], list[Rejected]]:
+    """Header records for ``paths`` (pseudonymised with ``pseudo``) and the files rejected on the way."""
     good: list[Instance] = []
     bad: list[Rejected] = []
     for p in paths:
-        rec = read_instance(p, root)
+        rec = read_instance(p, root, pseudo)
         (good if isinstance(rec, Instance) else bad).append(rec)  # type: ignore[arg-type]
     return good, bad

@@ -7,7 +7,6 @@ object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -29,7 +28,7 @@ INDEX_BATCH = 256
 
 @dataclass(frozen=True)
 class Job:
-    """One series to convert, already pseudonymised: no original identifier travels with it."""
+    """One series to convert; its plan was indexed with a key, so no original identifier travels with it."""
 
     cohort: str
     plan: SeriesPlan
@@ -59,32 +58,26 @@ def batches(paths: list[Path], size: int = INDEX_BATCH) -> list[list[Path]]:
     return [paths[i:i + size] for i in range(0, len(paths), size)]
 
 
-def pseudonymise(plan: SeriesPlan, pseudo: Pseudonymiser) -> SeriesPlan:
-    """The plan with the patient's pseudonym and keyed UIDs in place of the originals."""
-    return dataclasses.replace(
-        plan, patient_id=pseudo.patient(plan.patient_id), series_uid=pseudo.uid(plan.series_uid),
-        study_uid=pseudo.uid(plan.study_uid), frame_of_reference_uid=pseudo.uid(plan.frame_of_reference_uid))
+def _object_row(cohort: str, obj: ObjectSeries) -> dict[str, Any]:
+    return {"cohort": cohort, "patient": obj.patient_id, "study": obj.study_uid, "series": obj.series_uid,
+            "modality": obj.modality, "n_files": len(obj.files), "store": "", "status": "indexed"}
 
 
-def _object_row(cohort: str, obj: ObjectSeries, pseudo: Pseudonymiser) -> dict[str, Any]:
-    return {"cohort": cohort, "patient": pseudo.patient(obj.patient_id), "study": pseudo.uid(obj.study_uid),
-            "series": pseudo.uid(obj.series_uid), "modality": obj.modality, "n_files": len(obj.files),
-            "store": "", "status": "indexed"}
-
-
-def plan_jobs(instances: list[Instance], root: Path, pseudo: Pseudonymiser
+def plan_jobs(instances: list[Instance], root: Path
               ) -> tuple[list[Job], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Conversion jobs, manifest rows of object series, and quarantine rows of rejected series or copies."""
+    """Conversion jobs, manifest rows of object series, and quarantine rows of rejected series or copies.
+
+    ``instances`` come from an index made with a key, so plans and rows hold pseudonyms only.
+    """
     plans, objects, rejected = group_series(instances)
     first_file = {i.series_uid: i.path for i in instances}
     jobs = []
     for plan in plans:
         cohort = cohort_of(plan.files[0], root)
-        p = pseudonymise(plan, pseudo)
-        jobs.append(Job(cohort, p, f"volumes/{cohort}/{p.patient_id}/{p.series_uid}.zarr"))
-    object_rows = [_object_row(cohort_of(o.files[0], root), o, pseudo) for o in objects]
-    bad = [quarantine_row(cohort_of(first_file.get(r.series_uid, r.path), root), r,
-                          pseudo.uid(r.series_uid) if r.series_uid else "", "series") for r in rejected]
+        jobs.append(Job(cohort, plan, f"volumes/{cohort}/{plan.patient_id}/{plan.series_uid}.zarr"))
+    object_rows = [_object_row(cohort_of(o.files[0], root), o) for o in objects]
+    bad = [quarantine_row(cohort_of(first_file.get(r.series_uid, r.path), root), r, r.series_uid, "series")
+           for r in rejected]
     return jobs, object_rows, bad
 
 
@@ -165,9 +158,9 @@ def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
     """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine."""
     root = Path(dicom_root)
     files = list_files(root)
-    indexed = _run(index_files, [(b, root) for b in batches(files)], executor)
+    indexed = _run(index_files, [(b, root, pseudo) for b in batches(files)], executor)
     instances = [i for good, _ in indexed for i in good]
     quarantine = [quarantine_row(cohort_of(r.path, root), r) for _, bad in indexed for r in bad]
-    jobs, object_rows, bad_series = plan_jobs(instances, root, pseudo)
+    jobs, object_rows, bad_series = plan_jobs(instances, root)
     outcomes = _run(convert_job, [(j, root, Path(out_root)) for j in jobs], executor)
     return finish(out_root, outcomes, object_rows, quarantine + bad_series, len(files))
