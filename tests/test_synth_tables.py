@@ -1,0 +1,106 @@
+"""Synthetic clinical and ground-truth tables: determinism, schema, pattern mix, response, truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonimage.synth.tables import COHORTS, FES_THRESHOLD, recist_category, simulate_cohort_tables
+
+PATIENT_COLUMNS = {
+    "subject_id", "cohort", "site", "age", "weight_kg", "height_cm", "sex", "ecog", "de_novo", "bone_only",
+    "visceral", "prior_endocrine", "arm", "cdk46i", "fdg_day", "fes_day", "pfs1_months", "pfs1_event",
+    "n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction", "fes_pattern",
+}
+LESION_COLUMNS = {"subject_id", "lesion_id", "organ", "diameter_mm", "fdg_suv", "fes_suv", "fes_evaluable",
+                  "fes_positive", "response_pct", "response"}
+
+
+@pytest.fixture(scope="module", params=list(COHORTS))
+def tables(request):
+    return simulate_cohort_tables(request.param, seed=3)
+
+
+def test_deterministic_by_cohort_n_seed():
+    a, b = simulate_cohort_tables("sonia", 60, seed=7), simulate_cohort_tables("sonia", 60, seed=7)
+    pd.testing.assert_frame_equal(a.patients, b.patients)
+    pd.testing.assert_frame_equal(a.lesions, b.lesions)
+    assert a.truth == b.truth
+    c = simulate_cohort_tables("sonia", 60, seed=8)
+    assert not a.patients["pfs1_months"].equals(c.patients["pfs1_months"])
+
+
+def test_schema_and_consistency(tables):
+    p, les, spec = tables.patients, tables.lesions, COHORTS[tables.cohort]
+    assert PATIENT_COLUMNS <= set(p.columns) and LESION_COLUMNS <= set(les.columns)
+    assert len(p) == spec.n_patients and p["subject_id"].is_unique
+    assert p["subject_id"].str.fullmatch(rf"{spec.prefix}-\d{{4}}").all()
+    assert set(p["sex"]) == {"F"} and set(p["ecog"]) <= {0, 1, 2} and set(p["site"]) <= set(spec.sites)
+    assert set(p["arm"]) <= set(spec.arms) and set(p["pfs1_event"]) <= {0, 1}
+    assert (p["pfs1_months"] > 0).all()
+    assert (p["fdg_day"] < 0).all() and (p["fes_day"] < 0).all() and (p["fdg_day"] != p["fes_day"]).all()
+    assert not (p["bone_only"] & p["visceral"]).any()
+    assert set(les["organ"]) <= {"bone", "lymph_node", "lung", "liver"}
+    assert les.groupby("subject_id")["lesion_id"].apply(lambda s: list(s) == list(range(1, len(s) + 1))).all()
+    assert (les["fes_evaluable"] == (les["organ"] != "liver")).all()
+    assert (les["fes_positive"] == (les["fes_evaluable"] & (les["fes_suv"] >= FES_THRESHOLD))).all()
+    counts = les.groupby("subject_id").agg(n=("lesion_id", "size"), pos=("fes_positive", "sum")).loc[p["subject_id"]]
+    assert (counts["n"].to_numpy() == p["n_lesions"]).all() and (counts["pos"].to_numpy() == p["n_fes_positive"]).all()
+    np.testing.assert_allclose(p["fes_positive_fraction"], p["n_fes_positive"] / p["n_lesions"])
+    json.dumps(tables.truth)  # JSON-serialisable
+
+
+def test_pattern_mix_and_edge_cases(tables):
+    p = tables.patients
+    share = p["fes_pattern"].value_counts(normalize=True)
+    assert {"all positive", "mixed"} <= set(share.index)
+    assert (p.loc[p["fes_pattern"] == "not evaluable", "n_fes_evaluable"] == 0).all()
+    assert (p["fes_pattern"] == "not evaluable").sum() >= 1  # the liver-only edge case
+    if tables.cohort == "sonia":
+        assert 0.3 < share["mixed"] < 0.6 and "all negative" in share.index
+
+
+def test_case_mix_differs_between_cohorts():
+    s, i, t = (simulate_cohort_tables(c, seed=0) for c in ("sonia", "impact", "transcan"))
+    assert i.patients["ecog"].mean() > s.patients["ecog"].mean() > t.patients["ecog"].mean()
+    assert t.patients["de_novo"].sum() == 0 and set(t.patients["arm"]) == {"ET"}
+    assert i.truth["linear_predictor_sd"] > s.truth["linear_predictor_sd"] > t.truth["linear_predictor_sd"]
+
+
+def test_organ_mix_and_lesion_ranges():
+    les = simulate_cohort_tables("sonia", 400, seed=1).lesions
+    share = les["organ"].value_counts(normalize=True)
+    assert 0.7 < share["bone"] < 0.86 and share["liver"] < 0.06
+    assert les["diameter_mm"].between(8, 40).all()
+
+
+def test_response_follows_truth():
+    t = simulate_cohort_tables("sonia", 1500, seed=2)
+    les = t.lesions.merge(t.patients[["subject_id", "cdk46i"]], on="subject_id")
+    les = les[les["response_pct"] > -100]
+    x = np.column_stack([np.ones(len(les)), np.log(les["fes_suv"]), np.log(les["fdg_suv"]), les["cdk46i"]])
+    beta = np.linalg.lstsq(x, les["response_pct"].to_numpy(), rcond=None)[0]
+    r = t.truth["response"]
+    assert beta[1] == pytest.approx(r["log_fes_suv"], abs=1.5)
+    assert beta[3] == pytest.approx(r["cdk46i"], abs=1.5)
+    assert list(recist_category(np.array([-100, -45, -10, 25]))) == ["CR", "PR", "SD", "PD"]
+    assert (les["response"] == recist_category(les["response_pct"].to_numpy())).all()
+
+
+def test_pfs_medians_near_sonia():
+    from lifelines import KaplanMeierFitter
+
+    p = simulate_cohort_tables("sonia", 2000, seed=0).patients
+    med = {a: KaplanMeierFitter().fit(g["pfs1_months"], g["pfs1_event"]).median_survival_time_
+           for a, g in p.groupby("arm")}
+    assert 13 < med["AI"] < 19 and 21 < med["AI+CDK4/6i"] < 29
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown cohort"):
+        simulate_cohort_tables("nope")
+    with pytest.raises(ValueError, match="unknown log_hr"):
+        simulate_cohort_tables("sonia", log_hr={"bogus": 1.0})
