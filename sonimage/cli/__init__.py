@@ -1,12 +1,17 @@
-"""The ``sonimage`` command: one module per sub-command, each with ``register(subparsers)``."""
+"""The ``sonimage`` command: one module per sub-command, each with ``register(subparsers)``.
+
+Commands that need the orchestration layer (``sonimage run``) plug in through the ``sonimage.commands`` entry-point
+group, so the library itself never imports Prefect.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
-SUBCOMMANDS = ("synth", "convert", "run", "features", "model")
+SUBCOMMANDS = ("synth", "convert", "features", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"sonimage.cli.{name}").register(sub)
+    for plugin in entry_points(group="sonimage.commands"):
+        plugin.load()(sub)
     return parser
 
 

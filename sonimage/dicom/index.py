@@ -9,7 +9,10 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from sonimage.dicom.petheader import SliceTiming, slice_timing
 from sonimage.dicom.pseudonym import Pseudonymiser
+
+RAW_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and explicit VR little endian
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Instance:
     pixel_spacing: tuple[float, float] | None
     frames: int
     size: int
+    timing: SliceTiming
+    pixels: tuple[int, int, str] | None  # (byte offset, length, numpy dtype) of raw little-endian pixel data
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
     """
     rel = str(path.relative_to(root))
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, defer_size=4096)  # large values (pixel data) are skipped, their offsets kept
     except InvalidDicomError:
         return Rejected(rel, "not a DICOM file (no DICM preamble)")
     except Exception as exc:  # pydicom raises many types on damaged files
@@ -88,7 +93,21 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
         pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
         frames=int(ds.get("NumberOfFrames", 1) or 1),
         size=path.stat().st_size,
+        timing=slice_timing(ds),
+        pixels=_raw_pixels(ds),
     )
+
+
+def _raw_pixels(ds: pydicom.Dataset) -> tuple[int, int, str] | None:
+    """Where uncompressed pixel data sits in the file, so it can be read without parsing the file again."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
+    if syntax not in RAW_SYNTAXES or raw is None or getattr(raw, "value_tell", None) is None:
+        return None
+    bits, signed = int(ds.get("BitsAllocated", 16)), int(ds.get("PixelRepresentation", 0))
+    if bits not in (8, 16, 32) or int(ds.get("SamplesPerPixel", 1)) != 1:
+        return None
+    return int(raw.value_tell), int(raw.length), f"<{'i' if signed else 'u'}{bits // 8}"
 
 
 def index_files(paths: list[Path], root: Path, pseudo: Pseudonymiser | None = None

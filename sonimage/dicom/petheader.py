@@ -143,6 +143,11 @@ def _header(getters: Sequence[Callable[[str], Any]]) -> PetHeader:
     )
 
 
+def slice_timing(ds: Dataset) -> SliceTiming:
+    """The per-slice SUV inputs of one dataset (read once, at indexing)."""
+    return _slice(_dataset_getter(ds))
+
+
 def header_from_datasets(datasets: Sequence[Dataset]) -> PetHeader:
     """SUV inputs of a series from its slices' pydicom datasets (pixel data not needed)."""
     return _header([_dataset_getter(ds) for ds in datasets])

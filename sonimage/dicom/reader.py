@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pydicom
 
-from sonimage.dicom.index import index_files, list_files
+from sonimage.dicom.index import Instance, index_files, list_files
 from sonimage.dicom.petheader import header_from_datasets
 from sonimage.dicom.series import SeriesError, SeriesPlan, group_series
 from sonimage.dicom.suv import suv_conversion
@@ -15,22 +16,31 @@ from sonimage.dicom.tracer import tracer_name
 from sonimage.volumes.volume import Volume
 
 
-def _pixels(ds: pydicom.Dataset, path: str) -> np.ndarray:
+def _pixels(root: Path, inst: Instance, shape: tuple[int, int]) -> np.ndarray:
+    """One slice's stored values: read straight from the file offset found at indexing, else decoded by pydicom."""
+    path = root / inst.path
     try:
-        return ds.pixel_array
-    except Exception as exc:  # truncated or undecodable pixel data
-        raise SeriesError(f"pixel data of {path} cannot be decoded: {exc}") from exc
+        if inst.pixels is None:
+            return pydicom.dcmread(path).pixel_array
+        offset, length, dtype = inst.pixels
+        count = shape[0] * shape[1]
+        if length < count * np.dtype(dtype).itemsize or inst.size < offset + length:
+            raise ValueError(f"pixel data is truncated ({inst.size - offset} of {length} bytes present)")
+        return np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(shape)
+    except Exception as exc:  # truncated, undecodable or unreadable pixel data
+        raise SeriesError(f"pixel data of {inst.path} cannot be decoded: {exc}") from exc
 
 
-def _pet_attrs(datasets: list[pydicom.Dataset]) -> tuple[np.ndarray, dict]:
-    conv = suv_conversion(header_from_datasets(datasets))
-    head = header_from_datasets(datasets[:1])
+def _pet_attrs(plan: SeriesPlan, root: Path) -> tuple[np.ndarray, dict]:
+    """SUV factors per slice and the PET attributes; series-level fields come from the first file's header."""
+    first = header_from_datasets([pydicom.dcmread(root / plan.files[0], stop_before_pixels=True)])
+    conv = suv_conversion(dataclasses.replace(first, slices=tuple(s.timing for s in plan.slices)))
     attrs = {
         "quantity": "SUVbw",
         "units": "g/mL",
-        "tracer": tracer_name(head.tracer),
-        "original_units": head.units,
-        "decay_correction": head.decay_correction,
+        "tracer": tracer_name(first.tracer),
+        "original_units": first.units,
+        "decay_correction": first.decay_correction,
         "suv_factor": conv.factor,
         "suv_bw_factor_g_per_bq": conv.bw_factor,
         "suv_method": conv.method,
@@ -44,18 +54,19 @@ def _pet_attrs(datasets: list[pydicom.Dataset]) -> tuple[np.ndarray, dict]:
 
 def load_plan(plan: SeriesPlan, root: Path) -> Volume:
     """Pixel data of ``plan`` (files relative to ``root``) as a volume: PET → SUVbw float32, CT → HU."""
-    datasets = [pydicom.dcmread(root / f) for f in plan.files]
-    slope = np.array([float(ds.get("RescaleSlope", 1) or 1) for ds in datasets])
-    intercept = np.array([float(ds.get("RescaleIntercept", 0) or 0) for ds in datasets])
-    first = datasets[0]
+    root = Path(root)
+    slope = np.array([s.timing.slope for s in plan.slices])
+    intercept = np.array([s.timing.intercept for s in plan.slices])
+    head = pydicom.dcmread(root / plan.files[0], stop_before_pixels=True, specific_tags=["Manufacturer",
+                                                                                      "ManufacturerModelName"])
     attrs: dict = {
         "modality": plan.modality,
-        "manufacturer": str(first.get("Manufacturer", "")),
-        "model": str(first.get("ManufacturerModelName", "")),
+        "manufacturer": str(head.get("Manufacturer", "")),
+        "model": str(head.get("ManufacturerModelName", "")),
         "slice_positions_mm": list(plan.slice_positions),
     }
     if plan.modality == "PT":
-        factors, pet = _pet_attrs(datasets)
+        factors, pet = _pet_attrs(plan, root)
         attrs.update(pet)
         scale, offset, dtype = slope * factors, intercept * factors, np.float32
     else:
@@ -64,11 +75,9 @@ def load_plan(plan: SeriesPlan, root: Path) -> Volume:
         dtype = np.int16 if integral else np.float32
         attrs.update({"quantity": "CT", "units": "HU"})
     array = np.empty(plan.shape, dtype=dtype)
-    for k, (ds, path) in enumerate(zip(datasets, plan.files)):
-        px = _pixels(ds, path)
-        if px.shape != plan.shape[1:]:
-            raise SeriesError(f"pixel data of {path} has shape {px.shape}, expected {plan.shape[1:]}")
-        array[k] = px * scale[k] + offset[k] if dtype is np.float32 else np.round(px * scale[k] + offset[k])
+    for k, inst in enumerate(plan.slices):
+        values = _pixels(root, inst, plan.shape[1:]) * scale[k] + offset[k]
+        array[k] = values if dtype is np.float32 else np.round(values)
     return Volume(array=array, spacing=plan.spacing, origin=plan.origin, direction=plan.direction, attrs=attrs)
 
 

@@ -28,12 +28,17 @@ class SeriesPlan:
     frame_of_reference_uid: str
     patient_id: str
     modality: str
-    files: tuple[str, ...]
+    slices: tuple[Instance, ...]
     slice_positions: tuple[float, ...]
     origin: tuple[float, float, float]
     direction: tuple[float, ...]
     spacing: tuple[float, float, float]
     shape: tuple[int, int, int]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The slices' files (relative to the DICOM root), in slice order."""
+        return tuple(s.path for s in self.slices)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def plan_image_series(items: list[Instance]) -> SeriesPlan:
         frame_of_reference_uid=first.frame_of_reference_uid,
         patient_id=first.patient_id,
         modality=first.modality,
-        files=tuple(items[k].path for k in order),
+        slices=tuple(items[k] for k in order),
         slice_positions=tuple(float(d) for d in depth),
         origin=tuple(float(v) for v in first.position),  # type: ignore[arg-type]
         direction=tuple(float(v) for v in direction),

@@ -1,0 +1,36 @@
+# sonimage: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= out/demo
+DEMO_PATIENTS ?= 6
+DEMO_SIZE ?= small
+export SONIMAGE_HOME ?= $(CURDIR)/.sonimage
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sonimage synth $(DEMO_OUT)/study --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1
+	$(BIN)/sonimage run $(DEMO_OUT)/study/dicom $(DEMO_OUT) --linking $(DEMO_OUT)/study/site-private/linking.csv
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/survival.py
+
+clean:
+	rm -rf out .prefect bench/results

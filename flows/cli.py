@@ -1,0 +1,46 @@
+"""`sonimage run`: the study flow on the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sonimage.cli.convert import add_pseudonym_options
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.environment import configure
+
+    configure(args.out / ".prefect")
+    from flows.cluster import dask_cluster
+    from flows.server import prefect_server
+    from sonimage.cli.convert import pseudonymiser
+
+    pseudo = pseudonymiser(args)
+    with prefect_server():
+        from prefect.logging.handlers import APILogWorker
+        from prefect_dask import DaskTaskRunner
+
+        from flows.pipeline import study_flow
+
+        with dask_cluster(args.cluster, args.workers, args.dashboard) as (address, dashboard):
+            print(f"Dask dashboard: {dashboard}", flush=True)
+            runner = DaskTaskRunner(address=address)
+            outputs = study_flow.with_options(task_runner=runner)(str(args.out), str(args.dicom_root), pseudo)
+        APILogWorker.drain_all(timeout=10)  # deliver the last log lines while the server is still up
+    print("outputs:")
+    for name, path in outputs.items():
+        print(f"  {name:<11} {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `run` sub-command."""
+    p = sub.add_parser("run", help="run the study flow (Prefect + Dask) over a DICOM tree")
+    p.add_argument("dicom_root", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--cluster", default="local", help="local (default), kubernetes, slurm or tcp://HOST:PORT")
+    p.add_argument("--workers", type=int, default=2, help="Dask workers to start (local, kubernetes, slurm)")
+    p.add_argument("--dashboard", default=":8787", help="dashboard address of a cluster started here")
+    add_pseudonym_options(p)
+    p.set_defaults(func=_run)

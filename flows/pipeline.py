@@ -1,0 +1,35 @@
+"""The sonimage study flow: (synthetic) DICOM → Zarr volumes → lesion features → survival report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, unmapped
+
+from flows.tasks import convert_series, index_batch, write_tables
+from sonimage.dicom.index import list_files
+from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.volumes.convert import ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row
+
+
+def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> ConvertSummary:
+    """Index in batches, plan series, convert one task per series, write the tables."""
+    files = list_files(dicom_root)
+    indexed = index_batch.map([[str(p) for p in b] for b in batches(files)], unmapped(str(dicom_root)), unmapped(pseudo)).result()
+    instances = [i for good, _ in indexed for i in good]
+    quarantine = [quarantine_row(cohort_of(r.path, dicom_root), r) for _, bad in indexed for r in bad]
+    jobs, object_rows, bad_series = plan_jobs(instances, dicom_root)
+    outcomes = convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out))).result()
+    return write_tables(str(out), outcomes, object_rows, quarantine + bad_series, len(files))
+
+
+@flow(name="sonimage-study", log_prints=True)
+def study_flow(out: str, dicom_root: str, pseudo: Pseudonymiser) -> dict[str, str]:
+    """Convert a cohort's DICOM tree below ``dicom_root`` into ``out``; return where the outputs are."""
+    logger = get_run_logger()
+    out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
+    summary = convert_stage(root, out_path, pseudo)
+    logger.info("%d files: %d series converted, %d files quarantined", summary.n_files, summary.n_converted,
+                summary.n_quarantined_files)
+    return {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine),
+            "volumes": str(out_path / "volumes")}

@@ -1,0 +1,63 @@
+"""The study flow on real Prefect (test harness server) and a real Dask cluster of worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from distributed import LocalCluster
+
+from conftest import require
+from flows.environment import configure
+
+configure()
+
+from prefect.client.orchestration import get_client  # noqa: E402  (Prefect reads its settings at import)
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from prefect_dask import DaskTaskRunner  # noqa: E402
+
+from flows.pipeline import study_flow  # noqa: E402
+from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
+from sonimage.volumes.convert import convert_tree  # noqa: E402
+
+KEY = Pseudonymiser(b"flow-test-key")
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> None:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster(prefect_api: None) -> LocalCluster:
+    # Workers start after the harness exported PREFECT_API_URL, so they all talk to one server.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: LocalCluster, tmp_path: Path) -> None:
+    root = require(shared_data / "sts-001-fdg-pet")
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+    state = study_flow.with_options(task_runner=runner)(str(tmp_path / "flow"), str(root), KEY, return_state=True)
+    assert state.is_completed()
+    outputs = state.result()
+    direct = convert_tree(root, tmp_path / "direct", KEY)
+    assert _digest(Path(outputs["manifest"])) == _digest(direct.manifest)
+    assert _digest(Path(outputs["quarantine"])) == _digest(direct.quarantine)
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))[0]
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    names = [t.name for t in tasks]
+    assert run.state.is_completed()
+    assert sum(n.startswith("convert-volumes/") for n in names) == 1
+    assert sum(n.startswith("index-dicom") for n in names) == 2  # 269 files in batches of 256
+    assert not any("STS_001" in n for n in names)  # task names carry pseudonyms only
+    assert all(t.state.is_completed() for t in tasks)
