@@ -14,9 +14,6 @@ def _run(args: argparse.Namespace) -> int:
     configure(args.out / ".prefect")
     from flows.cluster import dask_cluster
     from flows.server import prefect_server
-    from sonimage.cli.convert import pseudonymiser
-
-    pseudo = pseudonymiser(args)
     with prefect_server():
         from prefect.logging.handlers import APILogWorker
         from prefect_dask import DaskTaskRunner
@@ -26,7 +23,9 @@ def _run(args: argparse.Namespace) -> int:
         with dask_cluster(args.cluster, args.workers, args.dashboard) as (address, dashboard):
             print(f"Dask dashboard: {dashboard}", flush=True)
             runner = DaskTaskRunner(address=address)
-            outputs = study_flow.with_options(task_runner=runner)(str(args.out), str(args.dicom_root), pseudo)
+            outputs = study_flow.with_options(task_runner=runner)(
+                str(args.out), str(args.dicom_root), args.linking and str(args.linking),
+                args.key_file and str(args.key_file))
         APILogWorker.drain_all(timeout=10)  # deliver the last log lines while the server is still up
     print("outputs:")
     for name, path in outputs.items():

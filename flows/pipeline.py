@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
+from prefect_dask import DaskTaskRunner
 
 from flows.tasks import convert_series, index_batch, write_tables
 from sonimage.dicom.index import list_files
-from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
 from sonimage.volumes.convert import ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row
 
 
@@ -23,10 +25,22 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     return write_tables(str(out), outcomes, object_rows, quarantine + bad_series, len(files))
 
 
-@flow(name="sonimage-study", log_prints=True)
-def study_flow(out: str, dicom_root: str, pseudo: Pseudonymiser) -> dict[str, str]:
-    """Convert a cohort's DICOM tree below ``dicom_root`` into ``out``; return where the outputs are."""
+def default_runner() -> DaskTaskRunner:
+    """The scheduler at $SONIMAGE_DASK_ADDRESS when set (deployments), else a LocalCluster of worker processes."""
+    address = os.environ.get("SONIMAGE_DASK_ADDRESS")
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":8787"})
+
+
+@flow(name="sonimage-study", log_prints=True, task_runner=default_runner())
+def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: str | None = None) -> dict[str, str]:
+    """Convert the DICOM tree below ``dicom_root`` into ``out``; return where the outputs are.
+
+    Parameters are paths only (deployments pass JSON): the site linking table and key file stay at the site.
+    """
     logger = get_run_logger()
+    pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None), read_linking(Path(linking)) if linking else {})
     out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
     summary = convert_stage(root, out_path, pseudo)
     logger.info("%d files: %d series converted, %d files quarantined", summary.n_files, summary.n_converted,

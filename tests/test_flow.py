@@ -22,7 +22,7 @@ from flows.pipeline import study_flow  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
 from sonimage.volumes.convert import convert_tree  # noqa: E402
 
-KEY = Pseudonymiser(b"flow-test-key")
+KEY = "flow-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +44,14 @@ def _digest(path: Path) -> str:
 
 def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: LocalCluster, tmp_path: Path) -> None:
     root = require(shared_data / "sts-001-fdg-pet")
+    key_file = tmp_path / "site.key"
+    key_file.write_text(KEY)
     runner = DaskTaskRunner(address=cluster.scheduler_address)
-    state = study_flow.with_options(task_runner=runner)(str(tmp_path / "flow"), str(root), KEY, return_state=True)
+    state = study_flow.with_options(task_runner=runner)(str(tmp_path / "flow"), str(root), key_file=str(key_file),
+                                                        return_state=True)
     assert state.is_completed()
     outputs = state.result()
-    direct = convert_tree(root, tmp_path / "direct", KEY)
+    direct = convert_tree(root, tmp_path / "direct", Pseudonymiser(KEY.encode()))
     assert _digest(Path(outputs["manifest"])) == _digest(direct.manifest)
     assert _digest(Path(outputs["quarantine"])) == _digest(direct.quarantine)
 

@@ -2,8 +2,8 @@
 
 A patient gets the trial pseudonym from a site-kept linking table when one is given, otherwise a keyed hash
 (HMAC-SHA256) of the original PatientID. UIDs become keyed hashes too. The key is a secret of the site: it comes
-from ``$SONIMAGE_PSEUDONYM_KEY``, a key file, or a key file created once under ``$SONIMAGE_HOME`` (default
-``~/.sonimage``); it is never written into outputs.
+from a key file named by the user, ``$SONIMAGE_PSEUDONYM_KEY``, or a key file created once under ``$SONIMAGE_HOME``
+(default ``~/.sonimage``); it is never written into outputs.
 """
 
 from __future__ import annotations
@@ -23,11 +23,16 @@ def default_key_file() -> Path:
 
 
 def load_key(key_file: Path | None = None) -> bytes:
-    """The pseudonymisation key: $SONIMAGE_PSEUDONYM_KEY, else ``key_file`` (created with a random key if absent)."""
+    """The pseudonymisation key: ``key_file`` when given, else $SONIMAGE_PSEUDONYM_KEY, else the site key file
+    (created once with a random key)."""
+    if key_file is not None:
+        if not Path(key_file).is_file():
+            raise FileNotFoundError(f"pseudonymisation key file {key_file} does not exist")
+        return Path(key_file).read_text().strip().encode()
     env = os.environ.get("SONIMAGE_PSEUDONYM_KEY")
     if env:
         return env.encode()
-    path = Path(key_file) if key_file else default_key_file()
+    path = default_key_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
