@@ -1,0 +1,48 @@
+"""Per-patient heterogeneity metrics on a hand-checked lesion table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonimage.tables.patients import FesRule, patient_metrics
+
+
+def lesions() -> pd.DataFrame:
+    rows = [  # patient, organ, fdg_suvmax, fes_suvmax, fes_suvmean, volume
+        ("A", "bone", 6.0, 3.0, 2.0, 4.0), ("A", "bone", 4.0, 1.5, 1.0, 2.0), ("A", "liver", 9.0, 12.0, 8.0, 10.0),
+        ("B", "lymph_node", 5.0, 1.0, 0.8, 3.0), ("B", "lung", 3.0, 1.2, 0.9, 1.0),
+        ("C", "bone", 2.0, 4.0, 3.0, 1.0),
+        ("D", "liver", 8.0, 10.0, 7.0, 5.0),
+    ]
+    df = pd.DataFrame(rows, columns=["patient", "organ", "fdg_suvmax", "fes_suvmax", "fes_suvmean", "volume_ml"])
+    df["lesion"] = df.groupby("patient").cumcount() + 1
+    df["fdg_sulmax"] = df.fdg_suvmax * 0.8
+    df["fes_sulmean"] = df.fes_suvmean * 0.8
+    df["fdg_tlg"] = df.volume_ml * 2.0
+    return df
+
+
+def test_patterns_fractions_and_liver_rule() -> None:
+    m = patient_metrics(lesions()).set_index("patient")
+    assert m.loc["A", "fes_pattern"] == "all positive"  # 1.5 counts as positive with the inclusive default
+    assert m.loc["A", "n_fes_evaluable"] == 2  # the liver lesion is not FES-evaluable
+    assert m.loc["A", "fes_positive_fraction"] == pytest.approx(2 / 3)
+    assert m.loc["B", "fes_pattern"] == "all negative"
+    assert m.loc["D", "fes_pattern"] == "not evaluable"
+    assert np.isnan(m.loc["D", "fes_positive_fraction_evaluable"])
+
+
+def test_strict_threshold_changes_a_borderline_lesion() -> None:
+    m = patient_metrics(lesions(), FesRule(1.5, inclusive=False)).set_index("patient")
+    assert m.loc["A", "fes_pattern"] == "mixed"
+    assert bool(m.loc["A", "any_fes_negative"])
+
+
+def test_kurland_geometric_means_use_the_top_fdg_lesions() -> None:
+    m = patient_metrics(lesions()).set_index("patient")
+    assert m.loc["A", "fdg_sulmax3"] == pytest.approx((9.0 * 6.0 * 4.0) ** (1 / 3) * 0.8)
+    # FES SULmean3 over the same three lesions, the liver one left out as not evaluable
+    assert m.loc["A", "fes_sulmean3"] == pytest.approx(np.sqrt(2.0 * 1.0) * 0.8)
+    assert m.loc["A", "fdg_mtv_ml"] == pytest.approx(16.0)
