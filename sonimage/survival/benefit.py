@@ -1,0 +1,96 @@
+"""Individual benefit of treatment from a frozen model, and how well benefit is predicted where both arms exist.
+
+Benefit is the predicted PFS probability under treatment minus under control (positive = treatment helps),
+and the difference in restricted mean survival time up to the largest horizon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sonimage.survival.calibration import km_at
+from sonimage.survival.cox import FrozenCox
+from sonimage.survival.data import SurvivalDataError, check_columns, survival_outcome
+
+
+def _rmst(model: FrozenCox, df: pd.DataFrame, tau: float, source: str) -> np.ndarray:
+    """Restricted mean survival time up to ``tau`` of each row (area under the predicted step curve)."""
+    knots = np.array([0.0, *[t for t in model.baseline_time if t < tau], tau])
+    surv = model.survival(df, knots[:-1], source)
+    return surv @ np.diff(knots)
+
+
+def predict_benefit(model: FrozenCox, df: pd.DataFrame, treatment: str, horizons: list[float],
+                    control: float = 0, treated: float = 1, source: str = "data") -> pd.DataFrame:
+    """Per row: survival at each horizon under control and treatment, their difference, and the RMST difference."""
+    if treatment not in model.design.variables:
+        raise SurvivalDataError(f"the model has no term in {treatment!r} (terms {list(model.terms)}): "
+                                "it cannot predict a treatment benefit")
+    check_columns(df, [v for v in model.design.variables if v != treatment], source)
+    arms = {"control": df.assign(**{treatment: control}), "treated": df.assign(**{treatment: treated})}
+    out = pd.DataFrame(index=df.index)
+    for h in horizons:
+        for arm, d in arms.items():
+            out[f"pfs_{arm}_{h:g}"] = model.survival(d, h, source)[:, 0]
+        out[f"benefit_{h:g}"] = out[f"pfs_treated_{h:g}"] - out[f"pfs_control_{h:g}"]
+    tau = max(horizons)
+    rm = {arm: _rmst(model, d, tau, source) for arm, d in arms.items()}
+    out[f"rmst_control_{tau:g}"], out[f"rmst_treated_{tau:g}"] = rm["control"], rm["treated"]
+    out[f"rmst_benefit_{tau:g}"] = rm["treated"] - rm["control"]
+    return out
+
+
+def _c_for_benefit(pred: np.ndarray, obs: np.ndarray) -> float:
+    """Concordance of predicted with observed pair benefit over pairs of pairs with unequal observed benefit."""
+    dp = pred[:, None] - pred[None, :]
+    do = obs[:, None] - obs[None, :]
+    usable = do > 0
+    if not usable.any():
+        return float("nan")
+    return float(((dp > 0) + 0.5 * (dp == 0))[usable].mean())
+
+
+def _rank_pick(idx: np.ndarray, m: int) -> np.ndarray:
+    """``m`` rows spread evenly over ``idx`` (sorted by predicted benefit): 1:1 matching on benefit rank."""
+    return idx[np.round(np.linspace(0, idx.size - 1, m)).astype(int)]
+
+
+def benefit_validation(model: FrozenCox, df: pd.DataFrame, time: str, event: str, treatment: str, horizon: float,
+                       control: float = 0, treated: float = 1, groups: int = 3, source: str = "data") -> dict:
+    """c-for-benefit (van Klaveren et al. 2018) and calibration of benefit by groups of predicted benefit.
+
+    Where the data hold one arm only, nothing is estimated and the reason says why.
+    """
+    t, e = survival_outcome(df, time, event, source)
+    check_columns(df, [treatment], source)
+    arm = df[treatment].to_numpy(float)
+    present = sorted(set(arm.tolist()))
+    if not ({control, treated} <= set(present)):
+        return {"estimable": False,
+                "reason": f"{source} has one arm only ({treatment} = {present}): observed benefit needs patients "
+                          f"under both {treatment} = {control} and {treatment} = {treated}, so c-for-benefit and "
+                          "calibration of benefit are not estimable"}
+    ben = predict_benefit(model, df, treatment, [horizon], control, treated, source)[f"benefit_{horizon:g}"]
+    ben = ben.to_numpy()
+    # c-for-benefit: binary outcome by the horizon (rows censored before it are unknown and left out)
+    known = (t > horizon) | (e == 1)
+    y = ((t <= horizon) & (e == 1)).astype(float)
+    tr = np.flatnonzero(known & (arm == treated))
+    co = np.flatnonzero(known & (arm == control))
+    m = min(tr.size, co.size)
+    tr, co = tr[np.argsort(ben[tr], kind="stable")], co[np.argsort(ben[co], kind="stable")]
+    tr, co = _rank_pick(tr, m), _rank_pick(co, m)
+    cfb = _c_for_benefit((ben[tr] + ben[co]) / 2.0, y[co] - y[tr])
+    q = pd.qcut(pd.Series(ben).rank(method="first"), groups, labels=False).to_numpy()
+    rows = []
+    for g in range(groups):
+        in_g = q == g
+        a, c = in_g & (arm == treated), in_g & (arm == control)
+        observed = (km_at(t[a], e[a], horizon) - km_at(t[c], e[c], horizon)) if a.any() and c.any() else np.nan
+        rows.append({"group": g + 1, "n_treated": int(a.sum()), "n_control": int(c.sum()),
+                     "predicted_benefit": float(ben[in_g].mean()), "observed_benefit": float(observed)})
+    return {"estimable": True, "c_for_benefit": cfb, "matched_pairs": int(m), "horizon": float(horizon),
+            "calibration_of_benefit": rows,
+            "method": "pairs matched on rank of predicted benefit; outcome = event by the horizon; observed "
+                      "benefit per group = KM(treated) - KM(control) at the horizon"}

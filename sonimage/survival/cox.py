@@ -1,0 +1,271 @@
+"""Cox proportional-hazards fits (Efron ties, as R's coxph) and the frozen model file that applies anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter
+from lifelines.utils import concordance_index
+from scipy.stats import norm
+
+from sonimage import __version__
+from sonimage.survival.data import Design, SurvivalDataError, make_design, survival_outcome
+
+MODEL_FORMAT = "sonimage-cox/1"
+Z95 = float(norm.ppf(0.975))
+
+
+@dataclass(frozen=True)
+class FrozenCox:
+    """A fitted Cox model as plain numbers: predictions need no refit and no development data.
+
+    The linear predictor is centred: ``lp = Σ β (x − centre)``; survival is ``S0(t) ** exp(lp)`` with ``S0``
+    the Breslow baseline at the centre.
+    """
+
+    formula: str
+    terms: tuple[str, ...]
+    levels: dict[str, list]
+    coefficients: dict[str, float]
+    standard_errors: dict[str, float]
+    centre: dict[str, float]
+    baseline_time: tuple[float, ...]
+    baseline_cumhaz: tuple[float, ...]
+    settings: dict = field(default_factory=dict)
+    sonimage_version: str = __version__
+    format: str = MODEL_FORMAT
+
+    @property
+    def design(self) -> Design:
+        return Design(tuple(self.terms), dict(self.levels))
+
+    def linear_predictor(self, df: pd.DataFrame, source: str = "data") -> np.ndarray:
+        """Centred linear predictor of each row."""
+        x = self.design.matrix(df, source)
+        beta = np.array([self.coefficients[c] for c in x.columns])
+        centre = np.array([self.centre[c] for c in x.columns])
+        return (x.to_numpy() - centre) @ beta
+
+    def baseline_cumulative_hazard(self, times: np.ndarray | float) -> np.ndarray:
+        """H0(t) (right-continuous step function, 0 before the first event)."""
+        t = np.atleast_1d(np.asarray(times, float))
+        bt, bh = np.asarray(self.baseline_time), np.asarray(self.baseline_cumhaz)
+        idx = np.searchsorted(bt, t, side="right") - 1
+        return np.where(idx >= 0, bh[np.clip(idx, 0, None)], 0.0)
+
+    def survival(self, df: pd.DataFrame, times: np.ndarray | float, source: str = "data") -> np.ndarray:
+        """Predicted survival, shape (rows, times)."""
+        lp = self.linear_predictor(df, source)
+        return np.exp(-np.outer(np.exp(lp), self.baseline_cumulative_hazard(times)))
+
+    def risk(self, df: pd.DataFrame, horizon: float, source: str = "data") -> np.ndarray:
+        """Predicted probability of the event by ``horizon``."""
+        return 1.0 - self.survival(df, horizon, source)[:, 0]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["terms"], d["baseline_time"], d["baseline_cumhaz"] = list(self.terms), list(self.baseline_time), \
+            list(self.baseline_cumhaz)
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as JSON, atomically."""
+        return write_json_atomic(self.to_dict(), Path(path))
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "model") -> "FrozenCox":
+        if d.get("format") != MODEL_FORMAT:
+            raise SurvivalDataError(f"{source}: not a sonimage Cox model (format {d.get('format')!r})")
+        d = dict(d)
+        d["terms"], d["baseline_time"], d["baseline_cumhaz"] = tuple(d["terms"]), tuple(d["baseline_time"]), \
+            tuple(d["baseline_cumhaz"])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FrozenCox":
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()), str(path))
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise SurvivalDataError(f"{path}: unreadable model file ({exc})") from exc
+
+
+def write_json_atomic(obj: dict, path: Path) -> Path:
+    """JSON to ``path`` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=1, default=_json_default)
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+@dataclass(frozen=True)
+class CoxFit:
+    """A fit with its statistics (the lifelines model stays inside; the frozen model is what travels)."""
+
+    model: FrozenCox
+    summary: pd.DataFrame  # coef, se, hr, lower/upper 95 %, z, p per design column
+    concordance: float
+    log_likelihood: float
+    n: int
+    events: int
+
+
+def fit_cox(df: pd.DataFrame, time: str, event: str, formula: str, penalizer: float = 0.0, l1_ratio: float = 0.0,
+            source: str = "data", design: Design | None = None, robust: bool = False,
+            cluster: str | None = None, penalize: str = "all") -> CoxFit:
+    """Fit ``formula`` by partial likelihood with Efron ties; optional elastic-net penalty on standardised β.
+
+    ``penalize`` is "all" or "interactions" (main effects unpenalised, as PATH effect modelling advises).
+    ``cluster`` names a column of cluster ids for a cluster-robust (sandwich) variance.
+    """
+    if penalize not in ("all", "interactions"):
+        raise ValueError(f"penalize must be 'all' or 'interactions', got {penalize!r}")
+    t, e = survival_outcome(df, time, event, source)
+    design = design or make_design(df, formula, source)
+    x = design.matrix(df, source)
+    constant = [c for c in x.columns if np.ptp(x[c].to_numpy()) == 0]
+    if constant:
+        raise SurvivalDataError(f"{source}: design column(s) {constant} do not vary; the model cannot be fitted")
+    penalised = [penalizer * (penalize == "all" or ":" in c) for c in x.columns]
+    xa = x.to_numpy(float)
+    if cluster or robust:
+        beta, se, loglik = _fit_lifelines(x, t, e, np.array(penalised), l1_ratio, df[cluster] if cluster else None)
+    else:
+        if l1_ratio:
+            raise ValueError("an L1 penalty needs robust=True (fitted by lifelines); the fast path is L2 only")
+        beta, info, loglik = efron_newton(xa, t, e, np.array(penalised) * xa.std(0, ddof=1) ** 2)
+        se = np.sqrt(np.diag(np.linalg.inv(info)))
+    z = beta / se
+    summary = pd.DataFrame({
+        "coef": beta, "se": se, "hr": np.exp(beta), "hr_lower": np.exp(beta - Z95 * se),
+        "hr_upper": np.exp(beta + Z95 * se), "lower": beta - Z95 * se, "upper": beta + Z95 * se,
+        "z": z, "p": 2 * norm.sf(np.abs(z)),
+    }, index=pd.Index(x.columns, name="term"))
+    centre = xa.mean(0)
+    lp = (xa - centre) @ beta
+    bt, bh = breslow_baseline(t, e, lp)
+    model = FrozenCox(
+        formula=formula, terms=design.terms, levels=design.levels,
+        coefficients={c: float(b) for c, b in zip(x.columns, beta)},
+        standard_errors={c: float(v) for c, v in summary["se"].items()},
+        centre={c: float(m) for c, m in zip(x.columns, centre)},
+        baseline_time=tuple(bt.tolist()), baseline_cumhaz=tuple(bh.tolist()),
+        settings={"ties": "efron", "baseline": "breslow", "penalizer": penalizer, "penalize": penalize,
+                  "l1_ratio": l1_ratio,
+                  "penalty_scale": "standardised covariates", "time": time, "event": event, "n": int(len(t)),
+                  "events": int(e.sum()), "variance": "cluster-robust" if cluster else "robust" if robust else
+                  "model-based"},
+    )
+    return CoxFit(model, summary, float(concordance_index(t, -lp, e)), loglik, len(t), int(e.sum()))
+
+
+def _fit_lifelines(x: pd.DataFrame, t: np.ndarray, e: np.ndarray, penalizer: np.ndarray, l1_ratio: float,
+                   cluster: pd.Series | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """lifelines' fit, for the sandwich (robust / cluster-robust) standard errors and L1 penalties."""
+    data = x.assign(__time=t, __event=e)
+    if cluster is not None:
+        data["__cluster"] = cluster.to_numpy()
+    cph = CoxPHFitter(penalizer=penalizer if penalizer.any() else 0.0, l1_ratio=l1_ratio)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cph.fit(data, "__time", "__event", robust=True, cluster_col="__cluster" if cluster is not None else None)
+    return cph.params_.to_numpy(), cph.standard_errors_.to_numpy(), float(cph.log_likelihood_)
+
+
+def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np.ndarray | None = None,
+                 tol: float = 1e-10, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray, float]:
+    """Maximise the Efron partial likelihood minus ``Σ n·penalty_j·β_j²/2`` by Newton–Raphson with step halving.
+
+    ``penalty`` is per column on the original scale (lifelines' standardised penalty ``p`` is ``p·sd_j²``).
+    Returns β, the information matrix (negative Hessian of the penalised log-likelihood) and the unpenalised
+    log partial likelihood at β.
+    """
+    n, p = x.shape
+    order = np.argsort(-time, kind="stable")  # descending: risk sets are prefixes
+    x, t, e = x[order] - x.mean(0), time[order], event[order].astype(bool)
+    pen = np.zeros(p) if penalty is None else n * np.asarray(penalty, float)
+    # tie blocks among deaths: index of the last row with time >= t (prefix end), group sizes, position within
+    dt = t[e]
+    prefix_end = np.searchsorted(-t, -dt, side="right")  # rows with t_j >= t_death
+    grp_start = np.r_[0, np.flatnonzero(np.diff(dt) != 0) + 1]
+    grp_id = np.repeat(np.arange(grp_start.size), np.diff(np.r_[grp_start, dt.size]))
+    d = np.bincount(grp_id)[grp_id].astype(float)
+    frac = (np.arange(dt.size) - grp_start[grp_id]) / d
+    xd = x[e]
+
+    def evaluate(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        lp = x @ beta
+        r = np.exp(lp - lp.max())
+        s0 = np.cumsum(r)[prefix_end - 1]
+        s1 = np.cumsum(r[:, None] * x, 0)[prefix_end - 1]
+        s2 = np.cumsum(r[:, None, None] * x[:, :, None] * x[:, None, :], 0)[prefix_end - 1]
+        rd = r[e]
+        t0 = np.bincount(grp_id, rd)[grp_id]
+        t1 = np.stack([np.bincount(grp_id, rd * xd[:, j], minlength=grp_start.size) for j in range(p)], 1)[grp_id]
+        xx = rd[:, None, None] * xd[:, :, None] * xd[:, None, :]
+        t2 = np.zeros((grp_start.size, p, p))
+        np.add.at(t2, grp_id, xx)
+        den = s0 - frac * t0
+        m1 = (s1 - frac[:, None] * t1) / den[:, None]
+        m2 = (s2 - frac[:, None, None] * t2[grp_id]) / den[:, None, None]
+        ll = float(np.sum(lp[e] - lp.max() - np.log(den)))
+        grad = xd.sum(0) - m1.sum(0)
+        info = (m2 - m1[:, :, None] * m1[:, None, :]).sum(0)
+        return ll, grad, info
+
+    beta = np.zeros(p)
+    ll, grad, info = evaluate(beta)
+    obj = ll
+    for _ in range(max_iter):
+        step = np.linalg.solve(info + np.diag(pen), grad - pen * beta)
+        for _ in range(30):  # step halving while the penalised likelihood does not improve
+            new = beta + step
+            ll_new, g_new, i_new = evaluate(new)
+            obj_new = ll_new - 0.5 * np.sum(pen * new ** 2)
+            if obj_new >= obj - 1e-12:
+                break
+            step /= 2
+        converged = abs(obj_new - obj) < tol * max(1.0, abs(obj))
+        beta, ll, grad, info, obj = new, ll_new, g_new, i_new, obj_new
+        if converged:
+            break
+    else:
+        raise SurvivalDataError(f"Cox fit did not converge in {max_iter} iterations (separation or collinearity?)")
+    return beta, info + np.diag(pen), ll
+
+
+def breslow_baseline(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breslow cumulative baseline hazard at lp = 0: distinct event times and H0 at each."""
+    order = np.argsort(time, kind="stable")
+    t, e, r = time[order], event[order], np.exp(lp[order])
+    at_risk = np.cumsum(r[::-1])[::-1]  # Σ exp(lp) over t_j >= t_i (first index of each tie block)
+    uniq, first = np.unique(t, return_index=True)
+    deaths = np.add.reduceat(e, first)
+    keep = deaths > 0
+    return uniq[keep], np.cumsum(deaths[keep] / at_risk[first[keep]])
+
+
+def partial_log_likelihood(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> float:
+    """Breslow log partial likelihood of a linear predictor (for cross-validation)."""
+    order = np.argsort(time, kind="stable")
+    t, e, l_ = time[order], event[order], lp[order]
+    log_at_risk = np.logaddexp.accumulate(l_[::-1])[::-1]
+    block = np.searchsorted(t, t, side="left")  # first index of each row's tie block
+    return float(np.sum(e * (l_ - log_at_risk[block])))
