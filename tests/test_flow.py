@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ configure()
 
 from prefect.client.orchestration import get_client  # noqa: E402  (Prefect reads its settings at import)
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
+from prefect.settings import PREFECT_API_URL  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
@@ -64,3 +68,24 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     assert sum(n.startswith("index-dicom") for n in names) == 2  # 269 files in batches of 256
     assert not any("STS_001" in n for n in names)  # task names carry pseudonyms only
     assert all(t.state.is_completed() for t in tasks)
+
+
+def _prefect(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "SONIMAGE_CHECKOUT": str(cwd)}
+    return subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_scheduled_deployments_register_offline(prefect_api: None) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    pool = _prefect("work-pool", "create", "sonimage-process", "--type", "process", cwd=repo)
+    assert pool.returncode == 0, pool.stderr
+    done = _prefect("deploy", "--all", "--prefect-file", "deployments/prefect.yaml", cwd=repo)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with get_client(sync_client=True) as client:
+        deployments = {d.name: d for d in client.read_deployments()}
+    assert {"sonia-nightly", "validation-weekly"} <= set(deployments)
+    nightly = deployments["sonia-nightly"]
+    assert nightly.work_pool_name == "sonimage-process"
+    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+    assert set(nightly.parameters) == {"out", "dicom_root", "linking"}
