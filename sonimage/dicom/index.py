@@ -36,6 +36,7 @@ class Instance:
     size: int
     timing: SliceTiming
     pixels: tuple[int, int, str] | None  # (byte offset, length, numpy dtype) of raw little-endian pixel data
+    referenced_series: str = ""  # for RTSTRUCT and SEG: the image series they were drawn on
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,19 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
         size=path.stat().st_size,
         timing=slice_timing(ds),
         pixels=_raw_pixels(ds),
+        referenced_series=uid(_referenced_series(ds)) if ds.get("Modality") in ("RTSTRUCT", "SEG") else "",
     )
+
+
+def _referenced_series(ds: pydicom.Dataset) -> str:
+    """The SeriesInstanceUID an RTSTRUCT or SEG refers to ('' when it names none)."""
+    try:
+        if ds.Modality == "RTSTRUCT":
+            frame = ds.ReferencedFrameOfReferenceSequence[0]
+            return str(frame.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].SeriesInstanceUID)
+        return str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except (AttributeError, IndexError):
+        return ""
 
 
 def _raw_pixels(ds: pydicom.Dataset) -> tuple[int, int, str] | None:

@@ -43,13 +43,14 @@ class SeriesPlan:
 
 @dataclass(frozen=True)
 class ObjectSeries:
-    """A non-image series kept for later stages (RTSTRUCT, SEG)."""
+    """A non-image series kept for later stages (RTSTRUCT, SEG) and the image series it refers to."""
 
     series_uid: str
     study_uid: str
     patient_id: str
     modality: str
     files: tuple[str, ...]
+    referenced_series: str
 
 
 def _unique(values: list, what: str) -> object:
@@ -142,7 +143,7 @@ def group_series(instances: list[Instance]) -> tuple[list[SeriesPlan], list[Obje
         try:
             if modality in OBJECT_MODALITIES:
                 objects.append(ObjectSeries(uid, items[0].study_uid, items[0].patient_id, modality,
-                                            tuple(i.path for i in items)))
+                                            tuple(i.path for i in items), items[0].referenced_series))
                 continue
             if modality not in IMAGE_MODALITIES:
                 raise SeriesError(f"modality {modality or '(missing)'} is not converted (PT and CT are)")
