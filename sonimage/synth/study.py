@@ -1,0 +1,305 @@
+"""Generate the synthetic SONImage study: per patient an FDG and a FES PET/CT as DICOM, plus the ground truth.
+
+Layout under ``out``::
+
+    dicom/<cohort>/<PatientID>/<YYYYMMDD>_PET-CT_<tracer>/<NNN>_<series>/IM-<series>-<instance>.dcm
+    truth/<cohort>/patients.parquet   clinical table (no identifying fields)
+    truth/<cohort>/lesions.parquet    lesions + centres per scan (mm), voxel-count volume, series UIDs
+    truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s)
+    truth/<cohort>/truth.json         true model coefficients and the image-generation parameters
+    truth/<cohort>/done/<subject>.json  completion marker of a patient (its truth rows): a rerun skips it
+    site-private/linking.csv          cohort, PatientID, subject_id: what the site keeps to label outputs
+
+Patients are independent: pass an executor (``concurrent.futures`` or ``distributed.Client``) to fan them out.
+Every file is written atomically; a rerun after a crash regenerates only unfinished patients, byte-identically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sonimage.synth import render
+from sonimage.synth.anatomy import Body, Grid, label_map, make_body, place_lesions
+from sonimage.synth.dicom_writer import Patient, SeriesHeader, da, make_uid, write_ct_series, write_pet_series
+from sonimage.synth.identity import Identity, make_identities, patient_rng
+from sonimage.synth.rtstruct_writer import write_rtstruct
+from sonimage.synth.scanners import SITE_PROFILES, ScannerProfile, plan_scan, profile_for_site
+from sonimage.synth.tables import simulate_cohort_tables
+
+COHORTS = ("sonia", "impact", "transcan")
+TRACERS = ("FDG", "FES")
+SCAN_MARGIN_MM = 20.0  # field of view beyond the vertex
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Image size: PET and CT matrix, and how much coarser than the scanner's native voxels."""
+
+    pet_matrix: int
+    ct_matrix: int
+    pixel_factor: float
+    slice_factor: float
+
+
+SIZES = {
+    "full": SizeSpec(128, 256, 1.0, 1.0),
+    "small": SizeSpec(64, 128, 2.0, 2.0),
+    "tiny": SizeSpec(32, 64, 4.0, 12.0),
+}
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What a generation run produced (counts only, no identifying fields)."""
+
+    out: Path
+    cohorts: tuple[str, ...]
+    n_patients: int
+    n_generated: int
+    n_series: int
+    n_files: int
+    n_lesions: int
+    n_bytes: int
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    """A Parquet file written to a temporary name, then renamed."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    _write_bytes_atomic(path, buf.getvalue())
+
+
+def pet_grid(profile: ScannerProfile, size: SizeSpec, body: Body) -> tuple[Grid, Grid]:
+    """PET and CT grids: same slice positions, the CT with a finer in-plane matrix over the same field of view."""
+    pixel = profile.pixel_mm * size.pixel_factor
+    dz = profile.slice_mm * size.slice_factor
+    n = int(math.ceil((body.length_mm + 2 * SCAN_MARGIN_MM) / dz))
+    zs = np.round(SCAN_MARGIN_MM - dz * np.arange(n), 4)
+    fov = pixel * size.pet_matrix
+    return Grid.centred(size.pet_matrix, pixel, zs), Grid.centred(size.ct_matrix, fov / size.ct_matrix, zs)
+
+
+def _shifts(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Patient position on the table per scan: FDG near the reference, FES moved 3–8 mm in a random direction."""
+    fdg = rng.normal(0.0, 2.0, 3)
+    direction = rng.normal(size=3)
+    return {"FDG": fdg, "FES": fdg + direction / np.linalg.norm(direction) * rng.uniform(3.0, 8.0)}
+
+
+def _patient_fields(ident: Identity, row: dict, when: datetime) -> Patient:
+    age = when.year - ident.birth_date.year - ((when.month, when.day) < (ident.birth_date.month, ident.birth_date.day))
+    return Patient(ident.name, ident.patient_id, ident.birth_date, str(row["sex"]), age,
+                   f"{float(row['weight_kg']):.1f}", f"{float(row['height_cm']) / 100.0:.2f}")
+
+
+def _folder(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in text)
+
+
+def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centres: np.ndarray, body: Body,
+          ident: Identity, size: SizeSpec, seed: int, shift: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """Write one PET/CT session (and the RTSTRUCT on FDG); return its series rows and per-lesion facts."""
+    cohort, subject = str(row["cohort"]), str(row["subject_id"])
+    profile = profile_for_site(str(row["site"]))
+    rng = patient_rng(seed, cohort, subject, tracer)
+    grid, ct_grid = pet_grid(profile, size, body)
+    scan_date = ident.randomisation + timedelta(days=int(row[f"{tracer.lower()}_day"]))
+    acq = plan_scan(profile, tracer, scan_date, float(row["weight_kg"]), grid.zs, rng)
+    ct_time = acq.scan_start - timedelta(minutes=3)
+    patient = _patient_fields(ident, row, ct_time)
+    key = (seed, cohort, subject, tracer)
+    study_uid, frame_uid = make_uid(*key, "study"), make_uid(*key, "frame")
+    accession = f"{int(rng.integers(10_000_000, 99_999_999))}"
+    study_dir = out_patient / f"{da(ct_time)}_PET-CT_{tracer}"
+
+    def header(number: int, description: str) -> SeriesHeader:
+        return SeriesHeader(study_uid, make_uid(*key, number), frame_uid, accession, ct_time,
+                            f"PET-CT whole body {tracer}", number, description, (*key, number))
+
+    organs = [str(les["organ"]) for les in lesions]
+    diameters = [float(les["diameter_mm"]) for les in lesions]
+    patient_centres = centres + shift
+    masks = [render.sphere_mask(grid, c, d) for c, d in zip(patient_centres, diameters)]
+    labels = label_map(body, grid.shifted(shift))
+    suv_truth = np.array([float(les[f"{tracer.lower()}_suv"]) for les in lesions])
+    activity = render.true_activity(labels, grid.shifted(shift), render.physiology(tracer, rng), masks, suv_truth)
+    suv = render.scanner_image(activity, grid.spacing, rng)
+    pet_h = header(3, f"PET WB {tracer} AC")
+    pet_uids, pet_ds = write_pet_series(study_dir / f"003_{_folder(pet_h.series_description)}", suv, grid, acq,
+                                        patient, pet_h)
+    ct_masks = [render.sphere_mask(ct_grid, c, d) for c, d in zip(patient_centres, diameters)]
+    hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng)
+    ct_h = header(2, "CT LowDose WB")
+    write_ct_series(study_dir / f"002_{_folder(ct_h.series_description)}", hu, ct_grid, profile, ct_time, patient, ct_h)
+
+    common = {"cohort": cohort, "subject_id": subject, "tracer": tracer, "study_uid": study_uid,
+              "frame_of_reference_uid": frame_uid, "site": str(row["site"]), "vendor": profile.vendor,
+              "manufacturer": profile.manufacturer, "model": profile.model, "profile": profile.name,
+              "shift_x_mm": shift[0], "shift_y_mm": shift[1], "shift_z_mm": shift[2]}
+    rows = [
+        {**common, "modality": "PT", "series_uid": pet_h.series_uid, "units": profile.units,
+         "decay_correction": profile.decay_correction, "suv_factor": float(acq.factors[0]),
+         "suv_factors": [float(f) for f in acq.factors], "dose_in_mbq": profile.dose_in_mbq,
+         "injection_date_written": acq.write_injection_date, "injection_before_midnight": acq.midnight,
+         "ge_private_scan_time": profile.ge_private_scan_time, "philips_suv_scale": bool(acq.suv_scale_text),
+         "philips_activity_scale": bool(acq.activity_scale_text), "dose_bq": acq.dose_bq,
+         "uptake_s": acq.uptake_s, "n_files": len(pet_uids), "shape": list(suv.shape),
+         "spacing_mm": list(grid.spacing)},
+        {**common, "modality": "CT", "series_uid": ct_h.series_uid, "n_files": len(pet_uids),
+         "shape": list(hu.shape), "spacing_mm": list(ct_grid.spacing)},
+    ]
+    facts = [{f"{tracer.lower()}_centre_x_mm": c[0], f"{tracer.lower()}_centre_y_mm": c[1],
+              f"{tracer.lower()}_centre_z_mm": c[2], f"{tracer.lower()}_volume_ml": m.n_voxels *
+              float(np.prod(grid.spacing)) / 1000.0, f"{tracer.lower()}_series_uid": pet_h.series_uid}
+             for c, m in zip(patient_centres, masks)]
+    if tracer == "FDG":
+        rt_h = header(901, "RTSTRUCT Lesions")
+        names = [f"L{int(les['lesion_id']):02d}_{les['organ']}" for les in lesions]
+        write_rtstruct(study_dir / f"901_{_folder(rt_h.series_description)}" / "RS-0901-0001.dcm", names, masks,
+                       grid, pet_ds, pet_uids, patient, rt_h, acq.series + timedelta(days=2))
+        rows.append({**common, "modality": "RTSTRUCT", "series_uid": rt_h.series_uid, "n_files": 1,
+                     "referenced_series_uid": pet_h.series_uid})
+        for f, name, m in zip(facts, names, masks):
+            f.update({"roi_name": name, "rtstruct_series_uid": rt_h.series_uid, "n_voxels": m.n_voxels,
+                      "volume_ml": f["fdg_volume_ml"]})
+    return rows, facts
+
+
+def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity, size: str, seed: int) -> dict:
+    """Write one patient's two PET/CT sessions and return its truth rows (also kept as its completion marker)."""
+    out = Path(out)
+    cohort, subject = str(row["cohort"]), str(row["subject_id"])
+    marker = out / "truth" / cohort / "done" / f"{subject}.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    patient_dir = out / "dicom" / cohort / ident.patient_id
+    if patient_dir.exists():  # leftovers of an interrupted run
+        shutil.rmtree(patient_dir)
+    body = make_body(float(row["height_cm"]), float(row["weight_kg"]))
+    organs = [str(les["organ"]) for les in lesions]
+    diameters = [float(les["diameter_mm"]) for les in lesions]
+    centres = place_lesions(body, organs, diameters, patient_rng(seed, cohort, subject, "lesions"))
+    shifts = _shifts(patient_rng(seed, cohort, subject, "position"))
+    series: list[dict] = []
+    facts = [dict(les) for les in lesions]
+    for tracer in TRACERS:
+        rows, per_lesion = _scan(patient_dir, tracer, row, lesions, centres, body, ident, SIZES[size], seed,
+                                 shifts[tracer])
+        series += rows
+        for f, extra in zip(facts, per_lesion):
+            f.update(extra)
+    result = {"series": series, "lesions": facts}
+    _write_bytes_atomic(marker, json.dumps(result, default=_json_default, sort_keys=True).encode())
+    return json.loads(marker.read_text())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records", double_precision=15))
+
+
+def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
+    doc = {
+        "cohort": cohort, "seed": seed, "size": size, "tables": tables_truth,
+        "images": {
+            "psf_fwhm_mm": render.PSF_FWHM_MM, "noise_cov": render.NOISE_COV, "ct_noise_hu": render.CT_NOISE_HU,
+            "size": asdict(SIZES[size]),
+            "lesion_mask": "PET voxels whose centres lie within the sphere of the lesion's diameter "
+                           "(the nearest voxel when none does); volume_ml = voxel count x voxel volume",
+            "contours": "RTSTRUCT on the FDG PET: find_contours at level 0.5 of each slice's lesion mask; "
+                        "rasterise by voxel centres to get the mask back",
+            "suv_factors": "per PET series, stored x RescaleSlope x factor = SUVbw; listed per slice in "
+                           "InstanceNumber order (head first), identical except for DecayCorrection NONE",
+            "sites": {site: p.name for site, p in SITE_PROFILES.items()},
+        },
+    }
+    return json.dumps(doc, default=_json_default, indent=2, sort_keys=True).encode()
+
+
+def _write_linking(out: Path, rows: list[dict]) -> None:
+    path = out / "site-private" / "linking.csv"
+    cohorts = {r["cohort"] for r in rows}
+    kept = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r["cohort"] not in cohorts]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["cohort", "PatientID", "subject_id"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(kept + rows, key=lambda r: (r["cohort"], r["subject_id"])))
+    _write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def _count(paths: list[Path]) -> tuple[int, int]:
+    files = [f for p in paths if p.exists() for f in p.rglob("*.dcm")]
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def generate_study(out: Path, cohorts: tuple[str, ...] = COHORTS, n_patients: dict[str, int] | int | None = None,
+                   size: str = "full", seed: int = 0, workers: Executor | None = None) -> StudySummary:
+    """Generate ``cohorts`` under ``out`` (see the module docstring); ``workers`` fans patients out."""
+    out = Path(out)
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    unknown = set(cohorts) - set(COHORTS)
+    if unknown:
+        raise ValueError(f"unknown cohort(s) {sorted(unknown)} (expected {', '.join(COHORTS)})")
+    done_before = sum(len(list((out / "truth" / c / "done").glob("*.json"))) for c in cohorts)
+    link_rows: list[dict] = []
+    totals = {"patients": 0, "series": 0, "lesions": 0}
+    for cohort in cohorts:
+        n = n_patients.get(cohort) if isinstance(n_patients, dict) else n_patients
+        tables = simulate_cohort_tables(cohort, n, seed)
+        pats = _records(tables.patients)
+        ids = make_identities(seed, cohort, [p["subject_id"] for p in pats], [p["site"] for p in pats],
+                              [p["age"] for p in pats], [p["sex"] for p in pats])
+        by_subject = {s: _records(g) for s, g in tables.lesions.groupby("subject_id", sort=True)}
+        jobs = [(out, p, by_subject.get(p["subject_id"], []), ids[p["subject_id"]], size, seed) for p in pats]
+        if workers is None:
+            results = [generate_patient(*j) for j in jobs]
+        else:
+            results = [f.result() for f in [workers.submit(generate_patient, *j) for j in jobs]]
+        series = pd.DataFrame([r for res in results for r in res["series"]])
+        lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
+        truth = out / "truth" / cohort
+        write_parquet_atomic(tables.patients, truth / "patients.parquet")
+        write_parquet_atomic(lesions, truth / "lesions.parquet")
+        write_parquet_atomic(series, truth / "series.parquet")
+        _write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
+        link_rows += [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s}
+                      for s in (p["subject_id"] for p in pats)]
+        totals["patients"] += len(pats)
+        totals["series"] += len(series)
+        totals["lesions"] += len(lesions)
+    _write_linking(out, link_rows)
+    n_files, n_bytes = _count([out / "dicom" / c for c in cohorts])
+    done_after = sum(len(list((out / "truth" / c / "done").glob("*.json"))) for c in cohorts)
+    return StudySummary(out, tuple(cohorts), totals["patients"], done_after - done_before, totals["series"],
+                        n_files, totals["lesions"], n_bytes)
