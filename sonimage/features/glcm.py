@@ -1,0 +1,127 @@
+"""Grey level co-occurrence matrix features (IBSI 1, section 3.6): symmetric, at Chebyshev distance ``glcm_distance``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.texture import (
+    FeatureValues,
+    Levels,
+    Offset,
+    check_dims,
+    directional_aggregations,
+    grey_levels,
+    records,
+)
+
+FAMILY = "glcm"
+
+TABLE: tuple[tuple[str, str], ...] = (
+    ("GYBY", "Joint maximum"),
+    ("60VM", "Joint average"),
+    ("UR99", "Joint variance"),
+    ("TU9B", "Joint entropy"),
+    ("TF7R", "Difference average"),
+    ("D3YU", "Difference variance"),
+    ("NTRS", "Difference entropy"),
+    ("ZGXS", "Sum average"),
+    ("OEEB", "Sum variance"),
+    ("P6QZ", "Sum entropy"),
+    ("8ZQL", "Angular second moment"),
+    ("ACUI", "Contrast"),
+    ("8S9J", "Dissimilarity"),
+    ("IB1Z", "Inverse difference"),
+    ("NDRX", "Normalised inverse difference"),
+    ("WF0Z", "Inverse difference moment"),
+    ("1QCO", "Normalised inverse difference moment"),
+    ("E8JP", "Inverse variance"),
+    ("NI2N", "Correlation"),
+    ("QWB0", "Autocorrelation"),
+    ("DG8W", "Cluster tendency"),
+    ("7NFM", "Cluster shade"),
+    ("AE86", "Cluster prominence"),
+    ("R8DG", "Information correlation 1"),
+    ("JN9H", "Information correlation 2"),
+)
+
+
+def cooccurrence_stack(levels: Levels, offset: Offset) -> np.ndarray:
+    """Symmetric co-occurrence counts of one direction per slice: shape (padded z, Ng, Ng)."""
+    ng, nz = levels.n_levels, levels.array.shape[0]
+    neighbour = levels.neighbour_values(offset)
+    pair = neighbour > 0
+    key = (levels.z[pair] * ng + levels.values[pair] - 1) * ng + neighbour[pair] - 1
+    counts = np.bincount(key, minlength=nz * ng * ng).reshape(nz, ng, ng).astype(np.float64)
+    return counts + counts.transpose(0, 2, 1)
+
+
+def _entropy(p: np.ndarray) -> float:
+    nonzero = p[p > 0]
+    return float(-(nonzero * np.log2(nonzero)).sum())
+
+
+def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None:
+    """The 25 IBSI GLCM features of one co-occurrence count matrix (Ng × Ng), None when it is empty."""
+    total = counts.sum()
+    if total == 0:
+        return None
+    ng = counts.shape[0]
+    p = counts / total
+    levels = np.arange(1, ng + 1, dtype=np.float64)
+    i, j = levels[:, None], levels[None, :]
+    px, py = p.sum(axis=1), p.sum(axis=0)
+    mu_x, mu_y = float(levels @ px), float(levels @ py)
+    sd_x = np.sqrt(float(((levels - mu_x) ** 2) @ px))
+    sd_y = np.sqrt(float(((levels - mu_y) ** 2) @ py))
+    diff = np.abs(i - j).astype(np.int64)
+    p_diff = np.bincount(diff.ravel(), weights=p.ravel(), minlength=ng)
+    k_diff = np.arange(ng, dtype=np.float64)
+    p_sum = np.bincount((i + j).astype(np.int64).ravel(), weights=p.ravel(), minlength=2 * ng + 1)
+    k_sum = np.arange(2 * ng + 1, dtype=np.float64)
+    mu_diff, mu_sum = float(k_diff @ p_diff), float(k_sum @ p_sum)
+    mu = float((i * p).sum())
+    hxy = _entropy(p)
+    pxpy = px[:, None] * py[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_pxpy = np.where(pxpy > 0, np.log2(np.where(pxpy > 0, pxpy, 1.0)), 0.0)
+        hxy1 = float(-(p * log_pxpy).sum())
+        hxy2 = float(-(pxpy * log_pxpy).sum())
+        hx = _entropy(px)
+        cluster = i + j - mu_x - mu_y
+        return {
+            "GYBY": float(p.max()),
+            "60VM": mu,
+            "UR99": float(((i - mu) ** 2 * p).sum()),
+            "TU9B": hxy,
+            "TF7R": mu_diff,
+            "D3YU": float(((k_diff - mu_diff) ** 2) @ p_diff),
+            "NTRS": _entropy(p_diff),
+            "ZGXS": mu_sum,
+            "OEEB": float(((k_sum - mu_sum) ** 2) @ p_sum),
+            "P6QZ": _entropy(p_sum),
+            "8ZQL": float((p**2).sum()),
+            "ACUI": float(((i - j) ** 2 * p).sum()),
+            "8S9J": float((np.abs(i - j) * p).sum()),
+            "IB1Z": float((p / (1 + np.abs(i - j))).sum()),
+            "NDRX": float((p / (1 + np.abs(i - j) / ng)).sum()),
+            "WF0Z": float((p / (1 + (i - j) ** 2)).sum()),
+            "1QCO": float((p / (1 + (i - j) ** 2 / ng**2)).sum()),
+            "E8JP": float((p_diff[1:] / k_diff[1:] ** 2).sum()),
+            "NI2N": float(((i * j * p).sum() - mu_x * mu_y) / (sd_x * sd_y)),
+            "QWB0": float((i * j * p).sum()),
+            "DG8W": float((cluster**2 * p).sum()),
+            "7NFM": float((cluster**3 * p).sum()),
+            "AE86": float((cluster**4 * p).sum()),
+            "R8DG": float((hxy - hxy1) / hx),
+            "JN9H": float(np.sqrt(1 - np.exp(-2 * (hxy2 - hxy)))) if hxy2 >= hxy else np.nan,
+        }
+
+
+def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
+    """GLCM features of ``roi`` for every IBSI aggregation of the requested ``dims``."""
+    check_dims(dims)
+    distance = settings.glcm_distance
+    levels = grey_levels(roi, settings, margin=distance)
+    results = directional_aggregations(levels, dims, cooccurrence_stack, glcm_features, distance)
+    return records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")

@@ -1,0 +1,310 @@
+"""Shared machinery of the IBSI-1 texture families (IBSI 1, sections 3.6 to 3.11).
+
+The discretised ROI is cropped to its bounding box with a zero margin and held as a flat array, so every
+neighbour of a ROI voxel up to the margin is one fixed flat offset away; outside the ROI the level is 0.
+Slices are z planes. The 2D/2.5D/3D aggregations of IBSI 1 (section 3.1.2):
+
+- directional families (GLCM, GLRLM): one matrix per direction (13 in 3D, 4 in-plane in 2D) and slice;
+  ``3D, averaged`` / ``3D, merged``, ``2D, averaged`` (per slice and direction) / ``2D, slice-merged``
+  (directions merged per slice), ``2.5D, direction-merged`` (slices merged per direction) / ``2.5D, merged``;
+- the other families: ``3D`` (volume), ``2D`` (per slice, averaged over slices), ``2.5D`` (slices merged).
+
+Slices without ROI voxels are skipped; a slice or direction whose matrix is empty is left out of an average.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.discretise import discretised_image
+
+DIMS = ("2D", "2.5D", "3D")
+DIRECTIONAL_AGGREGATIONS = {
+    "3D": ("3D, averaged", "3D, merged"),
+    "2D": ("2D, averaged", "2D, slice-merged"),
+    "2.5D": ("2.5D, direction-merged", "2.5D, merged"),
+}
+EMPTY_REASON = "empty {family} matrix: the ROI (or slice) has no {what}"
+UNDEFINED_REASON = "undefined for this ROI: zero denominator (e.g. a single grey level)"
+
+Offset = tuple[int, int, int]
+FeatureValues = dict[str, float]
+# A feature function maps (matrix, voxel count) to {IBSI code: value}, or None when the matrix is empty.
+FeatureFn = Callable[[Any, int], FeatureValues | None]
+
+
+def half_offsets(distance: int, planar: bool) -> list[Offset]:
+    """Lexicographically positive offsets (dz, dy, dx) of Chebyshev norm 1..``distance`` (dz = 0 when ``planar``).
+
+    With their negatives they cover the whole neighbourhood; at distance 1 they are IBSI's 13 (3D) or 4 (2D)
+    directions.
+    """
+    r = range(-distance, distance + 1)
+    return [
+        (dz, dy, dx)
+        for dz in ([0] if planar else r)
+        for dy in r
+        for dx in r
+        if (dz, dy, dx) > (0, 0, 0)
+    ]
+
+
+def neighbourhood(distance: int, planar: bool) -> list[Offset]:
+    """All offsets within Chebyshev ``distance`` except the centre (26 in 3D, 8 in 2D at distance 1)."""
+    half = half_offsets(distance, planar)
+    return half + [(-dz, -dy, -dx) for dz, dy, dx in half]
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Grey levels (1..``n_levels``, 0 outside the ROI) cropped to the ROI box with a zero ``margin``."""
+
+    array: np.ndarray
+    n_levels: int
+    margin: int
+
+    @cached_property
+    def flat(self) -> np.ndarray:
+        return self.array.ravel()
+
+    @cached_property
+    def roi(self) -> np.ndarray:
+        """Flat indices of the ROI voxels, in C order."""
+        return np.flatnonzero(self.flat)
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """Grey level of each ROI voxel."""
+        return self.flat[self.roi]
+
+    @cached_property
+    def z(self) -> np.ndarray:
+        """Slice (padded z index) of each ROI voxel."""
+        return self.roi // (self.array.shape[1] * self.array.shape[2])
+
+    @cached_property
+    def slice_counts(self) -> np.ndarray:
+        """ROI voxels per padded z index."""
+        return np.bincount(self.z, minlength=self.array.shape[0])
+
+    @cached_property
+    def slices(self) -> np.ndarray:
+        """Padded z indices of the slices that hold ROI voxels."""
+        return np.flatnonzero(self.slice_counts)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.roi.size)
+
+    def step(self, offset: Offset) -> int:
+        """Flat index step of ``offset``; valid from ROI voxels for offsets up to the margin."""
+        if max(abs(o) for o in offset) > self.margin:
+            raise ValueError(f"offset {offset} exceeds the crop margin {self.margin}")
+        _, ny, nx = self.array.shape
+        return offset[0] * ny * nx + offset[1] * nx + offset[2]
+
+    def neighbour_values(self, offset: Offset) -> np.ndarray:
+        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI)."""
+        return self.flat[self.roi + self.step(offset)]
+
+
+def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
+    """Discretise ``roi`` and crop it to its bounding box padded by ``margin`` zero voxels."""
+    mask = np.asarray(roi.mask, dtype=bool)
+    if not mask.any():
+        return Levels(np.zeros((1, 1, 1), dtype=np.int64), 0, margin)
+    box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(mask))
+    image = np.asarray(roi.image[box], dtype=np.float64)
+    if not np.isfinite(image[mask[box]]).all():
+        raise ValueError("texture features: the ROI holds non-finite intensities (NaN or inf)")
+    levels = discretised_image(image, mask[box], settings)
+    inside = levels[mask[box]]
+    if inside.min() < 1:
+        raise ValueError(
+            f"texture features: grey levels must start at 1, got {inside.min()} "
+            "(bin_lower_bound above the ROI minimum?)"
+        )
+    return Levels(np.pad(levels, margin), int(inside.max()), margin)
+
+
+def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
+    """Zones: groups of linked ROI voxels of equal grey level (Chebyshev ``linkage``; 26-/8-connected at 1).
+
+    Returns the zone label of every ROI voxel (0..n-1) and n. With ``planar`` zones never cross slices.
+    """
+    node = np.full(levels.flat.size, -1, dtype=np.int64)
+    node[levels.roi] = np.arange(levels.n_voxels)
+    heads, tails = [], []
+    for offset in half_offsets(linkage, planar):
+        same = levels.neighbour_values(offset) == levels.values
+        heads.append(np.flatnonzero(same))
+        tails.append(node[levels.roi[same] + levels.step(offset)])
+    head, tail = np.concatenate(heads), np.concatenate(tails)
+    graph = coo_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), shape=(levels.n_voxels,) * 2)
+    n, labels = connected_components(graph, directed=False)
+    return labels, int(n)
+
+
+def emphasis_features(matrix: np.ndarray, columns: np.ndarray, n_voxels: int) -> FeatureValues:
+    """The features GLRLM, GLSZM, GLDZM and NGLDM share, keyed by kind, from counts (grey level × column).
+
+    ``columns`` holds each column's value (run length, zone size, distance or dependence count); rows are
+    grey levels 1..Ng. Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products, non-uniformity
+    of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances, entropy, energy.
+    """
+    total = matrix.sum()
+    i = np.arange(1, matrix.shape[0] + 1, dtype=np.float64)[:, None]
+    j = np.asarray(columns, dtype=np.float64)[None, :]
+    p = matrix / total
+    rows, cols = p.sum(axis=1), p.sum(axis=0)
+    mu_i, mu_j = float((i[:, 0] * rows).sum()), float((j[0] * cols).sum())
+    nonzero = p[p > 0]
+    return {
+        "small": float((p / j**2).sum()),
+        "large": float((p * j**2).sum()),
+        "low": float((p / i**2).sum()),
+        "high": float((p * i**2).sum()),
+        "small_low": float((p / (i**2 * j**2)).sum()),
+        "small_high": float((p * i**2 / j**2).sum()),
+        "large_low": float((p * j**2 / i**2).sum()),
+        "large_high": float((p * i**2 * j**2).sum()),
+        "level_nonuniformity": float((rows**2).sum() * total),
+        "level_nonuniformity_norm": float((rows**2).sum()),
+        "column_nonuniformity": float((cols**2).sum() * total),
+        "column_nonuniformity_norm": float((cols**2).sum()),
+        "percentage": float(total / n_voxels),
+        "level_variance": float((((i[:, 0] - mu_i) ** 2) * rows).sum()),
+        "column_variance": float((((j[0] - mu_j) ** 2) * cols).sum()),
+        "entropy": float(-(nonzero * np.log2(nonzero)).sum()),
+        "energy": float((p**2).sum()),
+    }
+
+
+def compact(levels: np.ndarray, columns: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts matrix (grey level × distinct column value) of entries (``levels``, ``columns``), and those values."""
+    values, index = np.unique(columns, return_inverse=True)
+    counts = np.bincount((levels - 1) * values.size + index, minlength=n_levels * values.size)
+    return counts.reshape(n_levels, values.size).astype(np.float64), values
+
+
+Table = Sequence[tuple[str, str, str]]  # (IBSI code, readable name, emphasis kind)
+
+
+def emphasis_fn(table: Table, columns_of: Callable[[Any], tuple[np.ndarray, np.ndarray]]) -> FeatureFn:
+    """Feature function of an emphasis family: ``columns_of(matrix)`` gives (counts, column values)."""
+
+    def features(matrix: Any, n_voxels: int) -> FeatureValues | None:
+        counts, columns = columns_of(matrix)
+        if counts.sum() == 0:
+            return None
+        kinds = emphasis_features(counts, columns, n_voxels)
+        return {code: kinds[kind] for code, _, kind in table}
+
+    return features
+
+
+def _mean(results: list[FeatureValues | None]) -> FeatureValues | None:
+    """Feature-wise mean over the defined results (NaN-valued entries ignored per feature)."""
+    defined = [r for r in results if r is not None]
+    if not defined:
+        return None
+    with np.errstate(invalid="ignore"):
+        stacked = {code: np.array([r[code] for r in defined], dtype=np.float64) for code in defined[0]}
+        return {code: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan for code, v in stacked.items()}
+
+
+def directional_aggregations(
+    levels: Levels,
+    dims: Sequence[str],
+    stack_fn: Callable[[Levels, Offset], np.ndarray],
+    features: FeatureFn,
+    distance: int = 1,
+) -> dict[str, FeatureValues | None]:
+    """IBSI aggregations of a directional family (GLCM, GLRLM).
+
+    ``stack_fn(levels, offset)`` gives the matrices of one direction stacked by slice (axis 0 = padded z of
+    the voxel the pair or run starts from); in-plane directions never cross slices, so their stacks also give
+    the 2D matrices. ``features(matrix, n_voxels)`` receives the ROI voxel count times the number of merged
+    directions (IBSI's rule for percentages of merged matrices).
+    """
+    if levels.n_voxels == 0:
+        return {agg: None for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
+    in_plane = [tuple(distance * c for c in d) for d in half_offsets(1, planar=True)]
+    offsets = [tuple(distance * c for c in d) for d in half_offsets(1, planar=False)] if "3D" in dims else in_plane
+    stacks = {offset: stack_fn(levels, offset) for offset in offsets}
+    n, out = levels.n_voxels, {}
+    if "3D" in dims:
+        volume = [stack.sum(axis=0) for stack in stacks.values()]
+        out["3D, averaged"] = _mean([features(m, n) for m in volume])
+        out["3D, merged"] = features(sum(volume), n * len(volume))
+    planes = [stacks[o] for o in in_plane]
+    counts = levels.slice_counts
+    if "2D" in dims:
+        out["2D, averaged"] = _mean([features(s[z], counts[z]) for z in levels.slices for s in planes])
+        out["2D, slice-merged"] = _mean(
+            [features(sum(s[z] for s in planes), counts[z] * len(planes)) for z in levels.slices]
+        )
+    if "2.5D" in dims:
+        merged = [s.sum(axis=0) for s in planes]
+        out["2.5D, direction-merged"] = _mean([features(m, n) for m in merged])
+        out["2.5D, merged"] = features(sum(merged), n * len(planes))
+    return out
+
+
+def volumetric_aggregations(
+    levels: Levels,
+    dims: Sequence[str],
+    matrices_fn: Callable[[Levels, bool], tuple[Any, list[Any], Callable[[list[Any]], Any]]],
+    features: FeatureFn,
+) -> dict[str, FeatureValues | None]:
+    """IBSI aggregations ``3D``, ``2D`` and ``2.5D`` of a non-directional family.
+
+    ``matrices_fn(levels, planar)`` gives (matrix of the whole ROI, matrices of each ROI slice in the order of
+    ``levels.slices``, merge function); with ``planar`` neighbourhoods stay within slices.
+    """
+    out: dict[str, FeatureValues | None] = {}
+    if levels.n_voxels == 0:
+        return {dim: None for dim in DIMS if dim in dims}
+    if "3D" in dims:
+        volume, _, _ = matrices_fn(levels, False)
+        out["3D"] = features(volume, levels.n_voxels)
+    if "2D" in dims or "2.5D" in dims:
+        _, per_slice, merge = matrices_fn(levels, True)
+        counts = levels.slice_counts[levels.slices]
+        if "2D" in dims:
+            out["2D"] = _mean([features(m, int(c)) for m, c in zip(per_slice, counts, strict=True)])
+        if "2.5D" in dims:
+            out["2.5D"] = features(merge(per_slice), levels.n_voxels)
+    return out
+
+
+def records(
+    family: str, table: Sequence[tuple[str, str, Any]], results: dict[str, FeatureValues | None], empty_what: str
+) -> list[Feature]:
+    """Feature records of every (aggregation, feature) in ``results``, NaN with a reason where undefined."""
+    out = []
+    for aggregation, values in results.items():
+        for code, name, *_ in table:
+            if values is None:
+                value, reason = np.nan, EMPTY_REASON.format(family=family.upper(), what=empty_what)
+            else:
+                value = values[code]
+                reason = "" if np.isfinite(value) else UNDEFINED_REASON
+                value = float(value) if np.isfinite(value) else np.nan
+            out.append(Feature(family, name, code, value, aggregation, reason))
+    return out
+
+
+def check_dims(dims: Sequence[str]) -> None:
+    """Raise ValueError for a dimension outside 2D, 2.5D and 3D."""
+    unknown = set(dims) - set(DIMS)
+    if unknown:
+        raise ValueError(f"unknown texture dimension(s) {sorted(unknown)}; choose from {DIMS}")
