@@ -1,0 +1,66 @@
+"""One lesion, every requested feature family: validate, crop, dispatch to the family modules by name."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.local_intensity import peak_margin
+
+NON_TEXTURE = ("morphology", "local_intensity", "statistics", "histogram", "ivh", "pet")
+TEXTURE = ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
+ALL_FAMILIES = NON_TEXTURE + TEXTURE
+
+
+class FeatureInputError(ValueError):
+    """A lesion whose features cannot be computed (empty mask, NaN inside the mask, unknown family)."""
+
+
+def family_module(name: str):
+    """The module of feature family ``name`` (``sonimage.features.<name>``)."""
+    if name not in ALL_FAMILIES:
+        raise FeatureInputError(f"unknown feature family {name!r}; choose from {', '.join(ALL_FAMILIES)}")
+    return importlib.import_module(f"sonimage.features.{name}")
+
+
+def crop(roi: Roi, margin: tuple[int, int, int]) -> Roi:
+    """The ROI cut to the mask's bounding box plus ``margin`` voxels per axis (clipped to the image)."""
+    idx = np.nonzero(roi.mask)
+    box = tuple(slice(max(int(i.min()) - m, 0), min(int(i.max()) + m + 1, n))
+                for i, m, n in zip(idx, margin, roi.mask.shape))
+    return Roi(np.ascontiguousarray(roi.image[box]), np.ascontiguousarray(roi.mask[box]), roi.spacing)
+
+
+def check_roi(roi: Roi) -> None:
+    """Raise :class:`FeatureInputError` for a lesion no feature can be computed on."""
+    n = int(np.count_nonzero(roi.mask))
+    if n == 0:
+        raise FeatureInputError("empty mask: the lesion has no voxels on this image grid")
+    bad = int(np.count_nonzero(~np.isfinite(roi.image[roi.mask])))
+    if bad:
+        raise FeatureInputError(f"{bad} of {n} lesion voxels are NaN or infinite in the image")
+    if not all(s > 0 for s in roi.spacing):
+        raise FeatureInputError(f"voxel spacing must be positive, got {roi.spacing}")
+
+
+def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, ...] = ALL_FAMILIES,
+                     dims: tuple[str, ...] = ("3D",), sul_ratio: float | None = None) -> list[Feature]:
+    """Features of one lesion for ``families`` (module names) and texture ``dims``, in family order.
+
+    The ROI is validated (:class:`FeatureInputError` on an empty mask or NaN inside it; NaN outside the mask
+    only shrinks the peak spheres) and cropped to the mask's bounding box plus the reach of the peak sphere,
+    so cost and memory follow the lesion, not the image.
+    """
+    modules = [family_module(f) for f in families]
+    roi = Roi(roi.image, np.asarray(roi.mask, dtype=bool), tuple(float(s) for s in roi.spacing))
+    check_roi(roi)
+    roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml))
+    out: list[Feature] = []
+    for name, module in zip(families, modules):
+        if name == "pet":
+            out += module.compute(roi, settings, dims, sul_ratio=sul_ratio)
+        else:
+            out += module.compute(roi, settings, dims)
+    return out

@@ -1,0 +1,93 @@
+"""Intensity-based statistical features (IBSI 1, section 3.3), on the raw intensities inside the mask."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sonimage.features.base import Feature, FeatureSettings, Roi
+
+FAMILY = "statistics"
+
+# The 16 descriptors that intensity statistics and the intensity histogram share, in IBSI order.
+SHARED = ("mean", "variance", "skewness", "kurtosis", "median", "minimum", "p10", "p90", "maximum",
+          "iqr", "range", "mad", "rmad", "medad", "cov", "qcod")
+
+SPECS = (
+    ("mean", "Mean intensity", "Q4LE"),
+    ("variance", "Intensity variance", "ECT3"),
+    ("skewness", "Intensity skewness", "KE2A"),
+    ("kurtosis", "(Excess) intensity kurtosis", "IPH6"),
+    ("median", "Median intensity", "Y12H"),
+    ("minimum", "Minimum intensity", "1GSF"),
+    ("p10", "10th intensity percentile", "QG58"),
+    ("p90", "90th intensity percentile", "8DWT"),
+    ("maximum", "Maximum intensity", "84IY"),
+    ("iqr", "Intensity interquartile range", "SALO"),
+    ("range", "Intensity range", "2OJQ"),
+    ("mad", "Intensity-based mean absolute deviation", "4FUA"),
+    ("rmad", "Intensity-based robust mean absolute deviation", "1128"),
+    ("medad", "Intensity-based median absolute deviation", "N72L"),
+    ("cov", "Intensity-based coefficient of variation", "7TET"),
+    ("qcod", "Intensity-based quartile coefficient of dispersion", "9S40"),
+    ("energy", "Intensity-based energy", "N8CA"),
+    ("rms", "Root mean square intensity", "5ZWQ"),
+)
+
+REASONS = {
+    "skewness": "zero variance: skewness undefined",
+    "kurtosis": "zero variance: kurtosis undefined",
+    "cov": "mean intensity is zero: coefficient of variation undefined",
+    "qcod": "25th + 75th percentile is zero: quartile coefficient undefined",
+}
+
+
+def describe(x: np.ndarray) -> dict[str, float]:
+    """The shared descriptors of a 1-D sample (IBSI definitions: biased moments, linear percentiles).
+
+    Undefined ratios (zero variance, zero mean) come out as NaN; :data:`REASONS` says why.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mean = float(x.mean())
+    dev = x - mean
+    m2 = float(np.mean(dev**2))
+    p10, p25, median, p75, p90 = np.percentile(x, [10, 25, 50, 75, 90])
+    robust = x[(x >= p10) & (x <= p90)]
+    nan = float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "mean": mean,
+            "variance": m2,
+            "skewness": float(np.mean(dev**3) / m2**1.5) if m2 > 0 else nan,
+            "kurtosis": float(np.mean(dev**4) / m2**2 - 3.0) if m2 > 0 else nan,
+            "median": float(median),
+            "minimum": float(x.min()),
+            "p10": float(p10),
+            "p90": float(p90),
+            "maximum": float(x.max()),
+            "iqr": float(p75 - p25),
+            "range": float(x.max() - x.min()),
+            "mad": float(np.mean(np.abs(dev))),
+            "rmad": float(np.mean(np.abs(robust - robust.mean()))),
+            "medad": float(np.mean(np.abs(x - median))),
+            "cov": float(np.sqrt(m2) / mean) if mean != 0 else nan,
+            "qcod": float((p75 - p25) / (p75 + p25)) if (p75 + p25) != 0 else nan,
+        }
+
+
+def to_features(family: str, specs: tuple[tuple[str, str, str], ...], values: dict[str, float],
+                reasons: dict[str, str]) -> list[Feature]:
+    """Feature records for ``specs`` (key, IBSI name, code) from ``values``; NaNs get their reason."""
+    out = []
+    for key, name, code in specs:
+        v = float(values[key])
+        out.append(Feature(family, name, code, v, "", reasons.get(key, "undefined for this ROI") if np.isnan(v) else ""))
+    return out
+
+
+def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
+    """Intensity statistics of the voxels inside the mask (``dims`` is ignored: these are 3D by nature)."""
+    x = roi.values
+    values = describe(x)
+    values["energy"] = float(np.sum(x**2))
+    values["rms"] = float(np.sqrt(np.mean(x**2)))
+    return to_features(FAMILY, SPECS, values, REASONS)
