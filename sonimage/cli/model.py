@@ -1,11 +1,113 @@
-"""`sonimage model`: placeholder, filled in by its owner."""
+"""`sonimage model`: fit a Cox model on any table, validate a frozen model elsewhere, predict treatment benefit."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from sonimage.survival.benefit import benefit_validation, predict_benefit
+from sonimage.survival.cox import FrozenCox, fit_cox, write_json_atomic
+from sonimage.survival.data import read_table
+from sonimage.survival.external import validate
+from sonimage.survival.internal import EffectModel
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `model` sub-command."""
-    p = sub.add_parser("model", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: 1)
+    """Add `model fit`, `model validate` and `model benefit`."""
+    p = sub.add_parser("model", help="Cox models: fit, validate a frozen model, predict benefit (CSV or Parquet)")
+    msub = p.add_subparsers(dest="model_command", required=True)
+
+    f = msub.add_parser("fit", help="fit a Cox model (Efron ties) and write it as a frozen JSON model")
+    f.add_argument("--data", required=True, type=Path, help="development table (.csv or .parquet)")
+    f.add_argument("--time", required=True, help="follow-up time column")
+    f.add_argument("--event", required=True, help="event column (1 event, 0 censored)")
+    f.add_argument("--formula", required=True, help='right-hand side, e.g. "age + trt*(x1 + x2)"')
+    f.add_argument("--penalizer", type=_floats, default=[0.0],
+                   help="L2 penalty on standardised coefficients; a comma list is tuned by cross-validation")
+    f.add_argument("--penalize", choices=("all", "interactions"), default="all", help="which terms are penalised")
+    f.add_argument("--folds", type=int, default=5, help="cross-validation folds for penalty tuning")
+    f.add_argument("--out", required=True, type=Path, help="model JSON to write")
+    f.set_defaults(func=_fit)
+
+    v = msub.add_parser("validate", help="external validation metrics of a frozen model, with bootstrap CIs")
+    v.add_argument("--model", required=True, type=Path)
+    v.add_argument("--data", required=True, type=Path)
+    v.add_argument("--time", required=True)
+    v.add_argument("--event", required=True)
+    v.add_argument("--horizon", required=True, type=float, help="prediction horizon, in the time column's unit")
+    v.add_argument("--treatment", help="treatment column (0/1): adds c-for-benefit and calibration of benefit")
+    v.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the CIs")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
+    v.set_defaults(func=_validate)
+
+    b = msub.add_parser("benefit", help="per-row predicted survival under each arm and the difference")
+    b.add_argument("--model", required=True, type=Path)
+    b.add_argument("--data", required=True, type=Path)
+    b.add_argument("--treatment", required=True, help="treatment column of the model (0 = control, 1 = treated)")
+    b.add_argument("--horizon", required=True, type=_floats, help="one horizon or a comma list")
+    b.add_argument("--keep", nargs="*", default=[], help="columns copied to the output (e.g. subject_id)")
+    b.add_argument("--out", required=True, type=Path, help="Parquet file to write")
+    b.set_defaults(func=_benefit)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    df = read_table(args.data)
+    src = str(args.data)
+    if len(args.penalizer) > 1:
+        model = EffectModel(args.formula, args.time, args.event, tuple(args.penalizer), args.penalize,
+                            args.folds).fit(df)
+        print(f"penalizer chosen by {args.folds}-fold CV: {model.settings['penalizer']}")
+    else:
+        fit = fit_cox(df, args.time, args.event, args.formula, args.penalizer[0], source=src, penalize=args.penalize)
+        model = fit.model
+        print(fit.summary[["coef", "se", "hr", "hr_lower", "hr_upper", "p"]].round(4).to_string())
+        print(f"n = {fit.n}, events = {fit.events}, Harrell C = {fit.concordance:.4f}")
+    model.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    model = FrozenCox.load(args.model)
+    df = read_table(args.data)
+    src = str(args.data)
+    metrics = validate(model, df, args.time, args.event, args.horizon, args.bootstrap, args.seed, source=src)
+    if args.treatment:
+        metrics["benefit"] = benefit_validation(model, df, args.time, args.event, args.treatment, args.horizon,
+                                                source=src)
+    write_json_atomic(metrics, args.out)
+    for k in ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa"):
+        m = metrics[k]
+        print(f"{k:18s} {m['estimate']:.4f}  (95 % CI {m['lower']:.4f} to {m['upper']:.4f})")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _benefit(args: argparse.Namespace) -> int:
+    model = FrozenCox.load(args.model)
+    df = read_table(args.data)
+    out = predict_benefit(model, df, args.treatment, args.horizon, source=str(args.data))
+    if args.keep:
+        missing = [c for c in args.keep if c not in df.columns]
+        if missing:
+            raise ValueError(f"{args.data}: unknown column(s) {missing} in --keep")
+        out = pd.concat([df[args.keep], out], axis=1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".parquet.tmp")
+    os.close(fd)
+    out.to_parquet(tmp, index=False)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({len(out)} rows)")
+    return 0
