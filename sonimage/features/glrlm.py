@@ -11,29 +11,32 @@ from sonimage.features.texture import (
     check_dims,
     directional_aggregations,
     emphasis_fn,
+    emphasis_table,
     grey_levels,
     records,
 )
 
 FAMILY = "glrlm"
 
-TABLE: tuple[tuple[str, str, str], ...] = (
-    ("22OV", "Short runs emphasis", "small"),
-    ("W4KF", "Long runs emphasis", "large"),
-    ("V3SW", "Low grey level run emphasis", "low"),
-    ("G3QZ", "High grey level run emphasis", "high"),
-    ("HTZT", "Short run low grey level emphasis", "small_low"),
-    ("GD3A", "Short run high grey level emphasis", "small_high"),
-    ("IVPO", "Long run low grey level emphasis", "large_low"),
-    ("3KUM", "Long run high grey level emphasis", "large_high"),
-    ("R5YN", "Grey level non-uniformity", "level_nonuniformity"),
-    ("OVBL", "Normalised grey level non-uniformity", "level_nonuniformity_norm"),
-    ("W92Y", "Run length non-uniformity", "column_nonuniformity"),
-    ("IC23", "Normalised run length non-uniformity", "column_nonuniformity_norm"),
-    ("9ZK5", "Run percentage", "percentage"),
-    ("8CE5", "Grey level variance", "level_variance"),
-    ("SXLW", "Run length variance", "column_variance"),
-    ("HJ9O", "Run entropy", "entropy"),
+TABLE = emphasis_table(
+    (
+        ("22OV", "Short runs emphasis"),
+        ("W4KF", "Long runs emphasis"),
+        ("V3SW", "Low grey level run emphasis"),
+        ("G3QZ", "High grey level run emphasis"),
+        ("HTZT", "Short run low grey level emphasis"),
+        ("GD3A", "Short run high grey level emphasis"),
+        ("IVPO", "Long run low grey level emphasis"),
+        ("3KUM", "Long run high grey level emphasis"),
+        ("R5YN", "Grey level non-uniformity"),
+        ("OVBL", "Normalised grey level non-uniformity"),
+        ("W92Y", "Run length non-uniformity"),
+        ("IC23", "Normalised run length non-uniformity"),
+        ("9ZK5", "Run percentage"),
+        ("8CE5", "Grey level variance"),
+        ("SXLW", "Run length variance"),
+        ("HJ9O", "Run entropy"),
+    )
 )
 
 

@@ -153,6 +153,36 @@ def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray,
     return labels, int(n)
 
 
+Entries = tuple[np.ndarray, np.ndarray]  # (grey level, column value) of each zone or voxel
+
+
+def entry_matrices(levels: Levels, z: np.ndarray, entries: Entries) -> tuple[Entries, list[Entries], Any]:
+    """Split entries (of zones or voxels, slice ``z`` each) into the whole-ROI and per-slice sets of
+    :func:`volumetric_aggregations`, with concatenation as the merge."""
+    order = np.argsort(z, kind="stable")
+    per_slice_counts = np.bincount(z, minlength=levels.array.shape[0])[levels.slices]
+    cuts = np.cumsum(per_slice_counts)[:-1]
+    sorted_entries = [np.split(e[order], cuts) for e in entries]
+    per_slice = list(zip(*sorted_entries, strict=True))
+    return entries, per_slice, merge_entries
+
+
+def merge_entries(parts: list[Entries]) -> Entries:
+    """Entries of several matrices as one matrix (IBSI merging of zone and dependence matrices)."""
+    level, column = zip(*parts, strict=True)
+    return np.concatenate(level), np.concatenate(column)
+
+
+def zone_entries(
+    levels: Levels, linkage: int, planar: bool, column_of_zones: Callable[[np.ndarray, int], np.ndarray]
+) -> tuple[Entries, list[Entries], Any]:
+    """Zones as (whole-ROI, per-slice, merge) of entries (grey level, ``column_of_zones(labels, n)``)."""
+    labels, n = zone_labels(levels, linkage, planar)
+    level, z = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    level[labels], z[labels] = levels.values, levels.z
+    return entry_matrices(levels, z, (level, column_of_zones(labels, n)))
+
+
 def emphasis_features(matrix: np.ndarray, columns: np.ndarray, n_voxels: int) -> FeatureValues:
     """The features GLRLM, GLSZM, GLDZM and NGLDM share, keyed by kind, from counts (grey level × column).
 
@@ -196,6 +226,16 @@ def compact(levels: np.ndarray, columns: np.ndarray, n_levels: int) -> tuple[np.
 
 
 Table = Sequence[tuple[str, str, str]]  # (IBSI code, readable name, emphasis kind)
+EMPHASIS_KINDS = (
+    "small", "large", "low", "high", "small_low", "small_high", "large_low", "large_high",
+    "level_nonuniformity", "level_nonuniformity_norm", "column_nonuniformity", "column_nonuniformity_norm",
+    "percentage", "level_variance", "column_variance", "entropy", "energy",
+)  # fmt: skip
+
+
+def emphasis_table(rows: Sequence[tuple[str, str]]) -> Table:
+    """(code, name) rows in the order of :data:`EMPHASIS_KINDS` (IBSI's order) as a table with their kinds."""
+    return tuple((code, name, kind) for (code, name), kind in zip(rows, EMPHASIS_KINDS[: len(rows)], strict=True))
 
 
 def emphasis_fn(table: Table, columns_of: Callable[[Any], tuple[np.ndarray, np.ndarray]]) -> FeatureFn:
@@ -301,6 +341,23 @@ def records(
                 value = float(value) if np.isfinite(value) else np.nan
             out.append(Feature(family, name, code, value, aggregation, reason))
     return out
+
+
+def entry_family(
+    family: str,
+    table: Table,
+    roi: Roi,
+    settings: FeatureSettings,
+    dims: Sequence[str],
+    margin: int,
+    matrices_fn: Callable[[Levels, bool], tuple[Entries, list[Entries], Any]],
+    empty_what: str,
+) -> list[Feature]:
+    """Records of a non-directional emphasis family (GLSZM, GLDZM, NGLDM) whose matrices are entries."""
+    check_dims(dims)
+    levels = grey_levels(roi, settings, margin)
+    features = emphasis_fn(table, lambda entries: compact(*entries, levels.n_levels))
+    return records(family, table, volumetric_aggregations(levels, dims, matrices_fn, features), empty_what)
 
 
 def check_dims(dims: Sequence[str]) -> None:
