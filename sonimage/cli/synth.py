@@ -1,11 +1,42 @@
-"""`sonimage synth`: placeholder, filled in by its owner."""
+"""`sonimage synth OUT`: write the synthetic SONImage study (DICOM, ground truth, site linking file)."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+
+from sonimage.synth.study import COHORTS, SIZES, generate_study
+
+
+def _run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    kwargs = dict(cohorts=tuple(args.cohorts), n_patients=args.patients, size=args.size, seed=args.seed)
+    if args.workers == 0:
+        summary = generate_study(args.out, **kwargs)
+    else:
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            summary = generate_study(args.out, workers=client, **kwargs)
+    seconds = time.perf_counter() - start
+    print(f"{summary.n_patients} patients ({summary.n_generated} generated, "
+          f"{summary.n_patients - summary.n_generated} already complete) in {', '.join(summary.cohorts)}")
+    print(f"{summary.n_series} series, {summary.n_files} DICOM files ({summary.n_bytes / 1e6:.1f} MB), "
+          f"{summary.n_lesions} lesions, {seconds:.1f} s")
+    print(f"DICOM: {summary.out / 'dicom'}\ntruth: {summary.out / 'truth'}\n"
+          f"site linking table: {summary.out / 'site-private' / 'linking.csv'}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `synth` sub-command."""
-    p = sub.add_parser("synth", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: 1)
+    p = sub.add_parser("synth", help="generate synthetic FDG/FES PET/CT cohorts as DICOM with ground truth")
+    p.add_argument("out", type=Path)
+    p.add_argument("--cohorts", nargs="+", choices=COHORTS, default=list(COHORTS))
+    p.add_argument("--patients", type=int, default=None, help="patients per cohort (default: the cohort's size)")
+    p.add_argument("--size", choices=tuple(SIZES), default="full", help="image size (tiny for tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="Dask worker processes on this machine (0: in process)")
+    p.set_defaults(func=_run)

@@ -300,6 +300,8 @@ def place_lesions(body: Body, organs: list[str], diameters_mm: list[float], rng:
         for attempt in range(max_tries):
             c = _candidate(body, organ, r, rng)
             shrink = 1.0 if attempt < max_tries // 2 else 0.5  # crowded organs: accept a tighter fit late
+            if c[2] - r < -body.length_mm:  # beyond the scanned field (mid-thigh)
+                continue
             clear = all(np.linalg.norm(c - o) > (r + ro) * shrink + 2.0 for o, ro in zip(centres, radii))
             if clear and _fits(body, organ, c, r * shrink):
                 break

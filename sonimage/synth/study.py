@@ -168,10 +168,11 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
         {**common, "modality": "CT", "series_uid": ct_h.series_uid, "n_files": len(pet_uids),
          "shape": list(hu.shape), "spacing_mm": list(ct_grid.spacing)},
     ]
-    facts = [{f"{tracer.lower()}_centre_x_mm": c[0], f"{tracer.lower()}_centre_y_mm": c[1],
-              f"{tracer.lower()}_centre_z_mm": c[2], f"{tracer.lower()}_volume_ml": m.n_voxels *
-              float(np.prod(grid.spacing)) / 1000.0, f"{tracer.lower()}_series_uid": pet_h.series_uid}
-             for c, m in zip(patient_centres, masks)]
+    t = tracer.lower()
+    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
+    facts = [{f"{t}_centre_x_mm": c[0], f"{t}_centre_y_mm": c[1], f"{t}_centre_z_mm": c[2],
+              "volume_ml" if tracer == "FDG" else "fes_volume_ml": m.n_voxels * voxel_ml,
+              f"{t}_series_uid": pet_h.series_uid} for c, m in zip(patient_centres, masks)]
     if tracer == "FDG":
         rt_h = header(901, "RTSTRUCT Lesions")
         names = [f"L{int(les['lesion_id']):02d}_{les['organ']}" for les in lesions]
@@ -180,8 +181,7 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
         rows.append({**common, "modality": "RTSTRUCT", "series_uid": rt_h.series_uid, "n_files": 1,
                      "referenced_series_uid": pet_h.series_uid})
         for f, name, m in zip(facts, names, masks):
-            f.update({"roi_name": name, "rtstruct_series_uid": rt_h.series_uid, "n_voxels": m.n_voxels,
-                      "volume_ml": f["fdg_volume_ml"]})
+            f.update({"n_voxels": m.n_voxels, "roi_name": name, "rtstruct_series_uid": rt_h.series_uid})
     return rows, facts
 
 
@@ -209,7 +209,7 @@ def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity,
         for f, extra in zip(facts, per_lesion):
             f.update(extra)
     result = {"series": series, "lesions": facts}
-    _write_bytes_atomic(marker, json.dumps(result, default=_json_default, sort_keys=True).encode())
+    _write_bytes_atomic(marker, json.dumps(result, default=_json_default).encode())
     return json.loads(marker.read_text())
 
 
