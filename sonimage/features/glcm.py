@@ -46,12 +46,15 @@ TABLE: tuple[tuple[str, str], ...] = (
 )
 
 
-def cooccurrence_stack(levels: Levels, offset: Offset) -> np.ndarray:
-    """Symmetric co-occurrence counts of one direction per slice: shape (padded z, Ng, Ng)."""
-    ng, nz = levels.n_levels, levels.array.shape[0]
+def cooccurrence_stack(levels: Levels, offset: Offset, by_slice: bool) -> np.ndarray:
+    """Symmetric co-occurrence counts of one direction: shape (padded z, Ng, Ng) ``by_slice``, else (1, Ng, Ng)."""
+    ng = levels.n_levels
+    nz = levels.array.shape[0] if by_slice else 1
     neighbour = levels.neighbour_values(offset)
     pair = neighbour > 0
-    key = (levels.z[pair] * ng + levels.values[pair] - 1) * ng + neighbour[pair] - 1
+    key = (levels.values[pair] - 1) * ng + neighbour[pair] - 1
+    if by_slice:
+        key += levels.z[pair] * ng * ng
     counts = np.bincount(key, minlength=nz * ng * ng).reshape(nz, ng, ng).astype(np.float64)
     return counts + counts.transpose(0, 2, 1)
 

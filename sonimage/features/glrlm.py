@@ -40,38 +40,33 @@ TABLE = emphasis_table(
 )
 
 
-def run_stack(levels: Levels, direction: Offset) -> np.ndarray:
-    """Run counts of one direction per slice of the run's first voxel: shape (padded z, Ng, longest possible run).
+def run_stack(levels: Levels, direction: Offset, by_slice: bool) -> np.ndarray:
+    """Run counts of one direction: shape (padded z of the run's first voxel, Ng, longest possible run)
+    ``by_slice``, else (1, Ng, longest possible run).
 
     A run starts at a ROI voxel whose predecessor along ``direction`` differs (or lies outside the ROI) and
     ends at one whose successor differs. ``direction`` is lexicographically positive, so its first nonzero
-    component ``a`` is +1 and the coordinate along axis ``a`` orders each line; sorting starts and ends by
-    (line, position) pairs them.
+    component (axis ``a``) is +1 and, along each line, C order is the order of the coordinate on ``a``:
+    grouping starts and ends by line with a stable sort pairs them.
     """
-    shape = levels.array.shape
-    values = levels.values
-    starts = levels.roi[levels.neighbour_values(tuple(-c for c in direction)) != values]
-    ends = levels.roi[levels.neighbour_values(direction) != values]
+    values, coords = levels.values, levels.coords
+    is_start = levels.neighbour_values(tuple(-c for c in direction)) != values
+    is_end = levels.neighbour_values(direction) != values
     axis = next(k for k, c in enumerate(direction) if c)
-    size, extent = max(shape), max(shape) + 1
-
-    def line_key(flat: np.ndarray) -> np.ndarray:
-        coords = np.unravel_index(flat, shape)
-        t = coords[axis]
-        key = np.zeros(flat.size, dtype=np.int64)
-        for c, d in zip(coords, direction, strict=True):
-            key = key * (3 * size) + (c - t * d + size)
-        return key * extent + t
-
-    start_key, end_key = line_key(starts), line_key(ends)
-    order = np.argsort(start_key, kind="stable")
-    lengths = np.sort(end_key) - start_key[order] + 1
-    first = starts[order]
-    n_levels, nz = levels.n_levels, shape[0]
-    z = first // (shape[1] * shape[2])
-    key = (z * n_levels + levels.flat[first] - 1) * size + lengths - 1
-    counts = np.bincount(key, minlength=nz * n_levels * size)
-    return counts.reshape(nz, n_levels, size).astype(np.float64)
+    size = max(levels.array.shape)
+    # Line identity: the coordinates the line has where its coordinate on axis a is 0.
+    line = np.zeros(values.size, dtype=np.int64)
+    for c, d in zip(coords, direction, strict=True):
+        line = line * (3 * size) + (c - coords[axis] * d + size)
+    start_order = np.argsort(line[is_start], kind="stable")
+    end_order = np.argsort(line[is_end], kind="stable")
+    lengths = coords[axis][is_end][end_order] - coords[axis][is_start][start_order] + 1
+    key = (values[is_start][start_order] - 1) * size + lengths - 1
+    nz = levels.array.shape[0] if by_slice else 1
+    if by_slice:
+        key += levels.z[is_start][start_order] * levels.n_levels * size
+    counts = np.bincount(key, minlength=nz * levels.n_levels * size)
+    return counts.reshape(nz, levels.n_levels, size).astype(np.float64)
 
 
 def _columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

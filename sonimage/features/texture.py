@@ -91,6 +91,11 @@ class Levels:
         return self.roi // (self.array.shape[1] * self.array.shape[2])
 
     @cached_property
+    def coords(self) -> np.ndarray:
+        """(z, y, x) padded coordinates of each ROI voxel, shape (3, n)."""
+        return np.stack(np.unravel_index(self.roi, self.array.shape))
+
+    @cached_property
     def slice_counts(self) -> np.ndarray:
         """ROI voxels per padded z index."""
         return np.bincount(self.z, minlength=self.array.shape[0])
@@ -264,22 +269,22 @@ def _mean(results: list[FeatureValues | None]) -> FeatureValues | None:
 def directional_aggregations(
     levels: Levels,
     dims: Sequence[str],
-    stack_fn: Callable[[Levels, Offset], np.ndarray],
+    stack_fn: Callable[[Levels, Offset, bool], np.ndarray],
     features: FeatureFn,
     distance: int = 1,
 ) -> dict[str, FeatureValues | None]:
     """IBSI aggregations of a directional family (GLCM, GLRLM).
 
-    ``stack_fn(levels, offset)`` gives the matrices of one direction stacked by slice (axis 0 = padded z of
-    the voxel the pair or run starts from); in-plane directions never cross slices, so their stacks also give
-    the 2D matrices. ``features(matrix, n_voxels)`` receives the ROI voxel count times the number of merged
+    ``stack_fn(levels, offset, by_slice)`` gives the matrices of one direction stacked by slice (axis 0 = padded
+    z of the voxel the pair or run starts from) when ``by_slice``, else with one entry on axis 0; in-plane
+    directions never cross slices, so their stacks also give the 2D matrices. ``features(matrix, n_voxels)`` receives the ROI voxel count times the number of merged
     directions (IBSI's rule for percentages of merged matrices).
     """
     if levels.n_voxels == 0:
         return {agg: None for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
     in_plane = [tuple(distance * c for c in d) for d in half_offsets(1, planar=True)]
     offsets = [tuple(distance * c for c in d) for d in half_offsets(1, planar=False)] if "3D" in dims else in_plane
-    stacks = {offset: stack_fn(levels, offset) for offset in offsets}
+    stacks = {offset: stack_fn(levels, offset, "2D" in dims and offset in in_plane) for offset in offsets}
     n, out = levels.n_voxels, {}
     if "3D" in dims:
         volume = [stack.sum(axis=0) for stack in stacks.values()]
