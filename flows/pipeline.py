@@ -11,7 +11,8 @@ from prefect_dask import DaskTaskRunner
 from flows.tasks import convert_series, index_batch, write_tables
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
-from sonimage.volumes.convert import ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row
+from sonimage.volumes.convert import (ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row,
+                                     shown_rejections)
 
 
 def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> ConvertSummary:
@@ -19,7 +20,8 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     files = list_files(dicom_root)
     indexed = index_batch.map([[str(p) for p in b] for b in batches(files)], unmapped(str(dicom_root)), unmapped(pseudo)).result()
     instances = [i for good, _ in indexed for i in good]
-    quarantine = [quarantine_row(cohort_of(r.path, dicom_root), r) for _, bad in indexed for r in bad]
+    rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
+    quarantine = [quarantine_row(cohort_of(r.path, dicom_root), r) for r in rejected]
     jobs, object_rows, bad_series = plan_jobs(instances, dicom_root)
     outcomes = convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out))).result()
     return write_tables(str(out), outcomes, object_rows, quarantine + bad_series, len(files))

@@ -17,9 +17,14 @@ RAW_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and expl
 
 @dataclass(frozen=True)
 class Instance:
-    """Header facts of one DICOM file; identifiers and UIDs are pseudonymised when the index was given a key."""
+    """Header facts of one DICOM file; identifiers and UIDs are pseudonymised when the index was given a key.
+
+    ``path`` (relative to the DICOM root) is for reading the file; ``shown`` is the same path for messages and
+    tables, with any folder named after the patient's original ID replaced by the pseudonym.
+    """
 
     path: str
+    shown: str
     sop_instance_uid: str
     sop_class_uid: str
     series_uid: str
@@ -78,8 +83,12 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
     if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
         return Rejected(rel, "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object, e.g. DICOMDIR)")
     uid = pseudo.uid if pseudo else str
+    patient = str(ds.get("PatientID", "")).strip()
+    shown = "/".join(pseudo.patient(patient) if pseudo and patient and part == patient else part
+                     for part in rel.split("/"))
     return Instance(
         path=rel,
+        shown=shown,
         sop_instance_uid=uid(str(ds.SOPInstanceUID)),
         sop_class_uid=str(ds.get("SOPClassUID", "")),
         series_uid=uid(str(ds.SeriesInstanceUID)),

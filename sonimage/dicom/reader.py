@@ -28,7 +28,7 @@ def _pixels(root: Path, inst: Instance, shape: tuple[int, int]) -> np.ndarray:
             raise ValueError(f"pixel data is truncated ({inst.size - offset} of {length} bytes present)")
         return np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(shape)
     except Exception as exc:  # truncated, undecodable or unreadable pixel data
-        raise SeriesError(f"pixel data of {inst.path} cannot be decoded: {exc}") from exc
+        raise SeriesError(f"pixel data of {inst.shown} cannot be decoded: {exc}") from exc
 
 
 def _pet_attrs(plan: SeriesPlan, root: Path) -> tuple[np.ndarray, dict]:
@@ -44,7 +44,7 @@ def _pet_attrs(plan: SeriesPlan, root: Path) -> tuple[np.ndarray, dict]:
         "suv_factor": conv.factor,
         "suv_bw_factor_g_per_bq": conv.bw_factor,
         "suv_method": conv.method,
-        "suv_factor_varies_by_slice": bool(np.ptp(conv.slice_factors) > 0),
+        "suv_slice_factors": [float(f) for f in conv.slice_factors] if np.ptp(conv.slice_factors) > 0 else [],
         "uptake_time_s": conv.uptake_s,
         "suv_notes": list(conv.notes),
         **{f"ratio_{k}": v for k, v in conv.ratios.items()},

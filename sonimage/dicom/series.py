@@ -71,9 +71,9 @@ def _drop_copies(items: list[Instance]) -> tuple[list[Instance], list[Rejected]]
             seen[it.sop_instance_uid] = it
             keep.append(it)
         elif first.position == it.position and first.size == it.size:
-            copies.append(Rejected(it.path, f"duplicate copy of {first.path}", 1, it.series_uid))
+            copies.append(Rejected(it.shown, f"duplicate copy of {first.shown}", 1, it.series_uid))
         else:
-            raise SeriesError(f"SOPInstanceUID repeated with different content in {first.path} and {it.path}")
+            raise SeriesError(f"SOPInstanceUID repeated with different content in {first.shown} and {it.shown}")
     return keep, copies
 
 
@@ -88,7 +88,7 @@ def plan_image_series(items: list[Instance]) -> SeriesPlan:
                       ("image sizes", lambda i: (i.rows, i.columns))):
         _unique([get(i) for i in items], what)
     if any(i.position is None or i.orientation is None or i.pixel_spacing is None for i in items):
-        bad = next(i.path for i in items if i.position is None or i.orientation is None or i.pixel_spacing is None)
+        bad = next(i.shown for i in items if i.position is None or i.orientation is None or i.pixel_spacing is None)
         raise SeriesError(f"missing ImagePositionPatient, ImageOrientationPatient or PixelSpacing in {bad}")
     iop = np.array([i.orientation for i in items])
     if np.abs(iop - iop[0]).max() > 1e-4:
@@ -151,6 +151,6 @@ def group_series(instances: list[Instance]) -> tuple[list[SeriesPlan], list[Obje
             plans.append(plan_image_series(keep))
             rejected.extend(copies)
         except SeriesError as exc:
-            rejected.append(Rejected(items[0].path.rsplit("/", 1)[0] if "/" in items[0].path else ".", str(exc),
+            rejected.append(Rejected(items[0].shown.rsplit("/", 1)[0] if "/" in items[0].shown else ".", str(exc),
                                      len(items), uid))
     return plans, objects, rejected

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,25 @@ def quarantine_row(cohort: str, r: Rejected, series: str = "", stage: str = "ind
     return {"cohort": cohort, "path": r.path, "series": series, "n_files": r.n_files, "stage": stage, "reason": r.reason}
 
 
+def shown_rejections(rejected: list[Rejected], instances: list[Instance]) -> list[Rejected]:
+    """Rejected files with their folders shown as the readable files in them are: patient-named folders pseudonymised."""
+    folders: dict[str, str] = {}
+    for i in instances:
+        real, shown_parts = i.path.split("/")[:-1], i.shown.split("/")[:-1]
+        for k in range(1, len(real) + 1):
+            folders["/".join(real[:k])] = "/".join(shown_parts[:k])
+
+    def shown(path: str) -> str:
+        parts = path.split("/")
+        for k in range(len(parts) - 1, 0, -1):
+            prefix = "/".join(parts[:k])
+            if prefix in folders:
+                return "/".join([folders[prefix], *parts[k:]])
+        return path
+
+    return [dataclasses.replace(r, path=shown(r.path)) for r in rejected]
+
+
 def batches(paths: list[Path], size: int = INDEX_BATCH) -> list[list[Path]]:
     """``paths`` cut into batches for parallel indexing."""
     return [paths[i:i + size] for i in range(0, len(paths), size)]
@@ -70,12 +90,12 @@ def plan_jobs(instances: list[Instance], root: Path
     ``instances`` come from an index made with a key, so plans and rows hold pseudonyms only.
     """
     plans, objects, rejected = group_series(instances)
-    first_file = {i.series_uid: i.path for i in instances}
+    first_file = {i.series_uid: i.shown for i in instances}
     jobs = []
     for plan in plans:
-        cohort = cohort_of(plan.files[0], root)
+        cohort = cohort_of(plan.slices[0].shown, root)
         jobs.append(Job(cohort, plan, f"volumes/{cohort}/{plan.patient_id}/{plan.series_uid}.zarr"))
-    object_rows = [_object_row(cohort_of(o.files[0], root), o) for o in objects]
+    object_rows = [_object_row(cohort_of(first_file[o.series_uid], root), o) for o in objects]
     bad = [quarantine_row(cohort_of(first_file.get(r.series_uid, r.path), root), r, r.series_uid, "series")
            for r in rejected]
     return jobs, object_rows, bad
@@ -107,7 +127,7 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     try:
         volume = load_plan(job.plan, Path(dicom_root))
     except ValueError as exc:  # SeriesError, SuvError: the series goes to quarantine
-        folder = job.plan.files[0].rsplit("/", 1)[0]
+        folder = job.plan.slices[0].shown.rsplit("/", 1)[0]
         return Outcome(quarantine=quarantine_row(job.cohort, Rejected(folder, str(exc), len(job.plan.files)),
                                                  job.plan.series_uid, "convert"))
     row = _row(job, volume.attrs)
@@ -160,7 +180,8 @@ def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
     files = list_files(root)
     indexed = _run(index_files, [(b, root, pseudo) for b in batches(files)], executor)
     instances = [i for good, _ in indexed for i in good]
-    quarantine = [quarantine_row(cohort_of(r.path, root), r) for _, bad in indexed for r in bad]
+    rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
+    quarantine = [quarantine_row(cohort_of(r.path, root), r) for r in rejected]
     jobs, object_rows, bad_series = plan_jobs(instances, root)
     outcomes = _run(convert_job, [(j, root, Path(out_root)) for j in jobs], executor)
     return finish(out_root, outcomes, object_rows, quarantine + bad_series, len(files))
