@@ -163,10 +163,10 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
          "injection_date_written": acq.write_injection_date, "injection_before_midnight": acq.midnight,
          "ge_private_scan_time": profile.ge_private_scan_time, "philips_suv_scale": bool(acq.suv_scale_text),
          "philips_activity_scale": bool(acq.activity_scale_text), "dose_bq": acq.dose_bq,
-         "uptake_s": acq.uptake_s, "n_files": len(pet_uids), "shape": list(suv.shape),
-         "spacing_mm": list(grid.spacing)},
+         "uptake_s": acq.uptake_s, "n_files": len(pet_uids), "shape_zyx": list(suv.shape),
+         "spacing_zyx_mm": list(grid.spacing)},
         {**common, "modality": "CT", "series_uid": ct_h.series_uid, "n_files": len(pet_uids),
-         "shape": list(hu.shape), "spacing_mm": list(ct_grid.spacing)},
+         "shape_zyx": list(hu.shape), "spacing_zyx_mm": list(ct_grid.spacing)},
     ]
     t = tracer.lower()
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
