@@ -12,8 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import require
-from sonimage.features import glcm
-from sonimage.features.base import Roi, FeatureSettings
+from scipy import ndimage
+from sonimage.features import glcm, glrlm, glszm
+from sonimage.features.base import FeatureSettings, Roi
+from sonimage.features.texture import grey_levels, half_offsets, zone_entries
 from sonimage.features.texture import grey_levels, half_offsets
 
 FAMILIES = {
@@ -64,3 +66,135 @@ def test_phantom_reference_values(phantom, family):
     totals = Counter(rows.aggregation)
     print(f"\n{family}: " + ", ".join(f"{agg} {passed[agg]}/{n}" for agg, n in sorted(totals.items())))
     assert not failures, f"{len(failures)} of {len(rows)} {family} rows fail:\n" + "\n".join(failures)
+
+
+def _compute_all(roi: Roi, settings: FeatureSettings = FeatureSettings()) -> list:
+    return [f for family in FAMILIES for f in importlib.import_module(f"sonimage.features.{family}").compute(
+        roi, settings, ALL_DIMS)]  # fmt: skip
+
+
+def _random_roi(seed: int, shape=(6, 7, 8), n_levels: int = 4) -> Roi:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(1, n_levels + 1, size=shape).astype(np.float64)
+    mask = rng.random(shape) < 0.7
+    return Roi(image, mask, (2.0, 1.0, 1.0))
+
+
+def _assert_reasons(features: list) -> None:
+    for f in features:
+        if math.isnan(f.value):
+            assert f.reason, f"{f.family} {f.code} [{f.aggregation}] is NaN without a reason"
+        else:
+            assert not f.reason, f"{f.family} {f.code} [{f.aggregation}] has a value and a reason"
+
+
+def test_one_voxel_roi_gives_values_or_nan_with_reason():
+    """A one-voxel lesion: no co-occurring pair and no neighbour (NaN with reason), but one run and one zone."""
+    image = np.full((3, 3, 3), 7.0)
+    mask = np.zeros((3, 3, 3), dtype=bool)
+    mask[1, 1, 1] = True
+    features = _compute_all(Roi(image, mask, (2.0, 2.0, 2.0)))
+    _assert_reasons(features)
+    by_key = {(f.family, f.code, f.aggregation): f for f in features}
+    assert all(math.isnan(f.value) and "empty GLCM" in f.reason for f in features if f.family == "glcm")
+    assert all(math.isnan(f.value) for f in features if f.family == "ngtdm")
+    assert by_key[("glszm", "P30P", "3D")].value == 1.0
+    assert by_key[("glrlm", "22OV", "3D, merged")].value == 1.0
+    assert by_key[("ngldm", "SODN", "2D")].value == 1.0
+
+
+def test_all_equal_roi_defined_where_possible():
+    """One grey level: correlation and NGTDM coarseness have zero denominators; joint maximum is 1."""
+    image = np.full((4, 5, 5), 3.0)
+    mask = np.ones((4, 5, 5), dtype=bool)
+    features = _compute_all(Roi(image, mask, (2.0, 2.0, 2.0)))
+    _assert_reasons(features)
+    by_key = {(f.family, f.code, f.aggregation): f for f in features}
+    assert by_key[("glcm", "GYBY", "3D, merged")].value == 1.0
+    assert math.isnan(by_key[("glcm", "NI2N", "3D, merged")].value)
+    assert math.isnan(by_key[("ngtdm", "QCDE", "3D")].value)
+    assert by_key[("glszm", "P30P", "3D")].value == pytest.approx(1 / 100)
+    assert by_key[("gldzm", "0GBI", "2D")].value == 1.0
+
+
+def test_empty_mask_gives_nan_with_reason():
+    roi = Roi(np.ones((3, 3, 3)), np.zeros((3, 3, 3), dtype=bool), (1.0, 1.0, 1.0))
+    features = _compute_all(roi)
+    assert features and all(math.isnan(f.value) and f.reason for f in features)
+
+
+def test_unknown_dimension_is_refused():
+    with pytest.raises(ValueError, match="4D"):
+        glcm.compute(_random_roi(0), FeatureSettings(), ("4D",))
+
+
+@pytest.mark.parametrize("distance", [1, 2])
+def test_glcm_matches_brute_force_pair_count(distance):
+    """Each direction's matrix counts ROI pairs at distance·direction both ways; 3D merged is their sum."""
+    roi = _random_roi(1)
+    settings = FeatureSettings(glcm_distance=distance)
+    levels = grey_levels(roi, settings, margin=distance)
+    image, ng = roi.image.astype(int), levels.n_levels
+    total = np.zeros((ng, ng))
+    for direction in half_offsets(1, planar=False):
+        expected = np.zeros((ng, ng))
+        step = np.array(direction) * distance
+        for a in zip(*np.nonzero(roi.mask)):
+            b = tuple(np.array(a) + step)
+            if all(0 <= c < n for c, n in zip(b, roi.mask.shape)) and roi.mask[b]:
+                expected[image[a] - 1, image[b] - 1] += 1
+                expected[image[b] - 1, image[a] - 1] += 1
+        matrix = glcm.cooccurrence_stack(levels, tuple(step), by_slice=False)[0]
+        np.testing.assert_array_equal(matrix, expected, err_msg=f"direction {direction}")
+        total += expected
+    merged = {f.code: f.value for f in glcm.compute(roi, settings) if f.aggregation == "3D, merged"}
+    assert merged == pytest.approx(glcm.glcm_features(total))
+
+
+def test_glrlm_matches_brute_force_runs():
+    """Runs walked voxel by voxel along each direction equal the vectorised run matrices."""
+    roi = _random_roi(2)
+    levels = grey_levels(roi, FeatureSettings(), margin=1)
+    image, shape = roi.image.astype(int), roi.mask.shape
+    inside = lambda p: all(0 <= c < n for c, n in zip(p, shape)) and roi.mask[p]  # noqa: E731
+    for direction in half_offsets(1, planar=False):
+        d = np.array(direction)
+        expected = np.zeros((levels.n_levels, max(levels.array.shape)))
+        for start in zip(*np.nonzero(roi.mask)):
+            before = tuple(np.array(start) - d)
+            if inside(before) and image[before] == image[start]:
+                continue
+            length, p = 1, tuple(np.array(start) + d)
+            while inside(p) and image[p] == image[start]:
+                length, p = length + 1, tuple(np.array(p) + d)
+            expected[image[start] - 1, length - 1] += 1
+        np.testing.assert_array_equal(glrlm.run_stack(levels, direction, by_slice=False)[0], expected)
+
+
+def test_zones_match_scipy_label_per_grey_level():
+    """GLSZM zones (graph components) equal scipy.ndimage.label per grey level, 26- and 8-connected."""
+    roi = _random_roi(3)
+    levels = grey_levels(roi, FeatureSettings(), margin=1)
+    image = np.where(roi.mask, roi.image.astype(int), 0)
+    for planar in (False, True):
+        structure = np.ones((3, 3, 3), dtype=bool)
+        if planar:
+            structure[0] = structure[2] = False
+        expected = []
+        for g in range(1, levels.n_levels + 1):
+            labels, n = ndimage.label(image == g, structure=structure)
+            expected += [(g, s) for s in np.bincount(labels.ravel())[1:]]
+        (level, size), _, _ = zone_entries(levels, 1, planar, glszm._zone_sizes)
+        assert sorted(zip(level.tolist(), size.tolist())) == sorted(expected)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_3d_features_invariant_under_flip_and_transpose(family):
+    """Mirroring x and swapping y with x (isotropic in-plane) leaves every 3D value unchanged."""
+    roi = _random_roi(4, shape=(5, 7, 7), n_levels=5)
+    module = importlib.import_module(f"sonimage.features.{family}")
+    moved = Roi(roi.image[:, :, ::-1].transpose(0, 2, 1), roi.mask[:, :, ::-1].transpose(0, 2, 1), roi.spacing)
+    dims = ("3D", "2.5D")
+    original = {(f.code, f.aggregation): f.value for f in module.compute(roi, FeatureSettings(), dims)}
+    mirrored = {(f.code, f.aggregation): f.value for f in module.compute(moved, FeatureSettings(), dims)}
+    assert mirrored == pytest.approx(original, nan_ok=True)

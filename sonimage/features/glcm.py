@@ -59,9 +59,10 @@ def cooccurrence_stack(levels: Levels, offset: Offset, by_slice: bool) -> np.nda
     return counts + counts.transpose(0, 2, 1)
 
 
-def _entropy(p: np.ndarray) -> float:
+def _entropy(p: np.ndarray) -> np.float64:
+    """Shannon entropy (bits); a numpy float, so a zero entropy divides to NaN/inf rather than raising."""
     nonzero = p[p > 0]
-    return float(-(nonzero * np.log2(nonzero)).sum())
+    return -(nonzero * np.log2(nonzero)).sum()
 
 
 def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None:
@@ -88,21 +89,21 @@ def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None
     pxpy = px[:, None] * py[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pxpy = np.where(pxpy > 0, np.log2(np.where(pxpy > 0, pxpy, 1.0)), 0.0)
-        hxy1 = float(-(p * log_pxpy).sum())
-        hxy2 = float(-(pxpy * log_pxpy).sum())
+        hxy1 = -(p * log_pxpy).sum()
+        hxy2 = -(pxpy * log_pxpy).sum()
         hx = _entropy(px)
         cluster = i + j - mu_x - mu_y
         return {
             "GYBY": float(p.max()),
             "60VM": mu,
             "UR99": float(((i - mu) ** 2 * p).sum()),
-            "TU9B": hxy,
+            "TU9B": float(hxy),
             "TF7R": mu_diff,
             "D3YU": float(((k_diff - mu_diff) ** 2) @ p_diff),
-            "NTRS": _entropy(p_diff),
+            "NTRS": float(_entropy(p_diff)),
             "ZGXS": mu_sum,
             "OEEB": float(((k_sum - mu_sum) ** 2) @ p_sum),
-            "P6QZ": _entropy(p_sum),
+            "P6QZ": float(_entropy(p_sum)),
             "8ZQL": float((p**2).sum()),
             "ACUI": float(((i - j) ** 2 * p).sum()),
             "8S9J": float((np.abs(i - j) * p).sum()),
