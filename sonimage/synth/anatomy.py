@@ -228,16 +228,17 @@ def make_body(height_cm: float, weight_kg: float) -> Body:
     return Body(height_cm, weight_kg, tuple(shapes), nodes)
 
 
-def _index_range(coords: np.ndarray, lo: float, hi: float) -> slice:
+def index_range(coords: np.ndarray, lo: float, hi: float) -> slice:
+    """The contiguous index range of the (monotonic) ``coords`` within [lo, hi]."""
     idx = np.nonzero((coords >= lo) & (coords <= hi))[0]
     return slice(int(idx[0]), int(idx[-1]) + 1) if len(idx) else slice(0, 0)
 
 
 def paint(labels: np.ndarray, grid: Grid, shape: Shape, value: int) -> None:
     """Set ``labels`` (z, y, x) to ``value`` inside ``shape``, evaluating only its bounding box."""
-    sx = _index_range(grid.xs, shape.lo[0], shape.hi[0])
-    sy = _index_range(grid.ys, shape.lo[1], shape.hi[1])
-    sz = _index_range(grid.zs, shape.lo[2], shape.hi[2])
+    sx = index_range(grid.xs, shape.lo[0], shape.hi[0])
+    sy = index_range(grid.ys, shape.lo[1], shape.hi[1])
+    sz = index_range(grid.zs, shape.lo[2], shape.hi[2])
     x = grid.xs[sx][None, None, :]
     y = grid.ys[sy][None, :, None]
     z = grid.zs[sz][:, None, None]

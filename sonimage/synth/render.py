@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sonimage.synth.anatomy import HU, Grid, Tissue
+from sonimage.synth.anatomy import HU, Grid, Tissue, index_range
 
 PSF_FWHM_MM = 6.5
 NOISE_COV = 0.15  # noise SD = NOISE_COV * sqrt(SUV) per voxel (Poisson-like), spatially correlated
@@ -56,17 +56,12 @@ class LesionMask:
         return out
 
 
-def _axis_window(coords: np.ndarray, lo: float, hi: float) -> slice:
-    idx = np.nonzero((coords >= lo) & (coords <= hi))[0]
-    return slice(int(idx[0]), int(idx[-1]) + 1) if len(idx) else slice(0, 0)
-
-
 def sphere_mask(grid: Grid, centre: np.ndarray, diameter_mm: float) -> LesionMask:
     """Voxels whose centres lie within the sphere; when none do, the voxel nearest the centre (never empty)."""
     r = diameter_mm / 2.0
     axes = (grid.zs, grid.ys, grid.xs)
     c = (centre[2], centre[1], centre[0])
-    box = tuple(_axis_window(a, ci - r, ci + r) for a, ci in zip(axes, c))
+    box = tuple(index_range(a, ci - r, ci + r) for a, ci in zip(axes, c))
     z, y, x = (a[b] for a, b in zip(axes, box))
     mask = ((x[None, None, :] - centre[0]) ** 2 + (y[None, :, None] - centre[1]) ** 2
             + (z[:, None, None] - centre[2]) ** 2) <= r * r

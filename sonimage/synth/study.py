@@ -38,6 +38,7 @@ from sonimage.synth.identity import Identity, make_identities, patient_rng
 from sonimage.synth.rtstruct_writer import write_rtstruct
 from sonimage.synth.scanners import SITE_PROFILES, ScannerProfile, plan_scan, profile_for_site
 from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.tables.parquet import write_table
 
 COHORTS = ("sonia", "impact", "transcan")
 TRACERS = ("FDG", "FES")
@@ -80,13 +81,6 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """A Parquet file written to a temporary name, then renamed."""
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    _write_bytes_atomic(path, buf.getvalue())
 
 
 def pet_grid(profile: ScannerProfile, size: SizeSpec, body: Body) -> tuple[Grid, Grid]:
@@ -289,9 +283,9 @@ def generate_study(out: Path, cohorts: tuple[str, ...] = COHORTS, n_patients: di
         series = pd.DataFrame([r for res in results for r in res["series"]])
         lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
         truth = out / "truth" / cohort
-        write_parquet_atomic(tables.patients, truth / "patients.parquet")
-        write_parquet_atomic(lesions, truth / "lesions.parquet")
-        write_parquet_atomic(series, truth / "series.parquet")
+        write_table(tables.patients, truth / "patients.parquet")
+        write_table(lesions, truth / "lesions.parquet")
+        write_table(series, truth / "series.parquet")
         _write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
         link_rows += [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s}
                       for s in (p["subject_id"] for p in pats)]
