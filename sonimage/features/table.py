@@ -1,0 +1,112 @@
+"""Feature tables: one row per lesion, SQL-friendly column names, a feature dictionary, atomic Parquet or CSV.
+
+Columns: the identifying columns first (as given per lesion, e.g. patient pseudonym, lesion id, tracer, ROI
+name), then ``error`` (why a lesion has no features, else empty) and ``nan_reasons`` (``column: reason`` for
+every NaN feature), then one column per feature named ``<family>_<name>__<ibsi code>__<aggregation>`` in snake
+case (e.g. ``glcm_joint_maximum__gyby__3d_avg``, ``statistics_mean_intensity__q4le``), then the settings as
+``setting_<name>`` columns, so every number carries how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sonimage.features.base import Feature, FeatureSettings
+
+DICTIONARY_KEY = b"sonimage.feature_dictionary"
+AGGREGATION_WORDS = (("2.5d", "2_5d"), ("slice-merged", "smrg"), ("direction-merged", "dmrg"),
+                     ("averaged", "avg"), ("merged", "mrg"))
+
+
+@dataclass(frozen=True)
+class LesionFeatures:
+    """One lesion's identifying values, its features, and the error that left it without features."""
+
+    ids: dict[str, Any]
+    features: list[Feature] = field(default_factory=list)
+    error: str = ""
+
+
+def snake(text: str) -> str:
+    """Lower-case words joined by underscores ("Moran’s I index" → "morans_i_index")."""
+    text = re.sub(r"[’']", "", text.lower()).replace("%", "pct")
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+def column_name(feature: Feature) -> str:
+    """``<family>_<name>__<code>__<aggregation>``; the code and aggregation parts only where they exist."""
+    agg = feature.aggregation.lower()
+    for word, short in AGGREGATION_WORDS:
+        agg = agg.replace(word, short)
+    parts = [f"{feature.family}_{snake(feature.name)}", feature.code.lower(), snake(agg)]
+    return "__".join(p for p in parts if p)
+
+
+def feature_table(lesions: Sequence[LesionFeatures], settings: FeatureSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lesion table (one row per lesion) and its feature dictionary (column, family, name, code, aggregation)."""
+    entries: dict[str, dict[str, str]] = {}
+    setting_values = {f"setting_{k}": v for k, v in settings.as_dict().items()}
+    rows = []
+    for lesion in lesions:
+        values: dict[str, float] = {}
+        reasons = []
+        for f in lesion.features:
+            col = column_name(f)
+            if col in values:
+                raise ValueError(f"two features map to column {col!r}")
+            entries.setdefault(col, {"column": col, "family": f.family, "name": f.name, "code": f.code,
+                                     "aggregation": f.aggregation})
+            values[col] = f.value
+            if f.reason and not np.isfinite(f.value):
+                reasons.append(f"{col}: {f.reason}")
+        rows.append({**lesion.ids, "error": lesion.error, "nan_reasons": "; ".join(reasons), **values, **setting_values})
+    id_cols = list(dict.fromkeys(k for lesion in lesions for k in lesion.ids))
+    table = pd.DataFrame(rows, columns=[*id_cols, "error", "nan_reasons", *entries, *setting_values])
+    table = table.astype(dict.fromkeys(entries, np.float64))
+    dictionary = pd.DataFrame(list(entries.values()), columns=["column", "family", "name", "code", "aggregation"])
+    return table, dictionary
+
+
+def write_table(table: pd.DataFrame, dictionary: pd.DataFrame, path: Path) -> Path:
+    """Write ``table`` atomically as Parquet (dictionary in the schema metadata) or CSV (dictionary beside it)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ValueError(f"{path}: output must end in .parquet or .csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    targets = [(path, table)]
+    if suffix == ".csv":
+        targets.append((path.with_name(f"{path.stem}.dictionary.csv"), dictionary))
+    for target, frame in targets:
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            if suffix == ".parquet":
+                arrow = pa.Table.from_pandas(frame, preserve_index=False)
+                meta = {**(arrow.schema.metadata or {}), DICTIONARY_KEY: json.dumps(dictionary.to_dict("records")).encode()}
+                pq.write_table(arrow.replace_schema_metadata(meta), tmp)
+            else:
+                frame.to_csv(tmp, index=False)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_dictionary(path: Path) -> pd.DataFrame:
+    """The feature dictionary stored in a Parquet feature table's schema metadata."""
+    meta = pq.read_schema(path).metadata or {}
+    if DICTIONARY_KEY not in meta:
+        raise ValueError(f"{path}: no sonimage feature dictionary in the Parquet metadata")
+    return pd.DataFrame(json.loads(meta[DICTIONARY_KEY]))

@@ -1,0 +1,176 @@
+"""extract_features, PET metrics, Moran/Geary against brute force, robustness, and the feature table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonimage.features import local_intensity, morphology, pet
+from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.extract import ALL_FAMILIES, FeatureInputError, extract_features
+from sonimage.features.table import LesionFeatures, column_name, feature_table, read_dictionary, write_table
+
+SETTINGS = FeatureSettings(bin_width=0.5)
+
+
+def ellipsoid(shape: tuple[int, int, int], radii: tuple[float, float, float]) -> np.ndarray:
+    zz, yy, xx = np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in shape], indexing="ij")
+    return (zz / radii[0]) ** 2 + (yy / radii[1]) ** 2 + (xx / radii[2]) ** 2 <= 1.0
+
+
+def brute_force_moran_geary(image: np.ndarray, mask: np.ndarray, spacing) -> tuple[float, float]:
+    pos = np.argwhere(mask) * np.asarray(spacing)
+    x = image[mask].astype(float)
+    d = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
+    w = np.where(d > 0, 1 / np.where(d > 0, d, 1), 0.0)
+    dev = x - x.mean()
+    n = x.size
+    moran = n / w.sum() * (w * np.outer(dev, dev)).sum() / (dev**2).sum()
+    geary = (n - 1) / (2 * w.sum()) * (w * (x[:, None] - x[None]) ** 2).sum() / (dev**2).sum()
+    return moran, geary
+
+
+def test_moran_geary_exact_against_all_pairs():
+    """The FFT pair sums equal the O(n²) IBSI definition on an irregular ROI with anisotropic voxels."""
+    rng = np.random.default_rng(3)
+    image = rng.normal(5, 2, (7, 9, 8))
+    mask = rng.random((7, 9, 8)) < 0.4
+    spacing = (3.0, 1.5, 2.0)
+    moran, geary, reason = morphology.spatial_autocorrelation(image, mask, spacing)
+    ref_moran, ref_geary = brute_force_moran_geary(image, mask, spacing)
+    assert reason == ""
+    assert moran == pytest.approx(ref_moran, rel=1e-9, abs=1e-12)
+    assert geary == pytest.approx(ref_geary, rel=1e-9)
+
+
+def test_peaks_truncate_at_the_image_border_and_take_the_highest_tie():
+    """Sphere means average only existing voxels; of two equally hot voxels the higher sphere mean wins."""
+    image = np.ones((9, 9, 9))
+    image[0, 4, 4] = 10.0  # hottest voxel on the border
+    image[6, 4, 4] = 10.0  # equally hot, inside, with a warm neighbourhood
+    image[5:8, 3:6, 3:6] += 1.0
+    mask = np.zeros_like(image, dtype=bool)
+    mask[0:8, 4, 4] = True
+    spacing = (2.0, 2.0, 2.0)
+    kernel = local_intensity.sphere_kernel(spacing, 1.0)
+    r = kernel.shape[0] // 2
+    offsets = np.argwhere(kernel) - r
+    def manual(k, j, i):
+        pts = offsets + (k, j, i)
+        ok = np.all((pts >= 0) & (pts < 9), axis=1)
+        return image[tuple(pts[ok].T)].mean()
+    local, glob = local_intensity.peaks(Roi(image, mask, spacing), 1.0)
+    assert manual(0, 4, 4) < manual(6, 4, 4)
+    assert local == pytest.approx(manual(6, 4, 4))
+    assert glob == pytest.approx(max(manual(k, 4, 4) for k in range(8)))
+    assert local_intensity.peak_radius_mm(1.0) == pytest.approx(6.2035, abs=1e-4)
+
+
+def test_pet_metrics_and_sul_scale():
+    """SUVmax/mean, MTV in mL, TLG = SUVmean × MTV, PERCIST peak ≥ IBSI peak, SUL = SUV × ratio; no SUL without it."""
+    rng = np.random.default_rng(0)
+    image = rng.gamma(4.0, 1.0, (20, 20, 20))
+    mask = ellipsoid((20, 20, 20), (6, 5, 4))
+    roi = Roi(image, mask, (2.0, 4.0, 4.0))
+    suv = {f.name: f.value for f in pet.compute(roi, SETTINGS)}
+    both = {f.name: f.value for f in pet.compute(roi, SETTINGS, sul_ratio=0.8)}
+    assert not any(name.startswith("SUL") for name in suv)
+    assert suv["SUVmax"] == pytest.approx(image[mask].max())
+    assert suv["MTV (mL)"] == pytest.approx(mask.sum() * 32 / 1000)
+    assert suv["TLG SUV"] == pytest.approx(image[mask].mean() * mask.sum() * 0.032)
+    assert suv["SUVpeak PERCIST"] >= suv["SUVpeak"]
+    for key in ("max", "mean", "peak", "peak PERCIST"):
+        assert both[f"SUL{key}"] == pytest.approx(0.8 * suv[f"SUV{key}"])
+    with pytest.raises(ValueError, match="sul_ratio"):
+        pet.compute(roi, SETTINGS, sul_ratio=0.0)
+
+
+def test_empty_mask_and_nan_inside_are_clear_errors():
+    image = np.ones((5, 5, 5))
+    with pytest.raises(FeatureInputError, match="empty mask"):
+        extract_features(Roi(image, np.zeros((5, 5, 5), bool), (1.0, 1.0, 1.0)), SETTINGS)
+    mask = np.zeros((5, 5, 5), bool)
+    mask[2, 2, 1:4] = True
+    image[2, 2, 2] = np.nan
+    with pytest.raises(FeatureInputError, match="1 of 3 lesion voxels are NaN"):
+        extract_features(Roi(image, mask, (1.0, 1.0, 1.0)), SETTINGS)
+    with pytest.raises(FeatureInputError, match="unknown feature family"):
+        extract_features(Roi(np.ones((5, 5, 5)), mask, (1.0, 1.0, 1.0)), SETTINGS, families=("shape",))
+
+
+def test_nan_outside_the_mask_only_shrinks_the_peak_sphere():
+    image = np.full((7, 7, 7), 2.0)
+    image[3, 3, 3] = 5.0
+    image[3, 3, 4] = np.nan
+    mask = np.zeros_like(image, dtype=bool)
+    mask[3, 3, 3] = True
+    feats = {f.name: f.value for f in extract_features(Roi(image, mask, (4.0, 4.0, 4.0)), SETTINGS, ("pet",))}
+    # 1 cm³ sphere (r 6.2 mm) on 4 mm voxels: centre, 6 face and 12 edge neighbours (5.7 mm), one of them NaN
+    assert feats["SUVpeak"] == pytest.approx((5.0 + 17 * 2.0) / 18)
+
+
+def test_one_voxel_lesion_gives_values_or_reasons_for_every_family():
+    rng = np.random.default_rng(1)
+    image = rng.normal(3, 1, (9, 9, 9))
+    mask = np.zeros_like(image, dtype=bool)
+    mask[4, 4, 4] = True
+    feats = extract_features(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS, ALL_FAMILIES)
+    assert {f.family for f in feats} == set(ALL_FAMILIES)
+    nan = [f for f in feats if not np.isfinite(f.value)]
+    assert nan and all(f.reason for f in nan), [f.name for f in nan if not f.reason]
+    by_name = {(f.family, f.name): f.value for f in feats}
+    assert by_name[("morphology", "Volume (voxel counting)")] == pytest.approx(8.0)
+    assert np.isnan(by_name[("morphology", "Moran’s I index")])
+
+
+def test_large_ellipsoid_runs_in_bounded_memory():
+    """A 100k+ voxel lesion completes for every family, Moran's I included (no pair matrix)."""
+    mask = ellipsoid((64, 72, 80), (31, 35, 39))
+    assert mask.sum() > 100_000
+    rng = np.random.default_rng(2)
+    image = 2.0 + mask * 3.0 + rng.normal(0, 0.5, mask.shape)
+    feats = extract_features(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS, ALL_FAMILIES)
+    values = {(f.family, f.name): f.value for f in feats}
+    assert values[("morphology", "Volume (mesh)")] == pytest.approx(mask.sum() * 8.0, rel=0.02)
+    assert np.isfinite(values[("morphology", "Moran’s I index")])
+    assert values[("pet", "MTV (mL)")] == pytest.approx(mask.sum() * 8 / 1000)
+
+
+def test_column_names_are_sql_friendly_and_unique():
+    assert column_name(Feature("glcm", "Joint maximum", "GYBY", 1.0, "3D, averaged")) == "glcm_joint_maximum__gyby__3d_avg"
+    assert column_name(Feature("glcm", "Joint maximum", "GYBY", 1.0, "2.5D, direction-merged")) == \
+        "glcm_joint_maximum__gyby__2_5d_dmrg"
+    assert column_name(Feature("morphology", "Moran’s I index", "N365", 1.0)) == "morphology_morans_i_index__n365"
+    assert column_name(Feature("pet", "MTV (mL)", "", 1.0)) == "pet_mtv_ml"
+    image = np.random.default_rng(4).gamma(3.0, 1.0, (12, 12, 12))
+    mask = ellipsoid((12, 12, 12), (4, 5, 5))
+    feats = extract_features(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS, ALL_FAMILIES, ("2D", "2.5D", "3D"))
+    names = [column_name(f) for f in feats]
+    assert len(set(names)) == len(names)
+    assert all(n.replace("_", "").isalnum() and n == n.lower() and not n[0].isdigit() for n in names)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_table_one_row_per_lesion_with_dictionary_and_settings(tmp_path, suffix):
+    image = np.random.default_rng(5).gamma(3.0, 1.0, (12, 12, 12))
+    mask = ellipsoid((12, 12, 12), (4, 5, 5))
+    feats = extract_features(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS, ("statistics", "pet", "glcm"))
+    lesions = [LesionFeatures({"patient": "P01", "lesion": 1}, feats),
+               LesionFeatures({"patient": "P01", "lesion": 2}, error="empty mask")]
+    table, dictionary = feature_table(lesions, SETTINGS)
+    assert list(table.columns[:4]) == ["patient", "lesion", "error", "nan_reasons"]
+    assert len(table) == 2 and table.loc[1, "error"] == "empty mask"
+    assert np.isnan(table.loc[1, "statistics_mean_intensity__q4le"])
+    assert table.loc[0, "setting_bin_width"] == 0.5
+    assert set(dictionary.column) == {column_name(f) for f in feats}
+    out = write_table(table, dictionary, tmp_path / f"features{suffix}")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    if suffix == ".parquet":
+        back = pd.read_parquet(out)
+        pd.testing.assert_frame_equal(read_dictionary(out), dictionary)
+    else:
+        back = pd.read_csv(out)
+        assert pd.read_csv(tmp_path / "features.dictionary.csv").column.tolist() == dictionary.column.tolist()
+    assert back["glcm_joint_maximum__gyby__3d_avg"].iloc[0] == pytest.approx(
+        table["glcm_joint_maximum__gyby__3d_avg"].iloc[0])
