@@ -8,7 +8,7 @@ from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
-from sonimage.volumes.convert import ConvertSummary, Job, Outcome, convert_job, finish
+from sonimage.volumes.convert import ConvertSummary, Job, MaskJob, Outcome, convert_any, finish
 
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}
 
@@ -20,9 +20,9 @@ def index_batch(paths: list[str], dicom_root: str, pseudo: Pseudonymiser) -> tup
 
 
 @task(name="convert-series", task_run_name="convert-{job.store}", **RETRIES)
-def convert_series(job: Job, dicom_root: str, out: str) -> Outcome:
-    """One series to its Zarr store; returns its manifest or quarantine row."""
-    return convert_job(job, Path(dicom_root), Path(out))
+def convert_series(job: Job | MaskJob, dicom_root: str, out: str) -> Outcome:
+    """One series (or RTSTRUCT) to its Zarr store; returns its manifest or quarantine row."""
+    return convert_any(job, Path(dicom_root), Path(out))
 
 
 @task(name="write-tables")

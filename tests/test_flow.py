@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import xarray as xr
 from distributed import LocalCluster
 
 from conftest import require
@@ -64,10 +66,24 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     names = [t.name for t in tasks]
     assert run.state.is_completed()
-    assert sum(n.startswith("convert-volumes/") for n in names) == 1
+    assert sum(n.startswith("convert-volumes/") for n in names) == 2  # the PET and its RTSTRUCT
     assert sum(n.startswith("index-dicom") for n in names) == 2  # 269 files in batches of 256
     assert not any("STS_001" in n for n in names)  # task names carry pseudonyms only
     assert all(t.state.is_completed() for t in tasks)
+
+
+def test_converted_contours_give_the_reference_lesion(shared_data: Path, tmp_path: Path) -> None:
+    root = require(shared_data / "sts-001-fdg-pet")
+    summary = convert_tree(root, tmp_path, Pseudonymiser(KEY.encode()))
+    manifest = pd.read_parquet(summary.manifest).set_index("modality")
+    labels = xr.open_zarr(tmp_path / manifest.loc["RTSTRUCT", "store"], consolidated=False)
+    assert manifest.loc["RTSTRUCT", "referenced_series"] == manifest.loc["PT", "series"]
+    gtv = next(r for r in labels.attrs["rois"] if r["name"] == "GTV_Mass")
+    assert gtv["n_voxels"] == 5095
+    suv = xr.open_zarr(tmp_path / manifest.loc["PT", "store"], consolidated=False)["suv"].values
+    inside = suv[labels["label"].values == gtv["label"]]
+    assert round(float(inside.max()), 2) == 7.91
+    assert round(float(inside.min()), 2) == 0.17
 
 
 def _prefect(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from sonimage.tables.parquet import write_table
 MANIFEST_SCHEMA = pa.schema([
     ("cohort", pa.string()), ("patient", pa.string()), ("study", pa.string()), ("series", pa.string()),
     ("frame_of_reference", pa.string()), ("modality", pa.string()), ("tracer", pa.string()),
+    ("referenced_series", pa.string()), ("n_rois", pa.int32()),
     ("vendor", pa.string()), ("model", pa.string()), ("units", pa.string()), ("original_units", pa.string()),
     ("decay_correction", pa.string()), ("suv_factor", pa.float64()), ("suv_bw_factor_g_per_bq", pa.float64()),
     ("suv_method", pa.string()), ("uptake_min", pa.float64()), ("sul_ratio", pa.float64()),

@@ -7,20 +7,24 @@ object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sonimage.dicom.index import Instance, Rejected, index_files, list_files
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.dicom.reader import load_plan
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
+from sonimage.lesions.labels import rtstruct_labels
 from sonimage.tables.manifest import write_manifest, write_quarantine
 from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
+from sonimage.volumes.volume import Volume
 
 MANIFEST = "manifest.parquet"
 QUARANTINE = "quarantine.parquet"
@@ -37,11 +41,26 @@ class Job:
 
 
 @dataclass(frozen=True)
+class MaskJob:
+    """An RTSTRUCT to rasterise onto the grid of the PET series it was drawn on."""
+
+    cohort: str
+    patient: str
+    study: str
+    series: str
+    path: str
+    shown: str
+    pet: SeriesPlan
+    store: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     """A converted series' manifest row, or its quarantine row."""
 
     manifest: dict[str, Any] | None = None
     quarantine: dict[str, Any] | None = None
+    extra: list[dict[str, Any]] = field(default_factory=list)  # quarantine rows of a converted series' parts
 
 
 def cohort_of(path: str, root: Path) -> str:
@@ -84,8 +103,9 @@ def _object_row(cohort: str, obj: ObjectSeries) -> dict[str, Any]:
 
 
 def plan_jobs(instances: list[Instance], root: Path
-              ) -> tuple[list[Job], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Conversion jobs, manifest rows of object series, and quarantine rows of rejected series or copies.
+              ) -> tuple[list[Job | MaskJob], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Conversion jobs (image series, and RTSTRUCTs onto the PET they were drawn on), manifest rows of the other
+    object series, and quarantine rows of rejected series or copies.
 
     ``instances`` come from an index made with a key, so plans and rows hold pseudonyms only.
     """
@@ -95,7 +115,17 @@ def plan_jobs(instances: list[Instance], root: Path
     for plan in plans:
         cohort = cohort_of(plan.slices[0].shown, root)
         jobs.append(Job(cohort, plan, f"volumes/{cohort}/{plan.patient_id}/{plan.series_uid}.zarr"))
-    object_rows = [_object_row(cohort_of(first_file[o.series_uid], root), o) for o in objects]
+    pets = {p.series_uid: p for p in plans if p.modality == "PT"}
+    shown = {i.path: i.shown for i in instances}
+    object_rows = []
+    for o in objects:
+        cohort = cohort_of(first_file[o.series_uid], root)
+        pet = pets.get(o.referenced_series)
+        if o.modality == "RTSTRUCT" and len(o.files) == 1 and pet is not None:
+            jobs.append(MaskJob(cohort, o.patient_id, o.study_uid, o.series_uid, o.files[0], shown[o.files[0]], pet,
+                                f"volumes/{cohort}/{o.patient_id}/{o.series_uid}.zarr"))
+        else:
+            object_rows.append(_object_row(cohort, o))
     bad = [quarantine_row(cohort_of(first_file.get(r.series_uid, r.path), root), r, r.series_uid, "series")
            for r in rejected]
     return jobs, object_rows, bad
@@ -136,6 +166,42 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     return Outcome(manifest=row)
 
 
+def _grid(plan: SeriesPlan) -> Volume:
+    return Volume(np.zeros(plan.shape, np.uint8), plan.spacing, plan.origin, plan.direction,
+                  {"slice_positions_mm": list(plan.slice_positions)})
+
+
+def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
+    """Rasterise every ROI of an RTSTRUCT onto its PET grid as a label store; ROIs that fail are quarantined."""
+    store = Path(out_root) / job.store
+    if (store / "zarr.json").is_file():
+        attrs = json.loads((store / "zarr.json").read_text())["attributes"]
+        return Outcome(manifest=attrs["manifest_row"], extra=attrs["quarantine_rows"])
+    real = str(Path(dicom_root) / job.path)
+    try:
+        result = rtstruct_labels(Path(real), _grid(job.pet))
+    except ValueError as exc:
+        reason = str(exc).replace(real, job.shown)
+        return Outcome(quarantine=quarantine_row(job.cohort, Rejected(job.shown, reason), job.series, "convert"))
+    p = job.pet
+    row = {"cohort": job.cohort, "patient": job.patient, "study": job.study, "series": job.series,
+           "frame_of_reference": p.frame_of_reference_uid, "modality": "RTSTRUCT", "tracer": "",
+           "referenced_series": p.series_uid, "n_rois": len(result.volume.attrs["rois"]),
+           "shape_z": p.shape[0], "shape_y": p.shape[1], "shape_x": p.shape[2],
+           "spacing_z": p.spacing[0], "spacing_y": p.spacing[1], "spacing_x": p.spacing[2],
+           "n_files": 1, "store": job.store, "status": "converted"}
+    bad = [quarantine_row(job.cohort, Rejected(job.shown, f"ROI {name!r}: {why.replace(real, job.shown)}", 0),
+                          job.series, "mask") for name, why in sorted(result.failed.items())]
+    result.volume.attrs.update(manifest_row=row, quarantine_rows=bad)
+    write_volume(result.volume, store, "label")
+    return Outcome(manifest=row, extra=bad)
+
+
+def convert_any(job: Job | MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
+    """Convert an image series or rasterise an RTSTRUCT, whichever ``job`` is."""
+    return (convert_mask if isinstance(job, MaskJob) else convert_job)(job, dicom_root, out_root)
+
+
 def link_ct_tracers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give each CT (and object series) the tracer of the PET in its study, so analysts can join by tracer."""
     tracer = {r["study"]: r["tracer"] for r in rows if r.get("modality") == "PT"}
@@ -164,7 +230,7 @@ def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], qua
            n_files: int) -> ConvertSummary:
     """Write the manifest and quarantine tables and check that every input file is accounted for."""
     rows = link_ct_tracers([o.manifest for o in outcomes if o.manifest] + object_rows)
-    bad = quarantine + [o.quarantine for o in outcomes if o.quarantine]
+    bad = quarantine + [o.quarantine for o in outcomes if o.quarantine] + [r for o in outcomes for r in o.extra]
     accounted = sum(r["n_files"] for r in rows) + sum(r["n_files"] for r in bad)
     if accounted != n_files:
         raise RuntimeError(f"{n_files} input files but {accounted} accounted for: a bug, please report it")
@@ -183,5 +249,5 @@ def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
     rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
     quarantine = [quarantine_row(cohort_of(r.path, root), r) for r in rejected]
     jobs, object_rows, bad_series = plan_jobs(instances, root)
-    outcomes = _run(convert_job, [(j, root, Path(out_root)) for j in jobs], executor)
+    outcomes = _run(convert_any, [(j, root, Path(out_root)) for j in jobs], executor)
     return finish(out_root, outcomes, object_rows, quarantine + bad_series, len(files))
