@@ -44,27 +44,28 @@ def run_stack(levels: Levels, direction: Offset, by_slice: bool) -> np.ndarray:
     """Run counts of one direction: shape (padded z of the run's first voxel, Ng, longest possible run)
     ``by_slice``, else (1, Ng, longest possible run).
 
-    A run starts at a ROI voxel whose predecessor along ``direction`` differs (or lies outside the ROI) and
-    ends at one whose successor differs. ``direction`` is lexicographically positive, so its first nonzero
-    component (axis ``a``) is +1 and, along each line, C order is the order of the coordinate on ``a``:
-    grouping starts and ends by line with a stable sort pairs them.
+    ``direction`` is lexicographically positive, so its flat step ``k`` is positive and each line of the
+    direction is a class of flat indices modulo ``k`` in increasing order; a line leaves the box only through
+    the zero margin, so runs never wrap. Laying the flat array out as rows of ``k`` and reading it column by
+    column puts every line in one sequence; runs are its maximal segments of one nonzero grey level.
     """
-    values, coords = levels.values, levels.coords
-    is_start = levels.neighbour_values(tuple(-c for c in direction)) != values
-    is_end = levels.neighbour_values(direction) != values
-    axis = next(k for k, c in enumerate(direction) if c)
+    step = levels.step(direction)
+    rows = -(-levels.flat.size // step) + 1  # at least one row of zeros ends every column
+    grid = np.zeros(rows * step, dtype=np.min_scalar_type(levels.n_levels))
+    grid[: levels.flat.size] = levels.flat
+    sequence = grid.reshape(rows, step).T.ravel()
+    bounds = np.flatnonzero(sequence[1:] != sequence[:-1]) + 1
+    first = np.concatenate(([0], bounds))
+    lengths = np.diff(np.concatenate((first, [sequence.size])))
+    level = sequence[first]
+    run = level > 0
+    first, lengths, level = first[run], lengths[run], level[run]
     size = max(levels.array.shape)
-    # Line identity: the coordinates the line has where its coordinate on axis a is 0.
-    line = np.zeros(values.size, dtype=np.int64)
-    for c, d in zip(coords, direction, strict=True):
-        line = line * (3 * size) + (c - coords[axis] * d + size)
-    start_order = np.argsort(line[is_start], kind="stable")
-    end_order = np.argsort(line[is_end], kind="stable")
-    lengths = coords[axis][is_end][end_order] - coords[axis][is_start][start_order] + 1
-    key = (values[is_start][start_order] - 1) * size + lengths - 1
+    key = (level - 1) * size + lengths - 1
     nz = levels.array.shape[0] if by_slice else 1
     if by_slice:
-        key += levels.z[is_start][start_order] * levels.n_levels * size
+        flat_index = (first % rows) * step + first // rows
+        key += flat_index // (levels.array.shape[1] * levels.array.shape[2]) * levels.n_levels * size
     counts = np.bincount(key, minlength=nz * levels.n_levels * size)
     return counts.reshape(nz, levels.n_levels, size).astype(np.float64)
 

@@ -91,11 +91,6 @@ class Levels:
         return self.roi // (self.array.shape[1] * self.array.shape[2])
 
     @cached_property
-    def coords(self) -> np.ndarray:
-        """(z, y, x) padded coordinates of each ROI voxel, shape (3, n)."""
-        return np.stack(np.unravel_index(self.roi, self.array.shape))
-
-    @cached_property
     def slice_counts(self) -> np.ndarray:
         """ROI voxels per padded z index."""
         return np.bincount(self.z, minlength=self.array.shape[0])
