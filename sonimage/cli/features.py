@@ -1,11 +1,95 @@
-"""`sonimage features`: placeholder, filled in by its owner."""
+"""`sonimage features`: IBSI lesion features of one image and its lesion mask(s), one row per lesion.
+
+The image is a NIfTI file, a DICOM series folder (PET read as SUVbw) or a sonimage Zarr store; the mask a NIfTI
+label map, a DICOM RTSTRUCT (every ROI, one row each, unless ``--roi`` picks some), a DICOM SEG or a Zarr label
+store. A lesion that cannot be computed (empty mask, NaN inside, mask off the grid) gets a row with its ``error``
+and no values; the exit code is then 1, while the table is still written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sonimage.features.base import FeatureSettings, Roi
+from sonimage.features.extract import ALL_FAMILIES, extract_features
+from sonimage.features.table import LesionFeatures, feature_table, write_table
+from sonimage.lesions.io import lesion_names, mask_kind, read_image, read_mask
+from sonimage.volumes.volume import Volume
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `features` sub-command."""
-    p = sub.add_parser("features", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: 1)
+    p = sub.add_parser("features", help="IBSI lesion features to Parquet/CSV, one row per lesion",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", required=True, type=Path, help="NIfTI file, DICOM series folder or Zarr store")
+    p.add_argument("--mask", required=True, type=Path, help="NIfTI label map, RTSTRUCT, SEG or Zarr label store")
+    p.add_argument("--roi", action="append", help="RTSTRUCT ROI or SEG segment name (repeatable; default all)")
+    p.add_argument("--label", type=int, default=1, help="label value in a label map, SEG segment number (default 1)")
+    binning = p.add_mutually_exclusive_group()
+    binning.add_argument("--bin-width", type=float, help="fixed bin size, in image units (e.g. 0.5 SUV)")
+    binning.add_argument("--bin-count", type=int, help="fixed bin number")
+    p.add_argument("--bin-lower-bound", type=float, help="lower bound of the first bin (fixed bin size only)")
+    p.add_argument("--ivh-bin-width", type=float, help="bin width of the intensity-volume histogram")
+    p.add_argument("--families", nargs="+", default=list(ALL_FAMILIES), choices=ALL_FAMILIES, metavar="FAMILY",
+                   help=f"feature families (default all: {' '.join(ALL_FAMILIES)})")
+    p.add_argument("--dims", nargs="+", default=["3D"], choices=["2D", "2.5D", "3D"],
+                   help="texture aggregations (default 3D)")
+    p.add_argument("--sul-ratio", help="SUL/SUV factor ratio (lean body mass / body weight), or 'auto' to take "
+                   "the image's Janmahasatian ratio; SUL rows are omitted without it")
+    p.add_argument("--id", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="identifying column for every row (e.g. patient=P0001 tracer=FDG); repeatable")
+    p.add_argument("--out", required=True, type=Path, help="output table (.parquet or .csv)")
+    p.set_defaults(func=run)
+
+
+def _sul_ratio(arg: str | None, image: Volume) -> float | None:
+    if arg is None:
+        return None
+    if arg == "auto":
+        ratio = image.attrs.get("ratio_sul_janma")
+        if ratio is None:
+            raise ValueError("--sul-ratio auto: the image carries no lean-body-mass ratio (height or weight missing)")
+        return float(ratio)
+    return float(arg)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and write the table; exit code 1 when any lesion has an error."""
+    if args.bin_lower_bound is not None and args.bin_width is None:
+        raise ValueError("--bin-lower-bound needs --bin-width")
+    if args.out.suffix.lower() not in (".parquet", ".csv"):
+        raise ValueError(f"{args.out}: output must end in .parquet or .csv")
+    settings = FeatureSettings(bin_width=args.bin_width, bin_lower_bound=args.bin_lower_bound,
+                               bin_count=args.bin_count, ivh_bin_width=args.ivh_bin_width)
+    image = read_image(args.image)
+    sul = _sul_ratio(args.sul_ratio, image)
+    names = args.roi or lesion_names(args.mask) or [None]
+    ids = dict(args.id)
+    lesions = []
+    for name in names:
+        row_ids = {**ids, "roi": name if name is not None else f"label {args.label}"}
+        try:
+            mask = read_mask(args.mask, image, name, args.label)
+            roi = Roi(image.array, mask, image.spacing)
+            features = extract_features(roi, settings, tuple(args.families), tuple(args.dims), sul)
+            lesions.append(LesionFeatures({**row_ids, "voxels": int(mask.sum())}, features))
+        except ValueError as exc:
+            lesions.append(LesionFeatures({**row_ids, "voxels": np.nan}, error=str(exc)))
+    table, dictionary = feature_table(lesions, settings)
+    write_table(table, dictionary, args.out)
+    failed = [lesion for lesion in lesions if lesion.error]
+    for lesion in failed:
+        print(f"sonimage features: lesion {lesion.ids['roi']!r}: {lesion.error}", file=sys.stderr)
+    print(f"{len(lesions) - len(failed)} of {len(lesions)} lesions, {table.shape[1]} columns -> {args.out}")
+    return 1 if failed else 0

@@ -1,0 +1,94 @@
+"""Read any image and any lesion mask a site delivers, dispatching on the kind of file.
+
+Images: a NIfTI (or other SimpleITK-readable) file, a DICOM series folder (PET as SUVbw), or a sonimage Zarr
+store (a directory holding ``zarr.json``). Masks: a DICOM RTSTRUCT (ROI by name), a DICOM SEG (segment by label
+or number), a label map file or a sonimage Zarr label store (label value).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+
+from sonimage.dicom.reader import read_dicom_volume
+from sonimage.lesions.labelmap import MaskError, labels_on_grid, read_labelmap
+from sonimage.lesions.rtstruct import rasterise, roi_names
+from sonimage.lesions.seg import read_seg, segments
+from sonimage.volumes.store import read_volume
+from sonimage.volumes.volume import Volume
+
+
+def is_zarr_store(path: Path) -> bool:
+    """True for a directory that is a Zarr v3 store."""
+    return Path(path).is_dir() and (Path(path) / "zarr.json").exists()
+
+
+def read_image(path: Path) -> Volume:
+    """The image at ``path``: Zarr store, DICOM series folder, or an image file (NIfTI, NRRD, MHA)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such image")
+    if is_zarr_store(path):
+        return read_volume(path)
+    if path.is_dir():
+        return read_dicom_volume(path)
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from exc
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{path}: expected a 3D single-channel image")
+    return Volume.from_sitk(img)
+
+
+def mask_kind(path: Path) -> str:
+    """``rtstruct``, ``seg``, ``zarr`` or ``labelmap`` for the mask at ``path``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such mask")
+    if is_zarr_store(path):
+        return "zarr"
+    if path.is_file():
+        try:
+            modality = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality")
+        except Exception:  # not DICOM: a label map file
+            return "labelmap"
+        if modality in ("RTSTRUCT", "SEG"):
+            return modality.lower()
+        raise MaskError(f"{path}: DICOM {modality} is not a mask (expected RTSTRUCT or SEG)")
+    raise MaskError(f"{path}: a mask must be a file (NIfTI, RTSTRUCT, SEG) or a Zarr store")
+
+
+def lesion_names(path: Path) -> list[str]:
+    """Names of the lesions a mask holds: RTSTRUCT ROI names, SEG segment labels; empty for label maps."""
+    kind = mask_kind(path)
+    if kind == "rtstruct":
+        return roi_names(path)
+    if kind == "seg":
+        return list(segments(path).values())
+    return []
+
+
+def read_mask(path: Path, image: Volume, roi: str | None = None, label: int = 1) -> np.ndarray:
+    """Boolean (z, y, x) lesion mask on ``image``'s grid.
+
+    RTSTRUCT: ROI ``roi`` (may be omitted when the file holds one ROI). SEG: segment ``roi`` (label), else number
+    ``label``. Label map or Zarr label store: voxels equal to ``label``.
+    """
+    path = Path(path)
+    kind = mask_kind(path)
+    if kind == "rtstruct":
+        if roi is None:
+            names = roi_names(path)
+            if len(names) != 1:
+                raise MaskError(f"{path}: {len(names)} ROIs ({', '.join(map(repr, names))}); choose one with roi")
+            roi = names[0]
+        return rasterise(path, image, roi)
+    if kind == "seg":
+        return read_seg(path, image, roi if roi is not None else label)
+    if kind == "zarr":
+        return labels_on_grid(read_volume(path), image, path, label)
+    return read_labelmap(path, image, label)
