@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +12,7 @@ from sonimage.survival.cox import FrozenCox, fit_cox, write_json_atomic
 from sonimage.survival.data import read_table
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel
+from sonimage.tables.parquet import write_table
 
 
 def _floats(text: str) -> list[float]:
@@ -104,10 +103,6 @@ def _benefit(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"{args.data}: unknown column(s) {missing} in --keep")
         out = pd.concat([df[args.keep], out], axis=1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    out.to_parquet(tmp, index=False)
-    os.replace(tmp, args.out)
+    write_table(out, args.out)
     print(f"wrote {args.out} ({len(out)} rows)")
     return 0

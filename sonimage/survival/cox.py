@@ -103,6 +103,7 @@ def write_json_atomic(obj: dict, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         json.dump(obj, fh, indent=1, default=_json_default)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
 
@@ -153,11 +154,12 @@ def fit_cox(df: pd.DataFrame, time: str, event: str, formula: str, penalizer: fl
         beta, info, loglik = efron_newton(xa, t, e, np.array(penalised) * xa.std(0, ddof=1) ** 2)
         se = np.sqrt(np.diag(np.linalg.inv(info)))
     z = beta / se
-    summary = pd.DataFrame({
-        "coef": beta, "se": se, "hr": np.exp(beta), "hr_lower": np.exp(beta - Z95 * se),
-        "hr_upper": np.exp(beta + Z95 * se), "lower": beta - Z95 * se, "upper": beta + Z95 * se,
-        "z": z, "p": 2 * norm.sf(np.abs(z)),
-    }, index=pd.Index(x.columns, name="term"))
+    with np.errstate(over="ignore"):  # a separated resample has an infinite upper HR, which is the honest answer
+        summary = pd.DataFrame({
+            "coef": beta, "se": se, "hr": np.exp(beta), "hr_lower": np.exp(beta - Z95 * se),
+            "hr_upper": np.exp(beta + Z95 * se), "lower": beta - Z95 * se, "upper": beta + Z95 * se,
+            "z": z, "p": 2 * norm.sf(np.abs(z)),
+        }, index=pd.Index(x.columns, name="term"))
     centre = xa.mean(0)
     lp = (xa - centre) @ beta
     bt, bh = breslow_baseline(t, e, lp)

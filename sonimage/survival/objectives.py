@@ -1,0 +1,270 @@
+"""The SONImage study's five analyses on per-cohort patient and lesion tables.
+
+1. PFS1 by heterogeneity (KM, log-rank, uni/multivariable Cox, Schoenfeld PH checks), FES-threshold sensitivity.
+2. Treatment × heterogeneity interaction: HR per arm, treatment HR by subgroup (forest plot).
+3. Lesion response against baseline lesion uptake, lesions clustered within patients (cluster-robust OLS).
+4. Individual benefit of CDK4/6i: PATH risk and effect modelling, bootstrap optimism, per-patient predictions.
+5. External validation of the frozen models on the other cohorts (benefit metrics where both arms exist).
+Every function returns JSON-serialisable results.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter
+from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
+from scipy.stats import t as student_t
+
+from sonimage.survival.benefit import benefit_validation, predict_benefit
+from sonimage.survival.calibration import kaplan_meier
+from sonimage.survival.cox import FrozenCox, fit_cox
+from sonimage.survival.external import validate
+from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
+from sonimage.survival.parallel import Executor
+from sonimage.tables.patients import FesRule, patient_metrics
+
+TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
+CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")
+PATTERNS = ("all positive", "mixed", "all negative")
+MIN_GROUP = 5  # smallest group shown in KM curves and tested
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Pre-specified choices of the analysis (written into the report and metrics)."""
+
+    horizon_months: float = 12.0
+    benefit_horizons: tuple[float, ...] = (12.0, 24.0)
+    fes_thresholds: tuple[float, ...] = (1.5, 1.8, 2.0)
+    penalizers: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
+    folds: int = 5
+    n_boot_internal: int = 200
+    n_boot_external: int = 200
+    seed: int = 0
+    prognostic_formula: str = "age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
+    effect_formula: str = "cdk46i*(fes_positive_fraction + ecog + visceral)"
+
+
+def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
+    """The lesion table in the columns of :func:`sonimage.tables.patients.patient_metrics`.
+
+    Pipeline tables already have them; the synthetic ground truth (uniform uptake per lesion) is mapped:
+    SUVmax = SUVmean = the lesion's uptake, volume from the diameter, no lean-body-mass (SUL) values.
+    """
+    if {"patient", "lesion", "fes_suvmax", "fdg_suvmax"} <= set(lesions.columns):
+        return lesions
+    volume = np.pi / 6 * (lesions["diameter_mm"] / 10.0) ** 3
+    return pd.DataFrame({
+        "patient": lesions["subject_id"], "lesion": lesions["lesion_id"], "organ": lesions["organ"],
+        "fdg_suvmax": lesions["fdg_suv"], "fdg_sulmax": np.nan, "fes_suvmax": lesions["fes_suv"],
+        "fes_suvmean": lesions["fes_suv"], "fes_sulmean": np.nan, "volume_ml": volume,
+        "fdg_tlg": lesions["fdg_suv"] * volume,
+    })
+
+
+def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float = 1.5) -> pd.DataFrame:
+    """Patients with heterogeneity metrics recomputed from lesions at an FES threshold (SUVmax ≥ threshold).
+
+    Definitions are those of :mod:`sonimage.tables.patients` (Boers fraction over all lesions, pattern, any
+    FES-negative); adds ``fdg_suvmax3`` (geometric mean of the 3 highest FDG SUVmax, after Kurland).
+    """
+    les = lesion_metric_input(lesions)
+    per = patient_metrics(les, FesRule(threshold)).set_index("patient")
+    top3 = les.sort_values("fdg_suvmax", ascending=False).groupby("patient").head(3)
+    per["fdg_suvmax3"] = np.exp(np.log(top3["fdg_suvmax"]).groupby(top3["patient"]).mean())
+    missing = sorted(set(patients["subject_id"]) - set(per.index))
+    if missing:
+        raise ValueError(f"patients without lesions in the lesion table: {missing[:5]}")
+    per = per.reindex(patients["subject_id"])
+    out = patients.copy()
+    for col in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
+                "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern", "fdg_suvmax3"):
+        out[col] = per[col].to_numpy()
+    out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
+    for c in ("de_novo", "visceral", "prior_endocrine", "any_fes_negative", "bone_only"):
+        if c in out:
+            out[c] = out[c].astype(int)
+    return out
+
+
+def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
+    """KM curves per group (groups below MIN_GROUP left out and named), with the multivariate log-rank test."""
+    counts = df[by].value_counts()
+    groups = [g for g in (order or sorted(counts.index)) if counts.get(g, 0) >= MIN_GROUP]
+    curves = {}
+    for g in groups:
+        d = df[df[by] == g]
+        t, s = kaplan_meier(d[TIME].to_numpy(), d[EVENT].to_numpy())
+        curves[str(g)] = {"time": t.tolist(), "survival": s.tolist(), "n": int(len(d)), "events": int(d[EVENT].sum()),
+                          "median": _median(t, s), "follow_up": d[TIME].round(3).tolist()}
+    used = df[df[by].isin(groups)]
+    p = (float(multivariate_logrank_test(used[TIME], used[by], used[EVENT]).p_value) if len(groups) > 1
+         else float("nan"))
+    return {"by": by, "curves": curves, "logrank_p": p,
+            "left_out": {str(g): int(n) for g, n in counts.items() if g not in groups}}
+
+
+def _median(t: np.ndarray, s: np.ndarray) -> float | None:
+    below = np.flatnonzero(s <= 0.5)
+    return float(t[below[0]]) if below.size else None
+
+
+def _cox_rows(fit, terms: list[str]) -> list[dict]:
+    s = fit.summary
+    return [{"term": k, "hr": float(s.loc[k, "hr"]), "lower": float(s.loc[k, "hr_lower"]),
+             "upper": float(s.loc[k, "hr_upper"]), "p": float(s.loc[k, "p"])} for k in terms]
+
+
+def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings) -> dict:
+    """PFS1 against heterogeneity: KM + log-rank, univariable and adjusted Cox, Schoenfeld tests."""
+    df = df.assign(fdg_group=np.where(df["fdg_suvmax3"] >= df["fdg_suvmax3"].median(), "high FDG", "low FDG"),
+                   fes_group=np.where(df["any_fes_negative"] == 1, "any FES-negative", "all FES-positive"))
+    km = {"pattern": km_groups(df, "fes_pattern", list(PATTERNS)), "fes": km_groups(df, "fes_group"),
+          "fdg": km_groups(df, "fdg_group"), "arm": km_groups(df, "arm")}
+    metrics = ["fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"]
+    uni = [r for m in metrics for r in _cox_rows(fit_cox(df, TIME, EVENT, m), [m])]
+    adjusted = f"{' + '.join(metrics)} + {' + '.join(CLINICAL)} + {TRT}"
+    multi_fit = fit_cox(df, TIME, EVENT, adjusted)
+    multi = _cox_rows(multi_fit, list(multi_fit.summary.index))
+    sensitivity = []
+    for thr in settings.fes_thresholds:
+        d = add_patient_metrics(df, lesions, thr)
+        r = _cox_rows(fit_cox(d, TIME, EVENT, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}"),
+                      ["any_fes_negative"])[0]
+        sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
+                            "hr_any_fes_negative": r["hr"], "lower": r["lower"], "upper": r["upper"], "p": r["p"]})
+    return {"km": km, "univariable": uni, "multivariable": {"formula": adjusted, "rows": multi},
+            "ph_test": schoenfeld(df, adjusted), "fes_threshold_sensitivity": sensitivity}
+
+
+def schoenfeld(df: pd.DataFrame, formula: str) -> dict:
+    """Scaled Schoenfeld residual tests per term (KM time transform, as R's cox.zph default)."""
+    fit = fit_cox(df, TIME, EVENT, formula)
+    x = fit.model.design.matrix(df).assign(_t=df[TIME].to_numpy(), _e=df[EVENT].to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cph = CoxPHFitter().fit(x, "_t", "_e")
+        res = proportional_hazard_test(cph, x, time_transform="km")
+    per_term = {str(k if isinstance(k, str) else k[0]): float(p) for k, p in zip(res.summary.index,
+                                                                               res.summary["p"])}
+    return {"p_by_term": per_term, "min_p": float(min(per_term.values())),
+            "note": "lifelines' approximation of the scaled Schoenfeld test (R cox.zph before 2019), km transform"}
+
+
+def objective2(df: pd.DataFrame) -> dict:
+    """Treatment × heterogeneity: HR of any FES-negative lesion per arm; CDK4/6i HR by subgroup."""
+    clinical = " + ".join(CLINICAL)
+    inter = fit_cox(df, TIME, EVENT, f"{TRT}*any_fes_negative + {clinical}")
+    d = df.assign(neg_ai=df["any_fes_negative"] * (1 - df[TRT]), neg_cdk=df["any_fes_negative"] * df[TRT])
+    per_arm = fit_cox(d, TIME, EVENT, f"{TRT} + neg_ai + neg_cdk + {clinical}")
+    arms = _cox_rows(per_arm, ["neg_ai", "neg_cdk"])
+    arms[0]["term"], arms[1]["term"] = "any FES-negative, AI", "any FES-negative, AI+CDK4/6i"
+    forest = [{"subgroup": "All patients", "n": int(len(df)), **_trt_hr(df)}]
+    for col, label, values in (("fes_pattern", "FES pattern", PATTERNS), ("any_fes_negative", "Any FES-negative",
+                                                                          (0, 1)),
+                               ("visceral", "Visceral disease", (0, 1)), ("ecog", "ECOG", (0, 1, 2))):
+        for v in values:
+            sub = df[df[col] == v]
+            if len(sub) >= MIN_GROUP * 2 and sub[TRT].nunique() == 2 and sub[EVENT].sum() >= 5:
+                name = {0: "no", 1: "yes"}.get(v, v) if col not in ("ecog",) else v
+                forest.append({"subgroup": f"{label}: {name}", "n": int(len(sub)), **_trt_hr(sub)})
+    cont = fit_cox(df, TIME, EVENT, f"{TRT}*fes_positive_fraction + {clinical}")
+    return {"interaction": _cox_rows(inter, [f"{TRT}:any_fes_negative"])[0], "hr_per_arm": arms,
+            "interaction_continuous": _cox_rows(cont, [f"{TRT}:fes_positive_fraction"])[0], "forest": forest}
+
+
+def _trt_hr(df: pd.DataFrame) -> dict:
+    r = _cox_rows(fit_cox(df, TIME, EVENT, TRT), [TRT])[0]
+    return {k: r[k] for k in ("hr", "lower", "upper", "p")}
+
+
+def cluster_robust_ols(y: np.ndarray, x: pd.DataFrame, cluster: np.ndarray) -> pd.DataFrame:
+    """OLS with the CR1 cluster-robust sandwich variance (Stata/`sandwich::vcovCL` small-sample factor)."""
+    xa = np.column_stack([np.ones(len(y)), x.to_numpy(float)])
+    names = ["intercept", *x.columns]
+    bread = np.linalg.inv(xa.T @ xa)
+    beta = bread @ xa.T @ y
+    resid = y - xa @ beta
+    codes, groups = pd.factorize(cluster)
+    scores = np.zeros((len(groups), xa.shape[1]))
+    np.add.at(scores, codes, xa * resid[:, None])
+    g, n, k = len(groups), len(y), xa.shape[1]
+    cov = bread @ (scores.T @ scores) @ bread * (g / (g - 1)) * ((n - 1) / (n - k))
+    se = np.sqrt(np.diag(cov))
+    q = student_t.ppf(0.975, g - 1)
+    return pd.DataFrame({"coef": beta, "se": se, "lower": beta - q * se, "upper": beta + q * se,
+                         "p": 2 * student_t.sf(np.abs(beta / se), g - 1)}, index=names)
+
+
+def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
+    """Per-lesion % size change against log baseline FES and FDG SUV, arm and organ; SEs clustered by patient."""
+    les = lesions.merge(patients[["subject_id", TRT]], on="subject_id", how="inner")
+    les = les[les["fes_evaluable"]]
+    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suv"]), "log_fdg_suv": np.log(les["fdg_suv"]),
+                      TRT: les[TRT].astype(float)}, index=les.index)
+    for organ in ("lymph_node", "lung"):
+        if (les["organ"] == organ).sum() >= MIN_GROUP:
+            x[f"organ[{organ}]"] = (les["organ"] == organ).astype(float)
+    table = cluster_robust_ols(les["response_pct"].to_numpy(float), x, les["subject_id"].to_numpy())
+    cats = les["response"].value_counts().reindex(["CR", "PR", "SD", "PD"], fill_value=0)
+    return {"n_lesions": int(len(les)), "n_patients": int(les["subject_id"].nunique()),
+            "model": "response_pct ~ log(FES SUV) + log(FDG SUV) + CDK4/6i + organ; CR1 cluster-robust SE by "
+                     "patient; FES-evaluable lesions",
+            "coefficients": [{"term": k, **{c: float(v) for c, v in r.items()}} for k, r in table.iterrows()],
+            "categories": {k: int(v) for k, v in cats.items()},
+            "points": {"log_fes_suv": x["log_fes_suv"].round(4).tolist(),
+                       "response_pct": les["response_pct"].round(2).tolist(), TRT: les[TRT].astype(int).tolist()}}
+
+
+def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | None = None
+               ) -> tuple[dict, dict[str, FrozenCox], pd.DataFrame]:
+    """PATH risk and effect models: fits, bootstrap optimism, per-patient predicted benefit."""
+    pipelines = {
+        "risk": RiskModel(settings.prognostic_formula, TRT, TIME, EVENT),
+        "effect": EffectModel(settings.effect_formula, TIME, EVENT, settings.penalizers, "interactions",
+                              settings.folds, settings.seed),
+    }
+    results, models = {}, {}
+    for name, pipe in pipelines.items():
+        models[name] = pipe.fit(df)
+        results[name] = {
+            "formula": models[name].formula, "coefficients": models[name].coefficients,
+            "penalizer": models[name].settings.get("penalizer"),
+            "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor),
+        }
+    bens = []
+    for name, m in models.items():
+        b = predict_benefit(m, df, TRT, list(settings.benefit_horizons)).add_prefix(f"{name}_")
+        bens.append(b)
+    benefit = pd.concat([df[["subject_id", "arm"]], *bens], axis=1)
+    h = settings.benefit_horizons[0]
+    for name in models:
+        col = benefit[f"{name}_benefit_{h:g}"]
+        results[name]["predicted_benefit"] = {"horizon": h, "mean": float(col.mean()),
+                                              "quartiles": col.quantile([0.25, 0.5, 0.75]).tolist(),
+                                              "share_below_5_points": float((col < 0.05).mean())}
+    return results, models, benefit
+
+
+def objective5(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], settings: StudySettings,
+               executor: Executor | None = None) -> dict:
+    """Each frozen model validated on each external cohort at the horizon (no refitting)."""
+    out: dict = {}
+    for cohort, df in cohorts.items():
+        out[cohort] = {}
+        for name, m in models.items():
+            res = validate(m, df, TIME, EVENT, settings.horizon_months, settings.n_boot_external, settings.seed,
+                           executor, source=cohort)
+            res["benefit"] = benefit_validation(m, df, TIME, EVENT, TRT, settings.horizon_months, source=cohort)
+            out[cohort][name] = res
+    return out
+
+
+def hr_ci_text(r: dict) -> str:
+    """'0.62 (0.41–0.93)' for a row with hr, lower, upper."""
+    return f"{r['hr']:.2f} ({r['lower']:.2f}–{r['upper']:.2f})"
+

@@ -1,0 +1,71 @@
+"""The study report: one self-contained HTML file, metrics.json, frozen models and per-patient benefit."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonimage.report import run_study_analysis
+from sonimage.survival.cox import FrozenCox
+from sonimage.survival.objectives import StudySettings, add_patient_metrics
+from sonimage.synth.tables import simulate_cohort_tables
+
+SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 and FES/FDG heterogeneity",
+            "Objective 2: does heterogeneity modify the CDK4/6i effect?", "Objective 3: lesion response",
+            "Objective 4: predicted individual benefit of CDK4/6i", "Objective 5: external validation",
+            "TRIPOD items filled by this run", "Methods and conventions"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    t = {c: simulate_cohort_tables(c, n, seed=3) for c, n in (("sonia", 100), ("impact", 120), ("transcan", 90))}
+    settings = StudySettings(n_boot_internal=8, n_boot_external=20, penalizers=(0.0, 0.5), folds=3)
+    path = run_study_analysis({c: x.patients for c, x in t.items()}, {c: x.lesions for c, x in t.items()}, out,
+                              settings=settings)
+    return path, out, t
+
+
+def test_report_is_one_self_contained_file(run):
+    path, out, _ = run
+    html = path.read_text()
+    assert path.name == "report.html"
+    assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", html) and "<script" not in html
+    assert "<link" not in html
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 10
+    positions = [html.index(f">{s}</h2>".replace("&", "&amp;")) for s in SECTIONS]
+    assert positions == sorted(positions)
+    assert "not estimable" in html and "TRANSCAN" in html
+    assert "SONIA-0001" not in html  # no per-patient identifiers in the report
+
+
+def test_metrics_json_and_models(run):
+    _, out, t = run
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["sections"] == SECTIONS
+    ext = m["objective5"]
+    assert set(ext) == {"impact", "transcan"} and set(ext["impact"]) == {"risk", "effect"}
+    for k in ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa"):
+        assert {"estimate", "lower", "upper"} <= set(ext["impact"]["effect"][k])
+    assert ext["impact"]["effect"]["benefit"]["estimable"] is True
+    assert ext["transcan"]["effect"]["benefit"]["estimable"] is False
+    assert m["objective4"]["effect"]["internal_validation"]["bootstrap_replicates"] == 8
+    assert {r["subgroup"] for r in m["objective2"]["forest"]} >= {"All patients", "FES pattern: mixed"}
+    # the frozen model file reproduces the per-patient predictions without refitting
+    model = FrozenCox.load(out / "models" / "effect.json")
+    benefit = pd.read_parquet(out / "benefit.parquet")
+    dev = add_patient_metrics(t["sonia"].patients, t["sonia"].lesions)
+    treated = model.survival(dev.assign(cdk46i=1), 12.0)[:, 0]
+    np.testing.assert_allclose(benefit["effect_pfs_treated_12"], treated)
+
+
+def test_bad_input_is_named():
+    t = simulate_cohort_tables("sonia", 30)
+    with pytest.raises(ValueError, match="development cohort 'nope'"):
+        run_study_analysis({"sonia": t.patients}, {"sonia": t.lesions}, "/tmp/unused", development="nope")
+    with pytest.raises(ValueError, match="no lesion table"):
+        run_study_analysis({"sonia": t.patients}, {}, "/tmp/unused")
