@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from datetime import date
 from pathlib import Path
 
@@ -72,6 +73,14 @@ def test_every_file_parses_and_simpleitk_reads_a_pet_volume_with_its_geometry(st
     lowest = min((ds for p, ds in headers if ds.SeriesInstanceUID == pet.series_uid),
                  key=lambda d: float(d.ImagePositionPatient[2]))
     assert np.allclose(image.GetOrigin(), [float(v) for v in lowest.ImagePositionPatient], atol=1e-3)
+
+
+def test_files_are_byte_identical_to_what_pydicom_writes_for_the_same_dataset(study: Path) -> None:
+    files = sorted((study / "dicom").rglob("*.dcm"))
+    for path in files:
+        buf = io.BytesIO()
+        pydicom.dcmread(path).save_as(buf, enforce_file_format=True)
+        assert buf.getvalue() == path.read_bytes(), path
 
 
 def test_uids_are_valid_unique_and_link_pet_ct_and_studies(study: Path) -> None:

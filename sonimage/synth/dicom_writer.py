@@ -13,7 +13,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -75,11 +78,51 @@ class SeriesHeader:
     uid_seed: tuple[str, ...]  # entropy for the SOPInstanceUIDs
 
 
+def _replace_into(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def save_atomic(ds: Dataset, path: Path) -> None:
     """Write ``ds`` as a DICOM file: to a temporary file in the same folder, then renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
+    buf = DicomBytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    _replace_into(path, buf.getvalue())
+
+
+def _encoded(elements: list[DataElement]) -> list[tuple[int, bytes]]:
+    out = []
+    for elem in elements:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_data_element(fp, elem)
+        out.append((int(elem.tag), fp.getvalue()))
+    return out
+
+
+class SliceEncoder:
+    """Writes the slices of one series: elements that are the same on every slice are encoded once.
+
+    Only the keywords in ``PER_SLICE`` may change between calls of :meth:`save` (explicit VR little endian).
+    """
+
+    PER_SLICE = ("SOPInstanceUID", "AcquisitionDate", "AcquisitionTime", "InstanceNumber", "ImagePositionPatient",
+                 "SliceLocation", "RescaleSlope", "FrameReferenceTime", "ImageIndex", "PixelData")
+
+    def __init__(self) -> None:
+        self._fixed: list[tuple[int, bytes]] | None = None
+
+    def save(self, ds: Dataset, path: Path) -> None:
+        """Write ``ds`` (with file meta) to ``path`` atomically."""
+        varying = [ds[k] for k in self.PER_SLICE if k in ds]
+        if self._fixed is None:
+            tags = {int(e.tag) for e in varying}
+            self._fixed = _encoded([e for e in ds if int(e.tag) not in tags])
+        meta = DicomBytesIO()
+        write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+        body = b"".join(chunk for _, chunk in sorted(self._fixed + _encoded(varying)))
+        _replace_into(path, b"\0" * 128 + b"DICM" + meta.getvalue() + body)
 
 
 def _base(p: Patient, h: SeriesHeader, profile: ScannerProfile, sop_class: str, modality: str,
@@ -123,6 +166,7 @@ def _base(p: Patient, h: SeriesHeader, profile: ScannerProfile, sop_class: str, 
     ds.BitsAllocated = ds.BitsStored = 16
     ds.HighBit = 15
     ds.LossyImageCompression = "00"
+    ds.add_new("PixelData", "OW", b"")  # 16-bit pixels; the VR stays when the value changes per slice
     return ds
 
 
@@ -200,11 +244,12 @@ def write_pet_series(folder: Path, suv: np.ndarray, grid: Grid, acq: Acquisition
     _pet_header(ds, acq, len(grid.zs))
     dtype = np.uint16 if p.unsigned else np.int16
     uids = []
+    encoder = SliceEncoder()
+    ds.ContentDate, ds.ContentTime = da(acq.series), tm(acq.series, p.microseconds)
     for k in range(len(grid.zs)):
         _place(ds, grid, k, header)
         t = acq.slice_acquisition[k]
         ds.AcquisitionDate, ds.AcquisitionTime = da(t), tm(t, p.microseconds)
-        ds.ContentDate, ds.ContentTime = da(acq.series), tm(acq.series, p.microseconds)
         reference = acq.injection if p.decay_correction == "ADMIN" else acq.scan_start
         mean_count_s = (t - reference).total_seconds() + mean_count_offset_s(acq.frame_ms / 1000.0)
         ds.FrameReferenceTime = ds_text(mean_count_s * 1000.0, 2)
@@ -213,7 +258,7 @@ def write_pet_series(folder: Path, suv: np.ndarray, grid: Grid, acq: Acquisition
         slope_text, slope = _slope(values, p.max_stored)
         ds.RescaleSlope = slope_text
         ds.PixelData = np.clip(np.round(values / slope), 0, p.max_stored).astype(dtype).tobytes()
-        save_atomic(ds, folder / _file_name(header, k))
+        encoder.save(ds, folder / _file_name(header, k))
         uids.append(str(ds.SOPInstanceUID))
     del ds.PixelData
     return uids, ds
@@ -233,9 +278,10 @@ def write_ct_series(folder: Path, hu: np.ndarray, grid: Grid, profile: ScannerPr
     ds.AcquisitionDate, ds.AcquisitionTime = da(when), tm(when, profile.microseconds)
     ds.ContentDate, ds.ContentTime = da(when), tm(when, profile.microseconds)
     uids = []
+    encoder = SliceEncoder()
     for k in range(len(grid.zs)):
         _place(ds, grid, k, header)
         ds.PixelData = (hu[k].astype(np.int32) + 1024).astype(np.uint16).tobytes()
-        save_atomic(ds, folder / _file_name(header, k))
+        encoder.save(ds, folder / _file_name(header, k))
         uids.append(str(ds.SOPInstanceUID))
     return uids

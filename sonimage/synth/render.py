@@ -71,9 +71,9 @@ def sphere_mask(grid: Grid, centre: np.ndarray, diameter_mm: float) -> LesionMas
     return LesionMask(tuple(slice(i, i + 1) for i in nearest), np.ones((1, 1, 1), dtype=bool))  # type: ignore[arg-type]
 
 
-def _bowel_texture(grid: Grid) -> np.ndarray:
-    """Loops of bowel: a smooth ±40 % modulation (body-frame coordinates)."""
-    x, y, z = grid.xs[None, None, :], grid.ys[None, :, None], grid.zs[:, None, None]
+def _bowel_texture(grid: Grid, where: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Loops of bowel: a smooth ±40 % modulation at the voxels ``where`` (body-frame coordinates)."""
+    z, y, x = grid.zs[where[0]], grid.ys[where[1]], grid.xs[where[2]]
     return (1.0 + 0.4 * np.sin(x / 12.0) * np.sin(y / 9.0) * np.sin(z / 11.0)).astype(np.float32)
 
 
@@ -81,8 +81,8 @@ def true_activity(labels: np.ndarray, body_grid: Grid, table: np.ndarray, masks:
                   lesion_suv: np.ndarray) -> np.ndarray:
     """Noise-free, unblurred SUV map: tissue uptake, bowel texture, lesions set to their true SUV."""
     act = table[labels]
-    bowel = labels == Tissue.BOWEL
-    act[bowel] *= _bowel_texture(body_grid)[bowel]
+    bowel = np.nonzero(labels == Tissue.BOWEL)
+    act[bowel] *= _bowel_texture(body_grid, bowel)
     for m, suv in zip(masks, lesion_suv):
         act[m.box][m.mask] = suv
     return act
@@ -105,5 +105,9 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
     hu = HU[labels]
     for m, organ in zip(masks, organs):
         hu[m.box][m.mask] = LESION_HU[organ]
-    hu += rng.normal(0.0, CT_NOISE_HU, hu.shape).astype(np.float32) * (labels > 0)
-    return np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+    noise = rng.standard_normal(hu.shape, dtype=np.float32)
+    noise *= CT_NOISE_HU
+    noise[labels == Tissue.AIR] = 0.0
+    hu += noise
+    np.round(hu, out=hu)
+    return np.clip(hu, -1024, 3071).astype(np.int16)
