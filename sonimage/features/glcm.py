@@ -46,17 +46,14 @@ TABLE: tuple[tuple[str, str], ...] = (
 )
 
 
-def cooccurrence_stack(levels: Levels, offset: Offset, by_slice: bool) -> np.ndarray:
-    """Symmetric co-occurrence counts of one direction: shape (padded z, Ng, Ng) ``by_slice``, else (1, Ng, Ng)."""
-    ng = levels.n_levels
-    nz = levels.array.shape[0] if by_slice else 1
+def cooccurrences(levels: Levels, offset: Offset) -> tuple[np.ndarray, np.ndarray]:
+    """(slice, index into the Ng × Ng matrix) of every ROI voxel pair (voxel, voxel + ``offset``).
+
+    Counted one way; :func:`glcm_features` symmetrises (IBSI's symmetric GLCM counts both orders).
+    """
     neighbour = levels.neighbour_values(offset)
     pair = neighbour > 0
-    key = (levels.values[pair] - 1) * ng + neighbour[pair] - 1
-    if by_slice:
-        key += levels.z[pair] * ng * ng
-    counts = np.bincount(key, minlength=nz * ng * ng).reshape(nz, ng, ng).astype(np.float64)
-    return counts + counts.transpose(0, 2, 1)
+    return levels.z[pair], (levels.values[pair] - 1) * levels.n_levels + neighbour[pair] - 1
 
 
 def _entropy(p: np.ndarray) -> np.float64:
@@ -66,13 +63,15 @@ def _entropy(p: np.ndarray) -> np.float64:
 
 
 def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None:
-    """The 25 IBSI GLCM features of one co-occurrence count matrix (Ng × Ng), None when it is empty."""
+    """The 25 IBSI GLCM features of one-way co-occurrence counts (Ng × Ng, symmetrised here), None when empty."""
+    counts = counts + counts.T
     total = counts.sum()
     if total == 0:
         return None
     ng = counts.shape[0]
-    p = counts / total
-    levels = np.arange(1, ng + 1, dtype=np.float64)
+    present = counts.sum(axis=1) > 0  # absent grey levels add nothing: compute on the present ones only
+    p = counts[np.ix_(present, present)] / total
+    levels = np.flatnonzero(present) + 1.0
     i, j = levels[:, None], levels[None, :]
     px, py = p.sum(axis=1), p.sum(axis=0)
     mu_x, mu_y = float(levels @ px), float(levels @ py)
@@ -127,5 +126,6 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     check_dims(dims)
     distance = settings.glcm_distance
     levels = grey_levels(roi, settings, margin=distance)
-    results = directional_aggregations(levels, dims, cooccurrence_stack, glcm_features, distance)
+    shape = (levels.n_levels, levels.n_levels)
+    results = directional_aggregations(levels, dims, cooccurrences, shape, glcm_features, distance)
     return records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")

@@ -40,9 +40,8 @@ TABLE = emphasis_table(
 )
 
 
-def run_stack(levels: Levels, direction: Offset, by_slice: bool) -> np.ndarray:
-    """Run counts of one direction: shape (padded z of the run's first voxel, Ng, longest possible run)
-    ``by_slice``, else (1, Ng, longest possible run).
+def runs(levels: Levels, direction: Offset) -> tuple[np.ndarray, np.ndarray]:
+    """(slice of the first voxel, index into the Ng × longest-run matrix) of every run along ``direction``.
 
     ``direction`` is lexicographically positive, so its flat step ``k`` is positive and each line of the
     direction is a class of flat indices modulo ``k`` in increasing order; a line leaves the box only through
@@ -54,20 +53,19 @@ def run_stack(levels: Levels, direction: Offset, by_slice: bool) -> np.ndarray:
     grid = np.zeros(rows * step, dtype=np.min_scalar_type(levels.n_levels))
     grid[: levels.flat.size] = levels.flat
     sequence = grid.reshape(rows, step).T.ravel()
-    bounds = np.flatnonzero(sequence[1:] != sequence[:-1]) + 1
-    first = np.concatenate(([0], bounds))
+    first = np.concatenate(([0], np.flatnonzero(sequence[1:] != sequence[:-1]) + 1))
     lengths = np.diff(np.concatenate((first, [sequence.size])))
-    level = sequence[first]
+    level = sequence[first].astype(np.int64)
     run = level > 0
     first, lengths, level = first[run], lengths[run], level[run]
-    size = max(levels.array.shape)
-    key = (level - 1) * size + lengths - 1
-    nz = levels.array.shape[0] if by_slice else 1
-    if by_slice:
-        flat_index = (first % rows) * step + first // rows
-        key += flat_index // (levels.array.shape[1] * levels.array.shape[2]) * levels.n_levels * size
-    counts = np.bincount(key, minlength=nz * levels.n_levels * size)
-    return counts.reshape(nz, levels.n_levels, size).astype(np.float64)
+    flat_index = (first % rows) * step + first // rows
+    z = flat_index // (levels.array.shape[1] * levels.array.shape[2])
+    return z, (level - 1) * _longest(levels) + lengths - 1
+
+
+def _longest(levels: Levels) -> int:
+    """Longest possible run: the largest box extent."""
+    return max(levels.array.shape)
 
 
 def _columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,5 +76,6 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     """GLRLM features of ``roi`` for every IBSI aggregation of the requested ``dims`` (runs at distance 1)."""
     check_dims(dims)
     levels = grey_levels(roi, settings, margin=1)
-    results = directional_aggregations(levels, dims, run_stack, emphasis_fn(TABLE, _columns))
+    shape = (levels.n_levels, _longest(levels))
+    results = directional_aggregations(levels, dims, runs, shape, emphasis_fn(TABLE, _columns))
     return records(FAMILY, TABLE, results, "runs")

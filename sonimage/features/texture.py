@@ -24,7 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.discretise import discretised_image
+from sonimage.features.discretise import discretise
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -119,20 +119,24 @@ class Levels:
 def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     """Discretise ``roi`` and crop it to its bounding box padded by ``margin`` zero voxels."""
     mask = np.asarray(roi.mask, dtype=bool)
-    if not mask.any():
+    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if hits[0].size == 0:
         return Levels(np.zeros((1, 1, 1), dtype=np.int64), 0, margin)
-    box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in np.nonzero(mask))
-    image = np.asarray(roi.image[box], dtype=np.float64)
-    if not np.isfinite(image[mask[box]]).all():
+    box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
+    inside = mask[box]
+    values = np.asarray(roi.image[box], dtype=np.float64)[inside]
+    if not np.isfinite(values).all():
         raise ValueError("texture features: the ROI holds non-finite intensities (NaN or inf)")
-    levels = discretised_image(image, mask[box], settings)
-    inside = levels[mask[box]]
-    if inside.min() < 1:
+    levels = discretise(values, settings)
+    if levels.min() < 1:
         raise ValueError(
-            f"texture features: grey levels must start at 1, got {inside.min()} "
+            f"texture features: grey levels must start at 1, got {levels.min()} "
             "(bin_lower_bound above the ROI minimum?)"
         )
-    return Levels(np.pad(levels, margin), int(inside.max()), margin)
+    padded = np.zeros(tuple(n + 2 * margin for n in inside.shape), dtype=np.int64)
+    core = tuple(slice(margin, margin + n) for n in inside.shape)
+    padded[core][inside] = levels
+    return Levels(padded, int(levels.max()), margin)
 
 
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
@@ -190,9 +194,11 @@ def emphasis_features(matrix: np.ndarray, columns: np.ndarray, n_voxels: int) ->
     grey levels 1..Ng. Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products, non-uniformity
     of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances, entropy, energy.
     """
+    used_rows, used_cols = matrix.sum(axis=1) > 0, matrix.sum(axis=0) > 0  # empty ones add nothing
+    matrix = matrix[np.ix_(used_rows, used_cols)]
     total = matrix.sum()
-    i = np.arange(1, matrix.shape[0] + 1, dtype=np.float64)[:, None]
-    j = np.asarray(columns, dtype=np.float64)[None, :]
+    i = (np.flatnonzero(used_rows) + 1.0)[:, None]
+    j = np.asarray(columns, dtype=np.float64)[used_cols][None, :]
     p = matrix / total
     rows, cols = p.sum(axis=1), p.sum(axis=0)
     mu_i, mu_j = float((i[:, 0] * rows).sum()), float((j[0] * cols).sum())
@@ -261,41 +267,62 @@ def _mean(results: list[FeatureValues | None]) -> FeatureValues | None:
         return {code: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan for code, v in stacked.items()}
 
 
+# Pairs or runs of one direction: slice (padded z of the voxel it starts from) and flat index into the matrix.
+RecordsFn = Callable[[Levels, Offset], tuple[np.ndarray, np.ndarray]]
+
+
 def directional_aggregations(
     levels: Levels,
     dims: Sequence[str],
-    stack_fn: Callable[[Levels, Offset, bool], np.ndarray],
+    records_fn: RecordsFn,
+    shape: tuple[int, int],
     features: FeatureFn,
     distance: int = 1,
 ) -> dict[str, FeatureValues | None]:
-    """IBSI aggregations of a directional family (GLCM, GLRLM).
+    """IBSI aggregations of a directional family (GLCM, GLRLM) with matrices of ``shape``.
 
-    ``stack_fn(levels, offset, by_slice)`` gives the matrices of one direction stacked by slice (axis 0 = padded
-    z of the voxel the pair or run starts from) when ``by_slice``, else with one entry on axis 0; in-plane
-    directions never cross slices, so their stacks also give the 2D matrices. ``features(matrix, n_voxels)`` receives the ROI voxel count times the number of merged
-    directions (IBSI's rule for percentages of merged matrices).
+    ``records_fn(levels, offset)`` gives (slice, matrix index) of every pair or run of one direction; in-plane
+    directions never cross slices, so their records also give the 2D matrices. Matrices are counted one at a
+    time (memory bounded by the records, not by slices × matrix size). ``features(matrix, n_voxels)``
+    receives the ROI voxel count times the number of merged directions (IBSI's rule for merged percentages).
     """
     if levels.n_voxels == 0:
         return {agg: None for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
-    in_plane = [tuple(distance * c for c in d) for d in half_offsets(1, planar=True)]
-    offsets = [tuple(distance * c for c in d) for d in half_offsets(1, planar=False)] if "3D" in dims else in_plane
-    stacks = {offset: stack_fn(levels, offset, "2D" in dims and offset in in_plane) for offset in offsets}
+
+    def matrix(index: np.ndarray) -> np.ndarray:
+        return np.bincount(index, minlength=shape[0] * shape[1]).reshape(shape).astype(np.float64)
+
+    def directions(planar: bool) -> list[Offset]:
+        return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
+
+    planar = {o: records_fn(levels, o) for o in directions(True)} if {"2D", "2.5D"} & set(dims) else {}
     n, out = levels.n_voxels, {}
     if "3D" in dims:
-        volume = [stack.sum(axis=0) for stack in stacks.values()]
-        out["3D, averaged"] = _mean([features(m, n) for m in volume])
-        out["3D, merged"] = features(sum(volume), n * len(volume))
-    planes = [stacks[o] for o in in_plane]
-    counts = levels.slice_counts
+        per_direction, merged = [], np.zeros(shape)
+        for offset in directions(False):
+            m = matrix((planar[offset] if offset in planar else records_fn(levels, offset))[1])
+            per_direction.append(features(m, n))
+            merged += m
+        out["3D, averaged"] = _mean(per_direction)
+        out["3D, merged"] = features(merged, n * len(per_direction))
     if "2D" in dims:
-        out["2D, averaged"] = _mean([features(s[z], counts[z]) for z in levels.slices for s in planes])
-        out["2D, slice-merged"] = _mean(
-            [features(sum(s[z] for s in planes), counts[z] * len(planes)) for z in levels.slices]
-        )
+        averaged, slice_merged = [], []
+        split = []
+        for z, index in planar.values():
+            order = np.argsort(z, kind="stable")
+            cuts = np.searchsorted(z[order], levels.slices, side="right")[:-1]
+            split.append(np.split(index[order], cuts))
+        for k, z in enumerate(levels.slices):
+            count = int(levels.slice_counts[z])
+            ms = [matrix(parts[k]) for parts in split]
+            averaged += [features(m, count) for m in ms]
+            slice_merged.append(features(sum(ms), count * len(ms)))
+        out["2D, averaged"] = _mean(averaged)
+        out["2D, slice-merged"] = _mean(slice_merged)
     if "2.5D" in dims:
-        merged = [s.sum(axis=0) for s in planes]
-        out["2.5D, direction-merged"] = _mean([features(m, n) for m in merged])
-        out["2.5D, merged"] = features(sum(merged), n * len(planes))
+        ms = [matrix(index) for _, index in planar.values()]
+        out["2.5D, direction-merged"] = _mean([features(m, n) for m in ms])
+        out["2.5D, merged"] = features(sum(ms), n * len(ms))
     return out
 
 
