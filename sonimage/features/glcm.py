@@ -63,7 +63,11 @@ def _entropy(p: np.ndarray) -> np.float64:
 
 
 def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None:
-    """The 25 IBSI GLCM features of one-way co-occurrence counts (Ng × Ng, symmetrised here), None when empty."""
+    """The 25 IBSI GLCM features of one-way co-occurrence counts (Ng × Ng, symmetrised here), None when empty.
+
+    The matrix is symmetric, so both marginals are equal (one mean, one variance) and the information
+    correlations reduce to HXY1 = HXY2 = 2 HX.
+    """
     counts = counts + counts.T
     total = counts.sum()
     if total == 0:
@@ -73,29 +77,21 @@ def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None
     p = counts[np.ix_(present, present)] / total
     levels = np.flatnonzero(present) + 1.0
     i, j = levels[:, None], levels[None, :]
-    px, py = p.sum(axis=1), p.sum(axis=0)
-    mu_x, mu_y = float(levels @ px), float(levels @ py)
-    sd_x = np.sqrt(float(((levels - mu_x) ** 2) @ px))
-    sd_y = np.sqrt(float(((levels - mu_y) ** 2) @ py))
-    diff = np.abs(i - j).astype(np.int64)
-    p_diff = np.bincount(diff.ravel(), weights=p.ravel(), minlength=ng)
-    k_diff = np.arange(ng, dtype=np.float64)
+    px = p.sum(axis=1)
+    mu = float(levels @ px)
+    variance = float(((levels - mu) ** 2) @ px)
+    k_diff, k_sum = np.arange(ng, dtype=np.float64), np.arange(2 * ng + 1, dtype=np.float64)
+    p_diff = np.bincount(np.abs(i - j).astype(np.int64).ravel(), weights=p.ravel(), minlength=ng)
     p_sum = np.bincount((i + j).astype(np.int64).ravel(), weights=p.ravel(), minlength=2 * ng + 1)
-    k_sum = np.arange(2 * ng + 1, dtype=np.float64)
     mu_diff, mu_sum = float(k_diff @ p_diff), float(k_sum @ p_sum)
-    mu = float((i * p).sum())
-    hxy = _entropy(p)
-    pxpy = px[:, None] * py[None, :]
+    autocorrelation = float(levels @ p @ levels)
+    cluster = k_sum - 2 * mu
+    hxy, hx = _entropy(p), _entropy(px)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_pxpy = np.where(pxpy > 0, np.log2(np.where(pxpy > 0, pxpy, 1.0)), 0.0)
-        hxy1 = -(p * log_pxpy).sum()
-        hxy2 = -(pxpy * log_pxpy).sum()
-        hx = _entropy(px)
-        cluster = i + j - mu_x - mu_y
         return {
             "GYBY": float(p.max()),
             "60VM": mu,
-            "UR99": float(((i - mu) ** 2 * p).sum()),
+            "UR99": variance,
             "TU9B": float(hxy),
             "TF7R": mu_diff,
             "D3YU": float(((k_diff - mu_diff) ** 2) @ p_diff),
@@ -104,20 +100,20 @@ def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None
             "OEEB": float(((k_sum - mu_sum) ** 2) @ p_sum),
             "P6QZ": float(_entropy(p_sum)),
             "8ZQL": float((p**2).sum()),
-            "ACUI": float(((i - j) ** 2 * p).sum()),
-            "8S9J": float((np.abs(i - j) * p).sum()),
-            "IB1Z": float((p / (1 + np.abs(i - j))).sum()),
-            "NDRX": float((p / (1 + np.abs(i - j) / ng)).sum()),
-            "WF0Z": float((p / (1 + (i - j) ** 2)).sum()),
-            "1QCO": float((p / (1 + (i - j) ** 2 / ng**2)).sum()),
+            "ACUI": float(k_diff**2 @ p_diff),
+            "8S9J": mu_diff,
+            "IB1Z": float(p_diff @ (1 / (1 + k_diff))),
+            "NDRX": float(p_diff @ (1 / (1 + k_diff / ng))),
+            "WF0Z": float(p_diff @ (1 / (1 + k_diff**2))),
+            "1QCO": float(p_diff @ (1 / (1 + k_diff**2 / ng**2))),
             "E8JP": float((p_diff[1:] / k_diff[1:] ** 2).sum()),
-            "NI2N": float(((i * j * p).sum() - mu_x * mu_y) / (sd_x * sd_y)),
-            "QWB0": float((i * j * p).sum()),
-            "DG8W": float((cluster**2 * p).sum()),
-            "7NFM": float((cluster**3 * p).sum()),
-            "AE86": float((cluster**4 * p).sum()),
-            "R8DG": float((hxy - hxy1) / hx),
-            "JN9H": float(np.sqrt(1 - np.exp(-2 * (hxy2 - hxy)))) if hxy2 >= hxy else np.nan,
+            "NI2N": float((autocorrelation - mu**2) / np.float64(variance)),
+            "QWB0": autocorrelation,
+            "DG8W": float(cluster**2 @ p_sum),
+            "7NFM": float(cluster**3 @ p_sum),
+            "AE86": float(cluster**4 @ p_sum),
+            "R8DG": float((hxy - 2 * hx) / hx),
+            "JN9H": float(np.sqrt(1 - np.exp(-2 * (2 * hx - hxy)))) if 2 * hx >= hxy else np.nan,
         }
 
 
