@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,11 @@ def _read_pet(folder: Path, factors: list[float]) -> tuple[np.ndarray, Grid]:
     return suv, grid
 
 
-def test_same_seed_gives_identical_files_and_another_seed_does_not(study: Path, tmp_path: Path) -> None:
+def test_same_seed_gives_identical_files_in_worker_processes_and_another_seed_does_not(study: Path,
+                                                                                       tmp_path: Path) -> None:
     again = tmp_path / "again"
-    generate_study(again, cohorts=(COHORT,), n_patients=3, size="tiny", seed=SEED)
+    with ProcessPoolExecutor(2) as pool:  # patients fan out to other processes: pickled jobs, same bytes
+        generate_study(again, cohorts=(COHORT,), n_patients=3, size="tiny", seed=SEED, workers=pool)
     first, second = _tree(study), _tree(again)
     assert first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []
