@@ -22,7 +22,8 @@ def test_dicom_rtstruct_every_roi_one_row(shared_data, tmp_path):
     folder = require(shared_data / "sts-001-fdg-pet")
     out = tmp_path / "sts001.parquet"
     code = main(["features", "--image", str(folder / "dicom"), "--mask", str(folder / "rtstruct" / "1-1.dcm"),
-                 "--bin-width", "0.5", "--id", "patient=P001", "--id", "tracer=FDG", "--out", str(out)])
+                 "--bin-width", "0.5", "--sul-ratio", "0.75", "--id", "patient=P001", "--id", "tracer=FDG",
+                 "--out", str(out)])
     assert code == 0
     table = pd.read_parquet(out).set_index("roi")
     assert list(table.index) == ["GTV_Mass", "GTV_Edema"]
@@ -31,6 +32,8 @@ def test_dicom_rtstruct_every_roi_one_row(shared_data, tmp_path):
     assert mass["pet_suvmax__84iy"] == pytest.approx(7.91, abs=0.005)
     assert mass["pet_mtv_ml"] == pytest.approx(mass["morphology_volume_voxel_counting__yekz"] / 1000)
     assert mass["setting_bin_width"] == 0.5
+    assert mass["pet_sulmax__84iy"] == pytest.approx(0.75 * mass["pet_suvmax__84iy"])
+    assert mass["pet_tlg_sul"] == pytest.approx(0.75 * mass["pet_tlg_suv"])
     dictionary = read_dictionary(out).set_index("column")
     assert dictionary.loc["glcm_joint_maximum__gyby__3d_avg", "code"] == "GYBY"
     assert {"glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"} <= set(dictionary.family)

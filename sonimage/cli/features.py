@@ -12,13 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from sonimage.features.base import FeatureSettings, Roi
-from sonimage.features.extract import ALL_FAMILIES, extract_features
-from sonimage.features.table import LesionFeatures, feature_table, write_table
-from sonimage.lesions.io import lesion_names, mask_kind, read_image, read_mask
-from sonimage.volumes.volume import Volume
+from sonimage.features.base import FeatureSettings
+from sonimage.features.extract import ALL_FAMILIES, scan_lesions
+from sonimage.features.table import feature_table, write_table
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -26,6 +22,18 @@ def _key_value(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
+
+
+def _ratio(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,23 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"feature families (default all: {' '.join(ALL_FAMILIES)})")
     p.add_argument("--dims", nargs="+", default=["3D"], choices=["2D", "2.5D", "3D"],
                    help="texture aggregations (default 3D)")
-    p.add_argument("--sul-ratio", help="SUL/SUV factor ratio (lean body mass / body weight), or 'auto' to take "
+    p.add_argument("--sul-ratio", type=_ratio, help="SUL/SUV factor ratio (lean body mass / body weight), or 'auto' to take "
                    "the image's Janmahasatian ratio; SUL rows are omitted without it")
     p.add_argument("--id", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="identifying column for every row (e.g. patient=P0001 tracer=FDG); repeatable")
     p.add_argument("--out", required=True, type=Path, help="output table (.parquet or .csv)")
     p.set_defaults(func=run)
-
-
-def _sul_ratio(arg: str | None, image: Volume) -> float | None:
-    if arg is None:
-        return None
-    if arg == "auto":
-        ratio = image.attrs.get("ratio_sul_janma")
-        if ratio is None:
-            raise ValueError("--sul-ratio auto: the image carries no lean-body-mass ratio (height or weight missing)")
-        return float(ratio)
-    return float(arg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,20 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out}: output must end in .parquet or .csv")
     settings = FeatureSettings(bin_width=args.bin_width, bin_lower_bound=args.bin_lower_bound,
                                bin_count=args.bin_count, ivh_bin_width=args.ivh_bin_width)
-    image = read_image(args.image)
-    sul = _sul_ratio(args.sul_ratio, image)
-    names = args.roi or lesion_names(args.mask) or [None]
-    ids = dict(args.id)
-    lesions = []
-    for name in names:
-        row_ids = {**ids, "roi": name if name is not None else f"label {args.label}"}
-        try:
-            mask = read_mask(args.mask, image, name, args.label)
-            roi = Roi(image.array, mask, image.spacing)
-            features = extract_features(roi, settings, tuple(args.families), tuple(args.dims), sul)
-            lesions.append(LesionFeatures({**row_ids, "voxels": int(mask.sum())}, features))
-        except ValueError as exc:
-            lesions.append(LesionFeatures({**row_ids, "voxels": np.nan}, error=str(exc)))
+    lesions = scan_lesions(args.image, args.mask, settings, tuple(args.families), tuple(args.dims),
+                           tuple(args.roi) if args.roi else None, args.label, args.sul_ratio, dict(args.id))
     table, dictionary = feature_table(lesions, settings)
     write_table(table, dictionary, args.out)
     failed = [lesion for lesion in lesions if lesion.error]
