@@ -44,12 +44,19 @@ def phantom(shared_data) -> tuple[Roi, pd.DataFrame]:
     return Roi(image, mask, (2.0, 2.0, 2.0)), reference
 
 
+PHANTOM_SETTINGS = {
+    "integer levels": FeatureSettings(),
+    "bin width 1 from 1": FeatureSettings(bin_width=1.0, bin_lower_bound=1.0),
+}
+
+
+@pytest.mark.parametrize("settings", list(PHANTOM_SETTINGS))
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_phantom_reference_values(phantom, family):
+def test_phantom_reference_values(phantom, family, settings):
     """Every 2D, 2.5D and 3D reference row of the family passes IBSI's rule (3 significant digits, tolerance)."""
     roi, reference = phantom
     module = importlib.import_module(f"sonimage.features.{family}")
-    features = module.compute(roi, FeatureSettings(), ALL_DIMS)
+    features = module.compute(roi, PHANTOM_SETTINGS[settings], ALL_DIMS)
     # Rows are matched by IBSI code; the CSV leaves the code of a few rows empty, matched then by name.
     computed = {(f.code, f.aggregation): f for f in features} | {(f.name, f.aggregation): f for f in features}
     rows = reference[(reference.family == FAMILIES[family]) & reference.value.notna()]

@@ -11,8 +11,8 @@ from sonimage.features.texture import (
     Offset,
     check_dims,
     directional_aggregations,
+    feature_records,
     grey_levels,
-    records,
 )
 
 FAMILY = "glcm"
@@ -124,4 +124,4 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     levels = grey_levels(roi, settings, margin=distance)
     shape = (levels.n_levels, levels.n_levels)
     results = directional_aggregations(levels, dims, cooccurrences, shape, glcm_features, distance)
-    return records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")
+    return feature_records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")

@@ -12,8 +12,8 @@ from sonimage.features.texture import (
     directional_aggregations,
     emphasis_fn,
     emphasis_table,
+    feature_records,
     grey_levels,
-    records,
 )
 
 FAMILY = "glrlm"
@@ -78,4 +78,4 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     levels = grey_levels(roi, settings, margin=1)
     shape = (levels.n_levels, _longest(levels))
     results = directional_aggregations(levels, dims, runs, shape, emphasis_fn(TABLE, _columns))
-    return records(FAMILY, TABLE, results, "runs")
+    return feature_records(FAMILY, TABLE, results, "runs")

@@ -15,9 +15,9 @@ from sonimage.features.texture import (
     Levels,
     check_dims,
     entry_matrices,
+    feature_records,
     grey_levels,
     neighbourhood,
-    records,
     volumetric_aggregations,
 )
 
@@ -79,4 +79,4 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
         lambda lv, planar: tone_differences(lv, distance, planar),
         lambda entries, _: ngtdm_features(entries, levels.n_levels),
     )
-    return records(FAMILY, TABLE, results, "voxels with neighbours")
+    return feature_records(FAMILY, TABLE, results, "voxels with neighbours")

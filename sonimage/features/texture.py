@@ -353,7 +353,7 @@ def volumetric_aggregations(
     return out
 
 
-def records(
+def feature_records(
     family: str, table: Sequence[tuple[str, str, Any]], results: dict[str, FeatureValues | None], empty_what: str
 ) -> list[Feature]:
     """Feature records of every (aggregation, feature) in ``results``, NaN with a reason where undefined."""
@@ -384,7 +384,7 @@ def entry_family(
     check_dims(dims)
     levels = grey_levels(roi, settings, margin)
     features = emphasis_fn(table, lambda entries: compact(*entries, levels.n_levels))
-    return records(family, table, volumetric_aggregations(levels, dims, matrices_fn, features), empty_what)
+    return feature_records(family, table, volumetric_aggregations(levels, dims, matrices_fn, features), empty_what)
 
 
 def check_dims(dims: Sequence[str]) -> None:
