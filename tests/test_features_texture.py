@@ -15,7 +15,7 @@ from conftest import require
 from scipy import ndimage
 from sonimage.features import glcm, glrlm, glszm
 from sonimage.features.base import FeatureSettings, Roi
-from sonimage.features.texture import grey_levels, half_offsets, zone_entries
+from sonimage.features.texture import graph_zone_labels, grey_levels, half_offsets, zone_entries
 from sonimage.features.texture import grey_levels, half_offsets
 
 FAMILIES = {
@@ -181,7 +181,7 @@ def test_glrlm_matches_brute_force_runs():
 
 
 def test_zones_match_scipy_label_per_grey_level():
-    """GLSZM zones (graph components) equal scipy.ndimage.label per grey level, 26- and 8-connected."""
+    """GLSZM zones (both labelling paths) equal scipy.ndimage.label per grey level, 26- and 8-connected."""
     roi = _random_roi(3)
     levels = grey_levels(roi, FeatureSettings(), margin=1)
     image = np.where(roi.mask, roi.image.astype(int), 0)
@@ -195,6 +195,19 @@ def test_zones_match_scipy_label_per_grey_level():
             expected += [(g, s) for s in np.bincount(labels.ravel())[1:]]
         (level, size), _, _ = zone_entries(levels, 1, planar, glszm._zone_sizes)
         assert sorted(zip(level.tolist(), size.tolist())) == sorted(expected)
+        labels, n = graph_zone_labels(levels, 1, planar)  # the path of longer linkages
+        graph_zones = [(int(levels.values[labels == k][0]), int((labels == k).sum())) for k in range(n)]
+        assert sorted(graph_zones) == sorted(expected)
+
+
+def test_longer_zone_linkage_joins_zones():
+    """Linkage 2 links voxels two apart: never more zones than linkage 1, here strictly fewer."""
+    roi = _random_roi(5)
+    percentage = {
+        linkage: next(f.value for f in glszm.compute(roi, FeatureSettings(zone_linkage=linkage)) if f.code == "P30P")
+        for linkage in (1, 2)
+    }
+    assert percentage[2] < percentage[1]
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -7,6 +7,8 @@ as outside the ROI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -46,7 +48,8 @@ def edge_distance(levels: Levels, planar: bool) -> np.ndarray:
     return distance.ravel()[levels.roi]
 
 
-def _zone_distances(levels: Levels, planar: bool):
+def _zone_distances(levels: Levels, planar: bool) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Column function of the zones: each zone's smallest edge distance."""
     distance = edge_distance(levels, planar)
 
     def column(labels: np.ndarray, n: int) -> np.ndarray:

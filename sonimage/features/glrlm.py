@@ -69,6 +69,7 @@ def _longest(levels: Levels) -> int:
 
 
 def _columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The run matrix and its column values, run lengths 1..longest."""
     return matrix, np.arange(1, matrix.shape[1] + 1)
 
 
