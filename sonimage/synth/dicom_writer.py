@@ -92,13 +92,15 @@ def save_atomic(ds: Dataset, path: Path) -> None:
 
 
 def _encoded(elements: list[DataElement]) -> list[tuple[int, bytes]]:
-    out = []
+    """Each element's explicit VR little endian encoding, keyed by its tag."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    ends = []
     for elem in elements:
-        fp = DicomBytesIO()
-        fp.is_little_endian, fp.is_implicit_VR = True, False
         write_data_element(fp, elem)
-        out.append((int(elem.tag), fp.getvalue()))
-    return out
+        ends.append(fp.tell())
+    data = fp.getvalue()
+    return [(int(e.tag), data[a:b]) for e, a, b in zip(elements, [0, *ends[:-1]], ends)]
 
 
 class SliceEncoder:
