@@ -50,13 +50,15 @@ def phantom(shared_data) -> tuple[Roi, pd.DataFrame]:
 
 def score(features: list, rows: pd.DataFrame) -> tuple[Counter, Counter, list[str]]:
     """Pass and total counts per aggregation, and the failures; the k-th row of a (code, aggregation) meets
-    the k-th computed feature with that code and aggregation (IVH and histogram repeat codes)."""
+    the k-th computed feature with that code and aggregation (IVH and histogram repeat codes). A row without a
+    code (GLSZM small zone emphasis) is matched by name."""
     computed = defaultdict(list)
     for f in features:
         computed[(f.code, f.aggregation)].append(f)
+        computed[(f.name, f.aggregation)].append(f)
     seen, passed, totals, failures = Counter(), Counter(), Counter(), []
     for row in rows.itertuples():
-        key = (row.ibsi_code, row.aggregation)
+        key = (row.ibsi_code or row.feature, row.aggregation)
         agg = row.aggregation or "3D (non-texture)"
         candidates = computed.get(key, [])
         feature = candidates[seen[key]] if seen[key] < len(candidates) else None

@@ -11,7 +11,7 @@ grid cells they are NaN with a reason instead.
 from __future__ import annotations
 
 import numpy as np
-from scipy.fft import irfftn, next_fast_len, rfftn
+from scipy.fft import dctn, irfftn, next_fast_len, rfftn
 from scipy.spatial import ConvexHull, QhullError
 from scipy.special import eval_legendre
 from skimage.measure import marching_cubes, mesh_surface_area
@@ -79,23 +79,33 @@ def ellipsoid_area(a: float, b: float, c: float, terms: int = 20) -> float:
     return float(4.0 * np.pi * a * b * np.sum(series))
 
 
-def _offset_kernel(shape: tuple[int, ...], spacing: tuple[float, float, float]) -> np.ndarray:
-    """Circular-convolution kernel 1/distance for offsets up to ±(n − 1) per axis, 0 at the origin."""
+def _fft_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Even FFT lengths of at least 2n − 1 per axis: every voxel-pair offset is distinct modulo them."""
+    out = []
+    for n in shape:
+        p = next_fast_len(2 * n - 1, real=True)
+        while p % 2:
+            p = next_fast_len(p + 1, real=True)
+        out.append(p)
+    return tuple(out)
+
+
+def _weight_spectrum(shape: tuple[int, ...], spacing: tuple[float, float, float], fshape: tuple[int, ...]) -> np.ndarray:
+    """The real FFT (``rfftn`` layout) of the circular kernel 1/distance over offsets up to ±(n − 1), 0 at 0.
+
+    The kernel is even along every axis, so its spectrum is real and equals a type-I DCT of one octant.
+    """
     axes = []
-    for n, p, s in zip(shape, _fft_shape(shape), spacing):
-        t = np.arange(p)
-        d = np.where(t < n, t, t - p).astype(np.float64)
-        d[(t >= n) & (t <= p - n)] = np.inf  # offsets no voxel pair can have
-        axes.append(d * s)
+    for n, p, s in zip(shape, fshape, spacing):
+        t = np.arange(p // 2 + 1, dtype=np.float64)
+        axes.append(np.where(t < n, t * s, np.inf))  # offsets no voxel pair can have weigh nothing
     zz, yy, xx = np.meshgrid(*axes, indexing="ij", sparse=True)
     dist = np.sqrt(zz**2 + yy**2 + xx**2)
     with np.errstate(divide="ignore"):
-        w = np.where(np.isfinite(dist) & (dist > 0), 1.0 / dist, 0.0)
-    return w
-
-
-def _fft_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(next_fast_len(2 * n - 1, real=True) for n in shape)
+        octant = np.where(dist > 0, 1.0 / dist, 0.0)
+    spectrum = dctn(octant, type=1)
+    fold = [np.minimum(np.arange(p), p - np.arange(p)) for p in fshape[:2]]
+    return spectrum[np.ix_(fold[0], fold[1], np.arange(fshape[2] // 2 + 1))]
 
 
 def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, str]:
@@ -116,7 +126,7 @@ def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[
     fshape = _fft_shape(m.shape)
     if int(np.prod(fshape)) > SPATIAL_MAX_CELLS:
         return float("nan"), float("nan"), f"ROI bounding box {m.shape} too large for exact spatial autocorrelation"
-    w_hat = rfftn(_offset_kernel(m.shape, spacing), fshape)
+    w_hat = _weight_spectrum(m.shape, spacing, fshape)
     crop = tuple(slice(0, s) for s in m.shape)
     w_m = irfftn(rfftn(m, fshape) * w_hat, fshape)[crop]
     w_a = irfftn(rfftn(a, fshape) * w_hat, fshape)[crop]

@@ -1,0 +1,230 @@
+"""Benchmark: sonimage lesion features against PyRadiomics on the 51 real IBSI soft-tissue-sarcoma PET lesions.
+
+One command: ``python bench/features.py`` prints a table and writes ``bench/results/features.json``.
+
+Part 1, per lesion, same run, same files: every lesion (../shared/data/ibsi-sts-pet, DICOM + RTSTRUCT) is
+converted once to NIfTI image + mask in a temporary folder; then each tool runs in its own fresh process over all
+51 pairs, timing read + features per lesion (one untimed warm-up lesion first), and reports its peak memory.
+PyRadiomics (``pyradiomics-bhklab==3.1.4``; 3.1.0 does not build on Python 3.11) lives in its own virtual
+environment ``bench/.venv-pyradiomics``, created here on first use. Matched settings: 3D, no resampling, fixed
+bin width 0.5 SUV with bins aligned to 0 (PyRadiomics' convention, so sonimage gets ``bin_lower_bound=0``),
+distance 1; the same families: shape/morphology, first order/intensity statistics + histogram, GLCM, GLRLM,
+GLSZM, GLDM/NGLDM, NGTDM. sonimage is timed also with all 12 of its families (local intensity, IVH, GLDZM, PET).
+
+Part 2: all lesions of a synthetic cohort (``sonimage synth``, generated once into ``bench/results/data``), one
+Dask task per scan (:func:`sonimage.features.extract.scan_lesions`) on a LocalCluster of 1 and of 2 worker
+processes; cluster start-up and imports are outside the timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SHARED = Path(os.environ.get("SONIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+PYRAD_VENV = REPO / "bench" / ".venv-pyradiomics"
+PYRAD_PACKAGE = "pyradiomics-bhklab==3.1.4"
+BIN_WIDTH = 0.5
+MATCHED = ("morphology", "statistics", "histogram", "glcm", "glrlm", "glszm", "ngldm", "ngtdm")
+PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---- workers: run in a fresh process of the tool's own environment (stdlib imports only at module level) ----
+
+def _sonimage_runner(families: tuple[str, ...]):
+    from sonimage.features.base import FeatureSettings, Roi
+    from sonimage.features.extract import extract_features
+    from sonimage.lesions.io import read_image, read_mask
+
+    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
+
+    def run(image: str, mask: str) -> int:
+        volume = read_image(Path(image))
+        roi = Roi(volume.array, read_mask(Path(mask), volume), volume.spacing)
+        return len(extract_features(roi, settings, families))
+    return run
+
+
+def _pyradiomics_runner():
+    import logging
+
+    from radiomics import featureextractor
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    extractor = featureextractor.RadiomicsFeatureExtractor(
+        binWidth=BIN_WIDTH, label=1, force2D=False, resampledPixelSpacing=None, correctMask=False,
+        additionalInfo=False, distances=[1])
+    extractor.disableAllFeatures()
+    for name in PYRAD_CLASSES:
+        extractor.enableFeatureClassByName(name)
+
+    def run(image: str, mask: str) -> int:
+        return len(extractor.execute(image, mask))
+    return run
+
+
+def worker(tool: str, pairs_file: Path) -> dict:
+    """Time every lesion of ``pairs_file`` with ``tool``; the first lesion once more beforehand, untimed."""
+    pairs = json.loads(Path(pairs_file).read_text())
+    if tool == "pyradiomics":
+        run = _pyradiomics_runner()
+    else:
+        run = _sonimage_runner(MATCHED if tool == "sonimage" else tuple(json.loads(os.environ["FAMILIES"])))
+    run(pairs[0]["image"], pairs[0]["mask"])
+    seconds, counts = [], []
+    for p in pairs:
+        t = time.perf_counter()
+        counts.append(run(p["image"], p["mask"]))
+        seconds.append(time.perf_counter() - t)
+    return {"seconds": seconds, "features": counts[0], "peak_mb": _peak_mb()}
+
+
+# ---- orchestration (the project's environment) ----
+
+def ensure_pyradiomics() -> Path:
+    """The PyRadiomics interpreter, creating its virtual environment on first use."""
+    python = PYRAD_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {PYRAD_VENV} with {PYRAD_PACKAGE} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PYRAD_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", PYRAD_PACKAGE], check=True)
+    return python
+
+
+def prepare_lesions(folder: Path) -> list[dict]:
+    """The 51 IBSI STS lesions as NIfTI image + mask pairs in ``folder`` (read with sonimage's DICOM readers)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from sonimage.lesions.io import read_image, read_mask
+    from sonimage.volumes.volume import Volume
+
+    pairs = []
+    for case in sorted((SHARED / "ibsi-sts-pet").glob("STS_*")):
+        image = read_image(case / "PET" / "image")
+        mask = read_mask(case / "PET" / "mask" / "RS.dcm", image)
+        out = folder / case.name
+        out.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(image.to_sitk(), str(out / "image.nii.gz"))
+        labels = Volume(mask.astype(np.uint8), image.spacing, image.origin, image.direction)
+        sitk.WriteImage(labels.to_sitk(), str(out / "mask.nii.gz"))
+        pairs.append({"case": case.name, "voxels": int(mask.sum()), "image": str(out / "image.nii.gz"),
+                      "mask": str(out / "mask.nii.gz")})
+    return pairs
+
+
+def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = ()) -> dict:
+    env = {**os.environ, "FAMILIES": json.dumps(list(families)), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(python), __file__, "--worker", tool, str(pairs_file)], check=True,
+                          capture_output=True, text=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarise(name: str, result: dict) -> dict:
+    s = result["seconds"]
+    return {"tool": name, "lesions": len(s), "features": result["features"], "median_s": statistics.median(s),
+            "mean_s": statistics.fmean(s), "max_s": max(s), "total_s": sum(s), "peak_mb": result["peak_mb"]}
+
+
+def synthetic_scans(patients: int) -> list[tuple[Path, Path]]:
+    """(PET folder, RTSTRUCT) of every scan with lesions in a synthetic SONIA cohort generated once."""
+    target = RESULTS / "data" / f"features-sonia-{patients}"
+    if not (target / "dicom").is_dir():
+        subprocess.run([str(Path(sys.executable).parent / "sonimage"), "synth", str(target), "--cohorts", "sonia",
+                        "--patients", str(patients), "--size", "small", "--seed", "11"], check=True)
+    scans = []
+    for rs in sorted((target / "dicom").rglob("RS-*.dcm")):
+        pet = [d for d in rs.parent.parent.iterdir() if "_PET_" in d.name]
+        if len(pet) == 1:
+            scans.append((pet[0], rs))
+    return scans
+
+
+def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...]) -> list[dict]:
+    """Wall time for every lesion of ``scans`` on LocalClusters of ``worker_counts`` processes."""
+    from dask.distributed import Client, LocalCluster
+
+    from sonimage.features.base import FeatureSettings
+    from sonimage.features.extract import ALL_FAMILIES, scan_lesions
+
+    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
+    rows = []
+    for n in worker_counts:
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            client.run(lambda: __import__("sonimage.features.extract") and None)
+            t = time.perf_counter()
+            futures = client.map(scan_lesions, [s[0] for s in scans], [s[1] for s in scans], settings=settings,
+                                 families=ALL_FAMILIES, pure=False)
+            results = client.gather(futures)
+            wall = time.perf_counter() - t
+            peak = max(client.run(_peak_mb).values())
+        lesions = [lesion for scan in results for lesion in scan]
+        rows.append({"workers": n, "scans": len(scans), "lesions": len(lesions),
+                     "errors": sum(bool(lesion.error) for lesion in lesions), "wall_s": wall,
+                     "lesions_per_s": len(lesions) / wall, "peak_worker_mb": peak})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", nargs=2, metavar=("TOOL", "PAIRS"), help=argparse.SUPPRESS)
+    parser.add_argument("--cohort-patients", type=int, default=12, help="synthetic SONIA patients for the Dask part")
+    parser.add_argument("--skip-dask", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], Path(args.worker[1]))))
+        return
+    from sonimage.features.extract import ALL_FAMILIES
+
+    pyrad = ensure_pyradiomics()
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = prepare_lesions(Path(tmp))
+        pairs_file = Path(tmp) / "pairs.json"
+        pairs_file.write_text(json.dumps(pairs))
+        print(f"{len(pairs)} lesions ({min(p['voxels'] for p in pairs)}–{max(p['voxels'] for p in pairs)} voxels), "
+              f"bin width {BIN_WIDTH} SUV, 3D", flush=True)
+        tools = [summarise(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", run_tool(pyrad, "pyradiomics", pairs_file)),
+                 summarise(f"sonimage (matched {len(MATCHED)} families)", run_tool(Path(sys.executable), "sonimage", pairs_file)),
+                 summarise(f"sonimage (all {len(ALL_FAMILIES)} families)",
+                           run_tool(Path(sys.executable), "sonimage-all", pairs_file, ALL_FAMILIES))]
+    base = tools[0]
+    for row in tools:
+        row["speedup_median"] = base["median_s"] / row["median_s"]
+        row["speedup_mean"] = base["mean_s"] / row["mean_s"]
+    head = f"{'tool':<36}{'features':>9}{'median s':>10}{'mean s':>9}{'max s':>8}{'total s':>9}{'peak MB':>9}{'speed-up':>10}"
+    print(head + "\n" + "-" * len(head))
+    for r in tools:
+        print(f"{r['tool']:<36}{r['features']:>9}{r['median_s']:>10.3f}{r['mean_s']:>9.3f}{r['max_s']:>8.2f}"
+              f"{r['total_s']:>9.1f}{r['peak_mb']:>9.0f}{r['speedup_median']:>9.1f}x")
+    report = {"per_lesion": tools, "bin_width": BIN_WIDTH, "cases": [p["case"] for p in pairs]}
+    if not args.skip_dask:
+        scans = synthetic_scans(args.cohort_patients)
+        report["dask"] = dask_rows(scans, (1, 2))
+        report["dask_cohort"] = f"synthetic SONIA, {args.cohort_patients} patients, FDG scans with RTSTRUCT lesions"
+        print(f"\nDask, {report['dask_cohort']}, all {len(ALL_FAMILIES)} families, one task per scan")
+        print(f"{'workers':>8}{'scans':>7}{'lesions':>9}{'errors':>8}{'wall s':>9}{'lesions/s':>11}{'peak MB':>9}")
+        for r in report["dask"]:
+            print(f"{r['workers']:>8}{r['scans']:>7}{r['lesions']:>9}{r['errors']:>8}{r['wall_s']:>9.1f}"
+                  f"{r['lesions_per_s']:>11.2f}{r['peak_worker_mb']:>9.0f}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "features.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwritten: {RESULTS / 'features.json'}")
+
+
+if __name__ == "__main__":
+    main()
