@@ -193,7 +193,7 @@ def test_zones_match_scipy_label_per_grey_level():
         for g in range(1, levels.n_levels + 1):
             labels, n = ndimage.label(image == g, structure=structure)
             expected += [(g, s) for s in np.bincount(labels.ravel())[1:]]
-        (level, size), _, _ = zone_entries(levels, 1, planar, glszm._zone_sizes)
+        _, (level, size) = zone_entries(levels, 1, planar, glszm._zone_sizes)
         assert sorted(zip(level.tolist(), size.tolist())) == sorted(expected)
         labels, n = graph_zone_labels(levels, 1, planar)  # the path of longer linkages
         graph_zones = [(int(levels.values[labels == k][0]), int((labels == k).sum())) for k in range(n)]

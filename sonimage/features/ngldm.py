@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.texture import Levels, emphasis_table, entry_family, entry_matrices, neighbourhood
+from sonimage.features.texture import Levels, SlicedEntries, emphasis_table, entry_family, neighbourhood
 
 FAMILY = "ngldm"
 
@@ -36,13 +36,13 @@ TABLE = emphasis_table(
 )
 
 
-def dependences(levels: Levels, distance: int, alpha: int, planar: bool):
-    """Entries (grey level, dependence count) of every ROI voxel, split by slice."""
+def dependences(levels: Levels, distance: int, alpha: int, planar: bool) -> SlicedEntries:
+    """Entries (grey level, dependence count) of every ROI voxel, with its slice."""
     count = np.ones(levels.n_voxels, dtype=np.int64)
     for offset in neighbourhood(distance, planar):
         neighbour = levels.neighbour_values(offset)
         count += (neighbour > 0) & (np.abs(neighbour - levels.values) <= alpha)
-    return entry_matrices(levels, levels.z, (levels.values, count))
+    return levels.z, (levels.values, count)
 
 
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:

@@ -13,8 +13,8 @@ from sonimage.features.texture import (
     Entries,
     FeatureValues,
     Levels,
+    SlicedEntries,
     check_dims,
-    entry_matrices,
     feature_records,
     grey_levels,
     neighbourhood,
@@ -32,8 +32,8 @@ TABLE: tuple[tuple[str, str], ...] = (
 )
 
 
-def tone_differences(levels: Levels, distance: int, planar: bool):
-    """Entries (grey level, |level − neighbourhood mean|) of the ROI voxels with neighbours, split by slice."""
+def tone_differences(levels: Levels, distance: int, planar: bool) -> SlicedEntries:
+    """Entries (grey level, |level − neighbourhood mean|) of the ROI voxels with neighbours, with their slice."""
     total = np.zeros(levels.n_voxels, dtype=np.float64)
     count = np.zeros(levels.n_voxels, dtype=np.int64)
     for offset in neighbourhood(distance, planar):
@@ -42,7 +42,7 @@ def tone_differences(levels: Levels, distance: int, planar: bool):
         count += neighbour > 0
     has = count > 0
     difference = np.abs(levels.values[has] - total[has] / count[has])
-    return entry_matrices(levels, levels.z[has], (levels.values[has], difference))
+    return levels.z[has], (levels.values[has], difference)
 
 
 def ngtdm_features(entries: Entries, n_levels: int) -> FeatureValues | None:

@@ -175,33 +175,18 @@ def graph_zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.nd
 
 
 Entries = tuple[np.ndarray, np.ndarray]  # (grey level, column value) of each zone or voxel
-
-
-def entry_matrices(levels: Levels, z: np.ndarray, entries: Entries) -> tuple[Entries, list[Entries], Any]:
-    """Split entries (of zones or voxels, slice ``z`` each) into the whole-ROI and per-slice sets of
-    :func:`volumetric_aggregations`, with concatenation as the merge."""
-    order = np.argsort(z, kind="stable")
-    per_slice_counts = np.bincount(z, minlength=levels.array.shape[0])[levels.slices]
-    cuts = np.cumsum(per_slice_counts)[:-1]
-    sorted_entries = [np.split(e[order], cuts) for e in entries]
-    per_slice = list(zip(*sorted_entries, strict=True))
-    return entries, per_slice, merge_entries
-
-
-def merge_entries(parts: list[Entries]) -> Entries:
-    """Entries of several matrices as one matrix (IBSI merging of zone and dependence matrices)."""
-    level, column = zip(*parts, strict=True)
-    return np.concatenate(level), np.concatenate(column)
+# Entries of the non-directional families with the slice (padded z) of each: (z, entries).
+SlicedEntries = tuple[np.ndarray, Entries]
 
 
 def zone_entries(
     levels: Levels, linkage: int, planar: bool, column_of_zones: Callable[[np.ndarray, int], np.ndarray]
-) -> tuple[Entries, list[Entries], Any]:
-    """Zones as (whole-ROI, per-slice, merge) of entries (grey level, ``column_of_zones(labels, n)``)."""
+) -> SlicedEntries:
+    """Zones as entries (grey level, ``column_of_zones(labels, n)``) with the slice of each."""
     labels, n = zone_labels(levels, linkage, planar)
     level, z = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     level[labels], z[labels] = levels.values, levels.z
-    return entry_matrices(levels, z, (level, column_of_zones(labels, n)))
+    return z, (level, column_of_zones(labels, n))
 
 
 def emphasis_features(matrix: np.ndarray, columns: np.ndarray, n_voxels: int) -> FeatureValues:
@@ -279,9 +264,19 @@ def _mean(results: list[FeatureValues | None]) -> FeatureValues | None:
     defined = [r for r in results if r is not None]
     if not defined:
         return None
-    with np.errstate(invalid="ignore"):
-        stacked = {code: np.array([r[code] for r in defined], dtype=np.float64) for code in defined[0]}
-        return {code: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan for code, v in stacked.items()}
+    codes = list(defined[0])
+    values = np.array([[r[code] for code in codes] for r in defined], dtype=np.float64)
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(finite, values, 0.0).sum(axis=0) / counts
+    return {code: float(m) if c else np.nan for code, m, c in zip(codes, means, counts, strict=True)}
+
+
+def by_slice(levels: Levels, z: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
+    """``values`` split by their slice ``z``, one part per ROI slice in the order of ``levels.slices``."""
+    order = np.argsort(z, kind="stable")
+    return np.split(values[order], np.searchsorted(z[order], levels.slices, side="right")[:-1])
 
 
 # Pairs or runs of one direction: slice (padded z of the voxel it starts from) and flat index into the matrix.
@@ -324,11 +319,7 @@ def directional_aggregations(
         out["3D, merged"] = features(merged, n * len(per_direction))
     if "2D" in dims:
         averaged, slice_merged = [], []
-        split = []
-        for z, index in planar.values():
-            order = np.argsort(z, kind="stable")
-            cuts = np.searchsorted(z[order], levels.slices, side="right")[:-1]
-            split.append(np.split(index[order], cuts))
+        split = [by_slice(levels, z, index) for z, index in planar.values()]
         for k, z in enumerate(levels.slices):
             count = int(levels.slice_counts[z])
             ms = [matrix(parts[k]) for parts in split]
@@ -346,27 +337,27 @@ def directional_aggregations(
 def volumetric_aggregations(
     levels: Levels,
     dims: Sequence[str],
-    matrices_fn: Callable[[Levels, bool], tuple[Any, list[Any], Callable[[list[Any]], Any]]],
+    entries_fn: Callable[[Levels, bool], SlicedEntries],
     features: FeatureFn,
 ) -> dict[str, FeatureValues | None]:
     """IBSI aggregations ``3D``, ``2D`` and ``2.5D`` of a non-directional family.
 
-    ``matrices_fn(levels, planar)`` gives (matrix of the whole ROI, matrices of each ROI slice in the order of
-    ``levels.slices``, merge function); with ``planar`` neighbourhoods stay within slices.
+    ``entries_fn(levels, planar)`` gives the entries of the whole ROI with the slice of each; with ``planar``
+    neighbourhoods stay within slices, so those entries merged are the 2.5D matrix and split by slice the 2D ones.
     """
     out: dict[str, FeatureValues | None] = {}
     if levels.n_voxels == 0:
         return {dim: None for dim in DIMS if dim in dims}
     if "3D" in dims:
-        volume, _, _ = matrices_fn(levels, False)
-        out["3D"] = features(volume, levels.n_voxels)
+        out["3D"] = features(entries_fn(levels, False)[1], levels.n_voxels)
     if "2D" in dims or "2.5D" in dims:
-        _, per_slice, merge = matrices_fn(levels, True)
-        counts = levels.slice_counts[levels.slices]
+        z, entries = entries_fn(levels, True)
         if "2D" in dims:
+            per_slice = zip(*(by_slice(levels, z, e) for e in entries), strict=True)
+            counts = levels.slice_counts[levels.slices]
             out["2D"] = _mean([features(m, int(c)) for m, c in zip(per_slice, counts, strict=True)])
         if "2.5D" in dims:
-            out["2.5D"] = features(merge(per_slice), levels.n_voxels)
+            out["2.5D"] = features(entries, levels.n_voxels)
     return out
 
 
@@ -394,14 +385,14 @@ def entry_family(
     settings: FeatureSettings,
     dims: Sequence[str],
     margin: int,
-    matrices_fn: Callable[[Levels, bool], tuple[Entries, list[Entries], Any]],
+    entries_fn: Callable[[Levels, bool], SlicedEntries],
     empty_what: str,
 ) -> list[Feature]:
     """Records of a non-directional emphasis family (GLSZM, GLDZM, NGLDM) whose matrices are entries."""
     check_dims(dims)
     levels = grey_levels(roi, settings, margin)
     features = emphasis_fn(table, lambda entries: compact(*entries, levels.n_levels))
-    return feature_records(family, table, volumetric_aggregations(levels, dims, matrices_fn, features), empty_what)
+    return feature_records(family, table, volumetric_aggregations(levels, dims, entries_fn, features), empty_what)
 
 
 def check_dims(dims: Sequence[str]) -> None:
