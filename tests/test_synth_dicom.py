@@ -40,7 +40,7 @@ def _headers(study: Path) -> list[tuple[Path, pydicom.Dataset]]:
 
 def _profile_series(tmp: Path, site: str, midnight: bool, monkeypatch: pytest.MonkeyPatch
                     ) -> tuple[scanners.Acquisition, np.ndarray, list[pydicom.Dataset]]:
-    """A 60-slice PET series (two or more bed positions) of ``site``'s profile with known SUV; its acquisition plan, SUV and files."""
+    """A 60-slice PET series (several bed positions) of ``site``'s profile with known SUV: its plan, SUV, files."""
     monkeypatch.setattr(scanners, "MIDNIGHT_PROBABILITY", 1.0 if midnight else 0.0)
     zs = np.round(20.0 - 4.0 * np.arange(60), 4)
     grid = Grid.centred(6, 4.0, zs)

@@ -1,4 +1,4 @@
-"""The synthetic study's images: deterministic, resumable, lesions where the truth says, FES physiology, patient shift."""
+"""Synthetic images: deterministic, resumable, lesions where the truth says, FES physiology, patient shift."""
 
 from __future__ import annotations
 
@@ -150,8 +150,8 @@ def test_patient_moves_between_fdg_and_fes(study: Path) -> None:
         assert np.allclose(move, move[0], atol=1e-6)
         assert 3.0 <= np.linalg.norm(move[0]) <= 8.0
         ct = series[(series.subject_id == subject) & (series.modality == "CT")].set_index("tracer")
-        shift = ct.loc["FES", ["shift_x_mm", "shift_y_mm"]].to_numpy(float) - ct.loc["FDG", ["shift_x_mm",
-                                                                                            "shift_y_mm"]].to_numpy(float)
+        xy = ["shift_x_mm", "shift_y_mm"]
+        shift = ct.loc["FES", xy].to_numpy(float) - ct.loc["FDG", xy].to_numpy(float)
         assert np.allclose(shift, move[0][:2])
         # The body outline on the CTs moved by the same amount in-plane (centroid of the body, 8 mm pixels).
         centroids = []

@@ -36,7 +36,7 @@ from sonimage.synth.anatomy import Body, Grid, label_map, make_body, place_lesio
 from sonimage.synth.dicom_writer import Patient, SeriesHeader, da, make_uid, write_ct_series, write_pet_series
 from sonimage.synth.identity import Identity, make_identities, patient_rng
 from sonimage.synth.rtstruct_writer import write_rtstruct
-from sonimage.synth.scanners import SITE_PROFILES, ScannerProfile, plan_scan, profile_for_site
+from sonimage.synth.scanners import SITE_PROFILES, Acquisition, ScannerProfile, plan_scan, profile_for_site
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 
@@ -110,6 +110,35 @@ def _folder(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in text)
 
 
+def _images(body: Body, grid: Grid, ct_grid: Grid, tracer: str, lesions: list[dict], centres: np.ndarray,
+            shift: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[render.LesionMask]]:
+    """PET (SUV, float32) and CT (HU, int16) of one scan, and the lesion masks on the PET grid.
+
+    ``centres`` are body-frame lesion centres; ``shift`` is the patient's position on the table in this scan.
+    """
+    diameters = [float(les["diameter_mm"]) for les in lesions]
+    masks = [render.sphere_mask(grid, c + shift, d) for c, d in zip(centres, diameters)]
+    suv_truth = np.array([float(les[f"{tracer.lower()}_suv"]) for les in lesions])
+    activity = render.true_activity(label_map(body, grid.shifted(shift)), grid.shifted(shift),
+                                    render.physiology(tracer, rng), masks, suv_truth)
+    suv = render.scanner_image(activity, grid.spacing, rng)
+    ct_masks = [render.sphere_mask(ct_grid, c + shift, d) for c, d in zip(centres, diameters)]
+    organs = [str(les["organ"]) for les in lesions]
+    hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng)
+    return suv, hu, masks
+
+
+def _pet_row(acq: Acquisition) -> dict:
+    """Ground truth of a PET series' header: which SUV rules it exercises and its exact factors."""
+    p = acq.profile
+    return {"units": p.units, "decay_correction": p.decay_correction, "suv_factor": float(acq.factors[0]),
+            "suv_factors": [float(f) for f in acq.factors], "dose_in_mbq": p.dose_in_mbq,
+            "injection_date_written": acq.write_injection_date, "injection_before_midnight": acq.midnight,
+            "ge_private_scan_time": p.ge_private_scan_time, "philips_suv_scale": bool(acq.suv_scale_text),
+            "philips_activity_scale": bool(acq.activity_scale_text), "dose_bq": acq.dose_bq,
+            "uptake_s": acq.uptake_s}
+
+
 def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centres: np.ndarray, body: Body,
           ident: Identity, size: SizeSpec, seed: int, shift: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Write one PET/CT session (and the RTSTRUCT on FDG); return its series rows and per-lesion facts."""
@@ -130,43 +159,27 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
         return SeriesHeader(study_uid, make_uid(*key, number), frame_uid, accession, ct_time,
                             f"PET-CT whole body {tracer}", number, description, (*key, number))
 
-    organs = [str(les["organ"]) for les in lesions]
-    diameters = [float(les["diameter_mm"]) for les in lesions]
-    patient_centres = centres + shift
-    masks = [render.sphere_mask(grid, c, d) for c, d in zip(patient_centres, diameters)]
-    labels = label_map(body, grid.shifted(shift))
-    suv_truth = np.array([float(les[f"{tracer.lower()}_suv"]) for les in lesions])
-    activity = render.true_activity(labels, grid.shifted(shift), render.physiology(tracer, rng), masks, suv_truth)
-    suv = render.scanner_image(activity, grid.spacing, rng)
-    pet_h = header(3, f"PET WB {tracer} AC")
+    suv, hu, masks = _images(body, grid, ct_grid, tracer, lesions, centres, shift, rng)
+    pet_h, ct_h = header(3, f"PET WB {tracer} AC"), header(2, "CT LowDose WB")
     pet_uids, pet_ds = write_pet_series(study_dir / f"003_{_folder(pet_h.series_description)}", suv, grid, acq,
                                         patient, pet_h)
-    ct_masks = [render.sphere_mask(ct_grid, c, d) for c, d in zip(patient_centres, diameters)]
-    hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng)
-    ct_h = header(2, "CT LowDose WB")
-    write_ct_series(study_dir / f"002_{_folder(ct_h.series_description)}", hu, ct_grid, profile, ct_time, patient, ct_h)
-
+    ct_uids = write_ct_series(study_dir / f"002_{_folder(ct_h.series_description)}", hu, ct_grid, profile, ct_time,
+                              patient, ct_h)
     common = {"cohort": cohort, "subject_id": subject, "tracer": tracer, "study_uid": study_uid,
               "frame_of_reference_uid": frame_uid, "site": str(row["site"]), "vendor": profile.vendor,
               "manufacturer": profile.manufacturer, "model": profile.model, "profile": profile.name,
               "shift_x_mm": shift[0], "shift_y_mm": shift[1], "shift_z_mm": shift[2]}
     rows = [
-        {**common, "modality": "PT", "series_uid": pet_h.series_uid, "units": profile.units,
-         "decay_correction": profile.decay_correction, "suv_factor": float(acq.factors[0]),
-         "suv_factors": [float(f) for f in acq.factors], "dose_in_mbq": profile.dose_in_mbq,
-         "injection_date_written": acq.write_injection_date, "injection_before_midnight": acq.midnight,
-         "ge_private_scan_time": profile.ge_private_scan_time, "philips_suv_scale": bool(acq.suv_scale_text),
-         "philips_activity_scale": bool(acq.activity_scale_text), "dose_bq": acq.dose_bq,
-         "uptake_s": acq.uptake_s, "n_files": len(pet_uids), "shape_zyx": list(suv.shape),
-         "spacing_zyx_mm": list(grid.spacing)},
-        {**common, "modality": "CT", "series_uid": ct_h.series_uid, "n_files": len(pet_uids),
+        {**common, "modality": "PT", "series_uid": pet_h.series_uid, **_pet_row(acq), "n_files": len(pet_uids),
+         "shape_zyx": list(suv.shape), "spacing_zyx_mm": list(grid.spacing)},
+        {**common, "modality": "CT", "series_uid": ct_h.series_uid, "n_files": len(ct_uids),
          "shape_zyx": list(hu.shape), "spacing_zyx_mm": list(ct_grid.spacing)},
     ]
     t = tracer.lower()
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     facts = [{f"{t}_centre_x_mm": c[0], f"{t}_centre_y_mm": c[1], f"{t}_centre_z_mm": c[2],
               "volume_ml" if tracer == "FDG" else "fes_volume_ml": m.n_voxels * voxel_ml,
-              f"{t}_series_uid": pet_h.series_uid} for c, m in zip(patient_centres, masks)]
+              f"{t}_series_uid": pet_h.series_uid} for c, m in zip(centres + shift, masks)]
     if tracer == "FDG":
         rt_h = header(901, "RTSTRUCT Lesions")
         names = [f"L{int(les['lesion_id']):02d}_{les['organ']}" for les in lesions]
