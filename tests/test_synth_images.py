@@ -79,6 +79,11 @@ def test_rerun_after_crash_resumes_byte_identically(tmp_path: Path) -> None:
     summary = generate_study(out, cohorts=(COHORT,), n_patients=2, size="tiny", seed=5)
     assert summary.n_generated == 1
     assert _tree(out) == before
+    # Another cohort size draws other patients: stale folders and markers go, the tree is as if made afresh.
+    generate_study(out, cohorts=(COHORT,), n_patients=1, size="tiny", seed=5)
+    fresh = tmp_path / "fresh"
+    generate_study(fresh, cohorts=(COHORT,), n_patients=1, size="tiny", seed=5)
+    assert _tree(out) == _tree(fresh)
 
 
 def test_rtstruct_contours_rasterise_to_the_rendered_lesion_voxels(study: Path) -> None:

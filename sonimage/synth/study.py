@@ -17,6 +17,7 @@ Every file is written atomically; a rerun after a crash regenerates only unfinis
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -193,12 +194,19 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
 
 
 def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity, size: str, seed: int) -> dict:
-    """Write one patient's two PET/CT sessions and return its truth rows (also kept as its completion marker)."""
+    """Write one patient's two PET/CT sessions and return its truth rows (also kept as its completion marker).
+
+    A marker made from the same inputs (clinical row, lesions, identity, size, seed) means the patient is done.
+    """
     out = Path(out)
     cohort, subject = str(row["cohort"]), str(row["subject_id"])
     marker = out / "truth" / cohort / "done" / f"{subject}.json"
+    inputs = hashlib.sha256(json.dumps([row, lesions, asdict(ident), size, seed], default=str,
+                                       sort_keys=True).encode()).hexdigest()
     if marker.exists():
-        return json.loads(marker.read_text())
+        done = json.loads(marker.read_text())
+        if done.get("inputs") == inputs:
+            return {**done, "generated": False}
     patient_dir = out / "dicom" / cohort / ident.patient_id
     if patient_dir.exists():  # leftovers of an interrupted run
         shutil.rmtree(patient_dir)
@@ -215,9 +223,9 @@ def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity,
         series += rows
         for f, extra in zip(facts, per_lesion):
             f.update(extra)
-    result = {"series": series, "lesions": facts}
+    result = {"inputs": inputs, "series": series, "lesions": facts}
     _write_bytes_atomic(marker, json.dumps(result, default=_json_default).encode())
-    return json.loads(marker.read_text())
+    return {**json.loads(marker.read_text()), "generated": True}
 
 
 def _json_default(value: Any) -> Any:
@@ -264,49 +272,70 @@ def _write_linking(out: Path, rows: list[dict]) -> None:
     _write_bytes_atomic(path, buf.getvalue().encode())
 
 
+def _prune(out: Path, cohort: str, ids: dict[str, Identity]) -> None:
+    """Remove patients of an earlier run that are not in this one (their folders and completion markers)."""
+    keep = {i.patient_id for i in ids.values()}
+    for folder in (out / "dicom" / cohort).glob("*"):
+        if folder.name not in keep:
+            shutil.rmtree(folder)
+    for marker in (out / "truth" / cohort / "done").glob("*.json"):
+        if marker.stem not in ids:
+            marker.unlink()
+
+
 def _count(paths: list[Path]) -> tuple[int, int]:
     files = [f for p in paths if p.exists() for f in p.rglob("*.dcm")]
     return len(files), sum(f.stat().st_size for f in files)
 
 
+def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int,
+                     workers: Executor | None) -> tuple[list[dict], dict[str, int]]:
+    """One cohort's patients (fanned out on ``workers``) and truth tables; its linking rows and counts."""
+    tables = simulate_cohort_tables(cohort, n, seed)
+    pats = _records(tables.patients)
+    subjects = [p["subject_id"] for p in pats]
+    ids = make_identities(seed, cohort, subjects, [p["site"] for p in pats], [p["age"] for p in pats],
+                          [p["sex"] for p in pats])
+    by_subject = {s: _records(g) for s, g in tables.lesions.groupby("subject_id", sort=True)}
+    _prune(out, cohort, ids)
+    jobs = [(out, p, by_subject.get(p["subject_id"], []), ids[p["subject_id"]], size, seed) for p in pats]
+    if workers is None:
+        results = [generate_patient(*j) for j in jobs]
+    else:
+        results = [f.result() for f in [workers.submit(generate_patient, *j) for j in jobs]]
+    series = pd.DataFrame([r for res in results for r in res["series"]])
+    lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
+    truth = out / "truth" / cohort
+    write_table(tables.patients, truth / "patients.parquet")
+    write_table(lesions, truth / "lesions.parquet")
+    write_table(series, truth / "series.parquet")
+    _write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
+    links = [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s} for s in subjects]
+    counts = {"patients": len(pats), "generated": sum(r["generated"] for r in results), "series": len(series),
+              "lesions": len(lesions)}
+    return links, counts
+
+
 def generate_study(out: Path, cohorts: tuple[str, ...] = COHORTS, n_patients: dict[str, int] | int | None = None,
                    size: str = "full", seed: int = 0, workers: Executor | None = None) -> StudySummary:
-    """Generate ``cohorts`` under ``out`` (see the module docstring); ``workers`` fans patients out."""
+    """Generate ``cohorts`` under ``out`` (see the module docstring); ``workers`` fans patients out.
+
+    ``n_patients``: per cohort (dict) or for all (int); None keeps each cohort's design size.
+    """
     out = Path(out)
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
     unknown = set(cohorts) - set(COHORTS)
     if unknown:
         raise ValueError(f"unknown cohort(s) {sorted(unknown)} (expected {', '.join(COHORTS)})")
-    done_before = sum(len(list((out / "truth" / c / "done").glob("*.json"))) for c in cohorts)
-    link_rows: list[dict] = []
-    totals = {"patients": 0, "series": 0, "lesions": 0}
+    links: list[dict] = []
+    totals = {"patients": 0, "generated": 0, "series": 0, "lesions": 0}
     for cohort in cohorts:
         n = n_patients.get(cohort) if isinstance(n_patients, dict) else n_patients
-        tables = simulate_cohort_tables(cohort, n, seed)
-        pats = _records(tables.patients)
-        ids = make_identities(seed, cohort, [p["subject_id"] for p in pats], [p["site"] for p in pats],
-                              [p["age"] for p in pats], [p["sex"] for p in pats])
-        by_subject = {s: _records(g) for s, g in tables.lesions.groupby("subject_id", sort=True)}
-        jobs = [(out, p, by_subject.get(p["subject_id"], []), ids[p["subject_id"]], size, seed) for p in pats]
-        if workers is None:
-            results = [generate_patient(*j) for j in jobs]
-        else:
-            results = [f.result() for f in [workers.submit(generate_patient, *j) for j in jobs]]
-        series = pd.DataFrame([r for res in results for r in res["series"]])
-        lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
-        truth = out / "truth" / cohort
-        write_table(tables.patients, truth / "patients.parquet")
-        write_table(lesions, truth / "lesions.parquet")
-        write_table(series, truth / "series.parquet")
-        _write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
-        link_rows += [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s}
-                      for s in (p["subject_id"] for p in pats)]
-        totals["patients"] += len(pats)
-        totals["series"] += len(series)
-        totals["lesions"] += len(lesions)
-    _write_linking(out, link_rows)
+        rows, counts = _generate_cohort(out, cohort, n, size, seed, workers)
+        links += rows
+        totals = {k: totals[k] + counts[k] for k in totals}
+    _write_linking(out, links)
     n_files, n_bytes = _count([out / "dicom" / c for c in cohorts])
-    done_after = sum(len(list((out / "truth" / c / "done").glob("*.json"))) for c in cohorts)
-    return StudySummary(out, tuple(cohorts), totals["patients"], done_after - done_before, totals["series"],
+    return StudySummary(out, tuple(cohorts), totals["patients"], totals["generated"], totals["series"],
                         n_files, totals["lesions"], n_bytes)
