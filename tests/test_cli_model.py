@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from lifelines.datasets import load_rossi
 
+from sonimage.cli import main
 from sonimage.synth.tables import simulate_cohort_tables
 
 METRIC_KEYS = {"harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa",
@@ -41,12 +42,11 @@ def test_fit_any_csv_reproduces_r(tables):
 
 
 def test_fit_validate_benefit_chain(tables):
-    r = sonimage("model", "fit", "--data", tables / "dev.csv", "--time", "pfs1_months", "--event", "pfs1_event",
-                 "--formula", "ecog + visceral + cdk46i*(fes_positive_fraction)", "--penalizer", "0,0.1,1",
-                 "--penalize", "interactions", "--folds", "3", "--out", tables / "m.json")
-    assert r.returncode == 0, r.stderr
+    assert main(["model", "fit", "--data", str(tables / "dev.csv"), "--time", "pfs1_months", "--event",
+                 "pfs1_event", "--formula", "ecog + visceral + cdk46i*(fes_positive_fraction)", "--penalizer",
+                 "0,0.1,1", "--penalize", "interactions", "--folds", "3", "--out", str(tables / "m.json")]) == 0
     r = sonimage("model", "validate", "--model", tables / "m.json", "--data", tables / "val.parquet", "--time",
-                 "pfs1_months", "--event", "pfs1_event", "--horizon", "12", "--bootstrap", "25", "--treatment",
+                 "pfs1_months", "--event", "pfs1_event", "--horizon", "12", "--bootstrap", "12", "--treatment",
                  "cdk46i", "--out", tables / "metrics.json")
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tables / "metrics.json").read_text())
@@ -55,22 +55,27 @@ def test_fit_validate_benefit_chain(tables):
         m = metrics[k]
         assert m["lower"] <= m["estimate"] <= m["upper"], k
     assert 0.5 < metrics["harrell_c"]["estimate"] < 0.9 and metrics["benefit"]["estimable"]
-    r = sonimage("model", "benefit", "--model", tables / "m.json", "--data", tables / "val.parquet", "--treatment",
-                 "cdk46i", "--horizon", "12,24", "--keep", "subject_id", "--out", tables / "benefit.parquet")
-    assert r.returncode == 0, r.stderr
+    assert main(["model", "benefit", "--model", str(tables / "m.json"), "--data", str(tables / "val.parquet"),
+                 "--treatment", "cdk46i", "--horizon", "12,24", "--keep", "subject_id", "--out",
+                 str(tables / "benefit.parquet")]) == 0
     b = pd.read_parquet(tables / "benefit.parquet")
     assert len(b) == 120 and {"subject_id", "pfs_control_12", "pfs_treated_24", "benefit_24",
                               "rmst_benefit_24"} <= set(b.columns)
 
 
-def test_errors_name_file_and_column(tables):
+def test_errors_name_file_and_column(tables, capsys):
+    """Same dispatcher as the console script, called in-process (exit code 2 and the message on stderr)."""
     dev = pd.read_csv(tables / "dev.csv")
     dev.loc[3, "ecog"] = None
     dev.to_csv(tables / "holes.csv", index=False)
-    r = sonimage("model", "fit", "--data", tables / "holes.csv", "--time", "pfs1_months", "--event", "pfs1_event",
-                 "--formula", "ecog", "--out", tables / "x.json")
-    assert r.returncode == 2 and "holes.csv" in r.stderr and "'ecog'" in r.stderr and "missing" in r.stderr
-    r = sonimage("model", "fit", "--data", tables / "dev.csv", "--time", "pfs1_months", "--event", "pfs1_event",
-                 "--formula", "ecog + tumour_grade", "--out", tables / "x.json")
-    assert r.returncode == 2 and "dev.csv" in r.stderr and "tumour_grade" in r.stderr
+    fit = ["model", "fit", "--time", "pfs1_months", "--event", "pfs1_event", "--out", str(tables / "x.json")]
+    assert main([*fit, "--data", str(tables / "holes.csv"), "--formula", "ecog"]) == 2
+    err = capsys.readouterr().err
+    assert "holes.csv" in err and "'ecog'" in err and "missing" in err
+    assert main([*fit, "--data", str(tables / "dev.csv"), "--formula", "ecog + tumour_grade"]) == 2
+    err = capsys.readouterr().err
+    assert "dev.csv" in err and "tumour_grade" in err
+    assert main(["model", "validate", "--model", str(tables / "nope.json"), "--data", str(tables / "dev.csv"),
+                 "--time", "pfs1_months", "--event", "pfs1_event", "--horizon", "12", "--out",
+                 str(tables / "m.json")]) == 2
     assert not (tables / "x.json").exists()

@@ -24,7 +24,7 @@ SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 an
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     t = {c: simulate_cohort_tables(c, n, seed=3) for c, n in (("sonia", 100), ("impact", 120), ("transcan", 90))}
-    settings = StudySettings(n_boot_internal=8, n_boot_external=20, penalizers=(0.0, 0.5), folds=3)
+    settings = StudySettings(n_boot_internal=8, n_boot_external=12, penalizers=(0.0, 0.5), folds=3)
     path = run_study_analysis({c: x.patients for c, x in t.items()}, {c: x.lesions for c, x in t.items()}, out,
                               settings=settings)
     return path, out, t

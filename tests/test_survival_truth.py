@@ -40,7 +40,8 @@ def shift():
     dev = simulate_cohort_tables("sonia", 2000, seed=11).patients
     model = fit_cox(dev, "pfs1_months", "pfs1_event", TRUE_FORMULA).model
     val = {c: simulate_cohort_tables(c, 1500, seed=12).patients for c in ("sonia", "impact", "transcan")}
-    return model, val, {c: validate(model, v, "pfs1_months", "pfs1_event", 12.0, n_boot=20) for c, v in val.items()}
+    # point estimates only (n_boot=0): the prediction is about where they land, at a size where noise is small
+    return model, val, {c: validate(model, v, "pfs1_months", "pfs1_event", 12.0, n_boot=0) for c, v in val.items()}
 
 
 def test_case_mix_shift_behaves_as_predicted(shift):

@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-from sonimage.survival.benefit import benefit_validation, predict_benefit
-from sonimage.survival.cox import FrozenCox, fit_cox, write_json_atomic
-from sonimage.survival.data import read_table
-from sonimage.survival.external import validate
-from sonimage.survival.internal import EffectModel
-from sonimage.tables.parquet import write_table
+# The statistics stack (lifelines, scikit-survival) is imported inside each command, so that every other
+# `sonimage` command starts without it.
 
 
 def _floats(text: str) -> list[float]:
@@ -62,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from sonimage.survival.cox import fit_cox
+    from sonimage.survival.data import read_table
+    from sonimage.survival.internal import EffectModel
+
     df = read_table(args.data)
     src = str(args.data)
     if len(args.penalizer) > 1:
@@ -79,6 +77,11 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from sonimage.survival.benefit import benefit_validation
+    from sonimage.survival.cox import FrozenCox, write_json_atomic
+    from sonimage.survival.data import read_table
+    from sonimage.survival.external import validate
+
     model = FrozenCox.load(args.model)
     df = read_table(args.data)
     src = str(args.data)
@@ -95,6 +98,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _benefit(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sonimage.survival.benefit import predict_benefit
+    from sonimage.survival.cox import FrozenCox
+    from sonimage.survival.data import read_table
+    from sonimage.tables.parquet import write_table
+
     model = FrozenCox.load(args.model)
     df = read_table(args.data)
     out = predict_benefit(model, df, args.treatment, args.horizon, source=str(args.data))

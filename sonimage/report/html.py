@@ -32,7 +32,7 @@ def table(df: pd.DataFrame, digits: int = 2) -> str:
     """A DataFrame as an HTML table (numbers right-aligned, rounded)."""
     head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
     rows = []
-    for _, r in df.iterrows():
+    for _, r in df.astype(object).iterrows():
         cells = []
         for v in r:
             if isinstance(v, (float, np.floating)):

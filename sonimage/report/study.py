@@ -82,8 +82,8 @@ def _metric_table(o5: dict) -> pd.DataFrame:
                                                                          f"{res['settings']['events']}"}
             for k in METRICS:
                 m = res[k]
-                row[METRIC_LABELS[k]] = (f"{m['estimate']:.3f} ({m['lower']:.3f}–{m['upper']:.3f})"
-                                         if np.isfinite(m["estimate"]) else "–")
+                ci = f" ({m['lower']:.3f}–{m['upper']:.3f})" if np.isfinite(m["lower"]) else ""
+                row[METRIC_LABELS[k]] = f"{m['estimate']:.3f}{ci}" if np.isfinite(m["estimate"]) else "–"
             out.append(row)
     return pd.DataFrame(out)
 
@@ -101,8 +101,10 @@ def _benefit_section(o5: dict) -> str:
                          f"{b['c_for_benefit']:.3f} ({b['matched_pairs']} matched pairs).</p>")
             g = pd.DataFrame(b["calibration_of_benefit"])
             g[["predicted_benefit", "observed_benefit"]] *= 100
-            parts.append(table(g.rename(columns={"predicted_benefit": "Predicted benefit (points)",
-                                                 "observed_benefit": "Observed benefit (points, KM)"}), 1))
+            parts.append(table(g.rename(columns={
+                "group": "Group of predicted benefit", "n_treated": "n CDK4/6i", "n_control": "n no CDK4/6i",
+                "predicted_benefit": "Predicted benefit (points)", "observed_benefit": "Observed benefit (points, KM)"}),
+                1))
     return "".join(parts)
 
 

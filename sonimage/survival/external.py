@@ -99,7 +99,8 @@ def validate(model: FrozenCox, df: pd.DataFrame, time: str, event: str, horizon:
     result: dict = {}
     for k in METRICS:
         vals = boot[k].dropna()
-        lo, hi = (np.quantile(vals, [0.025, 0.975]) if len(vals) >= 20 else (np.nan, np.nan))
+        enough = len(vals) >= max(10, n_boot // 2)  # else a percentile interval is not worth printing
+        lo, hi = np.quantile(vals, [0.025, 0.975]) if enough else (np.nan, np.nan)
         result[k] = {"estimate": est[k], "lower": float(lo), "upper": float(hi)}
     slope = calibration_slope(t, e, lp)
     result["calibration_slope"]["wald_lower"], result["calibration_slope"]["wald_upper"] = \

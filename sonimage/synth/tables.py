@@ -136,7 +136,7 @@ def _fes_negative_flags(rng: np.random.Generator, evaluable: np.ndarray, kind: s
 
 
 def _lesions_for_patient(rng: np.random.Generator, spec: CohortSpec, subject: str, bone_only: bool,
-                         visceral: bool, liver_only: bool, cdk: int) -> pd.DataFrame:
+                         visceral: bool, liver_only: bool, cdk: int) -> dict[str, np.ndarray]:
     n = 1 + int(rng.poisson(spec.mean_extra_lesions))
     organs = np.array(_draw_organs(rng, n, bone_only, visceral, liver_only))
     evaluable = organs != "liver"
@@ -150,12 +150,12 @@ def _lesions_for_patient(rng: np.random.Generator, spec: CohortSpec, subject: st
     r = TRUE_RESPONSE
     pct = (r["intercept"] + r["log_fes_suv"] * np.log(fes) + r["log_fdg_suv"] * np.log(fdg) + r["cdk46i"] * cdk
            + rng.normal(0.0, r["patient_sd"]) + rng.normal(0.0, r["lesion_sd"], n)).clip(-100.0, None).round(1)
-    return pd.DataFrame({
-        "subject_id": subject, "lesion_id": np.arange(1, n + 1), "organ": organs,
+    return {
+        "subject_id": np.full(n, subject), "lesion_id": np.arange(1, n + 1), "organ": organs,
         "diameter_mm": diameter.round(1), "fdg_suv": fdg.round(3), "fes_suv": fes.round(3),
         "fes_evaluable": evaluable, "fes_positive": evaluable & (fes.round(3) >= FES_THRESHOLD),
         "response_pct": pct, "response": recist_category(pct),
-    })
+    }
 
 
 def recist_category(pct: np.ndarray) -> np.ndarray:
@@ -233,11 +233,9 @@ def simulate_cohort_tables(cohort: str, n_patients: int | None = None, seed: int
     cdk = np.array([spec.arms_cdk46i[a] for a in arm], int)
     subjects = [f"{spec.prefix}-{i + 1:04d}" for i in range(n)]
 
-    lesions = pd.concat([
-        _lesions_for_patient(rng, spec, subjects[i], bool(bone_only[i]), bool(visceral[i]), bool(liver_only[i]),
-                             int(cdk[i]))
-        for i in range(n)
-    ], ignore_index=True)
+    parts = [_lesions_for_patient(rng, spec, subjects[i], bool(bone_only[i]), bool(visceral[i]),
+                                  bool(liver_only[i]), int(cdk[i])) for i in range(n)]
+    lesions = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     per = lesions.groupby("subject_id", sort=False).agg(
         n_lesions=("lesion_id", "size"), n_fes_evaluable=("fes_evaluable", "sum"),
         n_fes_positive=("fes_positive", "sum"),
