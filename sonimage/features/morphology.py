@@ -109,27 +109,27 @@ def _weight_spectrum(shape: tuple[int, ...], spacing: tuple[float, float, float]
 
 
 def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, str]:
-    """Moran's I, Geary's C (IBSI, inverse-distance weights over all voxel pairs) and a reason when NaN."""
+    """Moran's I, Geary's C (IBSI, inverse-distance weights over all voxel pairs) and a reason when NaN.
+
+    Cost follows the array size: pass arrays cut to the mask's bounding box. The FFTs run in single precision
+    (relative error ~1e-6, far below IBSI's 3 significant digits).
+    """
     n = int(mask.sum())
     if n < 2:
         return float("nan"), float("nan"), "fewer than two voxels: spatial autocorrelation undefined"
-    idx = np.nonzero(mask)
-    lo = [int(i.min()) for i in idx]
-    box = tuple(slice(a, int(i.max()) + 1) for a, i in zip(lo, idx))
-    m = mask[box].astype(np.float64)
-    x = image[box].astype(np.float64)
-    mu = float(x[mask[box]].mean())
-    a = np.where(mask[box], x - mu, 0.0)
+    m = mask.astype(np.float32)
+    x = image.astype(np.float64)
+    a = np.where(mask, x - float(x[mask].mean()), 0.0)
     denom = float(np.sum(a**2))
     if denom == 0:
         return float("nan"), float("nan"), "zero intensity variance: spatial autocorrelation undefined"
     fshape = _fft_shape(m.shape)
     if int(np.prod(fshape)) > SPATIAL_MAX_CELLS:
         return float("nan"), float("nan"), f"ROI bounding box {m.shape} too large for exact spatial autocorrelation"
-    w_hat = _weight_spectrum(m.shape, spacing, fshape)
+    w_hat = _weight_spectrum(m.shape, spacing, fshape).astype(np.float32)
     crop = tuple(slice(0, s) for s in m.shape)
-    w_m = irfftn(rfftn(m, fshape) * w_hat, fshape)[crop]
-    w_a = irfftn(rfftn(a, fshape) * w_hat, fshape)[crop]
+    w_m = irfftn(rfftn(m, fshape) * w_hat, fshape)[crop].astype(np.float64)
+    w_a = irfftn(rfftn(a.astype(np.float32), fshape) * w_hat, fshape)[crop].astype(np.float64)
     s0 = float(np.sum(m * w_m))
     cross = float(np.sum(a * w_a))
     moran = n / s0 * cross / denom
@@ -141,10 +141,12 @@ def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
     """All morphological values of the ROI and the reasons for any NaN among them."""
     nan = float("nan")
     reasons: dict[str, str] = {}
-    verts, _, volume, area = mesh(roi.mask, roi.spacing)
-    n = int(roi.mask.sum())
-    pos = np.argwhere(roi.mask) * np.asarray(roi.spacing)
-    x = roi.values
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi.mask))
+    image, mask = roi.image[box], roi.mask[box]
+    verts, _, volume, area = mesh(mask, roi.spacing)
+    n = int(mask.sum())
+    pos = np.argwhere(mask) * np.asarray(roi.spacing)
+    x = image[mask].astype(np.float64)
     v: dict[str, float] = {"volume": volume, "volume_voxels": n * roi.voxel_volume, "area": area}
     sphere = 36.0 * np.pi * volume**2
     v.update(surface_volume=area / volume, compactness1=volume / (np.sqrt(np.pi) * area**1.5),
@@ -183,7 +185,7 @@ def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
     v["vd_conv_hull"] = volume / hull_volume
     v["ad_conv_hull"] = area / hull_area
     v["integrated_intensity"] = float(x.mean()) * volume
-    v["moran_i"], v["geary_c"], why = spatial_autocorrelation(roi.image, roi.mask, roi.spacing)
+    v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, mask, roi.spacing)
     if why:
         reasons.update(moran_i=why, geary_c=why)
     return v, reasons

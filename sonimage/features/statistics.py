@@ -36,6 +36,7 @@ SPECS = (
 REASONS = {
     "skewness": "zero variance: skewness undefined",
     "kurtosis": "zero variance: kurtosis undefined",
+    "rmad": "no intensity between the 10th and 90th percentiles (too few voxels)",
     "cov": "mean intensity is zero: coefficient of variation undefined",
     "qcod": "25th + 75th percentile is zero: quartile coefficient undefined",
 }
@@ -67,7 +68,7 @@ def describe(x: np.ndarray) -> dict[str, float]:
             "iqr": float(p75 - p25),
             "range": float(x.max() - x.min()),
             "mad": float(np.mean(np.abs(dev))),
-            "rmad": float(np.mean(np.abs(robust - robust.mean()))),
+            "rmad": float(np.mean(np.abs(robust - robust.mean()))) if robust.size else nan,
             "medad": float(np.mean(np.abs(x - median))),
             "cov": float(np.sqrt(m2) / mean) if mean != 0 else nan,
             "qcod": float((p75 - p25) / (p75 + p25)) if (p75 + p25) != 0 else nan,
