@@ -142,6 +142,7 @@ def test_glcm_matches_brute_force_pair_count(distance):
     settings = FeatureSettings(glcm_distance=distance)
     levels = grey_levels(roi, settings, margin=distance)
     image, ng = roi.image.astype(int), levels.n_levels
+    assert levels.present.tolist() == list(range(1, ng + 1))  # every level occurs: matrix rows are levels
     total = np.zeros((ng, ng))
     for direction in half_offsets(1, planar=False):
         expected = np.zeros((ng, ng))
@@ -156,13 +157,14 @@ def test_glcm_matches_brute_force_pair_count(distance):
         np.testing.assert_array_equal(matrix + matrix.T, expected, err_msg=f"direction {direction}")
         total += expected
     merged = {f.code: f.value for f in glcm.compute(roi, settings) if f.aggregation == "3D, merged"}
-    assert merged == pytest.approx(glcm.glcm_features(total / 2))
+    assert merged == pytest.approx(glcm.glcm_features(total / 2, levels.present, ng))
 
 
 def test_glrlm_matches_brute_force_runs():
     """Runs walked voxel by voxel along each direction equal the vectorised run matrices."""
     roi = _random_roi(2)
     levels = grey_levels(roi, FeatureSettings(), margin=1)
+    assert levels.present.tolist() == list(range(1, levels.n_levels + 1))  # matrix rows are the levels
     image, shape = roi.image.astype(int), roi.mask.shape
     inside = lambda p: all(0 <= c < n for c, n in zip(p, shape)) and roi.mask[p]  # noqa: E731
     for direction in half_offsets(1, planar=False):
@@ -220,3 +222,23 @@ def test_3d_features_invariant_under_flip_and_transpose(family):
     original = {(f.code, f.aggregation): f.value for f in module.compute(roi, FeatureSettings(), dims)}
     mirrored = {(f.code, f.aggregation): f.value for f in module.compute(moved, FeatureSettings(), dims)}
     assert mirrored == pytest.approx(original, nan_ok=True)
+
+
+def test_wide_grey_level_range_counts_present_levels_only():
+    """Levels 1 and 100 000 (a 10^10-cell dense GLCM): computed, and merged contrast is the mean (a-b)² of pairs."""
+    rng = np.random.default_rng(6)
+    image = np.where(rng.random((5, 6, 7)) < 0.5, 1.0, 100_000.0)
+    roi = Roi(image, np.ones(image.shape, dtype=bool), (1.0, 1.0, 1.0))
+    squares = []
+    for dz, dy, dx in half_offsets(1, planar=False):
+        a = image[max(0, -dz) : image.shape[0] - max(0, dz), max(0, -dy) : image.shape[1] - max(0, dy),
+                  max(0, -dx) : image.shape[2] - max(0, dx)]  # fmt: skip
+        b = image[max(0, dz) : image.shape[0] + min(0, dz) or None, max(0, dy) : image.shape[1] + min(0, dy) or None,
+                  max(0, dx) : image.shape[2] + min(0, dx) or None]  # fmt: skip
+        squares.append(((a - b) ** 2).ravel())
+    merged = {f.code: f.value for f in glcm.compute(roi, FeatureSettings()) if f.aggregation == "3D, merged"}
+    assert merged["ACUI"] == pytest.approx(np.concatenate(squares).mean())
+    features = _compute_all(roi)  # every family: matrices over the two present levels, high-level emphasis huge
+    _assert_reasons(features)
+    high = next(f for f in features if (f.code, f.aggregation) == ("5GN9", "3D"))
+    assert 1 < high.value < 1e10

@@ -47,13 +47,15 @@ TABLE: tuple[tuple[str, str], ...] = (
 
 
 def cooccurrences(levels: Levels, offset: Offset) -> tuple[np.ndarray, np.ndarray]:
-    """(slice, index into the Ng × Ng matrix) of every ROI voxel pair (voxel, voxel + ``offset``).
+    """(slice, index into the P × P matrix) of every ROI voxel pair (voxel, voxel + ``offset``).
 
-    Counted one way; :func:`glcm_features` symmetrises (IBSI's symmetric GLCM counts both orders).
+    Rows and columns are the P grey levels present in the ROI (``levels.present``), so memory follows the
+    levels that occur, not the discretisation range. Counted one way; :func:`glcm_features` symmetrises
+    (IBSI's symmetric GLCM counts both orders).
     """
     neighbour = levels.neighbour_values(offset)
     pair = neighbour > 0
-    return levels.z[pair], (levels.values[pair] - 1) * levels.n_levels + neighbour[pair] - 1
+    return levels.z[pair], levels.rank[levels.values[pair]] * levels.present.size + levels.rank[neighbour[pair]]
 
 
 def _entropy(p: np.ndarray) -> np.float64:
@@ -62,27 +64,33 @@ def _entropy(p: np.ndarray) -> np.float64:
     return -(nonzero * np.log2(nonzero)).sum()
 
 
-def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None:
-    """The 25 IBSI GLCM features of one-way co-occurrence counts (Ng × Ng, symmetrised here), None when empty.
+def _distribution(k: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``k`` that occur and the probability of each (p_{x-y} or p_{x+y} of IBSI)."""
+    values, index = np.unique(k.ravel(), return_inverse=True)
+    return values, np.bincount(index, weights=p.ravel())
 
-    The matrix is symmetric, so both marginals are equal (one mean, one variance) and the information
-    correlations reduce to HXY1 = HXY2 = 2 HX.
+
+def glcm_features(counts: np.ndarray, grey: np.ndarray, ng: int) -> FeatureValues | None:
+    """The 25 IBSI GLCM features of one-way co-occurrence counts, None when empty.
+
+    ``counts`` (symmetrised here) has a row and column per grey level in ``grey``; ``ng`` is the number of
+    grey levels of the discretisation (the normalised inverse differences use it). The matrix is symmetric,
+    so both marginals are equal (one mean, one variance) and the information correlations reduce to
+    HXY1 = HXY2 = 2 HX.
     """
     counts = counts + counts.T
     total = counts.sum()
     if total == 0:
         return None
-    ng = counts.shape[0]
     present = counts.sum(axis=1) > 0  # absent grey levels add nothing: compute on the present ones only
     p = counts[np.ix_(present, present)] / total
-    levels = np.flatnonzero(present) + 1.0
+    levels = np.asarray(grey, dtype=np.float64)[present]
     i, j = levels[:, None], levels[None, :]
     px = p.sum(axis=1)
     mu = float(levels @ px)
     variance = float(((levels - mu) ** 2) @ px)
-    k_diff, k_sum = np.arange(ng, dtype=np.float64), np.arange(2 * ng + 1, dtype=np.float64)
-    p_diff = np.bincount(np.abs(i - j).astype(np.int64).ravel(), weights=p.ravel(), minlength=ng)
-    p_sum = np.bincount((i + j).astype(np.int64).ravel(), weights=p.ravel(), minlength=2 * ng + 1)
+    k_diff, p_diff = _distribution(np.abs(i - j), p)
+    k_sum, p_sum = _distribution(i + j, p)
     mu_diff, mu_sum = float(k_diff @ p_diff), float(k_sum @ p_sum)
     autocorrelation = float(levels @ p @ levels)
     cluster = k_sum - 2 * mu
@@ -106,7 +114,7 @@ def glcm_features(counts: np.ndarray, n_voxels: int = 0) -> FeatureValues | None
             "NDRX": float(p_diff @ (1 / (1 + k_diff / ng))),
             "WF0Z": float(p_diff @ (1 / (1 + k_diff**2))),
             "1QCO": float(p_diff @ (1 / (1 + k_diff**2 / ng**2))),
-            "E8JP": float((p_diff[1:] / k_diff[1:] ** 2).sum()),
+            "E8JP": float((p_diff[k_diff > 0] / k_diff[k_diff > 0] ** 2).sum()),
             "NI2N": float((autocorrelation - mu**2) / np.float64(variance)),
             "QWB0": autocorrelation,
             "DG8W": float(cluster**2 @ p_sum),
@@ -122,6 +130,9 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     check_dims(dims)
     distance = settings.glcm_distance
     levels = grey_levels(roi, settings, margin=distance)
-    shape = (levels.n_levels, levels.n_levels)
-    results = directional_aggregations(levels, dims, cooccurrences, shape, glcm_features, distance)
+    shape = (levels.present.size, levels.present.size)
+    results = directional_aggregations(
+        levels, dims, cooccurrences, shape, lambda counts, _: glcm_features(counts, levels.present, levels.n_levels),
+        distance,
+    )  # fmt: skip
     return feature_records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")

@@ -41,7 +41,9 @@ TABLE = emphasis_table(
 
 
 def runs(levels: Levels, direction: Offset) -> tuple[np.ndarray, np.ndarray]:
-    """(slice of the first voxel, index into the Ng × longest-run matrix) of every run along ``direction``.
+    """(slice of the first voxel, index into the P × longest-run matrix) of every run along ``direction``.
+
+    Rows are the P grey levels present in the ROI (``levels.present``).
 
     ``direction`` is lexicographically positive, so its flat step ``k`` is positive and each line of the
     direction is a class of flat indices modulo ``k`` in increasing order; a line leaves the box only through
@@ -60,7 +62,7 @@ def runs(levels: Levels, direction: Offset) -> tuple[np.ndarray, np.ndarray]:
     first, lengths, level = first[run], lengths[run], level[run]
     flat_index = (first % rows) * step + first // rows
     z = flat_index // (levels.array.shape[1] * levels.array.shape[2])
-    return z, (level - 1) * _longest(levels) + lengths - 1
+    return z, levels.rank[level] * _longest(levels) + lengths - 1
 
 
 def _longest(levels: Levels) -> int:
@@ -68,15 +70,12 @@ def _longest(levels: Levels) -> int:
     return max(levels.array.shape)
 
 
-def _columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The run matrix and its column values, run lengths 1..longest."""
-    return matrix, np.arange(1, matrix.shape[1] + 1)
-
-
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
     """GLRLM features of ``roi`` for every IBSI aggregation of the requested ``dims`` (runs at distance 1)."""
     check_dims(dims)
     levels = grey_levels(roi, settings, margin=1)
-    shape = (levels.n_levels, _longest(levels))
-    results = directional_aggregations(levels, dims, runs, shape, emphasis_fn(TABLE, _columns))
+    shape = (levels.present.size, _longest(levels))
+    lengths = np.arange(1, shape[1] + 1)
+    features = emphasis_fn(TABLE, lambda counts: (counts, levels.present, lengths))
+    results = directional_aggregations(levels, dims, runs, shape, features)
     return feature_records(FAMILY, TABLE, results, "runs")

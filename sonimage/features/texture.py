@@ -87,6 +87,18 @@ class Levels:
         return self.flat[self.roi]
 
     @cached_property
+    def present(self) -> np.ndarray:
+        """The grey levels that occur in the ROI, ascending."""
+        return np.unique(self.values)
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """Position of each grey level among :attr:`present`, indexed by grey level (compact matrices)."""
+        rank = np.zeros(self.n_levels + 1, dtype=np.int64)
+        rank[self.present] = np.arange(self.present.size)
+        return rank
+
+    @cached_property
     def z(self) -> np.ndarray:
         """Slice (padded z index) of each ROI voxel."""
         return self.roi // (self.array.shape[1] * self.array.shape[2])
@@ -189,17 +201,17 @@ def zone_entries(
     return z, (level, column_of_zones(labels, n))
 
 
-def emphasis_features(matrix: np.ndarray, columns: np.ndarray, n_voxels: int) -> FeatureValues:
+def emphasis_features(matrix: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: int) -> FeatureValues:
     """The features GLRLM, GLSZM, GLDZM and NGLDM share, keyed by kind, from counts (grey level × column).
 
-    ``columns`` holds each column's value (run length, zone size, distance or dependence count); rows are
-    grey levels 1..Ng. Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products, non-uniformity
+    ``grey`` holds each row's grey level, ``columns`` each column's value (run length, zone size, distance or
+    dependence count). Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products, non-uniformity
     of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances, entropy, energy.
     """
     used_rows, used_cols = matrix.sum(axis=1) > 0, matrix.sum(axis=0) > 0  # empty ones add nothing
     matrix = matrix[np.ix_(used_rows, used_cols)]
     total = matrix.sum()
-    i = (np.flatnonzero(used_rows) + 1.0)[:, None]
+    i = np.asarray(grey, dtype=np.float64)[used_rows][:, None]
     j = np.asarray(columns, dtype=np.float64)[used_cols][None, :]
     p = matrix / total
     rows, cols = p.sum(axis=1), p.sum(axis=0)
@@ -226,11 +238,13 @@ def emphasis_features(matrix: np.ndarray, columns: np.ndarray, n_voxels: int) ->
     }
 
 
-def compact(levels: np.ndarray, columns: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts matrix (grey level × distinct column value) of entries (``levels``, ``columns``), and those values."""
-    values, index = np.unique(columns, return_inverse=True)
-    counts = np.bincount((levels - 1) * values.size + index, minlength=n_levels * values.size)
-    return counts.reshape(n_levels, values.size).astype(np.float64), values
+def compact(levels: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts matrix (grey level × column value) of entries (``levels``, ``columns``), with the grey levels and
+    column values that occur (rows and columns of the matrix)."""
+    grey, row = np.unique(levels, return_inverse=True)
+    values, column = np.unique(columns, return_inverse=True)
+    counts = np.bincount(row * values.size + column, minlength=grey.size * values.size)
+    return counts.reshape(grey.size, values.size).astype(np.float64), grey, values
 
 
 Table = Sequence[tuple[str, str, str]]  # (IBSI code, readable name, emphasis kind)
@@ -246,14 +260,16 @@ def emphasis_table(rows: Sequence[tuple[str, str]]) -> Table:
     return tuple((code, name, kind) for (code, name), kind in zip(rows, EMPHASIS_KINDS[: len(rows)], strict=True))
 
 
-def emphasis_fn(table: Table, columns_of: Callable[[Any], tuple[np.ndarray, np.ndarray]]) -> FeatureFn:
-    """Feature function of an emphasis family: ``columns_of(matrix)`` gives (counts, column values)."""
+def emphasis_fn(
+    table: Table, counts_of: Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> FeatureFn:
+    """Feature function of an emphasis family: ``counts_of(matrix)`` gives (counts, row grey levels, column values)."""
 
     def features(matrix: Any, n_voxels: int) -> FeatureValues | None:
-        counts, columns = columns_of(matrix)
+        counts, grey, columns = counts_of(matrix)
         if counts.sum() == 0:
             return None
-        kinds = emphasis_features(counts, columns, n_voxels)
+        kinds = emphasis_features(counts, grey, columns, n_voxels)
         return {code: kinds[kind] for code, _, kind in table}
 
     return features
@@ -391,7 +407,7 @@ def entry_family(
     """Records of a non-directional emphasis family (GLSZM, GLDZM, NGLDM) whose matrices are entries."""
     check_dims(dims)
     levels = grey_levels(roi, settings, margin)
-    features = emphasis_fn(table, lambda entries: compact(*entries, levels.n_levels))
+    features = emphasis_fn(table, lambda entries: compact(*entries))
     return feature_records(family, table, volumetric_aggregations(levels, dims, entries_fn, features), empty_what)
 
 
