@@ -66,8 +66,9 @@ def _entropy(p: np.ndarray) -> np.float64:
 
 def _distribution(k: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The values of ``k`` that occur and the probability of each (p_{x-y} or p_{x+y} of IBSI)."""
-    values, index = np.unique(k.ravel(), return_inverse=True)
-    return values, np.bincount(index, weights=p.ravel())
+    weights = np.bincount(k.ravel().astype(np.int64), weights=p.ravel())
+    values = np.flatnonzero(weights)
+    return values.astype(np.float64), weights[values]
 
 
 def glcm_features(counts: np.ndarray, grey: np.ndarray, ng: int) -> FeatureValues | None:
