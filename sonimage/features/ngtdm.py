@@ -45,26 +45,40 @@ def tone_differences(levels: Levels, distance: int, planar: bool) -> SlicedEntri
     return levels.z[has], (levels.values[has], difference)
 
 
-def ngtdm_features(entries: Entries, n_levels: int) -> FeatureValues | None:
-    """The five IBSI NGTDM features from entries (grey level, tone difference), None when there are none."""
+COMPLEXITY_BLOCK = 1024  # grey levels per block of the pairwise complexity sum (memory bound)
+
+
+def ngtdm_features(entries: Entries) -> FeatureValues | None:
+    """The five IBSI NGTDM features from entries (grey level, tone difference), None when there are none.
+
+    Sums over pairs of present grey levels use closed forms (contrast, strength) or sorting (busyness); only
+    complexity is pairwise, summed in blocks, so memory stays linear in the number of grey levels.
+    """
     level, difference = entries
     if level.size == 0:
         return None
-    s = np.bincount(level - 1, weights=difference, minlength=n_levels)
-    n = np.bincount(level - 1, minlength=n_levels)
-    present = n > 0
-    i = np.arange(1, n_levels + 1, dtype=np.float64)[present]
-    p, s = n[present] / level.size, s[present]
-    n_present = i.size
-    di = i[:, None] - i[None, :]
-    ps, s_total = p * s, s.sum()
+    grey, index = np.unique(level, return_inverse=True)
+    i = grey.astype(np.float64)
+    p = np.bincount(index) / level.size
+    s = np.bincount(index, weights=difference)
+    n_present, ps, s_total = i.size, p * s, s.sum()
+    m1, m2 = float(p @ i), float(p @ i**2)  # moments of the grey-level distribution
+    pairwise_p_sq = 2 * (m2 - m1**2)  # sum_ij p_i p_j (i - j)^2
+    pairwise_sq = 2 * (n_present * m2 - 2 * m1 * i.sum() + i @ i)  # sum_ij (p_i + p_j) (i - j)^2
+    ip = np.sort(i * p)
+    abs_ip = 2 * float(ip @ (2 * np.arange(n_present) - n_present + 1))  # sum_ij |i p_i - j p_j|
+    complexity = sum(
+        float((np.abs(i[k : k + COMPLEXITY_BLOCK, None] - i) * (ps[k : k + COMPLEXITY_BLOCK, None] + ps)
+               / (p[k : k + COMPLEXITY_BLOCK, None] + p)).sum())
+        for k in range(0, n_present, COMPLEXITY_BLOCK)
+    )  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
             "QCDE": float(1 / ps.sum()),
-            "65HE": float((p[:, None] * p[None, :] * di**2).sum() / (n_present * (n_present - 1)) * s_total / level.size),
-            "NQ30": float(ps.sum() / np.abs((i * p)[:, None] - (i * p)[None, :]).sum()),
-            "HDEZ": float((np.abs(di) * (ps[:, None] + ps[None, :]) / (p[:, None] + p[None, :])).sum() / level.size),
-            "1X9X": float(((p[:, None] + p[None, :]) * di**2).sum() / s_total),
+            "65HE": float(pairwise_p_sq / np.float64(n_present * (n_present - 1)) * s_total / level.size),
+            "NQ30": float(ps.sum() / np.float64(abs_ip)),
+            "HDEZ": complexity / level.size,
+            "1X9X": float(pairwise_sq / s_total),
         }
 
 
@@ -77,6 +91,6 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
         levels,
         dims,
         lambda lv, planar: tone_differences(lv, distance, planar),
-        lambda entries, _: ngtdm_features(entries, levels.n_levels),
+        lambda entries, _: ngtdm_features(entries),
     )
     return feature_records(FAMILY, TABLE, results, "voxels with neighbours")
