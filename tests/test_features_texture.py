@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from conftest import require
 from scipy import ndimage
-from sonimage.features import glcm, glrlm, glszm
+from sonimage.features import glcm, glrlm, glszm, ngtdm
 from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.texture import graph_zone_labels, grey_levels, half_offsets, zone_entries
 from sonimage.features.texture import grey_levels, half_offsets
@@ -242,3 +242,21 @@ def test_wide_grey_level_range_counts_present_levels_only():
     _assert_reasons(features)
     high = next(f for f in features if (f.code, f.aggregation) == ("5GN9", "3D"))
     assert 1 < high.value < 1e10
+
+
+def test_ngtdm_closed_forms_match_pairwise_definitions():
+    """Contrast, busyness and strength by closed forms equal IBSI's pairwise sums over present grey levels."""
+    rng = np.random.default_rng(7)
+    level = rng.choice([1, 2, 4, 7, 8, 12, 20], size=300)
+    difference = rng.random(300) * 3
+    values = ngtdm.ngtdm_features((level, difference))
+    grey = np.unique(level).astype(float)
+    p = np.array([(level == g).mean() for g in grey])
+    s = np.array([difference[level == g].sum() for g in grey])
+    di2 = (grey[:, None] - grey[None, :]) ** 2
+    n = grey.size
+    assert values["65HE"] == pytest.approx((p[:, None] * p[None, :] * di2).sum() / (n * (n - 1)) * s.sum() / 300)
+    assert values["NQ30"] == pytest.approx((p * s).sum() / np.abs((grey * p)[:, None] - (grey * p)[None, :]).sum())
+    assert values["1X9X"] == pytest.approx(((p[:, None] + p[None, :]) * di2).sum() / s.sum())
+    complexity = (np.sqrt(di2) * ((p * s)[:, None] + (p * s)[None, :]) / (p[:, None] + p[None, :])).sum() / 300
+    assert values["HDEZ"] == pytest.approx(complexity)
