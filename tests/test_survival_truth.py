@@ -87,3 +87,16 @@ def test_bootstrap_optimism_and_pipelines():
     expected = g["treatment"] * p["cdk46i"] + g["index"] * pi + g["treatment:index"] * p["cdk46i"] * pi
     lp = risk.linear_predictor(p)
     np.testing.assert_allclose(lp - lp.mean(), expected - expected.mean(), atol=1e-8)
+
+
+def test_bootstrap_fans_out_on_an_executor_with_identical_results():
+    """Replicates are seeded by index, so a process pool (pickling everything) gives the serial answer."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    p = simulate_cohort_tables("sonia", 80, seed=6).patients
+    pipe = EffectModel("cdk46i*(fes_positive_fraction + ecog)", "pfs1_months", "pfs1_event", penalizers=(0.0, 1.0),
+                       folds=3)
+    serial = bootstrap_optimism(pipe, p, n_boot=6, n_chunks=3)
+    with ProcessPoolExecutor(2) as pool:
+        fanned = bootstrap_optimism(pipe, p, n_boot=6, executor=pool, n_chunks=3)
+    assert fanned == serial

@@ -13,7 +13,8 @@ import pandas as pd
 from sonimage import __version__
 from sonimage.report import figures
 from sonimage.report.html import esc, img, page, table
-from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at
+from sonimage.survival.calibration import (flexible_calibration, grouped_calibration, kaplan_meier, km_at,
+                                           km_median)
 from sonimage.survival.cox import write_json_atomic
 from sonimage.survival.external import METRICS
 from sonimage.survival.objectives import (EVENT, TIME, TRT, StudySettings, add_patient_metrics, hr_ci_text,
@@ -65,9 +66,8 @@ def table_one(cohorts: dict[str, pd.DataFrame], development: str) -> pd.DataFram
 
 
 def _km_median(d: pd.DataFrame) -> str:
-    t, s = kaplan_meier(d[TIME].to_numpy(), d[EVENT].to_numpy())
-    below = np.flatnonzero(s <= 0.5)
-    return f"{t[below[0]]:.1f}" if below.size else "not reached"
+    m = km_median(*kaplan_meier(d[TIME].to_numpy(), d[EVENT].to_numpy()))
+    return "not reached" if m is None else f"{m:.1f}"
 
 
 def _hr_table(rows: list[dict]) -> pd.DataFrame:

@@ -19,6 +19,12 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.nd
     return uniq, np.cumprod(1.0 - deaths / at_risk)
 
 
+def km_median(times: np.ndarray, survival: np.ndarray) -> float | None:
+    """Median survival of a Kaplan–Meier curve (first time S ≤ 0.5), None when not reached."""
+    below = np.flatnonzero(np.asarray(survival) <= 0.5)
+    return float(times[below[0]]) if below.size else None
+
+
 def step_at(times: np.ndarray, values: np.ndarray, t: np.ndarray | float, left: bool = False) -> np.ndarray:
     """A right-continuous step function starting at 1, evaluated at ``t`` (``left``: just before ``t``)."""
     t = np.atleast_1d(np.asarray(t, float))

@@ -20,7 +20,7 @@ from lifelines.statistics import multivariate_logrank_test, proportional_hazard_
 from scipy.stats import t as student_t
 
 from sonimage.survival.benefit import benefit_validation, predict_benefit
-from sonimage.survival.calibration import kaplan_meier
+from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
@@ -100,17 +100,12 @@ def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
         d = df[df[by] == g]
         t, s = kaplan_meier(d[TIME].to_numpy(), d[EVENT].to_numpy())
         curves[str(g)] = {"time": t.tolist(), "survival": s.tolist(), "n": int(len(d)), "events": int(d[EVENT].sum()),
-                          "median": _median(t, s), "follow_up": d[TIME].round(3).tolist()}
+                          "median": km_median(t, s), "follow_up": d[TIME].round(3).tolist()}
     used = df[df[by].isin(groups)]
     p = (float(multivariate_logrank_test(used[TIME], used[by], used[EVENT]).p_value) if len(groups) > 1
          else float("nan"))
     return {"by": by, "curves": curves, "logrank_p": p,
             "left_out": {str(g): int(n) for g, n in counts.items() if g not in groups}}
-
-
-def _median(t: np.ndarray, s: np.ndarray) -> float | None:
-    below = np.flatnonzero(s <= 0.5)
-    return float(t[below[0]]) if below.size else None
 
 
 def _cox_rows(fit, terms: list[str]) -> list[dict]:
