@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from conftest import require
 from scipy import ndimage
-from sonimage.features import glcm, glrlm, glszm, ngtdm
+from sonimage.features import glcm, glrlm, glszm, ngldm, ngtdm
 from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.texture import graph_zone_labels, grey_levels, half_offsets, zone_entries
 from sonimage.features.texture import grey_levels, half_offsets
@@ -260,3 +260,12 @@ def test_ngtdm_closed_forms_match_pairwise_definitions():
     assert values["1X9X"] == pytest.approx(((p[:, None] + p[None, :]) * di2).sum() / s.sum())
     complexity = (np.sqrt(di2) * ((p * s)[:, None] + (p * s)[None, :]) / (p[:, None] + p[None, :])).sum() / 300
     assert values["HDEZ"] == pytest.approx(complexity)
+
+
+def test_ngldm_alpha_covering_all_levels_counts_every_roi_neighbour():
+    """With α ≥ the level range every ROI neighbour is dependent: k = 1 + ROI voxels among the 26 neighbours."""
+    roi = _random_roi(8)
+    levels = grey_levels(roi, FeatureSettings(), margin=1)
+    _, (_, k) = ngldm.dependences(levels, distance=1, alpha=levels.n_levels, planar=False)
+    neighbours = ndimage.convolve(roi.mask.astype(int), np.ones((3, 3, 3), dtype=int), mode="constant")
+    assert k.tolist() == neighbours[roi.mask].tolist()  # the centre counts once in both

@@ -9,7 +9,11 @@ Slices are z planes. The 2D/2.5D/3D aggregations of IBSI 1 (section 3.1.2):
   (directions merged per slice), ``2.5D, direction-merged`` (slices merged per direction) / ``2.5D, merged``;
 - the other families: ``3D`` (volume), ``2D`` (per slice, averaged over slices), ``2.5D`` (slices merged).
 
-Slices without ROI voxels are skipped; a slice or direction whose matrix is empty is left out of an average.
+Slices without ROI voxels are skipped; a slice or direction whose matrix is empty is left out of an average,
+and a feature undefined for one slice or direction (NaN) is averaged over the others. Matrix rows are the grey
+levels present in the ROI (empty rows change no IBSI feature), so memory follows the ROI, not the bin range;
+``Ng`` (normalised inverse differences) is the highest grey level. Spacing is not used: IBSI expects texture
+on isotropic voxels (resampling, if wanted, comes before).
 """
 
 from __future__ import annotations
