@@ -78,42 +78,50 @@ def _time(pipeline, df, b, executor=None) -> tuple[float, dict]:
     return time.perf_counter() - t0, res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="B = 20 and 50 only (smoke run)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "survival.json"))
-    args = ap.parse_args()
-    bs = (20, 50) if args.quick else (200, 1000)
-    from distributed import Client, LocalCluster
-
-    rows = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        # a long-lived cluster has its workers warm: import the library there before timing
-        client.run(_warm_up)
-        for n in (100, 1000):
-            df = simulate_cohort_tables("sonia", n, seed=0).patients
-            ours = EffectModel(FORMULA, "pfs1_months", "pfs1_event", penalizers=GRID, folds=FOLDS)
-            for b in bs:
-                runs = {"sonimage serial": _time(ours, df, b), "sonimage dask 2 workers": _time(ours, df, b, client)}
-                if b == bs[0]:
-                    ll = LifelinesEffectModel(FORMULA, "pfs1_months", "pfs1_event", penalizers=GRID, folds=FOLDS)
-                    runs["lifelines serial"] = _time(ll, df, b)
-                for name, (secs, res) in runs.items():
-                    rows.append({"n": n, "B": b, "engine": name, "seconds": round(secs, 2),
-                                 "ms_per_replicate": round(1000 * secs / b, 1),
-                                 "corrected_c": round(res["corrected"]["harrell_c"], 4),
-                                 "shrinkage": round(res["shrinkage"], 4)})
-                    print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False))
-    out = Path(args.out)
+def _write(out: Path, rows: list[dict]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"pipeline": {"formula": FORMULA, "penalizer_grid": GRID, "folds": FOLDS,
                                             "fits_per_replicate": len(GRID) * FOLDS + 1},
-                               "machine_cores": os.cpu_count(), "rows": rows}, indent=1))
+                               "machine_cores": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+                               "rows": rows}, indent=1))
     os.replace(tmp, out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="n x B = 100x20, 1000x20, 100x50, 1000x50 (smoke run)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "survival.json"))
+    args = ap.parse_args()
+    # cheapest first; the results file is rewritten after every row, so a long run can be read while it goes
+    configs = [(100, 20), (1000, 20), (100, 50), (1000, 50)] if args.quick else \
+        [(100, 200), (1000, 200), (100, 1000), (1000, 1000)]
+    baseline_b = configs[0][1]
+    from distributed import Client, LocalCluster
+
+    out = Path(args.out)
+    rows: list[dict] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        # a long-lived cluster has its workers warm: import the library there before timing
+        client.run(_warm_up)
+        for n, b in configs:
+            df = simulate_cohort_tables("sonia", n, seed=0).patients
+            ours = EffectModel(FORMULA, "pfs1_months", "pfs1_event", penalizers=GRID, folds=FOLDS)
+            runs = {"sonimage serial": lambda: _time(ours, df, b),
+                    "sonimage dask 2 workers": lambda: _time(ours, df, b, client)}
+            if b == baseline_b:
+                ll = LifelinesEffectModel(FORMULA, "pfs1_months", "pfs1_event", penalizers=GRID, folds=FOLDS)
+                runs["lifelines serial"] = lambda: _time(ll, df, b)
+            for name, run in runs.items():
+                secs, res = run()
+                rows.append({"n": n, "B": b, "engine": name, "seconds": round(secs, 2),
+                             "ms_per_replicate": round(1000 * secs / b, 1),
+                             "corrected_c": round(res["corrected"]["harrell_c"], 4),
+                             "shrinkage": round(res["shrinkage"], 4), "load_average_1min": os.getloadavg()[0]})
+                print(rows[-1], flush=True)
+                _write(out, rows)
+    print(pd.DataFrame(rows).to_string(index=False))
     print(f"wrote {out}")
 
 

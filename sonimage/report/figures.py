@@ -118,7 +118,7 @@ def benefit_histogram(values: dict[str, np.ndarray], horizon: float) -> bytes:
     return _png(fig)
 
 
-def decision_curve(curves: dict[str, dict], horizon: float) -> bytes:
+def decision_curve(curves: dict[str, dict], horizon: float, title: str = "Decision curve") -> bytes:
     """Net benefit against threshold risk for models, treat-all and treat-none."""
     fig, ax = plt.subplots(figsize=(7, 4.6))
     first = next(iter(curves.values()))
@@ -131,7 +131,7 @@ def decision_curve(curves: dict[str, dict], horizon: float) -> bytes:
     ax.set_ylim(-0.05, max(top, max(first["treat_all"])) * 1.1 + 0.01)
     ax.set_xlabel(f"Threshold risk of progression by {horizon:g} months")
     ax.set_ylabel("Net benefit")
-    ax.set_title("Decision curve", loc="left", fontsize=12)
+    ax.set_title(title, loc="left", fontsize=12)
     ax.legend(frameon=False, fontsize=9.5)
     ax.grid(alpha=0.25)
     return _png(fig)

@@ -265,7 +265,7 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
                      "Apparent C": iv["apparent"]["harrell_c"], "Optimism": iv["optimism"]["harrell_c"],
                      "Corrected C": iv["corrected"]["harrell_c"], "Shrinkage (corrected slope)": iv["shrinkage"],
                      "Bootstrap B": iv["bootstrap_used"]})
-    fig = figures.benefit_histogram({n: benefit[f"{n}_benefit_{h:g}"].to_numpy() for n in o4}, h)
+    fig = figures.benefit_histogram({f"{n} model": benefit[f"{n}_benefit_{h:g}"].to_numpy() for n in o4}, h)
     pb = pd.DataFrame([{"Model": n, "Mean benefit (points)": 100 * r["predicted_benefit"]["mean"],
                         "Median (points)": 100 * r["predicted_benefit"]["quartiles"][1],
                         "Share < 5 points": r["predicted_benefit"]["share_below_5_points"]} for n, r in o4.items()])
@@ -289,8 +289,9 @@ def _objective5_html(o5: dict, models: dict, cohorts: dict[str, pd.DataFrame], d
             curves[label] = {**res, "grouped": g}
         parts.append(img(figures.calibration_plot(curves, h, f"Calibration, {name} model"), f"calibration {name}"))
     for c, by_model in o5.items():
-        dc = {name: r["net_benefit"] for name, r in by_model.items()}
-        parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(figures.decision_curve(dc, h), 'decision')}")
+        dc = {f"{name} model": r["net_benefit"] for name, r in by_model.items()}
+        fig = figures.decision_curve(dc, h, f"Decision curve, {c.upper()}")
+        parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, 'decision curve')}")
     parts.append(f"<h3>Benefit metrics</h3>{_benefit_section(o5)}")
     obs = {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()}
     parts.append("<p class='note'>Observed (KM) risk of progression by the horizon: " +
