@@ -75,7 +75,12 @@ def flexible_calibration(time: np.ndarray, event: np.ndarray, risk: np.ndarray, 
 
 
 def calibration_slope(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> dict:
-    """Slope of the linear predictor in a Cox model of the outcome (1 = ideal), with its Wald 95 % CI."""
+    """Slope of the linear predictor in a Cox model of the outcome (1 = ideal), with its Wald 95 % CI.
+
+    Undefined (NaN) when the predictions do not vary.
+    """
+    if np.ptp(lp) == 0:
+        return {"estimate": float("nan"), "lower": float("nan"), "upper": float("nan"), "ci": "undefined"}
     df = pd.DataFrame({"lp": lp, "t": time, "e": event})
     s = fit_cox(df, "t", "e", "lp", source="calibration slope").summary.loc["lp"]
     return {"estimate": float(s["coef"]), "lower": float(s["lower"]), "upper": float(s["upper"]),
