@@ -25,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
             runner = DaskTaskRunner(address=address)
             outputs = study_flow.with_options(task_runner=runner)(
                 str(args.out), str(args.dicom_root), args.linking and str(args.linking),
-                args.key_file and str(args.key_file))
+                args.key_file and str(args.key_file), args.clinical and str(args.clinical), args.development)
         APILogWorker.drain_all(timeout=10)  # deliver the last log lines while the server is still up
     print("outputs:")
     for name, path in outputs.items():
@@ -41,5 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster", default="local", help="local (default), kubernetes, slurm or tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=2, help="Dask workers to start (local, kubernetes, slurm)")
     p.add_argument("--dashboard", default=":8787", help="dashboard address of a cluster started here")
+    p.add_argument("--clinical", type=Path, help="clinical tables (<cohort>/patients.parquet): adds the analyses "
+                   "and the HTML report")
+    p.add_argument("--development", default="sonia", help="development cohort of the prediction models")
     add_pseudonym_options(p)
     p.set_defaults(func=_run)

@@ -8,7 +8,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger, unmapped
 from prefect_dask import DaskTaskRunner
 
-from flows.tasks import convert_series, index_batch, write_tables
+import pandas as pd
+
+from flows.tasks import analyse, convert_series, extract_lesion, index_batch, prepare_lesions, write_features, \
+    write_tables
+from sonimage.lesions.jobs import patient_scans
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
 from sonimage.volumes.convert import (ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row,
@@ -27,6 +31,17 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     return write_tables(str(out), outcomes, object_rows, quarantine + bad_series, len(files))
 
 
+def features_stage(out: Path, manifest: Path) -> dict[str, str]:
+    """Plan lesions per patient (with FES registration), one task per lesion and tracer, then the tables."""
+    scans, notes = patient_scans(pd.read_parquet(manifest))
+    for note in notes:
+        get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
+    prepared = prepare_lesions.map(scans, unmapped(str(out))).result()
+    jobs = [j for batch, _ in prepared for j in batch]
+    results = extract_lesion.map(jobs, unmapped(str(out))).result()
+    return write_features(str(out), results, [record for _, record in prepared])
+
+
 def default_runner() -> DaskTaskRunner:
     """The scheduler at $SONIMAGE_DASK_ADDRESS when set (deployments), else a LocalCluster of worker processes."""
     address = os.environ.get("SONIMAGE_DASK_ADDRESS")
@@ -36,10 +51,12 @@ def default_runner() -> DaskTaskRunner:
 
 
 @flow(name="sonimage-study", log_prints=True, task_runner=default_runner())
-def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: str | None = None) -> dict[str, str]:
-    """Convert the DICOM tree below ``dicom_root`` into ``out``; return where the outputs are.
+def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: str | None = None,
+               clinical: str | None = None, development: str = "sonia") -> dict[str, str]:
+    """DICOM below ``dicom_root`` → Zarr volumes → lesion features → (with ``clinical`` tables) the study report.
 
     Parameters are paths only (deployments pass JSON): the site linking table and key file stay at the site.
+    Returns where the outputs are.
     """
     logger = get_run_logger()
     pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None), read_linking(Path(linking)) if linking else {})
@@ -47,5 +64,9 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
     summary = convert_stage(root, out_path, pseudo)
     logger.info("%d files: %d series converted, %d files quarantined", summary.n_files, summary.n_converted,
                 summary.n_quarantined_files)
-    return {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine),
-            "volumes": str(out_path / "volumes")}
+    outputs = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine),
+               "volumes": str(out_path / "volumes")}
+    outputs.update(features_stage(out_path, summary.manifest))
+    if clinical:
+        outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), development))
+    return outputs

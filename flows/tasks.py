@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+from distributed import worker_client
 from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
+from sonimage.lesions.jobs import PIPELINE_SETTINGS, LesionJob, PatientScans, lesion_features, lesion_summary, \
+    prepare_patient
+from sonimage.report.study import run_study_analysis
+from sonimage.tables.parquet import write_table
+from sonimage.tables.patients import patient_metrics
+from sonimage.tables.study import study_tables
 from sonimage.volumes.convert import ConvertSummary, Job, MaskJob, Outcome, convert_any, finish
 
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}
@@ -30,3 +39,41 @@ def write_tables(out: str, outcomes: list[Outcome], object_rows: list[dict], qua
                  n_files: int) -> ConvertSummary:
     """Manifest and quarantine tables, with the count of every input file checked."""
     return finish(Path(out), outcomes, object_rows, quarantine, n_files)
+
+
+@task(name="prepare-lesions", task_run_name="prepare-{scans.patient}", **RETRIES)
+def prepare_lesions(scans: PatientScans, out: str) -> tuple[list[LesionJob], dict]:
+    """Lesion jobs of one patient (FES labels registered onto the FES scan)."""
+    return prepare_patient(scans, Path(out))
+
+
+@task(name="lesion-features", task_run_name="features-{job.patient}-{job.tracer}-{job.lesion}", **RETRIES)
+def extract_lesion(job: LesionJob, out: str) -> LesionFeatures:
+    """IBSI and PET features of one lesion on one tracer."""
+    return lesion_features(job, Path(out))
+
+
+@task(name="write-feature-tables")
+def write_features(out: str, results: list[LesionFeatures], registrations: list[dict]) -> dict[str, str]:
+    """The wide lesion feature table, the lesion summary, patient heterogeneity metrics and registration QC."""
+    folder = Path(out) / "features"
+    table, dictionary = feature_table(results, PIPELINE_SETTINGS)
+    paths = {"lesion_features": write_feature_table(table, dictionary, folder / "lesion_features.parquet")}
+    summary = lesion_summary(results)
+    paths["lesions"] = write_table(summary, folder / "lesions.parquet")
+    metrics = patient_metrics(summary.dropna(subset=["fdg_suvmax"]))
+    paths["patients"] = write_table(metrics, folder / "patients.parquet")
+    paths["registration"] = write_table(pd.DataFrame(registrations), folder / "registration.parquet")
+    return {k: str(v) for k, v in paths.items()}
+
+
+@task(name="study-analysis")
+def analyse(out: str, clinical: str, development: str) -> dict[str, str]:
+    """Objectives 1–5 and the HTML report; bootstraps fan out over the same Dask cluster."""
+    tables = study_tables(pd.read_parquet(Path(out) / "features" / "lesions.parquet"), Path(clinical))
+    report_dir = Path(out) / "report"
+    write_table(tables.excluded, report_dir / "excluded.parquet")
+    with worker_client() as client:
+        report = run_study_analysis(tables.patients, tables.lesions, report_dir, development=development,
+                                    executor=client)
+    return {"report": str(report), "metrics": str(report_dir / "metrics.json")}

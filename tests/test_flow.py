@@ -57,6 +57,12 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
                                                         return_state=True)
     assert state.is_completed()
     outputs = state.result()
+    lesions = pd.read_parquet(outputs["lesions"]).set_index("roi")
+    assert set(lesions.index) == {"GTV_Mass", "GTV_Edema"}
+    assert round(lesions.loc["GTV_Mass", "fdg_suvmax"], 2) == 7.91
+    assert lesions.fes_suvmax.isna().all()  # no FES scan in this study: FES columns stay empty, rows stay
+    wide = pd.read_parquet(outputs["lesion_features"])
+    assert (wide.error == "").all() and wide.filter(like="glcm_").shape[1] > 20
     direct = convert_tree(root, tmp_path / "direct", Pseudonymiser(KEY.encode()))
     assert _digest(Path(outputs["manifest"])) == _digest(direct.manifest)
     assert _digest(Path(outputs["quarantine"])) == _digest(direct.quarantine)

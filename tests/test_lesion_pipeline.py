@@ -1,0 +1,57 @@
+"""Lesion features over converted synthetic scans follow the generator's ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
+from sonimage.lesions.jobs import lesion_features, lesion_summary, patient_scans, prepare_patient
+from sonimage.synth.study import generate_study
+from sonimage.tables.patients import patient_metrics
+from sonimage.volumes.convert import convert_tree
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], pd.DataFrame]:
+    base = tmp_path_factory.mktemp("lesions")
+    generate_study(base / "study", cohorts=("sonia",), n_patients=2, size="small", seed=5)
+    pseudo = Pseudonymiser(b"k", read_linking(base / "study" / "site-private" / "linking.csv"))
+    convert_tree(base / "study" / "dicom", base / "out", pseudo)
+    scans, notes = patient_scans(pd.read_parquet(base / "out" / "manifest.parquet"))
+    assert not notes and len(scans) == 2
+    prepared = [prepare_patient(s, base / "out") for s in scans]
+    results = [lesion_features(j, base / "out") for jobs, _ in prepared for j in jobs]
+    return base, [r for _, r in prepared], lesion_summary(results)
+
+
+def test_registration_recovers_the_patient_shift(pipeline: tuple) -> None:
+    base, records, _ = pipeline
+    series = pd.read_parquet(base / "study" / "truth" / "sonia" / "series.parquet")
+    pet = series[series.modality == "PT"].set_index(["subject_id", "tracer"])
+    for rec in records:
+        true = [pet.loc[(rec["patient"], "FES"), f"shift_{a}_mm"] - pet.loc[(rec["patient"], "FDG"), f"shift_{a}_mm"]
+                for a in "xyz"]
+        found = [rec[f"shift_{a}_mm"] for a in "xyz"]
+        assert np.linalg.norm(np.subtract(found, true)) < 1.0, (found, true)
+
+
+def test_every_lesion_has_fdg_and_fes_values_near_truth(pipeline: tuple) -> None:
+    base, _, summary = pipeline
+    truth = pd.read_parquet(base / "study" / "truth" / "sonia" / "lesions.parquet")
+    both = summary.merge(truth, left_on=["patient", "lesion"], right_on=["subject_id", "lesion_id"])
+    assert len(both) == len(truth) == len(summary)
+    assert (both.organ_x == both.organ_y).all()
+    assert np.allclose(both.fdg_mtv_ml, both.volume_ml_y, rtol=1e-6)  # the contour gives back the rendered voxels
+    big = both[both.diameter_mm >= 20]
+    assert len(big) and np.allclose(big.fdg_suvmax, big.fdg_suv, rtol=0.3)  # partial volume and noise only
+
+
+def test_patient_patterns_from_images(pipeline: tuple) -> None:
+    _, _, summary = pipeline
+    metrics = patient_metrics(summary)
+    assert set(metrics.fes_pattern) <= {"all positive", "mixed", "all negative", "not evaluable"}
+    assert (metrics.n_lesions == summary.groupby("patient").size().values).all()
