@@ -64,7 +64,8 @@ def test_benefit_estimable_only_with_both_arms(shift):
                                  source="transcan")
     assert one_arm["estimable"] is False and "one arm" in one_arm["reason"]
     both = benefit_validation(model, val["sonia"], "pfs1_months", "pfs1_event", "cdk46i", 12.0)
-    assert both["estimable"] and 0.5 < both["c_for_benefit"] < 0.75
+    cfb = both["c_for_benefit"]
+    assert both["estimable"] and 0.5 < cfb["estimate"] < 0.75 and cfb["lower"] < cfb["estimate"] < cfb["upper"]
     groups = pd.DataFrame(both["calibration_of_benefit"])
     assert (groups["predicted_benefit"].diff().dropna() > 0).all()
     b = predict_benefit(model, val["sonia"].head(5), "cdk46i", [12.0, 24.0])

@@ -88,7 +88,7 @@ def _validate(args: argparse.Namespace) -> int:
     metrics = validate(model, df, args.time, args.event, args.horizon, args.bootstrap, args.seed, source=src)
     if args.treatment:
         metrics["benefit"] = benefit_validation(model, df, args.time, args.event, args.treatment, args.horizon,
-                                                source=src)
+                                                source=src, n_boot=args.bootstrap, seed=args.seed)
     write_json_atomic(metrics, args.out)
     for k in ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa"):
         m = metrics[k]

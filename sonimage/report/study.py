@@ -97,8 +97,10 @@ def _benefit_section(o5: dict) -> str:
                 parts.append(f"<p><b>{esc(cohort.upper())}, {esc(model)} model:</b> not estimable. "
                              f"{esc(b['reason'])}.</p>")
                 continue
+            c = b["c_for_benefit"]
             parts.append(f"<p><b>{esc(cohort.upper())}, {esc(model)} model:</b> c-for-benefit "
-                         f"{b['c_for_benefit']:.3f} ({b['matched_pairs']} matched pairs).</p>")
+                         f"{c['estimate']:.3f} (95 % CI {c['lower']:.3f}–{c['upper']:.3f}; "
+                         f"{b['matched_pairs']} matched pairs).</p>")
             g = pd.DataFrame(b["calibration_of_benefit"])
             g[["predicted_benefit", "observed_benefit"]] *= 100
             parts.append(table(g.rename(columns={

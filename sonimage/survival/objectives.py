@@ -254,7 +254,8 @@ def objective5(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], s
         for name, m in models.items():
             res = validate(m, df, TIME, EVENT, settings.horizon_months, settings.n_boot_external, settings.seed,
                            executor, source=cohort)
-            res["benefit"] = benefit_validation(m, df, TIME, EVENT, TRT, settings.horizon_months, source=cohort)
+            res["benefit"] = benefit_validation(m, df, TIME, EVENT, TRT, settings.horizon_months, source=cohort,
+                                                n_boot=settings.n_boot_external, seed=settings.seed)
             out[cohort][name] = res
     return out
 
