@@ -1,1 +1,8 @@
-"""Survival modelling: Cox fits, benefit prediction, internal and external validation."""
+"""Survival modelling: Cox fits, benefit prediction, internal and external validation.
+
+Modules: ``data`` (CSV/Parquet, formulas such as ``trt*(x1 + x2)``, design matrices, clear errors), ``cox`` (Efron
+Cox fits matching R's coxph, the frozen JSON model), ``internal`` (PATH risk/effect pipelines, Harrell bootstrap
+optimism), ``external`` (validation metrics with bootstrap CIs), ``calibration`` (Kaplan–Meier, Austin flexible
+calibration), ``decision`` (net benefit), ``benefit`` (per-patient benefit, c-for-benefit), ``objectives`` (the
+study's five analyses) and ``parallel`` (fan-out over any ``submit``-style executor, e.g. a Dask client).
+"""
