@@ -70,9 +70,11 @@ class FrozenCox:
         return 1.0 - self.survival(df, horizon, source)[:, 0]
 
     def to_dict(self) -> dict:
+        """Plain JSON types; ``baseline_survival`` (S0 = exp(−H0) at the centre) is added for readers."""
         d = asdict(self)
         d["terms"], d["baseline_time"], d["baseline_cumhaz"] = list(self.terms), list(self.baseline_time), \
             list(self.baseline_cumhaz)
+        d["baseline_survival"] = np.exp(-np.asarray(self.baseline_cumhaz)).tolist()
         return d
 
     def save(self, path: str | Path) -> Path:
@@ -83,7 +85,7 @@ class FrozenCox:
     def from_dict(cls, d: dict, source: str = "model") -> "FrozenCox":
         if d.get("format") != MODEL_FORMAT:
             raise SurvivalDataError(f"{source}: not a sonimage Cox model (format {d.get('format')!r})")
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k != "baseline_survival"}
         d["terms"], d["baseline_time"], d["baseline_cumhaz"] = tuple(d["terms"]), tuple(d["baseline_time"]), \
             tuple(d["baseline_cumhaz"])
         return cls(**d)
