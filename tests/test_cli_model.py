@@ -39,6 +39,7 @@ def test_fit_any_csv_reproduces_r(tables):
     model = json.loads((tables / "rossi.json").read_text())
     assert model["coefficients"]["fin"] == pytest.approx(-0.37942, abs=1e-4)
     assert model["format"] == "sonimage-cox/1" and model["baseline_time"] and model["centre"]
+    assert len(model["baseline_survival"]) == len(model["baseline_time"]) and model["sonimage_version"]
 
 
 def test_fit_validate_benefit_chain(tables):
