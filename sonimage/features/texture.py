@@ -212,33 +212,34 @@ def emphasis_features(matrix: np.ndarray, grey: np.ndarray, columns: np.ndarray,
     dependence count). Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products, non-uniformity
     of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances, entropy, energy.
     """
-    used_rows, used_cols = matrix.sum(axis=1) > 0, matrix.sum(axis=0) > 0  # empty ones add nothing
-    matrix = matrix[np.ix_(used_rows, used_cols)]
-    total = matrix.sum()
-    i = np.asarray(grey, dtype=np.float64)[used_rows][:, None]
-    j = np.asarray(columns, dtype=np.float64)[used_cols][None, :]
-    p = matrix / total
-    rows, cols = p.sum(axis=1), p.sum(axis=0)
-    mu_i, mu_j = float((i[:, 0] * rows).sum()), float((j[0] * cols).sum())
+    row_sums, col_sums = matrix.sum(axis=1), matrix.sum(axis=0)
+    used_rows, used_cols = row_sums > 0, col_sums > 0  # empty rows and columns add nothing
+    total = row_sums.sum()
+    p = matrix[np.ix_(used_rows, used_cols)] / total
+    rows, cols = row_sums[used_rows] / total, col_sums[used_cols] / total
+    i = np.asarray(grey, dtype=np.float64)[used_rows]
+    j = np.asarray(columns, dtype=np.float64)[used_cols]
+    i2, j2 = i**2, j**2
+    mu_i, mu_j = float(i @ rows), float(j @ cols)
     nonzero = p[p > 0]
     return {
-        "small": float((p / j**2).sum()),
-        "large": float((p * j**2).sum()),
-        "low": float((p / i**2).sum()),
-        "high": float((p * i**2).sum()),
-        "small_low": float((p / (i**2 * j**2)).sum()),
-        "small_high": float((p * i**2 / j**2).sum()),
-        "large_low": float((p * j**2 / i**2).sum()),
-        "large_high": float((p * i**2 * j**2).sum()),
-        "level_nonuniformity": float((rows**2).sum() * total),
-        "level_nonuniformity_norm": float((rows**2).sum()),
-        "column_nonuniformity": float((cols**2).sum() * total),
-        "column_nonuniformity_norm": float((cols**2).sum()),
+        "small": float(cols @ (1 / j2)),
+        "large": float(cols @ j2),
+        "low": float(rows @ (1 / i2)),
+        "high": float(rows @ i2),
+        "small_low": float((1 / i2) @ p @ (1 / j2)),
+        "small_high": float(i2 @ p @ (1 / j2)),
+        "large_low": float((1 / i2) @ p @ j2),
+        "large_high": float(i2 @ p @ j2),
+        "level_nonuniformity": float(rows @ rows * total),
+        "level_nonuniformity_norm": float(rows @ rows),
+        "column_nonuniformity": float(cols @ cols * total),
+        "column_nonuniformity_norm": float(cols @ cols),
         "percentage": float(total / n_voxels),
-        "level_variance": float((((i[:, 0] - mu_i) ** 2) * rows).sum()),
-        "column_variance": float((((j[0] - mu_j) ** 2) * cols).sum()),
+        "level_variance": float((i - mu_i) ** 2 @ rows),
+        "column_variance": float((j - mu_j) ** 2 @ cols),
         "entropy": float(-(nonzero * np.log2(nonzero)).sum()),
-        "energy": float((p**2).sum()),
+        "energy": float((nonzero**2).sum()),
     }
 
 
