@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import dctn, irfftn, next_fast_len, rfftn
 from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import cdist
 from scipy.special import eval_legendre
 from skimage.measure import marching_cubes, mesh_surface_area
 
@@ -65,8 +66,7 @@ def max_distance(points: np.ndarray, block: int = 2048) -> float:
     """Largest distance between any two points, in blocks (memory block × n)."""
     best = 0.0
     for start in range(0, len(points), block):
-        d2 = np.sum((points[start:start + block, None, :] - points[None, :, :]) ** 2, axis=-1)
-        best = max(best, float(d2.max()))
+        best = max(best, float(cdist(points[start:start + block], points, "sqeuclidean").max()))
     return float(np.sqrt(best))
 
 
