@@ -32,6 +32,7 @@ def test_dicom_rtstruct_every_roi_one_row(shared_data, tmp_path):
     assert mass["pet_suvmax__84iy"] == pytest.approx(7.91, abs=0.005)
     assert mass["pet_mtv_ml"] == pytest.approx(mass["morphology_volume_voxel_counting__yekz"] / 1000)
     assert mass["setting_bin_width"] == 0.5
+    assert mass["sul_ratio"] == 0.75
     assert mass["pet_sulmax__84iy"] == pytest.approx(0.75 * mass["pet_suvmax__84iy"])
     assert mass["pet_tlg_sul"] == pytest.approx(0.75 * mass["pet_tlg_suv"])
     dictionary = read_dictionary(out).set_index("column")

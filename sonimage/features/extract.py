@@ -87,9 +87,10 @@ def scan_lesions(image_path: Path, mask_path: Path, settings: FeatureSettings,
             raise ValueError(f"{image_path}: sul_ratio auto, but the image has no lean-body-mass ratio "
                              "(height or weight missing)")
     names = list(rois or lesion_names(mask_path) or [None])
+    scale = {} if sul_ratio is None else {"sul_ratio": float(sul_ratio)}
     out = []
     for name in names:
-        row_ids = {**(ids or {}), "roi": name if name is not None else f"label {label}"}
+        row_ids = {**(ids or {}), "roi": name if name is not None else f"label {label}", **scale}
         try:
             mask = read_mask(mask_path, image, name, label)
             roi = Roi(image.array, mask, image.spacing)
