@@ -185,3 +185,14 @@ def test_table_one_row_per_lesion_with_dictionary_and_settings(tmp_path, suffix)
         assert pd.read_csv(tmp_path / "features.dictionary.csv").column.tolist() == dictionary.column.tolist()
     assert back["glcm_joint_maximum__gyby__3d_avg"].iloc[0] == pytest.approx(
         table["glcm_joint_maximum__gyby__3d_avg"].iloc[0])
+
+
+def test_spatial_autocorrelation_beyond_the_size_limit_is_nan_with_reason(monkeypatch):
+    """Past SPATIAL_MAX_CELLS FFT cells Moran's I and Geary's C are NaN with a reason, the rest still computed."""
+    mask = ellipsoid((10, 10, 10), (4, 4, 4))
+    image = np.random.default_rng(6).normal(3, 1, mask.shape)
+    monkeypatch.setattr(morphology, "SPATIAL_MAX_CELLS", 100)
+    feats = {f.name: f for f in morphology.compute(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS)}
+    moran = feats["Moran’s I index"]
+    assert np.isnan(moran.value) and "too large" in moran.reason
+    assert np.isfinite(feats["Sphericity"].value)
