@@ -123,3 +123,23 @@ def test_bad_arguments_exit_2(tmp_path):
                  "--out", str(tmp_path / "x.parquet")]) == 2
     assert main(["features", "--image", "a", "--mask", "b", "--bin-lower-bound", "0", "--out", "x.csv"]) == 2
     assert main(["features", "--image", "a", "--mask", "b", "--out", "x.xlsx"]) == 2
+
+
+def test_label_store_rows_by_roi_name(shared_data, tmp_path):
+    """A sonimage label store (every RTSTRUCT ROI rasterised) gives one row per recorded ROI, by name."""
+    from sonimage.lesions.labels import rtstruct_labels
+
+    folder = require(shared_data / "sts-001-fdg-pet")
+    image = read_image(folder / "dicom")
+    labels = rtstruct_labels(folder / "rtstruct" / "1-1.dcm", image).volume
+    store = write_volume(labels, tmp_path / "labels.zarr", "label")
+    out = tmp_path / "rows.csv"
+    assert main(["features", "--image", str(folder / "dicom"), "--mask", str(store), "--families", "pet",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out).set_index("roi")
+    assert list(table.index) == ["GTV_Mass", "GTV_Edema"]
+    assert table.loc["GTV_Mass", "voxels"] == 5095
+    assert table.loc["GTV_Mass", "pet_suvmax__84iy"] == pytest.approx(7.91, abs=0.005)
+    assert main(["features", "--image", str(folder / "dicom"), "--mask", str(store), "--roi", "Liver",
+                 "--families", "pet", "--out", str(out)]) == 1
+    assert "no ROI named 'Liver' in the label store" in pd.read_csv(out).loc[0, "error"]

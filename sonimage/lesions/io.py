@@ -17,7 +17,7 @@ from sonimage.dicom.reader import read_dicom_volume
 from sonimage.lesions.labelmap import MaskError, labels_on_grid, read_labelmap
 from sonimage.lesions.rtstruct import rasterise, roi_names
 from sonimage.lesions.seg import read_seg, segments
-from sonimage.volumes.store import read_volume
+from sonimage.volumes.store import open_store, read_volume
 from sonimage.volumes.volume import Volume
 
 
@@ -62,13 +62,21 @@ def mask_kind(path: Path) -> str:
     raise MaskError(f"{path}: a mask must be a file (NIfTI, RTSTRUCT, SEG) or a Zarr store")
 
 
+def _store_rois(path: Path) -> dict[str, int]:
+    """ROI name → label of a sonimage label store (its ``rois`` attribute), empty when it has none."""
+    return {str(r["name"]): int(r["label"]) for r in open_store(path).attrs.get("rois", [])}
+
+
 def lesion_names(path: Path) -> list[str]:
-    """Names of the lesions a mask holds: RTSTRUCT ROI names, SEG segment labels; empty for label maps."""
+    """Names of the lesions a mask holds: RTSTRUCT ROI names, SEG segment labels, the ROIs a sonimage label store
+    records; empty for plain label maps."""
     kind = mask_kind(path)
     if kind == "rtstruct":
         return roi_names(path)
     if kind == "seg":
         return list(segments(path).values())
+    if kind == "zarr":
+        return list(_store_rois(path))
     return []
 
 
@@ -76,7 +84,8 @@ def read_mask(path: Path, image: Volume, roi: str | None = None, label: int = 1)
     """Boolean (z, y, x) lesion mask on ``image``'s grid.
 
     RTSTRUCT: ROI ``roi`` (may be omitted when the file holds one ROI). SEG: segment ``roi`` (label), else number
-    ``label``. Label map or Zarr label store: voxels equal to ``label``.
+    ``label``. Zarr label store: the label of ROI ``roi`` (from the store's ``rois`` record), else ``label``.
+    Label map: voxels equal to ``label``.
     """
     path = Path(path)
     kind = mask_kind(path)
@@ -90,5 +99,10 @@ def read_mask(path: Path, image: Volume, roi: str | None = None, label: int = 1)
     if kind == "seg":
         return read_seg(path, image, roi if roi is not None else label)
     if kind == "zarr":
+        if roi is not None:
+            known = _store_rois(path)
+            if roi not in known:
+                raise MaskError(f"{path}: no ROI named {roi!r} in the label store (ROIs: {', '.join(map(repr, known))})")
+            label = known[roi]
         return labels_on_grid(read_volume(path), image, path, label)
     return read_labelmap(path, image, label)
