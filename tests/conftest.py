@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import SimpleITK as sitk
+
+from sonimage.features.base import Roi
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,3 +35,36 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"reference data missing: {path}")
     return path
+
+
+IBSI_FAMILIES = {
+    "morphology": "Morphological features",
+    "local_intensity": "Local intensity features",
+    "statistics": "Intensity-based statistical features",
+    "histogram": "Intensity histogram features",
+    "ivh": "Intensity-volume histogram features",
+    "glcm": "Grey level co-occurrence based features",
+    "glrlm": "Grey level run length based features",
+    "glszm": "Grey level size zone based features",
+    "gldzm": "Grey level distance zone based features",
+    "ngtdm": "Neighbourhood grey tone difference based features",
+    "ngldm": "Neighbouring grey level dependence based features",
+}
+ALL_DIMS = ("2D", "2.5D", "3D")
+
+
+def round_sig(x: float, digits: int = 3) -> float:
+    """IBSI's rounding: ``digits`` significant digits."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+@pytest.fixture(scope="session")
+def phantom(shared_data: Path) -> tuple[Roi, pd.DataFrame]:
+    """The IBSI digital phantom as a ROI (2 mm voxels) and its reference values."""
+    folder = require(shared_data / "ibsi-digital-phantom")
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "phantom.nii.gz"))).astype(np.float64)
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nii.gz"))) > 0
+    reference = pd.read_csv(folder / "reference_values.csv", keep_default_na=False, na_values={"value": [""]})
+    return Roi(image, mask, (2.0, 2.0, 2.0)), reference

@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import math
 from collections import Counter, defaultdict
 
 import numpy as np
 import pandas as pd
 import pytest
-import SimpleITK as sitk
 
-from conftest import require
-from sonimage.features.base import FeatureSettings, Roi
+from conftest import ALL_DIMS, IBSI_FAMILIES, round_sig
+from sonimage.features.base import FeatureSettings
 from sonimage.features.extract import extract_features
 
-FAMILIES = {
-    "morphology": "Morphological features",
-    "local_intensity": "Local intensity features",
-    "statistics": "Intensity-based statistical features",
-    "histogram": "Intensity histogram features",
-    "ivh": "Intensity-volume histogram features",
-    "glcm": "Grey level co-occurrence based features",
-    "glrlm": "Grey level run length based features",
-    "glszm": "Grey level size zone based features",
-    "gldzm": "Grey level distance zone based features",
-    "ngtdm": "Neighbourhood grey tone difference based features",
-    "ngldm": "Neighbouring grey level dependence based features",
-}
-ALL_DIMS = ("2D", "2.5D", "3D")
-
-
-def round_sig(x: float, digits: int = 3) -> float:
-    """IBSI's rounding: ``digits`` significant digits."""
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
-
-
-@pytest.fixture(scope="module")
-def phantom(shared_data) -> tuple[Roi, pd.DataFrame]:
-    folder = require(shared_data / "ibsi-digital-phantom")
-    image = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "phantom.nii.gz"))).astype(np.float64)
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nii.gz"))) > 0
-    reference = pd.read_csv(folder / "reference_values.csv", keep_default_na=False, na_values={"value": [""]})
-    return Roi(image, mask, (2.0, 2.0, 2.0)), reference
+FAMILIES = IBSI_FAMILIES
 
 
 def score(features: list, rows: pd.DataFrame) -> tuple[Counter, Counter, list[str]]:
@@ -75,8 +42,6 @@ def score(features: list, rows: pd.DataFrame) -> tuple[Counter, Counter, list[st
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_phantom_family(phantom, family):
     """Every reference row of the family (3D, and 2D/2.5D for texture) passes IBSI's rule via extract_features."""
-    if importlib.util.find_spec(f"sonimage.features.{family}") is None:
-        pytest.skip(f"feature family module sonimage.features.{family} not written yet")
     roi, reference = phantom
     features = extract_features(roi, FeatureSettings(), families=(family,), dims=ALL_DIMS)
     rows = reference[(reference.family == FAMILIES[family]) & reference.value.notna()]
@@ -89,11 +54,10 @@ def test_phantom_family(phantom, family):
 def test_phantom_total(phantom):
     """All families together: the printed total of passing reference rows; every 3D row passes."""
     roi, reference = phantom
-    present = tuple(f for f in FAMILIES if importlib.util.find_spec(f"sonimage.features.{f}") is not None)
-    features = extract_features(roi, FeatureSettings(), families=present, dims=ALL_DIMS)
-    rows = reference[reference.family.isin([FAMILIES[f] for f in present]) & reference.value.notna()]
+    features = extract_features(roi, FeatureSettings(), families=tuple(FAMILIES), dims=ALL_DIMS)
+    rows = reference[reference.family.isin(list(FAMILIES.values())) & reference.value.notna()]
     passed, totals, failures = score(features, rows)
-    print(f"\nphantom: {sum(passed.values())}/{len(rows)} rows pass over {len(present)} families "
+    print(f"\nphantom: {sum(passed.values())}/{len(rows)} rows pass over {len(FAMILIES)} families "
           f"({len(reference)} reference rows in all, {int(reference.value.isna().sum())} without a value)")
     for agg in sorted(totals):
         print(f"  {agg}: {passed[agg]}/{totals[agg]}")

@@ -7,41 +7,15 @@ import math
 from collections import Counter
 
 import numpy as np
-import pandas as pd
 import pytest
-import SimpleITK as sitk
 
-from conftest import require
+from conftest import ALL_DIMS, IBSI_FAMILIES, round_sig
 from scipy import ndimage
 from sonimage.features import glcm, glrlm, glszm, ngldm, ngtdm
 from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.texture import graph_zone_labels, grey_levels, half_offsets, zone_entries
-from sonimage.features.texture import grey_levels, half_offsets
 
-FAMILIES = {
-    "glcm": "Grey level co-occurrence based features",
-    "glrlm": "Grey level run length based features",
-    "glszm": "Grey level size zone based features",
-    "gldzm": "Grey level distance zone based features",
-    "ngtdm": "Neighbourhood grey tone difference based features",
-    "ngldm": "Neighbouring grey level dependence based features",
-}
-ALL_DIMS = ("2D", "2.5D", "3D")
-
-
-def _round_sig(x: float, digits: int = 3) -> float:
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
-
-
-@pytest.fixture(scope="module")
-def phantom(shared_data) -> tuple[Roi, pd.DataFrame]:
-    folder = require(shared_data / "ibsi-digital-phantom")
-    image = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "phantom.nii.gz"))).astype(np.float64)
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nii.gz"))) > 0
-    reference = pd.read_csv(folder / "reference_values.csv")
-    return Roi(image, mask, (2.0, 2.0, 2.0)), reference
+FAMILIES = {k: v for k, v in IBSI_FAMILIES.items() if k in ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")}
 
 
 PHANTOM_SETTINGS = {
@@ -63,9 +37,9 @@ def test_phantom_reference_values(phantom, family, settings):
     assert len(rows) > 0
     passed, failures = Counter(), []
     for row in rows.itertuples():
-        key = row.ibsi_code if isinstance(row.ibsi_code, str) else row.feature
+        key = row.ibsi_code or row.feature
         feature = computed.get((key, row.aggregation))
-        value = np.nan if feature is None else _round_sig(feature.value)
+        value = np.nan if feature is None else round_sig(feature.value)
         if abs(value - row.value) <= row.tolerance:
             passed[row.aggregation] += 1
         else:

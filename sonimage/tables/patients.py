@@ -68,8 +68,11 @@ def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int]:
 
 
 def patient_metrics(lesions: pd.DataFrame, rule: FesRule = FesRule()) -> pd.DataFrame:
-    """One row per patient with its heterogeneity pattern, FES fractions, Kurland and ET-FES summaries and burden."""
-    rows = [{"patient": p, **_one(g, rule)} for p, g in lesions.groupby("patient", sort=True)]
+    """One row per patient (and cohort, when the lesions have one) with its heterogeneity pattern, FES fractions,
+    Kurland and ET-FES summaries and burden."""
+    keys = [k for k in ("cohort", "patient") if k in lesions.columns]
+    rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))), **_one(g, rule)}
+            for key, g in lesions.groupby(keys, sort=True)]
     out = pd.DataFrame(rows)
     out["fes_threshold"] = rule.threshold
     out["fes_threshold_inclusive"] = rule.inclusive
