@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
-DEMO_PATIENTS ?= 6
+DEMO_PATIENTS ?= 30
 DEMO_SIZE ?= small
 export SONIMAGE_HOME ?= $(CURDIR)/.sonimage
 export DO_NOT_TRACK := 1
@@ -20,9 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The synthetic trial office delivers clinical tables (study/truth/<cohort>/patients.parquet, lesion response in
+# lesions.parquet); the site keeps the linking table. Image uptake values always come from the images.
 demo: $(STAMP)
-	$(BIN)/sonimage synth $(DEMO_OUT)/study --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1
-	$(BIN)/sonimage run $(DEMO_OUT)/study/dicom $(DEMO_OUT) --linking $(DEMO_OUT)/study/site-private/linking.csv
+	$(BIN)/sonimage synth $(DEMO_OUT)/study --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1 --workers 2
+	$(BIN)/sonimage run $(DEMO_OUT)/study/dicom $(DEMO_OUT) --linking $(DEMO_OUT)/study/site-private/linking.csv \
+		--clinical $(DEMO_OUT)/study/truth
 
 test: $(STAMP)
 	$(BIN)/pytest -q

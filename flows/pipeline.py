@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, get_run_logger, unmapped
+from prefect.context import get_run_context
 from prefect_dask import DaskTaskRunner
 
-import pandas as pd
-
-from flows.tasks import analyse, convert_series, extract_lesion, index_batch, prepare_lesions, write_features, \
-    write_tables
-from sonimage.lesions.jobs import patient_scans
+from flows.tasks import (analyse, convert_series, extract_lesions, index_batch, prepare_lesions, write_features,
+                         write_tables)
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.lesions.jobs import patient_scans
 from sonimage.volumes.convert import (ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row,
                                      shown_rejections)
 
@@ -22,7 +22,8 @@ from sonimage.volumes.convert import (ConvertSummary, batches, cohort_of, plan_j
 def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> ConvertSummary:
     """Index in batches, plan series, convert one task per series, write the tables."""
     files = list_files(dicom_root)
-    indexed = index_batch.map([[str(p) for p in b] for b in batches(files)], unmapped(str(dicom_root)), unmapped(pseudo)).result()
+    paths = [[str(p) for p in batch] for batch in batches(files)]
+    indexed = index_batch.map(paths, unmapped(str(dicom_root)), unmapped(pseudo)).result()
     instances = [i for good, _ in indexed for i in good]
     rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
     quarantine = [quarantine_row(cohort_of(r.path, dicom_root), r) for r in rejected]
@@ -32,13 +33,17 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
 
 
 def features_stage(out: Path, manifest: Path) -> dict[str, str]:
-    """Plan lesions per patient (with FES registration), one task per lesion and tracer, then the tables."""
+    """Plan lesions per patient (with FES registration), one feature task per scan, then the tables."""
     scans, notes = patient_scans(pd.read_parquet(manifest))
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     prepared = prepare_lesions.map(scans, unmapped(str(out))).result()
-    jobs = [j for batch, _ in prepared for j in batch]
-    results = extract_lesion.map(jobs, unmapped(str(out))).result()
+    scans_jobs: dict[str, list] = {}
+    for batch, _ in prepared:
+        for job in batch:
+            scans_jobs.setdefault(f"{job.patient}-{job.tracer}", []).append(job)
+    per_scan = extract_lesions.map(list(scans_jobs), list(scans_jobs.values()), unmapped(str(out))).result()
+    results = [r for batch in per_scan for r in batch]
     return write_features(str(out), results, [record for _, record in prepared])
 
 
@@ -59,7 +64,8 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
     Returns where the outputs are.
     """
     logger = get_run_logger()
-    pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None), read_linking(Path(linking)) if linking else {})
+    pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
+                           read_linking(Path(linking)) if linking else {})
     out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
     summary = convert_stage(root, out_path, pseudo)
     logger.info("%d files: %d series converted, %d files quarantined", summary.n_files, summary.n_converted,
@@ -68,5 +74,6 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
                "volumes": str(out_path / "volumes")}
     outputs.update(features_stage(out_path, summary.manifest))
     if clinical:
-        outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), development))
+        scheduler = get_run_context().task_runner.client.scheduler.address
+        outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), development, scheduler))
     return outputs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from distributed import worker_client
+from distributed import Client
 from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
@@ -47,10 +47,10 @@ def prepare_lesions(scans: PatientScans, out: str) -> tuple[list[LesionJob], dic
     return prepare_patient(scans, Path(out))
 
 
-@task(name="lesion-features", task_run_name="features-{job.patient}-{job.tracer}-{job.lesion}", **RETRIES)
-def extract_lesion(job: LesionJob, out: str) -> LesionFeatures:
-    """IBSI and PET features of one lesion on one tracer."""
-    return lesion_features(job, Path(out))
+@task(name="lesion-features", task_run_name="features-{scan}", **RETRIES)
+def extract_lesions(scan: str, jobs: list[LesionJob], out: str) -> list[LesionFeatures]:
+    """IBSI and PET features of the lesions of one scan (one task per scan keeps scheduling overhead small)."""
+    return [lesion_features(job, Path(out)) for job in jobs]
 
 
 @task(name="write-feature-tables")
@@ -68,12 +68,12 @@ def write_features(out: str, results: list[LesionFeatures], registrations: list[
 
 
 @task(name="study-analysis")
-def analyse(out: str, clinical: str, development: str) -> dict[str, str]:
-    """Objectives 1–5 and the HTML report; bootstraps fan out over the same Dask cluster."""
+def analyse(out: str, clinical: str, development: str, scheduler: str) -> dict[str, str]:
+    """Objectives 1–5 and the HTML report; bootstraps fan out over the cluster at ``scheduler``."""
     tables = study_tables(pd.read_parquet(Path(out) / "features" / "lesions.parquet"), Path(clinical))
     report_dir = Path(out) / "report"
     write_table(tables.excluded, report_dir / "excluded.parquet")
-    with worker_client() as client:
+    with Client(scheduler) as client:
         report = run_study_analysis(tables.patients, tables.lesions, report_dir, development=development,
                                     executor=client)
     return {"report": str(report), "metrics": str(report_dir / "metrics.json")}

@@ -101,17 +101,23 @@ def prepare_patient(scans: PatientScans, out: Path) -> tuple[list[LesionJob], di
     jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box)
             for k, box in _boxes(labels.array, rois).items()]
     record: dict = {"cohort": scans.cohort, "patient": scans.patient, "n_lesions": len(rois)}
-    if scans.fes_pet and scans.fdg_ct and scans.fes_ct:
+    if not (scans.fes_pet and scans.fdg_ct and scans.fes_ct):
+        record["note"] = "no FES PET/CT pair: FDG features only"
+        return jobs, record
+    try:
         shift = register_translation(read_volume(out / scans.fdg_ct), read_volume(out / scans.fes_ct))
-        fes_grid = read_volume(out / scans.fes_pet)
-        moved = map_labels(labels, fes_grid, shift)
-        moved.attrs.clear()
-        moved.attrs.update(quantity="label", rois=rois, translation_mm=list(shift), drawn_on=scans.fdg_pet)
-        fes_labels = f"lesions/{scans.cohort}/{scans.patient}/fes-labels.zarr"
-        write_volume(moved, out / fes_labels, "label")
-        jobs += [LesionJob(scans.cohort, scans.patient, "FES", k, names[k], scans.fes_pet, fes_labels, box)
-                 for k, box in _boxes(moved.array, rois).items()]
-        record.update(shift_x_mm=shift[0], shift_y_mm=shift[1], shift_z_mm=shift[2])
+    except RuntimeError as exc:  # SimpleITK's registration errors: the patient keeps its FDG features
+        record["note"] = f"FES registration failed: {exc}"
+        return jobs, record
+    fes_grid = read_volume(out / scans.fes_pet)
+    moved = map_labels(labels, fes_grid, shift)
+    moved.attrs.clear()
+    moved.attrs.update(quantity="label", rois=rois, translation_mm=list(shift), drawn_on=scans.fdg_pet)
+    fes_labels = f"lesions/{scans.cohort}/{scans.patient}/fes-labels.zarr"
+    write_volume(moved, out / fes_labels, "label")
+    jobs += [LesionJob(scans.cohort, scans.patient, "FES", k, names[k], scans.fes_pet, fes_labels, box)
+             for k, box in _boxes(moved.array, rois).items()]
+    record.update(shift_x_mm=shift[0], shift_y_mm=shift[1], shift_z_mm=shift[2], note="")
     return jobs, record
 
 

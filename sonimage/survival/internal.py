@@ -32,22 +32,31 @@ class EffectModel:
     seed: int = 0
 
     def tune(self, df: pd.DataFrame) -> float:
-        """The penalizer with the highest cross-validated partial log-likelihood."""
+        """The penalizer with the highest cross-validated partial log-likelihood.
+
+        A fold whose training part leaves a design column constant (small samples: an interaction with a rare
+        level) cannot score any penalizer and is skipped; with no usable fold the largest penalizer is taken.
+        """
         if len(self.penalizers) == 1:
             return float(self.penalizers[0])
         t, e = survival_outcome(df, self.time, self.event)
         design = make_design(df, self.formula)
+        x = design.matrix(df).to_numpy(float)
         fold = np.random.default_rng(self.seed).permutation(len(df)) % self.folds
-        scores = []
-        for pen in self.penalizers:
-            cvl = 0.0
-            for k in range(self.folds):
-                train = fold != k
+        scores = np.zeros(len(self.penalizers))
+        usable = 0
+        for k in range(self.folds):
+            train = fold != k
+            if (np.ptp(x[train], axis=0) == 0).any():
+                continue
+            usable += 1
+            for i, pen in enumerate(self.penalizers):
                 m = fit_cox(df[train], self.time, self.event, self.formula, pen, design=design,
                             penalize=self.penalize).model
                 lp = m.linear_predictor(df)
-                cvl += partial_log_likelihood(t, e, lp) - partial_log_likelihood(t[train], e[train], lp[train])
-            scores.append(cvl)
+                scores[i] += partial_log_likelihood(t, e, lp) - partial_log_likelihood(t[train], e[train], lp[train])
+        if usable == 0:
+            return float(max(self.penalizers))
         return float(self.penalizers[int(np.argmax(scores))])
 
     def fit(self, df: pd.DataFrame) -> FrozenCox:
