@@ -35,7 +35,8 @@ class EffectModel:
         """The penalizer with the highest cross-validated partial log-likelihood.
 
         A fold whose training part leaves a design column constant (small samples: an interaction with a rare
-        level) cannot score any penalizer and is skipped; with no usable fold the largest penalizer is taken.
+        level) cannot score any penalizer and is skipped; a penalizer whose fit fails on a fold (collinear
+        columns, typically unpenalised) cannot be chosen; with no usable fold the largest penalizer is taken.
         """
         if len(self.penalizers) == 1:
             return float(self.penalizers[0])
@@ -51,11 +52,15 @@ class EffectModel:
                 continue
             usable += 1
             for i, pen in enumerate(self.penalizers):
-                m = fit_cox(df[train], self.time, self.event, self.formula, pen, design=design,
-                            penalize=self.penalize).model
+                try:
+                    m = fit_cox(df[train], self.time, self.event, self.formula, pen, design=design,
+                                penalize=self.penalize).model
+                except (np.linalg.LinAlgError, ValueError):  # collinear in this fold: not a usable penalty
+                    scores[i] = -np.inf
+                    continue
                 lp = m.linear_predictor(df)
                 scores[i] += partial_log_likelihood(t, e, lp) - partial_log_likelihood(t[train], e[train], lp[train])
-        if usable == 0:
+        if usable == 0 or not np.isfinite(scores).any():
             return float(max(self.penalizers))
         return float(self.penalizers[int(np.argmax(scores))])
 
