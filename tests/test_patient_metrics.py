@@ -46,3 +46,12 @@ def test_kurland_geometric_means_use_the_top_fdg_lesions() -> None:
     # FES SULmean3 over the same three lesions, the liver one left out as not evaluable
     assert m.loc["A", "fes_sulmean3"] == pytest.approx(np.sqrt(2.0 * 1.0) * 0.8)
     assert m.loc["A", "fdg_mtv_ml"] == pytest.approx(16.0)
+
+
+def test_lesions_without_a_fes_value_are_not_counted_negative() -> None:
+    df = lesions()
+    df.loc[df.patient == "B", ["fes_suvmax", "fes_suvmean", "fes_sulmean"]] = np.nan  # no FES scan for B
+    m = patient_metrics(df).set_index("patient")
+    assert m.loc["B", "fes_pattern"] == "not evaluable"
+    assert m.loc["B", "n_fes_evaluable"] == 0
+    assert not bool(m.loc["B", "any_fes_negative"])

@@ -39,12 +39,14 @@ def _pattern(n_pos: int, n_eval: int) -> str:
 
 
 def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int]:
-    evaluable = lesions[~lesions.organ.isin(NOT_FES_EVALUABLE)]
+    # FES-evaluable: outside the liver and measured on a FES scan (a missing FES value is not a negative lesion)
+    evaluable = lesions[~lesions.organ.isin(NOT_FES_EVALUABLE) & lesions.fes_suvmax.notna()]
     positive = rule.positive(evaluable.fes_suvmax)
     n_pos, n_eval = int(positive.sum()), len(evaluable)
     top3 = lesions.nlargest(3, "fdg_sulmax") if lesions.fdg_sulmax.notna().any() else lesions.nlargest(3, "fdg_suvmax")
     largest3 = evaluable.nlargest(3, "volume_ml")
     log_fes = np.log(evaluable.fes_suvmax[evaluable.fes_suvmax > 0])
+    within = (evaluable.fes_suvmax / evaluable.fes_suvmean).dropna()  # SUVmax/SUVmean per lesion
     return {
         "n_lesions": len(lesions),
         "n_fes_evaluable": n_eval,
@@ -59,8 +61,7 @@ def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int]:
         "fes_suvmax_cv": float(evaluable.fes_suvmax.std(ddof=1) / evaluable.fes_suvmax.mean())
         if n_eval > 1 else float("nan"),
         "fes_log_suvmax_sd": float(log_fes.std(ddof=1)) if len(log_fes) > 1 else float("nan"),
-        "fes_heterogeneity_index": float((evaluable.fes_suvmax / evaluable.fes_suvmean).median())
-        if n_eval else float("nan"),  # Liu 2022, median over lesions
+        "fes_heterogeneity_index": float(within.median()) if len(within) else float("nan"),  # Liu 2022
         "fdg_suvmax_max": float(lesions.fdg_suvmax.max()),
         "fdg_mtv_ml": float(lesions.volume_ml.sum()),
         "fdg_tlg": float(lesions.fdg_tlg.sum()),
