@@ -108,7 +108,9 @@ def _warm_up() -> None:
 def cohort_rows(root: Path, workers: int) -> list[dict]:
     """A whole cohort: sonimage on a LocalCluster of worker processes vs SimpleITK reading series one by one."""
     import SimpleITK as sitk
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from sonimage.cluster import local_cluster
 
     from sonimage.dicom.pseudonym import Pseudonymiser
     from sonimage.volumes.convert import convert_tree
@@ -125,8 +127,7 @@ def cohort_rows(root: Path, workers: int) -> list[dict]:
             n_slices += reader.Execute().GetSize()[2]
     sitk_s = time.perf_counter() - t
     out = Path(tempfile.mkdtemp())
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         client.run(_warm_up)  # worker start-up (imports) is not conversion time, as cluster start-up is not
         t = time.perf_counter()
         convert_tree(root, out, Pseudonymiser(b"bench"), executor=client)

@@ -172,7 +172,9 @@ def synthetic_scans(patients: int) -> list[tuple[Path, Path]]:
 
 def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], repeat: int) -> list[dict]:
     """Wall time (best of ``repeat``) for every lesion of ``scans`` on LocalClusters of ``worker_counts`` processes."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
+
+    from sonimage.cluster import local_cluster
 
     from sonimage.features.base import FeatureSettings
     from sonimage.features.extract import ALL_FAMILIES, scan_lesions
@@ -180,8 +182,7 @@ def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], re
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
     rows = []
     for n in worker_counts:
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
+        with local_cluster(n) as cluster, Client(cluster) as client:
             client.run(lambda: __import__("sonimage.features.extract") and None)
             walls = []
             for _ in range(repeat):

@@ -97,12 +97,13 @@ def main() -> None:
     configs = [(100, 20), (1000, 20), (100, 50), (1000, 50)] if args.quick else \
         [(100, 200), (1000, 200), (100, 1000), (1000, 1000)]
     baseline_b = configs[0][1]
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from sonimage.cluster import local_cluster
 
     out = Path(args.out)
     rows: list[dict] = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with local_cluster(2) as cluster, Client(cluster) as client:
         # a long-lived cluster has its workers warm: import the library there before timing
         client.run(_warm_up)
         for n, b in configs:

@@ -7,15 +7,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from distributed import LocalCluster
 from distributed.deploy import Cluster
+
+from sonimage.cluster import local_cluster
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 
 
 def _local(workers: int, dashboard: str) -> Cluster:
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
-                        memory_limit="auto")
+    return local_cluster(workers, dashboard)
 
 
 def _kubernetes(workers: int, dashboard: str) -> Cluster:

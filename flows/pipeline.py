@@ -12,6 +12,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.tasks import (analyse, convert_series, extract_lesions, index_batch, prepare_lesions, write_features,
                          write_tables)
+from sonimage.cluster import local_cluster
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
 from sonimage.lesions.jobs import patient_scans
@@ -52,7 +53,7 @@ def default_runner() -> DaskTaskRunner:
     address = os.environ.get("SONIMAGE_DASK_ADDRESS")
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":8787"})
+    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": 2, "dashboard_address": ":8787"})
 
 
 @flow(name="sonimage-study", log_prints=True, task_runner=default_runner())

@@ -21,14 +21,15 @@ def add_pseudonym_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from sonimage.cluster import local_cluster
 
     pseudo = pseudonymiser(args)
     if args.workers == 0:
         summary = convert_tree(args.dicom_root, args.out, pseudo)
     else:
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
+        with local_cluster(args.workers) as cluster, Client(cluster) as client:
             summary = convert_tree(args.dicom_root, args.out, pseudo, executor=client)
     print(f"{summary.n_files} files: {summary.n_converted} series converted, "
           f"{summary.n_quarantined_files} files quarantined")

@@ -15,10 +15,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers == 0:
         summary = generate_study(args.out, **kwargs)
     else:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
+        from sonimage.cluster import local_cluster
+
+        with local_cluster(args.workers) as cluster, Client(cluster) as client:
             summary = generate_study(args.out, workers=client, **kwargs)
     seconds = time.perf_counter() - start
     print(f"{summary.n_patients} patients ({summary.n_generated} generated, "
