@@ -16,8 +16,7 @@ from sonimage.cluster import local_cluster
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
 from sonimage.lesions.jobs import patient_scans
-from sonimage.volumes.convert import (ConvertSummary, batches, cohort_of, plan_jobs, quarantine_row,
-                                     shown_rejections)
+from sonimage.volumes.convert import ConvertSummary, batches, plan_from_index
 
 
 def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> ConvertSummary:
@@ -25,12 +24,9 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     files = list_files(dicom_root)
     paths = [[str(p) for p in batch] for batch in batches(files)]
     indexed = index_batch.map(paths, unmapped(str(dicom_root)), unmapped(pseudo)).result()
-    instances = [i for good, _ in indexed for i in good]
-    rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
-    quarantine = [quarantine_row(cohort_of(r.path, dicom_root), r) for r in rejected]
-    jobs, object_rows, bad_series = plan_jobs(instances, dicom_root)
+    jobs, object_rows, quarantine = plan_from_index(indexed, dicom_root)
     outcomes = convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out))).result()
-    return write_tables(str(out), outcomes, object_rows, quarantine + bad_series, len(files))
+    return write_tables(str(out), outcomes, object_rows, quarantine, len(files))
 
 
 def features_stage(out: Path, manifest: Path) -> dict[str, str]:

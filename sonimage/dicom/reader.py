@@ -31,9 +31,9 @@ def _pixels(root: Path, inst: Instance, shape: tuple[int, int]) -> np.ndarray:
         raise SeriesError(f"pixel data of {inst.shown} cannot be decoded: {exc}") from exc
 
 
-def _pet_attrs(plan: SeriesPlan, root: Path) -> tuple[np.ndarray, dict]:
+def _pet_attrs(plan: SeriesPlan, head: pydicom.Dataset) -> tuple[np.ndarray, dict]:
     """SUV factors per slice and the PET attributes; series-level fields come from the first file's header."""
-    first = header_from_datasets([pydicom.dcmread(root / plan.files[0], stop_before_pixels=True)])
+    first = header_from_datasets([head])
     conv = suv_conversion(dataclasses.replace(first, slices=tuple(s.timing for s in plan.slices)))
     attrs = {
         "quantity": "SUVbw",
@@ -57,8 +57,7 @@ def load_plan(plan: SeriesPlan, root: Path) -> Volume:
     root = Path(root)
     slope = np.array([s.timing.slope for s in plan.slices])
     intercept = np.array([s.timing.intercept for s in plan.slices])
-    head = pydicom.dcmread(root / plan.files[0], stop_before_pixels=True, specific_tags=["Manufacturer",
-                                                                                      "ManufacturerModelName"])
+    head = pydicom.dcmread(root / plan.files[0], stop_before_pixels=True)  # series-level fields, read once
     attrs: dict = {
         "modality": plan.modality,
         "manufacturer": str(head.get("Manufacturer", "")),
@@ -66,7 +65,7 @@ def load_plan(plan: SeriesPlan, root: Path) -> Volume:
         "slice_positions_mm": list(plan.slice_positions),
     }
     if plan.modality == "PT":
-        factors, pet = _pet_attrs(plan, root)
+        factors, pet = _pet_attrs(plan, head)
         attrs.update(pet)
         scale, offset, dtype = slope * factors, intercept * factors, np.float32
     else:

@@ -148,12 +148,20 @@ def _row(job: Job, attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _stored(store: Path) -> Outcome | None:
+    """The outcome recorded in a store an earlier run finished (stores appear atomically), else None."""
+    marker = store / "zarr.json"
+    if not marker.is_file():
+        return None
+    attrs = json.loads(marker.read_text())["attributes"]
+    return Outcome(manifest=attrs["manifest_row"], extra=attrs.get("quarantine_rows", []))
+
+
 def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     """Convert one series to its Zarr store; a store already in place (an earlier run) is reused as it is."""
     store = Path(out_root) / job.store
-    marker = store / "zarr.json"
-    if marker.is_file():
-        return Outcome(manifest=json.loads(marker.read_text())["attributes"]["manifest_row"])
+    if (done := _stored(store)) is not None:
+        return done
     try:
         volume = load_plan(job.plan, Path(dicom_root))
     except ValueError as exc:  # SeriesError, SuvError: the series goes to quarantine
@@ -174,9 +182,8 @@ def _grid(plan: SeriesPlan) -> Volume:
 def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
     """Rasterise every ROI of an RTSTRUCT onto its PET grid as a label store; ROIs that fail are quarantined."""
     store = Path(out_root) / job.store
-    if (store / "zarr.json").is_file():
-        attrs = json.loads((store / "zarr.json").read_text())["attributes"]
-        return Outcome(manifest=attrs["manifest_row"], extra=attrs["quarantine_rows"])
+    if (done := _stored(store)) is not None:
+        return done
     real = str(Path(dicom_root) / job.path)
     try:
         result = rtstruct_labels(Path(real), _grid(job.pet))
@@ -239,15 +246,21 @@ def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], qua
                           write_manifest(rows, out_root / MANIFEST), write_quarantine(bad, out_root / QUARANTINE))
 
 
+def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], root: Path
+                    ) -> tuple[list[Job | MaskJob], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Jobs, object-series rows and every quarantine row (unreadable files included) from the index batches."""
+    instances = [i for good, _ in indexed for i in good]
+    rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
+    jobs, object_rows, bad_series = plan_jobs(instances, root)
+    return jobs, object_rows, [quarantine_row(cohort_of(r.path, root), r) for r in rejected] + bad_series
+
+
 def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
                  executor: Executor | None = None) -> ConvertSummary:
     """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine."""
     root = Path(dicom_root)
     files = list_files(root)
     indexed = _run(index_files, [(b, root, pseudo) for b in batches(files)], executor)
-    instances = [i for good, _ in indexed for i in good]
-    rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
-    quarantine = [quarantine_row(cohort_of(r.path, root), r) for r in rejected]
-    jobs, object_rows, bad_series = plan_jobs(instances, root)
+    jobs, object_rows, quarantine = plan_from_index(indexed, root)
     outcomes = _run(convert_any, [(j, root, Path(out_root)) for j in jobs], executor)
-    return finish(out_root, outcomes, object_rows, quarantine + bad_series, len(files))
+    return finish(out_root, outcomes, object_rows, quarantine, len(files))
