@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, or an output that cannot be written (named in the message)
         print(f"sonimage {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

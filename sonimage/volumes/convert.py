@@ -8,6 +8,7 @@ object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -61,6 +62,7 @@ class Outcome:
     manifest: dict[str, Any] | None = None
     quarantine: dict[str, Any] | None = None
     extra: list[dict[str, Any]] = field(default_factory=list)  # quarantine rows of a converted series' parts
+    reused: bool = False  # the store of an earlier run had the same content digest: nothing was converted
 
 
 def cohort_of(path: str, root: Path) -> str:
@@ -148,19 +150,37 @@ def _row(job: Job, attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stored(store: Path) -> Outcome | None:
-    """The outcome recorded in a store an earlier run finished (stores appear atomically), else None."""
+def content_digest(paths: Iterable[Path]) -> str:
+    """SHA-256 over the bytes of ``paths`` in order (each length-prefixed): what a store's conversion read."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _stored(store: Path, digest: str) -> Outcome | None:
+    """The outcome recorded in a store an earlier run finished from the same input bytes, else None.
+
+    Stores appear atomically, so a store in place is complete; one converted from other bytes (a re-sent series
+    with the same SeriesInstanceUID) or by a version that recorded no digest is converted again.
+    """
     marker = store / "zarr.json"
     if not marker.is_file():
         return None
     attrs = json.loads(marker.read_text())["attributes"]
-    return Outcome(manifest=attrs["manifest_row"], extra=attrs.get("quarantine_rows", []))
+    if attrs.get("content_sha256") != digest:
+        return None
+    return Outcome(manifest=attrs["manifest_row"], extra=attrs.get("quarantine_rows", []), reused=True)
 
 
 def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
-    """Convert one series to its Zarr store; a store already in place (an earlier run) is reused as it is."""
+    """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused."""
     store = Path(out_root) / job.store
-    if (done := _stored(store)) is not None:
+    digest = content_digest(Path(dicom_root) / f for f in job.plan.files)
+    if (done := _stored(store, digest)) is not None:
         return done
     try:
         volume = load_plan(job.plan, Path(dicom_root))
@@ -169,7 +189,7 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
         return Outcome(quarantine=quarantine_row(job.cohort, Rejected(folder, str(exc), len(job.plan.files)),
                                                  job.plan.series_uid, "convert"))
     row = _row(job, volume.attrs)
-    volume.attrs["manifest_row"] = row
+    volume.attrs.update(manifest_row=row, content_sha256=digest)
     write_volume(volume, store, VARIABLE_BY_QUANTITY[volume.attrs["quantity"]])
     return Outcome(manifest=row)
 
@@ -182,9 +202,10 @@ def _grid(plan: SeriesPlan) -> Volume:
 def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
     """Rasterise every ROI of an RTSTRUCT onto its PET grid as a label store; ROIs that fail are quarantined."""
     store = Path(out_root) / job.store
-    if (done := _stored(store)) is not None:
-        return done
     real = str(Path(dicom_root) / job.path)
+    digest = content_digest([Path(real), *(Path(dicom_root) / f for f in job.pet.files)])  # contours and grid
+    if (done := _stored(store, digest)) is not None:
+        return done
     try:
         result = rtstruct_labels(Path(real), _grid(job.pet))
     except ValueError as exc:
@@ -199,7 +220,7 @@ def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
            "n_files": 1, "store": job.store, "status": "converted"}
     bad = [quarantine_row(job.cohort, Rejected(job.shown, f"ROI {name!r}: {why.replace(real, job.shown)}", 0),
                           job.series, "mask") for name, why in sorted(result.failed.items())]
-    result.volume.attrs.update(manifest_row=row, quarantine_rows=bad)
+    result.volume.attrs.update(manifest_row=row, quarantine_rows=bad, content_sha256=digest)
     write_volume(result.volume, store, "label")
     return Outcome(manifest=row, extra=bad)
 
@@ -227,7 +248,9 @@ class ConvertSummary:
     """What a conversion did: counts and where the tables are."""
 
     n_files: int
-    n_converted: int
+    n_converted: int  # stores written by this run
+    n_skipped: int  # stores an earlier run made from the same bytes
+    n_quarantined_series: int
     n_quarantined_files: int
     manifest: Path
     quarantine: Path
@@ -242,7 +265,9 @@ def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], qua
     if accounted != n_files:
         raise RuntimeError(f"{n_files} input files but {accounted} accounted for: a bug, please report it")
     out_root = Path(out_root)
-    return ConvertSummary(n_files, sum(1 for o in outcomes if o.manifest), sum(r["n_files"] for r in bad),
+    return ConvertSummary(n_files, sum(1 for o in outcomes if o.manifest and not o.reused),
+                          sum(1 for o in outcomes if o.reused), sum(1 for r in bad if r["stage"] != "index"),
+                          sum(r["n_files"] for r in bad),
                           write_manifest(rows, out_root / MANIFEST), write_quarantine(bad, out_root / QUARANTINE))
 
 
