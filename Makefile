@@ -10,7 +10,7 @@ export SONIMAGE_HOME ?= $(CURDIR)/.sonimage
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench stack clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# The production stack as local processes on loopback (PostgreSQL, Prefect server, process worker, Dask scheduler +
+# 2 workers, S3-compatible store), deployments registered; Ctrl-C stops it. Clients: source $(STACK_DIR)/stack.env
+STACK_DIR ?= $(CURDIR)/.stack
+stack: $(STAMP)
+	$(BIN)/python -m flows.stack $(STACK_DIR)
+
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/survival.py
 
 clean:
-	rm -rf out .prefect bench/results
+	rm -rf out .prefect .stack bench/results

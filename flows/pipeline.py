@@ -65,9 +65,7 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
                            read_linking(Path(linking)) if linking else {})
     out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
     summary = convert_stage(root, out_path, pseudo)
-    logger.info("%d files: %d series converted, %d skipped (converted before from the same bytes), "
-                "%d files quarantined", summary.n_files, summary.n_converted, summary.n_skipped,
-                summary.n_quarantined_files)
+    logger.info(summary.describe())
     outputs = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine),
                "volumes": str(out_path / "volumes")}
     outputs.update(features_stage(out_path, summary.manifest))

@@ -108,11 +108,11 @@ def test_scheduled_deployments_register_offline(prefect_api: None) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     with get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
-    assert {"sonia-nightly", "validation-weekly"} <= set(deployments)
-    nightly = deployments["sonia-nightly"]
+    assert {"nightly-ingest", "weekly-refit"} <= set(deployments)
+    nightly = deployments["nightly-ingest"]
     assert nightly.work_pool_name == "sonimage-process"
-    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
-    assert set(nightly.parameters) == {"out", "dicom_root", "linking"}
+    assert [(s.schedule.cron, s.schedule.timezone) for s in nightly.schedules] == [("0 2 * * *", "Europe/Amsterdam")]
+    assert set(nightly.parameters) == {"drop", "out", "work", "linking"}
 
 
 def test_workers_keep_the_default_allocator(cluster: LocalCluster) -> None:

@@ -31,8 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         with local_cluster(args.workers) as cluster, Client(cluster) as client:
             summary = convert_tree(args.dicom_root, args.out, pseudo, executor=client)
-    print(f"{summary.n_files} files: {summary.n_converted} series converted, "
-          f"{summary.n_quarantined_files} files quarantined")
+    print(summary.describe())
     print(f"manifest:   {summary.manifest}\nquarantine: {summary.quarantine}")
     return 0
 

@@ -255,6 +255,12 @@ class ConvertSummary:
     manifest: Path
     quarantine: Path
 
+    def describe(self) -> str:
+        """One line for logs and the console."""
+        return (f"{self.n_files} files: {self.n_converted} series converted, {self.n_skipped} skipped (converted "
+                f"before from the same bytes), {self.n_quarantined_series} series and {self.n_quarantined_files} "
+                f"files quarantined")
+
 
 def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], quarantine: list[dict],
            n_files: int) -> ConvertSummary:

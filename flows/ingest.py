@@ -1,0 +1,73 @@
+"""The scheduled deployments' flows: nightly ingest of a drop folder, weekly refit and validation.
+
+Ingest is incremental: a series whose store was made from the same bytes is skipped, a changed one is converted
+again, and the tables are rewritten whole (sorted, so a rerun is byte-identical) with cohort partitions beside them.
+The drop folder and the outputs are local paths or fsspec URLs (``s3://``): remote ones go through a local working
+copy (``work``) that keeps the stores between runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.context import get_run_context
+
+from flows.pipeline import convert_stage, default_runner, features_stage
+from flows.tasks import analyse
+from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.storage import location, mirror
+from sonimage.tables.partitions import write_cohort_partitions
+
+NOT_PUBLISHED = (".prefect", "drop/")  # Prefect's local state; the mirrored drop folder (original DICOM)
+
+
+@task(name="mirror-files", task_run_name="mirror-to-{dst}")
+def mirror_files(src: str, dst: str, exclude: tuple[str, ...] = ()) -> int:
+    """Copy what is new or changed from ``src`` to ``dst`` (paths or URLs); returns how many files."""
+    return len(mirror(src, dst, exclude=exclude))
+
+
+@task(name="partition-tables")
+def partition_tables(work: str, tables: dict[str, str]) -> list[str]:
+    """Cohort partitions of every table under ``work/tables/<name>/``."""
+    return [str(p) for name, path in tables.items()
+            for p in write_cohort_partitions(Path(path), Path(work) / "tables" / name)]
+
+
+def working_copy(out: str, work: str | None) -> Path:
+    """Where the run writes: ``out`` itself when local, else the local ``work`` folder."""
+    target = location(out)
+    if target.is_local:
+        return Path(target.root).resolve()
+    if not work:
+        raise ValueError(f"output {out} is remote: give a local work folder (parameter work)")
+    return Path(work).resolve()
+
+
+@flow(name="sonimage-ingest", log_prints=True, task_runner=default_runner())
+def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | None = None,
+                key_file: str | None = None) -> dict[str, str]:
+    """New or changed DICOM series in ``drop`` → Zarr volumes → lesion features → tables, published to ``out``."""
+    logger = get_run_logger()
+    local = working_copy(out, work)
+    dicom = Path(drop).resolve() if location(drop).is_local else local / "drop"
+    if not location(drop).is_local:
+        logger.info("%d files fetched from the drop folder", mirror_files(drop, str(dicom)))
+    pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
+                           read_linking(Path(linking)) if linking else {})
+    summary = convert_stage(dicom, local, pseudo)
+    logger.info(summary.describe())
+    tables = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine)}
+    tables.update(features_stage(local, summary.manifest))
+    partition_tables(str(local), tables)
+    if not location(out).is_local:
+        logger.info("%d files published to %s", mirror_files(str(local), out, NOT_PUBLISHED), out)
+    return tables
+
+
+@flow(name="sonimage-refit", log_prints=True, task_runner=default_runner())
+def refit_flow(out: str, clinical: str, development: str = "sonia") -> dict[str, str]:
+    """Refit the survival models on the current feature tables of ``out`` (local) and validate them externally."""
+    scheduler = get_run_context().task_runner.client.scheduler.address
+    return analyse(str(Path(out).resolve()), str(Path(clinical).resolve()), development, scheduler)

@@ -1,0 +1,35 @@
+"""Analyst copies of the study tables, partitioned by cohort (Hive layout) for DuckDB and pyarrow datasets.
+
+``<folder>/cohort=<cohort>/part-0.parquet``: rewriting a table rewrites only the partitions of the cohorts it
+holds, each atomically and byte-identically on a rerun; partitions of other cohorts are left as they are. Read with
+``duckdb.sql("select * from read_parquet('<folder>/*/*.parquet', hive_partitioning=true)")``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+def write_cohort_partitions(table: Path, folder: Path) -> list[Path]:
+    """Split the Parquet file ``table`` by its ``cohort`` column into ``folder``; returns the partitions written."""
+    data = pq.read_table(table)
+    written = []
+    for cohort in sorted(set(data.column("cohort").to_pylist())):
+        part = data.filter(pc.equal(data["cohort"], cohort)).drop_columns(["cohort"])
+        path = Path(folder) / f"cohort={cohort}" / "part-0.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(part, tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot write table {path}: {exc.strerror or exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(path)
+    return written
