@@ -14,7 +14,7 @@ from sonimage.parallel import Executor
 from sonimage.settings import Settings
 from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
 from sonimage.survival.cox import FrozenCox
-from sonimage.survival.objectives import (EVENT, TIME, TRT, add_patient_metrics, objective1, objective2, objective3,
+from sonimage.survival.objectives import (EVENT, TIME, TRT, model_table, objective1, objective2, objective3,
                                           objective4, objective5)
 
 
@@ -106,9 +106,9 @@ def calibration_curves(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataF
 
 def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], settings: Settings | None = None,
             executor: Executor | None = None) -> StudyResult:
-    """Run objectives 1–5. ``patients`` and ``lesions`` are per-cohort tables (contract of
-    :mod:`sonimage.synth.tables`); heterogeneity metrics are recomputed from the lesions. ``executor`` (stdlib or
-    Dask) spreads the bootstraps."""
+    """Run objectives 1–5. Per cohort, ``patients``: clinical rows joined with the patient table as written
+    (:func:`sonimage.tables.study.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
+    with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps."""
     settings = settings or Settings()
     study = settings.study
     development = study.development
@@ -117,7 +117,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     missing = set(patients) - set(lesions)
     if missing:
         raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
-    cohorts = {c: add_patient_metrics(p, lesions[c]) for c, p in patients.items()}
+    cohorts = {c: model_table(p) for c, p in patients.items()}
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}
     o1 = objective1(dev, lesions[development], study)
