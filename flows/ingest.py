@@ -16,6 +16,7 @@ from prefect.context import get_run_context
 from flows.pipeline import convert_stage, default_runner, features_stage
 from flows.tasks import analyse
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.settings import Settings
 from sonimage.storage import location, mirror
 from sonimage.tables.partitions import write_cohort_partitions
 
@@ -47,8 +48,11 @@ def working_copy(out: str, work: str | None) -> Path:
 
 @flow(name="sonimage-ingest", log_prints=True, task_runner=default_runner())
 def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | None = None,
-                key_file: str | None = None) -> dict[str, str]:
-    """New or changed DICOM series in ``drop`` → Zarr volumes → lesion features → tables, published to ``out``."""
+                key_file: str | None = None, settings: str | None = None) -> dict[str, str]:
+    """New or changed DICOM series in ``drop`` → Zarr volumes → lesion features → tables, published to ``out``.
+
+    ``settings``: :class:`sonimage.settings.Settings` as JSON (None: the defaults).
+    """
     logger = get_run_logger()
     local = working_copy(out, work)
     dicom = Path(drop).resolve() if location(drop).is_local else local / "drop"
@@ -59,7 +63,7 @@ def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | Non
     summary = convert_stage(dicom, local, pseudo)
     logger.info(summary.describe())
     tables = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine)}
-    tables.update(features_stage(local, summary.manifest))
+    tables.update(features_stage(local, Settings.from_json(settings)))
     partition_tables(str(local), tables)
     if not location(out).is_local:
         logger.info("%d files published to %s", mirror_files(str(local), out, NOT_PUBLISHED), out)
@@ -67,7 +71,8 @@ def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | Non
 
 
 @flow(name="sonimage-refit", log_prints=True, task_runner=default_runner())
-def refit_flow(out: str, clinical: str, development: str = "sonia") -> dict[str, str]:
-    """Refit the survival models on the current feature tables of ``out`` (local) and validate them externally."""
+def refit_flow(out: str, clinical: str, settings: str | None = None) -> dict[str, str]:
+    """Refit the survival models on the current feature tables of ``out`` (local) and validate them externally
+    (``settings``: JSON as for ingest; its study part names the development cohort)."""
     scheduler = get_run_context().task_runner.client.scheduler.address
-    return analyse(str(Path(out).resolve()), str(Path(clinical).resolve()), development, scheduler)
+    return analyse(str(Path(out).resolve()), str(Path(clinical).resolve()), scheduler, Settings.from_json(settings))

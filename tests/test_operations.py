@@ -224,7 +224,7 @@ def test_full_disk_names_the_store_and_leaves_no_store(study: Path, tmp_path: Pa
                           timeout=300)
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
-    assert re.search(rf"cannot write volume store {re.escape(str(out))}/volumes/sonia/\S+\.zarr: File too large",
+    assert re.search(rf"cannot write {re.escape(str(out))}/volumes/sonia/\S+\.zarr: File too large",
                      message), message
     assert not list(out.rglob("zarr.json")) and not list(out.rglob("*.tmp")) and not (out / "manifest.parquet").exists()
 

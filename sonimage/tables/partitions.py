@@ -7,12 +7,12 @@ holds, each atomically and byte-identically on a rerun; partitions of other coho
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from sonimage.io import write_parquet_atomic
 
 
 def write_cohort_partitions(table: Path, folder: Path) -> list[Path]:
@@ -21,15 +21,6 @@ def write_cohort_partitions(table: Path, folder: Path) -> list[Path]:
     written = []
     for cohort in sorted(set(data.column("cohort").to_pylist())):
         part = data.filter(pc.equal(data["cohort"], cohort)).drop_columns(["cohort"])
-        path = Path(folder) / f"cohort={cohort}" / "part-0.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            pq.write_table(part, tmp)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot write table {path}: {exc.strerror or exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = write_parquet_atomic(part, Path(folder) / f"cohort={cohort}" / "part-0.parquet")
         written.append(path)
     return written
