@@ -13,9 +13,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 
-from flows.pipeline import convert_stage, default_runner, features_stage
+from flows.pipeline import convert_stage, default_runner, features_stage, report_run
 from flows.tasks import analyse
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.run_summary import StageClock
 from sonimage.settings import Settings
 from sonimage.storage import location, mirror
 from sonimage.tables.partitions import write_cohort_partitions
@@ -60,11 +61,16 @@ def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | Non
         logger.info("%d files fetched from the drop folder", mirror_files(drop, str(dicom)))
     pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
                            read_linking(Path(linking)) if linking else {})
-    summary = convert_stage(dicom, local, pseudo)
+    clock = StageClock()
+    with clock.stage("convert"):
+        summary = convert_stage(dicom, local, pseudo)
     logger.info(summary.describe())
     tables = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine)}
-    tables.update(features_stage(local, Settings.from_json(settings)))
-    partition_tables(str(local), tables)
+    with clock.stage("features"):
+        tables.update(features_stage(local, Settings.from_json(settings)))
+    with clock.stage("tables"):
+        partition_tables(str(local), tables)
+    report_run(summary, tables, clock, local)
     if not location(out).is_local:
         logger.info("%d files published to %s", mirror_files(str(local), out, NOT_PUBLISHED), out)
     return tables

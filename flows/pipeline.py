@@ -15,6 +15,7 @@ from sonimage.cluster import local_cluster
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
 from sonimage.lesions.tree import jobs_by_scan, plan_patients
+from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
 from sonimage.volumes.convert import ConvertSummary, batches, plan_from_index
 
@@ -64,12 +65,24 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
     pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
                            read_linking(Path(linking)) if linking else {})
     out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
-    summary = convert_stage(root, out_path, pseudo)
+    clock = StageClock()
+    with clock.stage("convert"):
+        summary = convert_stage(root, out_path, pseudo)
     logger.info(summary.describe())
     outputs = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine),
                "volumes": str(out_path / "volumes")}
-    outputs.update(features_stage(out_path, run_settings))
+    with clock.stage("features"):
+        outputs.update(features_stage(out_path, run_settings))
     if clinical:
         scheduler = get_run_context().task_runner.client.scheduler.address
-        outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), scheduler, run_settings))
+        with clock.stage("analysis"):
+            outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), scheduler, run_settings))
+    report_run(summary, outputs, clock, out_path)
     return outputs
+
+
+def report_run(summary: ConvertSummary, tables: dict[str, str], clock: StageClock, out: Path) -> None:
+    """Print the run summary table (into the flow run's logs) and keep it as ``run_summary.json``."""
+    table = run_summary(summary, tables, clock.seconds)
+    print(render(table))
+    write_run_summary(table, out)

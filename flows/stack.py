@@ -198,8 +198,8 @@ def up(folder: Path, workers: int = 2, postgres: bool = True) -> Stack:
     stack = Stack(folder)
     try:
         stack.prefect_server(stack.postgres() if postgres else None)
+        stack.object_store(("sonimage-drop", "sonimage-study"))  # first: Dask workers inherit its credentials
         stack.dask(workers)
-        stack.object_store(("sonimage-drop", "sonimage-study"))
         stack.work_pool_worker()
         deployed = stack.deploy()
         if deployed.returncode:

@@ -26,7 +26,7 @@ def index_batch(paths: list[str], dicom_root: str, pseudo: Pseudonymiser) -> tup
     return index_files([Path(p) for p in paths], Path(dicom_root), pseudo)
 
 
-@task(name="convert-series", task_run_name="convert-{job.store}", **RETRIES)
+@task(name="convert-series", task_run_name="convert-{job.label}", **RETRIES)
 def convert_series(job: Job | MaskJob, dicom_root: str, out: str) -> Outcome:
     """One series (or RTSTRUCT) to its Zarr store; returns its manifest or quarantine row."""
     return convert_any(job, Path(dicom_root), Path(out))
@@ -39,13 +39,13 @@ def write_tables(out: str, outcomes: list[Outcome], object_rows: list[dict], qua
     return finish(Path(out), outcomes, object_rows, quarantine, n_files)
 
 
-@task(name="prepare-lesions", task_run_name="prepare-{scans.patient}", **RETRIES)
+@task(name="prepare-lesions", task_run_name="plan-lesions-{scans.cohort}-{scans.patient}", **RETRIES)
 def prepare_lesions(scans: PatientScans, out: str) -> tuple[list[LesionJob], dict]:
     """Lesion jobs of one patient (FES labels registered onto the FES scan)."""
     return prepare_patient(scans, Path(out))
 
 
-@task(name="lesion-features", task_run_name="features-{scan}", **RETRIES)
+@task(name="lesion-features", task_run_name="lesion-features-{scan}", **RETRIES)
 def extract_lesions(scan: str, jobs: list[LesionJob], out: str, settings: FeatureSettings) -> list[LesionFeatures]:
     """IBSI and PET features of the lesions of one scan (one task per scan keeps scheduling overhead small)."""
     return scan_features(jobs, Path(out), settings)

@@ -11,6 +11,7 @@ limit on the converting process.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import resource
@@ -40,6 +41,8 @@ configure()
 from prefect.client.orchestration import get_client  # noqa: E402  (Prefect reads its settings at import)
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName  # noqa: E402
 from prefect.client.schemas.objects import FlowRun  # noqa: E402
+from prefect.events.worker import EventsWorker  # noqa: E402
+from prefect.logging.handlers import APILogWorker  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 from prefect.states import Scheduled  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
@@ -72,6 +75,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         with temporary_settings({PREFECT_API_URL: services.env["PREFECT_API_URL"]}):
             yield services
+            # deliver this process's last logs and events while the server is up (later modules would wait on them)
+            APILogWorker.drain_all(timeout=10)
+            EventsWorker.drain_all(timeout=10)
     finally:
         services.stop()
 
@@ -191,6 +197,9 @@ def test_patients_added_between_runs_only_new_series_converted(study: Path, sche
     _run_flow(study, out, scheduler, drop)
     after = {s: (out / s / "zarr.json").stat().st_mtime_ns for s in _stores(out)}
     assert len(after) == 10 and all(after[s] == t for s, t in before.items())  # the first patient's stores untouched
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["series converted"] == 5 and summary["series skipped (same bytes as before)"] == 5
+    assert summary["lesions"] == len(pd.read_parquet(reference / "features" / "lesions.parquet"))
     _assert_same_tables(out, reference)
 
 
@@ -224,10 +233,12 @@ def test_full_disk_names_the_store_and_leaves_no_store(study: Path, tmp_path: Pa
                           timeout=300)
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
-    assert re.search(rf"cannot write {re.escape(str(out))}/volumes/sonia/\S+\.zarr: File too large",
-                     message), message
-    assert not list(out.rglob("zarr.json")) and not list(out.rglob("*.tmp")) and not (out / "manifest.parquet").exists()
-
+    failed = re.search(rf"cannot write ({re.escape(str(out))}/volumes/sonia/\S+\.zarr): File too large", message)
+    assert failed, message
+    assert not Path(failed.group(1)).exists() and not list(out.rglob("*.tmp"))
+    assert not (out / "manifest.parquet").exists()
+    for store in {p.parent for p in out.rglob("zarr.json") if p.parent.suffix == ".zarr"}:
+        xr.open_zarr(store, consolidated=False).load()  # a store in place is whole (written before the disk filled)
 
 
 @dataclass(frozen=True)
@@ -322,3 +333,12 @@ def test_mirror_copies_only_what_changed(tmp_path: Path, stack: Stack, monkeypat
     assert mirror("s3://sonimage-drop/mirror-test", tmp_path / "back") == ["b/two", "one"]
     assert (tmp_path / "back" / "one").read_bytes() == b"eno" * 100
     assert not location("s3://sonimage-drop/x").is_local and location(tmp_path).is_local
+
+
+def test_cli_shows_dashboard_progress_and_counts(study: Path, tmp_path: Path) -> None:
+    done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(tmp_path / "out"), "--workers",
+                           "1", "--key-file", str(study / "site.key")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status", done.stdout)
+    assert re.search(r"index DICOM headers .* 1/1", done.stdout) and re.search(r"convert series .* 10/10", done.stdout)
+    assert "10 series converted, 0 skipped" in done.stdout

@@ -26,9 +26,9 @@ def add_workers_option(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sonimage.cluster import local_executor
+    from sonimage.cli.progress import watched
 
-    with local_executor(args.workers) as client:
+    with watched(args.workers) as client:
         summary = convert_tree(args.dicom_root, args.out, pseudonymiser(args), executor=client)
     print(summary.describe())
     print(f"manifest:   {summary.manifest}\nquarantine: {summary.quarantine}")

@@ -27,19 +27,19 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from sonimage.cluster import local_executor
+    from sonimage.cli.progress import watched
     from sonimage.lesions.tree import features_tree
 
-    with local_executor(args.workers) as client:
+    with watched(args.workers) as client:
         outputs = features_tree(args.out, client, settings_from_args(args))
     return _print(outputs)
 
 
 def _analyse(args: argparse.Namespace) -> int:
-    from sonimage.cluster import local_executor
+    from sonimage.cli.progress import watched
     from sonimage.study import analyse_study
 
-    with local_executor(args.workers) as client:
+    with watched(args.workers) as client:
         outputs = analyse_study(args.out, args.clinical, client, settings_from_args(args))
     return _print(outputs)
 

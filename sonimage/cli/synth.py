@@ -13,9 +13,9 @@ from sonimage.synth.study import COHORTS, SIZES, generate_study
 def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     kwargs = dict(cohorts=tuple(args.cohorts), n_patients=args.patients, size=args.size, seed=args.seed)
-    from sonimage.cluster import local_executor
+    from sonimage.cli.progress import watched
 
-    with local_executor(args.workers) as client:
+    with watched(args.workers) as client:
         summary = generate_study(args.out, workers=client, **kwargs)
     seconds = time.perf_counter() - start
     print(f"{summary.n_patients} patients ({summary.n_generated} generated, "

@@ -39,6 +39,11 @@ class Job:
     plan: SeriesPlan
     store: str
 
+    @property
+    def label(self) -> str:
+        """What the job converts, for task names and logs (pseudonyms only)."""
+        return f"{self.cohort}-{self.plan.patient_id}-{self.plan.modality}-series-{self.plan.series_uid[:12]}"
+
 
 @dataclass(frozen=True)
 class MaskJob:
@@ -52,6 +57,11 @@ class MaskJob:
     shown: str
     pet: SeriesPlan
     store: str
+
+    @property
+    def label(self) -> str:
+        """What the job rasterises, for task names and logs (pseudonyms only)."""
+        return f"{self.cohort}-{self.patient}-RTSTRUCT-series-{self.series[:12]}"
 
 
 @dataclass(frozen=True)
