@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import fsspec
 import pandas as pd
 import pydicom
@@ -52,6 +53,7 @@ from flows.stack import REPO, Stack, up  # noqa: E402
 from sonimage.storage import location, mirror  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
 from sonimage.synth.study import generate_study  # noqa: E402
+from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
 from sonimage.volumes.convert import convert_tree  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -342,3 +344,21 @@ def test_cli_shows_dashboard_progress_and_counts(study: Path, tmp_path: Path) ->
     assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status", done.stdout)
     assert re.search(r"index DICOM headers .* 1/1", done.stdout) and re.search(r"convert series .* 10/10", done.stdout)
     assert "10 series converted, 0 skipped" in done.stdout
+
+
+def test_cohort_partitions_rewrite_only_their_cohort(tmp_path: Path) -> None:
+    table = tmp_path / "lesions.parquet"
+    pd.DataFrame({"cohort": ["impact", "sonia", "sonia"], "patient": ["I1", "S1", "S2"], "suv": [1.0, 2.0, 3.0]}) \
+        .to_parquet(table)
+    first = write_cohort_partitions(table, tmp_path / "tables" / "lesions")
+    assert [p.parent.name for p in first] == ["cohort=impact", "cohort=sonia"]
+    stamp = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in first}
+    pd.DataFrame({"cohort": ["sonia"], "patient": ["S3"], "suv": [4.0]}).to_parquet(table)  # a sonia-only delivery
+    (sonia,) = write_cohort_partitions(table, tmp_path / "tables" / "lesions")
+    assert (first[0].read_bytes(), first[0].stat().st_mtime_ns) == stamp[first[0]]  # impact untouched
+    assert pd.read_parquet(sonia).patient.tolist() == ["S3"]
+    again = write_cohort_partitions(table, tmp_path / "tables" / "lesions")
+    assert again == [sonia] and sonia.read_bytes() == write_cohort_partitions(table, tmp_path / "x")[0].read_bytes()
+    both = duckdb.sql(f"select cohort, count(*) n from read_parquet('{tmp_path}/tables/lesions/*/*.parquet', "
+                      "hive_partitioning=true) group by cohort order by cohort").fetchall()
+    assert both == [("impact", 1), ("sonia", 1)]
