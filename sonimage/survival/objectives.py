@@ -66,14 +66,18 @@ def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float = 1.5) -> pd.DataFrame:
-    """Patients with heterogeneity metrics recomputed from lesions at an FES threshold (SUVmax ≥ threshold).
+def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float = 1.5,
+                        inclusive: bool = True, volume_column: str | None = None) -> pd.DataFrame:
+    """Patients with heterogeneity metrics recomputed from lesions at an FES threshold (SUVmax ≥ threshold, or >
+    when not ``inclusive``); ``volume_column`` names the lesion MTV column to use (a delineation method).
 
     Definitions are those of :mod:`sonimage.tables.patients` (Boers fraction over all lesions, pattern, any
     FES-negative); adds ``fdg_suvmax3`` (geometric mean of the 3 highest FDG SUVmax, after Kurland).
     """
     les = lesion_metric_input(lesions)
-    per = patient_metrics(les, FesRule(threshold)).set_index("patient")
+    if volume_column is not None:
+        les = les.assign(volume_ml=les[volume_column], fdg_tlg=np.nan)  # TLG needs the method's own SUVmean
+    per = patient_metrics(les, FesRule(threshold, inclusive)).set_index("patient")
     top3 = les.sort_values("fdg_suvmax", ascending=False).groupby("patient").head(3)
     per["fdg_suvmax3"] = np.exp(np.log(top3["fdg_suvmax"]).groupby(top3["patient"]).mean())
     missing = sorted(set(patients["subject_id"]) - set(per.index))
@@ -82,7 +86,7 @@ def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold
     per = per.reindex(patients["subject_id"])
     out = patients.copy()
     for col in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
-                "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern", "fdg_suvmax3"):
+                "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern", "fdg_suvmax3", "fdg_mtv_ml"):
         out[col] = per[col].to_numpy()
     out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
     for c in ("de_novo", "visceral", "prior_endocrine", "any_fes_negative", "bone_only"):
