@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -25,6 +28,7 @@ from sonimage.survival.parallel import Executor
 from sonimage.survival.power import term_power
 from sonimage.survival.propensity import observed_benefit
 from sonimage.survival.samplesize import r2_cs_from_c, r2_cs_from_fit, survival_sample_size
+from sonimage.survival.sensitivity import Scenario, SensitivitySpec, run_sensitivity
 
 PRIMARY = {
     "objective1": "adjusted HR of any FES-negative lesion (multivariable Cox model)",
@@ -148,3 +152,77 @@ def external_benefit(model: FrozenCox, df: pd.DataFrame, design: str, time: str,
 def adjust_families(families: dict[str, tuple[list[dict], str | None]]) -> dict[str, list[dict]]:
     """Holm and BH within each family (name → (rows with ``term`` and ``p``, primary term or None))."""
     return {name: adjust_family(rows, primary) for name, (rows, primary) in families.items()}
+
+
+@dataclass(frozen=True)
+class AppraisalSettings:
+    """Pre-specified choices of the appraisal (written into the report)."""
+
+    horizons: tuple[float, ...] = (12.0, 24.0)
+    anticipated_c: float = 0.65  # planning C of a PFS model in metastatic breast cancer (conservative)
+    power_simulations: int = 500
+    planned_ratio: float = 2.0  # ratio of hazard ratios to plan for (SCIENCE.md: ~30 % power with 70 events)
+    power_sizes: tuple[int, ...] = (100,)
+    benefit_bootstrap: int = 200
+    designs: tuple[tuple[str, str], ...] = (("sonia", "randomised"), ("impact", "observational"),
+                                            ("transcan", "single-arm"))
+    weighting: str = "overlap"
+    imputations: int = 5
+    run_sensitivity: bool = True
+
+    def design(self, cohort: str) -> str:
+        return dict(self.designs).get(cohort, "observational")
+
+
+def _relabel(rows: list[dict], prefix: str) -> list[dict]:
+    return [{**r, "term": f"{prefix}{r['term']}"} for r in rows]
+
+
+def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict]) -> dict[str, list[dict]]:
+    """The families of tests the report prints, each with Holm and BH adjustment and its primary test."""
+    metric_terms = {"fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"}
+    fam1 = (_relabel(o1["univariable"], "univariable: ")
+            + _relabel([r for r in o1["multivariable"]["rows"] if r["term"] in metric_terms], "adjusted: "))
+    fam2 = (_relabel([o2["interaction"], o2["interaction_continuous"]], "interaction: ")
+            + _relabel(o2["hr_per_arm"], "per arm: ")
+            + [{"term": f"subgroup: {r['subgroup']}", **{k: r[k] for k in ("hr", "lower", "upper", "p")}}
+               for r in o2["forest"]])
+    fam_s = [{"term": f"{r['scenario']}: objective {k[1]}", **r[k]} for r in sensitivity for k in ("o1", "o2")
+             if k in r]
+    return adjust_families({
+        "Objective 1: heterogeneity and PFS1": (fam1, "adjusted: any_fes_negative"),
+        "Objective 2: treatment x heterogeneity": (fam2, f"interaction: {o2['interaction']['term']}"),
+        "Sensitivity analyses (all exploratory)": (fam_s, None),
+    })
+
+
+def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: dict[str, FrozenCox],
+                   internal: dict[str, dict], o1: dict, o2: dict, candidates: dict[str, tuple[str, int]],
+                   sensitivity: tuple[Callable, SensitivitySpec, list[Scenario]] | None,
+                   settings: AppraisalSettings, time: str, event: str, treatment: str, clinical: tuple[str, ...],
+                   seed: int = 0, executor: Executor | None = None) -> dict:
+    """Sample size, power, benefit (development and external, by design), sensitivity and multiplicity.
+
+    ``candidates`` maps a model name to (formula, parameters not in the formula); ``internal`` holds each model's
+    bootstrap optimism with benefit metrics; ``sensitivity`` is (build, spec, scenarios) or None.
+    """
+    dev = cohorts[development]
+    clin = " + ".join(clinical)
+    out: dict = {"settings": asdict(settings), "primary": PRIMARY}
+    out["sample_size"] = sample_size_rows(dev, {k: f for k, (f, _) in candidates.items()}, time, event,
+                                          settings.horizons[0], settings.anticipated_c,
+                                          extra_parameters={k: x for k, (_, x) in candidates.items()})
+    out["power"] = power_rows(dev, time, event, f"{treatment}*any_fes_negative + {clin}",
+                              f"{treatment}:any_fes_negative", settings.power_simulations, settings.planned_ratio,
+                              settings.power_sizes, seed, executor)
+    out["benefit"] = {name: benefit_appraisal(m, internal[name], dev, time, event, treatment, settings.horizons,
+                                              settings.benefit_bootstrap, seed) for name, m in models.items()}
+    out["external"] = {c: {name: external_benefit(m, d, settings.design(c), time, event, treatment,
+                                                  [*clinical, "fes_positive_fraction"], settings.horizons,
+                                                  settings.benefit_bootstrap, seed, settings.weighting, c)
+                           for name, m in models.items()}
+                       for c, d in cohorts.items() if c != development}
+    rows = run_sensitivity(*sensitivity[:1], sensitivity[2], sensitivity[1], executor) if sensitivity else []
+    out["sensitivity"] = rows
+    out["multiplicity"] = multiplicity_families(o1, o2, rows)
+    return out
