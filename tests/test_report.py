@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonimage.report import run_study_analysis
 from sonimage.survival.cox import FrozenCox
-from sonimage.survival.objectives import StudySettings, add_patient_metrics
+from sonimage.settings import Settings, StudySettings
+from sonimage.study import run_study_analysis
+from sonimage.survival.objectives import add_patient_metrics
 from sonimage.synth.tables import simulate_cohort_tables
 
 SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 and FES/FDG heterogeneity",
@@ -24,7 +25,7 @@ SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 an
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     t = {c: simulate_cohort_tables(c, n, seed=3) for c, n in (("sonia", 100), ("impact", 120), ("transcan", 90))}
-    settings = StudySettings(n_boot_internal=8, n_boot_external=12, penalizers=(0.0, 0.5), folds=3)
+    settings = Settings(study=StudySettings(n_boot_internal=8, n_boot_external=12, penalizers=(0.0, 0.5), folds=3))
     path = run_study_analysis({c: x.patients for c, x in t.items()}, {c: x.lesions for c, x in t.items()}, out,
                               settings=settings)
     return path, out, t
@@ -66,6 +67,7 @@ def test_metrics_json_and_models(run):
 def test_bad_input_is_named():
     t = simulate_cohort_tables("sonia", 30)
     with pytest.raises(ValueError, match="development cohort 'nope'"):
-        run_study_analysis({"sonia": t.patients}, {"sonia": t.lesions}, "/tmp/unused", development="nope")
+        run_study_analysis({"sonia": t.patients}, {"sonia": t.lesions}, "/tmp/unused",
+                           Settings(study=StudySettings(development="nope")))
     with pytest.raises(ValueError, match="no lesion table"):
         run_study_analysis({"sonia": t.patients}, {}, "/tmp/unused")

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
 from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.registration import map_labels, register_translation
+from sonimage.settings import PIPELINE_FEATURES
 from sonimage.volumes.store import open_store, read_volume, write_volume
 
 ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
-PIPELINE_SETTINGS = FeatureSettings(bin_width=0.25, bin_lower_bound=0.0)  # fixed bin size in SUV, PET practice
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def prepare_patient(scans: PatientScans, out: Path) -> tuple[list[LesionJob], di
     return jobs, record
 
 
-def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_SETTINGS,
+def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_FEATURES,
                     families: tuple[str, ...] = ALL_FAMILIES) -> LesionFeatures:
     """Features of one lesion, reading only its bounding box (plus the peak sphere's reach) from the stores."""
     image = open_store(Path(out) / job.image)
@@ -131,7 +130,7 @@ def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPEL
     window = {d: slice(max(lo - m, 0), hi + m) for d, lo, hi, m in zip("zyx", (z0, y0, x0), (z1, y1, x1), margin)}
     var = next(iter(image.data_vars))
     pixels = image[var].isel(window).values.astype(np.float64)
-    labels = xr.open_zarr(Path(out) / job.labels, consolidated=False)["label"].isel(window).values
+    labels = open_store(Path(out) / job.labels)["label"].isel(window).values
     ids = {"cohort": job.cohort, "patient": job.patient, "lesion": job.lesion, "roi": job.roi,
            "organ": organ_of(job.roi), "tracer": job.tracer}
     try:

@@ -24,7 +24,7 @@ from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.data import survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
 from sonimage.survival.multiplicity import adjust_family
-from sonimage.survival.parallel import Executor
+from sonimage.parallel import Executor
 from sonimage.survival.power import term_power
 from sonimage.survival.propensity import observed_benefit
 from sonimage.survival.samplesize import r2_cs_from_c, r2_cs_from_fit, survival_sample_size

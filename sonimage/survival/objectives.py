@@ -11,7 +11,6 @@ Every function returns JSON-serialisable results.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,34 +18,19 @@ from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 from scipy.stats import t as student_t
 
+from sonimage.parallel import Executor
+from sonimage.settings import StudySettings
 from sonimage.survival.benefit import benefit_validation, predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
-from sonimage.survival.parallel import Executor
 from sonimage.tables.patients import FesRule, patient_metrics
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
 CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")
 PATTERNS = ("all positive", "mixed", "all negative")
 MIN_GROUP = 5  # smallest group shown in KM curves and tested
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """Pre-specified choices of the analysis (written into the report and metrics)."""
-
-    horizon_months: float = 12.0
-    benefit_horizons: tuple[float, ...] = (12.0, 24.0)
-    fes_thresholds: tuple[float, ...] = (1.5, 1.8, 2.0)
-    penalizers: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
-    folds: int = 5
-    n_boot_internal: int = 200
-    n_boot_external: int = 200
-    seed: int = 0
-    prognostic_formula: str = "age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
-    effect_formula: str = "cdk46i*(fes_positive_fraction + ecog + visceral)"
 
 
 def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:

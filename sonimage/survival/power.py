@@ -20,7 +20,7 @@ import pandas as pd
 from sonimage.survival.calibration import kaplan_meier
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.data import survival_outcome
-from sonimage.survival.parallel import Executor, chunks, parallel_map
+from sonimage.parallel import Executor, chunks, parallel_map
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import harrell_c
 from sonimage.survival.imputation import mice, rubin
 from sonimage.survival.internal import EffectModel
-from sonimage.survival.parallel import Executor, parallel_map
+from sonimage.parallel import Executor, parallel_map
 from sonimage.survival.propensity import propensity_weights
 
 FES_METRICS = ("fes_positive_fraction", "any_fes_negative")
