@@ -133,7 +133,7 @@ def _benefit(args: argparse.Namespace) -> int:
 
 
 def _samplesize(args: argparse.Namespace) -> int:
-    from sonimage.survival.cox import write_json_atomic
+    from sonimage.io import write_json_atomic
     from sonimage.survival.samplesize import r2_cs_from_c, survival_sample_size
 
     r2 = args.r2

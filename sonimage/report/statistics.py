@@ -118,7 +118,7 @@ def external_benefit_html(a: dict) -> str:
     parts = []
     for cohort, by_model in a["external"].items():
         first = next(iter(by_model.values()))
-        parts.append(f"<h3>{esc(cohort.upper())} ({esc(first['design'])})</h3>")
+        parts.append(f"<h4>{esc(cohort.upper())} ({esc(first['design'])})</h4>")
         if not first["estimable"]:
             parts.append(f"<p>{esc(first['statement'])}</p>")
             continue

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -25,6 +25,7 @@ from sonimage.survival.data import survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
 from sonimage.survival.multiplicity import adjust_family
 from sonimage.parallel import Executor
+from sonimage.settings import StatisticsSettings
 from sonimage.survival.power import term_power
 from sonimage.survival.propensity import observed_benefit
 from sonimage.survival.samplesize import r2_cs_from_c, r2_cs_from_fit, survival_sample_size
@@ -154,26 +155,6 @@ def adjust_families(families: dict[str, tuple[list[dict], str | None]]) -> dict[
     return {name: adjust_family(rows, primary) for name, (rows, primary) in families.items()}
 
 
-@dataclass(frozen=True)
-class AppraisalSettings:
-    """Pre-specified choices of the appraisal (written into the report)."""
-
-    horizons: tuple[float, ...] = (12.0, 24.0)
-    anticipated_c: float = 0.65  # planning C of a PFS model in metastatic breast cancer (conservative)
-    power_simulations: int = 500
-    planned_ratio: float = 2.0  # ratio of hazard ratios to plan for (SCIENCE.md: ~30 % power with 70 events)
-    power_sizes: tuple[int, ...] = (100,)
-    benefit_bootstrap: int = 200
-    designs: tuple[tuple[str, str], ...] = (("sonia", "randomised"), ("impact", "observational"),
-                                            ("transcan", "single-arm"))
-    weighting: str = "overlap"
-    imputations: int = 5
-    run_sensitivity: bool = True
-
-    def design(self, cohort: str) -> str:
-        return dict(self.designs).get(cohort, "observational")
-
-
 def _relabel(rows: list[dict], prefix: str) -> list[dict]:
     return [{**r, "term": f"{prefix}{r['term']}"} for r in rows]
 
@@ -199,8 +180,9 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict]) -> dict[s
 def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: dict[str, FrozenCox],
                    internal: dict[str, dict], o1: dict, o2: dict, candidates: dict[str, tuple[str, int]],
                    sensitivity: tuple[Callable, SensitivitySpec, list[Scenario]] | None,
-                   settings: AppraisalSettings, time: str, event: str, treatment: str, clinical: tuple[str, ...],
-                   seed: int = 0, executor: Executor | None = None) -> dict:
+                   settings: StatisticsSettings, horizons: tuple[float, ...], time: str, event: str,
+                   treatment: str, clinical: tuple[str, ...], seed: int = 0, executor: Executor | None = None
+                   ) -> dict:
     """Sample size, power, benefit (development and external, by design), sensitivity and multiplicity.
 
     ``candidates`` maps a model name to (formula, parameters not in the formula); ``internal`` holds each model's
@@ -208,18 +190,18 @@ def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: d
     """
     dev = cohorts[development]
     clin = " + ".join(clinical)
-    out: dict = {"settings": asdict(settings), "primary": PRIMARY}
+    out: dict = {"settings": asdict(settings), "horizons": list(horizons), "primary": PRIMARY}
     out["sample_size"] = sample_size_rows(dev, {k: f for k, (f, _) in candidates.items()}, time, event,
-                                          settings.horizons[0], settings.anticipated_c,
+                                          horizons[0], settings.anticipated_c,
                                           extra_parameters={k: x for k, (_, x) in candidates.items()})
     out["power"] = power_rows(dev, time, event, f"{treatment}*any_fes_negative + {clin}",
                               f"{treatment}:any_fes_negative", settings.power_simulations, settings.planned_ratio,
                               settings.power_sizes, seed, executor)
-    out["benefit"] = {name: benefit_appraisal(m, internal[name], dev, time, event, treatment, settings.horizons,
-                                              settings.benefit_bootstrap, seed) for name, m in models.items()}
+    out["benefit"] = {name: benefit_appraisal(m, internal[name], dev, time, event, treatment, horizons,
+                                              settings.n_boot_benefit, seed) for name, m in models.items()}
     out["external"] = {c: {name: external_benefit(m, d, settings.design(c), time, event, treatment,
-                                                  [*clinical, "fes_positive_fraction"], settings.horizons,
-                                                  settings.benefit_bootstrap, seed, settings.weighting, c)
+                                                  [*clinical, "fes_positive_fraction"], horizons,
+                                                  settings.n_boot_benefit, seed, settings.weighting, c)
                            for name, m in models.items()}
                        for c, d in cohorts.items() if c != development}
     rows = run_sensitivity(*sensitivity[:1], sensitivity[2], sensitivity[1], executor) if sensitivity else []

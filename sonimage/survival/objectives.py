@@ -20,11 +20,11 @@ from scipy.stats import t as student_t
 
 from sonimage.parallel import Executor
 from sonimage.settings import StudySettings
-from sonimage.survival.benefit import benefit_validation, predict_benefit
+from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
-from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
+from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.tables.patients import FesRule, patient_metrics
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
@@ -217,7 +217,9 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
         results[name] = {
             "formula": models[name].formula, "coefficients": models[name].coefficients,
             "penalizer": models[name].settings.get("penalizer"),
-            "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor),
+            "penalizer_at_edge": models[name].settings.get("penalizer_at_edge"),
+            "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor,
+                                                      benefit=BenefitSpec(TRT, tuple(settings.benefit_horizons))),
         }
     bens = []
     for name, m in models.items():
@@ -235,15 +237,14 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
 
 def objective5(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], settings: StudySettings,
                executor: Executor | None = None) -> dict:
-    """Each frozen model validated on each external cohort at the horizon (no refitting)."""
+    """Each frozen model validated on each external cohort at the horizon (no refitting). Benefit is validated
+    by :func:`sonimage.survival.appraisal.external_benefit`, as each cohort's design allows."""
     out: dict = {}
     for cohort, df in cohorts.items():
         out[cohort] = {}
         for name, m in models.items():
             res = validate(m, df, TIME, EVENT, settings.horizon_months, settings.n_boot_external, settings.seed,
                            executor, source=cohort)
-            res["benefit"] = benefit_validation(m, df, TIME, EVENT, TRT, settings.horizon_months, source=cohort,
-                                                n_boot=settings.n_boot_external, seed=settings.seed)
             out[cohort][name] = res
     return out
 

@@ -80,11 +80,13 @@ class SensitivitySpec:
 
 
 def _lacking_fes(df: pd.DataFrame) -> np.ndarray:
-    """Patients without usable FES data: NaN FES metrics or no FES-evaluable lesion."""
-    lack = df[list(FES_METRICS)].isna().any(axis=1).to_numpy()
-    if "fes_pattern" in df:
-        lack |= (df["fes_pattern"] == "not evaluable").to_numpy()
-    return lack
+    """Patients without FES data: their FES metrics are missing (NaN), never counted as FES-negative."""
+    return df[list(FES_METRICS)].isna().any(axis=1).to_numpy()
+
+
+def complete_fes(cohorts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The primary analysis set: patients with FES metrics (complete case; the report counts those left out)."""
+    return {c: d[~_lacking_fes(d)].reset_index(drop=True) for c, d in cohorts.items()}
 
 
 def _prepare(cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec, scenario: Scenario
@@ -92,7 +94,7 @@ def _prepare(cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec, scenario: 
     """The cohort tables of each imputation (one copy when excluding) and how many patients lack FES."""
     lacking = {c: int(_lacking_fes(d).sum()) for c, d in cohorts.items()}
     if scenario.without_fes == "exclude":
-        return [{c: d[~_lacking_fes(d)].reset_index(drop=True) for c, d in cohorts.items()}], lacking
+        return [complete_fes(cohorts)], lacking
     copies: list[dict[str, pd.DataFrame]] = [{} for _ in range(spec.imputations)]
     cols = [*FES_METRICS, *spec.clinical]
     for c, d in cohorts.items():
