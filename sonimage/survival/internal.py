@@ -15,7 +15,7 @@ import pandas as pd
 from sonimage.parallel import Executor, chunks, parallel_map
 from sonimage.survival.benefit import BENEFIT_METRICS, benefit_metrics, predict_benefit
 from sonimage.survival.calibration import calibration_slope
-from sonimage.survival.cox import FrozenCox, breslow_baseline, fit_cox, partial_log_likelihood
+from sonimage.survival.cox import FrozenCox, breslow_baseline, efron_newton, fit_cox, partial_log_likelihood
 from sonimage.survival.data import SurvivalDataError, make_design, parse_formula, survival_outcome
 from sonimage.survival.external import harrell_c
 
@@ -48,7 +48,9 @@ class EffectModel:
             return float(self.penalizers[0]), [float("nan")]
         t, e = survival_outcome(df, self.time, self.event)
         design = make_design(df, self.formula)
-        x = design.matrix(df).to_numpy(float)
+        x = design.matrix(df)
+        mask = np.array([self.penalize == "all" or ":" in c for c in x.columns], float)
+        x = x.to_numpy(float)
         fold = np.random.default_rng(self.seed).permutation(len(df)) % self.folds
         scores = np.zeros(len(self.penalizers))
         usable = 0
@@ -57,16 +59,16 @@ class EffectModel:
             if (np.ptp(x[train], axis=0) == 0).any():
                 continue
             usable += 1
+            scale = mask * x[train].std(0, ddof=1) ** 2  # as fit_cox: penalty on standardised coefficients
             for i, pen in enumerate(self.penalizers):
                 if not np.isfinite(scores[i]):
                     continue
                 try:
-                    m = fit_cox(df[train], self.time, self.event, self.formula, pen, design=design,
-                                penalize=self.penalize).model
+                    beta = efron_newton(x[train], t[train], e[train], pen * scale)[0]
                 except (np.linalg.LinAlgError, ValueError):  # collinear in this fold: not a usable penalty
                     scores[i] = -np.inf
                     continue
-                lp = m.linear_predictor(df)
+                lp = x @ beta  # the partial likelihood ignores the centring constant
                 scores[i] += partial_log_likelihood(t, e, lp) - partial_log_likelihood(t[train], e[train], lp[train])
         if usable == 0 or not np.isfinite(scores).any():
             return float(max(self.penalizers)), [float("nan")] * len(self.penalizers)
@@ -187,10 +189,10 @@ def _optimism_chunk(replicates: range, pipeline, df: pd.DataFrame, seed: int, be
         boot = df.iloc[idx].reset_index(drop=True)
         try:
             m = pipeline.fit(boot)
-        except ValueError:  # e.g. a resample where a covariate does not vary
+            out.append(_performance(m, boot, pipeline.time, pipeline.event, benefit)
+                       + _performance(m, df, pipeline.time, pipeline.event, benefit))
+        except ValueError:  # e.g. a resample where a covariate does not vary or a fit diverges: not used
             continue
-        out.append(_performance(m, boot, pipeline.time, pipeline.event, benefit)
-                   + _performance(m, df, pipeline.time, pipeline.event, benefit))
     return out
 
 

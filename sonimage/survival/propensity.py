@@ -3,7 +3,9 @@
 The propensity score is a main-effects logistic regression of treatment on baseline covariates (Newton–Raphson
 maximum likelihood). Weights: inverse probability of treatment (IPTW, average treatment effect; Rosenbaum &
 Rubin 1983, Austin & Stuart, Stat Med 2015) or overlap weights (treated 1 − e, control e; Li, Morgan &
-Zaslavsky, JASA 2018: average effect in the population with clinical equipoise, exact mean balance).
+Zaslavsky, JASA 2018: average effect in the population with clinical equipoise, exact mean balance). Under
+separation (small cohorts) the maximum-likelihood fit does not exist; a weak ridge penalty (1 on standardised
+coefficients) is then used, and mean balance is no longer exact (the balance table shows it).
 Balance is judged by standardised mean differences before and after weighting (|SMD| < 0.1; Austin, Stat Med
 2009: the denominator is the unweighted pooled SD in both). The observed benefit is the weighted Kaplan–Meier
 difference treated − control at the horizon, with a bootstrap CI that re-estimates the propensity model.
@@ -20,21 +22,24 @@ from sonimage.survival.data import SurvivalDataError, check_columns, make_design
 WEIGHTINGS = ("iptw", "overlap")
 
 
-def logistic_fit(x: np.ndarray, y: np.ndarray, max_iter: int = 50, tol: float = 1e-10) -> np.ndarray:
-    """Maximum-likelihood logistic regression (intercept added) by Newton–Raphson; raises on separation."""
+def logistic_fit(x: np.ndarray, y: np.ndarray, ridge: float = 0.0, max_iter: int = 50, tol: float = 1e-10
+                 ) -> np.ndarray:
+    """Logistic regression (intercept added, not penalised) by Newton–Raphson, with an optional ridge penalty
+    ``ridge``·Σβ²/2; raises when the maximum-likelihood fit does not converge (separation)."""
     xa = np.column_stack([np.ones(len(y)), x])
+    pen = np.r_[0.0, np.full(x.shape[1], ridge)]
     beta = np.zeros(xa.shape[1])
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(xa @ beta)))
-        grad = xa.T @ (y - p)
-        info = xa.T @ (xa * (p * (1 - p))[:, None])
+        p = 1.0 / (1.0 + np.exp(-np.clip(xa @ beta, -30, 30)))
+        grad = xa.T @ (y - p) - pen * beta
+        info = xa.T @ (xa * (p * (1 - p))[:, None]) + np.diag(pen)
         step = np.linalg.solve(info, grad)
         beta = beta + step
         if np.max(np.abs(step)) < tol:
+            return beta
+        if np.max(np.abs(beta)) > 25:  # standardised covariates: a coefficient this large means separation
             break
-    else:
-        raise SurvivalDataError("propensity model did not converge (complete separation of treatment groups?)")
-    return beta
+    raise SurvivalDataError("propensity model did not converge (complete separation of treatment groups?)")
 
 
 def propensity_weights(df: pd.DataFrame, treatment: str, covariates: list[str], method: str = "overlap",
@@ -49,8 +54,12 @@ def propensity_weights(df: pd.DataFrame, treatment: str, covariates: list[str], 
         raise SurvivalDataError(f"{source}: {treatment!r} must be coded 0/1 with both values present")
     mu, sd = x.mean(0), x.std(0)
     sd[sd == 0] = 1.0
-    beta = logistic_fit((x - mu) / sd, z)
-    e = 1.0 / (1.0 + np.exp(-(beta[0] + ((x - mu) / sd) @ beta[1:])))
+    xs = (x - mu) / sd
+    try:
+        beta = logistic_fit(xs, z)
+    except (SurvivalDataError, np.linalg.LinAlgError):  # separation (small cohorts): a weak ridge keeps it finite
+        beta = logistic_fit(xs, z, ridge=1.0)
+    e = 1.0 / (1.0 + np.exp(-np.clip(beta[0] + xs @ beta[1:], -30, 30)))
     w = np.where(z == 1, 1 / e, 1 / (1 - e)) if method == "iptw" else np.where(z == 1, 1 - e, e)
     return e, w
 
