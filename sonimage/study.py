@@ -33,7 +33,7 @@ def analyse_study(out: Path, clinical: Path, executor: Executor | None = None,
     """The analysis stage over a run's output folder ``out`` (after :func:`features_tree`) and the trial office's
     ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models, benefit)."""
     settings = settings or Settings()
-    tables = study_tables(pd.read_parquet(Path(out) / FEATURES / "lesions.parquet"), Path(clinical))
+    tables = study_tables(Path(out) / FEATURES, Path(clinical))
     report_dir = Path(out) / REPORT
     write_table(tables.excluded, report_dir / "excluded.parquet", metadata=settings.metadata())
     report = run_study_analysis(tables.patients, tables.lesions, report_dir, settings, executor)

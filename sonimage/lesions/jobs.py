@@ -21,6 +21,7 @@ from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.registration import map_labels, register_translation
 from sonimage.settings import PIPELINE_FEATURES
+from sonimage.tables.lesions import lesion_table
 from sonimage.volumes.store import open_store, read_volume, write_volume
 
 ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
@@ -146,7 +147,7 @@ def _value(features: list[Feature], name: str) -> float:
 
 
 def lesion_summary(results: list[LesionFeatures]) -> pd.DataFrame:
-    """One row per lesion with the uptake values the patient metrics and analyses need (FDG and FES side by side)."""
+    """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side."""
     rows: dict[tuple, dict] = {}
     for r in results:
         key = (r.ids["cohort"], r.ids["patient"], r.ids["lesion"])
@@ -157,9 +158,4 @@ def lesion_summary(results: list[LesionFeatures]) -> pd.DataFrame:
                     f"{t}_suvpeak": _value(r.features, "SUVpeak"), f"{t}_sulmax": _value(r.features, "SULmax"),
                     f"{t}_sulmean": _value(r.features, "SULmean"), f"{t}_mtv_ml": _value(r.features, "MTV (mL)"),
                     f"{t}_tlg": _value(r.features, "TLG SUV"), f"{t}_error": r.error})
-    table = pd.DataFrame(list(rows.values()))
-    for col in ("fes_suvmax", "fes_suvmean", "fes_sulmean", "fdg_sulmax", "fdg_mtv_ml", "fdg_tlg"):
-        if col not in table:
-            table[col] = np.nan
-    table["volume_ml"] = table["fdg_mtv_ml"]
-    return table.sort_values(["cohort", "patient", "lesion"]).reset_index(drop=True)
+    return lesion_table(pd.DataFrame(list(rows.values())))

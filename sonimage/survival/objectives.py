@@ -25,7 +25,8 @@ from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
-from sonimage.tables.patients import FesRule, patient_metrics
+from sonimage.tables.patients import NOT_FES_EVALUABLE, FesRule, patient_metrics
+from sonimage.tables.study import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
 CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")
@@ -33,50 +34,25 @@ PATTERNS = ("all positive", "mixed", "all negative")
 MIN_GROUP = 5  # smallest group shown in KM curves and tested
 
 
-def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
-    """The lesion table in the columns of :func:`sonimage.tables.patients.patient_metrics`.
-
-    Pipeline tables already have them; the synthetic ground truth (uniform uptake per lesion) is mapped:
-    SUVmax = SUVmean = the lesion's uptake, volume from the diameter, no lean-body-mass (SUL) values.
-    """
-    if {"patient", "lesion", "fes_suvmax", "fdg_suvmax"} <= set(lesions.columns):
-        return lesions
-    volume = np.pi / 6 * (lesions["diameter_mm"] / 10.0) ** 3
-    return pd.DataFrame({
-        "patient": lesions["subject_id"], "lesion": lesions["lesion_id"], "organ": lesions["organ"],
-        "fdg_suvmax": lesions["fdg_suv"], "fdg_sulmax": np.nan, "fes_suvmax": lesions["fes_suv"],
-        "fes_suvmean": lesions["fes_suv"], "fes_sulmean": np.nan, "volume_ml": volume,
-        "fdg_tlg": lesions["fdg_suv"] * volume,
-    })
-
-
-def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float = 1.5,
-                        inclusive: bool = True, volume_column: str | None = None) -> pd.DataFrame:
-    """Patients with heterogeneity metrics recomputed from lesions at an FES threshold (SUVmax ≥ threshold, or >
-    when not ``inclusive``); ``volume_column`` names the lesion MTV column to use (a delineation method).
-
-    Definitions are those of :mod:`sonimage.tables.patients` (Boers fraction over all lesions, pattern, any
-    FES-negative); adds ``fdg_suvmax3`` (geometric mean of the 3 highest FDG SUVmax, after Kurland).
-    """
-    les = lesion_metric_input(lesions)
-    if volume_column is not None:
-        les = les.assign(volume_ml=les[volume_column], fdg_tlg=np.nan)  # TLG needs the method's own SUVmean
-    per = patient_metrics(les, FesRule(threshold, inclusive)).set_index("patient")
-    top3 = les.sort_values("fdg_suvmax", ascending=False).groupby("patient").head(3)
-    per["fdg_suvmax3"] = np.exp(np.log(top3["fdg_suvmax"]).groupby(top3["patient"]).mean())
-    missing = sorted(set(patients["subject_id"]) - set(per.index))
-    if missing:
-        raise ValueError(f"patients without lesions in the lesion table: {missing[:5]}")
-    per = per.reindex(patients["subject_id"])
+def model_table(patients: pd.DataFrame) -> pd.DataFrame:
+    """Clinical patients joined with their patient-table row (:func:`sonimage.tables.study.join_patient_table`),
+    with the models' derived columns: log FDG SUVmax3 and 0/1 indicators."""
     out = patients.copy()
-    for col in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
-                "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern", "fdg_suvmax3", "fdg_mtv_ml"):
-        out[col] = per[col].to_numpy()
     out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
     for c in ("de_novo", "visceral", "prior_endocrine", "any_fes_negative", "bone_only"):
         if c in out:
             out[c] = out[c].astype(int)
     return out
+
+
+def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float, inclusive: bool = True,
+                     volume_column: str | None = None) -> pd.DataFrame:
+    """Patients with the patient metrics recomputed from the lesion table at another FES threshold (SUVmax ≥
+    threshold, > when not ``inclusive``) and, with ``volume_column``, another delineation's MTV column, through
+    the one :func:`sonimage.tables.patients.patient_metrics`."""
+    if volume_column is not None:  # TLG needs that method's own SUVmean: not recomputed here
+        lesions = lesions.assign(volume_ml=lesions[volume_column], fdg_tlg=np.nan)
+    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold, inclusive))))
 
 
 def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
@@ -115,7 +91,7 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     multi = _cox_rows(multi_fit, list(multi_fit.summary.index))
     sensitivity = []
     for thr in settings.fes_thresholds:
-        d = add_patient_metrics(df, lesions, thr)
+        d = at_fes_threshold(df, lesions, thr)
         r = _cox_rows(fit_cox(d, TIME, EVENT, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}"),
                       ["any_fes_negative"])[0]
         sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
@@ -185,9 +161,9 @@ def cluster_robust_ols(y: np.ndarray, x: pd.DataFrame, cluster: np.ndarray) -> p
 
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
     """Per-lesion % size change against log baseline FES and FDG SUV, arm and organ; SEs clustered by patient."""
-    les = lesions.merge(patients[["subject_id", TRT]], on="subject_id", how="inner")
-    les = les[les["fes_evaluable"]]
-    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suv"]), "log_fdg_suv": np.log(les["fdg_suv"]),
+    les = lesions.merge(patients[["subject_id", TRT]], left_on="patient", right_on="subject_id", how="inner")
+    les = les[~les["organ"].isin(NOT_FES_EVALUABLE)]
+    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suvmax"]), "log_fdg_suv": np.log(les["fdg_suvmax"]),
                       TRT: les[TRT].astype(float)}, index=les.index)
     for organ in ("lymph_node", "lung"):
         if (les["organ"] == organ).sum() >= MIN_GROUP:

@@ -42,8 +42,9 @@ class Scenario:
 
 
 def delineation_columns(columns: list[str]) -> list[str]:
-    """Per-method MTV columns of a lesion table (``fdg_mtv_ml`` and ``fdg_mtv_ml_<method>`` / ``mtv_ml_<method>``)."""
-    return [c for c in columns if re.fullmatch(r"(fdg_)?mtv_ml(_\w+)?", c)]
+    """Per-method MTV columns of a lesion table beside the default ``volume_ml`` / ``fdg_mtv_ml``
+    (``fdg_mtv_ml_<method>`` or ``mtv_ml_<method>``)."""
+    return [c for c in columns if re.fullmatch(r"(fdg_)?mtv_ml_\w+", c)]
 
 
 def scenarios(thresholds: tuple[float, ...], volume_columns: list[str], primary: Scenario = Scenario("primary",

@@ -15,8 +15,8 @@ from sonimage.settings import Settings
 from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
 from sonimage.survival.cox import FrozenCox
 from sonimage.survival.appraisal import appraise_study
-from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, add_patient_metrics, objective1, objective2,
-                                          objective3, objective4, objective5)
+from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
+                                          objective2, objective3, objective4, objective5)
 from sonimage.survival.sensitivity import (Scenario, SensitivitySpec, complete_fes, delineation_columns,
                                            scenarios)
 
@@ -110,9 +110,9 @@ def calibration_curves(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataF
 
 def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], settings: Settings | None = None,
             executor: Executor | None = None) -> StudyResult:
-    """Run objectives 1–5. ``patients`` and ``lesions`` are per-cohort tables (contract of
-    :mod:`sonimage.synth.tables`); heterogeneity metrics are recomputed from the lesions. ``executor`` (stdlib or
-    Dask) spreads the bootstraps."""
+    """Run objectives 1–5. Per cohort, ``patients``: clinical rows joined with the patient table as written
+    (:func:`sonimage.tables.study.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
+    with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps."""
     settings = settings or Settings()
     study = settings.study
     development = study.development
@@ -122,13 +122,16 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     if missing:
         raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
     rule = settings.fes
-
-    def build(s: Scenario) -> dict[str, pd.DataFrame]:
-        return {c: add_patient_metrics(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
-                for c, p in patients.items()}
-
     primary = Scenario("primary", f"primary (SUVmax {'>=' if rule.inclusive else '>'} {rule.threshold:g}, "
                                   "complete case)", rule.threshold, rule.inclusive)
+
+    def build(s: Scenario) -> dict[str, pd.DataFrame]:
+        """Per-cohort tables of a scenario: the patient table as written for the primary rule, else recomputed."""
+        if (s.threshold, s.inclusive, s.volume_column) == (rule.threshold, rule.inclusive, None):
+            return {c: model_table(p) for c, p in patients.items()}
+        return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
+                for c, p in patients.items()}
+
     cohorts = complete_fes(build(primary))
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}

@@ -7,6 +7,8 @@ Layout under ``out``::
     truth/<cohort>/lesions.parquet    lesions + centres per scan (mm), voxel-count volume, series UIDs
     truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s)
     truth/<cohort>/truth.json         true model coefficients and the image-generation parameters
+    truth/<cohort>/features/          lesions.parquet, patients.parquet: the true values in the feature stage's
+                                      lesion and patient table formats (sonimage.tables)
     truth/<cohort>/done/<subject>.json  completion marker of a patient (its truth rows): a rerun skips it
     site-private/linking.csv          cohort, PatientID, subject_id: what the site keeps to label outputs
 
@@ -290,6 +292,8 @@ def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int
     write_table(tables.patients, truth / "patients.parquet")
     write_table(lesions, truth / "lesions.parquet")
     write_table(series, truth / "series.parquet")
+    write_table(tables.lesion_table, truth / "features" / "lesions.parquet")  # the feature stage's formats, true
+    write_table(tables.patient_table, truth / "features" / "patients.parquet")
     write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
     links = [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s} for s in subjects]
     counts = {"patients": len(pats), "generated": sum(r["generated"] for r in results), "series": len(series),
