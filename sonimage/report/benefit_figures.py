@@ -8,6 +8,15 @@ import numpy as np
 from sonimage.report.figures import COLOURS, _png
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend_size: float) -> bytes:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontsize=12)
+    ax.legend(frameon=False, fontsize=legend_size)
+    ax.grid(alpha=0.25)
+    return _png(fig)
+
+
 def benefit_calibration_plot(curves: dict[str, dict], horizon: float, title: str) -> bytes:
     """Observed vs predicted benefit (percentage points): groups with 95 % CIs and the smoothed curve."""
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
@@ -31,12 +40,8 @@ def benefit_calibration_plot(curves: dict[str, dict], horizon: float, title: str
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlim(lim)
     ax.set_ylim(lim)
-    ax.set_xlabel(f"Predicted gain in PFS1 at {horizon:g} months (points)")
-    ax.set_ylabel("Observed gain, KM CDK4/6i − no CDK4/6i (points)")
-    ax.set_title(title, loc="left", fontsize=12)
-    ax.legend(frameon=False, fontsize=8.5)
-    ax.grid(alpha=0.25)
-    return _png(fig)
+    return _finish(fig, ax, f"Predicted gain in PFS1 at {horizon:g} months (points)",
+                   "Observed gain, KM CDK4/6i − no CDK4/6i (points)", title, 8.5)
 
 
 def treatment_decision_curve(curves: dict[str, dict], horizon: float, title: str) -> bytes:
@@ -51,9 +56,5 @@ def treatment_decision_curve(curves: dict[str, dict], horizon: float, title: str
                 label=f"{name}: treat if predicted benefit > threshold")
     top = max(max(c["model"]) for c in curves.values())
     ax.set_ylim(-0.05, max(top, max(first["treat_all"]), 0.02) * 1.15 + 0.01)
-    ax.set_xlabel(f"Smallest gain in PFS1 at {horizon:g} months worth treating (points)")
-    ax.set_ylabel("Net benefit (progressions avoided per patient)")
-    ax.set_title(title, loc="left", fontsize=12)
-    ax.legend(frameon=False, fontsize=9)
-    ax.grid(alpha=0.25)
-    return _png(fig)
+    return _finish(fig, ax, f"Smallest gain in PFS1 at {horizon:g} months worth treating (points)",
+                   "Net benefit (progressions avoided per patient)", title, 9)

@@ -10,31 +10,29 @@ from __future__ import annotations
 import numpy as np
 
 
+def _finite_order(p: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """p as floats, an all-NaN output, and the indices of the finite p-values sorted ascending."""
+    p = np.asarray(p, float)
+    ok = np.flatnonzero(np.isfinite(p))
+    return p, np.full(p.shape, np.nan), ok[np.argsort(p[ok], kind="stable")]
+
+
 def holm(p: list[float] | np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values (R ``p.adjust(method = "holm")``); NaN stays NaN and does not count."""
-    p = np.asarray(p, float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
+    p, out, order = _finite_order(p)
+    m = order.size
+    if m:
+        out[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1.0)
     return out
 
 
 def benjamini_hochberg(p: list[float] | np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg FDR-adjusted p-values (R ``p.adjust(method = "BH")``); NaN stays NaN."""
-    p = np.asarray(p, float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")[::-1]]  # largest first
-    adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * p[order])
-    out[order] = np.minimum(adj, 1.0)
+    p, out, order = _finite_order(p)
+    m = order.size
+    if m:
+        desc = order[::-1]  # largest first
+        out[desc] = np.minimum(np.minimum.accumulate(m / np.arange(m, 0, -1) * p[desc]), 1.0)
     return out
 
 
