@@ -193,6 +193,7 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
         iv = r["internal_validation"]
         rows.append({"Model": name, "Formula": r["formula"], "Penalizer": r["penalizer"],
                      "Penalizer at grid edge": r.get("penalizer_at_edge") or "no",
+                     "Largest |interaction log-HR|": r.get("max_abs_interaction", np.nan),
                      "Apparent C": iv["apparent"]["harrell_c"], "Optimism": iv["optimism"]["harrell_c"],
                      "Corrected C": iv["corrected"]["harrell_c"], "Shrinkage (corrected slope)": iv["shrinkage"],
                      "Bootstrap B": iv["bootstrap_used"]})
@@ -202,8 +203,11 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
                         "Share < 5 points": r["predicted_benefit"]["share_below_5_points"]} for n, r in o4.items()])
     return (f"<p>Risk modelling: a prognostic index fitted blind to treatment, then CDK4/6i × index. Effect "
             f"modelling: CDK4/6i × covariate interactions, penalised (PATH statement).</p>{table(pd.DataFrame(rows), 3)}"
-            f"{img(fig, 'predicted benefit')}{table(pb, 2)}<p class='note'>Per-patient predictions (PFS under each "
-            "arm, difference, RMST difference) are in benefit.parquet.</p>")
+            f"{img(fig, 'predicted benefit')}{table(pb, 2)}<p class='note'>The effect model's interaction penalty is "
+            "chosen by cross-validated partial likelihood over a log-spaced path; a choice at the path's largest value "
+            "means the data prefer the interactions shrunk to about zero (no heterogeneity of the CDK4/6i effect "
+            "beyond the main effects).</p><p class='note'>Per-patient predictions (PFS under each arm, difference, "
+            "RMST difference) are in benefit.parquet.</p>")
 
 
 def _objective5_html(r: StudyResult, h: float) -> str:

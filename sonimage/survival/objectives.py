@@ -194,6 +194,8 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
             "formula": models[name].formula, "coefficients": models[name].coefficients,
             "penalizer": models[name].settings.get("penalizer"),
             "penalizer_at_edge": models[name].settings.get("penalizer_at_edge"),
+            "max_abs_interaction": max((abs(v) for k, v in models[name].coefficients.items() if ":" in k),
+                                       default=float("nan")),
             "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor,
                                                       benefit=BenefitSpec(TRT, tuple(settings.benefit_horizons))),
         }
