@@ -8,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import Client
 
+from sonimage.cluster import local_cluster
 from sonimage.survival.benefit import benefit_metrics, c_for_benefit, predict_benefit
 from sonimage.survival.cox import fit_cox
 from sonimage.survival.data import SurvivalDataError
@@ -193,10 +195,12 @@ def test_simulated_power_has_nominal_size_and_grows_with_effect():
     t = rng.exponential(20, n)
     c = rng.uniform(10, 40, n)
     d = d.assign(time=np.minimum(t, c), event=(t <= c).astype(int))
+    with local_cluster(2) as cluster, Client(cluster) as client:  # replicates pickled to Dask worker processes
+        null = term_power(d, "time", "event", "trt*m", "trt:m", n_sim=120, log_effect=0.0, executor=client)
     with ThreadPoolExecutor(2) as pool:
-        null = term_power(d, "time", "event", "trt*m", "trt:m", n_sim=120, log_effect=0.0, executor=pool)
         strong = term_power(d, "time", "event", "trt*m", "trt:m", n_sim=60, log_effect=np.log(6), n=300,
                             executor=pool)
+    assert null == term_power(d, "time", "event", "trt*m", "trt:m", n_sim=120, log_effect=0.0)  # executor-free
     assert null["power"] < 0.12 and null["mc_se"] == pytest.approx(np.sqrt(null["power"] * (1 - null["power"]) / 120))
     assert abs(null["mean_events"] - null["cohort_events"]) < 0.15 * null["cohort_events"]
     assert strong["power"] > 0.8 and strong["effect_ratio"] == pytest.approx(6)
