@@ -22,7 +22,8 @@ def _ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
 
 def key_lines(a: dict) -> list[str]:
     """Plain statements of what n can and cannot show, for the report's key results."""
-    lines = []
+    lines = ["Patients without FES data, left out of the primary analysis (complete case; imputed in a sensitivity "
+             "analysis): " + ", ".join(f"{c.upper()} {k}" for c, k in a.get("without_fes", {}).items()) + "."]
     for r in a["sample_size"]:
         lines.append(f"{r['model'].capitalize()} model ({r['parameters']} parameters): Riley's minimum sample size "
                      f"{r['n_needed']} patients (~{r['events_needed']:.0f} events) for an anticipated C of "

@@ -61,7 +61,7 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settin
                              + ", ".join(f"{r['model']} model {r['n_needed']}" for r in stats["sample_size"])
                              + " (see 'What this study can show')"),
         ("9", "Missing data", "Patients without FES metrics left out of the primary analysis (complete case, "
-                              "counted in Table 1); sensitivity analysis with their FES metrics multiply imputed "
+                              "counted in the key results); sensitivity analysis with their FES metrics multiply imputed "
                               "(chained equations, Rubin's rules); other missing values stop the analysis naming "
                               "the column"),
         ("10b", "Model building", "Cox, Efron ties; effect model with L2 penalty on interactions, tuned by "

@@ -85,17 +85,19 @@ def _lacking_fes(df: pd.DataFrame) -> np.ndarray:
     return df[list(FES_METRICS)].isna().any(axis=1).to_numpy()
 
 
-def complete_fes(cohorts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The primary analysis set: patients with FES metrics (complete case; the report counts those left out)."""
-    return {c: d[~_lacking_fes(d)].reset_index(drop=True) for c, d in cohorts.items()}
+def complete_fes(cohorts: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The primary analysis set: patients with FES metrics (complete case), and how many were left out."""
+    lacking = {c: _lacking_fes(d) for c, d in cohorts.items()}
+    return ({c: d[~lacking[c]].reset_index(drop=True) for c, d in cohorts.items()},
+            {c: int(m.sum()) for c, m in lacking.items()})
 
 
 def _prepare(cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec, scenario: Scenario
              ) -> tuple[list[dict[str, pd.DataFrame]], dict[str, int]]:
     """The cohort tables of each imputation (one copy when excluding) and how many patients lack FES."""
-    lacking = {c: int(_lacking_fes(d).sum()) for c, d in cohorts.items()}
-    if scenario.without_fes == "exclude":
-        return [complete_fes(cohorts)], lacking
+    complete, lacking = complete_fes(cohorts)
+    if scenario.without_fes == "exclude" or not any(lacking.values()):
+        return [complete], lacking
     copies: list[dict[str, pd.DataFrame]] = [{} for _ in range(spec.imputations)]
     cols = [*FES_METRICS, *spec.clinical]
     for c, d in cohorts.items():

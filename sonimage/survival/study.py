@@ -132,7 +132,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
         return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
                 for c, p in patients.items()}
 
-    cohorts = complete_fes(build(primary))
+    cohorts, without_fes = complete_fes(build(primary))
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}
     o1 = objective1(dev, lesions[development], study)
@@ -152,6 +152,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
                                o2, {"risk": (study.prognostic_formula, 2), "effect": (study.effect_formula, 0)},
                                sensitivity, stats, tuple(study.benefit_horizons), TIME, EVENT, TRT, CLINICAL,
                                study.seed, executor)
+    appraisal["without_fes"] = without_fes
     h = study.horizon_months
     return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(cohorts, development),
                        calibration_curves(models, cohorts, o5, development, h),
