@@ -18,8 +18,13 @@ from sonimage.survival.decision import net_benefit, treatment_net_benefit
 from sonimage.survival.imputation import mi_cox, mice, rubin
 from sonimage.survival.internal import (BenefitSpec, EffectModel, bootstrap_optimism, effect_formula,
                                         log_penalty_path)
+from sonimage.survival.objectives import CLINICAL, EVENT, TIME, TRT, model_table
 from sonimage.survival.power import term_power
 from sonimage.survival.propensity import observed_benefit
+from sonimage.survival.sensitivity import (SensitivitySpec, complete_cases, delineation_columns, scenario_summary,
+                                           scenarios)
+from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.tables.study import join_patient_table
 
 
 def _brute_c_for_benefit(time, event, treated, benefit, horizon) -> float:
@@ -216,3 +221,25 @@ def test_penalty_path_and_model_hierarchy():
     assert len(m.settings["cv_partial_loglik"]) == len(path) - 1
     with pytest.raises(SurvivalDataError, match="without the main effect"):
         EffectModel("x0 + trt + trt:x1", "time", "event").fit(d)
+
+
+def test_sensitivity_leaves_out_or_imputes_incomplete_patients():
+    """Primary analysis: complete case with counts per reason; the imputation scenario keeps every patient and
+    pools the Cox estimates by Rubin's rules; a per-method MTV column becomes a delineation scenario."""
+    tabs = {c: simulate_cohort_tables(c, n, seed=4) for c, n in (("sonia", 80), ("impact", 80))}
+    cohorts = {c: model_table(join_patient_table(x.patients, x.patient_table)) for c, x in tabs.items()}
+    dev = cohorts["sonia"]
+    dev.loc[:4, ["fes_positive_fraction", "any_fes_negative"]] = np.nan  # five patients without FES data
+    dev.loc[10:12, "ecog"] = np.nan  # three with a missing clinical covariate
+    complete, left_out = complete_cases(cohorts, CLINICAL)
+    assert left_out["sonia"] == {"without_fes": 5, "missing_clinical": 3} and len(complete["sonia"]) == 72
+    spec = SensitivitySpec(TIME, EVENT, TRT, CLINICAL, effect_formula(TRT, ["fes_positive_fraction"], "age + ecog"),
+                           (0.0, 1.0), 12.0, "sonia", {"sonia": "randomised", "impact": "observational"}, folds=3,
+                           imputations=2)
+    listed = scenarios((1.5,), delineation_columns(["fdg_mtv_ml", "fdg_mtv_ml_pct41", "fes_mtv_ml_pct41"]))
+    assert [s.group for s in listed] == ["primary", "FES threshold", "delineation", "missing data"]
+    primary = scenario_summary(listed[0], cohorts, spec)
+    imputed = scenario_summary(listed[-1], cohorts, spec)
+    assert primary["n"] == 72 and imputed["n"] == 80 and imputed["incomplete"] == 8
+    assert 0 < imputed["o1"]["lower"] < imputed["o1"]["hr"] < imputed["o1"]["upper"]
+    assert np.isfinite(imputed["o5"]["impact"]["c_for_benefit"]) and "o1_mtv" in primary

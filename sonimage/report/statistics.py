@@ -22,8 +22,9 @@ def _ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
 
 def key_lines(a: dict) -> list[str]:
     """Plain statements of what n can and cannot show, for the report's key results."""
-    lines = ["Patients without FES data, left out of the primary analysis (complete case; imputed in a sensitivity "
-             "analysis): " + ", ".join(f"{c.upper()} {k}" for c, k in a.get("without_fes", {}).items()) + "."]
+    lines = ["Left out of the primary analysis (complete case; imputed in a sensitivity analysis): " + "; ".join(
+        f"{c.upper()} {k['without_fes']} without FES data, {k['missing_clinical']} with missing clinical data"
+        for c, k in a.get("left_out", {}).items()) + "."]
     for r in a["sample_size"]:
         lines.append(f"{r['model'].capitalize()} model ({r['parameters']} parameters): Riley's minimum sample size "
                      f"{r['n_needed']} patients (~{r['events_needed']:.0f} events) for an anticipated C of "
@@ -158,13 +159,16 @@ def sensitivity_html(a: dict) -> str:
     rows = []
     for r in a["sensitivity"]:
         row = {"Analysis": r["scenario"], "n / events": f"{r['n']} / {r['events']}",
-               "Lacking FES": r["lacking_fes"], "Share mixed": r["share_mixed"]}
+               "Incomplete (left out / imputed)": r["incomplete"], "Share mixed": r["share_mixed"]}
         if "error" in r:
             row["Objective 1: HR any FES-neg (adjusted)"] = f"not estimable: {r['error']}"
             rows.append(row)
             continue
         row["Obj. 1: HR any FES-neg (adjusted)"] = _ci(r["o1"]["hr"], r["o1"]["lower"], r["o1"]["upper"], 2)
         row["Obj. 1 p"] = r["o1"]["p"]
+        if "o1_mtv" in r:
+            m = r["o1_mtv"]
+            row["Obj. 1: HR per log FDG MTV (adjusted)"] = _ci(m["hr"], m["lower"], m["upper"], 2)
         row["Obj. 2: ratio of HRs"] = _ci(r["o2"]["hr"], r["o2"]["lower"], r["o2"]["upper"], 2)
         row["Obj. 2 p"] = r["o2"]["p"]
         row["Obj. 4: C / c-for-benefit (apparent)"] = f"{r['o4']['harrell_c']:.3f} / {r['o4']['c_for_benefit']:.3f}"
@@ -173,10 +177,11 @@ def sensitivity_html(a: dict) -> str:
             row[f"Obj. 5 {c.upper()}: C{' / c-for-benefit' if cfb else ''}"] = f"{v['harrell_c']:.3f}{cfb}"
         rows.append(row)
     return (f"{table(pd.DataFrame(rows), 3)}<p class='note'>One choice changed at a time from the primary analysis; "
-            "point estimates without bootstrap; every p-value here is exploratory. Patients without FES: excluded "
-            "in the primary analysis (complete case, counted), or their FES metrics multiply imputed by chained "
-            "equations with Cox estimates pooled by Rubin's rules. Delineation rows appear for each MTV column the "
-            "lesion table holds.</p>")
+            "point estimates without bootstrap; every p-value here is exploratory. Patients without FES data or with "
+            "missing clinical covariates: excluded in the primary analysis (complete case, counted), or their missing "
+            "values multiply imputed by chained equations with Cox estimates pooled by Rubin's rules. Delineation rows appear for each per-method MTV "
+            "column the lesion table holds (fdg_mtv_ml_&lt;method&gt;); the FDG burden HR is the objective-1 metric "
+            "that depends on the delineation.</p>")
 
 
 def multiplicity_html(a: dict) -> str:

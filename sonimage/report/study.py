@@ -60,10 +60,9 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settin
                              f"({events / max(n_par, 1):.1f} events per parameter); Riley minimum n "
                              + ", ".join(f"{r['model']} model {r['n_needed']}" for r in stats["sample_size"])
                              + " (see 'What this study can show')"),
-        ("9", "Missing data", "Patients without FES metrics left out of the primary analysis (complete case, "
-                              "counted in the key results); sensitivity analysis with their FES metrics multiply imputed "
-                              "(chained equations, Rubin's rules); other missing values stop the analysis naming "
-                              "the column"),
+        ("9", "Missing data", "Patients without FES metrics or with missing clinical covariates left out of the "
+                              "primary analysis (complete case, counted in the key results); sensitivity analysis "
+                              "with the missing values multiply imputed (chained equations, Rubin's rules)"),
         ("10b", "Model building", "Cox, Efron ties; effect model with L2 penalty on interactions, tuned by "
                                   f"{study.folds}-fold cross-validated partial likelihood"),
         ("10d", "Performance measures", "Harrell and Uno C, AUC(t), O/E, calibration slope, ICI/E50/E90, IPCW "

@@ -168,7 +168,8 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict]) -> dict[s
             + _relabel(o2["hr_per_arm"], "per arm: ")
             + [{"term": f"subgroup: {r['subgroup']}", **{k: r[k] for k in ("hr", "lower", "upper", "p")}}
                for r in o2["forest"]])
-    fam_s = [{"term": f"{r['scenario']}: objective {k[1]}", **r[k]} for r in sensitivity for k in ("o1", "o2")
+    names = {"o1": "objective 1 (any FES-negative)", "o1_mtv": "objective 1 (FDG MTV)", "o2": "objective 2"}
+    fam_s = [{"term": f"{r['scenario']}: {label}", **r[k]} for r in sensitivity for k, label in names.items()
              if k in r]
     return adjust_families({
         "Objective 1: heterogeneity and PFS1": (fam1, "adjusted: any_fes_negative"),

@@ -50,8 +50,10 @@ def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: f
     """Patients with the patient metrics recomputed from the lesion table at another FES threshold (SUVmax ≥
     threshold, > when not ``inclusive``) and, with ``volume_column``, another delineation's MTV column, through
     the one :func:`sonimage.tables.patients.patient_metrics`."""
-    if volume_column is not None:  # TLG needs that method's own SUVmean: not recomputed here
-        lesions = lesions.assign(volume_ml=lesions[volume_column], fdg_tlg=np.nan)
+    if volume_column is not None:  # the method's own TLG column where the lesion table has one
+        tlg = volume_column.replace("mtv_ml", "tlg")
+        lesions = lesions.assign(volume_ml=lesions[volume_column],
+                                 fdg_tlg=lesions[tlg] if tlg in lesions else np.nan)
     return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold, inclusive))))
 
 

@@ -38,7 +38,7 @@ class Scenario:
     threshold: float = 1.5
     inclusive: bool = True
     volume_column: str | None = None  # None: the lesion table's default MTV column
-    without_fes: str = "exclude"  # or "impute"
+    missing: str = "exclude"  # or "impute" (missing FES metrics and clinical covariates)
 
 
 def delineation_columns(columns: list[str]) -> list[str]:
@@ -57,8 +57,8 @@ def scenarios(thresholds: tuple[float, ...], volume_columns: list[str], primary:
                 out.append(Scenario("FES threshold", f"SUVmax {'>=' if inclusive else '>'} {thr:g}", thr, inclusive))
     for col in volume_columns:
         out.append(Scenario("delineation", f"MTV from {col}", primary.threshold, primary.inclusive, col))
-    out.append(Scenario("patients without FES", "FES metrics imputed (MICE, Rubin)", primary.threshold,
-                        primary.inclusive, None, "impute"))
+    out.append(Scenario("missing data", "missing FES metrics and covariates imputed (MICE, Rubin)",
+                        primary.threshold, primary.inclusive, None, "impute"))
     return out
 
 
@@ -80,30 +80,42 @@ class SensitivitySpec:
     seed: int = 0
 
 
+def _missing(df: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Rows with a missing value (NaN) in any of ``columns`` that the table has."""
+    cols = [c for c in columns if c in df]
+    return df[cols].isna().any(axis=1).to_numpy() if cols else np.zeros(len(df), bool)
+
+
 def _lacking_fes(df: pd.DataFrame) -> np.ndarray:
     """Patients without FES data: their FES metrics are missing (NaN), never counted as FES-negative."""
-    return df[list(FES_METRICS)].isna().any(axis=1).to_numpy()
+    return _missing(df, FES_METRICS)
 
 
-def complete_fes(cohorts: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """The primary analysis set: patients with FES metrics (complete case), and how many were left out."""
-    lacking = {c: _lacking_fes(d) for c, d in cohorts.items()}
-    return ({c: d[~lacking[c]].reset_index(drop=True) for c, d in cohorts.items()},
-            {c: int(m.sum()) for c, m in lacking.items()})
+def complete_cases(cohorts: dict[str, pd.DataFrame], clinical: tuple[str, ...]
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, int]]]:
+    """The primary analysis set: patients with FES metrics and complete clinical covariates (complete case), and
+    per cohort how many were left out for each reason."""
+    out, counts = {}, {}
+    for c, d in cohorts.items():
+        no_fes, no_clin = _lacking_fes(d), _missing(d, clinical)
+        out[c] = d[~(no_fes | no_clin)].reset_index(drop=True)
+        counts[c] = {"without_fes": int(no_fes.sum()), "missing_clinical": int((no_clin & ~no_fes).sum())}
+    return out, counts
 
 
 def _prepare(cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec, scenario: Scenario
              ) -> tuple[list[dict[str, pd.DataFrame]], dict[str, int]]:
     """The cohort tables of each imputation (one copy when excluding) and how many patients lack FES."""
-    complete, lacking = complete_fes(cohorts)
-    if scenario.without_fes == "exclude" or not any(lacking.values()):
+    complete, left_out = complete_cases(cohorts, spec.clinical)
+    lacking = {c: sum(k.values()) for c, k in left_out.items()}
+    if scenario.missing == "exclude" or not any(lacking.values()):
         return [complete], lacking
     copies: list[dict[str, pd.DataFrame]] = [{} for _ in range(spec.imputations)]
     cols = [*FES_METRICS, *spec.clinical]
     for c, d in cohorts.items():
         d = d.copy()
         d.loc[_lacking_fes(d), list(FES_METRICS)] = np.nan
-        d[list(FES_METRICS)] = d[list(FES_METRICS)].astype(float)
+        d[cols] = d[cols].astype(float)
         imputed = mice(d, cols, spec.time, spec.event, spec.imputations, seed=spec.seed) if lacking[c] else \
             [d] * spec.imputations
         for k, di in enumerate(imputed):
@@ -129,7 +141,7 @@ def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec:
     dev0 = copies[0][spec.development]
     clinical = " + ".join(spec.clinical)
     row: dict = {"group": scenario.group, "scenario": scenario.label, "n": int(len(dev0)),
-                 "events": int(dev0[spec.event].sum()), "lacking_fes": lacking[spec.development],
+                 "events": int(dev0[spec.event].sum()), "incomplete": lacking[spec.development],
                  "share_mixed": float((dev0["fes_pattern"] == "mixed").mean()) if "fes_pattern" in dev0 else np.nan}
     try:
         f1 = [fit_cox(c[spec.development], spec.time, spec.event,
@@ -139,6 +151,12 @@ def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec:
         f2 = [fit_cox(c[spec.development], spec.time, spec.event,
                       f"{spec.treatment}*any_fes_negative + {clinical}").summary for c in copies]
         row["o2"] = _pooled(f2, inter, len(dev0))
+        burden = [c[spec.development].assign(log_fdg_mtv=np.log(c[spec.development]["fdg_mtv_ml"].clip(lower=0.01)))
+                  for c in copies] if "fdg_mtv_ml" in dev0 else []
+        if burden:  # FDG burden: the objective-1 metric that depends on the delineation method
+            f3 = [fit_cox(b, spec.time, spec.event, f"log_fdg_mtv + {clinical} + {spec.treatment}").summary
+                  for b in burden]
+            row["o1_mtv"] = _pooled(f3, "log_fdg_mtv", len(dev0))
     except (SurvivalDataError, np.linalg.LinAlgError) as exc:
         row["error"] = str(exc)
         return row

@@ -17,7 +17,7 @@ from sonimage.survival.cox import FrozenCox
 from sonimage.survival.appraisal import appraise_study
 from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
                                           objective2, objective3, objective4, objective5)
-from sonimage.survival.sensitivity import (Scenario, SensitivitySpec, complete_fes, delineation_columns,
+from sonimage.survival.sensitivity import (Scenario, SensitivitySpec, complete_cases, delineation_columns,
                                            scenarios)
 
 
@@ -132,7 +132,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
         return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
                 for c, p in patients.items()}
 
-    cohorts, without_fes = complete_fes(build(primary))
+    cohorts, left_out = complete_cases(build(primary), CLINICAL)
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}
     o1 = objective1(dev, lesions[development], study)
@@ -152,7 +152,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
                                o2, {"risk": (study.prognostic_formula, 2), "effect": (study.effect_formula, 0)},
                                sensitivity, stats, tuple(study.benefit_horizons), TIME, EVENT, TRT, CLINICAL,
                                study.seed, executor)
-    appraisal["without_fes"] = without_fes
+    appraisal["left_out"] = left_out
     h = study.horizon_months
     return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(cohorts, development),
                        calibration_curves(models, cohorts, o5, development, h),
