@@ -35,8 +35,8 @@ def key_lines(a: dict) -> list[str]:
     lines.append(f"Power of the CDK4/6i × any-FES-negative interaction test at n = {fitted['n']}: "
                  f"{100 * fitted['power']:.0f} % (MC SE {100 * fitted['mc_se']:.1f}) at the fitted ratio of HRs "
                  f"{fitted['effect_ratio']:.2f}; {100 * planned['power']:.0f} % (MC SE {100 * planned['mc_se']:.1f}) "
-                 f"for a ratio of {planned['effect_ratio']:.2f}. A non-significant interaction is not evidence of "
-                 "no interaction.")
+                 f"for the planned {a['settings']['planned_ratio']:g}-fold ratio ({planned['effect_ratio']:.2f}). "
+                 "A non-significant interaction is not evidence of no interaction.")
     for name, by_h in a["benefit"].items():
         h = next(iter(by_h))
         m = by_h[h]["metrics"]["c_for_benefit"]

@@ -139,8 +139,9 @@ def _key_results(dev: pd.DataFrame, o2: dict, o4: dict, o5: dict, stats: dict, d
         ext = stats["external"][c]["effect"]
         lines.append(f"{c.upper()} (external, {ext['design']}): C {e['harrell_c']['estimate']:.3f}, O/E "
                      f"{e['oe_ratio']['estimate']:.2f}, calibration slope {e['calibration_slope']['estimate']:.2f}; "
-                     f"benefit {'validated with propensity weights' if ext.get('propensity') else 'validated'}"
-                     f"{'' if ext['estimable'] else ' not: one arm only, risk part validated'}.")
+                     + ("benefit validated with propensity weights" if ext.get("propensity") else
+                        "benefit validated" if ext["estimable"] else
+                        "benefit not validated (no CDK4/6i arm: the risk part only)") + ".")
     lines += statistics.key_lines(stats)
     return "<div class='key'><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>"
 
