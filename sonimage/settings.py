@@ -60,15 +60,19 @@ class StatisticsSettings:
     planned_ratio: float = 2.0  # ratio of hazard ratios of the interaction to plan for
     power_sizes: tuple[int, ...] = (100,)  # sizes besides the cohort's own at which power is simulated
     n_boot_benefit: int = 200  # bootstrap replicates for benefit CIs and propensity-weighted estimates
-    cohort_designs: dict[str, str] = field(default_factory=lambda: {
-        "sonia": "randomised", "impact": "observational", "transcan": "single-arm"})
+    # "cohort=design", design randomised / observational / single-arm (strings keep the settings hashable)
+    cohort_designs: tuple[str, ...] = ("sonia=randomised", "impact=observational", "transcan=single-arm")
     weighting: str = "overlap"  # propensity weights in observational cohorts: overlap or iptw
     imputations: int = 5  # multiple imputations in the "patients without FES imputed" sensitivity analysis
     sensitivity: bool = True  # run the sensitivity table (objectives 1, 2, 4, 5 under alternative choices)
 
+    def designs(self) -> dict[str, str]:
+        """Cohort → randomised, observational or single-arm."""
+        return dict(d.split("=", 1) for d in self.cohort_designs)
+
     def design(self, cohort: str) -> str:
-        """randomised, observational or single-arm (unknown cohorts: observational)."""
-        return self.cohort_designs.get(cohort, "observational")
+        """The cohort's design (unknown cohorts: observational, the cautious choice)."""
+        return self.designs().get(cohort, "observational")
 
 
 PIPELINE_FEATURES = FeatureSettings(bin_width=0.25, bin_lower_bound=0.0)  # fixed bin size in SUV, PET practice

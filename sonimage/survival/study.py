@@ -144,7 +144,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     sensitivity = None
     if stats.sensitivity:
         spec = SensitivitySpec(TIME, EVENT, TRT, CLINICAL, study.effect_formula, tuple(study.penalizers),
-                               study.benefit_horizons[0], development, dict(stats.cohort_designs), study.folds,
+                               study.benefit_horizons[0], development, stats.designs(), study.folds,
                                stats.imputations, study.seed)
         sensitivity = (build, spec, scenarios(tuple(study.fes_thresholds),
                                               delineation_columns(list(lesions[development].columns)), primary))
