@@ -179,9 +179,9 @@ def sensitivity_html(a: dict) -> str:
     return (f"{table(pd.DataFrame(rows), 3)}<p class='note'>One choice changed at a time from the primary analysis; "
             "point estimates without bootstrap; every p-value here is exploratory. Patients without FES data or with "
             "missing clinical covariates: excluded in the primary analysis (complete case, counted), or their missing "
-            "values multiply imputed by chained equations with Cox estimates pooled by Rubin's rules. Delineation rows appear for each per-method MTV "
-            "column the lesion table holds (fdg_mtv_ml_&lt;method&gt;); the FDG burden HR is the objective-1 metric "
-            "that depends on the delineation.</p>")
+            "values multiply imputed by chained equations with Cox estimates pooled by Rubin's rules. Delineation "
+            "rows appear for each per-method MTV column the lesion table holds (fdg_mtv_ml_&lt;method&gt;); the FDG "
+            "burden HR is the objective-1 metric that depends on the delineation.</p>")
 
 
 def multiplicity_html(a: dict) -> str:
@@ -191,7 +191,8 @@ def multiplicity_html(a: dict) -> str:
     for fam, rows in a["multiplicity"].items():
         if not rows:
             continue
-        df = pd.DataFrame([{"Test": r["term"], "Role": r["role"], "HR": r.get("hr", np.nan), "p": r["p"],
+        df = pd.DataFrame([{"Test": r["term"], "Role": r["role"], "HR (coef. for objective 3)":
+                            r.get("hr", r.get("coef", np.nan)), "p": r["p"],
                             "p (Holm)": r["p_holm"], "p (BH FDR)": r["p_fdr"]} for r in rows])
         parts.append(f"<h3>{esc(fam)}</h3>{table(df, 3)}")
     parts.append("<p class='note'>Holm (family-wise error) and Benjamini–Hochberg (false discovery rate) adjusted "

@@ -159,7 +159,8 @@ def _relabel(rows: list[dict], prefix: str) -> list[dict]:
     return [{**r, "term": f"{prefix}{r['term']}"} for r in rows]
 
 
-def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict]) -> dict[str, list[dict]]:
+def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict], o3: dict | None = None
+                          ) -> dict[str, list[dict]]:
     """The families of tests the report prints, each with Holm and BH adjustment and its primary test."""
     metric_terms = {"fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"}
     fam1 = (_relabel(o1["univariable"], "univariable: ")
@@ -171,15 +172,18 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict]) -> dict[s
     names = {"o1": "objective 1 (any FES-negative)", "o1_mtv": "objective 1 (FDG MTV)", "o2": "objective 2"}
     fam_s = [{"term": f"{r['scenario']}: {label}", **r[k]} for r in sensitivity for k, label in names.items()
              if k in r]
+    fam3 = [{"term": r["term"], "coef": r["coef"], "p": r["p"]} for r in (o3 or {}).get("coefficients", [])
+            if r["term"] != "intercept"]
     return adjust_families({
         "Objective 1: heterogeneity and PFS1": (fam1, "adjusted: any_fes_negative"),
         "Objective 2: treatment x heterogeneity": (fam2, f"interaction: {o2['interaction']['term']}"),
+        "Objective 3: lesion response": (fam3, "log_fes_suv"),
         "Sensitivity analyses (all exploratory)": (fam_s, None),
     })
 
 
 def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: dict[str, FrozenCox],
-                   internal: dict[str, dict], o1: dict, o2: dict, candidates: dict[str, tuple[str, int]],
+                   internal: dict[str, dict], o1: dict, o2: dict, o3: dict, candidates: dict[str, tuple[str, int]],
                    sensitivity: tuple[Callable, SensitivitySpec, list[Scenario]] | None,
                    settings: StatisticsSettings, horizons: tuple[float, ...], time: str, event: str,
                    treatment: str, clinical: tuple[str, ...], seed: int = 0, executor: Executor | None = None
@@ -207,5 +211,5 @@ def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: d
                        for c, d in cohorts.items() if c != development}
     rows = run_sensitivity(*sensitivity[:1], sensitivity[2], sensitivity[1], executor) if sensitivity else []
     out["sensitivity"] = rows
-    out["multiplicity"] = multiplicity_families(o1, o2, rows)
+    out["multiplicity"] = multiplicity_families(o1, o2, rows, o3)
     return out

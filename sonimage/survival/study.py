@@ -149,7 +149,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
         sensitivity = (build, spec, scenarios(tuple(study.fes_thresholds),
                                               delineation_columns(list(lesions[development].columns)), primary))
     appraisal = appraise_study(cohorts, development, models, {n: o4[n]["internal_validation"] for n in models}, o1,
-                               o2, {"risk": (study.prognostic_formula, 2), "effect": (study.effect_formula, 0)},
+                               o2, o3, {"risk": (study.prognostic_formula, 2), "effect": (study.effect_formula, 0)},
                                sensitivity, stats, tuple(study.benefit_horizons), TIME, EVENT, TRT, CLINICAL,
                                study.seed, executor)
     appraisal["left_out"] = left_out
