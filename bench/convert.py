@@ -52,24 +52,28 @@ def one_simpleitk(folder: Path) -> dict:
 def one_sonimage(folder: Path, reader: str = "tagreader") -> dict:
     """sonimage's conversion of one series: header index (pseudonymised), validation, SUV, chunked Zarr write.
 
-    ``reader`` "pydicom" indexes with a full pydicom parse of every header (the index before the tag reader).
+    ``reader`` "pydicom" indexes with a full pydicom parse of every header (the index before the tag reader),
+    else the library's ``index_files``.
     """
-    from sonimage.dicom.index import Instance, list_files, read_instance, read_instance_pydicom
+    from sonimage.dicom import index
     from sonimage.dicom.pseudonym import Pseudonymiser
     from sonimage.dicom.reader import load_plan
     from sonimage.dicom.series import group_series
     from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
     from sonimage.volumes.volume import Volume
 
-    read = read_instance_pydicom if reader == "pydicom" else read_instance
     pseudo = Pseudonymiser(b"bench")
     out = Path(tempfile.mkdtemp())
     # Warm-up: xarray and zarr import codecs and backends lazily on their first write (an import cost).
     write_volume(Volume(np.zeros((2, 2, 2), np.float32), (1.0, 1.0, 1.0)), out / "warm.zarr", "suv")
     base = peak_mb()
     clock = Clock()
-    records = [read(p, folder, pseudo) for p in list_files(folder)]
-    plans, _, _ = group_series([r for r in records if isinstance(r, Instance)])
+    if reader == "pydicom":
+        records = [index.read_instance_pydicom(p, folder, pseudo) for p in index.list_files(folder)]
+        instances = [r for r in records if isinstance(r, index.Instance)]
+    else:
+        instances, _ = index.index_files(index.list_files(folder), folder, pseudo)
+    plans, _, _ = group_series(instances)
     plan = next(p for p in plans if p.modality == "PT")
     found = clock.read()
     volume = load_plan(plan, folder)
@@ -82,8 +86,11 @@ def one_sonimage(folder: Path, reader: str = "tagreader") -> dict:
 
 
 def _one(tool: str, folder: Path) -> dict:
+    env = dict(os.environ)
+    if tool == "baseline":  # sonimage from another checkout (PYTHONPATH comes before the editable install)
+        env["PYTHONPATH"] = os.environ["SONIMAGE_BASELINE"]
     return json.loads(subprocess.run([sys.executable, __file__, "--one", tool, str(folder)], check=True,
-                                     capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                                     capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1])
 
 
 def _dicom_mb(folder: Path) -> float:
@@ -93,9 +100,10 @@ def _dicom_mb(folder: Path) -> float:
 def series_rows(name: str, folder: Path, repeat: int) -> list[dict]:
     """Every tool on one series, each run in a fresh process, tools interleaved in ``repeat`` rounds; medians."""
     mb = _dicom_mb(folder)
-    rounds = [[_one(tool, folder) for tool in TOOLS] for _ in range(repeat)]
+    tools = TOOLS + (("baseline",) if os.environ.get("SONIMAGE_BASELINE") else ())
+    rounds = [[_one(tool, folder) for tool in tools] for _ in range(repeat)]
     rows = []
-    for k, tool in enumerate(TOOLS):
+    for k, tool in enumerate(tools):
         runs = [r[k] for r in rounds]
         med = {key: statistics.median(r[key] for r in runs)
                for key in ("seconds", "cpu_s", "discover_s", "discover_cpu_s", "read_s")}
@@ -191,6 +199,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-cohort", action="store_true", help="single series only")
+    parser.add_argument("--baseline", type=Path, help="root of another checkout whose sonimage is timed too, as "
+                        "'baseline' (e.g. main, for a before/after in one run)")
     args = parser.parse_args()
     if args.one:
         tool, folder = args.one[0], Path(args.one[1])
@@ -198,6 +208,8 @@ def main() -> None:
             folder, "pydicom" if tool == "sonimage-pydicom-index" else "tagreader")
         print(json.dumps(result))
         return
+    if args.baseline:
+        os.environ["SONIMAGE_BASELINE"] = str(args.baseline.resolve())
     before = load()
     rows: list[dict] = []
     real = SHARED / "sts-001-fdg-pet" / "dicom"

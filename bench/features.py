@@ -146,8 +146,12 @@ def prepare_lesions(folder: Path) -> list[dict]:
     return pairs
 
 
-def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = ()) -> dict:
+def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = (), source: Path | None = None
+             ) -> dict:
+    """One worker process of ``tool``; ``source``: the root of another checkout whose sonimage it imports."""
     env = {**os.environ, "FAMILIES": json.dumps(list(families)), "OMP_NUM_THREADS": "1"}
+    if source is not None:  # PYTHONPATH comes before the editable install
+        env["PYTHONPATH"] = str(source)
     done = subprocess.run([str(python), __file__, "--worker", tool, str(pairs_file)], check=True,
                           capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -218,18 +222,61 @@ def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], re
     return rows
 
 
+def profile(pairs: list[dict], rounds: int = 3) -> list[dict]:
+    """Where sonimage's time goes: CPU seconds over all lesions per step (read, validation + crop, each family),
+    the fastest of ``rounds``."""
+    from sonimage.features.base import FeatureSettings
+    from sonimage.features.extract import ALL_FAMILIES, check_roi, crop, family_module
+    from sonimage.features.local_intensity import peak_margin
+
+    read, _ = _sonimage_runner(MATCHED)
+    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        spent = dict.fromkeys(("read image + mask", "validate + crop", *ALL_FAMILIES), 0.0)
+        for p in pairs:
+            cpu = time.process_time()
+            roi = read(p["image"], p["mask"])
+            spent["read image + mask"] += time.process_time() - cpu
+            cpu = time.process_time()
+            check_roi(roi)
+            roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml))
+            spent["validate + crop"] += time.process_time() - cpu
+            for name in ALL_FAMILIES:
+                cpu = time.process_time()
+                family_module(name).compute(roi, settings)
+                spent[name] += time.process_time() - cpu
+        best = {k: min(v, best.get(k, v)) for k, v in spent.items()}
+    matched = sum(best[k] for k in ("read image + mask", "validate + crop", *MATCHED))
+    return [{"step": k, "cpu_s": v, "matched": k in MATCHED or "+" in k, "share_of_matched": v / matched}
+            for k, v in best.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("TOOL", "PAIRS"), help=argparse.SUPPRESS)
     parser.add_argument("--cohort-patients", type=int, default=12, help="synthetic SONIA patients for the Dask part")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; per lesion the fastest round counts")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="only sonimage's CPU seconds per step and family")
+    parser.add_argument("--baseline", type=Path, help="root of another checkout whose sonimage (matched families) "
+                        "is timed too, for a before/after in one run")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], Path(args.worker[1]))))
         return
     from sonimage.features.extract import ALL_FAMILIES
 
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = profile(prepare_lesions(Path(tmp)))
+        print(f"{'step':<22}{'CPU s (51 lesions)':>20}{'share of matched':>18}")
+        for r in rows:
+            share = f"{100 * r['share_of_matched']:.0f} %" if r["matched"] else "(not matched)"
+            print(f"{r['step']:<22}{r['cpu_s']:>20.3f}{share:>18}")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "features-profile.json").write_text(json.dumps({"machine": describe(), "steps": rows}, indent=2))
+        return
     pyrad = ensure_pyradiomics()
     before = load()
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,10 +285,14 @@ def main() -> None:
         pairs_file.write_text(json.dumps(pairs))
         print(f"{len(pairs)} lesions ({min(p['voxels'] for p in pairs)}–{max(p['voxels'] for p in pairs)} voxels), "
               f"bin width {BIN_WIDTH} SUV, 3D", flush=True)
-        runs = [(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", pyrad, "pyradiomics", ()),
-                (f"sonimage (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", ()),
-                (f"sonimage (all {len(ALL_FAMILIES)} families)", Path(sys.executable), "sonimage-all", ALL_FAMILIES)]
-        rounds = [[run_tool(python, tool, pairs_file, fams) for _, python, tool, fams in runs]
+        runs = [(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", pyrad, "pyradiomics", (), None),
+                (f"sonimage (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (), None),
+                (f"sonimage (all {len(ALL_FAMILIES)} families)", Path(sys.executable), "sonimage-all", ALL_FAMILIES,
+                 None)]
+        if args.baseline:
+            runs.append((f"baseline (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (),
+                         args.baseline.resolve()))
+        rounds = [[run_tool(python, tool, pairs_file, fams, source) for _, python, tool, fams, source in runs]
                   for _ in range(args.repeat)]  # tools interleaved within each round
         tools = [summarise(name, best_of([r[i] for r in rounds])) for i, (name, *_) in enumerate(runs)]
     base = tools[0]
