@@ -4,10 +4,10 @@ One command: ``python bench/scale.py`` prints a table and writes ``bench/results
 
 - **Cohort**: one synthetic SONIA cohort of the largest N (``sonimage synth``, ``--size``, generated once into
   ``bench/results/data``); smaller N take its first N patients (hard links, no copies).
-- **Work**: the library stages as the flow runs them, without Prefect's orchestration: ``convert_tree`` (header
-  index, one task per series) then the feature stage (lesion planning with FES registration per patient, one task
-  per scan, the lesion/patient tables), on a fresh ``LocalCluster`` of W single-threaded worker processes per
-  run; cluster start-up and worker imports are not timed.
+- **Work**: the library stages the flow maps to tasks, without Prefect's orchestration: ``convert_tree`` (header
+  index, one task per series) then ``features_tree`` (lesion planning with FES registration per patient, one
+  task per scan, the lesion/patient tables), on a fresh ``LocalCluster`` of W single-threaded worker processes
+  per run; cluster start-up and worker imports are not timed.
 - **Measured**: wall seconds per stage and per patient; CPU seconds of all workers and the client; peak resident
   memory per worker; the speed-up from 1 to W workers at the same N; the machine's load before and after.
 - **Extrapolation**: Amdahl's law fitted to the 1- and 2-worker wall times (serial fraction
@@ -66,7 +66,7 @@ def first_patients(root: Path, n: int, into: Path) -> Path:
 
 def _warm_up() -> None:
     """Import the pipeline in a worker, as a long-running worker already has."""
-    import sonimage.lesions.jobs  # noqa: F401
+    import sonimage.lesions.tree  # noqa: F401
     import sonimage.volumes.convert  # noqa: F401
 
 
@@ -74,37 +74,14 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def features_stage(out: Path, client) -> int:
-    """The feature stage as the flow runs it: patients planned, one task per scan, tables written; lesions done."""
-    import pandas as pd
-
-    from flows.tasks import write_features
-    from sonimage.lesions.jobs import patient_scans, prepare_patient
-
-    scans, _ = patient_scans(pd.read_parquet(out / "manifest.parquet"))
-    prepared = client.gather(client.map(prepare_patient, scans, out=out, pure=False))
-    by_scan: dict[str, list] = {}
-    for batch, _ in prepared:
-        for job in batch:
-            by_scan.setdefault(f"{job.patient}-{job.tracer}", []).append(job)
-    per_scan = client.gather(client.map(_scan, list(by_scan.values()), out=out, pure=False))
-    results = [r for batch in per_scan for r in batch]
-    write_features.fn(str(out), results, [record for _, record in prepared])
-    return len(results)
-
-
-def _scan(jobs: list, out: Path) -> list:
-    from sonimage.lesions.jobs import lesion_features
-
-    return [lesion_features(job, out) for job in jobs]
-
-
 def run_cell(dicom: Path, workers: int) -> dict:
     """Convert and extract the cohort at ``dicom`` on a fresh cluster of ``workers`` processes."""
+    import pandas as pd
     from distributed import Client
 
     from sonimage.cluster import local_cluster
     from sonimage.dicom.pseudonym import Pseudonymiser
+    from sonimage.lesions.tree import features_tree
     from sonimage.volumes.convert import convert_tree
 
     out = Path(tempfile.mkdtemp(prefix="sonimage-scale-"))
@@ -114,10 +91,11 @@ def run_cell(dicom: Path, workers: int) -> dict:
             cpu0, own0, t0 = sum(client.run(_cpu).values()), time.process_time(), time.perf_counter()
             summary = convert_tree(dicom, out, Pseudonymiser(b"bench"), executor=client)
             t1 = time.perf_counter()
-            lesions = features_stage(out, client)
+            tables = features_tree(out, executor=client)
             t2 = time.perf_counter()
             cpu = sum(client.run(_cpu).values()) - cpu0 + time.process_time() - own0
             peaks = list(client.run(peak_mb).values())
+        lesions = len(pd.read_parquet(tables["lesion_features"]))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return {"workers": workers, "series": summary.n_converted, "files": summary.n_files, "lesions": lesions,
@@ -154,7 +132,6 @@ def main() -> None:
     parser.add_argument("--size", default="small", help="synthetic image size (sonimage synth --size)")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))  # flows/ (the feature tables' writer)
     before = load()
     full = cohort(max(args.patients), args.size, args.seed)
     rows = []
