@@ -171,13 +171,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--size", default="small", help="synthetic image size (sonimage synth --size)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--cohort", type=int, help="patients of the generated cohort the N are taken from "
+                        "(default: the largest N; a larger one already generated is reused as it is)")
     args = parser.parse_args()
     before = load()
-    full = cohort(max(args.patients), args.size, args.seed)
+    size = max(args.cohort or 0, *args.patients)
+    full = cohort(size, args.size, args.seed)
     rows = []
     for n in sorted(args.patients):
         with tempfile.TemporaryDirectory(prefix="sonimage-scale-") as tmp:
-            dicom = full if n == max(args.patients) else first_patients(full, n, Path(tmp))
+            dicom = full if n == size else first_patients(full, n, Path(tmp))
             for w in sorted(args.workers):
                 start = load()
                 row = {"patients": n, **run_cell(dicom, w), "load_1min_start": start["load_1min"],
