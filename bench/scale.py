@@ -10,12 +10,11 @@ One command: ``python bench/scale.py`` prints a table and writes ``bench/results
   per run; cluster start-up and worker imports are not timed.
 - **Measured**: wall seconds per stage and per patient; CPU seconds of all workers and the client; peak resident
   memory per worker; the speed-up from 1 to W workers at the same N; the machine's load before and after.
-- **Dedicated-core estimate and extrapolation**: every task's CPU seconds (its worker process's) are recorded by stage
-  (index batches, series, patients' planning, scans); the client's CPU (planning, tables, the in-process
-  scheduler) counts as serial. Packing each stage's tasks onto K cores, longest first, gives the wall time on K
-  dedicated workers, hence the speed-up from 1 to 2 workers free of other tenants' load, and for K = 8, 32, 128.
-  On a shared machine (load above the CPU count) the measured wall speed-up mostly says how much more of the
-  machine two processes got.
+- **Extrapolation**: Amdahl's law fitted to the 1- and 2-worker wall times (serial fraction f = 2 / S₂ − 1)
+  predicts the speed-up on K workers, 1 / (f + (1 − f) / K). On a shared machine (load above the CPU count) the
+  wall speed-up mostly says how much more of the machine two processes got: read it with the load columns.
+- **Per stage**: each task's CPU seconds as its worker process counted them while it ran, summed by stage
+  (``task_cpu_s`` in the JSON; approximate: Zarr reads inside a task may run sub-tasks concurrently).
 
 ``--patients 25 50 100 --workers 1 2`` is the full grid (the default); each cell costs about as much as
 converting and extracting that many patients, so pass fewer on a small machine.
@@ -77,15 +76,15 @@ def _cpu() -> float:
 
 
 def _timed(fn, *args, **kwargs) -> tuple:
-    """Run ``fn`` and return its result with the CPU seconds its worker process spent meanwhile: workers run one
-    task at a time, and libraries compute in threads of their own (Zarr codecs, ITK's registration)."""
+    """Run ``fn`` and return its result with the CPU seconds its worker process spent meanwhile (libraries
+    compute in threads of their own: Zarr codecs, ITK's registration)."""
     start = time.process_time()
     value = fn(*args, **kwargs)
     return value, time.process_time() - start
 
 
 class TimedExecutor:
-    """A Dask client as the stages' executor that records every task's CPU seconds, stage by stage."""
+    """A Dask client as the stages' executor that records every task's CPU seconds, by stage."""
 
     def __init__(self, client) -> None:
         self.client, self.stages = client, {}
@@ -103,20 +102,6 @@ class _TimedResult:
         value, cpu = self.future.result()
         self.sink.append(cpu)
         return value
-
-
-def makespan(task_seconds: list[float], workers: int) -> float:
-    """Wall seconds of one stage's tasks on ``workers`` dedicated cores: longest task first, to the least loaded."""
-    loads = [0.0] * workers
-    for t in sorted(task_seconds, reverse=True):
-        loads[loads.index(min(loads))] += t
-    return max(loads)
-
-
-def dedicated(stages: dict[str, list[float]], serial_s: float, workers: int) -> float:
-    """Estimated wall seconds on ``workers`` dedicated cores: the client's CPU (serial) plus each stage's makespan
-    (stages run one after the other, each waits for its last task)."""
-    return serial_s + sum(makespan(tasks, workers) for tasks in stages.values())
 
 
 def run_cell(dicom: Path, workers: int) -> dict:
@@ -148,21 +133,26 @@ def run_cell(dicom: Path, workers: int) -> dict:
     return {"workers": workers, "series": summary.n_converted, "files": summary.n_files, "lesions": lesions,
             "convert_s": t1 - t0, "features_s": t2 - t1, "total_s": t2 - t0, "cpu_s": cpu,
             "peak_mb_per_worker": max(peaks), "client_cpu_s": client_cpu,
-            "task_cpu_s": {name: sum(ts) for name, ts in timed.stages.items()}, "stages": timed.stages}
+            "task_cpu_s": {name: sum(ts) for name, ts in timed.stages.items()}}
 
 
 def extrapolate(rows: list[dict]) -> list[dict]:
-    """Speed-ups on K dedicated workers from the measured task CPU seconds of the largest N (1-worker run when
-    there is one): the client's CPU is serial, each stage's tasks are packed onto K cores (longest first)."""
-    largest = max(r["patients"] for r in rows)
-    row = min((r for r in rows if r["patients"] == largest), key=lambda r: r["workers"])
-    one = dedicated(row["stages"], row["client_cpu_s"], 1)
+    """Amdahl's law from the 1- and 2-worker runs of the largest N measured with both."""
+    both: dict[int, dict[int, dict]] = {}
+    for r in rows:
+        both.setdefault(r["patients"], {})[r["workers"]] = r
+    sizes = [n for n, cells in both.items() if 1 in cells and 2 in cells]
+    if not sizes:
+        return []
+    n = max(sizes)
+    one, two = both[n][1], both[n][2]
+    speedup = one["total_s"] / two["total_s"]
+    serial = min(max(2.0 / speedup - 1.0, 0.0), 1.0)
     out = []
-    for k in (2, *CLUSTER_SIZES):
-        wall = dedicated(row["stages"], row["client_cpu_s"], k)
-        out.append({"from_patients": largest, "workers": k, "speedup": one / wall, "wall_s": wall,
-                    "serial_s": row["client_cpu_s"], "longest_task_s": max(max(t) for t in row["stages"].values()),
-                    "hours_per_1000_patients": 1000 / largest * wall / 3600})
+    for k in CLUSTER_SIZES:
+        s_k = 1.0 / (serial + (1.0 - serial) / k)
+        out.append({"from_patients": n, "serial_fraction": serial, "workers": k, "speedup": s_k,
+                    "hours_per_1000_patients": 1000 * one["total_s"] / n / s_k / 3600})
     return out
 
 
@@ -203,13 +193,10 @@ def main() -> None:
               f"{r['load_1min_start']:>5.1f}→{r['load_1min_end']:<5.1f}")
     print("speed-up: against the smallest worker count at the same N; load: 1-minute load average at start → end")
     cluster = extrapolate(rows)
-    if cluster:
-        c0 = cluster[0]
-        print(f"dedicated cores, from the task CPU seconds of N={c0['from_patients']} (client {c0['serial_s']:.1f} s "
-              f"serial, longest task {c0['longest_task_s']:.1f} s); hours per 1000 patients scale this N linearly:")
-        for c in cluster:
-            print(f"  {c['workers']:>4} workers: speed-up {c['speedup']:.2f}x, {c['hours_per_1000_patients']:.2f} h "
-                  "per 1000 patients")
+    for c in cluster:
+        print(f"extrapolation (Amdahl, serial fraction {c['serial_fraction']:.2f} from N={c['from_patients']}): "
+              f"{c['workers']} workers → speed-up {c['speedup']:.1f}x, {c['hours_per_1000_patients']:.2f} h per "
+              "1000 patients")
     print(load_line(before, load()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"machine_start": describe() | before, "machine_end": load(), "size": args.size, "rows": rows,
