@@ -38,10 +38,12 @@ STACK_DIR ?= $(CURDIR)/.stack
 stack: $(STAMP)
 	$(BIN)/python -m flows.stack $(STACK_DIR)
 
+SCALE_PATIENTS ?= 25 50 100
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/survival.py
+	$(BIN)/python bench/scale.py --patients $(SCALE_PATIENTS) --workers 1 2
 
 clean:
 	rm -rf out .prefect .stack bench/results
