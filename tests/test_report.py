@@ -13,6 +13,7 @@ from sonimage.report import run_study_analysis
 from sonimage.survival.cox import FrozenCox
 from sonimage.survival.objectives import StudySettings, add_patient_metrics
 from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.tables.patients import fes_complete_case
 
 SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 and FES/FDG heterogeneity",
             "Objective 2: does heterogeneity modify the CDK4/6i effect?", "Objective 3: lesion response",
@@ -58,7 +59,7 @@ def test_metrics_json_and_models(run):
     # the frozen model file reproduces the per-patient predictions without refitting
     model = FrozenCox.load(out / "models" / "effect.json")
     benefit = pd.read_parquet(out / "benefit.parquet")
-    dev = add_patient_metrics(t["sonia"].patients, t["sonia"].lesions)
+    dev, _ = fes_complete_case(add_patient_metrics(t["sonia"].patients, t["sonia"].lesions))
     treated = model.survival(dev.assign(cdk46i=1), 12.0)[:, 0]
     np.testing.assert_allclose(benefit["effect_pfs_treated_12"], treated)
 
@@ -69,3 +70,21 @@ def test_bad_input_is_named():
         run_study_analysis({"sonia": t.patients}, {"sonia": t.lesions}, "/tmp/unused", development="nope")
     with pytest.raises(ValueError, match="no lesion table"):
         run_study_analysis({"sonia": t.patients}, {}, "/tmp/unused")
+
+
+def test_patients_without_fes_evaluable_lesions_are_counted_and_left_out(run):
+    """The liver-only patient of each full-size cohort: missing FES metrics, complete-case, count in the report."""
+    path, out, t = run
+    liver_only = t["sonia"].patients.loc[t["sonia"].patients.n_fes_evaluable == 0, "subject_id"]
+    assert len(liver_only) >= 1
+    dev = add_patient_metrics(t["sonia"].patients, t["sonia"].lesions).set_index("subject_id")
+    assert dev.loc[liver_only, "fes_positive_fraction"].isna().all()
+    assert dev.loc[liver_only, "any_fes_negative"].isna().all()
+    assert (dev.loc[liver_only, "fes_missing_reason"] == "no FES-evaluable lesion").all()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["not_fes_evaluable"]["sonia"] == {"no FES-evaluable lesion": len(liver_only)}
+    html = path.read_text()
+    assert "Not FES-evaluable (missing FES is not negative FES)" in html
+    assert f"no FES-evaluable lesion: {len(liver_only)}" in html
+    everyone = next(r for r in m["objective2"]["forest"] if r["subgroup"] == "All patients")
+    assert everyone["n"] == len(t["sonia"].patients) - len(liver_only)  # complete-case analysis set

@@ -21,6 +21,7 @@ from sonimage.survival.objectives import (EVENT, TIME, TRT, StudySettings, add_p
                                           objective1, objective2, objective3, objective4, objective5)
 from sonimage.survival.parallel import Executor
 from sonimage.tables.parquet import write_table
+from sonimage.tables.patients import fes_complete_case
 
 METRIC_LABELS = {"harrell_c": "Harrell C", "uno_c": "Uno C", "auc": "AUC(t)", "oe_ratio": "O/E",
                  "calibration_slope": "Calibration slope", "ici": "ICI", "e50": "E50", "e90": "E90",
@@ -125,7 +126,8 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: StudyS
                              "FES-PET lesion positive at SUVmax ≥ 1.5"),
         ("8", "Sample size", f"{len(dev)} patients, {events} events, {n_par} effect-model parameters "
                              f"({events / max(n_par, 1):.1f} events per parameter)"),
-        ("9", "Missing data", "Complete data required; missing values stop the analysis naming the column"),
+        ("9", "Missing data", "Patients without a FES-evaluable lesion have missing FES metrics (not negative): "
+                              "complete-case analysis, the patients left out counted with their reason"),
         ("10b", "Model building", "Cox, Efron ties; effect model with L2 penalty on interactions, tuned by "
                                   f"{settings.folds}-fold cross-validated partial likelihood"),
         ("10d", "Performance measures", "Harrell and Uno C, AUC(t), O/E, calibration slope, ICI/E50/E90, IPCW "
@@ -157,7 +159,10 @@ def run_study_analysis(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.
         raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
-    cohorts = {c: add_patient_metrics(p, lesions[c]) for c, p in patients.items()}
+    everyone = {c: add_patient_metrics(p, lesions[c]) for c, p in patients.items()}
+    complete = {c: fes_complete_case(d) for c, d in everyone.items()}  # missing FES is not negative FES
+    cohorts = {c: d for c, (d, _) in complete.items()}
+    not_evaluable = {c: left for c, (_, left) in complete.items()}
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}
 
@@ -172,7 +177,8 @@ def run_study_analysis(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.
 
     h = settings.horizon_months
     sections = [("Key results", _key_results(dev, o2, o4, o5, development, h)),
-                ("Table 1: patients per cohort", table(table_one(cohorts, development))),
+                ("Table 1: patients per cohort", table(table_one(everyone, development))
+                 + _not_evaluable_html(not_evaluable)),
                 ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(o1)),
                 ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(o2)),
                 ("Objective 3: lesion response", _objective3_html(o3)),
@@ -188,8 +194,20 @@ def run_study_analysis(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.
     write_json_atomic({"sonimage_version": __version__, "development": development, "settings": asdict(settings),
                        "objective1": _strip_curves(o1), "objective2": o2,
                        "objective3": {k: v for k, v in o3.items() if k != "points"}, "objective4": o4,
-                       "objective5": o5, "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
+                       "objective5": o5, "not_fes_evaluable": {c: left.reason.value_counts().to_dict()
+                                                               for c, left in not_evaluable.items()},
+                       "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
     return out_dir / "report.html"
+
+
+def _not_evaluable_html(left: dict[str, pd.DataFrame]) -> str:
+    """Count and reasons of the patients left out of the FES analyses (complete case)."""
+    rows = [{"Cohort": c.upper(), "Not FES-evaluable": len(d),
+             "Reasons": "; ".join(f"{r}: {n}" for r, n in d.reason.value_counts().items()) or "–"}
+            for c, d in left.items()]
+    return ("<p>Not FES-evaluable (missing FES is not negative FES): patients with no FES scan, a failed or poor "
+            "registration, or only non-evaluable lesions have no FES metrics. The analyses are complete-case: these "
+            "patients are left out of them (Table 1 shows all patients).</p>" + table(pd.DataFrame(rows)))
 
 
 def _strip_curves(o1: dict) -> dict:

@@ -82,10 +82,11 @@ def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold
     per = per.reindex(patients["subject_id"])
     out = patients.copy()
     for col in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
-                "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern", "fdg_suvmax3"):
+                "fes_positive_fraction_evaluable", "fes_pattern", "fes_missing_reason", "fdg_suvmax3"):
         out[col] = per[col].to_numpy()
+    out["any_fes_negative"] = per["any_fes_negative"].to_numpy(dtype=float, na_value=np.nan)  # NaN: not evaluable
     out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
-    for c in ("de_novo", "visceral", "prior_endocrine", "any_fes_negative", "bone_only"):
+    for c in ("de_novo", "visceral", "prior_endocrine", "bone_only"):
         if c in out:
             out[c] = out[c].astype(int)
     return out

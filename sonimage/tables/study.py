@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sonimage.tables.patients import NOT_FES_EVALUABLE
+from sonimage.tables.patients import lesion_evaluability
 
 RESPONSE_COLUMNS = ["subject_id", "lesion_id", "response_pct", "response"]
 
@@ -29,8 +29,9 @@ class StudyTables:
 
 def analysis_lesions(summary: pd.DataFrame, response: pd.DataFrame | None) -> pd.DataFrame:
     """Image lesion summary in the columns the analyses read, with response joined where the clinic gives it."""
+    evaluable, _ = lesion_evaluability(summary)  # the FES reading's flags when the summary has them
     les = summary.assign(subject_id=summary.patient, lesion_id=summary.lesion, fdg_suv=summary.fdg_suvmax,
-                         fes_suv=summary.fes_suvmax, fes_evaluable=~summary.organ.isin(NOT_FES_EVALUABLE))
+                         fes_suv=summary.fes_suvmax, fes_evaluable=evaluable)
     if response is not None:
         les = les.merge(response[RESPONSE_COLUMNS], on=["subject_id", "lesion_id"], how="left")
     return les
