@@ -11,8 +11,8 @@ from prefect import task
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.lesions.jobs import PIPELINE_SETTINGS, LesionJob, PatientScans, lesion_features, lesion_summary, \
-    prepare_patient
+from sonimage.lesions.jobs import PIPELINE_SETTINGS, LesionJob, PatientScans, delineation_table, lesion_features, \
+    lesion_summary, prepare_patient, reading_tables
 from sonimage.report.study import run_study_analysis
 from sonimage.tables.parquet import write_table
 from sonimage.tables.patients import patient_metrics
@@ -55,15 +55,18 @@ def extract_lesions(scan: str, jobs: list[LesionJob], out: str) -> list[LesionFe
 
 @task(name="write-feature-tables")
 def write_features(out: str, results: list[LesionFeatures], registrations: list[dict]) -> dict[str, str]:
-    """The wide lesion feature table, the lesion summary, patient heterogeneity metrics and registration QC."""
+    """The wide lesion feature table, the lesion summary, patient heterogeneity metrics, every delineation, and
+    the QC tables (registration per patient, liver reference per scan, FES reading per lesion)."""
     folder = Path(out) / "features"
     table, dictionary = feature_table(results, PIPELINE_SETTINGS)
     paths = {"lesion_features": write_feature_table(table, dictionary, folder / "lesion_features.parquet")}
-    summary = lesion_summary(results)
+    qc = reading_tables(registrations)
+    summary = lesion_summary(results, qc["fes_reading"])
     paths["lesions"] = write_table(summary, folder / "lesions.parquet")
     metrics = patient_metrics(summary.dropna(subset=["fdg_suvmax"]))
     paths["patients"] = write_table(metrics, folder / "patients.parquet")
-    paths["registration"] = write_table(pd.DataFrame(registrations), folder / "registration.parquet")
+    paths["delineations"] = write_table(delineation_table(results), folder / "delineations.parquet")
+    paths.update({name: write_table(df, folder / f"{name}.parquet") for name, df in qc.items()})
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -1,0 +1,179 @@
+"""Reading FES per lesion so that spill-in from excreting organs is not called FES-positive.
+
+FES is metabolised in the liver and excreted through bile, bowel and urine: liver, gallbladder, bowel and
+bladder are hot (SUV 5–20), and the scanner's point-spread function (FWHM 5–7 mm) spills that activity into
+lesions nearby. After the lesion labels are carried onto the FES scan (:mod:`sonimage.lesions.registration`),
+every lesion gets an evaluability flag and, when not evaluable, a reason, checked in this order:
+
+1. ``no FES scan`` / ``registration failed`` / ``registration below quality threshold`` (NCC of the CTs below
+   :attr:`FesReading.min_ncc`): the whole patient;
+2. ``liver``: FES-PET cannot read liver lesions (EANM/SNMMI FES guideline 2024);
+3. ``near high FES uptake``: the lesion lies within :attr:`FesReading.hot_distance_mm` of extra-lesional
+   uptake ≥ :attr:`FesReading.hot_suv` forming a region of at least :attr:`FesReading.hot_min_ml` (liver,
+   gallbladder, bowel, bladder; the lesions themselves, grown by one PSF FWHM, are excluded). The default 12 mm
+   is about two FWHM of a clinical PET: spill-in from an SUV-20 organ falls below 0.05 SUV there;
+4. ``local background at or above the FES threshold``: the median FES SUV of a shell 1–2 FWHM around the lesion
+   (other lesions excluded) reaches the positivity threshold, so the lesion cannot be told from its background.
+
+FES-seeded re-search: residual misregistration (rotation, breathing, non-rigid motion) can put the mapped
+contour beside the lesion. The FDG PET is mapped onto the FES grid with the same transform, and the lesion's
+FDG pattern (the contour grown by one FWHM) is correlated with the FES image at every voxel shift within
+:attr:`FesReading.research_mm`; the contour is moved to the best shift only when FES shows the lesion there
+(Pearson r ≥ :attr:`FesReading.research_min_r`, and better than at the registered position). A FES-negative
+lesion has no FES pattern to follow, so it stays where registration put it and is not pulled onto hot
+neighbours. Every lesion's shift, correlation, background and distance are recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+NOT_EVALUABLE_ORGANS = ("liver",)
+
+
+@dataclass(frozen=True)
+class FesReading:
+    """Settings of the FES reading (written with its outputs)."""
+
+    threshold: float = 1.5  # FES-positive at SUVmax >= threshold (Nienhuis 2018)
+    min_ncc: float = 0.80  # registration quality below which a patient's lesions are not evaluable
+    hot_suv: float = 2.5  # extra-lesional FES uptake counted as excretion / metabolism
+    hot_min_ml: float = 10.0  # smallest such region (smaller hot spots are lesions the reader did not draw)
+    hot_distance_mm: float = 12.0  # lesions closer than this to such a region are not evaluable
+    fwhm_mm: float = 6.5  # PET resolution used to grow lesions and place the background shell
+    research_mm: float = 6.0  # radius of the FES-seeded re-search (0 switches it off)
+    research_min_r: float = 0.5  # correlation the re-search needs to move a contour
+
+    def as_dict(self) -> dict[str, float]:
+        """Settings as a flat dict (QC tables, metrics.json)."""
+        return asdict(self)
+
+
+def _ball(spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    half = [max(int(np.floor(radius_mm / s)), 0) for s in spacing]
+    axes = [np.arange(-h, h + 1) * s for h, s in zip(half, spacing)]
+    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
+    return zz**2 + yy**2 + xx**2 <= radius_mm**2 + 1e-9
+
+
+def grow(mask: np.ndarray, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """``mask`` dilated by a ball of ``radius_mm``."""
+    return ndimage.binary_dilation(mask, _ball(spacing, radius_mm)) if radius_mm > 0 else mask.copy()
+
+
+def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, float, float],
+                reading: FesReading) -> np.ndarray:
+    """Extra-lesional FES uptake ≥ ``hot_suv`` in connected regions of ≥ ``hot_min_ml`` (lesions grown by one
+    FWHM left out)."""
+    hot = (fes >= reading.hot_suv) & ~grow(lesions > 0, spacing, reading.fwhm_mm)
+    labels, n = ndimage.label(hot)
+    if n == 0:
+        return hot
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sizes = np.bincount(labels.ravel()) * voxel_ml
+    keep = sizes >= reading.hot_min_ml
+    keep[0] = False
+    return keep[labels]
+
+
+def _window(mask: np.ndarray, reach: tuple[int, int, int]) -> tuple[slice, ...]:
+    idx = np.nonzero(mask)
+    return tuple(slice(max(int(i.min()) - r, 0), min(int(i.max()) + 1 + r, n))
+                 for i, r, n in zip(idx, reach, mask.shape))
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def research_shift(fes: np.ndarray, fdg: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float],
+                   reading: FesReading) -> tuple[tuple[int, int, int], float, float]:
+    """Voxel shift (z, y, x) that moves the lesion onto its FES pattern, the correlation there and at no shift."""
+    pattern = grow(mask, spacing, reading.fwhm_mm)
+    reach = [int(np.ceil((reading.research_mm + reading.fwhm_mm) / s)) + 1 for s in spacing]
+    box = _window(mask, reach)
+    fes_w, fdg_w, pat_w = fes[box], fdg[box], pattern[box]
+    template = fdg_w[pat_w]
+    steps = [int(np.floor(reading.research_mm / s)) for s in spacing]
+    at_zero = _corr(template, fes_w[pat_w])
+    best, best_r = (0, 0, 0), at_zero
+    for dz in range(-steps[0], steps[0] + 1):
+        for dy in range(-steps[1], steps[1] + 1):
+            for dx in range(-steps[2], steps[2] + 1):
+                if (dz * spacing[0]) ** 2 + (dy * spacing[1]) ** 2 + (dx * spacing[2]) ** 2 > reading.research_mm ** 2:
+                    continue
+                moved = np.roll(pat_w, (dz, dy, dx), axis=(0, 1, 2))
+                if moved.sum() != pat_w.sum():  # rolled over the window edge
+                    continue
+                r = _corr(template, fes_w[moved])
+                if np.isfinite(r) and (not np.isfinite(best_r) or r > best_r):
+                    best, best_r = (dz, dy, dx), r
+    if best != (0, 0, 0) and not best_r >= reading.research_min_r:
+        best, best_r = (0, 0, 0), at_zero
+    return best, best_r, at_zero
+
+
+def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndarray, organs: dict[int, str],
+                 spacing: tuple[float, float, float], reading: FesReading) -> tuple[np.ndarray, list[dict]]:
+    """The lesion labels after re-search (on the FES grid) and one reading row per lesion label.
+
+    ``labels`` are the lesion labels carried onto the FES grid; ``organs`` maps label → organ; ``fdg_on_fes`` is
+    the FDG PET on the FES grid (None: no re-search).
+    """
+    out = labels.copy()
+    rows = []
+    voxel = np.asarray(spacing)
+    if reading.research_mm > 0 and fdg_on_fes is not None:
+        for label in organs:
+            mask = labels == label
+            if not mask.any():
+                continue
+            shift, r, r0 = research_shift(fes, fdg_on_fes, mask, spacing, reading)
+            if shift != (0, 0, 0):
+                target = np.roll(mask, shift, axis=(0, 1, 2))
+                out[mask & (out == label)] = 0
+                out[target & (out == 0)] = label
+            rows.append({"label": label, "research_shift_mm": float(np.linalg.norm(np.multiply(shift, voxel))),
+                         "research_r": r, "registered_r": r0})
+    research = {r["label"]: r for r in rows}
+    hot = hot_regions(fes, out, spacing, reading)
+    distance = ndimage.distance_transform_edt(~hot, sampling=spacing) if hot.any() else None
+    reach = [int(np.ceil(2 * reading.fwhm_mm / s)) + 1 for s in spacing]
+    result = []
+    for label, organ in organs.items():
+        box = _window(out == label, reach) if (out == label).any() else None
+        mask = out[box] == label if box else np.zeros((0, 0, 0), bool)
+        row = {"label": label, "research_shift_mm": 0.0, "research_r": float("nan"),
+               "registered_r": float("nan"), **research.get(label, {})}
+        if not mask.any():
+            result.append({**row, "fes_evaluable": False, "fes_not_evaluable_reason": "lesion not on the FES scan",
+                           "fes_hot_distance_mm": float("nan"), "fes_background_suv": float("nan")})
+            continue
+        near = float(distance[box][mask].min()) if distance is not None else float("inf")
+        others = grow((out[box] > 0) & ~mask, spacing, reading.fwhm_mm)
+        shell = grow(mask, spacing, 2 * reading.fwhm_mm) & ~grow(mask, spacing, reading.fwhm_mm) & ~others
+        background = float(np.median(fes[box][shell])) if shell.any() else float("nan")
+        if organ in NOT_EVALUABLE_ORGANS:
+            reason = "liver"
+        elif near < reading.hot_distance_mm:
+            reason = "near high FES uptake (liver, gallbladder, bowel or bladder)"
+        elif background >= reading.threshold:
+            reason = "local background at or above the FES threshold"
+        else:
+            reason = ""
+        result.append({**row, "fes_evaluable": not reason, "fes_not_evaluable_reason": reason,
+                       "fes_hot_distance_mm": near, "fes_background_suv": background})
+    return out, result
+
+
+def patient_rows(labels: list[int], organs: dict[int, str], reason: str) -> list[dict]:
+    """Reading rows of a patient whose FES cannot be read at all (no scan, failed or poor registration)."""
+    nan = float("nan")
+    return [{"label": k, "fes_evaluable": False, "fes_not_evaluable_reason": reason, "fes_hot_distance_mm": nan,
+             "fes_background_suv": nan, "research_shift_mm": nan, "research_r": nan, "registered_r": nan}
+            for k in labels if k in organs]
