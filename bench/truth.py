@@ -48,7 +48,8 @@ def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list
     t0 = time.perf_counter()
     pseudo = Pseudonymiser(b"bench", read_linking(study / "site-private" / "linking.csv"))
     with ProcessPoolExecutor(workers) as pool:
-        convert_tree(study / "dicom", out, pseudo, pool)
+        if not (out / "manifest.parquet").exists():  # conversion does not change with the lesion stage: reused
+            convert_tree(study / "dicom", out, pseudo, pool)
         times["convert_s"] = time.perf_counter() - t0
         scans, _ = lesion_jobs.patient_scans(pd.read_parquet(out / "manifest.parquet"))
         t0 = time.perf_counter()
@@ -148,7 +149,7 @@ def main() -> None:
     args = p.parse_args()
 
     study = args.data / f"study-{args.cohort}-{args.size}-{args.patients}-s{args.seed}"
-    out = args.data / f"out-{args.label}-{args.cohort}-{args.size}-{args.patients}-s{args.seed}"
+    out = args.data / f"out-{args.cohort}-{args.size}-{args.patients}-s{args.seed}"
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         generate_study(study, cohorts=(args.cohort,), n_patients=args.patients, size=args.size, seed=args.seed,
@@ -170,6 +171,8 @@ def main() -> None:
         .describe().round(3).to_dict(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    summary.merge(truth, left_on=["patient", "lesion"], right_on=["subject_id", "lesion_id"], how="left",
+                  suffixes=("", "_true")).to_parquet(args.data / f"lesions-{args.label}.parquet")
     path = RESULTS / f"truth-{args.label}.json"
     path.write_text(json.dumps(doc, indent=2, default=float))
 
