@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from sonimage.lesions.liver import sphere_offsets
+
 NOT_EVALUABLE_ORGANS = ("liver",)
 
 
@@ -52,16 +54,9 @@ class FesReading:
         return asdict(self)
 
 
-def _ball(spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
-    half = [max(int(np.floor(radius_mm / s)), 0) for s in spacing]
-    axes = [np.arange(-h, h + 1) * s for h, s in zip(half, spacing)]
-    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
-    return zz**2 + yy**2 + xx**2 <= radius_mm**2 + 1e-9
-
-
 def grow(mask: np.ndarray, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
     """``mask`` dilated by a ball of ``radius_mm``."""
-    return ndimage.binary_dilation(mask, _ball(spacing, radius_mm)) if radius_mm > 0 else mask.copy()
+    return ndimage.binary_dilation(mask, sphere_offsets(spacing, radius_mm)) if radius_mm > 0 else mask.copy()
 
 
 def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, float, float],

@@ -80,7 +80,7 @@ def sphere_offsets(spacing: tuple[float, float, float], radius_mm: float) -> np.
     half = [int(np.floor(radius_mm / s)) for s in spacing]
     axes = [np.arange(-h, h + 1) * s for h, s in zip(half, spacing)]
     zz, yy, xx = np.meshgrid(*axes, indexing="ij")
-    return zz**2 + yy**2 + xx**2 <= radius_mm**2
+    return zz**2 + yy**2 + xx**2 <= radius_mm**2 * (1 + 1e-9)
 
 
 def _on_pet_grid(ct: Volume, pet: Volume) -> np.ndarray:
