@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from sonimage.lesions.delineation import DEFAULT_METHODS, Method, delineate, delineation_row
+from sonimage.lesions.delineation import DEFAULT_METHODS, DelineationSettings, Method, delineate, delineation_row
 from sonimage.lesions.liver import liver_reference
-from sonimage.lesions.reading import ReadingSettings, delineation_rows
+from sonimage.lesions.reading import delineation_rows
 from sonimage.synth import render
 from sonimage.synth.anatomy import Tissue, label_map, make_body
 from sonimage.synth.study import SIZES, pet_grid
@@ -76,14 +76,18 @@ def test_methods_are_validated_and_named() -> None:
     with pytest.raises(ValueError, match="unknown delineation method"):
         Method("otsu")
     image, truth = sphere_scene(20.0)
-    rows = delineation_rows(image, truth, SPACING, ReadingSettings(), float("nan"), 0.7)
+    rows = delineation_rows(image, truth, SPACING, DelineationSettings(), float("nan"), 0.7)
     percist = next(r for r in rows if r["method"] == "percist")
     assert np.isnan(percist["mtv_ml"]) and "liver reference" in percist["error"]
     pct41 = next(r for r in rows if r["label"] == "pct41")
     assert pct41["threshold_sul"] == pytest.approx(pct41["threshold_suv"] * 0.7)
     with pytest.raises(ValueError, match="lean-body-mass formula"):
-        ReadingSettings(lbm_formula="Boer")
-    assert ReadingSettings(lbm_formula="James").sul_ratio_key == "ratio_sul_james"
+        DelineationSettings(lbm_formula="Boer")
+    with pytest.raises(ValueError, match="is not computed"):
+        DelineationSettings(method="pct41", relative=(0.5,))
+    assert DelineationSettings(lbm_formula="James").sul_ratio_key == "ratio_sul_james"
+    assert [m.label for m in DelineationSettings(fixed_suv=(3.0,), relative=(), percist=False).methods] == \
+        ["contour", "suv3"]
 
 
 def test_contour_volume_is_the_ibsi_voxel_count_volume(phantom) -> None:
@@ -123,7 +127,7 @@ def _volume(array: np.ndarray, grid) -> Volume:
 
 def test_rows_carry_method_parameters_and_formula() -> None:
     image, truth = sphere_scene(20.0)
-    rows = pd.DataFrame(delineation_rows(image, truth, SPACING, ReadingSettings(), 3.0, 0.7))
+    rows = pd.DataFrame(delineation_rows(image, truth, SPACING, DelineationSettings(), 3.0, 0.7))
     assert set(rows.columns) >= {"method", "label", "parameters", "region", "threshold_suv", "threshold_sul",
                                  "mtv_ml", "tlg", "suvmean", "sul_lbm_formula"}
     assert (rows.sul_lbm_formula == "Janmahasatian").all() and (rows.error == "").all()

@@ -65,8 +65,50 @@ class Method:
                 "percist": "SUL >= 1.5 x liver SULmean + 2 SD (PERCIST 1.0)"}[self.kind]
 
 
-DEFAULT_METHODS = (Method("contour"), Method("fixed", 2.5), Method("relative", 0.41), Method("relative", 0.50),
-                   Method("percist"))
+LBM_FORMULAS = {"Janmahasatian": "ratio_sul_janma", "James": "ratio_sul_james"}
+
+
+@dataclass(frozen=True)
+class DelineationSettings:
+    """Which delineations every FDG lesion gets, where they search, and the SUL scale they report.
+
+    ``method`` names the MTV that also fills ``volume_ml`` (the burden the analyses use): ``rtstruct`` (the reader
+    contour) or a method label (``suv2p5``, ``pct41``, ``pct50``, ``percist``). SUL: lean body mass by
+    Janmahasatian et al. (Clin Pharmacokinet 2005;44:1051–1065; PERCIST's choice) or James (1976).
+    """
+
+    method: str = "rtstruct"
+    fixed_suv: tuple[float, ...] = (2.5,)
+    relative: tuple[float, ...] = (0.41, 0.50)
+    percist: bool = True
+    region: str = "box"
+    margin_mm: float = 10.0
+    lbm_formula: str = "Janmahasatian"
+
+    def __post_init__(self) -> None:
+        if self.lbm_formula not in LBM_FORMULAS:
+            raise ValueError(f"lean-body-mass formula must be one of {', '.join(LBM_FORMULAS)}, "
+                             f"got {self.lbm_formula!r}")
+        labels = [m.label for m in self.methods]
+        if self.method != "rtstruct" and self.method not in labels:
+            raise ValueError(f"delineation method {self.method!r} is not computed (choose rtstruct or one of "
+                             f"{', '.join(labels[1:])})")
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """The reader contour first, then every automatic method."""
+        auto = [Method("fixed", v, self.region, self.margin_mm) for v in self.fixed_suv]
+        auto += [Method("relative", v, self.region, self.margin_mm) for v in self.relative]
+        auto += [Method("percist", region=self.region, margin_mm=self.margin_mm)] if self.percist else []
+        return (Method("contour"), *auto)
+
+    @property
+    def sul_ratio_key(self) -> str:
+        """The PET store attribute holding lean body mass / body weight for the chosen formula."""
+        return LBM_FORMULAS[self.lbm_formula]
+
+
+DEFAULT_METHODS = DelineationSettings().methods
 
 
 def grown_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> tuple[slice, ...]:

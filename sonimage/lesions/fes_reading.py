@@ -13,7 +13,8 @@ every lesion gets an evaluability flag and, when not evaluable, a reason, checke
    gallbladder, bowel, bladder; the lesions themselves, grown by one PSF FWHM, are excluded). The default 12 mm
    is about two FWHM of a clinical PET: spill-in from an SUV-20 organ falls below 0.05 SUV there;
 4. ``local background at or above the FES threshold``: the median FES SUV of a shell 1–2 FWHM around the lesion
-   (other lesions excluded) reaches the positivity threshold, so the lesion cannot be told from its background.
+   (other lesions excluded) reaches the positivity threshold (:class:`sonimage.tables.patients.FesRule`), so the
+   lesion cannot be told from its background.
 
 FES-seeded re-search: residual misregistration (rotation, breathing, non-rigid motion) can put the mapped
 contour beside the lesion. The FDG PET is mapped onto the FES grid with the same transform, and the lesion's
@@ -40,7 +41,6 @@ NOT_EVALUABLE_ORGANS = ("liver",)
 class FesReading:
     """Settings of the FES reading (written with its outputs)."""
 
-    threshold: float = 1.5  # FES-positive at SUVmax >= threshold (Nienhuis 2018)
     min_ncc: float = 0.80  # registration quality below which a patient's lesions are not evaluable
     hot_suv: float = 2.5  # extra-lesional FES uptake counted as excretion / metabolism
     hot_min_ml: float = 10.0  # smallest such region (smaller hot spots are lesions the reader did not draw)
@@ -114,11 +114,12 @@ def research_shift(fes: np.ndarray, fdg: np.ndarray, mask: np.ndarray, spacing: 
 
 
 def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndarray, organs: dict[int, str],
-                 spacing: tuple[float, float, float], reading: FesReading) -> tuple[np.ndarray, list[dict]]:
+                 spacing: tuple[float, float, float], reading: FesReading,
+                 threshold: float = 1.5) -> tuple[np.ndarray, list[dict]]:
     """The lesion labels after re-search (on the FES grid) and one reading row per lesion label.
 
     ``labels`` are the lesion labels carried onto the FES grid; ``organs`` maps label → organ; ``fdg_on_fes`` is
-    the FDG PET on the FES grid (None: no re-search).
+    the FDG PET on the FES grid (None: no re-search); ``threshold`` is the FES positivity threshold (SUV).
     """
     out = labels.copy()
     rows = []
@@ -157,7 +158,7 @@ def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndar
             reason = "liver"
         elif near < reading.hot_distance_mm:
             reason = "near high FES uptake (liver, gallbladder, bowel or bladder)"
-        elif background >= reading.threshold:
+        elif background >= threshold:
             reason = "local background at or above the FES threshold"
         else:
             reason = ""

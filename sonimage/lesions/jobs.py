@@ -124,22 +124,24 @@ def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPEL
     search region's reach) from the stores; FDG lesions also get every delineation's MTV."""
     image = open_store(Path(out) / job.image)
     spacing = tuple(float(s) for s in image.attrs["spacing"])
-    margin = [max(m, int(np.ceil(reading.delineation_margin_mm / s)) + 1)
+    margin = [max(m, int(np.ceil(reading.delineation.margin_mm / s)) + 1)
               for m, s in zip(peak_margin(spacing, settings.peak_volume_ml), spacing)]
     z0, z1, y0, y1, x0, x1 = job.box
     window = {d: slice(max(lo - m, 0), hi + m) for d, lo, hi, m in zip("zyx", (z0, y0, x0), (z1, y1, x1), margin)}
+    if job.tracer == "FDG" and reading.delineation.region == "whole-body":
+        window = {}  # the delineation's search region is the whole scan
     var = next(iter(image.data_vars))
     pixels = image[var].isel(window).values.astype(np.float64)
     labels = xr.open_zarr(Path(out) / job.labels, consolidated=False)["label"].isel(window).values
-    sul_ratio = image.attrs.get(reading.sul_ratio_key)
+    sul_ratio = image.attrs.get(reading.delineation.sul_ratio_key)
     ids = {"cohort": job.cohort, "patient": job.patient, "lesion": job.lesion, "roi": job.roi,
-           "organ": organ_of(job.roi), "tracer": job.tracer, "sul_lbm_formula": reading.lbm_formula}
+           "organ": organ_of(job.roi), "tracer": job.tracer, "sul_lbm_formula": reading.delineation.lbm_formula}
     mask = labels == job.lesion
     try:
         features = extract_features(Roi(pixels, mask, spacing), settings, families, sul_ratio=sul_ratio)
     except ValueError as exc:
         return LesionReading(ids, [], str(exc))
-    rows = delineation_rows(pixels, mask, spacing, reading, job.percist_threshold_suv, sul_ratio) \
+    rows = delineation_rows(pixels, mask, spacing, reading.delineation, job.percist_threshold_suv, sul_ratio) \
         if job.tracer == "FDG" else []
     return LesionReading(ids, features, delineations=tuple({**ids, **r} for r in rows))
 
@@ -148,10 +150,13 @@ def _value(features: list[Feature], name: str) -> float:
     return next((f.value for f in features if f.family == "pet" and f.name == name), float("nan"))
 
 
-def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None = None) -> pd.DataFrame:
+def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None = None,
+                   primary: str = "rtstruct") -> pd.DataFrame:
     """One row per lesion with the uptake values the patient metrics and analyses need (FDG and FES side by side),
     the MTV/TLG of every automatic delineation (``fdg_mtv_ml_<method>``; ``fdg_mtv_ml`` is the reader contour)
-    and, with ``readings`` (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason."""
+    and, with ``readings`` (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason.
+    ``volume_ml`` (the burden of the patient table) is the MTV of ``primary`` (``rtstruct`` or a method label),
+    named in ``fdg_mtv_method``."""
     rows: dict[tuple, dict] = {}
     for r in results:
         key = (r.ids["cohort"], r.ids["patient"], r.ids["lesion"])
@@ -170,8 +175,11 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
     for col in ("fes_suvmax", "fes_suvmean", "fes_sulmean", "fdg_sulmax", "fdg_mtv_ml", "fdg_tlg"):
         if col not in table:
             table[col] = np.nan
-    table["volume_ml"] = table["fdg_mtv_ml"]
-    table["fdg_mtv_method"] = "reader contour"
+    if primary == "rtstruct":
+        table["volume_ml"], table["fdg_mtv_method"] = table["fdg_mtv_ml"], "reader contour"
+    else:
+        table["volume_ml"], table["fdg_mtv_method"] = table[f"fdg_mtv_ml_{primary}"], primary
+        table["fdg_tlg"] = table[f"fdg_tlg_{primary}"]
     if readings is not None and len(readings):
         table = table.merge(readings, on=["cohort", "patient", "lesion"], how="left")
         table["fes_evaluable"] = table["fes_evaluable"].fillna(False).astype(bool) & table["fes_suvmax"].notna()

@@ -7,7 +7,7 @@ automatic delineations, with the settings that made them.
 - :func:`delineation_rows`: every delineation method's MTV/TLG of one FDG lesion (:mod:`delineation`).
 
 SUL is SUV × lean body mass / body weight, lean body mass by Janmahasatian et al. (Clin Pharmacokinet 2005;
-PERCIST's choice) by default, James (1976) selectable (``ReadingSettings.lbm_formula``); every row says which.
+PERCIST's choice) by default, James (1976) selectable (``DelineationSettings.lbm_formula``); every row says which.
 """
 
 from __future__ import annotations
@@ -20,41 +20,24 @@ import numpy as np
 import SimpleITK as sitk
 
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.delineation import DEFAULT_METHODS, Method, delineate, delineation_row
+from sonimage.lesions.delineation import DelineationSettings, delineate, delineation_row
 from sonimage.lesions.fes_reading import FesReading, patient_rows, read_lesions
 from sonimage.lesions.liver import liver_reference
 from sonimage.lesions.registration import map_labels, register_rigid
+from sonimage.tables.patients import FesRule
 from sonimage.volumes.store import read_volume
 from sonimage.volumes.volume import Volume
 
 if TYPE_CHECKING:
     from sonimage.lesions.jobs import PatientScans
 
-LBM_FORMULAS = {"Janmahasatian": "ratio_sul_janma", "James": "ratio_sul_james"}
-
-
 @dataclass(frozen=True)
 class ReadingSettings:
-    """How lesions are read beyond the reader contour: delineation methods, SUL formula, FES reading."""
+    """The lesion-reading topics of a run's settings (same names as in :class:`sonimage.settings.Settings`)."""
 
-    methods: tuple[Method, ...] = DEFAULT_METHODS
-    lbm_formula: str = "Janmahasatian"
-    fes: FesReading = field(default_factory=FesReading)
-
-    def __post_init__(self) -> None:
-        if self.lbm_formula not in LBM_FORMULAS:
-            raise ValueError(f"lean-body-mass formula must be one of {', '.join(LBM_FORMULAS)}, "
-                             f"got {self.lbm_formula!r}")
-
-    @property
-    def sul_ratio_key(self) -> str:
-        """The PET store attribute holding LBM / body weight for the chosen formula."""
-        return LBM_FORMULAS[self.lbm_formula]
-
-    @property
-    def delineation_margin_mm(self) -> float:
-        """How far beyond the reader contour a box-region delineation may reach."""
-        return max((m.margin_mm for m in self.methods if m.kind != "contour" and m.region == "box"), default=0.0)
+    delineation: DelineationSettings = field(default_factory=DelineationSettings)
+    fes_reading: FesReading = field(default_factory=FesReading)
+    fes: FesRule = field(default_factory=FesRule)
 
 
 @dataclass(frozen=True)
@@ -75,7 +58,7 @@ class PatientFes:
 
 
 def delineation_rows(image: np.ndarray, contour: np.ndarray, spacing: tuple[float, float, float],
-                     settings: ReadingSettings, percist_threshold_suv: float,
+                     settings: DelineationSettings, percist_threshold_suv: float,
                      sul_ratio: float | None) -> list[dict]:
     """One row per delineation method of one lesion (``error`` says why a method gave nothing)."""
     rows = []
@@ -90,7 +73,7 @@ def delineation_rows(image: np.ndarray, contour: np.ndarray, spacing: tuple[floa
     return rows
 
 
-def _liver_row(tracer: str, pet: Volume, ct: Volume | None, settings: ReadingSettings) -> dict:
+def _liver_row(tracer: str, pet: Volume, ct: Volume | None, settings: DelineationSettings) -> dict:
     ratio = pet.attrs.get(settings.sul_ratio_key)
     if ct is None:
         return {"tracer": tracer, "note": "no CT: liver not located", "percist_threshold_suv": float("nan")}
@@ -105,7 +88,7 @@ def read_patient_fes(scans: PatientScans, labels: Volume, organs: dict[int, str]
     out = Path(out)
     fdg_pet = read_volume(out / scans.fdg_pet)
     fdg_ct = read_volume(out / scans.fdg_ct) if scans.fdg_ct else None
-    liver = [_liver_row("FDG", fdg_pet, fdg_ct, settings)]
+    liver = [_liver_row("FDG", fdg_pet, fdg_ct, settings.delineation)]
     labels_present = sorted(int(v) for v in np.unique(labels.array) if v in organs)
 
     def without(reason: str, note: str, record: dict | None = None) -> PatientFes:
@@ -122,13 +105,13 @@ def read_patient_fes(scans: PatientScans, labels: Volume, organs: dict[int, str]
     except RuntimeError as exc:  # SimpleITK's registration errors: the patient keeps its FDG features
         return without("registration failed", f"FES registration failed: {exc}")
     fes_pet = read_volume(out / scans.fes_pet)
-    liver.append(_liver_row("FES", fes_pet, fes_ct, settings))
-    record = {**rigid.record(), "min_ncc": settings.fes.min_ncc}
+    liver.append(_liver_row("FES", fes_pet, fes_ct, settings.delineation))
+    record = {**rigid.record(), "min_ncc": settings.fes_reading.min_ncc}
     moved = map_labels(labels, fes_pet, rigid)
-    if not rigid.ncc >= settings.fes.min_ncc:
+    if not rigid.ncc >= settings.fes_reading.min_ncc:
         reason = "registration below quality threshold"
         rows = patient_rows(labels_present, organs, reason)
-        record.update(fes_status=reason, note=f"CT NCC {rigid.ncc:.3f} < {settings.fes.min_ncc}")
+        record.update(fes_status=reason, note=f"CT NCC {rigid.ncc:.3f} < {settings.fes_reading.min_ncc}")
         fes_labels = moved.array
     else:
         ref = Volume(np.zeros(fes_pet.array.shape, np.float32), fes_pet.spacing, fes_pet.origin,
@@ -138,7 +121,7 @@ def read_patient_fes(scans: PatientScans, labels: Volume, organs: dict[int, str]
                    fdg_pet.direction).to_sitk(), ref, rigid.transform().GetInverse(), sitk.sitkLinear, 0.0))
         fes_labels, rows = read_lesions(np.asarray(fes_pet.array, np.float64), fdg_on_fes.astype(np.float64),
                                         np.asarray(moved.array), organs, tuple(float(s) for s in fes_pet.spacing),
-                                        settings.fes)
+                                        settings.fes_reading, settings.fes.threshold)
         record.update(fes_status="registered", note="")
     fes_volume = Volume(np.asarray(fes_labels, moved.array.dtype), moved.spacing, moved.origin, moved.direction,
                         {"quantity": "label", "rois": labels.attrs["rois"], "rigid_parameters":
