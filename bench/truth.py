@@ -68,13 +68,13 @@ def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list
 
 def lesion_agreement(summary: pd.DataFrame, truth: pd.DataFrame, threshold: float = 1.5) -> dict:
     """Lesion-level FES positivity against truth."""
-    both = summary.merge(truth, left_on=["patient", "lesion"], right_on=["subject_id", "lesion_id"],
-                         suffixes=("", "_true"))
+    both = summary.merge(truth.add_suffix("_true"), left_on=["patient", "lesion"],
+                         right_on=["subject_id_true", "lesion_id_true"])
     read_eval = both["fes_evaluable"].astype(bool) if "fes_evaluable" in both else \
         (both.organ != "liver") & both.fes_suvmax.notna()
     true_eval = both["fes_evaluable_true"].astype(bool)
     read_pos = both.fes_suvmax >= threshold
-    true_pos = both["fes_positive"].astype(bool)
+    true_pos = both["fes_positive_true"].astype(bool)
     scored = true_eval & read_eval
     neg = true_eval & ~true_pos
     return {
@@ -157,6 +157,9 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     summary, records, results, times = run_stages(study, out, args.workers)
     truth = pd.read_parquet(study / "truth" / args.cohort / "lesions.parquet")
+    summary.merge(truth.add_suffix("_true"), left_on=["patient", "lesion"],
+                  right_on=["subject_id_true", "lesion_id_true"], how="left").to_parquet(
+        args.data / f"lesions-{args.label}.parquet")
     truth_patients = pd.read_parquet(study / "truth" / args.cohort / "patients.parquet")
     delineations = None
     if hasattr(lesion_jobs, "delineation_table"):
@@ -171,8 +174,6 @@ def main() -> None:
         .describe().round(3).to_dict(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summary.merge(truth, left_on=["patient", "lesion"], right_on=["subject_id", "lesion_id"], how="left",
-                  suffixes=("", "_true")).to_parquet(args.data / f"lesions-{args.label}.parquet")
     path = RESULTS / f"truth-{args.label}.json"
     path.write_text(json.dumps(doc, indent=2, default=float))
 

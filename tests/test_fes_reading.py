@@ -29,15 +29,17 @@ def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str], np.ndar
     fes[:, :, 48:] = 6.0  # bowel: 40 x 40 x 12 voxels of SUV 6 (> 10 mL)
     fes[:, :, :8] = 2.0  # warm background (below the hot level, above the FES threshold)
     truth = np.zeros(shape, np.uint8)
-    for label, centre in ((1, (20, 20, 44)), (2, (20, 20, 25)), (3, (10, 30, 25)), (4, (20, 20, 4))):
+    for label, centre in ((1, (20, 20, 45)), (2, (20, 20, 25)), (3, (10, 30, 25)), (4, (20, 20, 4)),
+                          (6, (8, 8, 45))):
         truth[ball(shape, centre, 2.0)] = label
-    fes[truth == 1] = 0.8  # FES-negative lesion 6 mm from the bowel
+    fes[truth == 1] = 1.2  # FES-negative lesion touching the bowel
     fes[truth == 2] = 4.0  # FES-positive lesion far from everything
     fes[truth == 3] = 0.6  # FES-negative lesion, far
     fes[truth == 4] = 1.0  # in the warm region
+    fes[truth == 6] = 5.0  # FES-positive lesion touching the bowel
     fes = ndimage.gaussian_filter(fes, 6.5 / 2.3548 / 3.0)
     fdg = ndimage.gaussian_filter(np.where(truth > 0, 8.0, 1.0), 6.5 / 2.3548 / 3.0)
-    return fes, fdg, truth, {1: "bone", 2: "bone", 3: "lymph_node", 4: "bone"}, truth
+    return fes, fdg, truth, {1: "bone", 2: "bone", 3: "lymph_node", 4: "bone", 6: "bone"}, truth
 
 
 def test_evaluability_reasons() -> None:
@@ -48,14 +50,19 @@ def test_evaluability_reasons() -> None:
     _, rows = read_lesions(fes, fdg, labels, organs, SPACING, FesReading())
     by = {r["label"]: r for r in rows}
     assert by[1]["fes_not_evaluable_reason"].startswith("near high FES uptake") and not by[1]["fes_evaluable"]
-    assert by[1]["fes_hot_distance_mm"] < 12
+    assert by[1]["fes_hot_distance_mm"] < 12 and by[1]["fes_suvmax_spill_corrected"] < 1.5 <= fes[labels == 1].max()
+    assert by[6]["fes_evaluable"] and by[6]["fes_hot_distance_mm"] < 12  # positive beyond any spill-in
     assert by[2]["fes_evaluable"] and by[3]["fes_evaluable"] and by[2]["fes_not_evaluable_reason"] == ""
     assert by[4]["fes_not_evaluable_reason"] == "local background at or above the FES threshold"
     assert by[4]["fes_background_suv"] >= 1.5
     assert by[5]["fes_not_evaluable_reason"] == "liver"
-    # a stricter distance setting flags nothing new far away; a looser one keeps the lesion near the bowel
+    # a shorter distance keeps the lesion near the bowel; a lesion reading negative there is a valid negative
     _, loose = read_lesions(fes, fdg, labels, organs, SPACING, FesReading(hot_distance_mm=3.0))
     assert next(r for r in loose if r["label"] == 1)["fes_evaluable"]
+    cold = ndimage.gaussian_filter(np.where(labels == 1, 0.2, 1.0), 1.0)
+    cold[:, :, 50:] = 6.0
+    _, rows = read_lesions(cold, fdg, labels, organs, SPACING, FesReading())
+    assert next(r for r in rows if r["label"] == 1)["fes_evaluable"]
 
 
 def test_re_search_follows_a_fes_positive_lesion_but_not_a_negative_one() -> None:

@@ -10,11 +10,15 @@ every lesion gets an evaluability flag and, when not evaluable, a reason, checke
 2. ``liver``: FES-PET cannot read liver lesions (EANM/SNMMI FES guideline 2024);
 3. ``near high FES uptake``: the lesion lies within :attr:`FesReading.hot_distance_mm` of extra-lesional
    uptake ≥ :attr:`FesReading.hot_suv` forming a region of at least :attr:`FesReading.hot_min_ml` (liver,
-   gallbladder, bowel, bladder; the lesions themselves, grown by one PSF FWHM, are excluded). The default 12 mm
-   is about two FWHM of a clinical PET: spill-in from an SUV-20 organ falls below 0.05 SUV there;
-4. ``local background at or above the FES threshold``: the median FES SUV of a shell 1–2 FWHM around the lesion
-   (other lesions excluded) reaches the positivity threshold (:class:`sonimage.tables.patients.FesRule`), so the
-   lesion cannot be told from its background.
+   gallbladder, bowel, bladder; the lesions themselves, grown by one PSF FWHM, are excluded), it reads positive,
+   and it would not without the spill-in. Spill-in is estimated as that hot uptake blurred by a Gaussian PSF of
+   :attr:`FesReading.fwhm_mm` and subtracted voxel by voxel. Spill-in only adds activity, so a lesion that reads
+   negative next to the bowel is a valid negative, and one that stays positive after the correction a valid
+   positive. The default 12 mm is about two FWHM of a clinical PET: spill-in from an SUV-20 organ falls below
+   0.05 SUV there;
+4. ``local background at or above the FES threshold``: the lesion reads positive and the median FES SUV of a
+   shell 1–2 FWHM around it (other lesions excluded) itself reaches the positivity threshold
+   (:class:`sonimage.tables.patients.FesRule`), so the lesion cannot be told from its background.
 
 FES-seeded re-search: residual misregistration (rotation, breathing, non-rigid motion) can put the mapped
 contour beside the lesion. The FDG PET is mapped onto the FES grid with the same transform, and the lesion's
@@ -35,6 +39,7 @@ from scipy import ndimage
 from sonimage.lesions.liver import sphere_offsets
 
 NOT_EVALUABLE_ORGANS = ("liver",)
+MEASURES = ("fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected", "fes_background_suv")
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,10 @@ def grow(mask: np.ndarray, spacing: tuple[float, float, float], radius_mm: float
 
 def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, float, float],
                 reading: FesReading) -> np.ndarray:
-    """Extra-lesional FES uptake ≥ ``hot_suv`` in connected regions of ≥ ``hot_min_ml`` (lesions grown by one
-    FWHM left out)."""
-    hot = (fes >= reading.hot_suv) & ~grow(lesions > 0, spacing, reading.fwhm_mm)
+    """Extra-lesional FES uptake ≥ ``hot_suv`` in connected regions of ≥ ``hot_min_ml`` (found with the lesions
+    grown by one FWHM left out, so a hot lesion is never an organ; then grown back up to the lesions' edges)."""
+    above = fes >= reading.hot_suv
+    hot = above & ~grow(lesions > 0, spacing, reading.fwhm_mm)
     labels, n = ndimage.label(hot)
     if n == 0:
         return hot
@@ -71,7 +77,9 @@ def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, floa
     sizes = np.bincount(labels.ravel()) * voxel_ml
     keep = sizes >= reading.hot_min_ml
     keep[0] = False
-    return keep[labels]
+    organs = keep[labels]
+    # give back the organ voxels next to a lesion that the grown lesions hid (they spill the most)
+    return organs | (grow(organs, spacing, reading.fwhm_mm) & above & ~(lesions > 0))
 
 
 def _window(mask: np.ndarray, reach: tuple[int, int, int]) -> tuple[slice, ...]:
@@ -139,6 +147,8 @@ def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndar
     research = {r["label"]: r for r in rows}
     hot = hot_regions(fes, out, spacing, reading)
     distance = ndimage.distance_transform_edt(~hot, sampling=spacing) if hot.any() else None
+    sigma = [reading.fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / s for s in spacing]
+    spill = ndimage.gaussian_filter(np.where(hot, fes, 0.0), sigma, mode="constant") if hot.any() else None
     reach = [int(np.ceil(2 * reading.fwhm_mm / s)) + 1 for s in spacing]
     result = []
     for label, organ in organs.items():
@@ -148,28 +158,32 @@ def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndar
                "registered_r": float("nan"), **research.get(label, {})}
         if not mask.any():
             result.append({**row, "fes_evaluable": False, "fes_not_evaluable_reason": "lesion not on the FES scan",
-                           "fes_hot_distance_mm": float("nan"), "fes_background_suv": float("nan")})
+                           **dict.fromkeys(MEASURES, float("nan"))})
             continue
+        values = fes[box][mask]
         near = float(distance[box][mask].min()) if distance is not None else float("inf")
+        spill_in = spill[box][mask] if spill is not None else np.zeros(values.shape)
         others = grow((out[box] > 0) & ~mask, spacing, reading.fwhm_mm)
         shell = grow(mask, spacing, 2 * reading.fwhm_mm) & ~grow(mask, spacing, reading.fwhm_mm) & ~others
         background = float(np.median(fes[box][shell])) if shell.any() else float("nan")
+        reads_positive = bool(values.max() >= threshold)
         if organ in NOT_EVALUABLE_ORGANS:
             reason = "liver"
-        elif near < reading.hot_distance_mm:
-            reason = "near high FES uptake (liver, gallbladder, bowel or bladder)"
-        elif background >= threshold:
+        elif near < reading.hot_distance_mm and reads_positive and (values - spill_in).max() < threshold:
+            reason = "near high FES uptake (liver, gallbladder, bowel or bladder): positive only by spill-in"
+        elif background >= threshold and reads_positive:
             reason = "local background at or above the FES threshold"
         else:
             reason = ""
         result.append({**row, "fes_evaluable": not reason, "fes_not_evaluable_reason": reason,
-                       "fes_hot_distance_mm": near, "fes_background_suv": background})
+                       "fes_hot_distance_mm": near, "fes_spill_in_suv": float(spill_in.max()),
+                       "fes_suvmax_spill_corrected": float((values - spill_in).max()),
+                       "fes_background_suv": background})
     return out, result
 
 
 def patient_rows(labels: list[int], organs: dict[int, str], reason: str) -> list[dict]:
     """Reading rows of a patient whose FES cannot be read at all (no scan, failed or poor registration)."""
     nan = float("nan")
-    return [{"label": k, "fes_evaluable": False, "fes_not_evaluable_reason": reason, "fes_hot_distance_mm": nan,
-             "fes_background_suv": nan, "research_shift_mm": nan, "research_r": nan, "registered_r": nan}
-            for k in labels if k in organs]
+    return [{"label": k, "fes_evaluable": False, "fes_not_evaluable_reason": reason, "research_shift_mm": nan,
+             "research_r": nan, "registered_r": nan, **dict.fromkeys(MEASURES, nan)} for k in labels if k in organs]
