@@ -14,7 +14,7 @@ from sonimage.synth import render
 from sonimage.synth.anatomy import Tissue, label_map, make_body
 from sonimage.synth.study import SIZES, pet_grid
 from sonimage.synth.scanners import SITE_PROFILES
-from sonimage.volumes.volume import Volume
+from sonimage.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
 FWHM = 6.5

@@ -11,7 +11,7 @@ from sonimage.lesions.fes_reading import FesReading, read_lesions
 from sonimage.lesions.registration import MIN_NCC, Rigid, map_labels, register_rigid
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
-from sonimage.volumes.volume import Volume
+from sonimage.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
 

@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
 from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.reading import LesionReading, ReadingSettings, delineation_rows, read_patient_fes
+from sonimage.lesions.delineation import DelineationSettings
+from sonimage.lesions.reading import LesionReading, delineation_rows, read_patient_fes
+from sonimage.settings import PIPELINE_FEATURES, Settings
+from sonimage.tables.lesions import lesion_table
 from sonimage.volumes.store import open_store, read_volume, write_volume
 
 ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
-PIPELINE_SETTINGS = FeatureSettings(bin_width=0.25, bin_lower_bound=0.0)  # fixed bin size in SUV, PET practice
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _boxes(labels: np.ndarray, rois: list[dict]) -> dict[int, tuple[int, int, in
     return out
 
 
-def prepare_patient(scans: PatientScans, out: Path, settings: ReadingSettings = ReadingSettings()
+def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = None
                     ) -> tuple[list[LesionJob], dict]:
     """Lesion jobs on FDG and, after CT registration and the FES reading, on FES; returns them with the patient's
     record (registration QC, per-scan liver reference, per-lesion FES evaluability: see
@@ -102,7 +103,7 @@ def prepare_patient(scans: PatientScans, out: Path, settings: ReadingSettings = 
     labels = read_volume(out / scans.labels)
     rois = labels.attrs["rois"]
     names = {r["label"]: r["name"] for r in rois}
-    read = read_patient_fes(scans, labels, {k: organ_of(n) for k, n in names.items()}, out, settings)
+    read = read_patient_fes(scans, labels, {k: organ_of(n) for k, n in names.items()}, out, settings or Settings())
     fdg_threshold = read.liver[0]["percist_threshold_suv"] if read.liver else float("nan")
     jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box,
                       fdg_threshold) for k, box in _boxes(labels.array, rois).items()]
@@ -117,31 +118,31 @@ def prepare_patient(scans: PatientScans, out: Path, settings: ReadingSettings = 
     return jobs, record
 
 
-def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_SETTINGS,
+def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_FEATURES,
                     families: tuple[str, ...] = ALL_FAMILIES,
-                    reading: ReadingSettings = ReadingSettings()) -> LesionReading:
+                    delineation: DelineationSettings = DelineationSettings()) -> LesionReading:
     """Features of one lesion, reading only its bounding box (plus the peak sphere's and the delineation
     search region's reach) from the stores; FDG lesions also get every delineation's MTV."""
     image = open_store(Path(out) / job.image)
     spacing = tuple(float(s) for s in image.attrs["spacing"])
-    margin = [max(m, int(np.ceil(reading.delineation.margin_mm / s)) + 1)
+    margin = [max(m, int(np.ceil(delineation.margin_mm / s)) + 1)
               for m, s in zip(peak_margin(spacing, settings.peak_volume_ml), spacing)]
     z0, z1, y0, y1, x0, x1 = job.box
     window = {d: slice(max(lo - m, 0), hi + m) for d, lo, hi, m in zip("zyx", (z0, y0, x0), (z1, y1, x1), margin)}
-    if job.tracer == "FDG" and reading.delineation.region == "whole-body":
+    if job.tracer == "FDG" and delineation.region == "whole-body":
         window = {}  # the delineation's search region is the whole scan
     var = next(iter(image.data_vars))
     pixels = image[var].isel(window).values.astype(np.float64)
-    labels = xr.open_zarr(Path(out) / job.labels, consolidated=False)["label"].isel(window).values
-    sul_ratio = image.attrs.get(reading.delineation.sul_ratio_key)
+    labels = open_store(Path(out) / job.labels)["label"].isel(window).values
+    sul_ratio = image.attrs.get(delineation.sul_ratio_key)
     ids = {"cohort": job.cohort, "patient": job.patient, "lesion": job.lesion, "roi": job.roi,
-           "organ": organ_of(job.roi), "tracer": job.tracer, "sul_lbm_formula": reading.delineation.lbm_formula}
+           "organ": organ_of(job.roi), "tracer": job.tracer, "sul_lbm_formula": delineation.lbm_formula}
     mask = labels == job.lesion
     try:
         features = extract_features(Roi(pixels, mask, spacing), settings, families, sul_ratio=sul_ratio)
     except ValueError as exc:
         return LesionReading(ids, [], str(exc))
-    rows = delineation_rows(pixels, mask, spacing, reading.delineation, job.percist_threshold_suv, sul_ratio) \
+    rows = delineation_rows(pixels, mask, spacing, delineation, job.percist_threshold_suv, sul_ratio) \
         if job.tracer == "FDG" else []
     return LesionReading(ids, features, delineations=tuple({**ids, **r} for r in rows))
 
@@ -152,7 +153,7 @@ def _value(features: list[Feature], name: str) -> float:
 
 def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None = None,
                    primary: str = "rtstruct") -> pd.DataFrame:
-    """One row per lesion with the uptake values the patient metrics and analyses need (FDG and FES side by side),
+    """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side, then
     the MTV/TLG of every automatic delineation (``fdg_mtv_ml_<method>``; ``fdg_mtv_ml`` is the reader contour)
     and, with ``readings`` (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason.
     ``volume_ml`` (the burden of the patient table) is the MTV of ``primary`` (``rtstruct`` or a method label),
@@ -171,10 +172,7 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
         for d in getattr(r, "delineations", ()):
             if d["method"] != "contour":
                 row.update({f"{t}_mtv_ml_{d['label']}": d["mtv_ml"], f"{t}_tlg_{d['label']}": d["tlg"]})
-    table = pd.DataFrame(list(rows.values()))
-    for col in ("fes_suvmax", "fes_suvmean", "fes_sulmean", "fdg_sulmax", "fdg_mtv_ml", "fdg_tlg"):
-        if col not in table:
-            table[col] = np.nan
+    table = lesion_table(pd.DataFrame(list(rows.values())))
     if primary == "rtstruct":
         table["volume_ml"], table["fdg_mtv_method"] = table["fdg_mtv_ml"], "reader contour"
     else:
@@ -184,7 +182,7 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
         table = table.merge(readings, on=["cohort", "patient", "lesion"], how="left")
         table["fes_evaluable"] = table["fes_evaluable"].fillna(False).astype(bool) & table["fes_suvmax"].notna()
         table["fes_not_evaluable_reason"] = table["fes_not_evaluable_reason"].fillna("no FES value")
-    return table.sort_values(["cohort", "patient", "lesion"]).reset_index(drop=True)
+    return table
 
 
 def delineation_table(results: list[LesionFeatures]) -> pd.DataFrame:

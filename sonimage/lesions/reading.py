@@ -12,7 +12,7 @@ PERCIST's choice) by default, James (1976) selectable (``DelineationSettings.lbm
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,24 +21,15 @@ import SimpleITK as sitk
 
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.delineation import DelineationSettings, delineate, delineation_row
-from sonimage.lesions.fes_reading import FesReading, patient_rows, read_lesions
+from sonimage.lesions.fes_reading import patient_rows, read_lesions
 from sonimage.lesions.liver import liver_reference
 from sonimage.lesions.registration import map_labels, register_rigid
-from sonimage.tables.patients import FesRule
 from sonimage.volumes.store import read_volume
-from sonimage.volumes.volume import Volume
+from sonimage.volume import Volume
 
 if TYPE_CHECKING:
     from sonimage.lesions.jobs import PatientScans
-
-@dataclass(frozen=True)
-class ReadingSettings:
-    """The lesion-reading topics of a run's settings (same names as in :class:`sonimage.settings.Settings`)."""
-
-    delineation: DelineationSettings = field(default_factory=DelineationSettings)
-    fes_reading: FesReading = field(default_factory=FesReading)
-    fes: FesRule = field(default_factory=FesRule)
-
+    from sonimage.settings import Settings
 
 @dataclass(frozen=True)
 class LesionReading(LesionFeatures):
@@ -82,7 +73,7 @@ def _liver_row(tracer: str, pet: Volume, ct: Volume | None, settings: Delineatio
 
 
 def read_patient_fes(scans: PatientScans, labels: Volume, organs: dict[int, str], out: Path,
-                     settings: ReadingSettings) -> PatientFes:
+                     settings: Settings) -> PatientFes:
     """Registration, liver references and FES reading of one patient (``organs``: lesion label → organ; see the
     module docstring)."""
     out = Path(out)

@@ -11,7 +11,6 @@ Every function returns JSON-serialisable results.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,13 +18,15 @@ from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 from scipy.stats import t as student_t
 
+from sonimage.parallel import Executor
+from sonimage.settings import StudySettings
 from sonimage.survival.benefit import benefit_validation, predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
-from sonimage.survival.parallel import Executor
-from sonimage.tables.patients import FesRule, patient_metrics
+from sonimage.tables.patients import FesRule, lesion_evaluability, patient_metrics
+from sonimage.tables.study import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
 CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")
@@ -33,63 +34,24 @@ PATTERNS = ("all positive", "mixed", "all negative")
 MIN_GROUP = 5  # smallest group shown in KM curves and tested
 
 
-@dataclass(frozen=True)
-class StudySettings:
-    """Pre-specified choices of the analysis (written into the report and metrics)."""
-
-    horizon_months: float = 12.0
-    benefit_horizons: tuple[float, ...] = (12.0, 24.0)
-    fes_thresholds: tuple[float, ...] = (1.5, 1.8, 2.0)
-    penalizers: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
-    folds: int = 5
-    n_boot_internal: int = 200
-    n_boot_external: int = 200
-    seed: int = 0
-    prognostic_formula: str = "age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
-    effect_formula: str = "cdk46i*(fes_positive_fraction + ecog + visceral)"
-
-
-def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
-    """The lesion table in the columns of :func:`sonimage.tables.patients.patient_metrics`.
-
-    Pipeline tables already have them; the synthetic ground truth (uniform uptake per lesion) is mapped:
-    SUVmax = SUVmean = the lesion's uptake, volume from the diameter, no lean-body-mass (SUL) values.
-    """
-    if {"patient", "lesion", "fes_suvmax", "fdg_suvmax"} <= set(lesions.columns):
-        return lesions
-    volume = np.pi / 6 * (lesions["diameter_mm"] / 10.0) ** 3
-    return pd.DataFrame({
-        "patient": lesions["subject_id"], "lesion": lesions["lesion_id"], "organ": lesions["organ"],
-        "fdg_suvmax": lesions["fdg_suv"], "fdg_sulmax": np.nan, "fes_suvmax": lesions["fes_suv"],
-        "fes_suvmean": lesions["fes_suv"], "fes_sulmean": np.nan, "volume_ml": volume,
-        "fdg_tlg": lesions["fdg_suv"] * volume,
-    })
-
-
-def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float = 1.5) -> pd.DataFrame:
-    """Patients with heterogeneity metrics recomputed from lesions at an FES threshold (SUVmax ≥ threshold).
-
-    Definitions are those of :mod:`sonimage.tables.patients` (Boers fraction over all lesions, pattern, any
-    FES-negative); adds ``fdg_suvmax3`` (geometric mean of the 3 highest FDG SUVmax, after Kurland).
-    """
-    les = lesion_metric_input(lesions)
-    per = patient_metrics(les, FesRule(threshold)).set_index("patient")
-    top3 = les.sort_values("fdg_suvmax", ascending=False).groupby("patient").head(3)
-    per["fdg_suvmax3"] = np.exp(np.log(top3["fdg_suvmax"]).groupby(top3["patient"]).mean())
-    missing = sorted(set(patients["subject_id"]) - set(per.index))
-    if missing:
-        raise ValueError(f"patients without lesions in the lesion table: {missing[:5]}")
-    per = per.reindex(patients["subject_id"])
+def model_table(patients: pd.DataFrame) -> pd.DataFrame:
+    """Clinical patients joined with their patient-table row (:func:`sonimage.tables.study.join_patient_table`),
+    with the models' derived columns: log FDG SUVmax3 and 0/1 indicators."""
     out = patients.copy()
-    for col in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
-                "fes_positive_fraction_evaluable", "fes_pattern", "fes_missing_reason", "fdg_suvmax3"):
-        out[col] = per[col].to_numpy()
-    out["any_fes_negative"] = per["any_fes_negative"].to_numpy(dtype=float, na_value=np.nan)  # NaN: not evaluable
+    if "any_fes_negative" in out:  # NaN where the patient is not FES-evaluable (missing is not negative)
+        out["any_fes_negative"] = pd.array(out["any_fes_negative"], dtype="boolean").to_numpy(dtype=float,
+                                                                                         na_value=np.nan)
     out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
     for c in ("de_novo", "visceral", "prior_endocrine", "bone_only"):
         if c in out:
             out[c] = out[c].astype(int)
     return out
+
+
+def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Patients with the patient metrics recomputed from the lesion table at another FES threshold (SUVmax ≥
+    threshold), through the one :func:`sonimage.tables.patients.patient_metrics`."""
+    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold))))
 
 
 def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
@@ -128,7 +90,7 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     multi = _cox_rows(multi_fit, list(multi_fit.summary.index))
     sensitivity = []
     for thr in settings.fes_thresholds:
-        d = add_patient_metrics(df, lesions, thr)
+        d = at_fes_threshold(df, lesions, thr)
         r = _cox_rows(fit_cox(d, TIME, EVENT, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}"),
                       ["any_fes_negative"])[0]
         sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
@@ -198,9 +160,9 @@ def cluster_robust_ols(y: np.ndarray, x: pd.DataFrame, cluster: np.ndarray) -> p
 
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
     """Per-lesion % size change against log baseline FES and FDG SUV, arm and organ; SEs clustered by patient."""
-    les = lesions.merge(patients[["subject_id", TRT]], on="subject_id", how="inner")
-    les = les[les["fes_evaluable"]]
-    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suv"]), "log_fdg_suv": np.log(les["fdg_suv"]),
+    les = lesions.merge(patients[["subject_id", TRT]], left_on="patient", right_on="subject_id", how="inner")
+    les = les[lesion_evaluability(les)[0]]  # FES-evaluable lesions with a FES value (missing is not negative)
+    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suvmax"]), "log_fdg_suv": np.log(les["fdg_suvmax"]),
                       TRT: les[TRT].astype(float)}, index=les.index)
     for organ in ("lymph_node", "lung"):
         if (les["organ"] == organ).sum() >= MIN_GROUP:

@@ -1,10 +1,12 @@
-"""Whole-body heterogeneity and burden per patient, from the per-lesion table (definitions in shared SCIENCE.md).
+"""The patient table: whole-body heterogeneity and burden per patient, from the lesion table
+(:mod:`sonimage.tables.lesions`; definitions in shared SCIENCE.md).
 
 Input columns (one row per lesion): ``patient``, ``lesion``, ``organ``, ``fdg_suvmax``, ``fdg_sulmax``,
 ``fes_suvmax``, ``fes_suvmean``, ``fes_sulmean``, ``volume_ml`` (FDG MTV) and ``fdg_tlg``; SUL columns may be NaN
 when the lean body mass is unknown. Optional: ``fes_evaluable`` and ``fes_not_evaluable_reason`` per lesion (the
 FES reading of :mod:`sonimage.lesions.fes_reading`); without them a lesion is FES-evaluable when it is outside the
-liver and has a FES value.
+liver and has a FES value. Written by the feature stage (``features/patients.parquet``) and the
+synthetic generator alike; the analyses read it as written and recompute it only at other FES thresholds.
 
 Missing FES is not negative FES: a patient without any FES-evaluable lesion (no FES scan, failed or poor
 registration, only non-evaluable lesions) gets NaN FES metrics, a null ``any_fes_negative``, the pattern
@@ -92,6 +94,7 @@ def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int | 
         "any_fes_negative": bool(n_pos < n_eval) if n_eval else None,
         "fes_pattern": _pattern(n_pos, n_eval),
         "fdg_sulmax3": _geomean(top3.fdg_sulmax),  # Kurland 2017
+        "fdg_suvmax3": _geomean(lesions.nlargest(3, "fdg_suvmax").fdg_suvmax),  # same, in SUV (no lean body mass)
         "fes_sulmean3": _geomean(top3.loc[flags.reindex(top3.index), "fes_sulmean"]),
         "fes_suvmax_largest3": float(largest3.fes_suvmax.mean()) if len(largest3) else float("nan"),  # ET-FES
         "fes_suvmax_cv": float(evaluable.fes_suvmax.std(ddof=1) / evaluable.fes_suvmax.mean())
