@@ -95,3 +95,11 @@ def test_a_lesion_the_reading_declares_not_evaluable_is_left_out() -> None:
     m = patient_metrics(df).set_index("patient")
     assert m.loc["B", "n_fes_evaluable"] == 1
     assert m.loc["B", "fes_positive_fraction"] == 0.0 and m.loc["B", "fes_pattern"] == "all negative"
+
+
+def test_positivity_on_the_peak_is_a_sensitivity_option() -> None:
+    df = lesions().assign(fes_suvpeak=lambda d: d.fes_suvmax * 0.9)  # A's 1.5 lesion peaks at 1.35
+    m = patient_metrics(df, FesRule(statistic="suvpeak")).set_index("patient")
+    assert m.loc["A", "fes_pattern"] == "mixed" and m.loc["C", "fes_pattern"] == "all positive"
+    with pytest.raises(ValueError, match="suvmax or suvpeak"):
+        FesRule(statistic="suvmean")

@@ -29,14 +29,22 @@ FES_METRICS = ("fes_positive_fraction", "fes_positive_fraction_evaluable", "any_
 
 @dataclass(frozen=True)
 class FesRule:
-    """When a lesion counts as FES-positive: SUVmax against ``threshold`` (≥ when ``inclusive``, else >)."""
+    """When a lesion counts as FES-positive: its FES ``statistic`` against ``threshold`` (≥ when ``inclusive``,
+    else >). The published rule is SUVmax ≥ 1.5 (Nienhuis 2018); ``statistic="suvpeak"`` (the IBSI 1 cm³ peak) is a
+    sensitivity analysis less sensitive to noise in small, faint lesions."""
 
     threshold: float = 1.5
     inclusive: bool = True
+    statistic: str = "suvmax"
 
-    def positive(self, suvmax: pd.Series) -> pd.Series:
-        """Boolean FES positivity of each SUVmax."""
-        return suvmax >= self.threshold if self.inclusive else suvmax > self.threshold
+    def __post_init__(self) -> None:
+        if self.statistic not in ("suvmax", "suvpeak"):
+            raise ValueError(f"FES positivity statistic must be suvmax or suvpeak, got {self.statistic!r}")
+
+    def positive(self, lesions: pd.DataFrame) -> pd.Series:
+        """Boolean FES positivity of each lesion (``fes_<statistic>`` column)."""
+        value = lesions[f"fes_{self.statistic}"]
+        return value >= self.threshold if self.inclusive else value > self.threshold
 
 
 def _geomean(x: pd.Series) -> float:
@@ -76,7 +84,7 @@ def missing_reason(reasons: pd.Series) -> str:
 def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int | None]:
     flags, reasons = lesion_evaluability(lesions)
     evaluable = lesions[flags]
-    positive = rule.positive(evaluable.fes_suvmax)
+    positive = rule.positive(evaluable)
     n_pos, n_eval = int(positive.sum()), len(evaluable)
     top3 = lesions.nlargest(3, "fdg_sulmax") if lesions.fdg_sulmax.notna().any() else lesions.nlargest(3, "fdg_suvmax")
     largest3 = evaluable.nlargest(3, "volume_ml")
