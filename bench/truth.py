@@ -31,7 +31,7 @@ import pandas as pd
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions import jobs as lesion_jobs
 from sonimage.synth.study import generate_study
-from sonimage.tables.patients import patient_metrics
+from sonimage.tables.patients import FesRule, patient_metrics
 from sonimage.volumes.convert import convert_tree
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,14 +66,14 @@ def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list
     return lesion_jobs.lesion_summary(results), records, results, times
 
 
-def lesion_agreement(summary: pd.DataFrame, truth: pd.DataFrame, threshold: float = 1.5) -> dict:
+def lesion_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule = FesRule()) -> dict:
     """Lesion-level FES positivity against truth."""
     both = summary.merge(truth.add_suffix("_true"), left_on=["patient", "lesion"],
                          right_on=["subject_id_true", "lesion_id_true"])
     read_eval = both["fes_evaluable"].astype(bool) if "fes_evaluable" in both else \
         (both.organ != "liver") & both.fes_suvmax.notna()
     true_eval = both["fes_evaluable_true"].astype(bool)
-    read_pos = both.fes_suvmax >= threshold
+    read_pos = rule.positive(both)
     true_pos = both["fes_positive_true"].astype(bool)
     scored = true_eval & read_eval
     neg = true_eval & ~true_pos
@@ -93,9 +93,9 @@ def lesion_agreement(summary: pd.DataFrame, truth: pd.DataFrame, threshold: floa
     }
 
 
-def patient_agreement(summary: pd.DataFrame, truth_patients: pd.DataFrame) -> dict:
+def patient_agreement(summary: pd.DataFrame, truth_patients: pd.DataFrame, rule: FesRule = FesRule()) -> dict:
     """Pattern agreement and correlation of the FES-positive fraction."""
-    metrics = patient_metrics(summary).set_index("patient")
+    metrics = patient_metrics(summary, rule).set_index("patient")
     t = truth_patients.set_index("subject_id").reindex(metrics.index)
     true_pattern = t["fes_pattern"]
     read = metrics["fes_pattern"]
@@ -170,6 +170,8 @@ def main() -> None:
         "lesion": lesion_agreement(summary, truth),
         "patient": patient_agreement(summary, truth_patients),
         "mtv": mtv_errors(summary, truth, delineations),
+        "suvpeak_rule": {"lesion": lesion_agreement(summary, truth, FesRule(statistic="suvpeak")),
+                         "patient": patient_agreement(summary, truth_patients, FesRule(statistic="suvpeak"))},
         "registration": pd.DataFrame(records).drop(columns=["lesions", "liver"], errors="ignore")
         .describe().round(3).to_dict(),
     }
@@ -192,6 +194,10 @@ def main() -> None:
     print(f"{'patient pattern agreement':58s} {pat['pattern_agreement']:.3f}")
     print(f"{'r(image, true FES-positive fraction), n patients':58s} {pat['fraction_r']:.3f}, "
           f"{pat['fraction_patients']}")
+    peak = doc["suvpeak_rule"]
+    print(f"{'sensitivity rule SUVpeak >= 1.5: FP rate, r, pattern':58s} "
+          f"{100 * peak['lesion']['false_positive_rate']:.1f} %, {peak['patient']['fraction_r']:.3f}, "
+          f"{peak['patient']['pattern_agreement']:.3f}")
     print(f"{'MTV method':34s} {'n':>4s} {'median %':>9s} {'|median| %':>11s} {'p90 |err| %':>12s}")
     for r in doc["mtv"]:
         print(f"{r['method']:34s} {r['n']:4d} {r['median_error_pct']:9.1f} {r['median_abs_error_pct']:11.1f} "
