@@ -181,7 +181,8 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
     if readings is not None and len(readings):
         table = table.merge(readings, on=["cohort", "patient", "lesion"], how="left")
         table["fes_evaluable"] = table["fes_evaluable"].fillna(False).astype(bool) & table["fes_suvmax"].notna()
-        table["fes_not_evaluable_reason"] = table["fes_not_evaluable_reason"].fillna("no FES value")
+        reason = table["fes_not_evaluable_reason"].fillna("")
+        table["fes_not_evaluable_reason"] = reason.where(table["fes_evaluable"] | (reason != ""), "no FES value")
     return table
 
 
