@@ -44,6 +44,7 @@ import numpy as np
 from scipy import ndimage
 
 from sonimage.lesions.liver import sphere_offsets
+from sonimage.lesions.registration import MIN_NCC
 
 NOT_EVALUABLE_ORGANS = ("liver",)
 MEASURES = ("fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected", "fes_background_suv")
@@ -53,7 +54,7 @@ MEASURES = ("fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_correct
 class FesReading:
     """Settings of the FES reading (written with its outputs)."""
 
-    min_ncc: float = 0.80  # registration quality below which a patient's lesions are not evaluable
+    min_ncc: float = MIN_NCC  # registration quality (CT NCC) below which a patient's lesions are not evaluable
     hot_suv: float = 2.5  # extra-lesional FES uptake counted as excretion / metabolism
     hot_min_ml: float = 10.0  # smallest such region (smaller hot spots are lesions the reader did not draw)
     hot_distance_mm: float = 12.0  # lesions closer than this to such a region are not evaluable
