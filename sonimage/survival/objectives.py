@@ -2,7 +2,7 @@
 
 1. PFS1 by heterogeneity (KM, log-rank, uni/multivariable Cox, Schoenfeld PH checks), FES-threshold sensitivity.
 2. Treatment × heterogeneity interaction: HR per arm, treatment HR by subgroup (forest plot).
-3. Lesion response against baseline lesion uptake, lesions clustered within patients (cluster-robust OLS).
+3. Lesion response (RECIST size, PERCIST SULpeak) against baseline lesion uptake: mixed models, patient random effect.
 4. Individual benefit of CDK4/6i: PATH risk and effect modelling, bootstrap optimism, per-patient predictions.
 5. External validation of the frozen models on the other cohorts (benefit metrics where both arms exist).
 Every function returns JSON-serialisable results.
@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
-from scipy.stats import t as student_t
 
 from sonimage.survival.benefit import benefit_validation, predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
+from sonimage.survival.lesion_response import lesion_response
 from sonimage.survival.parallel import Executor
 from sonimage.tables.patients import FesRule, patient_metrics
 
@@ -177,42 +177,16 @@ def _trt_hr(df: pd.DataFrame) -> dict:
     return {k: r[k] for k in ("hr", "lower", "upper", "p")}
 
 
-def cluster_robust_ols(y: np.ndarray, x: pd.DataFrame, cluster: np.ndarray) -> pd.DataFrame:
-    """OLS with the CR1 cluster-robust sandwich variance (Stata/`sandwich::vcovCL` small-sample factor)."""
-    xa = np.column_stack([np.ones(len(y)), x.to_numpy(float)])
-    names = ["intercept", *x.columns]
-    bread = np.linalg.inv(xa.T @ xa)
-    beta = bread @ xa.T @ y
-    resid = y - xa @ beta
-    codes, groups = pd.factorize(cluster)
-    scores = np.zeros((len(groups), xa.shape[1]))
-    np.add.at(scores, codes, xa * resid[:, None])
-    g, n, k = len(groups), len(y), xa.shape[1]
-    cov = bread @ (scores.T @ scores) @ bread * (g / (g - 1)) * ((n - 1) / (n - k))
-    se = np.sqrt(np.diag(cov))
-    q = student_t.ppf(0.975, g - 1)
-    return pd.DataFrame({"coef": beta, "se": se, "lower": beta - q * se, "upper": beta + q * se,
-                         "p": 2 * student_t.sf(np.abs(beta / se), g - 1)}, index=names)
-
-
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
-    """Per-lesion % size change against log baseline FES and FDG SUV, arm and organ; SEs clustered by patient."""
-    les = lesions.merge(patients[["subject_id", TRT]], on="subject_id", how="inner")
-    les = les[les["fes_evaluable"]]
-    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suv"]), "log_fdg_suv": np.log(les["fdg_suv"]),
-                      TRT: les[TRT].astype(float)}, index=les.index)
-    for organ in ("lymph_node", "lung"):
-        if (les["organ"] == organ).sum() >= MIN_GROUP:
-            x[f"organ[{organ}]"] = (les["organ"] == organ).astype(float)
-    table = cluster_robust_ols(les["response_pct"].to_numpy(float), x, les["subject_id"].to_numpy())
-    cats = les["response"].value_counts().reindex(["CR", "PR", "SD", "PD"], fill_value=0)
-    return {"n_lesions": int(len(les)), "n_patients": int(les["subject_id"].nunique()),
-            "model": "response_pct ~ log(FES SUV) + log(FDG SUV) + CDK4/6i + organ; CR1 cluster-robust SE by "
-                     "patient; FES-evaluable lesions",
-            "coefficients": [{"term": k, **{c: float(v) for c, v in r.items()}} for k, r in table.iterrows()],
-            "categories": {k: int(v) for k, v in cats.items()},
-            "points": {"log_fes_suv": x["log_fes_suv"].round(4).tolist(),
-                       "response_pct": les["response_pct"].round(2).tolist(), TRT: les[TRT].astype(int).tolist()}}
+    """Lesion response against baseline lesion uptake: RECIST size and PERCIST SULpeak mixed models with a patient
+    random effect (:mod:`sonimage.survival.lesion_response`); the size model's figures at the top level."""
+    res = lesion_response(patients, lesions)
+    size = res["size"]
+    return {**res, "n_lesions": size.get("n_lesions", 0), "n_patients": size.get("n_patients", 0),
+            "model": "response_pct ~ log(FES SUV) + log(FDG SUV) + treatment + log(size) + organ + (1 | patient); "
+                     "RECIST 1.1 measurable, FES-evaluable lesions; MixedLM (REML)",
+            "coefficients": size.get("coefficients", []), "categories": size.get("categories", {}),
+            "points": size.get("points", {"log_fes_suv": [], "response_pct": [], TRT: []})}
 
 
 def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | None = None

@@ -2,8 +2,9 @@
 
 Clinical tables come from the trial office, one folder per cohort: ``<clinical>/<cohort>/patients.parquet``
 (keyed by ``subject_id``, the trial pseudonym that the site linking table also gives the images) and optionally
-``<clinical>/<cohort>/lesions.parquet`` with lesion response at follow-up (``subject_id``, ``lesion_id``,
-``response_pct``, ``response``). Only image-derived uptake values are used: the clinical lesion table adds response.
+``<clinical>/<cohort>/lesions.parquet`` with lesion response at follow-up (``subject_id``, ``lesion_id`` and the
+columns of :data:`sonimage.tables.lesion_match.CLINIC_COLUMNS`), joined to the ROIs by the lesion number in the ROI
+name. Only image-derived uptake values are used: the clinical lesion table adds response.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sonimage.tables.lesion_match import match_clinic
 from sonimage.tables.patients import NOT_FES_EVALUABLE
 
-RESPONSE_COLUMNS = ["subject_id", "lesion_id", "response_pct", "response"]
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,12 @@ class StudyTables:
 
 
 def analysis_lesions(summary: pd.DataFrame, response: pd.DataFrame | None) -> pd.DataFrame:
-    """Image lesion summary in the columns the analyses read, with response joined where the clinic gives it."""
+    """Image lesion summary in the columns the analyses read, with response joined where the clinic gives it
+    (by lesion identifier, :func:`sonimage.tables.lesion_match.match_clinic`)."""
     les = summary.assign(subject_id=summary.patient, lesion_id=summary.lesion, fdg_suv=summary.fdg_suvmax,
                          fes_suv=summary.fes_suvmax, fes_evaluable=~summary.organ.isin(NOT_FES_EVALUABLE))
     if response is not None:
-        les = les.merge(response[RESPONSE_COLUMNS], on=["subject_id", "lesion_id"], how="left")
+        les, _ = match_clinic(les, response)
     return les
 
 
