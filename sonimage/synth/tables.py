@@ -119,11 +119,11 @@ COHORTS: dict[str, CohortSpec] = {
         mean_lesions=14.0,
         arms_cdk46i={"AI": 0, "AI+CDK4/6i": 1, "fulvestrant": 0, "fulvestrant+CDK4/6i": 1},
         # the fitter, younger patients get CDK4/6i: treated patients have a better prognosis (confounding)
-        propensity={"intercept": 1.6, "age_centred": -0.05, "ecog": -0.9, "visceral": -0.5, "de_novo": 0.4},
+        propensity={"intercept": 1.8, "age_centred": -0.02, "ecog": -1.2, "visceral": -0.9, "de_novo": 0.5},
     ),
     "transcan": CohortSpec(
         prefix="TRANSCAN", n_patients=140, sites=("IT01", "IT02", "FR01", "ES01"),
-        arms={"ET": 0.5, "chemotherapy": 0.5}, allocation="fes_selection", weibull_scale_months=9.5,
+        arms={"ET": 0.5, "chemotherapy": 0.5}, allocation="fes_selection", weibull_scale_months=9.0,
         age_mean=66.0, age_sd=7.0, ecog_p=(0.80, 0.20, 0.0), p_de_novo=0.0, p_bone_only=0.40,
         p_visceral=0.35, p_prior_endocrine=0.90, p_all_positive=0.60, p_all_negative=0.14,
         mean_lesions=9.0, arms_cdk46i={"ET": 0, "chemotherapy": 0},
