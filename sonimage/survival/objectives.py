@@ -21,6 +21,7 @@ from lifelines.statistics import multivariate_logrank_test, proportional_hazard_
 from sonimage.survival.benefit import benefit_validation, predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
+from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
@@ -114,6 +115,18 @@ def _cox_rows(fit, terms: list[str]) -> list[dict]:
              "upper": float(s.loc[k, "hr_upper"]), "p": float(s.loc[k, "p"])} for k in terms]
 
 
+def _fit_rows(df: pd.DataFrame, formula: str, terms: list[str] | None = None) -> list[dict]:
+    """Cox rows of ``terms`` (all when None); where the model cannot be fitted (e.g. every patient has an
+    FES-negative lesion, so the column does not vary or is collinear), rows with missing values and the reason."""
+    try:
+        fit = fit_cox(df, TIME, EVENT, formula)
+    except (SurvivalDataError, np.linalg.LinAlgError) as exc:
+        nan = float("nan")
+        return [{"term": k, "hr": nan, "lower": nan, "upper": nan, "p": nan, "not_estimable": str(exc)}
+                for k in (terms or [formula])]
+    return _cox_rows(fit, terms if terms is not None else list(fit.summary.index))
+
+
 def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings) -> dict:
     """PFS1 against heterogeneity: KM + log-rank, univariable and adjusted Cox, Schoenfeld tests."""
     df = df.assign(fdg_group=np.where(df["fdg_suvmax3"] >= df["fdg_suvmax3"].median(), "high FDG", "low FDG"),
@@ -121,15 +134,14 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     km = {"pattern": km_groups(df, "fes_pattern", list(PATTERNS)), "fes": km_groups(df, "fes_group"),
           "fdg": km_groups(df, "fdg_group"), "arm": km_groups(df, "arm")}
     metrics = ["fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"]
-    uni = [r for m in metrics for r in _cox_rows(fit_cox(df, TIME, EVENT, m), [m])]
-    adjusted = f"{' + '.join(metrics)} + {' + '.join(CLINICAL)} + {TRT}"
-    multi_fit = fit_cox(df, TIME, EVENT, adjusted)
-    multi = _cox_rows(multi_fit, list(multi_fit.summary.index))
+    uni = [r for m in metrics for r in _fit_rows(df, m, [m])]
+    varying = [m for m in metrics if df[m].nunique() > 1]
+    adjusted = f"{' + '.join(varying)} + {' + '.join(CLINICAL)} + {TRT}"
+    multi = _fit_rows(df, adjusted)
     sensitivity = []
     for thr in settings.fes_thresholds:
         d = add_patient_metrics(df, lesions, thr)
-        r = _cox_rows(fit_cox(d, TIME, EVENT, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}"),
-                      ["any_fes_negative"])[0]
+        r = _fit_rows(d, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}", ["any_fes_negative"])[0]
         sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
                             "hr_any_fes_negative": r["hr"], "lower": r["lower"], "upper": r["upper"], "p": r["p"]})
     return {"km": km, "univariable": uni, "multivariable": {"formula": adjusted, "rows": multi},
@@ -153,10 +165,9 @@ def schoenfeld(df: pd.DataFrame, formula: str) -> dict:
 def objective2(df: pd.DataFrame) -> dict:
     """Treatment × heterogeneity: HR of any FES-negative lesion per arm; CDK4/6i HR by subgroup."""
     clinical = " + ".join(CLINICAL)
-    inter = fit_cox(df, TIME, EVENT, f"{TRT}*any_fes_negative + {clinical}")
+    inter = _fit_rows(df, f"{TRT}*any_fes_negative + {clinical}", [f"{TRT}:any_fes_negative"])
     d = df.assign(neg_ai=df["any_fes_negative"] * (1 - df[TRT]), neg_cdk=df["any_fes_negative"] * df[TRT])
-    per_arm = fit_cox(d, TIME, EVENT, f"{TRT} + neg_ai + neg_cdk + {clinical}")
-    arms = _cox_rows(per_arm, ["neg_ai", "neg_cdk"])
+    arms = _fit_rows(d, f"{TRT} + neg_ai + neg_cdk + {clinical}", ["neg_ai", "neg_cdk"])
     arms[0]["term"], arms[1]["term"] = "any FES-negative, AI", "any FES-negative, AI+CDK4/6i"
     forest = [{"subgroup": "All patients", "n": int(len(df)), **_trt_hr(df)}]
     for col, label, values in (("fes_pattern", "FES pattern", PATTERNS), ("any_fes_negative", "Any FES-negative",
@@ -168,7 +179,7 @@ def objective2(df: pd.DataFrame) -> dict:
                 name = {0: "no", 1: "yes"}.get(v, v) if col not in ("ecog",) else v
                 forest.append({"subgroup": f"{label}: {name}", "n": int(len(sub)), **_trt_hr(sub)})
     cont = fit_cox(df, TIME, EVENT, f"{TRT}*fes_positive_fraction + {clinical}")
-    return {"interaction": _cox_rows(inter, [f"{TRT}:any_fes_negative"])[0], "hr_per_arm": arms,
+    return {"interaction": inter[0], "hr_per_arm": arms,
             "interaction_continuous": _cox_rows(cont, [f"{TRT}:fes_positive_fraction"])[0], "forest": forest}
 
 
