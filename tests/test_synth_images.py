@@ -206,3 +206,22 @@ def test_lesions_sit_inside_their_organs_without_overlap() -> None:
     assert np.all(centres[:, 2] - np.array(diameters) / 2 >= -body.length_mm)
     with pytest.raises(ValueError, match="unknown lesion organ"):
         place_lesions(body, ["brain"], [10.0], np.random.default_rng(0))
+
+
+def test_lesion_uptake_is_heterogeneous(study: Path) -> None:
+    """Necrotic core and gradient: SUVmax > SUVmean, the analytic mean of the profile matches the voxels, and the
+    truth keeps the rendered statistics (on FDG never above the profile's SUVmax; the FES day is resampled through
+    the motion, so its sphere may take in neighbouring uptake)."""
+    from sonimage.synth.render import lesion_profile
+
+    grid = Grid.centred(80, 1.0, np.arange(40.0, -40.0, -1.0))
+    mask = sphere_mask(grid, np.zeros(3), 30.0)
+    p = lesion_profile(grid, mask, np.zeros(3), 30.0, 0.5, 0.2, 0.4, np.array([1.0, 0.0, 0.0]))
+    assert 0.97 < p.max() <= 1.0 and p.min() < 0.2
+    assert p.mean() == pytest.approx((0.2 * 0.125 + 0.875) / 1.4, rel=0.02)
+    lesions = pd.read_parquet(study / "truth" / COHORT / "lesions.parquet")
+    assert (lesions["fdg_true_suvmax"] <= lesions["fdg_suv"] + 1e-3).all()
+    for t in ("fdg", "fes"):
+        assert (lesions[f"{t}_true_suvmean"] <= lesions[f"{t}_true_suvmax"] + 1e-6).all()
+    multi = lesions[lesions.n_voxels >= 4]
+    assert (multi.fdg_true_suvmax > multi.fdg_true_suvmean * 1.02).mean() > 0.5

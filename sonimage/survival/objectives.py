@@ -53,8 +53,8 @@ class StudySettings:
 def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
     """The lesion table in the columns of :func:`sonimage.tables.patients.patient_metrics`.
 
-    Pipeline tables already have them; the synthetic ground truth (uniform uptake per lesion) is mapped:
-    SUVmax = SUVmean = the lesion's uptake, volume from the diameter, no lean-body-mass (SUL) values.
+    Pipeline tables already have them; the synthetic ground truth is mapped: its SUVmax and SUVmean of the
+    lesion's uptake profile, volume from the diameter, no lean-body-mass (SUL) values.
     """
     if {"patient", "lesion", "fes_suvmax", "fdg_suvmax"} <= set(lesions.columns):
         return lesions
@@ -62,7 +62,7 @@ def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "patient": lesions["subject_id"], "lesion": lesions["lesion_id"], "organ": lesions["organ"],
         "fdg_suvmax": lesions["fdg_suv"], "fdg_sulmax": np.nan, "fes_suvmax": lesions["fes_suv"],
-        "fes_suvmean": lesions["fes_suv"], "fes_sulmean": np.nan, "volume_ml": volume,
+        "fes_suvmean": lesions.get("fes_suvmean", lesions["fes_suv"]), "fes_sulmean": np.nan, "volume_ml": volume,
         "fdg_tlg": lesions["fdg_suv"] * volume,
     })
 

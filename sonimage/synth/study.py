@@ -4,8 +4,11 @@ Layout under ``out``::
 
     dicom/<cohort>/<PatientID>/<YYYYMMDD>_PET-CT_<tracer>/<NNN>_<series>/IM-<series>-<instance>.dcm
     truth/<cohort>/patients.parquet   clinical table (no identifying fields)
-    truth/<cohort>/lesions.parquet    lesions + centres per scan (mm), voxel-count volume, series UIDs
-    truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s)
+    truth/<cohort>/lesions.parquet    lesions (sonimage.synth.tables) + centres per scan (mm), true mask volume and
+                                      rendered SUVmax/SUVmean per tracer, the reader's contour (drawn, volume,
+                                      Dice, ROI name), series UIDs
+    truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s),
+                                      table shift and (FES day) the rotation + deformation ('motion', JSON)
     truth/<cohort>/truth.json         true model coefficients and the image-generation parameters
     truth/<cohort>/done/<subject>.json  completion marker of a patient (its truth rows): a rerun skips it
     site-private/linking.csv          cohort, PatientID, subject_id: what the site keeps to label outputs

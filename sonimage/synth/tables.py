@@ -199,18 +199,22 @@ def _lesions_for_patient(rng: np.random.Generator, spec: CohortSpec, subject: st
     soft = (organs == "bone") & (rng.random(n) < 0.15)  # lytic/mixed bone lesions with a soft-tissue component
     soft_mm = np.where(soft, (diameter * rng.uniform(0.6, 0.95, n)).round(1), 0.0)
     # within-lesion heterogeneity (rendered by sonimage.synth.render.lesion_profile): necrosis in large lesions,
-    # more in FES-negative ones; a linear gradient across the lesion in a random direction
+    # more in FES-negative ones; a linear gradient across the lesion in a random direction. fdg_suv / fes_suv are
+    # the SUVmax of the continuous profile, *_suvmean its mean over the sphere
     p_necrosis = np.clip((diameter - 14.0) / 20.0, 0.0, 0.8) * np.where(negative, 1.0, 0.6)
     necrotic = rng.random(n) < p_necrosis
     direction = rng.normal(size=(n, 3))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    core = np.where(necrotic, rng.uniform(0.3, 0.6, n), 0.0).round(3)
+    core_uptake = np.where(necrotic, rng.uniform(0.15, 0.4, n), 1.0).round(3)
+    gradient = rng.uniform(0.0, 0.5, n).round(3)
+    mean_ratio = (core_uptake * core**3 + 1.0 - core**3) / (1.0 + gradient)  # the gradient averages out
     return {
         "subject_id": np.full(n, subject), "lesion_id": np.arange(1, n + 1), "organ": organs,
         "diameter_mm": diameter, "soft_tissue_mm": soft_mm, "fdg_suv": fdg, "fes_suv": fes,
         "fdg_negative": fdg_negative, "fes_evaluable": evaluable, "fes_positive": evaluable & ~negative,
-        "necrotic_core_fraction": np.where(necrotic, rng.uniform(0.3, 0.6, n), 0.0).round(3),
-        "necrotic_core_uptake": np.where(necrotic, rng.uniform(0.15, 0.4, n), 1.0).round(3),
-        "gradient": rng.uniform(0.0, 0.5, n).round(3),
+        "fdg_suvmean": (fdg * mean_ratio).round(3), "fes_suvmean": (fes * mean_ratio).round(3),
+        "necrotic_core_fraction": core, "necrotic_core_uptake": core_uptake, "gradient": gradient,
         "gradient_x": direction[:, 0].round(4), "gradient_y": direction[:, 1].round(4),
         "gradient_z": direction[:, 2].round(4),
     }
