@@ -53,7 +53,7 @@ def one_sonimage(folder: Path) -> dict:
     from sonimage.dicom.reader import load_plan
     from sonimage.dicom.series import group_series
     from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
-    from sonimage.volumes.volume import Volume
+    from sonimage.volume import Volume
 
     out = Path(tempfile.mkdtemp())
     # Warm-up: xarray and zarr import codecs and backends lazily on their first write (an import cost).

@@ -12,7 +12,7 @@ distance 1; the same families: shape/morphology, first order/intensity statistic
 GLSZM, GLDM/NGLDM, NGTDM. sonimage is timed also with all 12 of its families (local intensity, IVH, GLDZM, PET).
 
 Part 2: all lesions of a synthetic cohort (``sonimage synth``, generated once into ``bench/results/data``), one
-Dask task per scan (:func:`sonimage.features.extract.scan_lesions`) on a LocalCluster of 1 and of 2 worker
+Dask task per scan (:func:`sonimage.lesions.scan.scan_lesions`) on a LocalCluster of 1 and of 2 worker
 processes; cluster start-up and imports are outside the timing.
 
 The machine may be shared: every measurement is repeated (``--repeat``, tools interleaved) and the fastest
@@ -120,7 +120,7 @@ def prepare_lesions(folder: Path) -> list[dict]:
     import SimpleITK as sitk
 
     from sonimage.lesions.io import read_image, read_mask
-    from sonimage.volumes.volume import Volume
+    from sonimage.volume import Volume
 
     pairs = []
     for case in sorted((SHARED / "ibsi-sts-pet").glob("STS_*")):
@@ -177,7 +177,8 @@ def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], re
     from sonimage.cluster import local_cluster
 
     from sonimage.features.base import FeatureSettings
-    from sonimage.features.extract import ALL_FAMILIES, scan_lesions
+    from sonimage.features.extract import ALL_FAMILIES
+    from sonimage.lesions.scan import scan_lesions
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
     rows = []

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from sonimage.cli.convert import add_pseudonym_options
+from sonimage.cli.stages import add_settings_options, settings_from_args
 
 
 def _run(args: argparse.Namespace) -> int:
     from flows.environment import configure
 
+    settings = settings_from_args(args)  # a bad settings file fails before any server starts
     configure(args.out / ".prefect")
     from flows.cluster import dask_cluster
     from flows.server import prefect_server
@@ -25,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
             runner = DaskTaskRunner(address=address)
             outputs = study_flow.with_options(task_runner=runner)(
                 str(args.out), str(args.dicom_root), args.linking and str(args.linking),
-                args.key_file and str(args.key_file), args.clinical and str(args.clinical), args.development)
+                args.key_file and str(args.key_file), args.clinical and str(args.clinical), settings.to_json())
         APILogWorker.drain_all(timeout=10)  # deliver the last log lines while the server is still up
     print("outputs:")
     for name, path in outputs.items():
@@ -43,6 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dashboard", default=":8787", help="dashboard address of a cluster started here")
     p.add_argument("--clinical", type=Path, help="clinical tables (<cohort>/patients.parquet): adds the analyses "
                    "and the HTML report")
-    p.add_argument("--development", default="sonia", help="development cohort of the prediction models")
+    add_settings_options(p)
     add_pseudonym_options(p)
     p.set_defaults(func=_run)

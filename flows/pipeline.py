@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
 from prefect import flow, get_run_logger, unmapped
 from prefect.context import get_run_context
 from prefect_dask import DaskTaskRunner
@@ -15,12 +14,13 @@ from flows.tasks import (analyse, convert_series, extract_lesions, index_batch, 
 from sonimage.cluster import local_cluster
 from sonimage.dicom.index import list_files
 from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
-from sonimage.lesions.jobs import patient_scans
+from sonimage.lesions.tree import jobs_by_scan, plan_patients
+from sonimage.settings import Settings
 from sonimage.volumes.convert import ConvertSummary, batches, plan_from_index
 
 
 def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> ConvertSummary:
-    """Index in batches, plan series, convert one task per series, write the tables."""
+    """:func:`sonimage.volumes.convert.convert_tree` as tasks: index in batches, plan, one task per series, tables."""
     files = list_files(dicom_root)
     paths = [[str(p) for p in batch] for batch in batches(files)]
     indexed = index_batch.map(paths, unmapped(str(dicom_root)), unmapped(pseudo)).result()
@@ -29,19 +29,17 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     return write_tables(str(out), outcomes, object_rows, quarantine, len(files))
 
 
-def features_stage(out: Path, manifest: Path) -> dict[str, str]:
-    """Plan lesions per patient (with FES registration), one feature task per scan, then the tables."""
-    scans, notes = patient_scans(pd.read_parquet(manifest))
+def features_stage(out: Path, settings: Settings) -> dict[str, str]:
+    """:func:`sonimage.lesions.tree.features_tree` as tasks: plan per patient, one feature task per scan, tables."""
+    scans, notes = plan_patients(out)
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     prepared = prepare_lesions.map(scans, unmapped(str(out))).result()
-    scans_jobs: dict[str, list] = {}
-    for batch, _ in prepared:
-        for job in batch:
-            scans_jobs.setdefault(f"{job.patient}-{job.tracer}", []).append(job)
-    per_scan = extract_lesions.map(list(scans_jobs), list(scans_jobs.values()), unmapped(str(out))).result()
+    by_scan = jobs_by_scan(prepared)
+    per_scan = extract_lesions.map(list(by_scan), list(by_scan.values()), unmapped(str(out)),
+                                   unmapped(settings.features)).result()
     results = [r for batch in per_scan for r in batch]
-    return write_features(str(out), results, [record for _, record in prepared])
+    return write_features(str(out), results, [record for _, record in prepared], settings)
 
 
 def default_runner() -> DaskTaskRunner:
@@ -54,12 +52,14 @@ def default_runner() -> DaskTaskRunner:
 
 @flow(name="sonimage-study", log_prints=True, task_runner=default_runner())
 def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: str | None = None,
-               clinical: str | None = None, development: str = "sonia") -> dict[str, str]:
+               clinical: str | None = None, settings: str | None = None) -> dict[str, str]:
     """DICOM below ``dicom_root`` → Zarr volumes → lesion features → (with ``clinical`` tables) the study report.
 
-    Parameters are paths only (deployments pass JSON): the site linking table and key file stay at the site.
-    Returns where the outputs are.
+    Parameters are paths and JSON only (deployments pass JSON): the site linking table and key file stay at the
+    site; ``settings`` is :class:`sonimage.settings.Settings` as JSON (None: the defaults). Returns where the
+    outputs are.
     """
+    run_settings = Settings.from_json(settings)
     logger = get_run_logger()
     pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
                            read_linking(Path(linking)) if linking else {})
@@ -69,8 +69,8 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
                 summary.n_quarantined_files)
     outputs = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine),
                "volumes": str(out_path / "volumes")}
-    outputs.update(features_stage(out_path, summary.manifest))
+    outputs.update(features_stage(out_path, run_settings))
     if clinical:
         scheduler = get_run_context().task_runner.client.scheduler.address
-        outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), development, scheduler))
+        outputs.update(analyse(str(out_path), str(Path(clinical).resolve()), scheduler, run_settings))
     return outputs

@@ -1,22 +1,20 @@
-"""Thin Prefect tasks over the library. Inputs and outputs are paths and small records, never arrays."""
+"""Thin Prefect tasks over the library stages. Inputs and outputs are paths and small records, never arrays."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from distributed import Client
 from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
-from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.lesions.jobs import PIPELINE_SETTINGS, LesionJob, PatientScans, lesion_features, lesion_summary, \
-    prepare_patient
-from sonimage.report.study import run_study_analysis
-from sonimage.tables.parquet import write_table
-from sonimage.tables.patients import patient_metrics
-from sonimage.tables.study import study_tables
+from sonimage.features.base import FeatureSettings
+from sonimage.features.table import LesionFeatures
+from sonimage.lesions.jobs import LesionJob, PatientScans, prepare_patient
+from sonimage.lesions.tree import scan_features, write_feature_tables
+from sonimage.settings import Settings
+from sonimage.study import analyse_study
 from sonimage.volumes.convert import ConvertSummary, Job, MaskJob, Outcome, convert_any, finish
 
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}
@@ -48,32 +46,20 @@ def prepare_lesions(scans: PatientScans, out: str) -> tuple[list[LesionJob], dic
 
 
 @task(name="lesion-features", task_run_name="features-{scan}", **RETRIES)
-def extract_lesions(scan: str, jobs: list[LesionJob], out: str) -> list[LesionFeatures]:
+def extract_lesions(scan: str, jobs: list[LesionJob], out: str, settings: FeatureSettings) -> list[LesionFeatures]:
     """IBSI and PET features of the lesions of one scan (one task per scan keeps scheduling overhead small)."""
-    return [lesion_features(job, Path(out)) for job in jobs]
+    return scan_features(jobs, Path(out), settings)
 
 
 @task(name="write-feature-tables")
-def write_features(out: str, results: list[LesionFeatures], registrations: list[dict]) -> dict[str, str]:
-    """The wide lesion feature table, the lesion summary, patient heterogeneity metrics and registration QC."""
-    folder = Path(out) / "features"
-    table, dictionary = feature_table(results, PIPELINE_SETTINGS)
-    paths = {"lesion_features": write_feature_table(table, dictionary, folder / "lesion_features.parquet")}
-    summary = lesion_summary(results)
-    paths["lesions"] = write_table(summary, folder / "lesions.parquet")
-    metrics = patient_metrics(summary.dropna(subset=["fdg_suvmax"]))
-    paths["patients"] = write_table(metrics, folder / "patients.parquet")
-    paths["registration"] = write_table(pd.DataFrame(registrations), folder / "registration.parquet")
-    return {k: str(v) for k, v in paths.items()}
+def write_features(out: str, results: list[LesionFeatures], registrations: list[dict],
+                   settings: Settings) -> dict[str, str]:
+    """The wide lesion feature table, the lesion and patient tables and registration QC."""
+    return write_feature_tables(Path(out), results, registrations, settings)
 
 
 @task(name="study-analysis")
-def analyse(out: str, clinical: str, development: str, scheduler: str) -> dict[str, str]:
+def analyse(out: str, clinical: str, scheduler: str, settings: Settings) -> dict[str, str]:
     """Objectives 1–5 and the HTML report; bootstraps fan out over the cluster at ``scheduler``."""
-    tables = study_tables(pd.read_parquet(Path(out) / "features" / "lesions.parquet"), Path(clinical))
-    report_dir = Path(out) / "report"
-    write_table(tables.excluded, report_dir / "excluded.parquet")
     with Client(scheduler) as client:
-        report = run_study_analysis(tables.patients, tables.lesions, report_dir, development=development,
-                                    executor=client)
-    return {"report": str(report), "metrics": str(report_dir / "metrics.json")}
+        return analyse_study(Path(out), Path(clinical), client, settings)

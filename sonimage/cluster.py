@@ -9,8 +9,11 @@ For workers started elsewhere (``dask worker``, Kubernetes, SLURM) set
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dask
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}
 
@@ -20,3 +23,13 @@ def local_cluster(n_workers: int = 2, dashboard_address: str = ":0") -> LocalClu
     with dask.config.set(WORKER_ENVIRON):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=dashboard_address)
+
+
+@contextmanager
+def local_executor(n_workers: int) -> Iterator[Client | None]:
+    """A client of a :func:`local_cluster` of ``n_workers`` workers, or None (run in process) for 0."""
+    if n_workers == 0:
+        yield None
+        return
+    with local_cluster(n_workers) as cluster, Client(cluster) as client:
+        yield client

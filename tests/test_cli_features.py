@@ -12,7 +12,7 @@ from sonimage.cli import main
 from sonimage.features.table import read_dictionary
 from sonimage.lesions.io import read_image
 from sonimage.volumes.store import write_volume
-from sonimage.volumes.volume import Volume
+from sonimage.volume import Volume
 from test_lesions import write_seg
 
 FAST = ["--families", "morphology", "local_intensity", "statistics", "histogram", "ivh", "pet", "glcm"]
@@ -127,7 +127,7 @@ def test_bad_arguments_exit_2(tmp_path):
 
 def test_label_store_rows_by_roi_name(shared_data, tmp_path):
     """A sonimage label store (every RTSTRUCT ROI rasterised) gives one row per recorded ROI, by name."""
-    from sonimage.lesions.labels import rtstruct_labels
+    from sonimage.dicom.rtstruct import rtstruct_labels
 
     folder = require(shared_data / "sts-001-fdg-pet")
     image = read_image(folder / "dicom")

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-from sonimage.lesions.jobs import lesion_features, lesion_summary, patient_scans, prepare_patient
+from sonimage.lesions.tree import features_tree, plan_patients
+from sonimage.settings import METADATA_KEY, Settings
 from sonimage.synth.study import generate_study
 from sonimage.tables.patients import patient_metrics
 from sonimage.volumes.convert import convert_tree
@@ -21,11 +23,13 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     generate_study(base / "study", cohorts=("sonia",), n_patients=2, size="small", seed=5)
     pseudo = Pseudonymiser(b"k", read_linking(base / "study" / "site-private" / "linking.csv"))
     convert_tree(base / "study" / "dicom", base / "out", pseudo)
-    scans, notes = patient_scans(pd.read_parquet(base / "out" / "manifest.parquet"))
+    scans, notes = plan_patients(base / "out")
     assert not notes and len(scans) == 2
-    prepared = [prepare_patient(s, base / "out") for s in scans]
-    results = [lesion_features(j, base / "out") for jobs, _ in prepared for j in jobs]
-    return base, [r for _, r in prepared], lesion_summary(results)
+    paths = features_tree(base / "out")
+    for path in paths.values():  # every table records the run's settings
+        assert Settings.from_json(pq.read_schema(path).metadata[METADATA_KEY.encode()].decode()) == Settings()
+    records = pd.read_parquet(paths["registration"]).to_dict("records")
+    return base, records, pd.read_parquet(paths["lesions"])
 
 
 def test_registration_recovers_the_patient_shift(pipeline: tuple) -> None:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import math
 
-from sonimage.survival.objectives import StudySettings, add_patient_metrics, objective1, objective2
-from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.settings import StudySettings
+from sonimage.survival.objectives import model_table, objective1, objective2
+from sonimage.synth.tables import simulate_cohort_tables, truth_lesion_table
+from sonimage.tables.patients import patient_metrics
+from sonimage.tables.study import join_patient_table
 
 
 def test_constant_any_fes_negative_is_not_estimable_and_the_rest_runs():
     t = simulate_cohort_tables("sonia", 40, seed=9)  # < 50: no liver-only patient
-    lesions = t.lesions.copy()
-    first = lesions[lesions["fes_evaluable"]].groupby("subject_id").head(1).index
-    lesions.loc[first, "fes_suv"] = 1.0  # every patient now has an FES-negative lesion
-    df = add_patient_metrics(t.patients, lesions)
+    raw = t.lesions.copy()
+    first = raw[raw["fes_evaluable"]].groupby("subject_id").head(1).index
+    raw.loc[first, "fes_suv"] = 1.0  # every patient now has an FES-negative lesion
+    lesions = truth_lesion_table("sonia", raw)
+    df = model_table(join_patient_table(t.patients, patient_metrics(lesions)))
     assert df["any_fes_negative"].nunique() == 1
     o1 = objective1(df, lesions, StudySettings(fes_thresholds=(1.5,)))
     row = next(r for r in o1["univariable"] if r["term"] == "any_fes_negative")

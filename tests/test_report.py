@@ -9,10 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonimage.report import run_study_analysis
 from sonimage.survival.cox import FrozenCox
-from sonimage.survival.objectives import StudySettings, add_patient_metrics
+from sonimage.cli import main
+from sonimage.settings import Settings, StudySettings
+from sonimage.study import run_study_analysis
+from sonimage.survival.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.tables.parquet import write_table
+from sonimage.tables.study import join_patient_table
 
 SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 and FES/FDG heterogeneity",
             "Objective 2: does heterogeneity modify the CDK4/6i effect?", "Objective 3: lesion response",
@@ -22,12 +26,22 @@ SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 an
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
+    """The analysis stage (`sonimage analyse`, partial settings file) over tables as the feature stage and the
+    trial office write them."""
+    base = tmp_path_factory.mktemp("study")
     t = {c: simulate_cohort_tables(c, n, seed=3) for c, n in (("sonia", 100), ("impact", 120), ("transcan", 90))}
-    settings = StudySettings(n_boot_internal=8, n_boot_external=12, penalizers=(0.0, 0.5), folds=3)
-    path = run_study_analysis({c: x.patients for c, x in t.items()}, {c: x.lesions for c, x in t.items()}, out,
-                              settings=settings)
-    return path, out, t
+    for c, x in t.items():
+        write_table(x.patients, base / "clinical" / c / "patients.parquet")
+        write_table(x.lesions, base / "clinical" / c / "lesions.parquet")
+    write_table(pd.concat([x.lesion_table.drop(columns=["response_pct", "response"]) for x in t.values()]),
+                base / "features" / "lesions.parquet")
+    write_table(pd.concat([x.patient_table for x in t.values()]), base / "features" / "patients.parquet")
+    (base / "run.json").write_text(json.dumps({"study": {"n_boot_internal": 8, "n_boot_external": 12,
+                                                         "penalizers": [0.0, 0.5], "folds": 3}}))
+    assert main(["analyse", str(base), "--clinical", str(base / "clinical"), "--settings", str(base / "run.json")]) == 0
+    out = base / "report"
+    assert len(pd.read_parquet(out / "excluded.parquet")) == 0
+    return out / "report.html", out, t
 
 
 def test_report_is_one_self_contained_file(run):
@@ -58,7 +72,7 @@ def test_metrics_json_and_models(run):
     # the frozen model file reproduces the per-patient predictions without refitting
     model = FrozenCox.load(out / "models" / "effect.json")
     benefit = pd.read_parquet(out / "benefit.parquet")
-    dev = add_patient_metrics(t["sonia"].patients, t["sonia"].lesions)
+    dev = model_table(join_patient_table(t["sonia"].patients, t["sonia"].patient_table))
     treated = model.survival(dev.assign(cdk46i=1), 12.0)[:, 0]
     np.testing.assert_allclose(benefit["effect_pfs_treated_12"], treated)
 
@@ -66,6 +80,7 @@ def test_metrics_json_and_models(run):
 def test_bad_input_is_named():
     t = simulate_cohort_tables("sonia", 30)
     with pytest.raises(ValueError, match="development cohort 'nope'"):
-        run_study_analysis({"sonia": t.patients}, {"sonia": t.lesions}, "/tmp/unused", development="nope")
+        run_study_analysis({"sonia": t.patients}, {"sonia": t.lesion_table}, "/tmp/unused",
+                           Settings(study=StudySettings(development="nope")))
     with pytest.raises(ValueError, match="no lesion table"):
         run_study_analysis({"sonia": t.patients}, {}, "/tmp/unused")

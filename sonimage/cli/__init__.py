@@ -11,7 +11,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-SUBCOMMANDS = ("synth", "convert", "features", "model")
+SUBCOMMANDS = ("synth", "convert", "stages", "features", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,17 +20,16 @@ def add_pseudonym_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, help="site pseudonymisation key (default $SONIMAGE_HOME/pseudonym.key)")
 
 
+def add_workers_option(p: argparse.ArgumentParser) -> None:
+    """``--workers``: Dask worker processes on this machine, 0 to run in process."""
+    p.add_argument("--workers", type=int, default=0, help="Dask worker processes on this machine (0: in process)")
+
+
 def _run(args: argparse.Namespace) -> int:
-    from distributed import Client
+    from sonimage.cluster import local_executor
 
-    from sonimage.cluster import local_cluster
-
-    pseudo = pseudonymiser(args)
-    if args.workers == 0:
-        summary = convert_tree(args.dicom_root, args.out, pseudo)
-    else:
-        with local_cluster(args.workers) as cluster, Client(cluster) as client:
-            summary = convert_tree(args.dicom_root, args.out, pseudo, executor=client)
+    with local_executor(args.workers) as client:
+        summary = convert_tree(args.dicom_root, args.out, pseudonymiser(args), executor=client)
     print(f"{summary.n_files} files: {summary.n_converted} series converted, "
           f"{summary.n_quarantined_files} files quarantined")
     print(f"manifest:   {summary.manifest}\nquarantine: {summary.quarantine}")
@@ -42,6 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert a DICOM tree to Zarr volumes with a manifest and a quarantine table")
     p.add_argument("dicom_root", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--workers", type=int, default=0, help="Dask worker processes on this machine (0: in process)")
+    add_workers_option(p)
     add_pseudonym_options(p)
     p.set_defaults(func=_run)

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from sonimage.features.base import FeatureSettings
-from sonimage.features.extract import ALL_FAMILIES, scan_lesions
+from sonimage.features.extract import ALL_FAMILIES
+from sonimage.lesions.scan import scan_lesions
 from sonimage.features.table import feature_table, write_table
 
 

@@ -78,7 +78,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from sonimage.survival.benefit import benefit_validation
-    from sonimage.survival.cox import FrozenCox, write_json_atomic
+    from sonimage.io import write_json_atomic
+    from sonimage.survival.cox import FrozenCox
     from sonimage.survival.data import read_table
     from sonimage.survival.external import validate
 

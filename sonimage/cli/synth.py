@@ -6,21 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
+from sonimage.cli.convert import add_workers_option
 from sonimage.synth.study import COHORTS, SIZES, generate_study
 
 
 def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     kwargs = dict(cohorts=tuple(args.cohorts), n_patients=args.patients, size=args.size, seed=args.seed)
-    if args.workers == 0:
-        summary = generate_study(args.out, **kwargs)
-    else:
-        from distributed import Client
+    from sonimage.cluster import local_executor
 
-        from sonimage.cluster import local_cluster
-
-        with local_cluster(args.workers) as cluster, Client(cluster) as client:
-            summary = generate_study(args.out, workers=client, **kwargs)
+    with local_executor(args.workers) as client:
+        summary = generate_study(args.out, workers=client, **kwargs)
     seconds = time.perf_counter() - start
     print(f"{summary.n_patients} patients ({summary.n_generated} generated, "
           f"{summary.n_patients - summary.n_generated} already complete) in {', '.join(summary.cohorts)}")
@@ -39,5 +35,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patients", type=int, default=None, help="patients per cohort (default: the cohort's size)")
     p.add_argument("--size", choices=tuple(SIZES), default="full", help="image size (tiny for tests)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="Dask worker processes on this machine (0: in process)")
+    add_workers_option(p)
     p.set_defaults(func=_run)

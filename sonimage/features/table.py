@@ -10,9 +10,7 @@ case (e.g. ``glcm_joint_maximum__gyby__3d_avg``, ``statistics_mean_intensity__q4
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sonimage.features.base import Feature, FeatureSettings
+from sonimage.io import write_bytes_atomic, write_parquet_atomic
 
 DICTIONARY_KEY = b"sonimage.feature_dictionary"
 AGGREGATION_WORDS = (("2.5d", "2_5d"), ("slice-merged", "smrg"), ("direction-merged", "dmrg"),
@@ -79,8 +78,10 @@ def feature_table(lesions: Sequence[LesionFeatures], settings: FeatureSettings) 
     return table, dictionary
 
 
-def write_table(table: pd.DataFrame, dictionary: pd.DataFrame, path: Path) -> Path:
-    """Write ``table`` atomically as Parquet (dictionary in the schema metadata) or CSV (dictionary beside it)."""
+def write_table(table: pd.DataFrame, dictionary: pd.DataFrame, path: Path,
+                metadata: dict[str, str] | None = None) -> Path:
+    """Write ``table`` atomically as Parquet (dictionary and ``metadata`` in the schema metadata) or CSV
+    (dictionary beside it)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv"):
@@ -90,17 +91,13 @@ def write_table(table: pd.DataFrame, dictionary: pd.DataFrame, path: Path) -> Pa
     if suffix == ".csv":
         targets.append((path.with_name(f"{path.stem}.dictionary.csv"), dictionary))
     for target, frame in targets:
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            if suffix == ".parquet":
-                arrow = pa.Table.from_pandas(frame, preserve_index=False)
-                meta = {**(arrow.schema.metadata or {}), DICTIONARY_KEY: json.dumps(dictionary.to_dict("records")).encode()}
-                pq.write_table(arrow.replace_schema_metadata(meta), tmp)
-            else:
-                frame.to_csv(tmp, index=False)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if suffix == ".parquet":
+            arrow = pa.Table.from_pandas(frame, preserve_index=False)
+            meta = {**(arrow.schema.metadata or {}), DICTIONARY_KEY: json.dumps(dictionary.to_dict("records")).encode(),
+                    **{k.encode(): v.encode() for k, v in (metadata or {}).items()}}
+            write_parquet_atomic(arrow.replace_schema_metadata(meta), target)
+        else:
+            write_bytes_atomic(target, frame.to_csv(index=False).encode("utf-8"))
     return path
 
 

@@ -14,11 +14,11 @@ import pydicom
 import SimpleITK as sitk
 
 from sonimage.dicom.reader import read_dicom_volume
-from sonimage.lesions.labelmap import MaskError, labels_on_grid, read_labelmap
-from sonimage.lesions.rtstruct import rasterise, roi_names
+from sonimage.dicom.rtstruct import rasterise, roi_names
+from sonimage.lesions.labelmap import labels_on_grid, read_labelmap
 from sonimage.lesions.seg import read_seg, segments
+from sonimage.volume import MaskError, Volume
 from sonimage.volumes.store import open_store, read_volume
-from sonimage.volumes.volume import Volume
 
 
 def is_zarr_store(path: Path) -> bool:

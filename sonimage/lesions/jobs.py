@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
 from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.registration import map_labels, register_translation
+from sonimage.settings import PIPELINE_FEATURES
+from sonimage.tables.lesions import lesion_table
 from sonimage.volumes.store import open_store, read_volume, write_volume
 
 ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
-PIPELINE_SETTINGS = FeatureSettings(bin_width=0.25, bin_lower_bound=0.0)  # fixed bin size in SUV, PET practice
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def prepare_patient(scans: PatientScans, out: Path) -> tuple[list[LesionJob], di
     return jobs, record
 
 
-def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_SETTINGS,
+def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_FEATURES,
                     families: tuple[str, ...] = ALL_FAMILIES) -> LesionFeatures:
     """Features of one lesion, reading only its bounding box (plus the peak sphere's reach) from the stores."""
     image = open_store(Path(out) / job.image)
@@ -131,7 +131,7 @@ def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPEL
     window = {d: slice(max(lo - m, 0), hi + m) for d, lo, hi, m in zip("zyx", (z0, y0, x0), (z1, y1, x1), margin)}
     var = next(iter(image.data_vars))
     pixels = image[var].isel(window).values.astype(np.float64)
-    labels = xr.open_zarr(Path(out) / job.labels, consolidated=False)["label"].isel(window).values
+    labels = open_store(Path(out) / job.labels)["label"].isel(window).values
     ids = {"cohort": job.cohort, "patient": job.patient, "lesion": job.lesion, "roi": job.roi,
            "organ": organ_of(job.roi), "tracer": job.tracer}
     try:
@@ -147,7 +147,7 @@ def _value(features: list[Feature], name: str) -> float:
 
 
 def lesion_summary(results: list[LesionFeatures]) -> pd.DataFrame:
-    """One row per lesion with the uptake values the patient metrics and analyses need (FDG and FES side by side)."""
+    """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side."""
     rows: dict[tuple, dict] = {}
     for r in results:
         key = (r.ids["cohort"], r.ids["patient"], r.ids["lesion"])
@@ -158,9 +158,4 @@ def lesion_summary(results: list[LesionFeatures]) -> pd.DataFrame:
                     f"{t}_suvpeak": _value(r.features, "SUVpeak"), f"{t}_sulmax": _value(r.features, "SULmax"),
                     f"{t}_sulmean": _value(r.features, "SULmean"), f"{t}_mtv_ml": _value(r.features, "MTV (mL)"),
                     f"{t}_tlg": _value(r.features, "TLG SUV"), f"{t}_error": r.error})
-    table = pd.DataFrame(list(rows.values()))
-    for col in ("fes_suvmax", "fes_suvmean", "fes_sulmean", "fdg_sulmax", "fdg_mtv_ml", "fdg_tlg"):
-        if col not in table:
-            table[col] = np.nan
-    table["volume_ml"] = table["fdg_mtv_ml"]
-    return table.sort_values(["cohort", "patient", "lesion"]).reset_index(drop=True)
+    return lesion_table(pd.DataFrame(list(rows.values())))

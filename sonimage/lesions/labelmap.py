@@ -7,11 +7,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from sonimage.volumes.volume import Volume
-
-
-class MaskError(ValueError):
-    """A mask that cannot be placed on the image: unreadable, unknown ROI, another grid, off the grid."""
+from sonimage.volume import MaskError, Volume
 
 
 def check_grid(mask: Volume, image: Volume, source: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from sonimage.volumes.volume import Volume
+from sonimage.volume import Volume
 
 
 def _ct_image(ct: Volume) -> sitk.Image:

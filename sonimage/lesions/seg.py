@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from sonimage.lesions.labelmap import MaskError
-from sonimage.lesions.rtstruct import slice_depths
-from sonimage.volumes.volume import Volume
+from sonimage.volume import MaskError
+from sonimage.dicom.rtstruct import slice_depths
+from sonimage.volume import Volume
 
 
 def _read(path: Path, pixels: bool) -> pydicom.Dataset:

@@ -1,5 +1,6 @@
-"""The study report: one self-contained HTML file with embedded figures, plus metrics as JSON."""
+"""The study report: renders an analysed study as one self-contained HTML file with embedded figures, plus
+metrics as JSON."""
 
-from sonimage.report.study import run_study_analysis
+from sonimage.report.study import render_report
 
-__all__ = ["run_study_analysis"]
+__all__ = ["render_report"]

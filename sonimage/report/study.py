@@ -1,73 +1,26 @@
-"""One study run: the five analyses on per-cohort tables, written as one HTML report plus metrics.json."""
+"""Rendering of an analysed study (:class:`sonimage.survival.study.StudyResult`): one self-contained HTML report,\nmetrics.json, the frozen model files and per-patient benefit. No analysis happens here."""
 
 from __future__ import annotations
 
-import os
 import platform
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sonimage import __version__
+from sonimage.io import write_json_atomic, write_text_atomic
 from sonimage.report import figures
 from sonimage.report.html import esc, img, page, table
-from sonimage.survival.calibration import (flexible_calibration, grouped_calibration, kaplan_meier, km_at,
-                                           km_median)
-from sonimage.survival.cox import write_json_atomic
+from sonimage.settings import Settings
 from sonimage.survival.external import METRICS
-from sonimage.survival.objectives import (EVENT, TIME, TRT, StudySettings, add_patient_metrics, hr_ci_text,
-                                          objective1, objective2, objective3, objective4, objective5)
-from sonimage.survival.parallel import Executor
+from sonimage.survival.objectives import EVENT, hr_ci_text
+from sonimage.survival.study import StudyResult
 from sonimage.tables.parquet import write_table
 
 METRIC_LABELS = {"harrell_c": "Harrell C", "uno_c": "Uno C", "auc": "AUC(t)", "oe_ratio": "O/E",
                  "calibration_slope": "Calibration slope", "ici": "ICI", "e50": "E50", "e90": "E90",
                  "brier": "Brier (IPCW)", "ipa": "IPA"}
-
-
-def table_one(cohorts: dict[str, pd.DataFrame], development: str) -> pd.DataFrame:
-    """Baseline characteristics: the development cohort by arm and overall, then each other cohort."""
-    cols: dict[str, pd.DataFrame] = {}
-    for name, df in cohorts.items():
-        if name == development:
-            for arm, g in df.groupby("arm"):
-                cols[f"{name.upper()}: {arm}"] = g
-        cols[f"{name.upper()}: all"] = df
-
-    def pct(s: pd.Series) -> str:
-        return f"{int(s.sum())} ({100 * s.mean():.0f} %)"
-
-    def med(s: pd.Series, d: int = 0) -> str:
-        q = s.quantile([0.25, 0.5, 0.75])
-        return f"{q[0.5]:.{d}f} ({q[0.25]:.{d}f}–{q[0.75]:.{d}f})"
-
-    rows = {
-        "Patients": lambda d: str(len(d)),
-        "Age, years, median (IQR)": lambda d: med(d["age"]),
-        "ECOG 0 / 1 / 2": lambda d: " / ".join(str(int((d["ecog"] == k).sum())) for k in (0, 1, 2)),
-        "De novo metastatic": lambda d: pct(d["de_novo"]),
-        "Prior (neo)adjuvant endocrine therapy": lambda d: pct(d["prior_endocrine"]),
-        "Bone-only disease": lambda d: pct(d["bone_only"]),
-        "Visceral disease": lambda d: pct(d["visceral"]),
-        "First-line CDK4/6 inhibitor": lambda d: pct(d[TRT]),
-        "Lesions per patient, median (IQR)": lambda d: med(d["n_lesions"]),
-        "FES pattern: all positive": lambda d: pct(d["fes_pattern"] == "all positive"),
-        "FES pattern: mixed": lambda d: pct(d["fes_pattern"] == "mixed"),
-        "FES pattern: all negative": lambda d: pct(d["fes_pattern"] == "all negative"),
-        "No FES-evaluable lesion": lambda d: pct(d["fes_pattern"] == "not evaluable"),
-        "FDG SUVmax3, median (IQR)": lambda d: med(d["fdg_suvmax3"], 1),
-        "PFS1 events": lambda d: pct(d[EVENT]),
-        "Median PFS1, months (KM)": lambda d: _km_median(d),
-    }
-    return pd.DataFrame({"Characteristic": list(rows),
-                         **{c: [f(d) for f in rows.values()] for c, d in cols.items()}})
-
-
-def _km_median(d: pd.DataFrame) -> str:
-    m = km_median(*kaplan_meier(d[TIME].to_numpy(), d[EVENT].to_numpy()))
-    return "not reached" if m is None else f"{m:.1f}"
 
 
 def _hr_table(rows: list[dict]) -> pd.DataFrame:
@@ -110,8 +63,8 @@ def _benefit_section(o5: dict) -> str:
     return "".join(parts)
 
 
-def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: StudySettings, o4: dict) -> pd.DataFrame:
-    dev = cohorts[development]
+def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settings, o4: dict) -> pd.DataFrame:
+    study, dev = settings.study, cohorts[development]
     events = int(dev[EVENT].sum())
     n_par = len(o4["effect"]["coefficients"])
     items = [
@@ -121,74 +74,55 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: StudyS
                                              cohorts.items() if "site" in d)),
         ("6a", "Outcome", "PFS1 from randomisation to first progression (RECIST 1.1, local investigator) or death; "
                           "censored at last tumour assessment"),
-        ("7a", "Predictors", f"Risk model: {settings.prognostic_formula}; effect model: {settings.effect_formula}; "
-                             "FES-PET lesion positive at SUVmax ≥ 1.5"),
+        ("7a", "Predictors", f"Risk model: {study.prognostic_formula}; effect model: {study.effect_formula}; "
+                             f"FES-PET lesion positive at SUVmax {'≥' if settings.fes.inclusive else '>'} "
+                             f"{settings.fes.threshold:g}"),
         ("8", "Sample size", f"{len(dev)} patients, {events} events, {n_par} effect-model parameters "
                              f"({events / max(n_par, 1):.1f} events per parameter)"),
         ("9", "Missing data", "Complete data required; missing values stop the analysis naming the column"),
         ("10b", "Model building", "Cox, Efron ties; effect model with L2 penalty on interactions, tuned by "
-                                  f"{settings.folds}-fold cross-validated partial likelihood"),
+                                  f"{study.folds}-fold cross-validated partial likelihood"),
         ("10d", "Performance measures", "Harrell and Uno C, AUC(t), O/E, calibration slope, ICI/E50/E90, IPCW "
                                         "Brier, IPA, net benefit, c-for-benefit"),
-        ("10b/e", "Internal validation", f"Bootstrap optimism correction, B = {settings.n_boot_internal}, whole "
+        ("10b/e", "Internal validation", f"Bootstrap optimism correction, B = {study.n_boot_internal}, whole "
                                          "pipeline refitted"),
         ("13b/14a", "Participants and events", "; ".join(f"{c.upper()}: {len(d)} patients, {int(d[EVENT].sum())} "
                                                          "events" for c, d in cohorts.items())),
         ("15a", "Full model", "Coefficients, centring and baseline survival in models/*.json (this run)"),
-        ("16", "Performance with CIs", f"Percentile bootstrap (B = {settings.n_boot_external}) for every metric"),
+        ("16", "Performance with CIs", f"Percentile bootstrap (B = {study.n_boot_external}) for every metric"),
         ("17", "Model updating", "None: models applied frozen to external cohorts"),
     ]
     return pd.DataFrame(items, columns=["TRIPOD item", "Topic", "This run"])
 
 
-def run_study_analysis(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], out_dir: Path,
-                       development: str = "sonia", horizon_months: float = 12.0,
-                       settings: StudySettings | None = None, executor: Executor | None = None) -> Path:
-    """Run objectives 1–5 and write ``report.html``, ``metrics.json``, ``models/*.json`` and ``benefit.parquet``.
-
-    ``patients`` and ``lesions`` are per-cohort tables (contract of :mod:`sonimage.synth.tables`); heterogeneity
-    metrics are recomputed from the lesions. ``executor`` (stdlib or Dask) spreads the bootstraps.
-    """
-    settings = replace(settings or StudySettings(), horizon_months=horizon_months)
-    if development not in patients:
-        raise ValueError(f"development cohort {development!r} not among {sorted(patients)}")
-    missing = set(patients) - set(lesions)
-    if missing:
-        raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
+def render_report(result: StudyResult, out_dir: Path) -> Path:
+    """Write ``report.html``, ``metrics.json``, ``models/*.json`` and ``benefit.parquet`` of an analysed study."""
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
-    cohorts = {c: add_patient_metrics(p, lesions[c]) for c, p in patients.items()}
-    dev = cohorts[development]
-    external = {c: d for c, d in cohorts.items() if c != development}
-
-    o1 = objective1(dev, lesions[development], settings)
-    o2 = objective2(dev)
-    o3 = objective3(dev, lesions[development])
-    o4, models, benefit = objective4(dev, settings, executor)
-    o5 = objective5(models, external, settings, executor)
-    for name, m in models.items():
+    r, settings, development = result, result.settings, result.development
+    for name, m in r.models.items():
         m.save(out_dir / "models" / f"{name}.json")
-    write_table(benefit, out_dir / "benefit.parquet")
+    write_table(r.benefit, out_dir / "benefit.parquet", metadata=settings.metadata())
 
-    h = settings.horizon_months
-    sections = [("Key results", _key_results(dev, o2, o4, o5, development, h)),
-                ("Table 1: patients per cohort", table(table_one(cohorts, development))),
-                ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(o1)),
-                ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(o2)),
-                ("Objective 3: lesion response", _objective3_html(o3)),
-                ("Objective 4: predicted individual benefit of CDK4/6i", _objective4_html(o4, benefit, h)),
-                ("Objective 5: external validation", _objective5_html(o5, models, cohorts, development, h)),
-                ("TRIPOD items filled by this run", table(_tripod(cohorts, development, settings, o4))),
+    h = settings.study.horizon_months
+    dev = r.cohorts[development]
+    sections = [("Key results", _key_results(dev, r.objective2, r.objective4, r.objective5, development, h)),
+                ("Table 1: patients per cohort", table(r.table_one)),
+                ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(r.objective1)),
+                ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(r.objective2)),
+                ("Objective 3: lesion response", _objective3_html(r.objective3)),
+                ("Objective 4: predicted individual benefit of CDK4/6i", _objective4_html(r.objective4, r.benefit, h)),
+                ("Objective 5: external validation", _objective5_html(r, h)),
+                ("TRIPOD items filled by this run", table(_tripod(r.cohorts, development, settings, r.objective4))),
                 ("Methods and conventions", _methods_html(settings))]
     report = page("SONImage study report", sections,
                   f"sonimage {__version__}; development cohort {development.upper()}; horizon {h:g} months")
-    tmp = out_dir / f".report.html.{os.getpid()}.tmp"
-    tmp.write_text(report, encoding="utf-8")
-    os.replace(tmp, out_dir / "report.html")
-    write_json_atomic({"sonimage_version": __version__, "development": development, "settings": asdict(settings),
-                       "objective1": _strip_curves(o1), "objective2": o2,
-                       "objective3": {k: v for k, v in o3.items() if k != "points"}, "objective4": o4,
-                       "objective5": o5, "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
+    write_text_atomic(out_dir / "report.html", report)
+    write_json_atomic({"sonimage_version": __version__, "development": development, "settings": settings.as_dict(),
+                       "objective1": _strip_curves(r.objective1), "objective2": r.objective2,
+                       "objective3": {k: v for k, v in r.objective3.items() if k != "points"},
+                       "objective4": r.objective4, "objective5": r.objective5,
+                       "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
     return out_dir / "report.html"
 
 
@@ -286,31 +220,22 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
             "arm, difference, RMST difference) are in benefit.parquet.</p>")
 
 
-def _objective5_html(o5: dict, models: dict, cohorts: dict[str, pd.DataFrame], development: str, h: float) -> str:
+def _objective5_html(r: StudyResult, h: float) -> str:
+    o5 = r.objective5
     parts = [table(_metric_table(o5), 3)]
-    for name, m in models.items():
-        curves = {}
-        for c, d in cohorts.items():
-            res = o5[c][name]["calibration_curve"] if c in o5 else None
-            risk = m.risk(d, h)
-            g = grouped_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, h)
-            label = f"{c.upper()} (development)" if c == development else c.upper()
-            if res is None:  # development cohort: apparent calibration
-                res = flexible_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, h)["curve"]
-            curves[label] = {**res, "grouped": g}
+    for name, curves in r.calibration.items():
         parts.append(img(figures.calibration_plot(curves, h, f"Calibration, {name} model"), f"calibration {name}"))
     for c, by_model in o5.items():
-        dc = {f"{name} model": r["net_benefit"] for name, r in by_model.items()}
+        dc = {f"{name} model": res["net_benefit"] for name, res in by_model.items()}
         fig = figures.decision_curve(dc, h, f"Decision curve, {c.upper()}")
         parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, 'decision curve')}")
     parts.append(f"<h3>Benefit metrics</h3>{_benefit_section(o5)}")
-    obs = {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()}
     parts.append("<p class='note'>Observed (KM) risk of progression by the horizon: " +
-                 ", ".join(f"{esc(c.upper())} {100 * v:.0f} %" for c, v in obs.items()) + ".</p>")
+                 ", ".join(f"{esc(c.upper())} {100 * v:.0f} %" for c, v in r.observed_risk.items()) + ".</p>")
     return "".join(parts)
 
 
-def _methods_html(settings: StudySettings) -> str:
+def _methods_html(settings: Settings) -> str:
     items = ["Cox models by partial likelihood with Efron ties (as R survival::coxph); Breslow baseline hazard.",
              "Harrell's C; Uno's C and time-dependent AUC with the censoring distribution from the validation data.",
              "O/E = Kaplan–Meier risk / mean predicted risk at the horizon; calibration slope from a Cox model on "
@@ -320,6 +245,6 @@ def _methods_html(settings: StudySettings) -> str:
              "Brier score with inverse probability of censoring weights; IPA against the Kaplan–Meier null model.",
              "Bootstrap: percentile 95 % CIs for external metrics (model frozen); Harrell optimism for internal "
              "validation with the whole pipeline refitted.",
-             f"Settings: {esc(asdict(settings))}",
+             f"Settings: {esc(settings.as_dict())}",
              f"Software: sonimage {__version__}, Python {platform.python_version()}."]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

@@ -4,5 +4,5 @@ Modules: ``data`` (CSV/Parquet, formulas such as ``trt*(x1 + x2)``, design matri
 Cox fits matching R's coxph, the frozen JSON model), ``internal`` (PATH risk/effect pipelines, Harrell bootstrap
 optimism), ``external`` (validation metrics with bootstrap CIs), ``calibration`` (Kaplan–Meier, Austin flexible
 calibration), ``decision`` (net benefit), ``benefit`` (per-patient benefit, c-for-benefit), ``objectives`` (the
-study's five analyses) and ``parallel`` (fan-out over any ``submit``-style executor, e.g. a Dask client).
+study's five analyses); bootstraps fan out through :mod:`sonimage.parallel` (any ``submit``-style executor).
 """

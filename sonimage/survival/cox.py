@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from lifelines.utils import concordance_index
 from scipy.stats import norm
 
 from sonimage import __version__
+from sonimage.io import write_json_atomic
 from sonimage.survival.data import Design, SurvivalDataError, make_design, survival_outcome
 
 MODEL_FORMAT = "sonimage-cox/1"
@@ -97,25 +96,6 @@ class FrozenCox:
             return cls.from_dict(json.loads(path.read_text()), str(path))
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
             raise SurvivalDataError(f"{path}: unreadable model file ({exc})") from exc
-
-
-def write_json_atomic(obj: dict, path: Path) -> Path:
-    """JSON to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, default=_json_default)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 @dataclass(frozen=True)

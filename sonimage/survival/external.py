@@ -15,12 +15,12 @@ from lifelines.utils import concordance_index
 from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
 from sksurv.util import Surv
 
+from sonimage.parallel import Executor, chunks, parallel_map
 from sonimage.survival.calibration import (calibration_slope, flexible_calibration, kaplan_meier, km_at,
                                            step_at)
 from sonimage.survival.cox import FrozenCox
 from sonimage.survival.data import survival_outcome
 from sonimage.survival.decision import net_benefit
-from sonimage.survival.parallel import Executor, chunks, parallel_map
 
 METRICS = ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa")
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from sonimage.parallel import Executor, chunks, parallel_map
 from sonimage.survival.calibration import calibration_slope
 from sonimage.survival.cox import FrozenCox, breslow_baseline, fit_cox, partial_log_likelihood
 from sonimage.survival.data import make_design, parse_formula, survival_outcome
 from sonimage.survival.external import harrell_c
-from sonimage.survival.parallel import Executor, chunks, parallel_map
 
 
 @dataclass(frozen=True)

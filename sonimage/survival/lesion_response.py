@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from sonimage.tables.patients import NOT_FES_EVALUABLE
+
 MIN_ORGAN = 5  # an organ needs this many lesions for its own coefficient; fewer: its lesions are left out
 MIN_PATIENTS = 5
 TREATMENTS = ("cdk46i", "chemo")
@@ -26,15 +28,16 @@ TREATMENTS = ("cdk46i", "chemo")
 def _design(les: pd.DataFrame, patients: pd.DataFrame, size_term: bool) -> tuple[pd.DataFrame, list[str], dict]:
     """Model rows and fixed-effect columns; what was left out and why."""
     arms = [c for c in TREATMENTS if c in patients and patients[c].nunique() > 1]
-    d = les.merge(patients[["subject_id", *arms]], on="subject_id", how="inner")
-    ok = (d["fes_suv"] > 0) & (d["fdg_suv"] > 0) & d["fes_evaluable"].astype(bool)
+    d = les.merge(patients[["subject_id", *arms]].rename(columns={"subject_id": "patient"}), on="patient",
+                  how="inner")
+    ok = (d["fes_suvmax"] > 0) & (d["fdg_suvmax"] > 0) & ~d["organ"].isin(NOT_FES_EVALUABLE)
     left_out = {"not FES-evaluable or no uptake value": int((~ok).sum())}
-    d = d[ok].assign(log_fes_suv=np.log(d.loc[ok, "fes_suv"]), log_fdg_suv=np.log(d.loc[ok, "fdg_suv"]))
+    d = d[ok].assign(log_fes_suv=np.log(d.loc[ok, "fes_suvmax"]), log_fdg_suv=np.log(d.loc[ok, "fdg_suvmax"]))
     terms = ["log_fes_suv", "log_fdg_suv", *arms]
     if size_term:
         d["log_size_cm"] = np.log(d["baseline_size_mm"] / 10.0)
         terms.append("log_size_cm")
-        organ = d["clinic_organ"] if "clinic_organ" in d else d["organ"]
+        organ = d["clinic_organ"].fillna(d["organ"]) if "clinic_organ" in d else d["organ"]
         counts = organ.value_counts()
         small = [o for o, k in counts.items() if k < MIN_ORGAN]
         if small:
@@ -49,7 +52,7 @@ def _design(les: pd.DataFrame, patients: pd.DataFrame, size_term: bool) -> tuple
     return d, terms, left_out
 
 
-def mixed_model(d: pd.DataFrame, outcome: str, terms: list[str], group: str = "subject_id") -> dict:
+def mixed_model(d: pd.DataFrame, outcome: str, terms: list[str], group: str = "patient") -> dict:
     """Random-intercept linear mixed model of ``outcome`` on ``terms`` (REML): coefficients with Wald 95 % CIs,
     the patient and lesion SDs and the intraclass correlation."""
     import statsmodels.api as sm
@@ -74,14 +77,15 @@ def _fit_or_reason(d: pd.DataFrame, outcome: str, terms: list[str]) -> dict:
     if d[outcome].notna().sum() == 0:
         return {"estimable": False, "reason": "no lesion with this response measured"}
     d = d.dropna(subset=[outcome, *terms])
-    if d["subject_id"].nunique() < MIN_PATIENTS or len(d) <= len(terms) + 2:
-        return {"estimable": False, "reason": f"{len(d)} lesions in {d['subject_id'].nunique()} patients: too few"}
+    if d["patient"].nunique() < MIN_PATIENTS or len(d) <= len(terms) + 2:
+        return {"estimable": False, "reason": f"{len(d)} lesions in {d['patient'].nunique()} patients: too few"}
     return {"estimable": True, **mixed_model(d, outcome, terms)}
 
 
 def lesion_response(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
-    """Objective 3 on lesions that carry baseline uptake (``fes_suv``, ``fdg_suv``: image SUVmax or truth) and the
-    clinic's response columns; returns the RECIST size model and the PERCIST SULpeak model (JSON-serialisable)."""
+    """Objective 3 on the lesion table (:mod:`sonimage.tables.lesions`: baseline ``fes_suvmax``, ``fdg_suvmax``,
+    measured or true) with the clinic's response columns joined, and the clinical patients (``subject_id``,
+    treatment); returns the RECIST size model and the PERCIST SULpeak model (JSON-serialisable)."""
     out: dict = {}
     size_cols = {"recist_measurable", "response_pct", "baseline_size_mm"}
     if size_cols <= set(lesions):

@@ -11,13 +11,14 @@ Every function returns JSON-serialisable results.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
+from sonimage.parallel import Executor
+from sonimage.settings import StudySettings
 from sonimage.survival.benefit import benefit_validation, predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
@@ -25,8 +26,8 @@ from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
-from sonimage.survival.parallel import Executor
 from sonimage.tables.patients import FesRule, patient_metrics
+from sonimage.tables.study import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
 CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")
@@ -34,62 +35,21 @@ PATTERNS = ("all positive", "mixed", "all negative")
 MIN_GROUP = 5  # smallest group shown in KM curves and tested
 
 
-@dataclass(frozen=True)
-class StudySettings:
-    """Pre-specified choices of the analysis (written into the report and metrics)."""
-
-    horizon_months: float = 12.0
-    benefit_horizons: tuple[float, ...] = (12.0, 24.0)
-    fes_thresholds: tuple[float, ...] = (1.5, 1.8, 2.0)
-    penalizers: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
-    folds: int = 5
-    n_boot_internal: int = 200
-    n_boot_external: int = 200
-    seed: int = 0
-    prognostic_formula: str = "age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
-    effect_formula: str = "cdk46i*(fes_positive_fraction + ecog + visceral)"
-
-
-def lesion_metric_input(lesions: pd.DataFrame) -> pd.DataFrame:
-    """The lesion table in the columns of :func:`sonimage.tables.patients.patient_metrics`.
-
-    Pipeline tables already have them; the synthetic ground truth is mapped: its SUVmax and SUVmean of the
-    lesion's uptake profile, volume from the diameter, no lean-body-mass (SUL) values.
-    """
-    if {"patient", "lesion", "fes_suvmax", "fdg_suvmax"} <= set(lesions.columns):
-        return lesions
-    volume = np.pi / 6 * (lesions["diameter_mm"] / 10.0) ** 3
-    return pd.DataFrame({
-        "patient": lesions["subject_id"], "lesion": lesions["lesion_id"], "organ": lesions["organ"],
-        "fdg_suvmax": lesions["fdg_suv"], "fdg_sulmax": np.nan, "fes_suvmax": lesions["fes_suv"],
-        "fes_suvmean": lesions.get("fes_suvmean", lesions["fes_suv"]), "fes_sulmean": np.nan, "volume_ml": volume,
-        "fdg_tlg": lesions["fdg_suv"] * volume,
-    })
-
-
-def add_patient_metrics(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float = 1.5) -> pd.DataFrame:
-    """Patients with heterogeneity metrics recomputed from lesions at an FES threshold (SUVmax ≥ threshold).
-
-    Definitions are those of :mod:`sonimage.tables.patients` (Boers fraction over all lesions, pattern, any
-    FES-negative); adds ``fdg_suvmax3`` (geometric mean of the 3 highest FDG SUVmax, after Kurland).
-    """
-    les = lesion_metric_input(lesions)
-    per = patient_metrics(les, FesRule(threshold)).set_index("patient")
-    top3 = les.sort_values("fdg_suvmax", ascending=False).groupby("patient").head(3)
-    per["fdg_suvmax3"] = np.exp(np.log(top3["fdg_suvmax"]).groupby(top3["patient"]).mean())
-    missing = sorted(set(patients["subject_id"]) - set(per.index))
-    if missing:
-        raise ValueError(f"patients without lesions in the lesion table: {missing[:5]}")
-    per = per.reindex(patients["subject_id"])
+def model_table(patients: pd.DataFrame) -> pd.DataFrame:
+    """Clinical patients joined with their patient-table row (:func:`sonimage.tables.study.join_patient_table`),
+    with the models' derived columns: log FDG SUVmax3 and 0/1 indicators."""
     out = patients.copy()
-    for col in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
-                "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern", "fdg_suvmax3"):
-        out[col] = per[col].to_numpy()
     out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
     for c in ("de_novo", "visceral", "prior_endocrine", "any_fes_negative", "bone_only"):
         if c in out:
             out[c] = out[c].astype(int)
     return out
+
+
+def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Patients with the patient metrics recomputed from the lesion table at another FES threshold (SUVmax ≥
+    threshold), through the one :func:`sonimage.tables.patients.patient_metrics`."""
+    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold))))
 
 
 def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
@@ -140,7 +100,7 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     multi = _fit_rows(df, adjusted)
     sensitivity = []
     for thr in settings.fes_thresholds:
-        d = add_patient_metrics(df, lesions, thr)
+        d = at_fes_threshold(df, lesions, thr)
         r = _fit_rows(d, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}", ["any_fes_negative"])[0]
         sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
                             "hr_any_fes_negative": r["hr"], "lower": r["lower"], "upper": r["upper"], "p": r["p"]})

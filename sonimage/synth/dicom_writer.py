@@ -7,7 +7,6 @@ Bq/mL (Units BQML) or counts (CNTS); ``stored × slope × factor`` gives SUVbw b
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from sonimage.io import write_bytes_atomic
 from sonimage.synth.anatomy import Grid
 from sonimage.synth.scanners import (F18_HALF_LIFE_S, GE_CREATOR, PHILIPS_CREATOR, Acquisition, ScannerProfile,
                                      mean_count_offset_s)
@@ -78,17 +78,11 @@ class SeriesHeader:
     uid_seed: tuple[str, ...]  # entropy for the SOPInstanceUIDs
 
 
-def _replace_into(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_atomic(ds: Dataset, path: Path) -> None:
     """Write ``ds`` as a DICOM file: to a temporary file in the same folder, then renamed into place."""
     buf = DicomBytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    _replace_into(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _encoded(elements: list[DataElement]) -> list[tuple[int, bytes]]:
@@ -124,7 +118,7 @@ class SliceEncoder:
         meta = DicomBytesIO()
         write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
         body = b"".join(chunk for _, chunk in sorted(self._fixed + _encoded(varying)))
-        _replace_into(path, b"\0" * 128 + b"DICM" + meta.getvalue() + body)
+        write_bytes_atomic(path, b"\0" * 128 + b"DICM" + meta.getvalue() + body)
 
 
 def _base(p: Patient, h: SeriesHeader, profile: ScannerProfile, sop_class: str, modality: str,

@@ -10,6 +10,8 @@ Layout under ``out``::
     truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s),
                                       table shift and (FES day) the rotation + deformation ('motion', JSON)
     truth/<cohort>/truth.json         true model coefficients and the image-generation parameters
+    truth/<cohort>/features/          lesions.parquet, patients.parquet: the true values in the feature stage's
+                                      lesion and patient table formats (sonimage.tables)
     truth/<cohort>/done/<subject>.json  completion marker of a patient (its truth rows): a rerun skips it
     site-private/linking.csv          cohort, PatientID, subject_id: what the site keeps to label outputs
 
@@ -24,17 +26,16 @@ import hashlib
 import io
 import json
 import math
-import os
 import shutil
-from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sonimage.io import json_bytes, write_bytes_atomic, write_json_atomic
+from sonimage.parallel import Executor, parallel_starmap
 from sonimage.synth import render
 from sonimage.synth.anatomy import Body, Grid, label_map, make_body, place_lesions
 from sonimage.synth.dicom_writer import Patient, SeriesHeader, da, make_uid, write_ct_series, write_pet_series
@@ -78,13 +79,6 @@ class StudySummary:
     n_files: int
     n_lesions: int
     n_bytes: int
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def pet_grid(profile: ScannerProfile, size: SizeSpec, body: Body) -> tuple[Grid, Grid]:
@@ -296,16 +290,8 @@ def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity,
         for f, extra in zip(facts, per_lesion):
             f.update(extra)
     result = {"inputs": inputs, "series": series, "lesions": facts}
-    _write_bytes_atomic(marker, json.dumps(result, default=_json_default).encode())
+    write_json_atomic(result, marker, indent=None)
     return {**json.loads(marker.read_text()), "generated": True}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -339,7 +325,7 @@ def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
             "sites": {site: p.name for site, p in SITE_PROFILES.items()},
         },
     }
-    return json.dumps(doc, default=_json_default, indent=2, sort_keys=True).encode()
+    return json_bytes(doc, indent=2, sort_keys=True)
 
 
 def _write_linking(out: Path, rows: list[dict]) -> None:
@@ -353,7 +339,7 @@ def _write_linking(out: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=["cohort", "PatientID", "subject_id"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(kept + rows, key=lambda r: (r["cohort"], r["subject_id"])))
-    _write_bytes_atomic(path, buf.getvalue().encode())
+    write_bytes_atomic(path, buf.getvalue().encode())
 
 
 def _prune(out: Path, cohort: str, ids: dict[str, Identity]) -> None:
@@ -383,17 +369,16 @@ def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int
     by_subject = {s: _records(g) for s, g in tables.lesions.groupby("subject_id", sort=True)}
     _prune(out, cohort, ids)
     jobs = [(out, p, by_subject.get(p["subject_id"], []), ids[p["subject_id"]], size, seed) for p in pats]
-    if workers is None:
-        results = [generate_patient(*j) for j in jobs]
-    else:
-        results = [f.result() for f in [workers.submit(generate_patient, *j) for j in jobs]]
+    results = parallel_starmap(generate_patient, jobs, workers)
     series = pd.DataFrame([r for res in results for r in res["series"]])
     lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
     truth = out / "truth" / cohort
     write_table(tables.patients, truth / "patients.parquet")
     write_table(lesions, truth / "lesions.parquet")
     write_table(series, truth / "series.parquet")
-    _write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
+    write_table(tables.lesion_table, truth / "features" / "lesions.parquet")  # the feature stage's formats, true
+    write_table(tables.patient_table, truth / "features" / "patients.parquet")
+    write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
     links = [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s} for s in subjects]
     counts = {"patients": len(pats), "generated": sum(r["generated"] for r in results), "series": len(series),
               "lesions": len(lesions)}

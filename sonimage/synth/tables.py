@@ -26,6 +26,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from sonimage.tables.lesion_match import CLINIC_COLUMNS
+from sonimage.tables.lesions import lesion_table
+from sonimage.tables.patients import patient_metrics
+
 ORGANS = ("bone", "lymph_node", "lung", "liver")
 FES_THRESHOLD = 1.5  # Nienhuis et al. 2018 (SCIENCE.md); comparison ">="
 ETFES_THRESHOLD = 2.0  # ET-FES: SUV over the 3 largest lesions
@@ -141,6 +145,33 @@ class CohortTables:
     patients: pd.DataFrame
     lesions: pd.DataFrame
     truth: dict
+
+    @property
+    def lesion_table(self) -> pd.DataFrame:
+        """The true lesions in the one lesion table format (:mod:`sonimage.tables.lesions`), response included."""
+        return truth_lesion_table(self.cohort, self.lesions)
+
+    @property
+    def patient_table(self) -> pd.DataFrame:
+        """The true patient table (:mod:`sonimage.tables.patients`) of :attr:`lesion_table`."""
+        return patient_metrics(self.lesion_table)
+
+
+def truth_lesion_table(cohort: str, lesions: pd.DataFrame) -> pd.DataFrame:
+    """Simulated lesions as a perfect feature stage would measure them: SUVmax and SUVmean of the lesion's uptake
+    profile (SUVpeak taken as the SUVmax); volume (FDG and FES MTV) is the sphere of the lesion's diameter; every
+    lesion, with the ROI name a reader would give it; no lean body mass values (SUL NaN); the clinic's response
+    columns (:data:`sonimage.tables.lesion_match.CLINIC_COLUMNS`) follow."""
+    volume = np.pi / 6 * (lesions["diameter_mm"].to_numpy(float) / 10.0) ** 3
+    rows = {"cohort": cohort, "patient": lesions["subject_id"], "lesion": lesions["lesion_id"],
+            "roi": [f"L{k:02d}_{o}" for k, o in zip(lesions["lesion_id"], lesions["organ"])],
+            "organ": lesions["organ"]}
+    for tracer in ("fdg", "fes"):
+        suv, mean = lesions[f"{tracer}_suv"].to_numpy(float), lesions[f"{tracer}_suvmean"].to_numpy(float)
+        rows.update({f"{tracer}_suvmax": suv, f"{tracer}_suvmean": mean, f"{tracer}_suvpeak": suv,
+                     f"{tracer}_mtv_ml": volume, f"{tracer}_tlg": mean * volume})
+    clinic = {c: lesions[c] for c in CLINIC_COLUMNS if c in lesions}
+    return lesion_table(pd.DataFrame({**rows, "volume_ml": volume, **clinic}))
 
 
 def _draw_organs(rng: np.random.Generator, n: int, bone_only: bool, visceral: bool, liver_only: bool) -> list[str]:

@@ -26,45 +26,33 @@ def lesion_number(roi: str) -> float:
     return float(m.group("n")) if m else float("nan")
 
 
-def image_lesion_ids(images: pd.DataFrame) -> pd.Series:
-    """Lesion identifier per image row: from the ROI name when there is one, else the table's lesion number."""
-    if "roi" in images:
-        return images["roi"].map(lesion_number).astype("Float64")
-    return images["lesion_id"].astype("Float64")
-
-
-def match_clinic(images: pd.DataFrame, clinic: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Image lesion rows (``subject_id`` + ``roi`` or ``lesion_id``) with the clinic's columns joined by
-    (subject_id, lesion number); and a record of what matched, what did not, and organ disagreements.
-
-    Returns every image row (clinic columns missing where there is no match) and keys ``lesion_id`` by the
-    identifier; rows whose ROI carries no number keep ``lesion_id`` missing.
-    """
-    ids = image_lesion_ids(images)
-    les = images.assign(lesion_id=ids)
+def match_clinic(lesions: pd.DataFrame, clinic: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The lesion table (:mod:`sonimage.tables.lesions`: ``patient``, ``roi``) with the clinic's columns joined by
+    (patient = ``subject_id``, number in the ROI name = ``lesion_id``), as ``lesion_id``; and a record of what
+    matched, what did not, and organ disagreements. Every lesion row is kept (clinic columns missing where there
+    is no match)."""
+    ids = lesions["roi"].map(lesion_number).astype("Float64")
+    les = lesions.drop(columns=[c for c in (*CLINIC_COLUMNS, "lesion_id", "clinic_organ") if c in lesions])
+    les = les.assign(lesion_id=ids)
     cols = [c for c in CLINIC_COLUMNS if c in clinic]
-    keep = clinic[["subject_id", "lesion_id", *cols, *(["organ"] if "organ" in clinic else [])]].copy()
-    keep["lesion_id"] = keep["lesion_id"].astype("Float64")
-    dup = keep.duplicated(["subject_id", "lesion_id"])
+    keep = clinic[["subject_id", "lesion_id", *cols, *(["organ"] if "organ" in clinic else [])]]
+    keep = keep.rename(columns={"subject_id": "patient", "organ": "clinic_organ"})
+    keep = keep.assign(lesion_id=keep["lesion_id"].astype("Float64"))
+    dup = keep.duplicated(["patient", "lesion_id"])
     if dup.any():
         raise ValueError(f"clinical lesion table: {int(dup.sum())} duplicate (subject_id, lesion_id) rows")
-    keep = keep.rename(columns={"organ": "clinic_organ"})
-    drop = [c for c in (*cols, "clinic_organ") if c in les]
-    merged = les.drop(columns=drop).merge(keep, on=["subject_id", "lesion_id"], how="left", indicator=True)
+    merged = les.merge(keep, on=["patient", "lesion_id"], how="left", indicator=True)
     matched = merged["_merge"] == "both"
     organ_differs = 0
-    if "organ" in merged and "clinic_organ" in merged:
+    if "clinic_organ" in merged:
         known = merged["organ"].ne("unknown") & merged["clinic_organ"].notna()
         organ_differs = int((matched & known & merged["organ"].ne(merged["clinic_organ"])).sum())
-    subjects = set(les["subject_id"])
-    clinic_only = keep[keep["subject_id"].isin(subjects)].merge(
-        les[["subject_id", "lesion_id"]].dropna(), on=["subject_id", "lesion_id"], how="left", indicator=True)
+    clinic_only = keep[keep["patient"].isin(set(les["patient"]))].merge(
+        les[["patient", "lesion_id"]].dropna(), on=["patient", "lesion_id"], how="left", indicator=True)
     record = {
         "rule": "clinic lesion number = number in the ROI name (L<n>_<organ>); never the ROI's position",
-        "image_rows": int(len(les)), "matched": int(matched.sum()),
-        "roi_without_number": int(ids.isna().sum()),
-        "image_without_clinic_row": int((~matched & ids.notna().to_numpy()).sum()),
-        "clinic_without_roi": int((clinic_only["_merge"] == "left_only").sum()),
-        "organ_disagreements": organ_differs,
+        "lesion_rows": int(len(les)), "matched": int(matched.sum()), "roi_without_number": int(ids.isna().sum()),
+        "roi_without_clinic_row": int((~matched & ids.notna().to_numpy()).sum()),
+        "clinic_without_roi": int((clinic_only["_merge"] == "left_only").sum()), "organ_disagreements": organ_differs,
     }
     return merged.drop(columns="_merge"), record

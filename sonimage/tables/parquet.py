@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sonimage import __version__
+from sonimage.io import write_parquet_atomic
 
 
 def write_table(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None,
                 metadata: dict[str, str] | None = None) -> Path:
     """Write ``df`` to ``path`` (Parquet) via a temporary sibling and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
     meta = {**(table.schema.metadata or {}), b"sonimage_version": __version__.encode()}
     meta.update({k.encode(): v.encode() for k, v in (metadata or {}).items()})
     table = table.replace_schema_metadata(meta)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_parquet_atomic(table, Path(path))

@@ -1,8 +1,10 @@
-"""Whole-body heterogeneity and burden per patient, from the per-lesion table (definitions in shared SCIENCE.md).
+"""The patient table: whole-body heterogeneity and burden per patient, from the lesion table
+(:mod:`sonimage.tables.lesions`; definitions in shared SCIENCE.md).
 
 Input columns (one row per lesion): ``patient``, ``lesion``, ``organ``, ``fdg_suvmax``, ``fdg_sulmax``,
 ``fes_suvmax``, ``fes_suvmean``, ``fes_sulmean``, ``volume_ml`` (FDG MTV) and ``fdg_tlg``; SUL columns may be NaN
-when the lean body mass is unknown.
+when the lean body mass is unknown. Written by the feature stage (``features/patients.parquet``) and the synthetic
+generator alike; the analyses read it as written and recompute it only at other FES thresholds.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int]:
         "any_fes_negative": bool(n_eval and n_pos < n_eval),
         "fes_pattern": _pattern(n_pos, n_eval),
         "fdg_sulmax3": _geomean(top3.fdg_sulmax),  # Kurland 2017
+        "fdg_suvmax3": _geomean(lesions.nlargest(3, "fdg_suvmax").fdg_suvmax),  # same, in SUV (no lean body mass)
         "fes_sulmean3": _geomean(top3.loc[~top3.organ.isin(NOT_FES_EVALUABLE), "fes_sulmean"]),
         "fes_suvmax_largest3": float(largest3.fes_suvmax.mean()) if len(largest3) else float("nan"),  # ET-FES
         "fes_suvmax_cv": float(evaluable.fes_suvmax.std(ddof=1) / evaluable.fes_suvmax.mean())

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,12 @@ import numpy as np
 from sonimage.dicom.index import Instance, Rejected, index_files, list_files
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.dicom.reader import load_plan
+from sonimage.dicom.rtstruct import rtstruct_labels
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
-from sonimage.lesions.labels import rtstruct_labels
+from sonimage.parallel import Executor, parallel_starmap
 from sonimage.tables.manifest import write_manifest, write_quarantine
+from sonimage.volume import Volume
 from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
-from sonimage.volumes.volume import Volume
 
 MANIFEST = "manifest.parquet"
 QUARANTINE = "quarantine.parquet"
@@ -215,13 +214,6 @@ def link_ct_tracers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "tracer": r.get("tracer") or tracer.get(r["study"], "")} for r in rows]
 
 
-def _run(fn: Callable, args: Iterable[tuple], executor: Executor | None) -> list:
-    if executor is None:
-        return [fn(*a) for a in args]
-    futures = [executor.submit(fn, *a) for a in args]
-    return [f.result() for f in futures]
-
-
 @dataclass(frozen=True)
 class ConvertSummary:
     """What a conversion did: counts and where the tables are."""
@@ -260,7 +252,7 @@ def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
     """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine."""
     root = Path(dicom_root)
     files = list_files(root)
-    indexed = _run(index_files, [(b, root, pseudo) for b in batches(files)], executor)
+    indexed = parallel_starmap(index_files, [(b, root, pseudo) for b in batches(files)], executor)
     jobs, object_rows, quarantine = plan_from_index(indexed, root)
-    outcomes = _run(convert_any, [(j, root, Path(out_root)) for j in jobs], executor)
+    outcomes = parallel_starmap(convert_any, [(j, root, Path(out_root)) for j in jobs], executor)
     return finish(out_root, outcomes, object_rows, quarantine, len(files))

@@ -8,9 +8,6 @@ bed-junction jitter is kept, not resampled away); geometry (spacing, origin, dir
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,8 @@ import xarray as xr
 from zarr.codecs import BloscCodec
 
 from sonimage import __version__
-from sonimage.volumes.volume import Volume
+from sonimage.io import write_directory_atomic
+from sonimage.volume import Volume
 
 VARIABLE_BY_QUANTITY = {"SUVbw": "suv", "CT": "hu", "label": "label"}
 CHUNK = (32, 64, 64)
@@ -48,22 +46,12 @@ def to_dataset(volume: Volume, variable: str) -> xr.Dataset:
 
 def write_volume(volume: Volume, path: Path, variable: str, chunks: tuple[int, int, int] = CHUNK) -> Path:
     """Write ``volume`` to a Zarr v3 store at ``path`` atomically (a temporary sibling renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     ds = to_dataset(volume, variable)
     shape = volume.array.shape
     enc = {variable: {"chunks": tuple(min(c, s) for c, s in zip(chunks, shape)),
                       "compressors": (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),)}}
-    try:
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return write_directory_atomic(
+        Path(path), lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc))
 
 
 def open_store(path: Path) -> xr.Dataset:

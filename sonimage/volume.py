@@ -1,4 +1,5 @@
-"""An image on a physical grid: the one in-memory currency between readers, stores and features."""
+"""An image on a physical grid: the one in-memory currency between readers, stores and features (ground floor:
+it imports no other stage), and the error of a mask that cannot be placed on such a grid."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+
+
+class MaskError(ValueError):
+    """A mask that cannot be placed on the image: unreadable, unknown ROI, another grid, off the grid."""
 
 
 @dataclass(frozen=True)

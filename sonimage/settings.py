@@ -1,0 +1,112 @@
+"""One settings object for a study run: how features are made, how lesions are read, how the analysis is done.
+
+:class:`Settings` groups one frozen dataclass per topic (``features``, ``fes``, ``delineation``, ``study``). The
+CLI and the flow pass it as JSON (:meth:`Settings.to_json` / :meth:`Settings.from_json`), every stage takes it, and
+every output records it (Parquet schema metadata key ``sonimage.settings``; ``settings`` in ``metrics.json``).
+
+To add a setting, add a field with a default to the topic's dataclass (or a new topic dataclass as a field of
+:class:`Settings`): serialisation follows the dataclass fields, and JSON written before the field existed still
+loads (the default applies). Unknown keys are an error, so a misspelt setting never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sonimage.features.base import FeatureSettings
+from sonimage.tables.patients import FesRule
+
+METADATA_KEY = "sonimage.settings"
+
+
+@dataclass(frozen=True)
+class DelineationSettings:
+    """How each lesion's volume (MTV) is delineated: ``rtstruct`` = the contours drawn on the FDG PET."""
+
+    method: str = "rtstruct"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Pre-specified choices of the analysis (written into the report and metrics)."""
+
+    horizon_months: float = 12.0
+    benefit_horizons: tuple[float, ...] = (12.0, 24.0)
+    fes_thresholds: tuple[float, ...] = (1.5, 1.8, 2.0)
+    penalizers: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
+    folds: int = 5
+    n_boot_internal: int = 200
+    n_boot_external: int = 200
+    seed: int = 0
+    prognostic_formula: str = "age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
+    effect_formula: str = "cdk46i*(fes_positive_fraction + ecog + visceral)"
+    development: str = "sonia"
+
+
+PIPELINE_FEATURES = FeatureSettings(bin_width=0.25, bin_lower_bound=0.0)  # fixed bin size in SUV, PET practice
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every choice of a study run, one topic per field."""
+
+    features: FeatureSettings = PIPELINE_FEATURES
+    fes: FesRule = field(default_factory=FesRule)
+    delineation: DelineationSettings = field(default_factory=DelineationSettings)
+    study: StudySettings = field(default_factory=StudySettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Nested plain dict (tuples as lists once in JSON)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """The settings as JSON text."""
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Settings:
+        """Settings from a (possibly partial) nested dict; missing fields keep their defaults."""
+        return _build(cls, data or {})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Settings:
+        """Settings from JSON text (None or empty: the defaults)."""
+        return cls.from_dict(json.loads(text) if text else {})
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """Settings from a JSON file; errors name the file."""
+        try:
+            return cls.from_json(Path(path).read_text())
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a sonimage settings file ({exc})") from exc
+
+    def with_study(self, **changes: Any) -> Settings:
+        """These settings with some study settings changed."""
+        return dataclasses.replace(self, study=dataclasses.replace(self.study, **changes))
+
+    def metadata(self) -> dict[str, str]:
+        """Parquet schema metadata recording these settings."""
+        return {METADATA_KEY: self.to_json()}
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value or {})
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,40 @@
+"""The analysis stage, runnable without Prefect: clinical tables joined to the image tables, objectives 1–5
+(:mod:`sonimage.survival.study`), the report rendered (:mod:`sonimage.report`).
+
+Stages of a run, each a library call: :func:`sonimage.volumes.convert.convert_tree` (DICOM → Zarr),
+:func:`sonimage.lesions.tree.features_tree` (Zarr → feature tables), :func:`analyse_study` (tables → report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sonimage.lesions.tree import FEATURES
+from sonimage.parallel import Executor
+from sonimage.report.study import render_report
+from sonimage.settings import Settings
+from sonimage.survival.study import analyse
+from sonimage.tables.parquet import write_table
+from sonimage.tables.study import study_tables
+
+REPORT = "report"
+
+
+def run_study_analysis(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], out_dir: Path,
+                       settings: Settings | None = None, executor: Executor | None = None) -> Path:
+    """Objectives 1–5 on per-cohort tables, rendered into ``out_dir``; returns the report's path."""
+    return render_report(analyse(patients, lesions, settings, executor), Path(out_dir))
+
+
+def analyse_study(out: Path, clinical: Path, executor: Executor | None = None,
+                  settings: Settings | None = None) -> dict[str, str]:
+    """The analysis stage over a run's output folder ``out`` (after :func:`features_tree`) and the trial office's
+    ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models, benefit)."""
+    settings = settings or Settings()
+    tables = study_tables(Path(out) / FEATURES, Path(clinical))
+    report_dir = Path(out) / REPORT
+    write_table(tables.excluded, report_dir / "excluded.parquet", metadata=settings.metadata())
+    report = run_study_analysis(tables.patients, tables.lesions, report_dir, settings, executor)
+    return {"report": str(report), "metrics": str(report_dir / "metrics.json")}

@@ -1,0 +1,131 @@
+"""The study's analysis as one call: objectives 1–5 on per-cohort tables, returned as a :class:`StudyResult`.
+
+The result holds every number, table and figure's data the report shows; :mod:`sonimage.report.study` only
+renders it (HTML, ``metrics.json``, model files, ``benefit.parquet``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sonimage.parallel import Executor
+from sonimage.settings import Settings
+from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
+from sonimage.survival.cox import FrozenCox
+from sonimage.survival.objectives import (EVENT, TIME, TRT, model_table, objective1, objective2, objective3,
+                                          objective4, objective5)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """Objectives 1–5 of one run: JSON-ready results per objective, the frozen models, per-patient benefit, Table 1,
+    calibration curves per model and cohort, and the observed (KM) risk per cohort at the horizon."""
+
+    settings: Settings
+    cohorts: dict[str, pd.DataFrame]
+    objective1: dict
+    objective2: dict
+    objective3: dict
+    objective4: dict
+    objective5: dict
+    models: dict[str, FrozenCox]
+    benefit: pd.DataFrame
+    table_one: pd.DataFrame
+    calibration: dict[str, dict[str, dict]]
+    observed_risk: dict[str, float]
+
+    @property
+    def development(self) -> str:
+        """The development cohort."""
+        return self.settings.study.development
+
+
+def table_one(cohorts: dict[str, pd.DataFrame], development: str) -> pd.DataFrame:
+    """Baseline characteristics: the development cohort by arm and overall, then each other cohort."""
+    cols: dict[str, pd.DataFrame] = {}
+    for name, df in cohorts.items():
+        if name == development:
+            for arm, g in df.groupby("arm"):
+                cols[f"{name.upper()}: {arm}"] = g
+        cols[f"{name.upper()}: all"] = df
+
+    def pct(s: pd.Series) -> str:
+        return f"{int(s.sum())} ({100 * s.mean():.0f} %)"
+
+    def med(s: pd.Series, d: int = 0) -> str:
+        q = s.quantile([0.25, 0.5, 0.75])
+        return f"{q[0.5]:.{d}f} ({q[0.25]:.{d}f}–{q[0.75]:.{d}f})"
+
+    rows = {
+        "Patients": lambda d: str(len(d)),
+        "Age, years, median (IQR)": lambda d: med(d["age"]),
+        "ECOG 0 / 1 / 2": lambda d: " / ".join(str(int((d["ecog"] == k).sum())) for k in (0, 1, 2)),
+        "De novo metastatic": lambda d: pct(d["de_novo"]),
+        "Prior (neo)adjuvant endocrine therapy": lambda d: pct(d["prior_endocrine"]),
+        "Bone-only disease": lambda d: pct(d["bone_only"]),
+        "Visceral disease": lambda d: pct(d["visceral"]),
+        "First-line CDK4/6 inhibitor": lambda d: pct(d[TRT]),
+        "Lesions per patient, median (IQR)": lambda d: med(d["n_lesions"]),
+        "FES pattern: all positive": lambda d: pct(d["fes_pattern"] == "all positive"),
+        "FES pattern: mixed": lambda d: pct(d["fes_pattern"] == "mixed"),
+        "FES pattern: all negative": lambda d: pct(d["fes_pattern"] == "all negative"),
+        "No FES-evaluable lesion": lambda d: pct(d["fes_pattern"] == "not evaluable"),
+        "FDG SUVmax3, median (IQR)": lambda d: med(d["fdg_suvmax3"], 1),
+        "PFS1 events": lambda d: pct(d[EVENT]),
+        "Median PFS1, months (KM)": lambda d: _km_median(d),
+    }
+    return pd.DataFrame({"Characteristic": list(rows),
+                         **{c: [f(d) for f in rows.values()] for c, d in cols.items()}})
+
+
+def _km_median(d: pd.DataFrame) -> str:
+    m = km_median(*kaplan_meier(d[TIME].to_numpy(), d[EVENT].to_numpy()))
+    return "not reached" if m is None else f"{m:.1f}"
+
+
+def calibration_curves(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], o5: dict, development: str,
+                       horizon: float) -> dict[str, dict[str, dict]]:
+    """Per model, per cohort label: the flexible calibration curve (external: from objective 5; development:
+    apparent) with grouped calibration points."""
+    out: dict[str, dict[str, dict]] = {}
+    for name, m in models.items():
+        curves = {}
+        for c, d in cohorts.items():
+            res = o5[c][name]["calibration_curve"] if c in o5 else None
+            risk = m.risk(d, horizon)
+            g = grouped_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, horizon)
+            label = f"{c.upper()} (development)" if c == development else c.upper()
+            if res is None:  # development cohort: apparent calibration
+                res = flexible_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, horizon)["curve"]
+            curves[label] = {**res, "grouped": g}
+        out[name] = curves
+    return out
+
+
+def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], settings: Settings | None = None,
+            executor: Executor | None = None) -> StudyResult:
+    """Run objectives 1–5. Per cohort, ``patients``: clinical rows joined with the patient table as written
+    (:func:`sonimage.tables.study.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
+    with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps."""
+    settings = settings or Settings()
+    study = settings.study
+    development = study.development
+    if development not in patients:
+        raise ValueError(f"development cohort {development!r} not among {sorted(patients)}")
+    missing = set(patients) - set(lesions)
+    if missing:
+        raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
+    cohorts = {c: model_table(p) for c, p in patients.items()}
+    dev = cohorts[development]
+    external = {c: d for c, d in cohorts.items() if c != development}
+    o1 = objective1(dev, lesions[development], study)
+    o2 = objective2(dev)
+    o3 = objective3(dev, lesions[development])
+    o4, models, benefit = objective4(dev, study, executor)
+    o5 = objective5(models, external, study, executor)
+    h = study.horizon_months
+    return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(cohorts, development),
+                       calibration_curves(models, cohorts, o5, development, h),
+                       {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()})
