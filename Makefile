@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The synthetic trial office delivers clinical tables (study/truth/<cohort>/patients.parquet, lesion response in
-# lesions.parquet); the site keeps the linking table. Image uptake values always come from the images.
+# The demo's analysis uses modest bootstrap and simulation counts (deployments/demo-settings.json; the report's
+# Methods section prints them). The synthetic trial office delivers clinical tables
+# (study/truth/<cohort>/patients.parquet, lesion response in lesions.parquet); the site keeps the linking table.
+# Image uptake values always come from the images.
 demo: $(STAMP)
 	$(BIN)/sonimage synth $(DEMO_OUT)/study --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1 --workers 2
 	$(BIN)/sonimage run $(DEMO_OUT)/study/dicom $(DEMO_OUT) --linking $(DEMO_OUT)/study/site-private/linking.csv \
-		--clinical $(DEMO_OUT)/study/truth
+		--clinical $(DEMO_OUT)/study/truth --settings deployments/demo-settings.json
 
 test: $(STAMP)
 	$(BIN)/pytest -q

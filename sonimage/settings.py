@@ -38,14 +38,41 @@ class StudySettings:
     horizon_months: float = 12.0
     benefit_horizons: tuple[float, ...] = (12.0, 24.0)
     fes_thresholds: tuple[float, ...] = (1.5, 1.8, 2.0)
-    penalizers: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
+    # log-spaced over five decades (survival.internal.log_penalty_path), 0 = unpenalised in front
+    penalizers: tuple[float, ...] = (0.0, 0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1.0, 3.16, 10.0, 31.6, 100.0)
     folds: int = 5
     n_boot_internal: int = 200
     n_boot_external: int = 200
     seed: int = 0
     prognostic_formula: str = "age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
-    effect_formula: str = "cdk46i*(fes_positive_fraction + ecog + visceral)"
+    # PATH effect model: every risk-model covariate and each modifier's main effect, then the interactions
+    effect_formula: str = ("age + ecog + de_novo + visceral + prior_endocrine + fes_positive_fraction"
+                           " + cdk46i*(fes_positive_fraction + ecog + visceral)")
     development: str = "sonia"
+
+
+@dataclass(frozen=True)
+class StatisticsSettings:
+    """What the study can show (sample size, power), benefit validation by cohort design, sensitivity analyses."""
+
+    anticipated_c: float = 0.65  # planning C for Riley's sample size (a PFS model in metastatic breast cancer)
+    power_simulations: int = 500
+    planned_ratio: float = 2.0  # ratio of hazard ratios of the interaction to plan for
+    power_sizes: tuple[int, ...] = (100,)  # sizes besides the cohort's own at which power is simulated
+    n_boot_benefit: int = 200  # bootstrap replicates for benefit CIs and propensity-weighted estimates
+    # "cohort=design", design randomised / observational / single-arm (strings keep the settings hashable)
+    cohort_designs: tuple[str, ...] = ("sonia=randomised", "impact=observational", "transcan=single-arm")
+    weighting: str = "overlap"  # propensity weights in observational cohorts: overlap or iptw
+    imputations: int = 5  # multiple imputations in the "patients without FES imputed" sensitivity analysis
+    sensitivity: bool = True  # run the sensitivity table (objectives 1, 2, 4, 5 under alternative choices)
+
+    def designs(self) -> dict[str, str]:
+        """Cohort → randomised, observational or single-arm."""
+        return dict(d.split("=", 1) for d in self.cohort_designs)
+
+    def design(self, cohort: str) -> str:
+        """The cohort's design (unknown cohorts: observational, the cautious choice)."""
+        return self.designs().get(cohort, "observational")
 
 
 PIPELINE_FEATURES = FeatureSettings(bin_width=0.25, bin_lower_bound=0.0)  # fixed bin size in SUV, PET practice
@@ -59,6 +86,7 @@ class Settings:
     fes: FesRule = field(default_factory=FesRule)
     delineation: DelineationSettings = field(default_factory=DelineationSettings)
     study: StudySettings = field(default_factory=StudySettings)
+    statistics: StatisticsSettings = field(default_factory=StatisticsSettings)
 
     def as_dict(self) -> dict[str, Any]:
         """Nested plain dict (tuples as lists once in JSON)."""

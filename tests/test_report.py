@@ -18,10 +18,12 @@ from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 from sonimage.tables.study import join_patient_table
 
-SECTIONS = ["Key results", "Table 1: patients per cohort", "Objective 1: PFS1 and FES/FDG heterogeneity",
+SECTIONS = ["Key results", "Table 1: patients per cohort", "What this study can show: sample size and power",
+            "Objective 1: PFS1 and FES/FDG heterogeneity",
             "Objective 2: does heterogeneity modify the CDK4/6i effect?", "Objective 3: lesion response",
             "Objective 4: predicted individual benefit of CDK4/6i", "Objective 5: external validation",
-            "TRIPOD items filled by this run", "Methods and conventions"]
+            "Sensitivity analyses", "Primary analyses and multiplicity", "TRIPOD items filled by this run",
+            "Methods and conventions"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,10 @@ def run(tmp_path_factory):
                 base / "features" / "lesions.parquet")
     write_table(pd.concat([x.patient_table for x in t.values()]), base / "features" / "patients.parquet")
     (base / "run.json").write_text(json.dumps({"study": {"n_boot_internal": 8, "n_boot_external": 12,
-                                                         "penalizers": [0.0, 0.5], "folds": 3}}))
+                                                         "penalizers": [0.0, 0.5], "folds": 3,
+                                                         "fes_thresholds": [1.5, 2.0]},
+                                               "statistics": {"power_simulations": 20, "n_boot_benefit": 12,
+                                                              "imputations": 2}}))
     assert main(["analyse", str(base), "--clinical", str(base / "clinical"), "--settings", str(base / "run.json")]) == 0
     out = base / "report"
     assert len(pd.read_parquet(out / "excluded.parquet")) == 0
@@ -53,7 +58,7 @@ def test_report_is_one_self_contained_file(run):
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 10
     positions = [html.index(f">{s}</h2>".replace("&", "&amp;")) for s in SECTIONS]
     assert positions == sorted(positions)
-    assert "not estimable" in html and "TRANSCAN" in html
+    assert "cannot be validated in this cohort" in html and "TRANSCAN" in html
     assert "SONIA-0001" not in html  # no per-patient identifiers in the report
 
 
@@ -65,8 +70,22 @@ def test_metrics_json_and_models(run):
     assert set(ext) == {"impact", "transcan"} and set(ext["impact"]) == {"risk", "effect"}
     for k in ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa"):
         assert {"estimate", "lower", "upper"} <= set(ext["impact"]["effect"][k])
-    assert ext["impact"]["effect"]["benefit"]["estimable"] is True
-    assert ext["transcan"]["effect"]["benefit"]["estimable"] is False
+    stats = m["statistics"]
+    assert stats["external"]["impact"]["effect"]["estimable"] is True
+    assert stats["external"]["impact"]["effect"]["propensity"]["max_abs_smd_after"] < 1e-6  # overlap weights
+    assert stats["external"]["transcan"]["effect"]["estimable"] is False
+    assert "cannot be validated" in stats["external"]["transcan"]["effect"]["statement"]
+    assert [r["model"] for r in stats["sample_size"]] == ["risk", "effect"]
+    assert all(r["n_needed"] > r["n_available"] for r in stats["sample_size"])  # n = 100 is too few, as Riley says
+    power = stats["power"][0]
+    assert power["simulations"] == 20 and 0 <= power["power"] <= 1 and power["mc_se"] >= 0
+    for h in ("12", "24"):
+        cfb = stats["benefit"]["effect"][h]["metrics"]["c_for_benefit"]
+        assert cfb["corrected"] == pytest.approx(cfb["apparent"] - cfb["optimism"])
+    labels = [r["scenario"] for r in stats["sensitivity"]]
+    assert labels[0].startswith("primary") and "SUVmax > 2" in labels and any("imputed" in x for x in labels)
+    fam = stats["multiplicity"]["Objective 2: treatment x heterogeneity"]
+    assert [r["role"] for r in fam].count("primary") == 1 and all(r["p_holm"] >= r["p"] for r in fam)
     assert m["objective4"]["effect"]["internal_validation"]["bootstrap_replicates"] == 8
     assert {r["subgroup"] for r in m["objective2"]["forest"]} >= {"All patients", "FES pattern: mixed"}
     # the frozen model file reproduces the per-patient predictions without refitting

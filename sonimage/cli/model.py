@@ -17,7 +17,7 @@ def _floats(text: str) -> list[float]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `model fit`, `model validate` and `model benefit`."""
+    """Add `model fit`, `model validate`, `model benefit` and `model samplesize`."""
     p = sub.add_parser("model", help="Cox models: fit, validate a frozen model, predict benefit (CSV or Parquet)")
     msub = p.add_subparsers(dest="model_command", required=True)
 
@@ -53,6 +53,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--keep", nargs="*", default=[], help="columns copied to the output (e.g. subject_id)")
     b.add_argument("--out", required=True, type=Path, help="Parquet file to write")
     b.set_defaults(func=_benefit)
+
+    s = msub.add_parser("samplesize", help="Riley et al. minimum sample size for a survival model (pmsampsize)")
+    r2 = s.add_mutually_exclusive_group(required=True)
+    r2.add_argument("--r2", type=float, help="anticipated (optimism-adjusted) Cox-Snell R-squared")
+    r2.add_argument("--c", type=float, help="anticipated C-statistic, converted to Cox-Snell R-squared")
+    s.add_argument("--parameters", required=True, type=int, help="candidate predictor parameters")
+    s.add_argument("--rate", required=True, type=float, help="overall event rate per unit of time")
+    s.add_argument("--timepoint", required=True, type=float, help="prediction horizon (same unit)")
+    s.add_argument("--meanfup", required=True, type=float, help="mean follow-up (same unit)")
+    s.add_argument("--shrinkage", type=float, default=0.9, help="targeted expected shrinkage (default 0.9)")
+    s.add_argument("--available", type=int, help="patients available, compared with the minimum")
+    s.add_argument("--out", type=Path, help="JSON file to write")
+    s.set_defaults(func=_samplesize)
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -116,4 +129,30 @@ def _benefit(args: argparse.Namespace) -> int:
         out = pd.concat([df[args.keep], out], axis=1)
     write_table(out, args.out)
     print(f"wrote {args.out} ({len(out)} rows)")
+    return 0
+
+
+def _samplesize(args: argparse.Namespace) -> int:
+    from sonimage.io import write_json_atomic
+    from sonimage.survival.samplesize import r2_cs_from_c, survival_sample_size
+
+    r2 = args.r2
+    if r2 is None:
+        r2 = r2_cs_from_c(args.c, args.rate * args.meanfup)
+        print(f"C = {args.c} -> Cox-Snell R2 = {r2:.4f} (Riley et al. BMJ 2020 approximation)")
+    res = survival_sample_size(r2, args.parameters, args.rate, args.timepoint, args.meanfup, args.shrinkage)
+    rows = [("Criterion 1: shrinkage", res.n_shrinkage), ("Criterion 2: optimism in Nagelkerke R2", res.n_optimism),
+            ("Criterion 3: overall risk within +/- 0.05", res.n_precise_risk), ("pmsampsize final", res.n_pmsampsize),
+            ("Minimum n (all criteria)", res.n_final)]
+    for label, n in rows:
+        print(f"{label:42s} {n:7d}   EPP {n * args.rate * args.meanfup / args.parameters:6.2f}")
+    lo, est, hi = res.risk_ci_at_final
+    print(f"overall risk at {args.timepoint:g}: {est:.3f} (95 % CI {lo:.3f} to {hi:.3f}) at n = {res.n_final}")
+    out = res.to_dict()
+    if args.available:
+        out["available"] = args.available
+        print(f"available: {args.available} ({'meets' if args.available >= res.n_final else 'below'} the minimum)")
+    if args.out:
+        write_json_atomic(out, args.out)
+        print(f"wrote {args.out}")
     return 0

@@ -10,7 +10,7 @@ import pandas as pd
 
 from sonimage import __version__
 from sonimage.io import write_json_atomic, write_text_atomic
-from sonimage.report import figures
+from sonimage.report import figures, statistics
 from sonimage.report.html import esc, img, page, table
 from sonimage.settings import Settings
 from sonimage.survival.external import METRICS
@@ -41,29 +41,8 @@ def _metric_table(o5: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _benefit_section(o5: dict) -> str:
-    parts = []
-    for cohort, by_model in o5.items():
-        for model, res in by_model.items():
-            b = res["benefit"]
-            if not b["estimable"]:
-                parts.append(f"<p><b>{esc(cohort.upper())}, {esc(model)} model:</b> not estimable. "
-                             f"{esc(b['reason'])}.</p>")
-                continue
-            c = b["c_for_benefit"]
-            parts.append(f"<p><b>{esc(cohort.upper())}, {esc(model)} model:</b> c-for-benefit "
-                         f"{c['estimate']:.3f} (95 % CI {c['lower']:.3f}–{c['upper']:.3f}; "
-                         f"{b['matched_pairs']} matched pairs).</p>")
-            g = pd.DataFrame(b["calibration_of_benefit"])
-            g[["predicted_benefit", "observed_benefit"]] *= 100
-            parts.append(table(g.rename(columns={
-                "group": "Group of predicted benefit", "n_treated": "n CDK4/6i", "n_control": "n no CDK4/6i",
-                "predicted_benefit": "Predicted benefit (points)", "observed_benefit": "Observed benefit (points, KM)"}),
-                1))
-    return "".join(parts)
-
-
-def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settings, o4: dict) -> pd.DataFrame:
+def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settings, o4: dict, stats: dict
+            ) -> pd.DataFrame:
     study, dev = settings.study, cohorts[development]
     events = int(dev[EVENT].sum())
     n_par = len(o4["effect"]["coefficients"])
@@ -78,12 +57,17 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settin
                              f"FES-PET lesion positive at SUVmax {'≥' if settings.fes.inclusive else '>'} "
                              f"{settings.fes.threshold:g}"),
         ("8", "Sample size", f"{len(dev)} patients, {events} events, {n_par} effect-model parameters "
-                             f"({events / max(n_par, 1):.1f} events per parameter)"),
-        ("9", "Missing data", "Complete data required; missing values stop the analysis naming the column"),
+                             f"({events / max(n_par, 1):.1f} events per parameter); Riley minimum n "
+                             + ", ".join(f"{r['model']} model {r['n_needed']}" for r in stats["sample_size"])
+                             + " (see 'What this study can show')"),
+        ("9", "Missing data", "Patients without FES metrics or with missing clinical covariates left out of the "
+                              "primary analysis (complete case, counted in the key results); sensitivity analysis "
+                              "with the missing values multiply imputed (chained equations, Rubin's rules)"),
         ("10b", "Model building", "Cox, Efron ties; effect model with L2 penalty on interactions, tuned by "
                                   f"{study.folds}-fold cross-validated partial likelihood"),
         ("10d", "Performance measures", "Harrell and Uno C, AUC(t), O/E, calibration slope, ICI/E50/E90, IPCW "
-                                        "Brier, IPA, net benefit, c-for-benefit"),
+                                        "Brier, IPA, net benefit; IPCW c-for-benefit, E-for-benefit, calibration "
+                                        "of benefit, treatment decision curves"),
         ("10b/e", "Internal validation", f"Bootstrap optimism correction, B = {study.n_boot_internal}, whole "
                                          "pipeline refitted"),
         ("13b/14a", "Participants and events", "; ".join(f"{c.upper()}: {len(d)} patients, {int(d[EVENT].sum())} "
@@ -106,14 +90,20 @@ def render_report(result: StudyResult, out_dir: Path) -> Path:
 
     h = settings.study.horizon_months
     dev = r.cohorts[development]
-    sections = [("Key results", _key_results(dev, r.objective2, r.objective4, r.objective5, development, h)),
+    stats = r.statistics
+    sections = [("Key results", _key_results(dev, r.objective2, r.objective4, r.objective5, stats, development, h)),
                 ("Table 1: patients per cohort", table(r.table_one)),
+                ("What this study can show: sample size and power", statistics.size_and_power_html(stats)),
                 ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(r.objective1)),
                 ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(r.objective2)),
                 ("Objective 3: lesion response", _objective3_html(r.objective3)),
-                ("Objective 4: predicted individual benefit of CDK4/6i", _objective4_html(r.objective4, r.benefit, h)),
+                ("Objective 4: predicted individual benefit of CDK4/6i",
+                 _objective4_html(r.objective4, r.benefit, h) + statistics.benefit_html(stats)),
                 ("Objective 5: external validation", _objective5_html(r, h)),
-                ("TRIPOD items filled by this run", table(_tripod(r.cohorts, development, settings, r.objective4))),
+                ("Sensitivity analyses", statistics.sensitivity_html(stats)),
+                ("Primary analyses and multiplicity", statistics.multiplicity_html(stats)),
+                ("TRIPOD items filled by this run",
+                 table(_tripod(r.cohorts, development, settings, r.objective4, stats))),
                 ("Methods and conventions", _methods_html(settings))]
     report = page("SONImage study report", sections,
                   f"sonimage {__version__}; development cohort {development.upper()}; horizon {h:g} months")
@@ -121,7 +111,7 @@ def render_report(result: StudyResult, out_dir: Path) -> Path:
     write_json_atomic({"sonimage_version": __version__, "development": development, "settings": settings.as_dict(),
                        "objective1": _strip_curves(r.objective1), "objective2": r.objective2,
                        "objective3": {k: v for k, v in r.objective3.items() if k != "points"},
-                       "objective4": r.objective4, "objective5": r.objective5,
+                       "objective4": r.objective4, "objective5": r.objective5, "statistics": stats,
                        "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
     return out_dir / "report.html"
 
@@ -133,7 +123,7 @@ def _strip_curves(o1: dict) -> dict:
     return {**o1, "km": km}
 
 
-def _key_results(dev: pd.DataFrame, o2: dict, o4: dict, o5: dict, development: str, h: float) -> str:
+def _key_results(dev: pd.DataFrame, o2: dict, o4: dict, o5: dict, stats: dict, development: str, h: float) -> str:
     overall = o2["forest"][0]
     eff = o4["effect"]["internal_validation"]["corrected"]
     lines = [f"{development.upper()}: {len(dev)} patients, {int(dev[EVENT].sum())} PFS1 events.",
@@ -146,9 +136,13 @@ def _key_results(dev: pd.DataFrame, o2: dict, o4: dict, o5: dict, development: s
              "percentage points."]
     for c, r in o5.items():
         e = r["effect"]
-        lines.append(f"{c.upper()} (external): C {e['harrell_c']['estimate']:.3f}, O/E {e['oe_ratio']['estimate']:.2f}, "
-                     f"calibration slope {e['calibration_slope']['estimate']:.2f}; benefit metrics "
-                     f"{'estimable' if e['benefit']['estimable'] else 'not estimable (one arm)'}.")
+        ext = stats["external"][c]["effect"]
+        lines.append(f"{c.upper()} (external, {ext['design']}): C {e['harrell_c']['estimate']:.3f}, O/E "
+                     f"{e['oe_ratio']['estimate']:.2f}, calibration slope {e['calibration_slope']['estimate']:.2f}; "
+                     + ("benefit validated with propensity weights" if ext.get("propensity") else
+                        "benefit validated" if ext["estimable"] else
+                        "benefit not validated (no CDK4/6i arm: the risk part only)") + ".")
+    lines += statistics.key_lines(stats)
     return "<div class='key'><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>"
 
 
@@ -207,6 +201,8 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
     for name, r in o4.items():
         iv = r["internal_validation"]
         rows.append({"Model": name, "Formula": r["formula"], "Penalizer": r["penalizer"],
+                     "Penalizer at grid edge": r.get("penalizer_at_edge") or "no",
+                     "Largest |interaction log-HR|": r.get("max_abs_interaction", np.nan),
                      "Apparent C": iv["apparent"]["harrell_c"], "Optimism": iv["optimism"]["harrell_c"],
                      "Corrected C": iv["corrected"]["harrell_c"], "Shrinkage (corrected slope)": iv["shrinkage"],
                      "Bootstrap B": iv["bootstrap_used"]})
@@ -216,8 +212,11 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
                         "Share < 5 points": r["predicted_benefit"]["share_below_5_points"]} for n, r in o4.items()])
     return (f"<p>Risk modelling: a prognostic index fitted blind to treatment, then CDK4/6i × index. Effect "
             f"modelling: CDK4/6i × covariate interactions, penalised (PATH statement).</p>{table(pd.DataFrame(rows), 3)}"
-            f"{img(fig, 'predicted benefit')}{table(pb, 2)}<p class='note'>Per-patient predictions (PFS under each "
-            "arm, difference, RMST difference) are in benefit.parquet.</p>")
+            f"{img(fig, 'predicted benefit')}{table(pb, 2)}<p class='note'>The effect model's interaction penalty is "
+            "chosen by cross-validated partial likelihood over a log-spaced path; a choice at the path's largest value "
+            "means the data prefer the interactions shrunk to about zero (no heterogeneity of the CDK4/6i effect "
+            "beyond the main effects).</p><p class='note'>Per-patient predictions (PFS under each arm, difference, "
+            "RMST difference) are in benefit.parquet.</p>")
 
 
 def _objective5_html(r: StudyResult, h: float) -> str:
@@ -229,7 +228,7 @@ def _objective5_html(r: StudyResult, h: float) -> str:
         dc = {f"{name} model": res["net_benefit"] for name, res in by_model.items()}
         fig = figures.decision_curve(dc, h, f"Decision curve, {c.upper()}")
         parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, 'decision curve')}")
-    parts.append(f"<h3>Benefit metrics</h3>{_benefit_section(o5)}")
+    parts.append(f"<h3>Benefit in the external cohorts, by design</h3>{statistics.external_benefit_html(r.statistics)}")
     parts.append("<p class='note'>Observed (KM) risk of progression by the horizon: " +
                  ", ".join(f"{esc(c.upper())} {100 * v:.0f} %" for c, v in r.observed_risk.items()) + ".</p>")
     return "".join(parts)

@@ -8,15 +8,24 @@ import pandas as pd
 from sonimage.survival.cox import fit_cox
 
 
-def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct event times and the Kaplan–Meier survival just after each."""
+def kaplan_meier(time: np.ndarray, event: np.ndarray, weights: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct event times and the Kaplan–Meier survival just after each (``weights``: weighted KM, e.g. IPTW)."""
     time, event = np.asarray(time, float), np.asarray(event, int)
     uniq = np.unique(time[event == 1])
     if uniq.size == 0:
         return np.array([]), np.array([])
-    at_risk = time.size - np.searchsorted(np.sort(time), uniq, side="left")
-    deaths = np.bincount(np.searchsorted(uniq, time[event == 1]), minlength=uniq.size)
-    return uniq, np.cumprod(1.0 - deaths / at_risk)
+    if weights is None:
+        at_risk = time.size - np.searchsorted(np.sort(time), uniq, side="left")
+        deaths = np.bincount(np.searchsorted(uniq, time[event == 1]), minlength=uniq.size)
+    else:
+        w = np.asarray(weights, float)
+        order = np.argsort(time, kind="stable")
+        tail = np.r_[np.cumsum(w[order][::-1])[::-1], 0.0]  # Σ w over rows with time ≥ each sorted time
+        at_risk = tail[np.searchsorted(time[order], uniq, side="left")]
+        deaths = np.bincount(np.searchsorted(uniq, time[event == 1]), w[event == 1], minlength=uniq.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return uniq, np.cumprod(np.where(at_risk > 0, 1.0 - deaths / np.where(at_risk > 0, at_risk, 1), 1.0))
 
 
 def km_median(times: np.ndarray, survival: np.ndarray) -> float | None:
@@ -32,9 +41,9 @@ def step_at(times: np.ndarray, values: np.ndarray, t: np.ndarray | float, left: 
     return np.where(idx >= 0, np.asarray(values)[np.clip(idx, 0, None)] if len(values) else 1.0, 1.0)
 
 
-def km_at(time: np.ndarray, event: np.ndarray, t: float) -> float:
-    """Kaplan–Meier survival at ``t``."""
-    return float(step_at(*kaplan_meier(time, event), t)[0])
+def km_at(time: np.ndarray, event: np.ndarray, t: float, weights: np.ndarray | None = None) -> float:
+    """Kaplan–Meier survival at ``t`` (optionally weighted)."""
+    return float(step_at(*kaplan_meier(time, event, weights), t)[0])
 
 
 def rcs_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:

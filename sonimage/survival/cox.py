@@ -62,7 +62,8 @@ class FrozenCox:
     def survival(self, df: pd.DataFrame, times: np.ndarray | float, source: str = "data") -> np.ndarray:
         """Predicted survival, shape (rows, times)."""
         lp = self.linear_predictor(df, source)
-        return np.exp(-np.outer(np.exp(lp), self.baseline_cumulative_hazard(times)))
+        with np.errstate(over="ignore"):  # a diverged (bootstrap) model: survival 0, as the limit says
+            return np.exp(-np.outer(np.exp(lp), self.baseline_cumulative_hazard(times)))
 
     def risk(self, df: pd.DataFrame, horizon: float, source: str = "data") -> np.ndarray:
         """Predicted probability of the event by ``horizon``."""
@@ -194,6 +195,7 @@ def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np
     frac = (np.arange(dt.size) - grp_start[grp_id]) / d
     xd = x[e]
 
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # a diverging fit is caught below
     def evaluate(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         lp = x @ beta
         r = np.exp(lp - lp.max())
@@ -226,6 +228,9 @@ def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np
             if obj_new >= obj - 1e-12:
                 break
             step /= 2
+        else:
+            if np.isnan(obj_new):  # 0/0 on every halving: the estimates diverge (separation)
+                raise SurvivalDataError("Cox fit diverged (separation: a covariate predicts the events perfectly?)")
         converged = abs(obj_new - obj) < tol * max(1.0, abs(obj))
         beta, ll, grad, info, obj = new, ll_new, g_new, i_new, obj_new
         if converged:

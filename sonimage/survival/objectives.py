@@ -19,12 +19,12 @@ from lifelines.statistics import multivariate_logrank_test, proportional_hazard_
 
 from sonimage.parallel import Executor
 from sonimage.settings import StudySettings
-from sonimage.survival.benefit import benefit_validation, predict_benefit
+from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
-from sonimage.survival.internal import EffectModel, RiskModel, bootstrap_optimism
+from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
 from sonimage.tables.patients import FesRule, patient_metrics
 from sonimage.tables.study import join_patient_table
@@ -46,10 +46,16 @@ def model_table(patients: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float, inclusive: bool = True,
+                     volume_column: str | None = None) -> pd.DataFrame:
     """Patients with the patient metrics recomputed from the lesion table at another FES threshold (SUVmax ≥
-    threshold), through the one :func:`sonimage.tables.patients.patient_metrics`."""
-    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold))))
+    threshold, > when not ``inclusive``) and, with ``volume_column``, another delineation's MTV column, through
+    the one :func:`sonimage.tables.patients.patient_metrics`."""
+    if volume_column is not None:  # the method's own TLG column where the lesion table has one
+        tlg = volume_column.replace("mtv_ml", "tlg")
+        lesions = lesions.assign(volume_ml=lesions[volume_column],
+                                 fdg_tlg=lesions[tlg] if tlg in lesions else np.nan)
+    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold, inclusive))))
 
 
 def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
@@ -174,7 +180,11 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
         results[name] = {
             "formula": models[name].formula, "coefficients": models[name].coefficients,
             "penalizer": models[name].settings.get("penalizer"),
-            "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor),
+            "penalizer_at_edge": models[name].settings.get("penalizer_at_edge"),
+            "max_abs_interaction": max((abs(v) for k, v in models[name].coefficients.items() if ":" in k),
+                                       default=float("nan")),
+            "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor,
+                                                      benefit=BenefitSpec(TRT, tuple(settings.benefit_horizons))),
         }
     bens = []
     for name, m in models.items():
@@ -192,15 +202,14 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
 
 def objective5(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], settings: StudySettings,
                executor: Executor | None = None) -> dict:
-    """Each frozen model validated on each external cohort at the horizon (no refitting)."""
+    """Each frozen model validated on each external cohort at the horizon (no refitting). Benefit is validated
+    by :func:`sonimage.survival.appraisal.external_benefit`, as each cohort's design allows."""
     out: dict = {}
     for cohort, df in cohorts.items():
         out[cohort] = {}
         for name, m in models.items():
             res = validate(m, df, TIME, EVENT, settings.horizon_months, settings.n_boot_external, settings.seed,
                            executor, source=cohort)
-            res["benefit"] = benefit_validation(m, df, TIME, EVENT, TRT, settings.horizon_months, source=cohort,
-                                                n_boot=settings.n_boot_external, seed=settings.seed)
             out[cohort][name] = res
     return out
 

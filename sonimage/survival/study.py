@@ -6,7 +6,7 @@ renders it (HTML, ``metrics.json``, model files, ``benefit.parquet``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -14,8 +14,11 @@ from sonimage.parallel import Executor
 from sonimage.settings import Settings
 from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
 from sonimage.survival.cox import FrozenCox
-from sonimage.survival.objectives import (EVENT, TIME, TRT, model_table, objective1, objective2, objective3,
-                                          objective4, objective5)
+from sonimage.survival.appraisal import appraise_study
+from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
+                                          objective2, objective3, objective4, objective5)
+from sonimage.survival.sensitivity import (Scenario, SensitivitySpec, complete_cases, delineation_columns,
+                                           scenarios)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class StudyResult:
     table_one: pd.DataFrame
     calibration: dict[str, dict[str, dict]]
     observed_risk: dict[str, float]
+    statistics: dict = field(default_factory=dict)  # sample size, power, benefit, sensitivity, multiplicity
 
     @property
     def development(self) -> str:
@@ -117,7 +121,18 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     missing = set(patients) - set(lesions)
     if missing:
         raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
-    cohorts = {c: model_table(p) for c, p in patients.items()}
+    rule = settings.fes
+    primary = Scenario("primary", f"primary (SUVmax {'>=' if rule.inclusive else '>'} {rule.threshold:g}, "
+                                  "complete case)", rule.threshold, rule.inclusive)
+
+    def build(s: Scenario) -> dict[str, pd.DataFrame]:
+        """Per-cohort tables of a scenario: the patient table as written for the primary rule, else recomputed."""
+        if (s.threshold, s.inclusive, s.volume_column) == (rule.threshold, rule.inclusive, None):
+            return {c: model_table(p) for c, p in patients.items()}
+        return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
+                for c, p in patients.items()}
+
+    cohorts, left_out = complete_cases(build(primary), CLINICAL)
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}
     o1 = objective1(dev, lesions[development], study)
@@ -125,7 +140,21 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     o3 = objective3(dev, lesions[development])
     o4, models, benefit = objective4(dev, study, executor)
     o5 = objective5(models, external, study, executor)
+    stats = settings.statistics
+    sensitivity = None
+    if stats.sensitivity:
+        spec = SensitivitySpec(TIME, EVENT, TRT, CLINICAL, study.effect_formula, tuple(study.penalizers),
+                               study.benefit_horizons[0], development, stats.designs(), study.folds,
+                               stats.imputations, study.seed)
+        sensitivity = (build, spec, scenarios(tuple(study.fes_thresholds),
+                                              delineation_columns(list(lesions[development].columns)), primary))
+    appraisal = appraise_study(cohorts, development, models, {n: o4[n]["internal_validation"] for n in models}, o1,
+                               o2, o3, {"risk": (study.prognostic_formula, 2), "effect": (study.effect_formula, 0)},
+                               sensitivity, stats, tuple(study.benefit_horizons), TIME, EVENT, TRT, CLINICAL,
+                               study.seed, executor)
+    appraisal["left_out"] = left_out
     h = study.horizon_months
     return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(cohorts, development),
                        calibration_curves(models, cohorts, o5, development, h),
-                       {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()})
+                       {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()},
+                       appraisal)

@@ -1,0 +1,201 @@
+"""Report sections for what the study can show: sample size and power, benefit (apparent and optimism-corrected),
+external benefit by cohort design, sensitivity analyses and multiplicity (results of
+:func:`sonimage.survival.appraisal.appraise_study`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sonimage.report.benefit_figures import benefit_calibration_plot, treatment_decision_curve
+from sonimage.report.html import esc, img, table
+
+METRIC_NAMES = {"c_for_benefit": "c-for-benefit", "e_avg_for_benefit": "Eavg-for-benefit",
+                "e90_for_benefit": "E90-for-benefit"}
+
+
+def _ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
+    if not np.isfinite(est):
+        return "–"
+    return f"{est:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})" if np.isfinite(lo) else f"{est:.{digits}f}"
+
+
+def key_lines(a: dict) -> list[str]:
+    """Plain statements of what n can and cannot show, for the report's key results."""
+    lines = ["Left out of the primary analysis (complete case; imputed in a sensitivity analysis): " + "; ".join(
+        f"{c.upper()} {k['without_fes']} without FES data, {k['missing_clinical']} with missing clinical data"
+        for c, k in a.get("left_out", {}).items()) + "."]
+    for r in a["sample_size"]:
+        lines.append(f"{r['model'].capitalize()} model ({r['parameters']} parameters): Riley's minimum sample size "
+                     f"{r['n_needed']} patients (~{r['events_needed']:.0f} events) for an anticipated C of "
+                     f"{r['anticipated_c']:.2f}; available {r['n_available']} ({r['events_available']} events): "
+                     f"{'enough' if r['meets'] else 'too few, so expect overfitting and wide intervals'}.")
+    fitted = [p for p in a["power"] if p["effect_source"] == "fitted"][0]
+    planned = [p for p in a["power"] if p["effect_source"] == "planned" and p["n"] == fitted["n"]][0]
+    lines.append(f"Power of the CDK4/6i × any-FES-negative interaction test at n = {fitted['n']}: "
+                 f"{100 * fitted['power']:.0f} % (MC SE {100 * fitted['mc_se']:.1f}) at the fitted ratio of HRs "
+                 f"{fitted['effect_ratio']:.2f}; {100 * planned['power']:.0f} % (MC SE {100 * planned['mc_se']:.1f}) "
+                 f"for the planned {a['settings']['planned_ratio']:g}-fold ratio ({planned['effect_ratio']:.2f}). "
+                 "A non-significant interaction is not evidence of no interaction.")
+    for name, by_h in a["benefit"].items():
+        h = next(iter(by_h))
+        m = by_h[h]["metrics"]["c_for_benefit"]
+        lines.append(f"{name.capitalize()} model, c-for-benefit at {h} months: apparent "
+                     f"{_ci(m['apparent'], m['apparent_lower'], m['apparent_upper'])}, optimism-corrected "
+                     f"{_ci(m['corrected'], m['corrected_lower'], m['corrected_upper'])} (0.5 = no better than "
+                     "chance at ranking benefit).")
+    return lines
+
+
+def size_and_power_html(a: dict) -> str:
+    ss = pd.DataFrame([{
+        "Model": r["model"], "Parameters": r["parameters"], "Planning R²cs (from C)": r["r2_cs_planning"],
+        "Apparent / adjusted R²cs (this fit)": f"{r['r2_cs_apparent']:.3f} / {r['r2_cs_adjusted']:.3f}",
+        "n: shrinkage ≤ 10 %": r["n_shrinkage"], "n: optimism R² ≤ 0.05": r["n_optimism"],
+        "n: risk ± 0.05": r["n_precise_risk"], "n needed": r["n_needed"], "Events needed": r["events_needed"],
+        "n available": r["n_available"], "Events available": r["events_available"],
+        "EPP available": r["epp_available"]} for r in a["sample_size"]])
+    pw = pd.DataFrame([{
+        "n": p["n"], "Effect": p["effect_source"], "Ratio of HRs": p["effect_ratio"],
+        "Simulated events (mean)": p["mean_events"], "Power": p["power"], "MC SE": p["mc_se"],
+        "Simulations": p["simulations"], "Failed fits": p["failed_fits"]} for p in a["power"]])
+    s = a["settings"]
+    return (f"{table(ss, 3)}<p class='note'>Riley et al. (Stat Med 2019; BMJ 2020) criteria as in pmsampsize: "
+            "expected shrinkage ≥ 0.9, optimism in Nagelkerke R² ≤ 0.05, overall risk at the first horizon within "
+            f"± 0.05; planning Cox–Snell R² from an anticipated C of {s['anticipated_c']:.2f} (Riley 2020 "
+            "approximation), event rate and mean follow-up of the development cohort. The risk model counts its "
+            "second-stage parameters (treatment, treatment × index).</p>"
+            f"<h3>Power of the treatment × heterogeneity interaction (objective 2, primary test)</h3>{table(pw, 3)}"
+            "<p class='note'>Parametric bootstrap from the fitted Cox model (covariate rows resampled, censoring "
+            "from the reverse Kaplan–Meier), Wald test at α = 0.05; Monte Carlo SE = √(p(1−p)/B).</p>")
+
+
+def _benefit_table(by_model: dict) -> pd.DataFrame:
+    rows = []
+    for name, by_h in by_model.items():
+        for h, res in by_h.items():
+            for k, m in res["metrics"].items():
+                rows.append({"Model": name, "Horizon (months)": h, "Metric": METRIC_NAMES[k],
+                             "Apparent (95 % CI)": _ci(m["apparent"], m["apparent_lower"], m["apparent_upper"]),
+                             "Optimism": m["optimism"],
+                             "Corrected (shifted 95 % CI)": _ci(m["corrected"], m["corrected_lower"],
+                                                                 m["corrected_upper"])})
+    return pd.DataFrame(rows)
+
+
+def _groups_table(groups: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"Group of predicted benefit": g["group"], "n CDK4/6i": g["n_treated"],
+                          "n no CDK4/6i": g["n_control"], "Predicted (points)": 100 * g["predicted_benefit"],
+                          "Observed (points, KM)": _ci(100 * g["observed_benefit"], 100 * g["lower"],
+                                                       100 * g["upper"], 1)} for g in groups])
+
+
+def benefit_html(a: dict) -> str:
+    """Development trial: benefit metrics apparent and corrected, calibration of benefit, decision curves."""
+    parts = [f"<h3>How well is benefit predicted? (development trial)</h3>{table(_benefit_table(a['benefit']), 3)}",
+             "<p class='note'>IPCW c-for-benefit (van Klaveren 2018, censoring by inverse probability weights) and "
+             "E-for-benefit (Maas 2023) from pairs matched on predicted benefit; apparent with percentile bootstrap "
+             "CIs, optimism from the bootstrap refitting the whole pipeline, corrected CI shifted by the optimism "
+             "(Noma et al. 2021). Xia et al. (2023) describe the c-for-benefit's weaknesses: read it with the "
+             "calibration of benefit below.</p>"]
+    horizons = next(iter(a["benefit"].values())).keys()
+    for h in horizons:
+        curves = {n: {"groups": a["benefit"][n][h]["calibration_of_benefit"],
+                      "smooth": a["benefit"][n][h]["smoothed_curve"]} for n in a["benefit"]}
+        parts.append(img(benefit_calibration_plot(curves, float(h), f"Calibration of benefit at {h} months"),
+                         f"calibration of benefit {h}"))
+        for n in a["benefit"]:
+            parts.append(f"<p class='note'>{esc(n)} model, {esc(h)} months:</p>"
+                         f"{table(_groups_table(a['benefit'][n][h]['calibration_of_benefit']), 1)}")
+        dc = {f"{n} model": a["benefit"][n][h]["decision_curve"] for n in a["benefit"]}
+        parts.append(img(treatment_decision_curve(dc, float(h), f"Treatment decision curve, {h} months"),
+                         f"treatment decision curve {h}"))
+    parts.append("<p class='note'>Treatment-selection decision curves (Vickers, Kattan & Sargent 2007): net "
+                 "benefit = progressions avoided per patient versus treating nobody, minus the threshold × share "
+                 "treated; the threshold is the smallest gain worth the harms and cost of CDK4/6i.</p>")
+    return "".join(parts)
+
+
+def external_benefit_html(a: dict) -> str:
+    parts = []
+    for cohort, by_model in a["external"].items():
+        first = next(iter(by_model.values()))
+        parts.append(f"<h4>{esc(cohort.upper())} ({esc(first['design'])})</h4>")
+        if not first["estimable"]:
+            parts.append(f"<p>{esc(first['statement'])}</p>")
+            continue
+        ps = first.get("propensity")
+        if ps:
+            bal = pd.DataFrame(ps["balance"]).rename(columns={
+                "covariate": "Covariate", "mean_treated": "Mean, CDK4/6i", "mean_control": "Mean, no CDK4/6i",
+                "smd_before": "SMD before", "smd_after": "SMD after"})
+            parts.append(f"<p>Observational cohort: observed benefit estimated with {esc(ps['weighting'])} "
+                         f"propensity-score weights. Weighted KM gain at {ps['horizon']:g} months "
+                         f"{100 * ps['estimate']:.1f} points (95 % CI {100 * ps['lower']:.1f} to "
+                         f"{100 * ps['upper']:.1f}); unadjusted {100 * ps['unadjusted']:.1f}; effective sample "
+                         f"size {ps['ess_treated']:.0f} CDK4/6i / {ps['ess_control']:.0f} no CDK4/6i; largest "
+                         f"|SMD| after weighting {ps['max_abs_smd_after']:.3f} (balance: |SMD| &lt; 0.1).</p>"
+                         f"{table(bal, 3)}")
+        rows = []
+        for name, res in by_model.items():
+            for h, v in res["horizons"].items():
+                rows.append({"Model": name, "Horizon": h, "Weights": v["weights"],
+                             "Mean predicted benefit (points)": 100 * v["mean_predicted_benefit"],
+                             **{METRIC_NAMES[k]: _ci(v[k]["estimate"], v[k]["lower"], v[k]["upper"])
+                                for k in METRIC_NAMES}, "Pairs with known outcome": v["known_pairs"]})
+        parts.append(table(pd.DataFrame(rows), 3))
+        h0 = next(iter(first["horizons"]))
+        curves = {n: {"groups": r["horizons"][h0]["calibration_of_benefit"],
+                      "smooth": r["horizons"][h0]["smoothed_curve"]} for n, r in by_model.items()}
+        parts.append(img(benefit_calibration_plot(curves, float(h0), f"{cohort.upper()}: calibration of benefit, "
+                                                                     f"{h0} months"), f"benefit calibration {cohort}"))
+        dc = {f"{n} model": r["horizons"][h0]["decision_curve"] for n, r in by_model.items()}
+        parts.append(img(treatment_decision_curve(dc, float(h0), f"{cohort.upper()}: treatment decision curve"),
+                         f"treatment decision curve {cohort}"))
+    return "".join(parts)
+
+
+def sensitivity_html(a: dict) -> str:
+    rows = []
+    for r in a["sensitivity"]:
+        row = {"Analysis": r["scenario"], "n / events": f"{r['n']} / {r['events']}",
+               "Incomplete (left out / imputed)": r["incomplete"], "Share mixed": r["share_mixed"]}
+        if "error" in r:
+            row["Objective 1: HR any FES-neg (adjusted)"] = f"not estimable: {r['error']}"
+            rows.append(row)
+            continue
+        row["Obj. 1: HR any FES-neg (adjusted)"] = _ci(r["o1"]["hr"], r["o1"]["lower"], r["o1"]["upper"], 2)
+        row["Obj. 1 p"] = r["o1"]["p"]
+        if "o1_mtv" in r:
+            m = r["o1_mtv"]
+            row["Obj. 1: HR per log FDG MTV (adjusted)"] = _ci(m["hr"], m["lower"], m["upper"], 2)
+        row["Obj. 2: ratio of HRs"] = _ci(r["o2"]["hr"], r["o2"]["lower"], r["o2"]["upper"], 2)
+        row["Obj. 2 p"] = r["o2"]["p"]
+        row["Obj. 4: C / c-for-benefit (apparent)"] = f"{r['o4']['harrell_c']:.3f} / {r['o4']['c_for_benefit']:.3f}"
+        for c, v in r["o5"].items():
+            cfb = f" / {v['c_for_benefit']:.3f}" if np.isfinite(v["c_for_benefit"]) else ""
+            row[f"Obj. 5 {c.upper()}: C{' / c-for-benefit' if cfb else ''}"] = f"{v['harrell_c']:.3f}{cfb}"
+        rows.append(row)
+    return (f"{table(pd.DataFrame(rows), 3)}<p class='note'>One choice changed at a time from the primary analysis; "
+            "point estimates without bootstrap; every p-value here is exploratory. Patients without FES data or with "
+            "missing clinical covariates: excluded in the primary analysis (complete case, counted), or their missing "
+            "values multiply imputed by chained equations with Cox estimates pooled by Rubin's rules. Delineation "
+            "rows appear for each per-method MTV column the lesion table holds (fdg_mtv_ml_&lt;method&gt;); the FDG "
+            "burden HR is the objective-1 metric that depends on the delineation.</p>")
+
+
+def multiplicity_html(a: dict) -> str:
+    parts = ["<h3>Pre-specified primary analysis per objective</h3><ul>"
+             + "".join(f"<li><b>{esc(k.replace('objective', 'Objective '))}</b>: {esc(v)}</li>"
+                       for k, v in a["primary"].items()) + "</ul>"]
+    for fam, rows in a["multiplicity"].items():
+        if not rows:
+            continue
+        df = pd.DataFrame([{"Test": r["term"], "Role": r["role"], "HR (coef. for objective 3)":
+                            r.get("hr", r.get("coef", np.nan)), "p": r["p"],
+                            "p (Holm)": r["p_holm"], "p (BH FDR)": r["p_fdr"]} for r in rows])
+        parts.append(f"<h3>{esc(fam)}</h3>{table(df, 3)}")
+    parts.append("<p class='note'>Holm (family-wise error) and Benjamini–Hochberg (false discovery rate) adjusted "
+                 "within each family. Only the primary test of each objective is confirmatory; every other test is "
+                 "exploratory and hypothesis-generating.</p>")
+    return "".join(parts)

@@ -1,0 +1,205 @@
+"""Sensitivity analyses: objectives 1, 2, 4 and 5 re-run under alternative pre-specified choices.
+
+Choices varied (SCIENCE.md): the FES positivity threshold (1.5 / 1.8 / 2.0) and its comparison (≥ vs >), the
+delineation method behind every MTV, and the handling of patients without FES data (excluded: complete case,
+the primary analysis; or their FES metrics multiply imputed by chained equations, Cox estimates pooled by
+Rubin's rules). Each scenario is independent, so scenarios fan out over an executor. Every p-value in the table
+is exploratory; the table says how much a conclusion depends on a choice, not whether it holds.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from sonimage.survival.benefit import benefit_metrics, predict_benefit
+from sonimage.survival.cox import fit_cox
+from sonimage.survival.data import SurvivalDataError
+from sonimage.survival.external import harrell_c
+from sonimage.survival.imputation import mice, rubin
+from sonimage.survival.internal import EffectModel
+from sonimage.parallel import Executor, parallel_map
+from sonimage.survival.propensity import propensity_weights
+
+FES_METRICS = ("fes_positive_fraction", "any_fes_negative")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One alternative analysis: FES rule, MTV column of the lesion table, and patients without FES."""
+
+    group: str
+    label: str
+    threshold: float = 1.5
+    inclusive: bool = True
+    volume_column: str | None = None  # None: the lesion table's default MTV column
+    missing: str = "exclude"  # or "impute" (missing FES metrics and clinical covariates)
+
+
+def delineation_columns(columns: list[str]) -> list[str]:
+    """Per-method MTV columns of a lesion table beside the default ``volume_ml`` / ``fdg_mtv_ml``
+    (``fdg_mtv_ml_<method>`` or ``mtv_ml_<method>``)."""
+    return [c for c in columns if re.fullmatch(r"(fdg_)?mtv_ml_\w+", c)]
+
+
+def scenarios(thresholds: tuple[float, ...], volume_columns: list[str], primary: Scenario = Scenario("primary",
+              "primary (SUVmax >= 1.5, complete case)")) -> list[Scenario]:
+    """The primary analysis, then one change at a time: threshold × comparison, delineation, FES handling."""
+    out = [primary]
+    for thr in thresholds:
+        for inclusive in (True, False):
+            if (thr, inclusive) != (primary.threshold, primary.inclusive):
+                out.append(Scenario("FES threshold", f"SUVmax {'>=' if inclusive else '>'} {thr:g}", thr, inclusive))
+    for col in volume_columns:
+        out.append(Scenario("delineation", f"MTV from {col}", primary.threshold, primary.inclusive, col))
+    out.append(Scenario("missing data", "missing FES metrics and covariates imputed (MICE, Rubin)",
+                        primary.threshold, primary.inclusive, None, "impute"))
+    return out
+
+
+@dataclass(frozen=True)
+class SensitivitySpec:
+    """Column names and models the scenario summary needs (picklable, so scenarios can run on a cluster)."""
+
+    time: str
+    event: str
+    treatment: str
+    clinical: tuple[str, ...]
+    effect_formula: str
+    penalizers: tuple[float, ...]
+    horizon: float
+    development: str
+    designs: dict
+    folds: int = 5
+    imputations: int = 5
+    seed: int = 0
+
+
+def _missing(df: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Rows with a missing value (NaN) in any of ``columns`` that the table has."""
+    cols = [c for c in columns if c in df]
+    return df[cols].isna().any(axis=1).to_numpy() if cols else np.zeros(len(df), bool)
+
+
+def _lacking_fes(df: pd.DataFrame) -> np.ndarray:
+    """Patients without FES data: their FES metrics are missing (NaN), never counted as FES-negative."""
+    return _missing(df, FES_METRICS)
+
+
+def complete_cases(cohorts: dict[str, pd.DataFrame], clinical: tuple[str, ...]
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, int]]]:
+    """The primary analysis set: patients with FES metrics and complete clinical covariates (complete case), and
+    per cohort how many were left out for each reason."""
+    out, counts = {}, {}
+    for c, d in cohorts.items():
+        no_fes, no_clin = _lacking_fes(d), _missing(d, clinical)
+        out[c] = d[~(no_fes | no_clin)].reset_index(drop=True)
+        counts[c] = {"without_fes": int(no_fes.sum()), "missing_clinical": int((no_clin & ~no_fes).sum())}
+    return out, counts
+
+
+def _prepare(cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec, scenario: Scenario
+             ) -> tuple[list[dict[str, pd.DataFrame]], dict[str, int]]:
+    """The cohort tables of each imputation (one copy when excluding) and how many patients lack FES."""
+    complete, left_out = complete_cases(cohorts, spec.clinical)
+    lacking = {c: sum(k.values()) for c, k in left_out.items()}
+    if scenario.missing == "exclude" or not any(lacking.values()):
+        return [complete], lacking
+    copies: list[dict[str, pd.DataFrame]] = [{} for _ in range(spec.imputations)]
+    cols = [*FES_METRICS, *spec.clinical]
+    for c, d in cohorts.items():
+        d = d.copy()
+        d.loc[_lacking_fes(d), list(FES_METRICS)] = np.nan
+        d[cols] = d[cols].astype(float)
+        imputed = mice(d, cols, spec.time, spec.event, spec.imputations, seed=spec.seed) if lacking[c] else \
+            [d] * spec.imputations
+        for k, di in enumerate(imputed):
+            di = di.copy()
+            di["any_fes_negative"] = di["any_fes_negative"].round().astype(int)
+            copies[k][c] = di
+    return copies, lacking
+
+
+def _pooled(fits: list[pd.DataFrame], term: str, n: int) -> dict:
+    if len(fits) == 1:
+        s = fits[0].loc[term]
+        return {"hr": float(np.exp(s["coef"])), "lower": float(np.exp(s["lower"])),
+                "upper": float(np.exp(s["upper"])), "p": float(s["p"])}
+    r = rubin(np.array([[f.loc[term, "coef"]] for f in fits]), np.array([[f.loc[term, "se"] ** 2] for f in fits]), n)
+    return {"hr": float(np.exp(r["coef"][0])), "lower": float(np.exp(r["lower"][0])),
+            "upper": float(np.exp(r["upper"][0])), "p": float(r["p"][0])}
+
+
+def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec) -> dict:
+    """Objectives 1, 2, 4 and 5 under one scenario (point estimates; no bootstrap)."""
+    copies, lacking = _prepare(cohorts, spec, scenario)
+    dev0 = copies[0][spec.development]
+    clinical = " + ".join(spec.clinical)
+    row: dict = {"group": scenario.group, "scenario": scenario.label, "n": int(len(dev0)),
+                 "events": int(dev0[spec.event].sum()), "incomplete": lacking[spec.development],
+                 "share_mixed": float((dev0["fes_pattern"] == "mixed").mean()) if "fes_pattern" in dev0 else np.nan}
+    try:
+        f1 = [fit_cox(c[spec.development], spec.time, spec.event,
+                      f"any_fes_negative + {clinical} + {spec.treatment}").summary for c in copies]
+        row["o1"] = _pooled(f1, "any_fes_negative", len(dev0))
+        inter = f"{spec.treatment}:any_fes_negative"
+        f2 = [fit_cox(c[spec.development], spec.time, spec.event,
+                      f"{spec.treatment}*any_fes_negative + {clinical}").summary for c in copies]
+        row["o2"] = _pooled(f2, inter, len(dev0))
+        burden = [c[spec.development].assign(log_fdg_mtv=np.log(c[spec.development]["fdg_mtv_ml"].clip(lower=0.01)))
+                  for c in copies] if "fdg_mtv_ml" in dev0 else []
+        if burden:  # FDG burden: the objective-1 metric that depends on the delineation method
+            f3 = [fit_cox(b, spec.time, spec.event, f"log_fdg_mtv + {clinical} + {spec.treatment}").summary
+                  for b in burden]
+            row["o1_mtv"] = _pooled(f3, "log_fdg_mtv", len(dev0))
+    except (SurvivalDataError, np.linalg.LinAlgError) as exc:
+        row["error"] = str(exc)
+        return row
+    o4, o5 = [], {c: [] for c in cohorts if c != spec.development}
+    pipe = EffectModel(spec.effect_formula, spec.time, spec.event, spec.penalizers, "interactions", spec.folds,
+                       spec.seed)
+    for copy in copies:
+        dev = copy[spec.development]
+        model = pipe.fit(dev)
+        t, e = dev[spec.time].to_numpy(float), dev[spec.event].to_numpy(int)
+        arm = dev[spec.treatment].to_numpy()
+        ben = predict_benefit(model, dev, spec.treatment, [spec.horizon])[f"benefit_{spec.horizon:g}"].to_numpy()
+        o4.append((harrell_c(t, e, model.linear_predictor(dev)),
+                   benefit_metrics(t, e, arm == 1, arm == 0, ben, spec.horizon)["c_for_benefit"],
+                   model.settings["penalizer"]))
+        for c in o5:
+            d = copy[c]
+            tc, ec = d[spec.time].to_numpy(float), d[spec.event].to_numpy(int)
+            cfb = np.nan
+            if spec.designs.get(c) != "single-arm" and d[spec.treatment].nunique() == 2:
+                w = None
+                if spec.designs.get(c) == "observational":
+                    w = propensity_weights(d, spec.treatment, list(spec.clinical), "overlap", c)[1]
+                bc = predict_benefit(model, d, spec.treatment, [spec.horizon])[f"benefit_{spec.horizon:g}"]
+                ac = d[spec.treatment].to_numpy()
+                cfb = benefit_metrics(tc, ec, ac == 1, ac == 0, bc.to_numpy(), spec.horizon, w)["c_for_benefit"]
+            o5[c].append((harrell_c(tc, ec, model.linear_predictor(d)), cfb))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m4 = np.nanmean(np.array(o4, float), axis=0)
+        row["o4"] = {"harrell_c": float(m4[0]), "c_for_benefit": float(m4[1]), "penalizer": float(m4[2])}
+        row["o5"] = {c: {"harrell_c": float(np.nanmean([v[0] for v in vals])),
+                         "c_for_benefit": float(np.nanmean([v[1] for v in vals]))} for c, vals in o5.items()}
+    return row
+
+
+def run_sensitivity(build: Callable[[Scenario], dict[str, pd.DataFrame]], scenario_list: list[Scenario],
+                    spec: SensitivitySpec, executor: Executor | None = None) -> list[dict]:
+    """One summary row per scenario; ``build`` makes the per-cohort patient tables of a scenario (here, so only
+    tables travel to the executor)."""
+    built = [(s, build(s)) for s in scenario_list]
+    return parallel_map(_summary_item, built, executor, spec)
+
+
+def _summary_item(item: tuple[Scenario, dict[str, pd.DataFrame]], spec: SensitivitySpec) -> dict:
+    return scenario_summary(item[0], item[1], spec)
