@@ -32,10 +32,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+SCALE_PATIENTS ?= 25 50 100
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/survival.py
+	$(BIN)/python bench/scale.py --patients $(SCALE_PATIENTS) --workers 1 2
 
 clean:
 	rm -rf out .prefect bench/results

@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe, load, load_line, peak_mb
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -42,11 +43,9 @@ MATCHED = ("morphology", "statistics", "histogram", "glcm", "glrlm", "glszm", "n
 PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 # ---- workers: run in a fresh process of the tool's own environment (stdlib imports only at module level) ----
+# A runner is (read, features): read(image path, mask path) loads one lesion, features(loaded) computes every
+# feature of it and returns (feature count, {mean, max, volume_mm3} for the sanity check).
 
 def _sonimage_runner(families: tuple[str, ...]):
     from sonimage.features.base import FeatureSettings, Roi
@@ -55,18 +54,21 @@ def _sonimage_runner(families: tuple[str, ...]):
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
 
-    def run(image: str, mask: str) -> tuple[int, dict[str, float]]:
+    def read(image: str, mask: str) -> Roi:
         volume = read_image(Path(image))
-        roi = Roi(volume.array, read_mask(Path(mask), volume), volume.spacing)
-        features = extract_features(roi, settings, families)
-        values = {f.code: f.value for f in features if f.code in ("Q4LE", "YEKZ", "84IY")}
-        return len(features), {"mean": values["Q4LE"], "max": values["84IY"], "volume_mm3": values["YEKZ"]}
-    return run
+        return Roi(volume.array, read_mask(Path(mask), volume), volume.spacing)
+
+    def features(roi) -> tuple[int, dict[str, float]]:
+        out = extract_features(roi, settings, families)
+        values = {f.code: f.value for f in out if f.code in ("Q4LE", "YEKZ", "84IY")}
+        return len(out), {"mean": values["Q4LE"], "max": values["84IY"], "volume_mm3": values["YEKZ"]}
+    return read, features
 
 
 def _pyradiomics_runner():
     import logging
 
+    import SimpleITK as sitk
     from radiomics import featureextractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -77,29 +79,37 @@ def _pyradiomics_runner():
     for name in PYRAD_CLASSES:
         extractor.enableFeatureClassByName(name)
 
-    def run(image: str, mask: str) -> tuple[int, dict[str, float]]:
-        out = extractor.execute(image, mask)
+    def read(image: str, mask: str) -> tuple:
+        return sitk.ReadImage(image), sitk.ReadImage(mask)
+
+    def features(loaded: tuple) -> tuple[int, dict[str, float]]:
+        out = extractor.execute(*loaded)  # PyRadiomics takes SimpleITK images as well as paths
         return len(out), {"mean": float(out["original_firstorder_Mean"]), "max": float(out["original_firstorder_Maximum"]),
                           "volume_mm3": float(out["original_shape_VoxelVolume"])}
-    return run
+    return read, features
 
 
 def worker(tool: str, pairs_file: Path) -> dict:
-    """Time every lesion of ``pairs_file`` with ``tool``; the first lesion once more beforehand, untimed."""
+    """Time every lesion of ``pairs_file`` with ``tool``: the read (image + mask files) and the features, each in
+    wall and CPU seconds of this process; the first lesion once more beforehand, untimed."""
     pairs = json.loads(Path(pairs_file).read_text())
     if tool == "pyradiomics":
-        run = _pyradiomics_runner()
+        read, features = _pyradiomics_runner()
     else:
-        run = _sonimage_runner(MATCHED if tool == "sonimage" else tuple(json.loads(os.environ["FAMILIES"])))
-    run(pairs[0]["image"], pairs[0]["mask"])
-    seconds, counts, checks = [], [], []
+        read, features = _sonimage_runner(MATCHED if tool == "sonimage" else tuple(json.loads(os.environ["FAMILIES"])))
+    features(read(pairs[0]["image"], pairs[0]["mask"]))
+    out: dict[str, list] = {"read_s": [], "read_cpu_s": [], "seconds": [], "cpu_s": [], "checks": []}
     for p in pairs:
-        t = time.perf_counter()
-        count, check = run(p["image"], p["mask"])
-        seconds.append(time.perf_counter() - t)
-        counts.append(count)
-        checks.append(check)
-    return {"seconds": seconds, "features": counts[0], "peak_mb": _peak_mb(), "checks": checks}
+        wall, cpu = time.perf_counter(), time.process_time()
+        loaded = read(p["image"], p["mask"])
+        mid_wall, mid_cpu = time.perf_counter(), time.process_time()
+        count, check = features(loaded)
+        out["read_s"].append(mid_wall - wall)
+        out["read_cpu_s"].append(mid_cpu - cpu)
+        out["seconds"].append(time.perf_counter() - mid_wall)
+        out["cpu_s"].append(time.process_time() - mid_cpu)
+        out["checks"].append(check)
+    return {**out, "features": count, "peak_mb": peak_mb()}
 
 
 # ---- orchestration (the project's environment) ----
@@ -136,24 +146,36 @@ def prepare_lesions(folder: Path) -> list[dict]:
     return pairs
 
 
-def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = ()) -> dict:
+def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = (), source: Path | None = None
+             ) -> dict:
+    """One worker process of ``tool``; ``source``: the root of another checkout whose sonimage it imports."""
     env = {**os.environ, "FAMILIES": json.dumps(list(families)), "OMP_NUM_THREADS": "1"}
+    if source is not None:  # PYTHONPATH comes before the editable install
+        env["PYTHONPATH"] = str(source)
     done = subprocess.run([str(python), __file__, "--worker", tool, str(pairs_file)], check=True,
                           capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+TIMINGS = ("read_s", "read_cpu_s", "seconds", "cpu_s")
+
+
 def best_of(results: list[dict]) -> dict:
     """Per lesion the fastest of the repeated runs (the machine's other load only ever adds time)."""
-    return {**results[0], "seconds": [min(t) for t in zip(*(r["seconds"] for r in results))],
+    return {**results[0], **{key: [min(t) for t in zip(*(r[key] for r in results))] for key in TIMINGS},
             "peak_mb": max(r["peak_mb"] for r in results)}
 
 
 def summarise(name: str, result: dict) -> dict:
-    s = result["seconds"]
-    return {"tool": name, "lesions": len(s), "features": result["features"], "median_s": statistics.median(s),
-            "mean_s": statistics.fmean(s), "max_s": max(s), "total_s": sum(s), "peak_mb": result["peak_mb"],
-            "checks": result["checks"]}
+    """Medians over lesions: features alone (image and mask in memory) and read + features, wall and CPU."""
+    wall, cpu = result["seconds"], result["cpu_s"]
+    with_read = [w + r for w, r in zip(wall, result["read_s"])]
+    with_read_cpu = [c + r for c, r in zip(cpu, result["read_cpu_s"])]
+    return {"tool": name, "lesions": len(wall), "features": result["features"],
+            "median_s": statistics.median(wall), "median_cpu_s": statistics.median(cpu),
+            "mean_cpu_s": statistics.fmean(cpu), "max_cpu_s": max(cpu), "total_cpu_s": sum(cpu),
+            "median_with_read_s": statistics.median(with_read), "median_with_read_cpu_s": statistics.median(with_read_cpu),
+            "peak_mb": result["peak_mb"], "checks": result["checks"]}
 
 
 def synthetic_scans(patients: int) -> list[tuple[Path, Path]]:
@@ -193,12 +215,42 @@ def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], re
                 results = client.gather(futures)
                 walls.append(time.perf_counter() - t)
             wall = min(walls)
-            peak = max(client.run(_peak_mb).values())
+            peak = max(client.run(peak_mb).values())
         lesions = [lesion for scan in results for lesion in scan]
         rows.append({"workers": n, "scans": len(scans), "lesions": len(lesions),
                      "errors": sum(bool(lesion.error) for lesion in lesions), "wall_s": wall,
                      "lesions_per_s": len(lesions) / wall, "peak_worker_mb": peak})
     return rows
+
+
+def profile(pairs: list[dict], rounds: int = 3) -> list[dict]:
+    """Where sonimage's time goes: CPU seconds over all lesions per step (read, validation + crop, each family),
+    the fastest of ``rounds``."""
+    from sonimage.features.base import FeatureSettings
+    from sonimage.features.extract import ALL_FAMILIES, check_roi, crop, family_module
+    from sonimage.features.local_intensity import peak_margin
+
+    read, _ = _sonimage_runner(MATCHED)
+    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        spent = dict.fromkeys(("read image + mask", "validate + crop", *ALL_FAMILIES), 0.0)
+        for p in pairs:
+            cpu = time.process_time()
+            roi = read(p["image"], p["mask"])
+            spent["read image + mask"] += time.process_time() - cpu
+            cpu = time.process_time()
+            check_roi(roi)
+            roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml))
+            spent["validate + crop"] += time.process_time() - cpu
+            for name in ALL_FAMILIES:
+                cpu = time.process_time()
+                family_module(name).compute(roi, settings)
+                spent[name] += time.process_time() - cpu
+        best = {k: min(v, best.get(k, v)) for k, v in spent.items()}
+    matched = sum(best[k] for k in ("read image + mask", "validate + crop", *MATCHED))
+    return [{"step": k, "cpu_s": v, "matched": k in MATCHED or "+" in k, "share_of_matched": v / matched}
+            for k, v in best.items()]
 
 
 def main() -> None:
@@ -207,23 +259,41 @@ def main() -> None:
     parser.add_argument("--cohort-patients", type=int, default=12, help="synthetic SONIA patients for the Dask part")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; per lesion the fastest round counts")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="only sonimage's CPU seconds per step and family")
+    parser.add_argument("--baseline", type=Path, help="root of another checkout whose sonimage (matched families) "
+                        "is timed too, for a before/after in one run")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], Path(args.worker[1]))))
         return
     from sonimage.features.extract import ALL_FAMILIES
 
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = profile(prepare_lesions(Path(tmp)))
+        print(f"{'step':<22}{'CPU s (51 lesions)':>20}{'share of matched':>18}")
+        for r in rows:
+            share = f"{100 * r['share_of_matched']:.0f} %" if r["matched"] else "(not matched)"
+            print(f"{r['step']:<22}{r['cpu_s']:>20.3f}{share:>18}")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "features-profile.json").write_text(json.dumps({"machine": describe(), "steps": rows}, indent=2))
+        return
     pyrad = ensure_pyradiomics()
+    before = load()
     with tempfile.TemporaryDirectory() as tmp:
         pairs = prepare_lesions(Path(tmp))
         pairs_file = Path(tmp) / "pairs.json"
         pairs_file.write_text(json.dumps(pairs))
         print(f"{len(pairs)} lesions ({min(p['voxels'] for p in pairs)}–{max(p['voxels'] for p in pairs)} voxels), "
               f"bin width {BIN_WIDTH} SUV, 3D", flush=True)
-        runs = [(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", pyrad, "pyradiomics", ()),
-                (f"sonimage (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", ()),
-                (f"sonimage (all {len(ALL_FAMILIES)} families)", Path(sys.executable), "sonimage-all", ALL_FAMILIES)]
-        rounds = [[run_tool(python, tool, pairs_file, fams) for _, python, tool, fams in runs]
+        runs = [(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", pyrad, "pyradiomics", (), None),
+                (f"sonimage (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (), None),
+                (f"sonimage (all {len(ALL_FAMILIES)} families)", Path(sys.executable), "sonimage-all", ALL_FAMILIES,
+                 None)]
+        if args.baseline:
+            runs.append((f"baseline (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (),
+                         args.baseline.resolve()))
+        rounds = [[run_tool(python, tool, pairs_file, fams, source) for _, python, tool, fams, source in runs]
                   for _ in range(args.repeat)]  # tools interleaved within each round
         tools = [summarise(name, best_of([r[i] for r in rounds])) for i, (name, *_) in enumerate(runs)]
     base = tools[0]
@@ -234,16 +304,22 @@ def main() -> None:
             for key in ("mean", "max", "volume_mm3")}
     base.pop("checks")
     for row in tools:
-        row["speedup_median"] = base["median_s"] / row["median_s"]
-        row["speedup_mean"] = base["mean_s"] / row["mean_s"]
-    head = f"{'tool':<36}{'features':>9}{'median s':>10}{'mean s':>9}{'max s':>8}{'total s':>9}{'peak MB':>9}{'speed-up':>10}"
+        for key in ("median_s", "median_cpu_s", "mean_cpu_s", "median_with_read_cpu_s"):
+            row[f"speedup_{key}"] = base[key] / row[key]
+    head = (f"{'tool':<36}{'features':>9}{'median s':>10}{'median CPU':>11}{'mean CPU':>9}{'max CPU':>8}"
+            f"{'+read CPU':>10}{'peak MB':>8}{'speed-up CPU':>13}{'+read':>7}")
     print(head + "\n" + "-" * len(head))
     for r in tools:
-        print(f"{r['tool']:<36}{r['features']:>9}{r['median_s']:>10.3f}{r['mean_s']:>9.3f}{r['max_s']:>8.2f}"
-              f"{r['total_s']:>9.1f}{r['peak_mb']:>9.0f}{r['speedup_median']:>9.1f}x")
+        print(f"{r['tool']:<36}{r['features']:>9}{r['median_s']:>10.4f}{r['median_cpu_s']:>11.4f}"
+              f"{r['mean_cpu_s']:>9.4f}{r['max_cpu_s']:>8.3f}{r['median_with_read_cpu_s']:>10.4f}{r['peak_mb']:>8.0f}"
+              f"{r['speedup_median_cpu_s']:>12.2f}x{r['speedup_median_with_read_cpu_s']:>6.2f}x")
+    print("per lesion, medians over the lesions of the fastest of the rounds; features: image and mask in memory; "
+          "+read: the NIfTI image and mask read as well; CPU: the process's own CPU seconds")
     print("same lesions, same voxels: largest relative difference to PyRadiomics in mean / max / voxel volume: "
           + ", ".join(f"{v:.1e}" for v in tools[1]["max_rel_diff_vs_pyradiomics"].values()))
-    report = {"per_lesion": tools, "bin_width": BIN_WIDTH, "cases": [p["case"] for p in pairs]}
+    print(load_line(before, load()))
+    report = {"per_lesion": tools, "bin_width": BIN_WIDTH, "cases": [p["case"] for p in pairs],
+              "machine_start": describe() | before, "machine_end": load(), "repeat": args.repeat}
     if not args.skip_dask:
         scans = synthetic_scans(args.cohort_patients)
         report["dask"] = dask_rows(scans, (1, 2), args.repeat)

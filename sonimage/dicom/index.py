@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from sonimage.dicom.petheader import SliceTiming, slice_timing
+from sonimage.dicom.petheader import SliceTiming, slice_timing, slice_timing_from_mapping
 from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.dicom.tagreader import read_header
 
 RAW_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and explicit VR little endian
 
@@ -72,7 +75,25 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
     """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable DICOM.
 
     With ``pseudo``, the patient ID and every UID are replaced by pseudonyms before the record leaves this function.
+    Image files are read by the minimal tag reader (:mod:`sonimage.dicom.tagreader`); any file it does not
+    handle, and every RTSTRUCT and SEG, by pydicom (:func:`read_instance_pydicom`), with the same result.
     """
+    header = read_header(path)
+    if header is None:
+        return read_instance_pydicom(path, root, pseudo)
+    values, syntax, pixel_data, size = header
+    if ("SOPInstanceUID" not in values or "SeriesInstanceUID" not in values
+            or values.get("Modality") in ("RTSTRUCT", "SEG")):
+        return read_instance_pydicom(path, root, pseudo)
+    pixels = None
+    if syntax in RAW_SYNTAXES and pixel_data is not None:
+        pixels = _pixel_layout(pixel_data[0], pixel_data[1], values.get)
+    return _instance(str(path.relative_to(root)), values.get, size, slice_timing_from_mapping(values), pixels, "",
+                     pseudo)
+
+
+def read_instance_pydicom(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
+    """:func:`read_instance` through a full pydicom parse (the fallback of the minimal tag reader)."""
     rel = str(path.relative_to(root))
     try:
         ds = pydicom.dcmread(path, defer_size=4096)  # large values (pixel data) are skipped, their offsets kept
@@ -82,30 +103,37 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
         return Rejected(rel, f"unreadable DICOM header: {type(exc).__name__}: {exc}")
     if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
         return Rejected(rel, "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object, e.g. DICOMDIR)")
+    referenced = _referenced_series(ds) if ds.get("Modality") in ("RTSTRUCT", "SEG") else ""
+    return _instance(rel, ds.get, path.stat().st_size, slice_timing(ds), _raw_pixels(ds), referenced, pseudo)
+
+
+def _instance(rel: str, get: Callable[..., Any], size: int, timing: SliceTiming,
+              pixels: tuple[int, int, str] | None, referenced: str, pseudo: Pseudonymiser | None) -> Instance:
+    """The record of one file from a keyword getter (a pydicom dataset's or the tag reader's), pseudonymised."""
     uid = pseudo.uid if pseudo else str
-    patient = str(ds.get("PatientID", "")).strip()
+    patient = str(get("PatientID", "")).strip()
     shown = "/".join(pseudo.patient(patient) if pseudo and patient and part == patient else part
                      for part in rel.split("/"))
     return Instance(
         path=rel,
         shown=shown,
-        sop_instance_uid=uid(str(ds.SOPInstanceUID)),
-        sop_class_uid=str(ds.get("SOPClassUID", "")),
-        series_uid=uid(str(ds.SeriesInstanceUID)),
-        study_uid=uid(str(ds.get("StudyInstanceUID", ""))),
-        frame_of_reference_uid=uid(str(ds.get("FrameOfReferenceUID", ""))),
-        patient_id=(pseudo.patient if pseudo else str)(str(ds.get("PatientID", ""))),
-        modality=str(ds.get("Modality", "")).upper(),
-        position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        rows=int(ds.get("Rows", 0) or 0),
-        columns=int(ds.get("Columns", 0) or 0),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
-        frames=int(ds.get("NumberOfFrames", 1) or 1),
-        size=path.stat().st_size,
-        timing=slice_timing(ds),
-        pixels=_raw_pixels(ds),
-        referenced_series=uid(_referenced_series(ds)) if ds.get("Modality") in ("RTSTRUCT", "SEG") else "",
+        sop_instance_uid=uid(str(get("SOPInstanceUID"))),
+        sop_class_uid=str(get("SOPClassUID", "")),
+        series_uid=uid(str(get("SeriesInstanceUID"))),
+        study_uid=uid(str(get("StudyInstanceUID", ""))),
+        frame_of_reference_uid=uid(str(get("FrameOfReferenceUID", ""))),
+        patient_id=(pseudo.patient if pseudo else str)(str(get("PatientID", ""))),
+        modality=str(get("Modality", "")).upper(),
+        position=_floats(get("ImagePositionPatient"), 3),
+        orientation=_floats(get("ImageOrientationPatient"), 6),
+        rows=int(get("Rows", 0) or 0),
+        columns=int(get("Columns", 0) or 0),
+        pixel_spacing=_floats(get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        frames=int(get("NumberOfFrames", 1) or 1),
+        size=size,
+        timing=timing,
+        pixels=pixels,
+        referenced_series=uid(referenced) if referenced else "",
     )
 
 
@@ -126,10 +154,15 @@ def _raw_pixels(ds: pydicom.Dataset) -> tuple[int, int, str] | None:
     raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
     if syntax not in RAW_SYNTAXES or raw is None or getattr(raw, "value_tell", None) is None:
         return None
-    bits, signed = int(ds.get("BitsAllocated", 16)), int(ds.get("PixelRepresentation", 0))
-    if bits not in (8, 16, 32) or int(ds.get("SamplesPerPixel", 1)) != 1:
+    return _pixel_layout(int(raw.value_tell), int(raw.length), ds.get)
+
+
+def _pixel_layout(offset: int, length: int, get: Callable[..., Any]) -> tuple[int, int, str] | None:
+    """(offset, length, numpy dtype) of raw single-sample pixel data of 8, 16 or 32 bits, else None."""
+    bits, signed = int(get("BitsAllocated", 16)), int(get("PixelRepresentation", 0))
+    if bits not in (8, 16, 32) or int(get("SamplesPerPixel", 1)) != 1:
         return None
-    return int(raw.value_tell), int(raw.length), f"<{'i' if signed else 'u'}{bits // 8}"
+    return offset, length, f"<{'i' if signed else 'u'}{bits // 8}"
 
 
 def index_files(paths: list[Path], root: Path, pseudo: Pseudonymiser | None = None

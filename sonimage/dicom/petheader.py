@@ -148,6 +148,11 @@ def slice_timing(ds: Dataset) -> SliceTiming:
     return _slice(_dataset_getter(ds))
 
 
+def slice_timing_from_mapping(values: Mapping[str, Any]) -> SliceTiming:
+    """The per-slice SUV inputs from a keyword→value mapping (the index's minimal tag reader)."""
+    return _slice(values.get)
+
+
 def header_from_datasets(datasets: Sequence[Dataset]) -> PetHeader:
     """SUV inputs of a series from its slices' pydicom datasets (pixel data not needed)."""
     return _header([_dataset_getter(ds) for ds in datasets])

@@ -11,8 +11,10 @@ from sonimage.features.texture import (
     Offset,
     check_dims,
     directional_aggregations,
+    entropy,
     feature_records,
     grey_levels,
+    unstack,
 )
 
 FAMILY = "glcm"
@@ -58,72 +60,75 @@ def cooccurrences(levels: Levels, offset: Offset) -> tuple[np.ndarray, np.ndarra
     return levels.z[pair], levels.rank[levels.values[pair]] * levels.present.size + levels.rank[neighbour[pair]]
 
 
-def _entropy(p: np.ndarray) -> np.float64:
-    """Shannon entropy (bits); a numpy float, so a zero entropy divides to NaN/inf rather than raising."""
-    nonzero = p[p > 0]
-    return -(nonzero * np.log2(nonzero)).sum()
-
-
 def _distribution(k: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values of ``k`` that occur and the probability of each (p_{x-y} or p_{x+y} of IBSI)."""
-    weights = np.bincount(k.ravel().astype(np.int64), weights=p.ravel())
-    values = np.flatnonzero(weights)
-    return values.astype(np.float64), weights[values]
+    """Values 0..max(k) and, per matrix of the stack ``p``, the probability of each (p_{x-y} or p_{x+y} of IBSI).
+
+    ``k`` (one integer per matrix cell) is shared by the stack; values that do not occur get probability 0.
+    """
+    n, size = len(p), int(k.max()) + 1
+    index = (np.arange(n)[:, None] * size + k.ravel()[None, :]).ravel()
+    weights = np.bincount(index, weights=p.ravel(), minlength=n * size).reshape(n, size)
+    return np.arange(size, dtype=np.float64), weights
+
+
+def glcm_features_stack(counts: np.ndarray, grey: np.ndarray, ng: int) -> list[FeatureValues | None]:
+    """The 25 IBSI GLCM features of each one-way co-occurrence matrix of the stack ``counts`` (k × P × P), None
+    for an empty one.
+
+    Matrices are symmetrised here; rows and columns are the grey levels ``grey`` (levels absent from a matrix
+    add nothing); ``ng`` is the number of grey levels of the discretisation (the normalised inverse differences
+    use it). The matrices are symmetric, so both marginals are equal (one mean, one variance) and the
+    information correlations reduce to HXY1 = HXY2 = 2 HX.
+    """
+    counts = counts + np.swapaxes(counts, -1, -2)
+    total = counts.sum(axis=(-2, -1))
+    empty = total == 0
+    p = counts / np.where(empty, 1.0, total)[:, None, None]
+    levels = np.asarray(grey, dtype=np.float64)
+    whole = np.asarray(grey, dtype=np.int64)
+    px = p.sum(axis=-1)
+    mu = px @ levels
+    variance = ((levels[None, :] - mu[:, None]) ** 2 * px).sum(axis=-1)
+    k_diff, p_diff = _distribution(np.abs(whole[:, None] - whole[None, :]), p)
+    k_sum, p_sum = _distribution(whole[:, None] + whole[None, :], p)
+    mu_diff, mu_sum = p_diff @ k_diff, p_sum @ k_sum
+    autocorrelation = levels @ p @ levels
+    cluster = k_sum[None, :] - 2 * mu[:, None]
+    hxy, hx = entropy(p, axis=(-2, -1)), entropy(px)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {
+            "GYBY": p.max(axis=(-2, -1)),
+            "60VM": mu,
+            "UR99": variance,
+            "TU9B": hxy,
+            "TF7R": mu_diff,
+            "D3YU": ((k_diff[None, :] - mu_diff[:, None]) ** 2 * p_diff).sum(axis=-1),
+            "NTRS": entropy(p_diff),
+            "ZGXS": mu_sum,
+            "OEEB": ((k_sum[None, :] - mu_sum[:, None]) ** 2 * p_sum).sum(axis=-1),
+            "P6QZ": entropy(p_sum),
+            "8ZQL": (p**2).sum(axis=(-2, -1)),
+            "ACUI": p_diff @ k_diff**2,
+            "8S9J": mu_diff,
+            "IB1Z": p_diff @ (1 / (1 + k_diff)),
+            "NDRX": p_diff @ (1 / (1 + k_diff / ng)),
+            "WF0Z": p_diff @ (1 / (1 + k_diff**2)),
+            "1QCO": p_diff @ (1 / (1 + k_diff**2 / ng**2)),
+            "E8JP": p_diff[:, 1:] @ (1 / k_diff[1:] ** 2),
+            "NI2N": (autocorrelation - mu**2) / variance,
+            "QWB0": autocorrelation,
+            "DG8W": (cluster**2 * p_sum).sum(axis=-1),
+            "7NFM": (cluster**3 * p_sum).sum(axis=-1),
+            "AE86": (cluster**4 * p_sum).sum(axis=-1),
+            "R8DG": (hxy - 2 * hx) / hx,
+            "JN9H": np.where(2 * hx >= hxy, np.sqrt(1 - np.exp(-2 * (2 * hx - hxy))), np.nan),
+        }
+    return unstack(values, empty)
 
 
 def glcm_features(counts: np.ndarray, grey: np.ndarray, ng: int) -> FeatureValues | None:
-    """The 25 IBSI GLCM features of one-way co-occurrence counts, None when empty.
-
-    ``counts`` (symmetrised here) has a row and column per grey level in ``grey``; ``ng`` is the number of
-    grey levels of the discretisation (the normalised inverse differences use it). The matrix is symmetric,
-    so both marginals are equal (one mean, one variance) and the information correlations reduce to
-    HXY1 = HXY2 = 2 HX.
-    """
-    counts = counts + counts.T
-    total = counts.sum()
-    if total == 0:
-        return None
-    present = counts.sum(axis=1) > 0  # absent grey levels add nothing: compute on the present ones only
-    p = counts[np.ix_(present, present)] / total
-    levels = np.asarray(grey, dtype=np.float64)[present]
-    i, j = levels[:, None], levels[None, :]
-    px = p.sum(axis=1)
-    mu = float(levels @ px)
-    variance = float(((levels - mu) ** 2) @ px)
-    k_diff, p_diff = _distribution(np.abs(i - j), p)
-    k_sum, p_sum = _distribution(i + j, p)
-    mu_diff, mu_sum = float(k_diff @ p_diff), float(k_sum @ p_sum)
-    autocorrelation = float(levels @ p @ levels)
-    cluster = k_sum - 2 * mu
-    hxy, hx = _entropy(p), _entropy(px)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "GYBY": float(p.max()),
-            "60VM": mu,
-            "UR99": variance,
-            "TU9B": float(hxy),
-            "TF7R": mu_diff,
-            "D3YU": float(((k_diff - mu_diff) ** 2) @ p_diff),
-            "NTRS": float(_entropy(p_diff)),
-            "ZGXS": mu_sum,
-            "OEEB": float(((k_sum - mu_sum) ** 2) @ p_sum),
-            "P6QZ": float(_entropy(p_sum)),
-            "8ZQL": float((p**2).sum()),
-            "ACUI": float(k_diff**2 @ p_diff),
-            "8S9J": mu_diff,
-            "IB1Z": float(p_diff @ (1 / (1 + k_diff))),
-            "NDRX": float(p_diff @ (1 / (1 + k_diff / ng))),
-            "WF0Z": float(p_diff @ (1 / (1 + k_diff**2))),
-            "1QCO": float(p_diff @ (1 / (1 + k_diff**2 / ng**2))),
-            "E8JP": float((p_diff[k_diff > 0] / k_diff[k_diff > 0] ** 2).sum()),
-            "NI2N": float((autocorrelation - mu**2) / np.float64(variance)),
-            "QWB0": autocorrelation,
-            "DG8W": float(cluster**2 @ p_sum),
-            "7NFM": float(cluster**3 @ p_sum),
-            "AE86": float(cluster**4 @ p_sum),
-            "R8DG": float((hxy - 2 * hx) / hx),
-            "JN9H": float(np.sqrt(1 - np.exp(-2 * (2 * hx - hxy)))) if 2 * hx >= hxy else np.nan,
-        }
+    """:func:`glcm_features_stack` of one matrix."""
+    return glcm_features_stack(counts[None], grey, ng)[0]
 
 
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
@@ -133,7 +138,7 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     levels = grey_levels(roi, settings, margin=distance)
     shape = (levels.present.size, levels.present.size)
     results = directional_aggregations(
-        levels, dims, cooccurrences, shape, lambda counts, _: glcm_features(counts, levels.present, levels.n_levels),
+        levels, dims, cooccurrences, shape, lambda stack, _: glcm_features_stack(stack, levels.present, levels.n_levels),
         distance,
     )  # fmt: skip
     return feature_records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")

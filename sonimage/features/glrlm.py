@@ -10,7 +10,7 @@ from sonimage.features.texture import (
     Offset,
     check_dims,
     directional_aggregations,
-    emphasis_fn,
+    emphasis_stack_fn,
     emphasis_table,
     feature_records,
     grey_levels,
@@ -76,6 +76,6 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     levels = grey_levels(roi, settings, margin=1)
     shape = (levels.present.size, _longest(levels))
     lengths = np.arange(1, shape[1] + 1)
-    features = emphasis_fn(TABLE, lambda counts: (counts, levels.present, lengths))
+    features = emphasis_stack_fn(TABLE, levels.present, lengths)
     results = directional_aggregations(levels, dims, runs, shape, features)
     return feature_records(FAMILY, TABLE, results, "runs")

@@ -11,7 +11,7 @@ grid cells they are NaN with a reason instead.
 from __future__ import annotations
 
 import numpy as np
-from scipy.fft import dctn, irfftn, next_fast_len, rfftn
+from scipy.fft import dctn, next_fast_len, rfftn
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import cdist
 from scipy.special import eval_legendre
@@ -108,32 +108,47 @@ def _weight_spectrum(shape: tuple[int, ...], spacing: tuple[float, float, float]
     return spectrum[np.ix_(fold[0], fold[1], np.arange(fshape[2] // 2 + 1))]
 
 
+def _pair_sum(f_hat: np.ndarray, g_hat: np.ndarray, w_hat: np.ndarray, half: np.ndarray, cells: int) -> float:
+    """sum_i g_i (w * f)_i (circular convolution) from real FFTs by Parseval's theorem, accumulated in float64.
+
+    The spectra hold half of the last axis; every other bin stands for a conjugate pair, hence the ``half``
+    weights (1 at the zero and Nyquist bins, 2 between).
+    """
+    product = (f_hat * np.conj(g_hat)).real * w_hat
+    return float(np.sum(product, axis=(0, 1), dtype=np.float64) @ half) / cells
+
+
 def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, str]:
     """Moran's I, Geary's C (IBSI, inverse-distance weights over all voxel pairs) and a reason when NaN.
 
-    Cost follows the array size: pass arrays cut to the mask's bounding box. The FFTs run in single precision
+    Every pair sum is a sum over the grid of one array times the 1/distance convolution of another, evaluated in
+    the frequency domain (Parseval), so three forward real FFTs and no inverse are needed. Cost follows the array
+    size: pass arrays cut to the mask's bounding box. The FFTs run in single precision, sums in double
     (relative error ~1e-6, far below IBSI's 3 significant digits).
     """
     n = int(mask.sum())
     if n < 2:
         return float("nan"), float("nan"), "fewer than two voxels: spatial autocorrelation undefined"
-    m = mask.astype(np.float32)
     x = image.astype(np.float64)
     a = np.where(mask, x - float(x[mask].mean()), 0.0)
     denom = float(np.sum(a**2))
     if denom == 0:
         return float("nan"), float("nan"), "zero intensity variance: spatial autocorrelation undefined"
-    fshape = _fft_shape(m.shape)
+    fshape = _fft_shape(mask.shape)
     if int(np.prod(fshape)) > SPATIAL_MAX_CELLS:
-        return float("nan"), float("nan"), f"ROI bounding box {m.shape} too large for exact spatial autocorrelation"
-    w_hat = _weight_spectrum(m.shape, spacing, fshape).astype(np.float32)
-    crop = tuple(slice(0, s) for s in m.shape)
-    w_m = irfftn(rfftn(m, fshape) * w_hat, fshape)[crop].astype(np.float64)
-    w_a = irfftn(rfftn(a.astype(np.float32), fshape) * w_hat, fshape)[crop].astype(np.float64)
-    s0 = float(np.sum(m * w_m))
-    cross = float(np.sum(a * w_a))
+        return float("nan"), float("nan"), f"ROI bounding box {mask.shape} too large for exact spatial autocorrelation"
+    w_hat = _weight_spectrum(mask.shape, spacing, fshape).astype(np.float32)
+    half = np.full(fshape[2] // 2 + 1, 2.0)
+    half[[0, -1]] = 1.0
+    cells = int(np.prod(fshape))
+    m_hat = rfftn(mask.astype(np.float32), fshape)
+    a_hat = rfftn(a.astype(np.float32), fshape)
+    a2_hat = rfftn((a * a).astype(np.float32), fshape)
+    s0 = _pair_sum(m_hat, m_hat, w_hat, half, cells)  # sum of the weights over ROI pairs
+    cross = _pair_sum(a_hat, a_hat, w_hat, half, cells)  # sum_ij w_ij a_i a_j
+    squares = _pair_sum(m_hat, a2_hat, w_hat, half, cells)  # sum_ij w_ij a_i^2
     moran = n / s0 * cross / denom
-    geary = (n - 1) / (2.0 * s0) * (2.0 * float(np.sum(a**2 * w_m)) - 2.0 * cross) / denom
+    geary = (n - 1) / (2.0 * s0) * (2.0 * squares - 2.0 * cross) / denom
     return moran, geary, ""
 
 

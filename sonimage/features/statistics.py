@@ -50,7 +50,8 @@ def describe(x: np.ndarray) -> dict[str, float]:
     x = np.asarray(x, dtype=np.float64)
     mean = float(x.mean())
     dev = x - mean
-    m2 = float(np.mean(dev**2))
+    dev2 = dev * dev  # products, not powers: numpy's float power is several times slower
+    m2 = float(dev2.mean())
     p10, p25, median, p75, p90 = np.percentile(x, [10, 25, 50, 75, 90])
     robust = x[(x >= p10) & (x <= p90)]
     nan = float("nan")
@@ -58,8 +59,8 @@ def describe(x: np.ndarray) -> dict[str, float]:
         return {
             "mean": mean,
             "variance": m2,
-            "skewness": float(np.mean(dev**3) / m2**1.5) if m2 > 0 else nan,
-            "kurtosis": float(np.mean(dev**4) / m2**2 - 3.0) if m2 > 0 else nan,
+            "skewness": float((dev2 @ dev) / x.size / m2**1.5) if m2 > 0 else nan,
+            "kurtosis": float((dev2 @ dev2) / x.size / m2**2 - 3.0) if m2 > 0 else nan,
             "median": float(median),
             "minimum": float(x.min()),
             "p10": float(p10),

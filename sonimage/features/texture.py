@@ -44,6 +44,8 @@ Offset = tuple[int, int, int]
 FeatureValues = dict[str, float]
 # A feature function maps (matrix, voxel count) to {IBSI code: value}, or None when the matrix is empty.
 FeatureFn = Callable[[Any, int], FeatureValues | None]
+# A stack feature function does so for a stack of matrices (k, rows, columns) with a voxel count each (k,).
+StackFn = Callable[[np.ndarray, np.ndarray], list[FeatureValues | None]]
 
 
 def half_offsets(distance: int, planar: bool) -> list[Offset]:
@@ -205,42 +207,56 @@ def zone_entries(
     return z, (level, column_of_zones(labels, n))
 
 
-def emphasis_features(matrix: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: int) -> FeatureValues:
+def emphasis_features(
+    matrix: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: float | np.ndarray
+) -> dict[str, np.ndarray]:
     """The features GLRLM, GLSZM, GLDZM and NGLDM share, keyed by kind, from counts (grey level × column).
 
     ``grey`` holds each row's grey level, ``columns`` each column's value (run length, zone size, distance or
-    dependence count). Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products, non-uniformity
-    of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances, entropy, energy.
+    dependence count; all positive). Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products,
+    non-uniformity of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances,
+    entropy, energy. ``matrix`` may be a stack (leading axes, one ``n_voxels`` each): every value is then an
+    array over the stack. Empty rows and columns add nothing to any kind; an empty matrix gives NaN.
     """
-    row_sums, col_sums = matrix.sum(axis=1), matrix.sum(axis=0)
-    used_rows, used_cols = row_sums > 0, col_sums > 0  # empty rows and columns add nothing
-    total = row_sums.sum()
-    p = matrix[np.ix_(used_rows, used_cols)] / total
-    rows, cols = row_sums[used_rows] / total, col_sums[used_cols] / total
-    i = np.asarray(grey, dtype=np.float64)[used_rows]
-    j = np.asarray(columns, dtype=np.float64)[used_cols]
+    row_sums, col_sums = matrix.sum(axis=-1), matrix.sum(axis=-2)
+    total = row_sums.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = matrix / total[..., None, None]
+        rows, cols = row_sums / total[..., None], col_sums / total[..., None]
+    i = np.asarray(grey, dtype=np.float64)
+    j = np.asarray(columns, dtype=np.float64)
     i2, j2 = i**2, j**2
-    mu_i, mu_j = float(i @ rows), float(j @ cols)
-    nonzero = p[p > 0]
+    mu_i, mu_j = rows @ i, cols @ j
+    level_uniformity, column_uniformity = (rows * rows).sum(axis=-1), (cols * cols).sum(axis=-1)
     return {
-        "small": float(cols @ (1 / j2)),
-        "large": float(cols @ j2),
-        "low": float(rows @ (1 / i2)),
-        "high": float(rows @ i2),
-        "small_low": float((1 / i2) @ p @ (1 / j2)),
-        "small_high": float(i2 @ p @ (1 / j2)),
-        "large_low": float((1 / i2) @ p @ j2),
-        "large_high": float(i2 @ p @ j2),
-        "level_nonuniformity": float(rows @ rows * total),
-        "level_nonuniformity_norm": float(rows @ rows),
-        "column_nonuniformity": float(cols @ cols * total),
-        "column_nonuniformity_norm": float(cols @ cols),
-        "percentage": float(total / n_voxels),
-        "level_variance": float((i - mu_i) ** 2 @ rows),
-        "column_variance": float((j - mu_j) ** 2 @ cols),
-        "entropy": float(-(nonzero * np.log2(nonzero)).sum()),
-        "energy": float((nonzero**2).sum()),
+        "small": cols @ (1 / j2),
+        "large": cols @ j2,
+        "low": rows @ (1 / i2),
+        "high": rows @ i2,
+        "small_low": (1 / i2) @ p @ (1 / j2),
+        "small_high": i2 @ p @ (1 / j2),
+        "large_low": (1 / i2) @ p @ j2,
+        "large_high": i2 @ p @ j2,
+        "level_nonuniformity": level_uniformity * total,
+        "level_nonuniformity_norm": level_uniformity,
+        "column_nonuniformity": column_uniformity * total,
+        "column_nonuniformity_norm": column_uniformity,
+        "percentage": total / n_voxels,
+        "level_variance": ((i - mu_i[..., None]) ** 2 * rows).sum(axis=-1),
+        "column_variance": ((j - mu_j[..., None]) ** 2 * cols).sum(axis=-1),
+        "entropy": entropy(p, axis=(-2, -1)),
+        "energy": (p**2).sum(axis=(-2, -1)),
     }
+
+
+def entropy(p: np.ndarray, axis: int | tuple[int, ...] = -1) -> np.ndarray:
+    """Shannon entropy (bits) of probabilities ``p`` along ``axis``; zero probabilities add nothing."""
+    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=axis)
+
+
+def unstack(values: dict[str, np.ndarray], empty: np.ndarray) -> list[FeatureValues | None]:
+    """Per-matrix results from values over a stack: {code: value} per matrix, None where it is ``empty``."""
+    return [None if empty[k] else {code: float(v[k]) for code, v in values.items()} for k in range(len(empty))]
 
 
 def compact(levels: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -272,10 +288,17 @@ def emphasis_fn(
 
     def features(matrix: Any, n_voxels: int) -> FeatureValues | None:
         counts, grey, columns = counts_of(matrix)
-        if counts.sum() == 0:
-            return None
-        kinds = emphasis_features(counts, grey, columns, n_voxels)
-        return {code: kinds[kind] for code, _, kind in table}
+        return emphasis_stack_fn(table, grey, columns)(counts[None], np.array([n_voxels]))[0]
+
+    return features
+
+
+def emphasis_stack_fn(table: Table, grey: np.ndarray, columns: np.ndarray) -> StackFn:
+    """Feature function of an emphasis family over stacks of matrices with rows ``grey`` and columns ``columns``."""
+
+    def features(stack: np.ndarray, n_voxels: np.ndarray) -> list[FeatureValues | None]:
+        kinds = emphasis_features(stack, grey, columns, n_voxels)
+        return unstack({code: kinds[kind] for code, _, kind in table}, stack.sum(axis=(-2, -1)) == 0)
 
     return features
 
@@ -309,50 +332,51 @@ def directional_aggregations(
     dims: Sequence[str],
     records_fn: RecordsFn,
     shape: tuple[int, int],
-    features: FeatureFn,
+    features: StackFn,
     distance: int = 1,
 ) -> dict[str, FeatureValues | None]:
     """IBSI aggregations of a directional family (GLCM, GLRLM) with matrices of ``shape``.
 
     ``records_fn(levels, offset)`` gives (slice, matrix index) of every pair or run of one direction; in-plane
-    directions never cross slices, so their records also give the 2D matrices. Matrices are counted one at a
-    time (memory bounded by the records, not by slices × matrix size). ``features(matrix, n_voxels)``
-    receives the ROI voxel count times the number of merged directions (IBSI's rule for merged percentages).
+    directions never cross slices, so their records also give the 2D matrices. The matrices of one volume's or
+    one slice's directions are counted and evaluated as one stack (memory: 13 matrices at a time).
+    ``features(stack, n_voxels)`` receives the ROI voxel count times the number of merged directions (IBSI's
+    rule for merged percentages).
     """
     if levels.n_voxels == 0:
         return {agg: None for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
+    size = shape[0] * shape[1]
 
-    def matrix(index: np.ndarray) -> np.ndarray:
-        return np.bincount(index, minlength=shape[0] * shape[1]).reshape(shape).astype(np.float64)
+    def matrices(indices: list[np.ndarray]) -> np.ndarray:
+        flat = np.concatenate([index + k * size for k, index in enumerate(indices)])
+        return np.bincount(flat, minlength=len(indices) * size).reshape(len(indices), *shape).astype(np.float64)
 
     def directions(planar: bool) -> list[Offset]:
         return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
 
+    def each_and_merged(ms: np.ndarray, n: int) -> tuple[list[FeatureValues | None], FeatureValues | None]:
+        each = features(ms, np.full(len(ms), n))
+        return each, features(ms.sum(axis=0)[None], np.array([n * len(ms)]))[0]
+
     planar = {o: records_fn(levels, o) for o in directions(True)} if {"2D", "2.5D"} & set(dims) else {}
     n, out = levels.n_voxels, {}
     if "3D" in dims:
-        per_direction, merged = [], np.zeros(shape)
-        for offset in directions(False):
-            m = matrix((planar[offset] if offset in planar else records_fn(levels, offset))[1])
-            per_direction.append(features(m, n))
-            merged += m
-        out["3D, averaged"] = _mean(per_direction)
-        out["3D, merged"] = features(merged, n * len(per_direction))
+        ms = matrices([(planar[o] if o in planar else records_fn(levels, o))[1] for o in directions(False)])
+        each, out["3D, merged"] = each_and_merged(ms, n)
+        out["3D, averaged"] = _mean(each)
     if "2D" in dims:
         averaged, slice_merged = [], []
         split = [by_slice(levels, z, index) for z, index in planar.values()]
         for k, z in enumerate(levels.slices):
-            count = int(levels.slice_counts[z])
-            ms = [matrix(parts[k]) for parts in split]
-            averaged += [features(m, count) for m in ms]
-            slice_merged.append(features(sum(ms), count * len(ms)))
+            each, merged = each_and_merged(matrices([parts[k] for parts in split]), int(levels.slice_counts[z]))
+            averaged += each
+            slice_merged.append(merged)
         out["2D, averaged"] = _mean(averaged)
         out["2D, slice-merged"] = _mean(slice_merged)
     if "2.5D" in dims:
-        ms = [matrix(index) for _, index in planar.values()]
-        out["2.5D, direction-merged"] = _mean([features(m, n) for m in ms])
-        out["2.5D, merged"] = features(sum(ms), n * len(ms))
-    return out
+        each, out["2.5D, merged"] = each_and_merged(matrices([index for _, index in planar.values()]), n)
+        out["2.5D, direction-merged"] = _mean(each)
+    return {agg: out[agg] for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
 
 
 def volumetric_aggregations(
