@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from sonimage.survival.cox import fit_cox
 from sonimage.synth.tables import (ASSESSMENT_INTERVAL_MONTHS, ETFES_THRESHOLD, FES_THRESHOLD, etfes_suv,
