@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
+from sonimage.lesions.registration import Rigid
 from sonimage.lesions.tree import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.synth.study import generate_study
@@ -32,28 +33,37 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     return base, records, pd.read_parquet(paths["lesions"])
 
 
-def test_registration_recovers_the_patient_shift(pipeline: tuple) -> None:
-    base, records, _ = pipeline
-    series = pd.read_parquet(base / "study" / "truth" / "sonia" / "series.parquet")
-    pet = series[series.modality == "PT"].set_index(["subject_id", "tracer"])
+def _lesion_centres(base: Path, records: list[dict]) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """Per patient: its registration record, and the true FDG-day and FES-day lesion centres (mm)."""
+    truth = pd.read_parquet(base / "study" / "truth" / "sonia" / "lesions.parquet")
+    out = []
     for rec in records:
-        true = [pet.loc[(rec["patient"], "FES"), f"shift_{a}_mm"] - pet.loc[(rec["patient"], "FDG"), f"shift_{a}_mm"]
-                for a in "xyz"]
-        found = [rec[f"shift_{a}_mm"] for a in "xyz"]
-        assert np.linalg.norm(np.subtract(found, true)) < 1.0, (found, true)
+        les = truth[truth.subject_id == rec["patient"]]
+        out.append((rec, les[[f"fdg_centre_{a}_mm" for a in "xyz"]].to_numpy(float),
+                    les[[f"fes_centre_{a}_mm" for a in "xyz"]].to_numpy(float)))
+    return out
+
+
+def test_rigid_registration_maps_lesions_onto_their_fes_position(pipeline: tuple) -> None:
+    """The FES day rotates and mildly deforms the patient (truth: series 'motion'); the rigid CT registration
+    carries every true FDG-day lesion centre to within a few mm of its true FES-day centre."""
+    base, records, _ = pipeline
+    for rec, fdg, fes in _lesion_centres(base, records):
+        transform = Rigid.from_record(rec).transform()
+        mapped = np.array([transform.TransformPoint(tuple(p)) for p in fdg])
+        error = np.linalg.norm(mapped - fes, axis=1)
+        assert np.median(error) < 2.0 and error.max() < 4.0, (rec["patient"], error.round(2).tolist())
 
 
 def test_translation_only_registration_misplaces_lesions_after_rotation(pipeline: tuple) -> None:
-    """The FES day rotates and deforms the patient (truth: series 'motion'): the translation found maps the body
-    centre well (test above) but leaves lesions far from it several mm off their true FES position."""
+    """A translation alone (the rigid transform's displacement of the body centre) leaves lesions far from the
+    centre several mm off their true FES position: the rotation matters."""
     base, records, _ = pipeline
-    truth = pd.read_parquet(base / "study" / "truth" / "sonia" / "lesions.parquet")
     worst = []
-    for rec in records:
-        les = truth[truth.subject_id == rec["patient"]]
-        found = np.array([rec[f"shift_{a}_mm"] for a in "xyz"])
-        placed = les[[f"fdg_centre_{a}_mm" for a in "xyz"]].to_numpy() + found
-        worst.append(np.linalg.norm(placed - les[[f"fes_centre_{a}_mm" for a in "xyz"]].to_numpy(), axis=1).max())
+    for rec, fdg, fes in _lesion_centres(base, records):
+        rigid = Rigid.from_record(rec)
+        shift = np.subtract(rigid.transform().TransformPoint(rigid.centre), rigid.centre)
+        worst.append(np.linalg.norm(fdg + shift - fes, axis=1).max())
     assert max(worst) > 4.0, worst
 
 

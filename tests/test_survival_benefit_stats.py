@@ -229,11 +229,15 @@ def test_sensitivity_leaves_out_or_imputes_incomplete_patients():
     tabs = {c: simulate_cohort_tables(c, n, seed=4) for c, n in (("sonia", 80), ("impact", 80))}
     cohorts = {c: model_table(join_patient_table(x.patients, x.patient_table)) for c, x in tabs.items()}
     dev = cohorts["sonia"]
-    assert dev["fes_positive_fraction"].isna().sum() == 1  # the liver-only patient: no FES-evaluable lesion
-    dev.loc[:4, ["fes_positive_fraction", "any_fes_negative"]] = np.nan  # five more patients without FES data
-    dev.loc[10:12, "ecog"] = np.nan  # three with a missing clinical covariate
+    no_fes = int(dev["fes_positive_fraction"].isna().sum())  # the truth's patients without a FES-evaluable lesion
+    assert no_fes >= 1  # the liver-only edge case of every cohort of 50 or more
+    with_fes = dev.index[dev["fes_positive_fraction"].notna()]
+    dev.loc[with_fes[:5], ["fes_positive_fraction", "any_fes_negative"]] = np.nan  # five more without FES data
+    dev.loc[with_fes[10:13], "ecog"] = np.nan  # three with a missing clinical covariate
     complete, left_out = complete_cases(cohorts, CLINICAL)
-    assert left_out["sonia"] == {"without_fes": 6, "missing_clinical": 3} and len(complete["sonia"]) == 71
+    n_complete = 80 - no_fes - 5 - 3
+    assert left_out["sonia"] == {"without_fes": no_fes + 5, "missing_clinical": 3}
+    assert len(complete["sonia"]) == n_complete
     spec = SensitivitySpec(TIME, EVENT, TRT, CLINICAL, effect_formula(TRT, ["fes_positive_fraction"], "age + ecog"),
                            (0.0, 1.0), 12.0, "sonia", {"sonia": "randomised", "impact": "observational"}, folds=3,
                            imputations=2)
@@ -241,6 +245,6 @@ def test_sensitivity_leaves_out_or_imputes_incomplete_patients():
     assert [s.group for s in listed] == ["primary", "FES threshold", "delineation", "missing data"]
     primary = scenario_summary(listed[0], cohorts, spec)
     imputed = scenario_summary(listed[-1], cohorts, spec)
-    assert primary["n"] == 71 and imputed["n"] == 80 and imputed["incomplete"] == 9
+    assert primary["n"] == n_complete and imputed["n"] == 80 and imputed["incomplete"] == 80 - n_complete
     assert 0 < imputed["o1"]["lower"] < imputed["o1"]["hr"] < imputed["o1"]["upper"]
     assert np.isfinite(imputed["o5"]["impact"]["c_for_benefit"]) and "o1_mtv" in primary

@@ -46,11 +46,21 @@ class Rigid:
         return t
 
     def record(self) -> dict[str, float]:
-        """Flat QC columns: rotations in degrees, translation in mm, NCC and body Dice."""
+        """Flat QC columns: rotations in degrees about the centre (mm), translation in mm, NCC and body Dice; with
+        them :meth:`from_record` rebuilds the transform."""
         rx, ry, rz, tx, ty, tz = self.parameters
+        cx, cy, cz = self.centre
         return {"rotation_x_deg": float(np.degrees(rx)), "rotation_y_deg": float(np.degrees(ry)),
                 "rotation_z_deg": float(np.degrees(rz)), "shift_x_mm": tx, "shift_y_mm": ty, "shift_z_mm": tz,
-                "ncc": self.ncc, "body_dice": self.body_dice}
+                "centre_x_mm": cx, "centre_y_mm": cy, "centre_z_mm": cz, "ncc": self.ncc, "body_dice": self.body_dice}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Rigid":
+        """The transform of a ``registration.parquet`` row."""
+        angles = tuple(float(np.radians(record[f"rotation_{a}_deg"])) for a in "xyz")
+        shift = tuple(float(record[f"shift_{a}_mm"]) for a in "xyz")
+        return cls(angles + shift, tuple(float(record[f"centre_{a}_mm"]) for a in "xyz"),  # type: ignore[arg-type]
+                   float(record["ncc"]), float(record["body_dice"]))
 
 
 def _ct_image(ct: Volume) -> sitk.Image:
