@@ -35,10 +35,10 @@ def features_stage(out: Path, settings: Settings) -> dict[str, str]:
     scans, notes = plan_patients(out)
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
-    prepared = prepare_lesions.map(scans, unmapped(str(out))).result()
+    prepared = prepare_lesions.map(scans, unmapped(str(out)), unmapped(settings)).result()
     by_scan = jobs_by_scan(prepared)
     per_scan = extract_lesions.map(list(by_scan), list(by_scan.values()), unmapped(str(out)),
-                                   unmapped(settings.features)).result()
+                                   unmapped(settings)).result()
     results = [r for batch in per_scan for r in batch]
     return write_features(str(out), results, [record for _, record in prepared], settings)
 

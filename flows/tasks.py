@@ -9,7 +9,6 @@ from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
-from sonimage.features.base import FeatureSettings
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.jobs import LesionJob, PatientScans, prepare_patient
 from sonimage.lesions.tree import scan_features, write_feature_tables
@@ -40,13 +39,13 @@ def write_tables(out: str, outcomes: list[Outcome], object_rows: list[dict], qua
 
 
 @task(name="prepare-lesions", task_run_name="plan-lesions-{scans.cohort}-{scans.patient}", **RETRIES)
-def prepare_lesions(scans: PatientScans, out: str) -> tuple[list[LesionJob], dict]:
-    """Lesion jobs of one patient (FES labels registered onto the FES scan)."""
-    return prepare_patient(scans, Path(out))
+def prepare_lesions(scans: PatientScans, out: str, settings: Settings) -> tuple[list[LesionJob], dict]:
+    """Lesion jobs of one patient (FES labels registered onto the FES scan and read there)."""
+    return prepare_patient(scans, Path(out), settings)
 
 
 @task(name="lesion-features", task_run_name="lesion-features-{scan}", **RETRIES)
-def extract_lesions(scan: str, jobs: list[LesionJob], out: str, settings: FeatureSettings) -> list[LesionFeatures]:
+def extract_lesions(scan: str, jobs: list[LesionJob], out: str, settings: Settings) -> list[LesionFeatures]:
     """IBSI and PET features of the lesions of one scan (one task per scan keeps scheduling overhead small)."""
     return scan_features(jobs, Path(out), settings)
 
@@ -54,7 +53,7 @@ def extract_lesions(scan: str, jobs: list[LesionJob], out: str, settings: Featur
 @task(name="write-feature-tables")
 def write_features(out: str, results: list[LesionFeatures], registrations: list[dict],
                    settings: Settings) -> dict[str, str]:
-    """The wide lesion feature table, the lesion and patient tables and registration QC."""
+    """The wide lesion feature table, the lesion and patient tables, delineations and the QC tables."""
     return write_feature_tables(Path(out), results, registrations, settings)
 
 

@@ -1,6 +1,8 @@
 """One settings object for a study run: how features are made, how lesions are read, how the analysis is done.
 
-:class:`Settings` groups one frozen dataclass per topic (``features``, ``fes``, ``delineation``, ``study``). The
+:class:`Settings` groups one frozen dataclass per topic (``features``, ``fes`` (the positivity rule), ``delineation``
+(MTV methods and SUL formula, :mod:`sonimage.lesions.delineation`), ``fes_reading`` (registration threshold, FES
+evaluability distance, re-search: :mod:`sonimage.lesions.fes_reading`), ``study``). The
 CLI and the flow pass it as JSON (:meth:`Settings.to_json` / :meth:`Settings.from_json`), every stage takes it, and
 every output records it (Parquet schema metadata key ``sonimage.settings``; ``settings`` in ``metrics.json``).
 
@@ -19,16 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sonimage.features.base import FeatureSettings
+from sonimage.lesions.delineation import DelineationSettings
+from sonimage.lesions.fes_reading import FesReading
 from sonimage.tables.patients import FesRule
 
 METADATA_KEY = "sonimage.settings"
-
-
-@dataclass(frozen=True)
-class DelineationSettings:
-    """How each lesion's volume (MTV) is delineated: ``rtstruct`` = the contours drawn on the FDG PET."""
-
-    method: str = "rtstruct"
 
 
 @dataclass(frozen=True)
@@ -85,6 +82,7 @@ class Settings:
     features: FeatureSettings = PIPELINE_FEATURES
     fes: FesRule = field(default_factory=FesRule)
     delineation: DelineationSettings = field(default_factory=DelineationSettings)
+    fes_reading: FesReading = field(default_factory=FesReading)
     study: StudySettings = field(default_factory=StudySettings)
     statistics: StatisticsSettings = field(default_factory=StatisticsSettings)
 

@@ -16,6 +16,7 @@ from sonimage.settings import Settings, StudySettings
 from sonimage.study import run_study_analysis
 from sonimage.survival.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.tables.patients import fes_complete_case
 from sonimage.tables.study import join_patient_table
 
 SECTIONS = ["Key results", "Table 1: patients per cohort", "What this study can show: sample size and power",
@@ -81,7 +82,7 @@ def test_metrics_json_and_models(run):
     # the frozen model file reproduces the per-patient predictions without refitting
     model = FrozenCox.load(out / "models" / "effect.json")
     benefit = pd.read_parquet(out / "benefit.parquet")
-    dev = model_table(join_patient_table(t["sonia"].patients, t["sonia"].patient_table))
+    dev, _ = fes_complete_case(model_table(join_patient_table(t["sonia"].patients, t["sonia"].patient_table)))
     treated = model.survival(dev.assign(cdk46i=1), 12.0)[:, 0]
     np.testing.assert_allclose(benefit["effect_pfs_treated_12"], treated)
 
@@ -93,3 +94,21 @@ def test_bad_input_is_named():
                            Settings(study=StudySettings(development="nope")))
     with pytest.raises(ValueError, match="no lesion table"):
         run_study_analysis({"sonia": t.patients}, {}, "/tmp/unused")
+
+
+def test_patients_without_fes_evaluable_lesions_are_counted_and_left_out(run):
+    """The liver-only patient of each full-size cohort: missing FES metrics, complete-case, count in the report."""
+    path, out, t = run
+    liver_only = t["sonia"].patients.loc[t["sonia"].patients.n_fes_evaluable == 0, "subject_id"]
+    assert len(liver_only) >= 1
+    dev = model_table(join_patient_table(t["sonia"].patients, t["sonia"].patient_table)).set_index("subject_id")
+    assert dev.loc[liver_only, "fes_positive_fraction"].isna().all()
+    assert dev.loc[liver_only, "any_fes_negative"].isna().all()
+    assert (dev.loc[liver_only, "fes_missing_reason"] == "no FES-evaluable lesion").all()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["not_fes_evaluable"]["sonia"] == {"no FES-evaluable lesion": len(liver_only)}
+    html = path.read_text()
+    assert "Not FES-evaluable (missing FES is not negative FES)" in html
+    assert f"no FES-evaluable lesion: {len(liver_only)}" in html
+    everyone = next(r for r in m["objective2"]["forest"] if r["subgroup"] == "All patients")
+    assert everyone["n"] == len(t["sonia"].patients) - len(liver_only)  # complete-case analysis set

@@ -229,10 +229,11 @@ def test_sensitivity_leaves_out_or_imputes_incomplete_patients():
     tabs = {c: simulate_cohort_tables(c, n, seed=4) for c, n in (("sonia", 80), ("impact", 80))}
     cohorts = {c: model_table(join_patient_table(x.patients, x.patient_table)) for c, x in tabs.items()}
     dev = cohorts["sonia"]
-    dev.loc[:4, ["fes_positive_fraction", "any_fes_negative"]] = np.nan  # five patients without FES data
+    assert dev["fes_positive_fraction"].isna().sum() == 1  # the liver-only patient: no FES-evaluable lesion
+    dev.loc[:4, ["fes_positive_fraction", "any_fes_negative"]] = np.nan  # five more patients without FES data
     dev.loc[10:12, "ecog"] = np.nan  # three with a missing clinical covariate
     complete, left_out = complete_cases(cohorts, CLINICAL)
-    assert left_out["sonia"] == {"without_fes": 5, "missing_clinical": 3} and len(complete["sonia"]) == 72
+    assert left_out["sonia"] == {"without_fes": 6, "missing_clinical": 3} and len(complete["sonia"]) == 71
     spec = SensitivitySpec(TIME, EVENT, TRT, CLINICAL, effect_formula(TRT, ["fes_positive_fraction"], "age + ecog"),
                            (0.0, 1.0), 12.0, "sonia", {"sonia": "randomised", "impact": "observational"}, folds=3,
                            imputations=2)
@@ -240,6 +241,6 @@ def test_sensitivity_leaves_out_or_imputes_incomplete_patients():
     assert [s.group for s in listed] == ["primary", "FES threshold", "delineation", "missing data"]
     primary = scenario_summary(listed[0], cohorts, spec)
     imputed = scenario_summary(listed[-1], cohorts, spec)
-    assert primary["n"] == 72 and imputed["n"] == 80 and imputed["incomplete"] == 8
+    assert primary["n"] == 71 and imputed["n"] == 80 and imputed["incomplete"] == 9
     assert 0 < imputed["o1"]["lower"] < imputed["o1"]["hr"] < imputed["o1"]["upper"]
     assert np.isfinite(imputed["o5"]["impact"]["c_for_benefit"]) and "o1_mtv" in primary

@@ -19,8 +19,9 @@ from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
 from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.registration import map_labels, register_translation
-from sonimage.settings import PIPELINE_FEATURES
+from sonimage.lesions.delineation import DelineationSettings
+from sonimage.lesions.reading import LesionReading, delineation_rows, read_patient_fes
+from sonimage.settings import PIPELINE_FEATURES, Settings
 from sonimage.tables.lesions import lesion_table
 from sonimage.volumes.store import open_store, read_volume, write_volume
 
@@ -52,6 +53,7 @@ class LesionJob:
     image: str
     labels: str
     box: tuple[int, int, int, int, int, int]
+    percist_threshold_suv: float = float("nan")  # from the scan's automatic liver VOI (FDG jobs)
 
 
 def organ_of(roi: str) -> str:
@@ -92,62 +94,70 @@ def _boxes(labels: np.ndarray, rois: list[dict]) -> dict[int, tuple[int, int, in
     return out
 
 
-def prepare_patient(scans: PatientScans, out: Path) -> tuple[list[LesionJob], dict]:
-    """Lesion jobs on FDG and, after CT registration, on FES; returns them with the registration record."""
+def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = None
+                    ) -> tuple[list[LesionJob], dict]:
+    """Lesion jobs on FDG and, after CT registration and the FES reading, on FES; returns them with the patient's
+    record (registration QC, per-scan liver reference, per-lesion FES evaluability: see
+    :mod:`sonimage.lesions.reading`)."""
     out = Path(out)
     labels = read_volume(out / scans.labels)
     rois = labels.attrs["rois"]
     names = {r["label"]: r["name"] for r in rois}
-    jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box)
-            for k, box in _boxes(labels.array, rois).items()]
-    record: dict = {"cohort": scans.cohort, "patient": scans.patient, "n_lesions": len(rois)}
-    if not (scans.fes_pet and scans.fdg_ct and scans.fes_ct):
-        record["note"] = "no FES PET/CT pair: FDG features only"
+    read = read_patient_fes(scans, labels, {k: organ_of(n) for k, n in names.items()}, out, settings or Settings())
+    fdg_threshold = read.liver[0]["percist_threshold_suv"] if read.liver else float("nan")
+    jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box,
+                      fdg_threshold) for k, box in _boxes(labels.array, rois).items()]
+    record: dict = {"cohort": scans.cohort, "patient": scans.patient, "n_lesions": len(rois), **read.record}
+    record["liver"], record["lesions"] = read.liver, read.lesions
+    if read.fes_labels is None:
         return jobs, record
-    try:
-        shift = register_translation(read_volume(out / scans.fdg_ct), read_volume(out / scans.fes_ct))
-    except RuntimeError as exc:  # SimpleITK's registration errors: the patient keeps its FDG features
-        record["note"] = f"FES registration failed: {exc}"
-        return jobs, record
-    fes_grid = read_volume(out / scans.fes_pet)
-    moved = map_labels(labels, fes_grid, shift)
-    moved.attrs.clear()
-    moved.attrs.update(quantity="label", rois=rois, translation_mm=list(shift), drawn_on=scans.fdg_pet)
     fes_labels = f"lesions/{scans.cohort}/{scans.patient}/fes-labels.zarr"
-    write_volume(moved, out / fes_labels, "label")
+    write_volume(read.fes_labels, out / fes_labels, "label")
     jobs += [LesionJob(scans.cohort, scans.patient, "FES", k, names[k], scans.fes_pet, fes_labels, box)
-             for k, box in _boxes(moved.array, rois).items()]
-    record.update(shift_x_mm=shift[0], shift_y_mm=shift[1], shift_z_mm=shift[2], note="")
+             for k, box in _boxes(read.fes_labels.array, rois).items()]
     return jobs, record
 
 
 def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_FEATURES,
-                    families: tuple[str, ...] = ALL_FAMILIES) -> LesionFeatures:
-    """Features of one lesion, reading only its bounding box (plus the peak sphere's reach) from the stores."""
+                    families: tuple[str, ...] = ALL_FAMILIES,
+                    delineation: DelineationSettings = DelineationSettings()) -> LesionReading:
+    """Features of one lesion, reading only its bounding box (plus the peak sphere's and the delineation
+    search region's reach) from the stores; FDG lesions also get every delineation's MTV."""
     image = open_store(Path(out) / job.image)
     spacing = tuple(float(s) for s in image.attrs["spacing"])
-    margin = peak_margin(spacing, settings.peak_volume_ml)
+    margin = [max(m, int(np.ceil(delineation.margin_mm / s)) + 1)
+              for m, s in zip(peak_margin(spacing, settings.peak_volume_ml), spacing)]
     z0, z1, y0, y1, x0, x1 = job.box
     window = {d: slice(max(lo - m, 0), hi + m) for d, lo, hi, m in zip("zyx", (z0, y0, x0), (z1, y1, x1), margin)}
+    if job.tracer == "FDG" and delineation.region == "whole-body":
+        window = {}  # the delineation's search region is the whole scan
     var = next(iter(image.data_vars))
     pixels = image[var].isel(window).values.astype(np.float64)
     labels = open_store(Path(out) / job.labels)["label"].isel(window).values
+    sul_ratio = image.attrs.get(delineation.sul_ratio_key)
     ids = {"cohort": job.cohort, "patient": job.patient, "lesion": job.lesion, "roi": job.roi,
-           "organ": organ_of(job.roi), "tracer": job.tracer}
+           "organ": organ_of(job.roi), "tracer": job.tracer, "sul_lbm_formula": delineation.lbm_formula}
+    mask = labels == job.lesion
     try:
-        features = extract_features(Roi(pixels, labels == job.lesion, spacing), settings, families,
-                                    sul_ratio=image.attrs.get("ratio_sul_janma"))
+        features = extract_features(Roi(pixels, mask, spacing), settings, families, sul_ratio=sul_ratio)
     except ValueError as exc:
-        return LesionFeatures(ids, [], str(exc))
-    return LesionFeatures(ids, features)
+        return LesionReading(ids, [], str(exc))
+    rows = delineation_rows(pixels, mask, spacing, delineation, job.percist_threshold_suv, sul_ratio) \
+        if job.tracer == "FDG" else []
+    return LesionReading(ids, features, delineations=tuple({**ids, **r} for r in rows))
 
 
 def _value(features: list[Feature], name: str) -> float:
     return next((f.value for f in features if f.family == "pet" and f.name == name), float("nan"))
 
 
-def lesion_summary(results: list[LesionFeatures]) -> pd.DataFrame:
-    """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side."""
+def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None = None,
+                   primary: str = "rtstruct") -> pd.DataFrame:
+    """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side, then
+    the MTV/TLG of every automatic delineation (``fdg_mtv_ml_<method>``; ``fdg_mtv_ml`` is the reader contour)
+    and, with ``readings`` (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason.
+    ``volume_ml`` (the burden of the patient table) is the MTV of ``primary`` (``rtstruct`` or a method label),
+    named in ``fdg_mtv_method``."""
     rows: dict[tuple, dict] = {}
     for r in results:
         key = (r.ids["cohort"], r.ids["patient"], r.ids["lesion"])
@@ -157,5 +167,37 @@ def lesion_summary(results: list[LesionFeatures]) -> pd.DataFrame:
         row.update({f"{t}_suvmax": _value(r.features, "SUVmax"), f"{t}_suvmean": _value(r.features, "SUVmean"),
                     f"{t}_suvpeak": _value(r.features, "SUVpeak"), f"{t}_sulmax": _value(r.features, "SULmax"),
                     f"{t}_sulmean": _value(r.features, "SULmean"), f"{t}_mtv_ml": _value(r.features, "MTV (mL)"),
-                    f"{t}_tlg": _value(r.features, "TLG SUV"), f"{t}_error": r.error})
-    return lesion_table(pd.DataFrame(list(rows.values())))
+                    f"{t}_tlg": _value(r.features, "TLG SUV"), f"{t}_error": r.error,
+                    "sul_lbm_formula": r.ids.get("sul_lbm_formula", "Janmahasatian")})
+        for d in getattr(r, "delineations", ()):
+            if d["method"] != "contour":
+                row.update({f"{t}_mtv_ml_{d['label']}": d["mtv_ml"], f"{t}_tlg_{d['label']}": d["tlg"]})
+    table = lesion_table(pd.DataFrame(list(rows.values())))
+    if primary == "rtstruct":
+        table["volume_ml"], table["fdg_mtv_method"] = table["fdg_mtv_ml"], "reader contour"
+    else:
+        table["volume_ml"], table["fdg_mtv_method"] = table[f"fdg_mtv_ml_{primary}"], primary
+        table["fdg_tlg"] = table[f"fdg_tlg_{primary}"]
+    if readings is not None and len(readings):
+        table = table.merge(readings, on=["cohort", "patient", "lesion"], how="left")
+        table["fes_evaluable"] = table["fes_evaluable"].fillna(False).astype(bool) & table["fes_suvmax"].notna()
+        reason = table["fes_not_evaluable_reason"].fillna("")
+        table["fes_not_evaluable_reason"] = reason.where(table["fes_evaluable"] | (reason != ""), "no FES value")
+    return table
+
+
+def delineation_table(results: list[LesionFeatures]) -> pd.DataFrame:
+    """Long table of every delineation (method, parameters, threshold, MTV, TLG, SUVmean) of every FDG lesion."""
+    return pd.DataFrame([d for r in results for d in getattr(r, "delineations", ())])
+
+
+def reading_tables(records: list[dict]) -> dict[str, pd.DataFrame]:
+    """Registration QC (one row per patient), liver reference (one per scan) and FES reading (one per lesion)
+    from the records of :func:`prepare_patient`."""
+    keys = ("cohort", "patient")
+    liver = [{**{k: r[k] for k in keys}, **row} for r in records for row in r.get("liver", [])]
+    lesions = [{**{k: r[k] for k in keys}, "lesion": row["label"], **{c: v for c, v in row.items() if c != "label"}}
+               for r in records for row in r.get("lesions", [])]
+    return {"registration": pd.DataFrame([{k: v for k, v in r.items() if k not in ("liver", "lesions")}
+                                          for r in records]),
+            "liver_reference": pd.DataFrame(liver), "fes_reading": pd.DataFrame(lesions)}

@@ -3,7 +3,8 @@
 ``features_tree(out)`` reads ``out/manifest.parquet``, plans each patient's lesions (FES labels registered onto the
 FES scan), computes features one scan at a time, and writes ``out/features/``: ``lesion_features.parquet`` (wide,
 one row per lesion and tracer), ``lesions.parquet`` (the lesion table), ``patients.parquet`` (the patient table)
-and ``registration.parquet`` (registration QC). Every table records the run's settings in its Parquet metadata.
+and the QC tables ``registration.parquet``, ``liver_reference.parquet``, ``fes_reading.parquet``, plus
+``delineations.parquet`` (every MTV with its method). Every table records the run's settings in its Parquet metadata.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sonimage.features.base import FeatureSettings
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.lesions.jobs import LesionJob, PatientScans, lesion_features, lesion_summary, patient_scans, \
-    prepare_patient
+from sonimage.lesions.jobs import LesionJob, PatientScans, delineation_table, lesion_features, lesion_summary, \
+    patient_scans, prepare_patient, reading_tables
 from sonimage.parallel import Executor, parallel_map
 from sonimage.settings import Settings
 from sonimage.tables.parquet import write_table
@@ -40,23 +40,27 @@ def jobs_by_scan(prepared: list[tuple[list[LesionJob], dict]]) -> dict[str, list
     return scans
 
 
-def scan_features(jobs: list[LesionJob], out: Path, settings: FeatureSettings) -> list[LesionFeatures]:
-    """Features of the lesions of one scan."""
-    return [lesion_features(job, Path(out), settings) for job in jobs]
+def scan_features(jobs: list[LesionJob], out: Path, settings: Settings) -> list[LesionFeatures]:
+    """Features (and, on FDG, delineations) of the lesions of one scan."""
+    return [lesion_features(job, Path(out), settings.features, delineation=settings.delineation) for job in jobs]
 
 
 def write_feature_tables(out: Path, results: list[LesionFeatures], registrations: list[dict],
                          settings: Settings) -> dict[str, str]:
-    """The wide lesion feature table, the lesion table, the patient table and registration QC."""
+    """The wide lesion feature table, the lesion table, the patient table, every delineation
+    (``delineations.parquet``) and the QC tables: registration per patient, liver reference per scan, FES reading
+    per lesion (:func:`sonimage.lesions.jobs.reading_tables`)."""
     folder = Path(out) / FEATURES
     meta = settings.metadata()
     table, dictionary = feature_table(results, settings.features)
     paths = {"lesion_features": write_feature_table(table, dictionary, folder / "lesion_features.parquet", meta)}
-    summary = lesion_summary(results)
+    qc = reading_tables(registrations)
+    summary = lesion_summary(results, qc["fes_reading"], settings.delineation.method)
     paths["lesions"] = write_table(summary, folder / "lesions.parquet", metadata=meta)
     metrics = patient_metrics(summary.dropna(subset=["fdg_suvmax"]), settings.fes)
     paths["patients"] = write_table(metrics, folder / "patients.parquet", metadata=meta)
-    paths["registration"] = write_table(pd.DataFrame(registrations), folder / "registration.parquet", metadata=meta)
+    paths["delineations"] = write_table(delineation_table(results), folder / "delineations.parquet", metadata=meta)
+    paths.update({name: write_table(df, folder / f"{name}.parquet", metadata=meta) for name, df in qc.items()})
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -66,7 +70,7 @@ def features_tree(out: Path, executor: Executor | None = None, settings: Setting
     scans, notes = plan_patients(out)
     for note in notes:
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
-    prepared = parallel_map(prepare_patient, scans, executor, Path(out))
-    per_scan = parallel_map(scan_features, jobs_by_scan(prepared).values(), executor, Path(out), settings.features)
+    prepared = parallel_map(prepare_patient, scans, executor, Path(out), settings)
+    per_scan = parallel_map(scan_features, jobs_by_scan(prepared).values(), executor, Path(out), settings)
     return write_feature_tables(out, [r for batch in per_scan for r in batch], [rec for _, rec in prepared],
                                 settings)

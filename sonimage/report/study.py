@@ -60,9 +60,10 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settin
                              f"({events / max(n_par, 1):.1f} events per parameter); Riley minimum n "
                              + ", ".join(f"{r['model']} model {r['n_needed']}" for r in stats["sample_size"])
                              + " (see 'What this study can show')"),
-        ("9", "Missing data", "Patients without FES metrics or with missing clinical covariates left out of the "
-                              "primary analysis (complete case, counted in the key results); sensitivity analysis "
-                              "with the missing values multiply imputed (chained equations, Rubin's rules)"),
+        ("9", "Missing data", "Patients without FES metrics (no FES-evaluable lesion: missing, not negative; reasons "
+                              "under Table 1) or with missing clinical covariates left out of the primary analysis "
+                              "(complete case, counted in the key results); sensitivity analysis with the missing "
+                              "values multiply imputed (chained equations, Rubin's rules)"),
         ("10b", "Model building", "Cox, Efron ties; effect model with L2 penalty on interactions, tuned by "
                                   f"{study.folds}-fold cross-validated partial likelihood"),
         ("10d", "Performance measures", "Harrell and Uno C, AUC(t), O/E, calibration slope, ICI/E50/E90, IPCW "
@@ -92,7 +93,7 @@ def render_report(result: StudyResult, out_dir: Path) -> Path:
     dev = r.cohorts[development]
     stats = r.statistics
     sections = [("Key results", _key_results(dev, r.objective2, r.objective4, r.objective5, stats, development, h)),
-                ("Table 1: patients per cohort", table(r.table_one)),
+                ("Table 1: patients per cohort", table(r.table_one) + _not_evaluable_html(r.not_fes_evaluable)),
                 ("What this study can show: sample size and power", statistics.size_and_power_html(stats)),
                 ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(r.objective1)),
                 ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(r.objective2)),
@@ -112,8 +113,20 @@ def render_report(result: StudyResult, out_dir: Path) -> Path:
                        "objective1": _strip_curves(r.objective1), "objective2": r.objective2,
                        "objective3": {k: v for k, v in r.objective3.items() if k != "points"},
                        "objective4": r.objective4, "objective5": r.objective5, "statistics": stats,
+                       "not_fes_evaluable": {c: left.reason.value_counts().to_dict()
+                                             for c, left in r.not_fes_evaluable.items()},
                        "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
     return out_dir / "report.html"
+
+
+def _not_evaluable_html(left: dict[str, pd.DataFrame]) -> str:
+    """Count and reasons of the patients left out of the FES analyses (complete case)."""
+    rows = [{"Cohort": c.upper(), "Not FES-evaluable": len(d),
+             "Reasons": "; ".join(f"{r}: {n}" for r, n in d.reason.value_counts().items()) or "–"}
+            for c, d in left.items()]
+    return ("<p>Not FES-evaluable (missing FES is not negative FES): patients with no FES scan, a failed or poor "
+            "registration, or only non-evaluable lesions have no FES metrics. The analyses are complete-case: these "
+            "patients are left out of them (Table 1 shows all patients).</p>" + table(pd.DataFrame(rows)))
 
 
 def _strip_curves(o1: dict) -> dict:

@@ -25,7 +25,7 @@ from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
-from sonimage.tables.patients import NOT_FES_EVALUABLE, FesRule, patient_metrics
+from sonimage.tables.patients import FesRule, lesion_evaluability, patient_metrics
 from sonimage.tables.study import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
@@ -38,8 +38,11 @@ def model_table(patients: pd.DataFrame) -> pd.DataFrame:
     """Clinical patients joined with their patient-table row (:func:`sonimage.tables.study.join_patient_table`),
     with the models' derived columns: log FDG SUVmax3 and 0/1 indicators."""
     out = patients.copy()
+    if "any_fes_negative" in out:  # NaN where the patient is not FES-evaluable (missing is not negative)
+        out["any_fes_negative"] = pd.array(out["any_fes_negative"], dtype="boolean").to_numpy(dtype=float,
+                                                                                         na_value=np.nan)
     out["log_fdg_suvmax3"] = np.log(out["fdg_suvmax3"])
-    for c in ("de_novo", "visceral", "prior_endocrine", "any_fes_negative", "bone_only"):
+    for c in ("de_novo", "visceral", "prior_endocrine", "bone_only"):
         if c in out:
             out[c] = out[c].astype(int)
     return out
@@ -164,7 +167,7 @@ def cluster_robust_ols(y: np.ndarray, x: pd.DataFrame, cluster: np.ndarray) -> p
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
     """Per-lesion % size change against log baseline FES and FDG SUV, arm and organ; SEs clustered by patient."""
     les = lesions.merge(patients[["subject_id", TRT]], left_on="patient", right_on="subject_id", how="inner")
-    les = les[~les["organ"].isin(NOT_FES_EVALUABLE)]
+    les = les[lesion_evaluability(les)[0]]  # FES-evaluable lesions with a FES value (missing is not negative)
     x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suvmax"]), "log_fdg_suv": np.log(les["fdg_suvmax"]),
                       TRT: les[TRT].astype(float)}, index=les.index)
     for organ in ("lymph_node", "lung"):

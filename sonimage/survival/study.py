@@ -19,6 +19,7 @@ from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_thr
                                           objective2, objective3, objective4, objective5)
 from sonimage.survival.sensitivity import (Scenario, SensitivitySpec, complete_cases, delineation_columns,
                                            scenarios)
+from sonimage.tables.patients import fes_complete_case
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class StudyResult:
     calibration: dict[str, dict[str, dict]]
     observed_risk: dict[str, float]
     statistics: dict = field(default_factory=dict)  # sample size, power, benefit, sensitivity, multiplicity
+    not_fes_evaluable: dict[str, pd.DataFrame] = field(default_factory=dict)  # left out of the analyses, with why
 
     @property
     def development(self) -> str:
@@ -112,7 +114,8 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
             executor: Executor | None = None) -> StudyResult:
     """Run objectives 1–5. Per cohort, ``patients``: clinical rows joined with the patient table as written
     (:func:`sonimage.tables.study.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
-    with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps."""
+    with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps. Patients without a
+    FES-evaluable lesion are left out (complete case; Table 1 and ``not_fes_evaluable`` show them)."""
     settings = settings or Settings()
     study = settings.study
     development = study.development
@@ -132,7 +135,9 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
         return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
                 for c, p in patients.items()}
 
-    cohorts, left_out = complete_cases(build(primary), CLINICAL)
+    everyone = build(primary)
+    cohorts, left_out = complete_cases(everyone, CLINICAL)
+    not_fes_evaluable = {c: fes_complete_case(d)[1] for c, d in everyone.items()}  # with why (fes_missing_reason)
     dev = cohorts[development]
     external = {c: d for c, d in cohorts.items() if c != development}
     o1 = objective1(dev, lesions[development], study)
@@ -154,7 +159,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
                                study.seed, executor)
     appraisal["left_out"] = left_out
     h = study.horizon_months
-    return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(cohorts, development),
+    return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(everyone, development),
                        calibration_curves(models, cohorts, o5, development, h),
                        {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()},
-                       appraisal)
+                       appraisal, not_fes_evaluable)

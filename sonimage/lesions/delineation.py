@@ -1,0 +1,179 @@
+"""Automatic lesion delineation for MTV and TLG, recorded with every volume.
+
+Methods (``Method.kind``):
+
+- ``contour``: the reader's contour (RTSTRUCT, SEG, label map) as drawn.
+- ``fixed``: SUV ≥ a fixed value, 2.5 by default (the threshold in common use for FDG MTV; any user value).
+- ``relative``: ≥ a fraction of the lesion's SUVmax, 41 % or 50 % (EANM procedure guidelines for tumour imaging
+  v2.0, Boellaard et al., Eur J Nucl Med Mol Imaging 2015;42:328–354).
+- ``percist``: ≥ 1.5 × liver SULmean + 2 SD of the normal liver (PERCIST 1.0, Wahl et al., J Nucl Med
+  2009;50 Suppl 1:122S–150S), with the automatic right-lobe liver VOI of :mod:`sonimage.lesions.liver`. On the
+  SUL (lean body mass, Janmahasatian by default) scale; the same voxels as on the SUV scale, so the threshold is
+  applied as 1.5 × liver SUVmean + 2 SD and reported on both scales.
+
+Every threshold mask is the 3D (26-)connected component of above-threshold voxels that holds the seed, the
+hottest voxel of the reader contour (or of the seed region given), searched either inside the reader contour's
+bounding box grown by ``margin_mm`` (``region="box"``) or over the whole image (``region="whole-body"``; the
+component may then run into neighbouring physiological uptake, flagged by ``touches_region``). SUVmax for the
+relative thresholds is the seed's value. MTV = voxel count × voxel volume (mL), TLG = SUVmean × MTV, as for the
+reader contour (:mod:`sonimage.features.pet`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connected
+
+
+@dataclass(frozen=True)
+class Method:
+    """One delineation method and its parameter (SUV for ``fixed``, fraction of SUVmax for ``relative``)."""
+
+    kind: str
+    value: float = float("nan")
+    region: str = "box"
+    margin_mm: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("contour", "fixed", "relative", "percist"):
+            raise ValueError(f"unknown delineation method {self.kind!r} (contour, fixed, relative, percist)")
+        if self.kind in ("fixed", "relative") and not self.value > 0:
+            raise ValueError(f"{self.kind} delineation needs a positive value, got {self.value}")
+        if self.kind == "relative" and not self.value < 1:
+            raise ValueError(f"relative threshold is a fraction of SUVmax below 1, got {self.value}")
+        if self.region not in ("box", "whole-body"):
+            raise ValueError(f"delineation region must be 'box' or 'whole-body', got {self.region!r}")
+
+    @property
+    def label(self) -> str:
+        """Short name, also the suffix of ``fdg_mtv_ml_<label>`` columns: contour, suv2p5, pct41, percist."""
+        if self.kind == "fixed":
+            return f"suv{self.value:g}".replace(".", "p")
+        if self.kind == "relative":
+            return f"pct{100 * self.value:g}".replace(".", "p")
+        return self.kind
+
+    @property
+    def parameters(self) -> str:
+        """Human-readable rule."""
+        return {"contour": "reader contour as drawn", "fixed": f"SUV >= {self.value:g}",
+                "relative": f">= {100 * self.value:g} % of SUVmax (EANM 2015)",
+                "percist": "SUL >= 1.5 x liver SULmean + 2 SD (PERCIST 1.0)"}[self.kind]
+
+
+LBM_FORMULAS = {"Janmahasatian": "ratio_sul_janma", "James": "ratio_sul_james"}
+
+
+@dataclass(frozen=True)
+class DelineationSettings:
+    """Which delineations every FDG lesion gets, where they search, and the SUL scale they report.
+
+    ``method`` names the MTV that also fills ``volume_ml`` (the burden the analyses use): ``rtstruct`` (the reader
+    contour) or a method label (``suv2p5``, ``pct41``, ``pct50``, ``percist``). SUL: lean body mass by
+    Janmahasatian et al. (Clin Pharmacokinet 2005;44:1051–1065; PERCIST's choice) or James (1976).
+    """
+
+    method: str = "rtstruct"
+    fixed_suv: tuple[float, ...] = (2.5,)
+    relative: tuple[float, ...] = (0.41, 0.50)
+    percist: bool = True
+    region: str = "box"
+    margin_mm: float = 10.0
+    lbm_formula: str = "Janmahasatian"
+
+    def __post_init__(self) -> None:
+        if self.lbm_formula not in LBM_FORMULAS:
+            raise ValueError(f"lean-body-mass formula must be one of {', '.join(LBM_FORMULAS)}, "
+                             f"got {self.lbm_formula!r}")
+        labels = [m.label for m in self.methods]
+        if self.method != "rtstruct" and self.method not in labels:
+            raise ValueError(f"delineation method {self.method!r} is not computed (choose rtstruct or one of "
+                             f"{', '.join(labels[1:])})")
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """The reader contour first, then every automatic method."""
+        auto = [Method("fixed", v, self.region, self.margin_mm) for v in self.fixed_suv]
+        auto += [Method("relative", v, self.region, self.margin_mm) for v in self.relative]
+        auto += [Method("percist", region=self.region, margin_mm=self.margin_mm)] if self.percist else []
+        return (Method("contour"), *auto)
+
+    @property
+    def sul_ratio_key(self) -> str:
+        """The PET store attribute holding lean body mass / body weight for the chosen formula."""
+        return LBM_FORMULAS[self.lbm_formula]
+
+
+DEFAULT_METHODS = DelineationSettings().methods
+
+
+def grown_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` grown by ``margin_mm`` on every side (clipped to the array)."""
+    idx = np.nonzero(mask)
+    return tuple(slice(max(int(i.min()) - int(np.ceil(margin_mm / s)), 0), min(int(i.max()) + 1 + int(np.ceil(margin_mm / s)), n))
+                 for i, s, n in zip(idx, spacing, mask.shape))
+
+
+def connected_above(image: np.ndarray, threshold: float, seed: tuple[int, int, int],
+                    region: np.ndarray | None = None) -> np.ndarray:
+    """Voxels ≥ ``threshold`` (inside ``region``) 26-connected to ``seed``; empty when the seed is below."""
+    above = image >= threshold
+    if region is not None:
+        above &= region
+    if not above[seed]:
+        return np.zeros(image.shape, bool)
+    labels, _ = ndimage.label(above, CONNECTIVITY)
+    return labels == labels[seed]
+
+
+def delineate(image: np.ndarray, contour: np.ndarray, spacing: tuple[float, float, float], method: Method,
+              percist_threshold_suv: float = float("nan")) -> tuple[np.ndarray, float, bool]:
+    """The mask of ``method`` for the lesion whose reader contour (or seed region) is ``contour``, the absolute
+    SUV threshold used (NaN for the contour itself) and whether the mask reaches the search region's border
+    (the threshold did not close the lesion off: possible leak into neighbouring uptake).
+
+    ``image`` is the SUV image the contour lies on (a window of it, for ``region="box"`` at least the contour's
+    box plus the margin; the whole scan for ``region="whole-body"``).
+    """
+    contour = np.asarray(contour, bool)
+    if not contour.any():
+        raise ValueError("empty reader contour: no seed for delineation")
+    if method.kind == "contour":
+        return contour, float("nan"), False
+    inside = np.where(contour, image, -np.inf)
+    seed = np.unravel_index(int(np.argmax(inside)), image.shape)
+    if method.kind == "fixed":
+        threshold = method.value
+    elif method.kind == "relative":
+        threshold = method.value * float(image[seed])
+    else:
+        if not np.isfinite(percist_threshold_suv):
+            raise ValueError("PERCIST delineation needs the liver reference (none found on this scan)")
+        threshold = float(percist_threshold_suv)
+    box = grown_box(contour, spacing, method.margin_mm) if method.region == "box" else \
+        tuple(slice(0, n) for n in image.shape)
+    region = np.zeros(image.shape, bool)
+    region[box] = True
+    mask = connected_above(image, threshold, seed, region)
+    inner = mask[box]
+    touches = any(np.take(inner, i, axis=a).any() for a in range(3) for i in (0, -1))
+    return mask, threshold, touches
+
+
+def delineation_row(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float], method: Method,
+                    threshold: float, touches: bool, sul_ratio: float | None = None) -> dict:
+    """MTV, TLG and uptake of one delineation with its method and parameters (one row of ``delineations``)."""
+    values = image[mask].astype(np.float64)
+    mtv = values.size * float(np.prod(spacing)) / 1000.0
+    mean = float(values.mean()) if values.size else float("nan")
+    ratio = float("nan") if sul_ratio is None else float(sul_ratio)
+    return {"method": method.kind, "label": method.label, "parameters": method.parameters,
+            "region": "reader contour" if method.kind == "contour" else
+            (f"contour box + {method.margin_mm:g} mm" if method.region == "box" else "whole image"),
+            "threshold_suv": threshold, "threshold_sul": threshold * ratio, "n_voxels": int(values.size),
+            "mtv_ml": mtv, "suvmean": mean, "suvmax": float(values.max()) if values.size else float("nan"),
+            "tlg": mean * mtv if values.size else 0.0, "touches_region": touches}

@@ -1,0 +1,148 @@
+"""The PERCIST liver reference: an automatic 3 cm spherical VOI in the right liver lobe, from the CT and the PET.
+
+PERCIST 1.0 (Wahl et al., J Nucl Med 2009;50 Suppl 1:122S–150S) takes normal-liver SUL in a 3 cm diameter sphere
+in the right lobe; a lesion is measurable above 1.5 × liver SULmean + 2 SD. The VOI is placed without a manual
+step, on the PET grid:
+
+1. the CT is resampled onto the PET grid (same frame of reference); body = CT > -500 HU; lungs = air
+   (< -400 HU) inside the body, filled slice by slice; the lung base is the lowest slice with ≥ 5 cm² of lung;
+2. search region: the right upper abdomen, from 250 mm below to 30 mm above the lung base, on the patient's
+   right of the body's centre (LPS: x below the body centroid);
+3. a sphere centre is a candidate where the whole sphere (+ 3 mm) lies in soft tissue (smoothed CT 0–100 HU)
+   and the PET inside the sphere is uniform (coefficient of variation ≤ 0.25) and above the body's median
+   uptake (the liver is above background for FDG and FES);
+4. candidates are grouped into connected regions; the liver is the largest (the largest soft-tissue organ of
+   the right upper abdomen), and the VOI is centred at its deepest point (largest distance to its border).
+
+The liver values (mean, SD, voxel count, centre, tracer) are written per scan for QC (``liver_reference.parquet``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.signal import fftconvolve
+
+from sonimage.volume import Volume
+
+VOI_DIAMETER_MM = 30.0
+MAX_COV = 0.25
+LUNG_BASE_AREA_MM2 = 500.0
+
+
+@dataclass(frozen=True)
+class LiverReference:
+    """Normal-liver uptake of one PET scan in SUVbw (and on the SUL scale with ``sul_ratio``); NaN with ``note``
+    when no VOI was found."""
+
+    suv_mean: float
+    suv_sd: float
+    n_voxels: int
+    centre_x_mm: float
+    centre_y_mm: float
+    centre_z_mm: float
+    sul_ratio: float = float("nan")
+    lbm_formula: str = "Janmahasatian"
+    note: str = ""
+
+    @property
+    def sul_mean(self) -> float:
+        """Liver SULmean."""
+        return self.suv_mean * self.sul_ratio
+
+    @property
+    def sul_sd(self) -> float:
+        """SD of the liver SUL."""
+        return self.suv_sd * self.sul_ratio
+
+    @property
+    def percist_threshold_suv(self) -> float:
+        """PERCIST's 1.5 × liver mean + 2 SD, on the SUV scale (the same voxels as on the SUL scale)."""
+        return 1.5 * self.suv_mean + 2.0 * self.suv_sd
+
+    def record(self) -> dict:
+        """Flat QC row (SUL columns NaN without a lean-body-mass ratio)."""
+        return {**asdict(self), "voi_diameter_mm": VOI_DIAMETER_MM, "sul_mean": self.sul_mean,
+                "sul_sd": self.sul_sd, "percist_threshold_sul": self.percist_threshold_suv * self.sul_ratio,
+                "percist_threshold_suv": self.percist_threshold_suv}
+
+
+def _missing(note: str, sul_ratio: float, lbm_formula: str) -> LiverReference:
+    nan = float("nan")
+    return LiverReference(nan, nan, 0, nan, nan, nan, sul_ratio, lbm_formula, note)
+
+
+def sphere_offsets(spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
+    """Boolean kernel of voxel offsets whose centres lie within ``radius_mm``."""
+    half = [int(np.floor(radius_mm / s)) for s in spacing]
+    axes = [np.arange(-h, h + 1) * s for h, s in zip(half, spacing)]
+    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
+    return zz**2 + yy**2 + xx**2 <= radius_mm**2 * (1 + 1e-9)
+
+
+def _on_pet_grid(ct: Volume, pet: Volume) -> np.ndarray:
+    ref = Volume(np.zeros(pet.array.shape, np.float32), pet.spacing, pet.origin, pet.direction).to_sitk()
+    src = Volume(np.asarray(ct.array, np.float32), ct.spacing, ct.origin, ct.direction).to_sitk()
+    return sitk.GetArrayFromImage(sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, -1000.0))
+
+
+def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
+                    lbm_formula: str = "Janmahasatian") -> LiverReference:
+    """The automatic right-lobe liver VOI of a PET scan (SUV) and its CT (HU); see the module docstring."""
+    ratio = float("nan") if sul_ratio is None else float(sul_ratio)
+    suv = np.asarray(pet.array, np.float64)
+    hu = _on_pet_grid(ct, pet)
+    spacing = tuple(float(s) for s in pet.spacing)
+    body = hu > -500
+    labels, n = ndimage.label(body)
+    if n == 0:
+        return _missing("no body on the CT", ratio, lbm_formula)
+    body = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    filled = np.stack([ndimage.binary_fill_holes(s) for s in body])
+    lung = filled & (hu < -400)
+    lung_area = lung.sum(axis=(1, 2)) * spacing[1] * spacing[2]
+    centres = pet.index_to_physical(np.array([[k, 0, 0] for k in range(suv.shape[0])], float))
+    slice_z = centres[:, 2]
+    with_lung = np.flatnonzero(lung_area >= LUNG_BASE_AREA_MM2)
+    if with_lung.size == 0:
+        return _missing("no lungs on the CT: liver not located", ratio, lbm_formula)
+    base_z = float(slice_z[with_lung].min())
+    in_z = np.flatnonzero((slice_z >= base_z - 250.0) & (slice_z <= base_z + 30.0))
+    if in_z.size == 0:
+        return _missing("no slices below the lung base", ratio, lbm_formula)
+    kk, jj, ii = np.nonzero(body)
+    body_x = pet.index_to_physical(np.stack([kk, jj, ii], 1)[:: max(1, kk.size // 20000)].astype(float))[:, 0]
+    x_axis = pet.index_to_physical(np.array([[0, 0, i] for i in range(suv.shape[2])], float))[:, 0]
+    right = x_axis < np.median(body_x)
+    radius = VOI_DIAMETER_MM / 2.0
+    pad = int(np.ceil(radius / spacing[0])) + 2  # the search slab plus the sphere's reach
+    slab = slice(max(int(in_z.min()) - pad, 0), min(int(in_z.max()) + 1 + pad, suv.shape[0]))
+    in_slab = np.zeros(suv.shape[0], bool)
+    in_slab[in_z] = True
+    suv, hu, body, in_slab = suv[slab], hu[slab], body[slab], in_slab[slab]
+    soft = ndimage.gaussian_filter(hu, 1.0)
+    soft = (soft >= 0) & (soft <= 100) & body
+    depth = ndimage.distance_transform_edt(soft, sampling=spacing)
+    kernel = sphere_offsets(spacing, radius).astype(np.float64)
+    count = kernel.sum()
+    mean = fftconvolve(suv, kernel, mode="same") / count
+    var = np.maximum(fftconvolve(suv * suv, kernel, mode="same") / count - mean**2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = np.sqrt(var) / mean
+    candidate = (depth >= radius + 3.0) & (cov <= MAX_COV) & (mean > np.median(suv[body]))
+    candidate &= in_slab[:, None, None] & right[None, None, :]
+    groups, n = ndimage.label(candidate)
+    if n == 0:
+        return _missing("no uniform soft-tissue region in the right upper abdomen", ratio, lbm_formula)
+    largest = groups == (np.argmax(np.bincount(groups.ravel())[1:]) + 1)
+    inner = ndimage.distance_transform_edt(largest, sampling=spacing)
+    k, j, i = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    half = [kernel.shape[a] // 2 for a in range(3)]
+    window = tuple(slice(c - h, c + h + 1) for c, h in zip((k, j, i), half))
+    values = suv[window][kernel.astype(bool)]
+    centre = pet.index_to_physical(np.array([[k + slab.start, j, i]], float))[0]
+    return LiverReference(float(values.mean()), float(values.std(ddof=1)), int(values.size), float(centre[0]),
+                          float(centre[1]), float(centre[2]), ratio, lbm_formula)
