@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/survival.py
+	$(BIN)/python bench/truth.py
 	$(BIN)/python bench/scale.py --patients $(SCALE_PATIENTS) --workers 1 2
 
 clean:

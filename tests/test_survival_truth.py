@@ -45,13 +45,17 @@ def shift():
 
 
 def test_case_mix_shift_behaves_as_predicted(shift):
-    """Prediction: one outcome model, so calibration holds everywhere (O/E and slope near 1); discrimination
-    follows the spread of the true linear predictor: IMPACT (widest case mix) > SONIA > TRANSCAN (narrowest)."""
-    _, _, m = shift
-    for c in m:
-        assert m[c]["oe_ratio"]["estimate"] == pytest.approx(1.0, abs=0.12), c
+    """Prediction: shared log-HRs, so the calibration slope is near 1 where the model has every term (SONIA,
+    IMPACT); IMPACT's shorter Weibull scale (truth) means more events than predicted (O/E above SONIA's), SONIA's
+    own O/E near 1; discrimination follows the spread of the true linear predictor: IMPACT > SONIA > TRANSCAN."""
+    _, val, m = shift
+    scale = {c: simulate_cohort_tables(c, 10, seed=0).truth["cox"]["baseline"]["scale_months"] for c in m}
+    assert scale["impact"] < scale["sonia"]
+    assert m["sonia"]["oe_ratio"]["estimate"] == pytest.approx(1.0, abs=0.12)
+    assert m["impact"]["oe_ratio"]["estimate"] > m["sonia"]["oe_ratio"]["estimate"] + 0.05
+    for c in ("sonia", "impact"):
         assert m[c]["calibration_slope"]["estimate"] == pytest.approx(1.0, abs=0.15), c
-        assert m[c]["ici"]["estimate"] < 0.04, c
+        assert m[c]["ici"]["estimate"] < 0.05, c
     c = {k: m[k]["harrell_c"]["estimate"] for k in m}
     assert c["impact"] > c["sonia"] > c["transcan"]
     assert m["impact"]["uno_c"]["estimate"] > m["transcan"]["uno_c"]["estimate"]

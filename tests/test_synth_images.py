@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_rerun_after_crash_resumes_byte_identically(tmp_path: Path) -> None:
     assert _tree(out) == _tree(fresh)
 
 
-def test_rtstruct_contours_rasterise_to_the_rendered_lesion_voxels(study: Path) -> None:
+def test_rtstruct_contours_rasterise_to_the_readers_mask_not_the_truth(study: Path) -> None:
     from matplotlib.path import Path as Polygon
 
     lesions = pd.read_parquet(study / "truth" / COHORT / "lesions.parquet")
@@ -113,14 +114,19 @@ def test_rtstruct_contours_rasterise_to_the_rendered_lesion_voxels(study: Path) 
                 k = int(np.argmin(np.abs(grid.zs - pts[0, 2])))
                 inside = Polygon(pts[:, :2]).contains_points(centres).reshape(mask.shape[1:])
                 mask[k] ^= inside
-            row = group[group.roi_name == names[int(roi.ReferencedROINumber)]].iloc[0]
+            number = int(roi.ReferencedROINumber)
+            row = group[group.roi_name == names[number]].iloc[0]
+            assert number == row.lesion_id  # ROI number = the lesion number of the record form
             centre = row[["fdg_centre_x_mm", "fdg_centre_y_mm", "fdg_centre_z_mm"]].to_numpy(float)
-            expected = sphere_mask(grid, centre, float(row.diameter_mm)).full(grid.shape)
+            offset = row[["reader_offset_x_mm", "reader_offset_y_mm", "reader_offset_z_mm"]].to_numpy(float)
+            expected = sphere_mask(grid, centre + offset, float(row.reader_diameter_mm)).full(grid.shape)
             assert np.array_equal(mask, expected), row.roi_name
-            assert mask.sum() == row.n_voxels
-            assert row.volume_ml == pytest.approx(mask.sum() * np.prod(grid.spacing) / 1000.0)
+            assert mask.sum() == row.reader_n_voxels
+            assert row.reader_volume_ml == pytest.approx(mask.sum() * np.prod(grid.spacing) / 1000.0)
             checked += 1
-    assert checked == len(lesions) > 0
+    drawn = lesions[lesions.reader_drawn]
+    assert checked == len(drawn) > 0 and lesions.roi_name.isna().equals(~lesions.reader_drawn)
+    assert (drawn.reader_volume_ml != drawn.volume_ml).any()  # delineation error is visible
 
 
 def test_fes_liver_is_hot_and_liver_lesions_are_not_evaluable(study: Path) -> None:
@@ -145,28 +151,44 @@ def test_fes_liver_is_hot_and_liver_lesions_are_not_evaluable(study: Path) -> No
             assert 1.5 < liver < 4.0 and np.median(suv[labels == Tissue.BRAIN]) > 4.0
 
 
-def test_patient_moves_between_fdg_and_fes(study: Path) -> None:
+def test_patient_moves_rotates_and_deforms_between_fdg_and_fes(study: Path) -> None:
+    """The recorded motion maps every FDG lesion centre (after the table shift) onto its FES centre; a single
+    translation cannot (rotation), so a translation-only registration misplaces lesions."""
+    from sonimage.synth.render import Motion
+
     lesions = pd.read_parquet(study / "truth" / COHORT / "lesions.parquet")
     series = pd.read_parquet(study / "truth" / COHORT / "series.parquet")
     dirs = _series_dirs(study)
+    worst = []
     for subject, group in lesions.groupby("subject_id"):
-        move = (group[["fes_centre_x_mm", "fes_centre_y_mm", "fes_centre_z_mm"]].to_numpy()
-                - group[["fdg_centre_x_mm", "fdg_centre_y_mm", "fdg_centre_z_mm"]].to_numpy())
-        assert np.allclose(move, move[0], atol=1e-6)
-        assert 3.0 <= np.linalg.norm(move[0]) <= 8.0
         ct = series[(series.subject_id == subject) & (series.modality == "CT")].set_index("tracer")
-        xy = ["shift_x_mm", "shift_y_mm"]
-        shift = ct.loc["FES", xy].to_numpy(float) - ct.loc["FDG", xy].to_numpy(float)
-        assert np.allclose(shift, move[0][:2])
-        # The body outline on the CTs moved by the same amount in-plane (centroid of the body, 8 mm pixels).
+        shift = ct.loc["FES", ["shift_x_mm", "shift_y_mm", "shift_z_mm"]].to_numpy(float) - \
+            ct.loc["FDG", ["shift_x_mm", "shift_y_mm", "shift_z_mm"]].to_numpy(float)
+        doc = json.loads(ct.loc["FES", "motion"])
+        motion = Motion(tuple(doc["centre_mm"]), tuple(doc["angles_deg_xyz"]),
+                        tuple(map(tuple, doc["displacement_amplitudes_mm"])),
+                        tuple(map(tuple, doc["displacement_frequencies_per_mm"])), tuple(doc["displacement_phases"]))
+        fdg = group[["fdg_centre_x_mm", "fdg_centre_y_mm", "fdg_centre_z_mm"]].to_numpy()
+        fes = group[["fes_centre_x_mm", "fes_centre_y_mm", "fes_centre_z_mm"]].to_numpy()
+        np.testing.assert_allclose(motion.forward(fdg + shift), fes, atol=1e-6)
+        np.testing.assert_allclose(motion.inverse(fes), fdg + shift, atol=1e-3)
+        assert 1.0 <= np.abs(doc["angles_deg_xyz"][2]) <= 3.0 and ct.loc["FDG", "motion"] == ""
+        move = fes - fdg
+        worst.append(np.linalg.norm(move - move.mean(axis=0), axis=1).max())
+        # The body outline on the CTs moved in-plane as the motion moves the body's centroid (8 mm pixels; the
+        # deformation, up to 2.5 mm, and the field of view's crop make the centroid approximate).
         centroids = []
         for tracer in ("FDG", "FES"):
             dss = [pydicom.dcmread(p) for p in sorted(dirs[ct.loc[tracer, "series_uid"]].glob("*.dcm"))]
             body = np.array([d.pixel_array.astype(float) - 1024 > -500 for d in dss])
             dy, dx = (float(v) for v in dss[0].PixelSpacing)
-            _, jj, ii = np.nonzero(body)
-            centroids.append(np.array([ii.mean() * dx, jj.mean() * dy]))
-        assert np.allclose(centroids[1] - centroids[0], move[0][:2], atol=2.0)
+            x0, y0 = (float(v) for v in dss[0].ImagePositionPatient[:2])
+            kk, jj, ii = np.nonzero(body)
+            zs = np.array([float(d.ImagePositionPatient[2]) for d in dss])
+            centroids.append(np.array([x0 + ii.mean() * dx, y0 + jj.mean() * dy, zs[kk].mean()]))
+        expected = motion.forward((centroids[0] + shift)[None, :])[0] - centroids[0]
+        assert np.allclose(centroids[1][:2] - centroids[0][:2], expected[:2], atol=4.0)
+    assert max(worst) > 3.0  # the best single translation leaves a lesion more than 3 mm off
 
 
 def test_lesions_sit_inside_their_organs_without_overlap() -> None:
@@ -184,3 +206,22 @@ def test_lesions_sit_inside_their_organs_without_overlap() -> None:
     assert np.all(centres[:, 2] - np.array(diameters) / 2 >= -body.length_mm)
     with pytest.raises(ValueError, match="unknown lesion organ"):
         place_lesions(body, ["brain"], [10.0], np.random.default_rng(0))
+
+
+def test_lesion_uptake_is_heterogeneous(study: Path) -> None:
+    """Necrotic core and gradient: SUVmax > SUVmean, the analytic mean of the profile matches the voxels, and the
+    truth keeps the rendered statistics (on FDG never above the profile's SUVmax; the FES day is resampled through
+    the motion, so its sphere may take in neighbouring uptake)."""
+    from sonimage.synth.render import lesion_profile
+
+    grid = Grid.centred(80, 1.0, np.arange(40.0, -40.0, -1.0))
+    mask = sphere_mask(grid, np.zeros(3), 30.0)
+    p = lesion_profile(grid, mask, np.zeros(3), 30.0, 0.5, 0.2, 0.4, np.array([1.0, 0.0, 0.0]))
+    assert 0.97 < p.max() <= 1.0 and p.min() < 0.2
+    assert p.mean() == pytest.approx((0.2 * 0.125 + 0.875) / 1.4, rel=0.02)
+    lesions = pd.read_parquet(study / "truth" / COHORT / "lesions.parquet")
+    assert (lesions["fdg_true_suvmax"] <= lesions["fdg_suv"] + 1e-3).all()
+    for t in ("fdg", "fes"):
+        assert (lesions[f"{t}_true_suvmean"] <= lesions[f"{t}_true_suvmax"] + 1e-6).all()
+    multi = lesions[lesions.n_voxels >= 4]
+    assert (multi.fdg_true_suvmax > multi.fdg_true_suvmean * 1.02).mean() > 0.5

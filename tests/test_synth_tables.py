@@ -16,7 +16,8 @@ PATIENT_COLUMNS = {
     "n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction", "fes_pattern",
 }
 LESION_COLUMNS = {"subject_id", "lesion_id", "organ", "diameter_mm", "fdg_suv", "fes_suv", "fes_evaluable",
-                  "fes_positive", "response_pct", "response"}
+                  "fes_positive", "response_pct", "response", "recist_measurable", "baseline_size_mm",
+                  "sulpeak_change_pct", "true_size_change_pct", "fdg_negative", "necrotic_core_fraction"}
 
 
 @pytest.fixture(scope="module", params=list(COHORTS))
@@ -66,7 +67,7 @@ def test_pattern_mix_and_edge_cases(tables):
 def test_case_mix_differs_between_cohorts():
     s, i, t = (simulate_cohort_tables(c, seed=0) for c in ("sonia", "impact", "transcan"))
     assert i.patients["ecog"].mean() > s.patients["ecog"].mean() > t.patients["ecog"].mean()
-    assert t.patients["de_novo"].sum() == 0 and set(t.patients["arm"]) == {"ET"}
+    assert t.patients["de_novo"].sum() == 0 and set(t.patients["arm"]) == {"ET", "chemotherapy"}
     assert i.truth["linear_predictor_sd"] > s.truth["linear_predictor_sd"] > t.truth["linear_predictor_sd"]
 
 
@@ -74,20 +75,25 @@ def test_organ_mix_and_lesion_ranges():
     les = simulate_cohort_tables("sonia", 400, seed=1).lesions
     share = les["organ"].value_counts(normalize=True)
     assert 0.7 < share["bone"] < 0.86 and share["liver"] < 0.06
-    assert les["diameter_mm"].between(8, 40).all()
+    assert les["diameter_mm"].between(5, 45).all()
 
 
 def test_response_follows_truth():
+    """Size change of every lesion (the truth column) follows the model; the clinic reports it only for RECIST
+    measurable lesions (NaN and category NE otherwise)."""
     t = simulate_cohort_tables("sonia", 1500, seed=2)
     les = t.lesions.merge(t.patients[["subject_id", "cdk46i"]], on="subject_id")
-    les = les[les["response_pct"] > -100]
-    x = np.column_stack([np.ones(len(les)), np.log(les["fes_suv"]), np.log(les["fdg_suv"]), les["cdk46i"]])
-    beta = np.linalg.lstsq(x, les["response_pct"].to_numpy(), rcond=None)[0]
+    les = les[(les["true_size_change_pct"] > -100) & (les["organ"] == "bone")]
+    x = np.column_stack([np.ones(len(les)), np.log(les["fes_suv"]), np.log(les["fdg_suv"]), les["cdk46i"],
+                         np.log(np.maximum(les["baseline_size_mm"], 1.0) / 10.0)])
+    beta = np.linalg.lstsq(x, les["true_size_change_pct"].to_numpy(), rcond=None)[0]
     r = t.truth["response"]
     assert beta[1] == pytest.approx(r["log_fes_suv"], abs=1.5)
     assert beta[3] == pytest.approx(r["cdk46i"], abs=1.5)
-    assert list(recist_category(np.array([-100, -45, -10, 25]))) == ["CR", "PR", "SD", "PD"]
-    assert (les["response"] == recist_category(les["response_pct"].to_numpy())).all()
+    assert list(recist_category(np.array([-100, -45, -10, 25, np.nan]))) == ["CR", "PR", "SD", "PD", "NE"]
+    measured = t.lesions["recist_measurable"]
+    assert t.lesions.loc[measured, "response_pct"].notna().all() and t.lesions.loc[~measured, "response_pct"].isna().all()
+    assert (t.lesions["response"] == recist_category(t.lesions["response_pct"].to_numpy())).all()
 
 
 def test_pfs_medians_near_sonia():

@@ -193,11 +193,20 @@ def _objective2_html(o2: dict) -> str:
 
 
 def _objective3_html(o3: dict) -> str:
-    coef = pd.DataFrame(o3["coefficients"]).rename(columns={"term": "Term", "coef": "Change in size (%)"})
-    cats = pd.DataFrame([o3["categories"]])
-    return (f"{img(figures.response_plot(o3['points']), 'lesion response')}"
-            f"<p class='note'>{esc(o3['model'])}; {o3['n_lesions']} lesions in {o3['n_patients']} patients.</p>"
-            f"{table(coef, 3)}<h3>Lesion response categories</h3>{table(cats)}")
+    parts = []
+    for key, title in (("size", "Size change (RECIST 1.1 measurable lesions)"),
+                       ("pet", "FDG SULpeak change (PERCIST-measurable lesions)")):
+        r = o3.get(key, {})
+        if not r.get("estimable"):
+            parts.append(f"<h3>{esc(title)}</h3><p class='note'>Not estimable: {esc(r.get('reason', ''))}</p>")
+            continue
+        coef = pd.DataFrame(r["coefficients"]).rename(columns={"term": "Term", "coef": "Change (%)"})
+        parts.append(f"<h3>{esc(title)}</h3><p class='note'>{r['n_lesions']} lesions in {r['n_patients']} "
+                     f"patients; patient SD {r['patient_sd']:.1f}, lesion SD {r['lesion_sd']:.1f} (ICC "
+                     f"{r['icc']:.2f}); left out: {esc(r['left_out'])}</p>{table(coef, 3)}"
+                     f"{table(pd.DataFrame([r.get('categories', {})]))}")
+    fig = img(figures.response_plot(o3["points"]), "lesion response") if o3["points"]["response_pct"] else ""
+    return f"{fig}<p class='note'>{esc(o3['model'])}</p>{''.join(parts)}"
 
 
 def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:

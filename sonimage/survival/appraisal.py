@@ -34,7 +34,7 @@ from sonimage.survival.sensitivity import Scenario, SensitivitySpec, run_sensiti
 PRIMARY = {
     "objective1": "adjusted HR of any FES-negative lesion (multivariable Cox model)",
     "objective2": "CDK4/6i x any FES-negative lesion interaction (ratio of hazard ratios)",
-    "objective3": "per-lesion response against log baseline FES SUV (cluster-robust)",
+    "objective3": "per-lesion RECIST size change against log baseline FES SUV (mixed model, patient effect)",
     "objective4": "optimism-corrected c-for-benefit of the effect model at the first benefit horizon",
     "objective5": "benefit metrics in the external cohort with both arms (propensity-weighted); risk calibration "
                   "and discrimination in single-arm cohorts",

@@ -2,7 +2,7 @@
 
 1. PFS1 by heterogeneity (KM, log-rank, uni/multivariable Cox, Schoenfeld PH checks), FES-threshold sensitivity.
 2. Treatment × heterogeneity interaction: HR per arm, treatment HR by subgroup (forest plot).
-3. Lesion response against baseline lesion uptake, lesions clustered within patients (cluster-robust OLS).
+3. Lesion response (RECIST size, PERCIST SULpeak) against baseline lesion uptake: mixed models, patient random effect.
 4. Individual benefit of CDK4/6i: PATH risk and effect modelling, bootstrap optimism, per-patient predictions.
 5. External validation of the frozen models on the other cohorts (benefit metrics where both arms exist).
 Every function returns JSON-serialisable results.
@@ -16,16 +16,17 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
-from scipy.stats import t as student_t
 
 from sonimage.parallel import Executor
 from sonimage.settings import StudySettings
 from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import FrozenCox, fit_cox
+from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
-from sonimage.tables.patients import FesRule, lesion_evaluability, patient_metrics
+from sonimage.survival.lesion_response import lesion_response
+from sonimage.tables.patients import FesRule, patient_metrics
 from sonimage.tables.study import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
@@ -83,6 +84,18 @@ def _cox_rows(fit, terms: list[str]) -> list[dict]:
              "upper": float(s.loc[k, "hr_upper"]), "p": float(s.loc[k, "p"])} for k in terms]
 
 
+def _fit_rows(df: pd.DataFrame, formula: str, terms: list[str] | None = None) -> list[dict]:
+    """Cox rows of ``terms`` (all when None); where the model cannot be fitted (e.g. every patient has an
+    FES-negative lesion, so the column does not vary or is collinear), rows with missing values and the reason."""
+    try:
+        fit = fit_cox(df, TIME, EVENT, formula)
+    except (SurvivalDataError, np.linalg.LinAlgError) as exc:
+        nan = float("nan")
+        return [{"term": k, "hr": nan, "lower": nan, "upper": nan, "p": nan, "not_estimable": str(exc)}
+                for k in (terms or [formula])]
+    return _cox_rows(fit, terms if terms is not None else list(fit.summary.index))
+
+
 def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings) -> dict:
     """PFS1 against heterogeneity: KM + log-rank, univariable and adjusted Cox, Schoenfeld tests."""
     df = df.assign(fdg_group=np.where(df["fdg_suvmax3"] >= df["fdg_suvmax3"].median(), "high FDG", "low FDG"),
@@ -90,15 +103,14 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     km = {"pattern": km_groups(df, "fes_pattern", list(PATTERNS)), "fes": km_groups(df, "fes_group"),
           "fdg": km_groups(df, "fdg_group"), "arm": km_groups(df, "arm")}
     metrics = ["fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"]
-    uni = [r for m in metrics for r in _cox_rows(fit_cox(df, TIME, EVENT, m), [m])]
-    adjusted = f"{' + '.join(metrics)} + {' + '.join(CLINICAL)} + {TRT}"
-    multi_fit = fit_cox(df, TIME, EVENT, adjusted)
-    multi = _cox_rows(multi_fit, list(multi_fit.summary.index))
+    uni = [r for m in metrics for r in _fit_rows(df, m, [m])]
+    varying = [m for m in metrics if df[m].nunique() > 1]
+    adjusted = f"{' + '.join(varying)} + {' + '.join(CLINICAL)} + {TRT}"
+    multi = _fit_rows(df, adjusted)
     sensitivity = []
     for thr in settings.fes_thresholds:
         d = at_fes_threshold(df, lesions, thr)
-        r = _cox_rows(fit_cox(d, TIME, EVENT, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}"),
-                      ["any_fes_negative"])[0]
+        r = _fit_rows(d, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}", ["any_fes_negative"])[0]
         sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
                             "hr_any_fes_negative": r["hr"], "lower": r["lower"], "upper": r["upper"], "p": r["p"]})
     return {"km": km, "univariable": uni, "multivariable": {"formula": adjusted, "rows": multi},
@@ -122,10 +134,9 @@ def schoenfeld(df: pd.DataFrame, formula: str) -> dict:
 def objective2(df: pd.DataFrame) -> dict:
     """Treatment × heterogeneity: HR of any FES-negative lesion per arm; CDK4/6i HR by subgroup."""
     clinical = " + ".join(CLINICAL)
-    inter = fit_cox(df, TIME, EVENT, f"{TRT}*any_fes_negative + {clinical}")
+    inter = _fit_rows(df, f"{TRT}*any_fes_negative + {clinical}", [f"{TRT}:any_fes_negative"])
     d = df.assign(neg_ai=df["any_fes_negative"] * (1 - df[TRT]), neg_cdk=df["any_fes_negative"] * df[TRT])
-    per_arm = fit_cox(d, TIME, EVENT, f"{TRT} + neg_ai + neg_cdk + {clinical}")
-    arms = _cox_rows(per_arm, ["neg_ai", "neg_cdk"])
+    arms = _fit_rows(d, f"{TRT} + neg_ai + neg_cdk + {clinical}", ["neg_ai", "neg_cdk"])
     arms[0]["term"], arms[1]["term"] = "any FES-negative, AI", "any FES-negative, AI+CDK4/6i"
     forest = [{"subgroup": "All patients", "n": int(len(df)), **_trt_hr(df)}]
     for col, label, values in (("fes_pattern", "FES pattern", PATTERNS), ("any_fes_negative", "Any FES-negative",
@@ -137,7 +148,7 @@ def objective2(df: pd.DataFrame) -> dict:
                 name = {0: "no", 1: "yes"}.get(v, v) if col not in ("ecog",) else v
                 forest.append({"subgroup": f"{label}: {name}", "n": int(len(sub)), **_trt_hr(sub)})
     cont = fit_cox(df, TIME, EVENT, f"{TRT}*fes_positive_fraction + {clinical}")
-    return {"interaction": _cox_rows(inter, [f"{TRT}:any_fes_negative"])[0], "hr_per_arm": arms,
+    return {"interaction": inter[0], "hr_per_arm": arms,
             "interaction_continuous": _cox_rows(cont, [f"{TRT}:fes_positive_fraction"])[0], "forest": forest}
 
 
@@ -146,42 +157,16 @@ def _trt_hr(df: pd.DataFrame) -> dict:
     return {k: r[k] for k in ("hr", "lower", "upper", "p")}
 
 
-def cluster_robust_ols(y: np.ndarray, x: pd.DataFrame, cluster: np.ndarray) -> pd.DataFrame:
-    """OLS with the CR1 cluster-robust sandwich variance (Stata/`sandwich::vcovCL` small-sample factor)."""
-    xa = np.column_stack([np.ones(len(y)), x.to_numpy(float)])
-    names = ["intercept", *x.columns]
-    bread = np.linalg.inv(xa.T @ xa)
-    beta = bread @ xa.T @ y
-    resid = y - xa @ beta
-    codes, groups = pd.factorize(cluster)
-    scores = np.zeros((len(groups), xa.shape[1]))
-    np.add.at(scores, codes, xa * resid[:, None])
-    g, n, k = len(groups), len(y), xa.shape[1]
-    cov = bread @ (scores.T @ scores) @ bread * (g / (g - 1)) * ((n - 1) / (n - k))
-    se = np.sqrt(np.diag(cov))
-    q = student_t.ppf(0.975, g - 1)
-    return pd.DataFrame({"coef": beta, "se": se, "lower": beta - q * se, "upper": beta + q * se,
-                         "p": 2 * student_t.sf(np.abs(beta / se), g - 1)}, index=names)
-
-
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
-    """Per-lesion % size change against log baseline FES and FDG SUV, arm and organ; SEs clustered by patient."""
-    les = lesions.merge(patients[["subject_id", TRT]], left_on="patient", right_on="subject_id", how="inner")
-    les = les[lesion_evaluability(les)[0]]  # FES-evaluable lesions with a FES value (missing is not negative)
-    x = pd.DataFrame({"log_fes_suv": np.log(les["fes_suvmax"]), "log_fdg_suv": np.log(les["fdg_suvmax"]),
-                      TRT: les[TRT].astype(float)}, index=les.index)
-    for organ in ("lymph_node", "lung"):
-        if (les["organ"] == organ).sum() >= MIN_GROUP:
-            x[f"organ[{organ}]"] = (les["organ"] == organ).astype(float)
-    table = cluster_robust_ols(les["response_pct"].to_numpy(float), x, les["subject_id"].to_numpy())
-    cats = les["response"].value_counts().reindex(["CR", "PR", "SD", "PD"], fill_value=0)
-    return {"n_lesions": int(len(les)), "n_patients": int(les["subject_id"].nunique()),
-            "model": "response_pct ~ log(FES SUV) + log(FDG SUV) + CDK4/6i + organ; CR1 cluster-robust SE by "
-                     "patient; FES-evaluable lesions",
-            "coefficients": [{"term": k, **{c: float(v) for c, v in r.items()}} for k, r in table.iterrows()],
-            "categories": {k: int(v) for k, v in cats.items()},
-            "points": {"log_fes_suv": x["log_fes_suv"].round(4).tolist(),
-                       "response_pct": les["response_pct"].round(2).tolist(), TRT: les[TRT].astype(int).tolist()}}
+    """Lesion response against baseline lesion uptake: RECIST size and PERCIST SULpeak mixed models with a patient
+    random effect (:mod:`sonimage.survival.lesion_response`); the size model's figures at the top level."""
+    res = lesion_response(patients, lesions)
+    size = res["size"]
+    return {**res, "n_lesions": size.get("n_lesions", 0), "n_patients": size.get("n_patients", 0),
+            "model": "response_pct ~ log(FES SUV) + log(FDG SUV) + treatment + log(size) + organ + (1 | patient); "
+                     "RECIST 1.1 measurable, FES-evaluable lesions; MixedLM (REML)",
+            "coefficients": size.get("coefficients", []), "categories": size.get("categories", {}),
+            "points": size.get("points", {"log_fes_suv": [], "response_pct": [], TRT: []})}
 
 
 def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | None = None

@@ -3,7 +3,8 @@
 Contour rule: on every PET slice a lesion touches, ``skimage.measure.find_contours`` traces the lesion's voxel
 mask at level 0.5 (mask padded by one voxel, so contours close). Each polygon vertex lies halfway between a voxel
 centre inside the lesion and one outside, so rasterising the CLOSED_PLANAR polygons by voxel centres
-(point in polygon, even-odd over a slice's polygons) gives back exactly the rendered lesion voxels.
+(point in polygon, even-odd over a slice's polygons) gives back exactly the reader's mask voxels (which differ from
+the true lesion: :func:`sonimage.synth.study.reader_contours`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def _contours(mask: LesionMask, grid: Grid, pet_uids: list[str]) -> list[Dataset
 
 
 def write_rtstruct(path: Path, names: list[str], masks: list[LesionMask], grid: Grid, pet: Dataset,
-                   pet_uids: list[str], patient: Patient, header: SeriesHeader, when: datetime) -> str:
-    """The RTSTRUCT file at ``path`` for lesion ``masks`` on the PET series ``pet`` (a slice's dataset as template)."""
+                   pet_uids: list[str], patient: Patient, header: SeriesHeader, when: datetime,
+                   numbers: list[int] | None = None) -> str:
+    """The RTSTRUCT file at ``path`` for lesion ``masks`` on the PET series ``pet`` (a slice's dataset as template).
+
+    ``numbers``: the ROI numbers (the lesion numbers of the record form; 1..n when not given)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_STORAGE
@@ -92,7 +96,7 @@ def write_rtstruct(path: Path, names: list[str], masks: list[LesionMask], grid: 
     ds.ReferencedFrameOfReferenceSequence = Sequence([frame_ref])
 
     rois, contours, observations = [], [], []
-    for number, (name, mask) in enumerate(zip(names, masks), start=1):
+    for number, name, mask in zip(numbers or range(1, len(names) + 1), names, masks):
         roi = Dataset()
         roi.ROINumber = number
         roi.ReferencedFrameOfReferenceUID = str(pet.FrameOfReferenceUID)

@@ -4,8 +4,11 @@ Layout under ``out``::
 
     dicom/<cohort>/<PatientID>/<YYYYMMDD>_PET-CT_<tracer>/<NNN>_<series>/IM-<series>-<instance>.dcm
     truth/<cohort>/patients.parquet   clinical table (no identifying fields)
-    truth/<cohort>/lesions.parquet    lesions + centres per scan (mm), voxel-count volume, series UIDs
-    truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s)
+    truth/<cohort>/lesions.parquet    lesions (sonimage.synth.tables) + centres per scan (mm), true mask volume and
+                                      rendered SUVmax/SUVmean per tracer, the reader's contour (drawn, volume,
+                                      Dice, ROI name), series UIDs
+    truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s),
+                                      table shift and (FES day) the rotation + deformation ('motion', JSON)
     truth/<cohort>/truth.json         true model coefficients and the image-generation parameters
     truth/<cohort>/features/          lesions.parquet, patients.parquet: the true values in the feature stage's
                                       lesion and patient table formats (sonimage.tables)
@@ -89,10 +92,34 @@ def pet_grid(profile: ScannerProfile, size: SizeSpec, body: Body) -> tuple[Grid,
 
 
 def _shifts(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Patient position on the table per scan: FDG near the reference, FES moved 3–8 mm in a random direction."""
+    """Patient position on the table per scan: FDG near the reference, FES moved 3–8 mm in a random direction
+    (the FES day adds a rotation and a mild deformation, :func:`sonimage.synth.render.random_motion`)."""
     fdg = rng.normal(0.0, 2.0, 3)
     direction = rng.normal(size=3)
     return {"FDG": fdg, "FES": fdg + direction / np.linalg.norm(direction) * rng.uniform(3.0, 8.0)}
+
+
+READERS = {"R1": -1.5, "R2": 0.0, "R3": 2.0}  # systematic contour offset of each reader (mm on the radius)
+
+
+def reader_contours(lesions: list[dict], rng: np.random.Generator) -> list[dict]:
+    """How the reader drew each lesion: missed (small and FDG-negative lesions more often), radius off by the
+    reader's bias plus a per-lesion error, centre off by ~1 mm per axis. Truth of the delineation error."""
+    reader = str(rng.choice(list(READERS)))
+    out = []
+    for les in lesions:
+        d = float(les["diameter_mm"])
+        p_miss = 1.0 / (1.0 + np.exp((d - 7.5) / 1.2)) + (0.15 if les.get("fdg_negative") else 0.0)
+        drawn = bool(rng.random() >= min(p_miss, 0.9))
+        radius_error = READERS[reader] + rng.normal(0.0, 1.0)
+        offset = rng.normal(0.0, 1.0, 3)
+        out.append({"reader": reader, "reader_drawn": drawn,
+                    "reader_diameter_mm": round(max(d + 2.0 * radius_error, 3.0), 2),
+                    "reader_offset_x_mm": round(float(offset[0]), 2), "reader_offset_y_mm": round(float(offset[1]), 2),
+                    "reader_offset_z_mm": round(float(offset[2]), 2)})
+    if out and not any(r["reader_drawn"] for r in out):  # the patient has disease the reader saw: the largest
+        out[int(np.argmax([float(les["diameter_mm"]) for les in lesions]))]["reader_drawn"] = True
+    return out
 
 
 def _patient_fields(ident: Identity, row: dict, when: datetime) -> Patient:
@@ -105,22 +132,49 @@ def _folder(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in text)
 
 
-def _images(body: Body, grid: Grid, ct_grid: Grid, tracer: str, lesions: list[dict], centres: np.ndarray,
-            shift: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[render.LesionMask]]:
-    """PET (SUV, float32) and CT (HU, int16) of one scan, and the lesion masks on the PET grid.
+def _lesion_values(grid: Grid, masks: list[render.LesionMask], centres: np.ndarray, lesions: list[dict],
+                   tracer: str) -> list[np.ndarray]:
+    """True SUV at each lesion voxel: the lesion's SUVmax times its uptake profile (core, gradient)."""
+    t = tracer.lower()
+    return [float(les[f"{t}_suv"]) * render.lesion_profile(
+        grid, m, c, float(les["diameter_mm"]), float(les.get("necrotic_core_fraction", 0.0)),
+        float(les.get("necrotic_core_uptake", 1.0)), float(les.get("gradient", 0.0)),
+        np.array([les.get("gradient_x", 1.0), les.get("gradient_y", 0.0), les.get("gradient_z", 0.0)], float))
+        for m, c, les in zip(masks, centres, lesions)]
 
-    ``centres`` are body-frame lesion centres; ``shift`` is the patient's position on the table in this scan.
+
+def _images(body: Body, grid: Grid, ct_grid: Grid, tracer: str, lesions: list[dict], centres: np.ndarray,
+            shift: np.ndarray, rng: np.random.Generator, motion: render.Motion | None
+            ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """PET (SUV, float32) and CT (HU, int16) of one scan, and per lesion its true mask statistics.
+
+    ``centres`` are body-frame lesion centres; ``shift`` is the patient's position on the table in this scan;
+    ``motion`` (second day) rotates and deforms the patient after the shift. Truth statistics are taken on the
+    noise-free, unblurred activity inside the sphere around the lesion's (moved) centre.
     """
     diameters = [float(les["diameter_mm"]) for les in lesions]
-    masks = [render.sphere_mask(grid, c + shift, d) for c, d in zip(centres, diameters)]
-    suv_truth = np.array([float(les[f"{tracer.lower()}_suv"]) for les in lesions])
+    placed = centres + shift
+    masks = [render.sphere_mask(grid, c, d) for c, d in zip(placed, diameters)]
     activity = render.true_activity(label_map(body, grid.shifted(shift)), grid.shifted(shift),
-                                    render.physiology(tracer, rng), masks, suv_truth)
+                                    render.physiology(tracer, rng), masks,
+                                    _lesion_values(grid, masks, placed, lesions, tracer))
+    final = placed
+    if motion is not None:
+        activity = render.warp(activity, grid, motion, order=1, cval=0.0)
+        final = motion.forward(placed)
+        masks = [render.sphere_mask(grid, c, d) for c, d in zip(final, diameters)]
+    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
+    stats = []
+    for c, m in zip(final, masks):
+        values = activity[m.box][m.mask]
+        stats.append({"centre": c, "n_voxels": m.n_voxels, "volume_ml": m.n_voxels * voxel_ml,
+                      "suvmax": float(values.max()), "suvmean": float(values.mean()), "mask": m})
     suv = render.scanner_image(activity, grid.spacing, rng)
-    ct_masks = [render.sphere_mask(ct_grid, c + shift, d) for c, d in zip(centres, diameters)]
+    ct_masks = [render.sphere_mask(ct_grid, c, d) for c, d in zip(placed, diameters)]
     organs = [str(les["organ"]) for les in lesions]
-    hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng)
-    return suv, hu, masks
+    hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng,
+                         None if motion is None else (ct_grid, motion))
+    return suv, hu, stats
 
 
 def _pet_row(acq: Acquisition) -> dict:
@@ -135,8 +189,9 @@ def _pet_row(acq: Acquisition) -> dict:
 
 
 def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centres: np.ndarray, body: Body,
-          ident: Identity, size: SizeSpec, seed: int, shift: np.ndarray) -> tuple[list[dict], list[dict]]:
-    """Write one PET/CT session (and the RTSTRUCT on FDG); return its series rows and per-lesion facts."""
+          ident: Identity, size: SizeSpec, seed: int, shift: np.ndarray, motion: render.Motion | None,
+          readers: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Write one PET/CT session (and the reader's RTSTRUCT on FDG); return its series rows and per-lesion facts."""
     cohort, subject = str(row["cohort"]), str(row["subject_id"])
     profile = profile_for_site(str(row["site"]))
     rng = patient_rng(seed, cohort, subject, tracer)
@@ -154,7 +209,7 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
         return SeriesHeader(study_uid, make_uid(*key, number), frame_uid, accession, ct_time,
                             f"PET-CT whole body {tracer}", number, description, (*key, number))
 
-    suv, hu, masks = _images(body, grid, ct_grid, tracer, lesions, centres, shift, rng)
+    suv, hu, stats = _images(body, grid, ct_grid, tracer, lesions, centres, shift, rng, motion)
     pet_h, ct_h = header(3, f"PET WB {tracer} AC"), header(2, "CT LowDose WB")
     pet_uids, pet_ds = write_pet_series(study_dir / f"003_{_folder(pet_h.series_description)}", suv, grid, acq,
                                         patient, pet_h)
@@ -163,7 +218,8 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
     common = {"cohort": cohort, "subject_id": subject, "tracer": tracer, "study_uid": study_uid,
               "frame_of_reference_uid": frame_uid, "site": str(row["site"]), "vendor": profile.vendor,
               "manufacturer": profile.manufacturer, "model": profile.model, "profile": profile.name,
-              "shift_x_mm": shift[0], "shift_y_mm": shift[1], "shift_z_mm": shift[2]}
+              "shift_x_mm": shift[0], "shift_y_mm": shift[1], "shift_z_mm": shift[2],
+              "motion": "" if motion is None else json.dumps(motion.as_dict())}
     rows = [
         {**common, "modality": "PT", "series_uid": pet_h.series_uid, **_pet_row(acq), "n_files": len(pet_uids),
          "shape_zyx": list(suv.shape), "spacing_zyx_mm": list(grid.spacing)},
@@ -172,18 +228,30 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
     ]
     t = tracer.lower()
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
-    facts = [{f"{t}_centre_x_mm": c[0], f"{t}_centre_y_mm": c[1], f"{t}_centre_z_mm": c[2],
-              "volume_ml" if tracer == "FDG" else "fes_volume_ml": m.n_voxels * voxel_ml,
-              f"{t}_series_uid": pet_h.series_uid} for c, m in zip(centres + shift, masks)]
+    facts = [{f"{t}_centre_x_mm": st["centre"][0], f"{t}_centre_y_mm": st["centre"][1],
+              f"{t}_centre_z_mm": st["centre"][2], "volume_ml" if tracer == "FDG" else "fes_volume_ml": st["volume_ml"],
+              f"{t}_true_suvmax": round(st["suvmax"], 4), f"{t}_true_suvmean": round(st["suvmean"], 4),
+              f"{t}_series_uid": pet_h.series_uid} for st in stats]
     if tracer == "FDG":
         rt_h = header(901, "RTSTRUCT Lesions")
-        names = [f"L{int(les['lesion_id']):02d}_{les['organ']}" for les in lesions]
+        drawn, names, masks, numbers = [], [], [], []
+        for les, st, rd, f in zip(lesions, stats, readers, facts):
+            f.update({"n_voxels": st["n_voxels"], **rd, "roi_name": None, "rtstruct_series_uid": rt_h.series_uid})
+            if not rd["reader_drawn"]:
+                continue
+            offset = np.array([rd[f"reader_offset_{a}_mm"] for a in "xyz"])
+            m = render.sphere_mask(grid, st["centre"] + offset, rd["reader_diameter_mm"])
+            truth_mask, mine = st["mask"].full(grid.shape), m.full(grid.shape)
+            f.update({"roi_name": f"L{int(les['lesion_id']):02d}_{les['organ']}", "reader_n_voxels": m.n_voxels,
+                      "reader_volume_ml": m.n_voxels * voxel_ml,
+                      "reader_dice": 2.0 * float((truth_mask & mine).sum()) / (st["n_voxels"] + m.n_voxels)})
+            names.append(f["roi_name"])
+            masks.append(m)
+            numbers.append(int(les["lesion_id"]))
         write_rtstruct(study_dir / f"901_{_folder(rt_h.series_description)}" / "RS-0901-0001.dcm", names, masks,
-                       grid, pet_ds, pet_uids, patient, rt_h, acq.series + timedelta(days=2))
+                       grid, pet_ds, pet_uids, patient, rt_h, acq.series + timedelta(days=2), numbers)
         rows.append({**common, "modality": "RTSTRUCT", "series_uid": rt_h.series_uid, "n_files": 1,
                      "referenced_series_uid": pet_h.series_uid})
-        for f, name, m in zip(facts, names, masks):
-            f.update({"n_voxels": m.n_voxels, "roi_name": name, "rtstruct_series_uid": rt_h.series_uid})
     return rows, facts
 
 
@@ -208,12 +276,16 @@ def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity,
     organs = [str(les["organ"]) for les in lesions]
     diameters = [float(les["diameter_mm"]) for les in lesions]
     centres = place_lesions(body, organs, diameters, patient_rng(seed, cohort, subject, "lesions"))
-    shifts = _shifts(patient_rng(seed, cohort, subject, "position"))
+    position = patient_rng(seed, cohort, subject, "position")
+    shifts = _shifts(position)
+    pivot = np.array([0.0, 0.0, -0.5 * body.length_mm]) + shifts["FES"]  # mid-torso on the FES day
+    motion = {"FDG": None, "FES": render.random_motion(pivot, position)}
+    readers = reader_contours(lesions, patient_rng(seed, cohort, subject, "reader"))
     series: list[dict] = []
     facts = [dict(les) for les in lesions]
     for tracer in TRACERS:
         rows, per_lesion = _scan(patient_dir, tracer, row, lesions, centres, body, ident, SIZES[size], seed,
-                                 shifts[tracer])
+                                 shifts[tracer], motion[tracer], readers)
         series += rows
         for f, extra in zip(facts, per_lesion):
             f.update(extra)
@@ -234,8 +306,20 @@ def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
             "size": asdict(SIZES[size]),
             "lesion_mask": "PET voxels whose centres lie within the sphere of the lesion's diameter "
                            "(the nearest voxel when none does); volume_ml = voxel count x voxel volume",
-            "contours": "RTSTRUCT on the FDG PET: find_contours at level 0.5 of each slice's lesion mask; "
-                        "rasterise by voxel centres to get the mask back",
+            "lesion_uptake": "SUVmax (fdg_suv, fes_suv) x profile: necrotic core (necrotic_core_fraction of the "
+                             "radius at necrotic_core_uptake) x linear gradient (1 + gradient * along/radius) / "
+                             "(1 + gradient) along gradient_x/y/z; <tracer>_true_suvmax/suvmean: the rendered "
+                             "voxels inside the true mask, before PSF and noise",
+            "contours": "RTSTRUCT on the FDG PET drawn by a reader (reader, R1/R2/R3 with radius bias "
+                        f"{READERS} mm, per-lesion radius error N(0, 1 mm), centre offset N(0, 1 mm) per axis): "
+                        "sphere of reader_diameter_mm around the true centre + reader_offset; small and "
+                        "FDG-negative lesions may be missed (reader_drawn false, no ROI); ROINumber = lesion_id, "
+                        "ROIName L<lesion_id>_<organ>; reader_volume_ml and reader_dice against the true mask; "
+                        "find_contours at level 0.5 of each slice's reader mask",
+            "motion": "FES day: table shift (shift_*_mm) then rotation about mid-torso and a smooth displacement "
+                      "field (series.parquet 'motion', JSON); fes_centre_* are the moved centres; the FES "
+                      "activity and CT are resampled through the motion (linear), FES truth statistics on the "
+                      "sphere around the moved centre",
             "suv_factors": "per PET series, stored x RescaleSlope x factor = SUVbw; listed per slice in "
                            "InstanceNumber order (head first), identical except for DecayCorrection NONE",
             "sites": {site: p.name for site, p in SITE_PROFILES.items()},

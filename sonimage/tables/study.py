@@ -3,9 +3,10 @@
 Clinical tables come from the trial office, one folder per cohort: ``<clinical>/<cohort>/patients.parquet``
 (keyed by ``subject_id``, the trial pseudonym that the site linking table also gives the images as ``patient``) and
 optionally ``<clinical>/<cohort>/lesions.parquet`` with lesion response at follow-up (``subject_id``,
-``lesion_id``, ``response_pct``, ``response``). The image tables are read as the feature stage wrote them
-(:mod:`sonimage.tables.lesions`, :mod:`sonimage.tables.patients`): only image-derived uptake values and patient
-metrics are used; the clinical lesion table adds response.
+``lesion_id`` and the columns of :data:`sonimage.tables.lesion_match.CLINIC_COLUMNS`), joined to the ROIs by
+the lesion number in the ROI name (:mod:`sonimage.tables.lesion_match`). The image tables are read as the feature
+stage wrote them (:mod:`sonimage.tables.lesions`, :mod:`sonimage.tables.patients`): only image-derived uptake values and
+patient metrics are used; the clinical lesion table adds response.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-RESPONSE_COLUMNS = ["subject_id", "lesion_id", "response_pct", "response"]
+from sonimage.tables.lesion_match import match_clinic
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,11 @@ def join_patient_table(clinical: pd.DataFrame, patients: pd.DataFrame) -> pd.Dat
 
 
 def join_response(lesions: pd.DataFrame, response: pd.DataFrame | None) -> pd.DataFrame:
-    """The lesion table with the clinic's lesion response joined (by patient and lesion number) where given."""
+    """The lesion table with the clinic's lesion response joined (by patient and the lesion number in the ROI
+    name, never the ROI's position) where given."""
     if response is None:
         return lesions
-    r = response[RESPONSE_COLUMNS].rename(columns={"subject_id": "patient", "lesion_id": "lesion"})
-    return lesions.merge(r, on=["patient", "lesion"], how="left")
+    return match_clinic(lesions, response)[0]
 
 
 def study_tables(features: Path, clinical: Path) -> StudyTables:

@@ -1,0 +1,29 @@
+"""Objectives 1 and 2 when every patient reads an FES-negative lesion (many small lesions at coarse resolution):
+the heterogeneity column does not vary, so those models are reported as not estimable instead of failing."""
+
+from __future__ import annotations
+
+import math
+
+from sonimage.settings import StudySettings
+from sonimage.survival.objectives import model_table, objective1, objective2
+from sonimage.synth.tables import simulate_cohort_tables, truth_lesion_table
+from sonimage.tables.patients import patient_metrics
+from sonimage.tables.study import join_patient_table
+
+
+def test_constant_any_fes_negative_is_not_estimable_and_the_rest_runs():
+    t = simulate_cohort_tables("sonia", 40, seed=9)  # < 50: no liver-only patient
+    raw = t.lesions.copy()
+    first = raw[raw["fes_evaluable"]].groupby("subject_id").head(1).index
+    raw.loc[first, "fes_suv"] = 1.0  # every patient now has an FES-negative lesion
+    lesions = truth_lesion_table("sonia", raw)
+    df = model_table(join_patient_table(t.patients, patient_metrics(lesions)))
+    assert df["any_fes_negative"].nunique() == 1
+    o1 = objective1(df, lesions, StudySettings(fes_thresholds=(1.5,)))
+    row = next(r for r in o1["univariable"] if r["term"] == "any_fes_negative")
+    assert math.isnan(row["hr"]) and "do not vary" in row["not_estimable"]
+    assert "any_fes_negative" not in o1["multivariable"]["formula"]
+    assert all(not math.isnan(r["hr"]) for r in o1["multivariable"]["rows"])
+    o2 = objective2(df)
+    assert math.isnan(o2["interaction"]["hr"]) and not math.isnan(o2["interaction_continuous"]["hr"])
