@@ -26,7 +26,7 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     paths = [[str(p) for p in batch] for batch in batches(files)]
     indexed = index_batch.map(paths, unmapped(str(dicom_root)), unmapped(pseudo)).result()
     jobs, object_rows, quarantine = plan_from_index(indexed, dicom_root)
-    outcomes = convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out))).result()
+    outcomes = convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out)), unmapped(pseudo)).result()
     return write_tables(str(out), outcomes, object_rows, quarantine, len(files))
 
 

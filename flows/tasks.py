@@ -26,9 +26,9 @@ def index_batch(paths: list[str], dicom_root: str, pseudo: Pseudonymiser) -> tup
 
 
 @task(name="convert-series", task_run_name="convert-{job.label}", **RETRIES)
-def convert_series(job: Job | MaskJob, dicom_root: str, out: str) -> Outcome:
+def convert_series(job: Job | MaskJob, dicom_root: str, out: str, pseudo: Pseudonymiser) -> Outcome:
     """One series (or RTSTRUCT) to its Zarr store; returns its manifest or quarantine row."""
-    return convert_any(job, Path(dicom_root), Path(out))
+    return convert_any(job, Path(dicom_root), Path(out), pseudo)
 
 
 @task(name="write-tables")

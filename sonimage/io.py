@@ -1,15 +1,22 @@
 """Atomic writes, once: every output appears whole or not at all, so a rerun after a crash resumes cleanly.
 
-Each writer writes to a hidden sibling whose name is unique per process and call (pid + uuid), so parallel writers
-of the same output never share a temporary file, then renames it into place (``os.replace``; a directory such as
-a Zarr store replaces any earlier one).
+Each writer writes to a hidden sibling whose name is unique per host, process and call (host + pid + uuid), so
+parallel writers of the same output never share a temporary file, then renames it into place (``os.replace``; a
+directory such as a Zarr store replaces any earlier one).
+
+A writer killed mid-write (a worker lost, a flow process killed) leaves its temporary behind; the next write of
+the same output removes the temporaries of writers that are dead: those named for this host whose pid no longer
+runs. A live writer's temporary (its pid runs) and another host's (its liveness cannot be seen from here) are
+left alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,9 +27,43 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _host() -> str:
+    """This host's name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+
+
 def temporary_sibling(path: Path) -> Path:
-    """A hidden name beside ``path``, unique to this process and call."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    """A hidden name beside ``path``, unique to this host, process and call."""
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by dead writers of this host (see the module docstring); returns
+    what was removed."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(_host())}\.(\d+)\.[0-9a-f]{{32}}\.tmp")
+    stale = [p for p in (path.parent.iterdir() if path.parent.is_dir() else ())
+             if (m := pattern.fullmatch(p.name)) and not _alive(int(m.group(1)))]
+    for tmp in stale:
+        _remove(tmp)
+    return stale
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -36,6 +77,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = temporary_sibling(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         yield tmp
         if tmp.is_dir() and path.is_dir():
             shutil.rmtree(path)
@@ -43,10 +85,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

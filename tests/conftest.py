@@ -12,6 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from sonimage.features.base import Roi
+from sonimage.synth.tables import CohortTables, simulate_cohort_tables
+from sonimage.tables.parquet import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +37,25 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"reference data missing: {path}")
     return path
+
+
+STUDY_SIZES = (("sonia", 100), ("impact", 120), ("transcan", 90))
+SMALL_BOOTSTRAPS = {"study": {"n_boot_internal": 8, "n_boot_external": 12, "penalizers": [0.0, 0.5], "folds": 3,
+                              "fes_thresholds": [1.5, 2.0]},
+                    "statistics": {"power_simulations": 20, "n_boot_benefit": 12, "imputations": 2}}
+
+
+def write_simulated_tables(base: Path, seed: int = 3) -> dict[str, CohortTables]:
+    """The analysis stage's inputs without rendering images: the true values the synthetic generator writes,
+    as the feature stage (``base/features/``) and the trial office (``base/clinical/<cohort>/``) write them."""
+    t = {c: simulate_cohort_tables(c, n, seed=seed) for c, n in STUDY_SIZES}
+    for c, x in t.items():
+        write_table(x.patients, base / "clinical" / c / "patients.parquet")
+        write_table(x.lesions, base / "clinical" / c / "lesions.parquet")
+    write_table(pd.concat([x.lesion_table.drop(columns=["response_pct", "response"]) for x in t.values()]),
+                base / "features" / "lesions.parquet")
+    write_table(pd.concat([x.patient_table for x in t.values()]), base / "features" / "patients.parquet")
+    return t
 
 
 IBSI_FAMILIES = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from distributed import LocalCluster
 
 from sonimage.cluster import local_cluster
 
-from conftest import require
+from conftest import SMALL_BOOTSTRAPS, require, write_simulated_tables
 from flows.environment import configure
 
 configure()
@@ -26,8 +27,13 @@ from prefect.settings import PREFECT_API_URL  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
+from flows.ingest import refit_flow  # noqa: E402
 from flows.pipeline import study_flow  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
+from sonimage.survival.cox import FrozenCox  # noqa: E402
+from sonimage.survival.objectives import model_table  # noqa: E402
+from sonimage.tables.patients import fes_complete_case  # noqa: E402
+from sonimage.tables.study import join_patient_table  # noqa: E402
 from sonimage.volumes.convert import convert_tree  # noqa: E402
 
 KEY = "flow-test-key"
@@ -123,3 +129,26 @@ def test_workers_keep_the_default_allocator(cluster: LocalCluster) -> None:
     with Client(cluster) as client:
         settings = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert len(settings) == 2 and set(settings.values()) == {None}
+
+
+def test_weekly_refit_flow_fits_and_validates(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The weekly-refit deployment's flow, run for real on Prefect and the cluster, over feature and clinical tables
+    written in the pipeline's formats from the synthetic generator's true values (no images rendered)."""
+    truth = write_simulated_tables(tmp_path)
+    state = refit_flow.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
+        str(tmp_path), str(tmp_path / "clinical"), json.dumps(SMALL_BOOTSTRAPS), return_state=True)
+    assert state.is_completed(), state.message
+    outputs = state.result()
+    assert outputs["metrics"] == str(tmp_path.resolve() / "report" / "metrics.json")
+    assert Path(outputs["report"]).is_file()
+    metrics = json.loads(Path(outputs["metrics"]).read_text())
+    assert metrics["objective4"]["effect"]["internal_validation"]["bootstrap_replicates"] == 8  # the settings reached it
+    assert set(metrics["objective5"]) == {"impact", "transcan"}
+    c_index = metrics["objective5"]["impact"]["risk"]["harrell_c"]
+    assert 0.5 < c_index["estimate"] <= 1 and c_index["lower"] <= c_index["estimate"] <= c_index["upper"]
+    for name in ("risk", "effect"):
+        model = FrozenCox.load(tmp_path / "report" / "models" / f"{name}.json")
+        dev, _ = fes_complete_case(model_table(join_patient_table(truth["sonia"].patients,
+                                                                  truth["sonia"].patient_table)))
+        survival = model.survival(dev.assign(cdk46i=1), 12.0)[:, 0]
+        assert len(survival) == len(dev) > 50 and ((survival > 0) & (survival < 1)).all()

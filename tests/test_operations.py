@@ -51,10 +51,11 @@ from prefect_dask import DaskTaskRunner  # noqa: E402
 from flows.pipeline import study_flow  # noqa: E402
 from flows.stack import REPO, Stack, up  # noqa: E402
 from sonimage.storage import location, mirror  # noqa: E402
+from sonimage.dicom.index import index_files, list_files  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
 from sonimage.synth.study import generate_study  # noqa: E402
 from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
-from sonimage.volumes.convert import convert_tree  # noqa: E402
+from sonimage.volumes.convert import Job, convert_tree, plan_from_index  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TABLES = ("manifest.parquet", "quarantine.parquet", "features/lesion_features.parquet", "features/lesions.parquet",
@@ -205,6 +206,23 @@ def test_patients_added_between_runs_only_new_series_converted(study: Path, sche
     _assert_same_tables(out, reference)
 
 
+def _assert_digest_is_keyed(dicom: Path, out: Path, pseudo: Pseudonymiser) -> None:
+    """The digest a store records is keyed: that of the site key, not the plain SHA-256 of the series' files, and
+    another under another key; the key itself is in no store."""
+    jobs, _, _ = plan_from_index([index_files(list_files(dicom), dicom, pseudo)], dicom)
+    job = next(j for j in jobs if isinstance(j, Job) and j.plan.modality == "CT")
+    files = [dicom / f for f in job.plan.files]
+    attrs = json.loads((out / job.store / "zarr.json").read_text())["attributes"]
+    plain = hashlib.sha256()
+    for f in files:
+        plain.update(f.stat().st_size.to_bytes(8, "little"))
+        plain.update(f.read_bytes())
+    assert len(files) > 1 and "content_sha256" not in attrs
+    assert attrs["content_hmac_sha256"] == pseudo.content_digest(files) != plain.hexdigest()
+    assert attrs["content_hmac_sha256"] != Pseudonymiser(b"another-site-key").content_digest(files)
+    assert not any(KEY in p.read_text() for p in out.rglob("zarr.json"))
+
+
 def test_changed_series_is_converted_again(study: Path, tmp_path: Path) -> None:
     dicom = tmp_path / "dicom"
     shutil.copytree(study / "dicom", dicom)
@@ -214,6 +232,7 @@ def test_changed_series_is_converted_again(study: Path, tmp_path: Path) -> None:
     manifest = first.manifest.read_bytes()
     again = convert_tree(dicom, tmp_path / "out", pseudo)
     assert (again.n_converted, again.n_skipped) == (0, 10)
+    _assert_digest_is_keyed(dicom, tmp_path / "out", pseudo)
     ct = next(p for p in sorted(dicom.rglob("*.dcm")) if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT")
     ds = pydicom.dcmread(ct)
     ds.InstitutionName = "re-sent from PACS"  # same SeriesInstanceUID, other bytes

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SMALL_BOOTSTRAPS, write_simulated_tables
 from sonimage.survival.cox import FrozenCox
 from sonimage.cli import main
 from sonimage.settings import Settings, StudySettings
@@ -16,7 +17,6 @@ from sonimage.study import run_study_analysis
 from sonimage.survival.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.patients import fes_complete_case
-from sonimage.tables.parquet import write_table
 from sonimage.tables.study import join_patient_table
 
 SECTIONS = ["Key results", "Table 1: patients per cohort", "What this study can show: sample size and power",
@@ -32,18 +32,8 @@ def run(tmp_path_factory):
     """The analysis stage (`sonimage analyse`, partial settings file) over tables as the feature stage and the
     trial office write them."""
     base = tmp_path_factory.mktemp("study")
-    t = {c: simulate_cohort_tables(c, n, seed=3) for c, n in (("sonia", 100), ("impact", 120), ("transcan", 90))}
-    for c, x in t.items():
-        write_table(x.patients, base / "clinical" / c / "patients.parquet")
-        write_table(x.lesions, base / "clinical" / c / "lesions.parquet")
-    write_table(pd.concat([x.lesion_table.drop(columns=["response_pct", "response"]) for x in t.values()]),
-                base / "features" / "lesions.parquet")
-    write_table(pd.concat([x.patient_table for x in t.values()]), base / "features" / "patients.parquet")
-    (base / "run.json").write_text(json.dumps({"study": {"n_boot_internal": 8, "n_boot_external": 12,
-                                                         "penalizers": [0.0, 0.5], "folds": 3,
-                                                         "fes_thresholds": [1.5, 2.0]},
-                                               "statistics": {"power_simulations": 20, "n_boot_benefit": 12,
-                                                              "imputations": 2}}))
+    t = write_simulated_tables(base)
+    (base / "run.json").write_text(json.dumps(SMALL_BOOTSTRAPS))
     assert main(["analyse", str(base), "--clinical", str(base / "clinical"), "--settings", str(base / "run.json")]) == 0
     out = base / "report"
     assert len(pd.read_parquet(out / "excluded.parquet")) == 0

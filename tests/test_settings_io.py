@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +44,36 @@ def test_atomic_writes_leave_no_temporary(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "s.zarr"]
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
     assert temporary_sibling(target) != temporary_sibling(target)  # parallel writers never share a temporary
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from sonimage.io import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.mkdir()
+    (tmp / "chunk").write_bytes(b"half")
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_next_write_removes_temporaries_of_dead_writers_only(tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(store)], stdout=subprocess.PIPE, text=True)
+    try:
+        dead = Path(writer.stdout.readline().strip())
+        assert (dead / "chunk").is_file()
+        write_directory_atomic(store, lambda tmp: tmp.mkdir())  # while the writer lives, its temporary stays
+        assert dead.is_dir()
+    finally:
+        writer.send_signal(signal.SIGKILL)  # killed mid-write: no cleanup of its own runs
+        writer.wait()
+    assert dead.is_dir() and writer.returncode == -signal.SIGKILL
+    live = temporary_sibling(store)  # this process: a live writer
+    live.mkdir()
+    elsewhere = store.with_name(f".s.zarr.other-host.{writer.pid}.{'0' * 32}.tmp")
+    elsewhere.mkdir()  # another host's writer: its liveness cannot be seen here
+    write_directory_atomic(store, lambda tmp: (tmp.mkdir(), (tmp / "done").write_text("x")))
+    assert not dead.exists() and live.is_dir() and elsewhere.is_dir()
+    assert [p.name for p in store.iterdir()] == ["done"]

@@ -1,7 +1,7 @@
 """Pseudonyms: original patient identifiers and UIDs never leave the reader.
 
 A patient gets the trial pseudonym from a site-kept linking table when one is given, otherwise a keyed hash
-(HMAC-SHA256) of the original PatientID. UIDs become keyed hashes too. The key is a secret of the site: it comes
+(HMAC-SHA256) of the original PatientID. UIDs become keyed hashes too, and so does the content digest of a series' input files. The key is a secret of the site: it comes
 from a key file named by the user, ``$SONIMAGE_PSEUDONYM_KEY``, or a key file created once under ``$SONIMAGE_HOME``
 (default ``~/.sonimage``); it is never written into outputs.
 """
@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,3 +68,16 @@ class Pseudonymiser:
     def uid(self, uid: str) -> str:
         """A stable, non-reversible key for a DICOM UID."""
         return self._digest("uid", uid, 16)
+
+    def content_digest(self, paths: Iterable[Path]) -> str:
+        """Keyed HMAC-SHA256 over the bytes of ``paths`` in order (each length-prefixed): what a conversion read.
+
+        Keyed so that a digest recorded in an output cannot confirm, without the site key, that a known file
+        was ingested (a plain SHA-256 would be a fingerprint of the file).
+        """
+        digest = hmac.new(self.key, b"content:", hashlib.sha256)
+        for path in paths:
+            data = Path(path).read_bytes()
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+        return digest.hexdigest()

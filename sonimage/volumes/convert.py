@@ -8,7 +8,6 @@ object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,17 +158,6 @@ def _row(job: Job, attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def content_digest(paths: Iterable[Path]) -> str:
-    """SHA-256 over the bytes of ``paths`` in order (each length-prefixed): what a store's conversion read."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()
-
-
 def _stored(store: Path, digest: str) -> Outcome | None:
     """The outcome recorded in a store an earlier run finished from the same input bytes, else None.
 
@@ -180,15 +168,16 @@ def _stored(store: Path, digest: str) -> Outcome | None:
     if not marker.is_file():
         return None
     attrs = json.loads(marker.read_text())["attributes"]
-    if attrs.get("content_sha256") != digest:
+    if attrs.get("content_hmac_sha256") != digest:
         return None
     return Outcome(manifest=attrs["manifest_row"], extra=attrs.get("quarantine_rows", []), reused=True)
 
 
-def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
-    """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused."""
+def convert_job(job: Job, dicom_root: Path, out_root: Path, pseudo: Pseudonymiser) -> Outcome:
+    """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused
+    (recognised by the keyed digest of ``pseudo``)."""
     store = Path(out_root) / job.store
-    digest = content_digest(Path(dicom_root) / f for f in job.plan.files)
+    digest = pseudo.content_digest(Path(dicom_root) / f for f in job.plan.files)
     if (done := _stored(store, digest)) is not None:
         return done
     try:
@@ -198,7 +187,7 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
         return Outcome(quarantine=quarantine_row(job.cohort, Rejected(folder, str(exc), len(job.plan.files)),
                                                  job.plan.series_uid, "convert"))
     row = _row(job, volume.attrs)
-    volume.attrs.update(manifest_row=row, content_sha256=digest)
+    volume.attrs.update(manifest_row=row, content_hmac_sha256=digest)
     write_volume(volume, store, VARIABLE_BY_QUANTITY[volume.attrs["quantity"]])
     return Outcome(manifest=row)
 
@@ -208,11 +197,11 @@ def _grid(plan: SeriesPlan) -> Volume:
                   {"slice_positions_mm": list(plan.slice_positions)})
 
 
-def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
+def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path, pseudo: Pseudonymiser) -> Outcome:
     """Rasterise every ROI of an RTSTRUCT onto its PET grid as a label store; ROIs that fail are quarantined."""
     store = Path(out_root) / job.store
     real = str(Path(dicom_root) / job.path)
-    digest = content_digest([Path(real), *(Path(dicom_root) / f for f in job.pet.files)])  # contours and grid
+    digest = pseudo.content_digest([Path(real), *(Path(dicom_root) / f for f in job.pet.files)])  # contours and grid
     if (done := _stored(store, digest)) is not None:
         return done
     try:
@@ -229,14 +218,14 @@ def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
            "n_files": 1, "store": job.store, "status": "converted"}
     bad = [quarantine_row(job.cohort, Rejected(job.shown, f"ROI {name!r}: {why.replace(real, job.shown)}", 0),
                           job.series, "mask") for name, why in sorted(result.failed.items())]
-    result.volume.attrs.update(manifest_row=row, quarantine_rows=bad, content_sha256=digest)
+    result.volume.attrs.update(manifest_row=row, quarantine_rows=bad, content_hmac_sha256=digest)
     write_volume(result.volume, store, "label")
     return Outcome(manifest=row, extra=bad)
 
 
-def convert_any(job: Job | MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
+def convert_any(job: Job | MaskJob, dicom_root: Path, out_root: Path, pseudo: Pseudonymiser) -> Outcome:
     """Convert an image series or rasterise an RTSTRUCT, whichever ``job`` is."""
-    return (convert_mask if isinstance(job, MaskJob) else convert_job)(job, dicom_root, out_root)
+    return (convert_mask if isinstance(job, MaskJob) else convert_job)(job, dicom_root, out_root, pseudo)
 
 
 def link_ct_tracers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -295,5 +284,5 @@ def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
     files = list_files(root)
     indexed = parallel_starmap(index_files, [(b, root, pseudo) for b in batches(files)], executor)
     jobs, object_rows, quarantine = plan_from_index(indexed, root)
-    outcomes = parallel_starmap(convert_any, [(j, root, Path(out_root)) for j in jobs], executor)
+    outcomes = parallel_starmap(convert_any, [(j, root, Path(out_root), pseudo) for j in jobs], executor)
     return finish(out_root, outcomes, object_rows, quarantine, len(files))
