@@ -31,6 +31,7 @@ import pandas as pd
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions import jobs as lesion_jobs
 from sonimage.synth.study import generate_study
+from sonimage.tables.lesion_match import lesion_number
 from sonimage.tables.patients import FesRule, patient_metrics
 from sonimage.volumes.convert import convert_tree
 
@@ -66,10 +67,16 @@ def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list
     return lesion_jobs.lesion_summary(results), records, results, times
 
 
+def with_lesion_id(summary: pd.DataFrame) -> pd.DataFrame:
+    """The lesion summary with the truth's lesion number, read from the ROI name (the k-th ROI is not lesion k:
+    readers miss lesions)."""
+    return summary.assign(lesion_id=summary["roi"].map(lesion_number))
+
+
 def lesion_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule = FesRule()) -> dict:
     """Lesion-level FES positivity against truth."""
-    both = summary.merge(truth.add_suffix("_true"), left_on=["patient", "lesion"],
-                         right_on=["subject_id_true", "lesion_id_true"])
+    both = with_lesion_id(summary).merge(truth.add_suffix("_true"), left_on=["patient", "lesion_id"],
+                                         right_on=["subject_id_true", "lesion_id_true"])
     read_eval = both["fes_evaluable"].astype(bool) if "fes_evaluable" in both else \
         (both.organ != "liver") & both.fes_suvmax.notna()
     true_eval = both["fes_evaluable_true"].astype(bool)
@@ -119,6 +126,7 @@ def patient_agreement(summary: pd.DataFrame, truth_patients: pd.DataFrame, rule:
 def mtv_errors(summary: pd.DataFrame, truth: pd.DataFrame, delineations: pd.DataFrame | None) -> list[dict]:
     """Relative MTV error (%) of every delineation method against the rendered lesion volume."""
     true = truth.set_index(["subject_id", "lesion_id"])["volume_ml"]
+    ids = with_lesion_id(summary).set_index(["patient", "lesion"])["lesion_id"]
     rows = []
     if delineations is None or delineations.empty:
         methods = {"reader contour": summary.set_index(["patient", "lesion"])["fdg_mtv_ml"]}
@@ -126,7 +134,8 @@ def mtv_errors(summary: pd.DataFrame, truth: pd.DataFrame, delineations: pd.Data
         fdg = delineations[delineations.tracer == "FDG"]
         methods = {m: g.set_index(["patient", "lesion"])["mtv_ml"] for m, g in fdg.groupby("label")}
     for method, mtv in methods.items():
-        ref = true.reindex(mtv.index).to_numpy()
+        ref = true.reindex(pd.MultiIndex.from_arrays([mtv.index.get_level_values(0),
+                                                      ids.reindex(mtv.index).to_numpy()])).to_numpy()
         err = pd.Series(100.0 * (mtv.to_numpy() - ref) / ref)
         small = pd.Series(ref < 4.0)
         ok = err.notna()
@@ -157,8 +166,8 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     summary, records, results, times = run_stages(study, out, args.workers)
     truth = pd.read_parquet(study / "truth" / args.cohort / "lesions.parquet")
-    summary.merge(truth.add_suffix("_true"), left_on=["patient", "lesion"],
-                  right_on=["subject_id_true", "lesion_id_true"], how="left").to_parquet(
+    with_lesion_id(summary).merge(truth.add_suffix("_true"), left_on=["patient", "lesion_id"],
+                                  right_on=["subject_id_true", "lesion_id_true"], how="left").to_parquet(
         args.data / f"lesions-{args.label}.parquet")
     truth_patients = pd.read_parquet(study / "truth" / args.cohort / "patients.parquet")
     delineations = None
