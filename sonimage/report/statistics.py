@@ -30,13 +30,11 @@ def key_lines(a: dict) -> list[str]:
                      f"{r['n_needed']} patients (~{r['events_needed']:.0f} events) for an anticipated C of "
                      f"{r['anticipated_c']:.2f}; available {r['n_available']} ({r['events_available']} events): "
                      f"{'enough' if r['meets'] else 'too few, so expect overfitting and wide intervals'}.")
-    fitted = [p for p in a["power"] if p["effect_source"] == "fitted"][0]
-    planned = [p for p in a["power"] if p["effect_source"] == "planned" and p["n"] == fitted["n"]][0]
-    lines.append(f"Power of the CDK4/6i × any-FES-negative interaction test at n = {fitted['n']}: "
-                 f"{100 * fitted['power']:.0f} % (MC SE {100 * fitted['mc_se']:.1f}) at the fitted ratio of HRs "
-                 f"{fitted['effect_ratio']:.2f}; {100 * planned['power']:.0f} % (MC SE {100 * planned['mc_se']:.1f}) "
-                 f"for the planned {a['settings']['planned_ratio']:g}-fold ratio ({planned['effect_ratio']:.2f}). "
-                 "A non-significant interaction is not evidence of no interaction.")
+    if not a["power"]:
+        lines.append(f"Power of the CDK4/6i × any-FES-negative interaction test: not estimable here "
+                     f"({a['power_not_estimable']}).")
+    else:
+        lines.append(_power_line(a))
     for name, by_h in a["benefit"].items():
         h = next(iter(by_h))
         m = by_h[h]["metrics"]["c_for_benefit"]
@@ -45,6 +43,17 @@ def key_lines(a: dict) -> list[str]:
                      f"{_ci(m['corrected'], m['corrected_lower'], m['corrected_upper'])} (0.5 = no better than "
                      "chance at ranking benefit).")
     return lines
+
+
+def _power_line(a: dict) -> str:
+    """The interaction test's power at the fitted and the planned ratio of hazard ratios, in words."""
+    fitted = [p for p in a["power"] if p["effect_source"] == "fitted"][0]
+    planned = [p for p in a["power"] if p["effect_source"] == "planned" and p["n"] == fitted["n"]][0]
+    return (f"Power of the CDK4/6i × any-FES-negative interaction test at n = {fitted['n']}: "
+            f"{100 * fitted['power']:.0f} % (MC SE {100 * fitted['mc_se']:.1f}) at the fitted ratio of HRs "
+            f"{fitted['effect_ratio']:.2f}; {100 * planned['power']:.0f} % (MC SE {100 * planned['mc_se']:.1f}) "
+            f"for the planned {a['settings']['planned_ratio']:g}-fold ratio ({planned['effect_ratio']:.2f}). "
+            "A non-significant interaction is not evidence of no interaction.")
 
 
 def size_and_power_html(a: dict) -> str:
@@ -58,7 +67,8 @@ def size_and_power_html(a: dict) -> str:
     pw = pd.DataFrame([{
         "n": p["n"], "Effect": p["effect_source"], "Ratio of HRs": p["effect_ratio"],
         "Simulated events (mean)": p["mean_events"], "Power": p["power"], "MC SE": p["mc_se"],
-        "Simulations": p["simulations"], "Failed fits": p["failed_fits"]} for p in a["power"]])
+        "Simulations": p["simulations"], "Failed fits": p["failed_fits"]} for p in a["power"]]
+        or [{"Power": f"not estimable: {a.get('power_not_estimable', '')}"}])
     s = a["settings"]
     return (f"{table(ss, 3)}<p class='note'>Riley et al. (Stat Med 2019; BMJ 2020) criteria as in pmsampsize: "
             "expected shrinkage ≥ 0.9, optimism in Nagelkerke R² ≤ 0.05, overall risk at the first horizon within "

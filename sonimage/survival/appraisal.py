@@ -21,7 +21,7 @@ import pandas as pd
 
 from sonimage.survival.benefit import BENEFIT_METRICS, benefit_validation, predict_benefit
 from sonimage.survival.cox import FrozenCox, fit_cox
-from sonimage.survival.data import survival_outcome
+from sonimage.survival.data import SurvivalDataError, survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
 from sonimage.survival.multiplicity import adjust_family
 from sonimage.parallel import Executor
@@ -199,9 +199,12 @@ def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: d
     out["sample_size"] = sample_size_rows(dev, {k: f for k, (f, _) in candidates.items()}, time, event,
                                           horizons[0], settings.anticipated_c,
                                           extra_parameters={k: x for k, (_, x) in candidates.items()})
-    out["power"] = power_rows(dev, time, event, f"{treatment}*any_fes_negative + {clin}",
-                              f"{treatment}:any_fes_negative", settings.power_simulations, settings.planned_ratio,
-                              settings.power_sizes, seed, executor)
+    try:
+        out["power"] = power_rows(dev, time, event, f"{treatment}*any_fes_negative + {clin}",
+                                  f"{treatment}:any_fes_negative", settings.power_simulations,
+                                  settings.planned_ratio, settings.power_sizes, seed, executor)
+    except (SurvivalDataError, np.linalg.LinAlgError) as exc:  # e.g. every patient reads an FES-negative lesion
+        out["power"], out["power_not_estimable"] = [], f"the interaction model cannot be fitted: {exc}"
     out["benefit"] = {name: benefit_appraisal(m, internal[name], dev, time, event, treatment, horizons,
                                               settings.n_boot_benefit, seed) for name, m in models.items()}
     out["external"] = {c: {name: external_benefit(m, d, settings.design(c), time, event, treatment,
