@@ -11,6 +11,8 @@ import pytest
 from distributed import Client
 
 from sonimage.cluster import local_cluster
+from sonimage.report.statistics import key_lines
+from sonimage.survival.appraisal import power_rows
 from sonimage.survival.benefit import benefit_metrics, c_for_benefit, predict_benefit
 from sonimage.survival.cox import fit_cox
 from sonimage.survival.data import SurvivalDataError
@@ -248,3 +250,14 @@ def test_sensitivity_leaves_out_or_imputes_incomplete_patients():
     assert primary["n"] == n_complete and imputed["n"] == 80 and imputed["incomplete"] == 80 - n_complete
     assert 0 < imputed["o1"]["lower"] < imputed["o1"]["hr"] < imputed["o1"]["upper"]
     assert np.isfinite(imputed["o5"]["impact"]["c_for_benefit"]) and "o1_mtv" in primary
+
+
+def test_power_not_estimable_is_said_not_hidden():
+    """A cohort where every patient reads an FES-negative lesion cannot fit the interaction model: the report says
+    power is not estimable and why, instead of a number or a crash."""
+    d = _null_benefit_cohort(60, 5).assign(any_fes_negative=1)
+    with pytest.raises((SurvivalDataError, np.linalg.LinAlgError)):
+        power_rows(d, "time", "event", "trt*any_fes_negative + x0", "trt:any_fes_negative", 4)
+    lines = key_lines({"power": [], "power_not_estimable": "the interaction model cannot be fitted: Singular",
+                       "sample_size": [], "benefit": {}})
+    assert any("not estimable here (the interaction model cannot be fitted" in line for line in lines)
