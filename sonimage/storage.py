@@ -18,6 +18,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from sonimage.io import atomic_path
+
 
 @dataclass(frozen=True)
 class Location:
@@ -71,10 +73,8 @@ def mirror(src: str | Path, dst: str | Path, storage_options: dict[str, Any] | N
         if there.get(rel) == size and _md5(a, source) == _md5(b, target):
             continue
         if b.is_local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{target}.{os.getpid()}.part"
-            a.fs.get_file(source, tmp)
-            os.replace(tmp, target)
+            with atomic_path(Path(target)) as tmp:
+                a.fs.get_file(source, str(tmp))
         elif a.is_local:
             b.fs.put_file(source, target)
         else:
