@@ -234,7 +234,7 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
               f"{t}_series_uid": pet_h.series_uid} for st in stats]
     if tracer == "FDG":
         rt_h = header(901, "RTSTRUCT Lesions")
-        drawn, names, masks, numbers = [], [], [], []
+        names, masks, numbers = [], [], []
         for les, st, rd, f in zip(lesions, stats, readers, facts):
             f.update({"n_voxels": st["n_voxels"], **rd, "roi_name": None, "rtstruct_series_uid": rt_h.series_uid})
             if not rd["reader_drawn"]:
