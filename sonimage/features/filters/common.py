@@ -19,6 +19,7 @@ NDIMAGE_MODES = {"zero": "constant", "nearest": "nearest", "periodic": "wrap", "
 PAD_MODES = {"zero": "constant", "nearest": "edge", "periodic": "wrap", "mirror": "symmetric"}
 POOLING = {"max": np.maximum, "min": np.minimum, "average": np.add, "mean": np.add, "sum": np.add}
 DIMS = ("3D", "2D")
+WHOLE = 1 << 30  # a reach that takes in the whole image
 
 
 def check(boundary: str, dims: str) -> None:

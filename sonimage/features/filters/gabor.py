@@ -10,9 +10,9 @@ theta = 0, dtheta, ..., 2 pi - dtheta. The convolution runs by FFT on the image 
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+from scipy import fft as sp_fft
 
-from sonimage.features.filters.common import POOLING, check, pad, unpad
+from sonimage.features.filters.common import POOLING, check, pad
 
 PLANES = {"axial": (1, 2), "coronal": (0, 2), "sagittal": (0, 1)}  # numpy (row, column) axes: (y, x), (z, x), (z, y)
 
@@ -26,27 +26,39 @@ def kernel(sigma: float, lam: float, gamma: float, theta: float, radius: int) ->
     return envelope * np.exp(1j * 2 * np.pi * xr / lam)
 
 
+def kernel_radius(sigma: float, gamma: float, truncate: float) -> int:
+    """Kernel radius in voxels: ``truncate`` times the envelope's larger standard deviation."""
+    return int(np.ceil(truncate * sigma * max(1.0, 1.0 / gamma)))
+
+
 def plane_response(image: np.ndarray, spacing: float, axes: tuple[int, int], sigma_mm: float, lambda_mm: float,
                    gamma: float, thetas: list[float], pooling: str, boundary: str, truncate: float) -> np.ndarray:
-    """Pooled modulus responses of the 2-D kernels in the plane of numpy ``axes`` (isotropic in-plane spacing)."""
+    """Pooled modulus responses of the 2-D kernels in the plane of numpy ``axes`` (isotropic in-plane spacing).
+
+    The image is padded by the kernel radius and transformed once; each orientation costs one inverse FFT."""
     sigma, lam = sigma_mm / spacing, lambda_mm / spacing
-    radius = int(np.ceil(truncate * sigma * max(1.0, 1.0 / gamma)))
+    radius = kernel_radius(sigma, gamma, truncate)
     width = [0, 0, 0]
     for a in axes:
         width[a] = radius
     padded = pad(np.asarray(image, dtype=np.float64), width, boundary)
+    size = [sp_fft.next_fast_len(padded.shape[a] + 2 * radius) for a in axes]
+    spectrum = sp_fft.fftn(padded, s=size, axes=axes)
+    crop = [slice(None)] * 3
+    for a in axes:
+        crop[a] = slice(2 * radius, 2 * radius + image.shape[a])
     shape = [1, 1, 1]
     shape[axes[0]] = shape[axes[1]] = 2 * radius + 1
     out = None
     for theta in thetas:
-        k = kernel(sigma, lam, gamma, theta, radius).reshape(shape)
-        r = np.abs(unpad(signal.fftconvolve(padded, k, mode="same", axes=axes), width))
+        k = sp_fft.fftn(kernel(sigma, lam, gamma, theta, radius).reshape(shape), s=size, axes=axes)
+        r = np.abs(sp_fft.ifftn(spectrum * k, axes=axes)[tuple(crop)])
         out = r if out is None else POOLING[pooling](out, r)
     return out / len(thetas) if pooling in ("average", "mean") else out
 
 
 def apply(image: np.ndarray, spacing: tuple[float, float, float], *, sigma_mm: float, lambda_mm: float,
-          gamma: float = 1.0, theta: float = 0.0, boundary: str = "mirror", dims: str = "2D",
+          gamma: float = 1.0, theta: float = 0.0, boundary: str = "mirror", dims: str = "3D",
           rotation_invariant: bool = False, delta_theta: float = np.pi / 4, pooling: str = "average",
           truncate: float = 4.0) -> np.ndarray:
     """Gabor modulus response; ``theta`` and ``delta_theta`` in radians. ``dims='2D'``: axial plane only;
@@ -56,7 +68,12 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, sigma_mm: f
         raise ValueError(f"dims must be '3D' or '2D', got {dims!r}")
     if rotation_invariant:
         n = int(round(2 * np.pi / delta_theta))
-        thetas = [theta + i * delta_theta for i in range(n)]
+        if not np.isclose(n * delta_theta, 2 * np.pi):
+            raise ValueError(f"delta_theta must divide 2 pi, got {delta_theta}")
+        # theta + pi conjugates the kernel, so its modulus response is theta's: half the turns give the same
+        # average, maximum and minimum when they fall on the grid.
+        half = n % 2 == 0 and pooling != "sum"
+        thetas = [theta + i * delta_theta for i in range(n // 2 if half else n)]
     else:
         thetas = [theta]
     planes = ["axial"] if dims == "2D" else list(PLANES)
@@ -68,3 +85,10 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, sigma_mm: f
         out += plane_response(image, spacing[axes[1]], axes, sigma_mm, lambda_mm, gamma, thetas, pooling,
                               boundary, truncate)
     return out / len(planes)
+
+
+def reach(spacing: tuple[float, float, float], *, sigma_mm: float, gamma: float = 1.0, dims: str = "3D",
+          truncate: float = 4.0, **_: object) -> tuple[int, ...]:
+    """Voxels per axis (z, y, x) the response at a voxel depends on."""
+    r = [kernel_radius(sigma_mm / s, gamma, truncate) for s in spacing]
+    return (0, r[1], r[2]) if dims == "2D" else tuple(r)

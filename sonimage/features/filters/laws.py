@@ -46,3 +46,10 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, kernel: str
 
     out = rotation_pooled(image, response, dims, pooling) if rotation_invariant else response(image)
     return out if energy_distance is None else energy(out, energy_distance, dims, boundary)
+
+
+def reach(spacing: tuple[float, float, float], *, kernel: str, dims: str = "3D", energy_distance: int | None = None,
+          **_: object) -> tuple[int, ...]:
+    """Voxels per axis (z, y, x) the response at a voxel depends on (any rotation)."""
+    r = max(len(k) for k in parse(kernel, dims)) // 2 + (energy_distance or 0)
+    return (0 if dims == "2D" else r, r, r)

@@ -31,3 +31,10 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, sigma_mm: f
     for d in axes:
         out += separable(image, {a: kernels[a][1 if a == d else 0] for a in axes}, boundary)
     return out
+
+
+def reach(spacing: tuple[float, float, float], *, sigma_mm: float, truncate: float = 4.0, dims: str = "3D",
+          **_: object) -> tuple[int, ...]:
+    """Voxels per axis (z, y, x) the response at a voxel depends on."""
+    r = [int(np.floor(truncate * sigma_mm / s + 0.5)) for s in spacing]
+    return (0, r[1], r[2]) if dims == "2D" else tuple(r)

@@ -42,7 +42,7 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, order: tupl
     """Riesz-transformed response of ``base`` ('log' with ``sigma_mm``, or 'simoncelli' with ``level``)."""
     check(boundary, dims)
     order = check_order(order, dims)
-    margin = simoncelli.margin(np.shape(image), level)
+    margin = simoncelli.margin(level)
     if base == "log":
         if sigma_mm is None:
             raise ValueError("Riesz-transformed LoG needs sigma_mm")
@@ -52,3 +52,9 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, order: tupl
         return fourier_filter(image, lambda f: simoncelli.transfer(f, level) * transfer(f, order), dims, boundary,
                               margin)
     raise ValueError(f"Riesz base filter must be 'log' or 'simoncelli', got {base!r}")
+
+
+
+def reach(spacing: tuple[float, float, float], *, dims: str = "3D", **_: object) -> tuple[int, ...]:
+    """Voxels per axis (z, y, x) the response at a voxel depends on: the whole image (FFT)."""
+    return simoncelli.reach(spacing, dims=dims)

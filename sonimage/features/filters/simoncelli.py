@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sonimage.features.filters.common import check, fourier_filter
+from sonimage.features.filters.common import WHOLE, check, fourier_filter
 
 
 def transfer(frequencies: list[np.ndarray], level: int) -> np.ndarray:
@@ -20,10 +20,10 @@ def transfer(frequencies: list[np.ndarray], level: int) -> np.ndarray:
         return np.where(band, np.cos(np.pi / 2 * np.log2(np.where(band, 2 * w / np.pi, 1.0))), 0.0)
 
 
-def margin(shape: tuple[int, ...], level: int) -> int:
-    """Padding for non-periodic boundaries: the width of the filter's spatial support (2^level voxels per
-    octave, at least half the image)."""
-    return max(4 * 2 ** level, max(shape) // 2)
+def margin(level: int) -> int:
+    """Padding for non-periodic boundaries, in voxels: twice the band-pass kernel's effective radius (8 voxels
+    at level 1 hold > 99.9 % of its energy), doubling with each level."""
+    return 16 * 2 ** (level - 1)
 
 
 def apply(image: np.ndarray, spacing: tuple[float, float, float], *, level: int = 1, boundary: str = "periodic",
@@ -32,4 +32,10 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, level: int 
     check(boundary, dims)
     if level < 1:
         raise ValueError(f"decomposition level must be at least 1, got {level}")
-    return fourier_filter(image, lambda f: transfer(f, level), dims, boundary, margin(np.shape(image), level))
+    return fourier_filter(image, lambda f: transfer(f, level), dims, boundary, margin(level))
+
+
+def reach(spacing: tuple[float, float, float], *, level: int = 1, dims: str = "3D", **_: object) -> tuple[int, ...]:
+    """Voxels per axis (z, y, x) the response at a voxel depends on: the whole image, since the filter runs by
+    FFT on the image (its frequency grid depends on the image size)."""
+    return (0 if dims == "2D" else WHOLE, WHOLE, WHOLE)

@@ -61,3 +61,11 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, wavelet: st
         return decompose(v, taps, bands, level, axes, boundary)
 
     return rotation_pooled(x, response, dims, pooling) if rotation_invariant else response(x)
+
+
+def reach(spacing: tuple[float, float, float], *, wavelet: str, level: int = 1, dims: str = "3D",
+          **_: object) -> tuple[int, ...]:
+    """Voxels per axis (z, y, x) the response at a voxel depends on (any rotation, every level)."""
+    n = max(len(k) for k in filters(wavelet).values())
+    r = sum(n * 2 ** (j - 1) for j in range(1, level + 1))
+    return (0 if dims == "2D" else r, r, r)
