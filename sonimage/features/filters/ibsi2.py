@@ -14,11 +14,18 @@ take the intensity statistics of the response inside the 3D mask.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+import SimpleITK as sitk
 from scipy import ndimage
 
-from sonimage.features.base import Roi
-from sonimage.features.filters import FilterSpec
+from sonimage.features import statistics
+from sonimage.features.base import FeatureSettings, Roi
+from sonimage.features.extract import crop
+from sonimage.features.filters import FilterSpec, filtered_statistics
 
 PI = np.pi
 _ = FilterSpec.of
@@ -123,3 +130,68 @@ def phase2_roi(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float,
         raise ValueError(f"phase 2 configuration must be 'A' or 'B', got {configuration!r}")
     lo, hi = RESEGMENTATION_HU
     return Roi(image, mask & (image >= lo) & (image <= hi), tuple(float(s) for s in spacing))
+
+
+# statistics.SPECS key -> the reference table's feature_tag
+TAGS = {"mean": "stat_mean", "variance": "stat_var", "skewness": "stat_skew", "kurtosis": "stat_kurt",
+        "median": "stat_median", "minimum": "stat_min", "p10": "stat_p10", "p90": "stat_p90",
+        "maximum": "stat_max", "iqr": "stat_iqr", "range": "stat_range", "mad": "stat_mad", "rmad": "stat_rmad",
+        "medad": "stat_medad", "cov": "stat_cov", "qcod": "stat_qcod", "energy": "stat_energy", "rms": "stat_rms"}
+
+
+def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A NIfTI volume as a (z, y, x) float64 array and its (z, y, x) spacing."""
+    image = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(image).astype(np.float64), tuple(float(s) for s in image.GetSpacing()[::-1])
+
+
+def phantom_path(root: Path, phantom: str) -> Path:
+    """The digital phantom image ``phantom`` under the IBSI 2 data folder ``root``."""
+    return Path(root) / "ibsi_2_digital_phantom" / "nifti" / phantom / "image" / f"{phantom}.nii.gz"
+
+
+def reference_map_path(root: Path, test: str) -> Path:
+    """The reference response map of phase-1 ``test`` under ``root``."""
+    return Path(root) / "reference" / "reference_response_maps" / f"{test}-ValidCRM.nii"
+
+
+def phase1_check(root: Path, test: str) -> tuple[dict[str, object], np.ndarray]:
+    """Phase-1 ``test``'s row (max |error| as % of the reference map's range, pass at <= 1 %, CPU seconds) and
+    the response map."""
+    phantom, spec = PHASE1[test]
+    image, spacing = read_nifti(phantom_path(root, phantom))
+    reference, _ = read_nifti(reference_map_path(root, test))
+    clock = time.process_time()
+    response = spec.apply(image, spacing)
+    cpu = time.process_time() - clock
+    error = float(np.max(np.abs(response - reference)) / (reference.max() - reference.min()))
+    return ({"test": test, "phantom": phantom, "filter": spec.text, "max_error_pct": 100 * error,
+             "passed": error <= 0.01, "cpu_s": cpu}, response)
+
+
+def phase2_check(root: Path, configurations: tuple[str, ...] = tuple(PHASE2)) -> list[dict[str, object]]:
+    """One row per configuration and intensity statistic: value, consensus, tolerance, pass (|value - consensus|
+    <= tolerance; a row whose consensus is not a number has none to meet), CPU seconds of the configuration."""
+    root = Path(root)
+    image, spacing = read_nifti(root / "ibsi_2_ct_radiomics_phantom" / "nifti" / "image" / "phantom.nii.gz")
+    mask, _ = read_nifti(root / "ibsi_2_ct_radiomics_phantom" / "nifti" / "mask" / "mask.nii.gz")
+    reference = pd.read_csv(root / "reference" / "reference_feature_values" / "reference_values.csv", sep=";")
+    reference = reference.set_index(["filter_id", "feature_tag"])
+    rois = {c: phase2_roi(image, mask, spacing, c) for c in sorted({c[-1] for c in configurations})}
+    rows = []
+    for configuration in configurations:
+        spec, roi = PHASE2[configuration], rois[configuration[-1]]
+        clock = time.process_time()
+        if spec is None:
+            features = statistics.compute(crop(roi, (0, 0, 0)), FeatureSettings())
+        else:
+            features = filtered_statistics(crop(roi, spec.reach(roi.spacing)), spec)
+        cpu = time.process_time() - clock
+        for (key, _, _), f in zip(statistics.SPECS, features):
+            consensus, tolerance = reference.loc[(configuration, TAGS[key]), ["consensus_value", "tolerance"]]
+            checkable = bool(np.isfinite(consensus) and np.isfinite(tolerance))
+            rows.append({"configuration": configuration, "feature": TAGS[key], "value": f.value,
+                         "consensus": consensus, "tolerance": tolerance, "checkable": checkable,
+                         "passed": checkable and abs(f.value - consensus) <= tolerance,
+                         "filter": "none" if spec is None else spec.text, "cpu_s": cpu})
+    return rows
