@@ -67,5 +67,5 @@ def reach(spacing: tuple[float, float, float], *, wavelet: str, level: int = 1, 
           **_: object) -> tuple[int, ...]:
     """Voxels per axis (z, y, x) the response at a voxel depends on (any rotation, every level)."""
     n = max(len(k) for k in filters(wavelet).values())
-    r = sum(n * 2 ** (j - 1) for j in range(1, level + 1))
+    r = sum(n // 2 * 2 ** (j - 1) for j in range(1, level + 1))  # a dilated filter spans N // 2 * 2^(j-1) a side
     return (0 if dims == "2D" else r, r, r)
