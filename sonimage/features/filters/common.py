@@ -118,12 +118,8 @@ def fourier_filter(image: np.ndarray, transfer: Callable[[list[np.ndarray]], np.
 
     The FFT is periodic; any other boundary condition pads the image by ``margin`` voxels first."""
     axes = filter_axes(dims)
-    width = [0, 0, 0]
-    if boundary != "periodic":
-        for a in axes:
-            width[a] = margin
-    padded = pad(np.asarray(image, dtype=np.float64), width, boundary) if margin and boundary != "periodic" \
-        else np.asarray(image, dtype=np.float64)
+    width = [margin if a in axes and boundary != "periodic" else 0 for a in range(3)]
+    padded = pad(np.asarray(image, dtype=np.float64), width, boundary)
     spectrum = np.fft.fftn(padded, axes=axes)
     out = np.fft.ifftn(spectrum * transfer(frequency_grid(padded.shape, axes)), axes=axes).real
     return unpad(out, width)

@@ -63,9 +63,7 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, sigma_mm: f
           truncate: float = 4.0) -> np.ndarray:
     """Gabor modulus response; ``theta`` and ``delta_theta`` in radians. ``dims='2D'``: axial plane only;
     ``'3D'``: the average of the axial, coronal and sagittal responses."""
-    check(boundary, "3D")
-    if dims not in ("2D", "3D"):
-        raise ValueError(f"dims must be '3D' or '2D', got {dims!r}")
+    check(boundary, dims)
     if rotation_invariant:
         n = int(round(2 * np.pi / delta_theta))
         if not np.isclose(n * delta_theta, 2 * np.pi):

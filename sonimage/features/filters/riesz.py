@@ -54,7 +54,6 @@ def apply(image: np.ndarray, spacing: tuple[float, float, float], *, order: tupl
     raise ValueError(f"Riesz base filter must be 'log' or 'simoncelli', got {base!r}")
 
 
-
 def reach(spacing: tuple[float, float, float], *, dims: str = "3D", **_: object) -> tuple[int, ...]:
     """Voxels per axis (z, y, x) the response at a voxel depends on: the whole image (FFT)."""
     return simoncelli.reach(spacing, dims=dims)
