@@ -14,7 +14,7 @@ from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.extract import crop, extract_features
 from sonimage.features.filters import FilterSpec, filtered_statistics, gabor, laws, log
 from sonimage.features.filters.common import ROTATIONS
-from sonimage.features.table import feature_table, read_dictionary
+from sonimage.features.table import LesionFeatures, feature_table, read_dictionary
 
 RNG = np.random.default_rng(7)
 
@@ -101,18 +101,13 @@ def test_filtered_statistics_in_the_feature_table():
     specs = (FilterSpec.parse("log:sigma_mm=2"), FilterSpec.parse("mean:support=3"))
     features = extract_features(roi, FeatureSettings(), ("statistics",), filters=specs)
     assert len(features) == 3 * 18
-    table, dictionary = feature_table([_record(features)], FeatureSettings())
+    table, dictionary = feature_table([LesionFeatures({"roi": "a"}, features)], FeatureSettings())
     column = "statistics_mean_intensity__q4le__filter_log_sigma_mm_2_truncate_4_boundary_mirror_dims_3d"
     response = specs[0].apply(roi.image, roi.spacing)
     assert table.loc[0, column] == pytest.approx(response[roi.mask].mean(), rel=1e-9)
     entry = dictionary.set_index("column").loc[column]
     assert entry["code"] == "Q4LE" and entry["aggregation"] == f"filter {specs[0].text}"
     assert table.loc[0, "statistics_mean_intensity__q4le"] == pytest.approx(roi.image[roi.mask].mean())
-
-
-def _record(features):
-    from sonimage.features.table import LesionFeatures
-    return LesionFeatures({"roi": "a"}, features)
 
 
 def test_cli_filter(tmp_path):
