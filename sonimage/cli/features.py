@@ -4,6 +4,12 @@ The image is a NIfTI file, a DICOM series folder (PET read as SUVbw) or a sonima
 label map, a DICOM RTSTRUCT (every ROI, one row each, unless ``--roi`` picks some), a DICOM SEG or a Zarr label
 store. A lesion that cannot be computed (empty mask, NaN inside, mask off the grid) gets a row with its ``error``
 and no values; the exit code is then 1, while the table is still written.
+
+``--filter KIND:KEY=VALUE,...`` (repeatable) adds the 18 intensity statistics of an IBSI-2 filter's response map
+(kinds mean, log, laws, gabor, wavelet, simoncelli, riesz; e.g. ``log:sigma_mm=1.5`` or
+``wavelet:wavelet=db3,bands=LLH,rotation_invariant=true``; angles in radians, ``pi/8`` allowed; Riesz orders as
+``0/2/0``). Their columns end in ``__filter_<kind>_<settings>``, and the feature dictionary's aggregation holds
+every setting of the filter. Filters work on the image grid as given (sizes in voxels, sigma and lambda in mm).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 
 from sonimage.features.base import FeatureSettings
 from sonimage.features.extract import ALL_FAMILIES
+from sonimage.features.filters import FilterSpec
 from sonimage.lesions.scan import scan_lesions
 from sonimage.features.table import feature_table, write_table
 
@@ -23,6 +30,13 @@ def _key_value(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
+
+
+def _filter(text: str) -> FilterSpec:
+    try:
+        return FilterSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ratio(text: str) -> float | str:
@@ -54,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"feature families (default all: {' '.join(ALL_FAMILIES)})")
     p.add_argument("--dims", nargs="+", default=["3D"], choices=["2D", "2.5D", "3D"],
                    help="texture aggregations (default 3D)")
+    p.add_argument("--filter", action="append", type=_filter, default=[], metavar="KIND:KEY=VALUE,...",
+                   help="IBSI-2 filter whose response's intensity statistics to add (repeatable), e.g. "
+                   "log:sigma_mm=1.5,boundary=mirror")
     p.add_argument("--sul-ratio", type=_ratio, help="SUL/SUV factor ratio (lean body mass / body weight), or 'auto' to take "
                    "the image's Janmahasatian ratio; SUL rows are omitted without it")
     p.add_argument("--id", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
@@ -71,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     settings = FeatureSettings(bin_width=args.bin_width, bin_lower_bound=args.bin_lower_bound,
                                bin_count=args.bin_count, ivh_bin_width=args.ivh_bin_width)
     lesions = scan_lesions(args.image, args.mask, settings, tuple(args.families), tuple(args.dims),
-                           tuple(args.roi) if args.roi else None, args.label, args.sul_ratio, dict(args.id))
+                           tuple(args.roi) if args.roi else None, args.label, args.sul_ratio, dict(args.id),
+                           tuple(args.filter))
     table, dictionary = feature_table(lesions, settings)
     write_table(table, dictionary, args.out)
     failed = [lesion for lesion in lesions if lesion.error]

@@ -6,6 +6,7 @@ import importlib
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.filters import FilterSpec, filtered_statistics
 from sonimage.features.local_intensity import peak_margin
 
 NON_TEXTURE = ("morphology", "local_intensity", "statistics", "histogram", "ivh", "pet")
@@ -45,8 +46,10 @@ def check_roi(roi: Roi) -> None:
 
 
 def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, ...] = ALL_FAMILIES,
-                     dims: tuple[str, ...] = ("3D",), sul_ratio: float | None = None) -> list[Feature]:
-    """Features of one lesion for ``families`` (module names) and texture ``dims``, in family order.
+                     dims: tuple[str, ...] = ("3D",), sul_ratio: float | None = None,
+                     filters: tuple[FilterSpec, ...] = ()) -> list[Feature]:
+    """Features of one lesion for ``families`` (module names) and texture ``dims``, in family order, then the
+    intensity statistics of each IBSI-2 filter's response (on the lesion's box plus the filter's reach).
 
     The ROI is validated (:class:`FeatureInputError` on an empty mask or NaN inside it; NaN outside the mask
     only shrinks the peak spheres) and cropped to the mask's bounding box plus the reach of the peak sphere,
@@ -55,6 +58,7 @@ def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, .
     modules = [family_module(f) for f in families]
     roi = Roi(roi.image, np.asarray(roi.mask, dtype=bool), tuple(float(s) for s in roi.spacing))
     check_roi(roi)
+    filtered = [f for spec in filters for f in filtered_statistics(crop(roi, spec.reach(roi.spacing)), spec)]
     roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml))
     out: list[Feature] = []
     for name, module in zip(families, modules):
@@ -62,4 +66,4 @@ def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, .
             out += module.compute(roi, settings, dims, sul_ratio=sul_ratio)
         else:
             out += module.compute(roi, settings, dims)
-    return out
+    return out + filtered

@@ -9,6 +9,7 @@ import numpy as np
 
 from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
+from sonimage.features.filters import FilterSpec
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.io import lesion_names, read_image, read_mask
 
@@ -16,9 +17,10 @@ from sonimage.lesions.io import lesion_names, read_image, read_mask
 def scan_lesions(image_path: Path, mask_path: Path, settings: FeatureSettings,
                  families: tuple[str, ...] = ALL_FAMILIES, dims: tuple[str, ...] = ("3D",),
                  rois: tuple[str, ...] | None = None, label: int = 1, sul_ratio: float | str | None = None,
-                 ids: dict[str, Any] | None = None) -> list[LesionFeatures]:
+                 ids: dict[str, Any] | None = None, filters: tuple[FilterSpec, ...] = ()) -> list[LesionFeatures]:
     """Features of every lesion of one scan: the image read once, one record per ROI (all ROIs of an RTSTRUCT or
-    SEG unless ``rois`` names some; ``label`` of a label map). A lesion that fails carries its error instead of
+    SEG unless ``rois`` names some; ``label`` of a label map), plus the intensity statistics of each IBSI-2
+    ``filters`` response. A lesion that fails carries its error instead of
     stopping the others. ``sul_ratio`` "auto" takes the image's Janmahasatian lean-body-mass ratio.
     Pure and picklable: a Dask task per scan.
     """
@@ -36,7 +38,7 @@ def scan_lesions(image_path: Path, mask_path: Path, settings: FeatureSettings,
         try:
             mask = read_mask(mask_path, image, name, label)
             roi = Roi(image.array, mask, image.spacing)
-            features = extract_features(roi, settings, families, dims, sul_ratio)
+            features = extract_features(roi, settings, families, dims, sul_ratio, filters)
             out.append(LesionFeatures({**row_ids, "voxels": int(mask.sum())}, features))
         except ValueError as exc:
             out.append(LesionFeatures({**row_ids, "voxels": np.nan}, error=str(exc)))
