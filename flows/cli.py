@@ -27,7 +27,8 @@ def _run(args: argparse.Namespace) -> int:
             runner = DaskTaskRunner(address=address)
             outputs = study_flow.with_options(task_runner=runner)(
                 str(args.out), str(args.dicom_root), args.linking and str(args.linking),
-                args.key_file and str(args.key_file), args.clinical and str(args.clinical), settings.to_json())
+                args.key_file and str(args.key_file), args.clinical and str(args.clinical), settings.to_json(),
+                args.cohort)
         APILogWorker.drain_all(timeout=10)  # deliver the last log lines while the server is still up
     print("outputs:")
     for name, path in outputs.items():

@@ -5,19 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
 from sonimage.volumes.convert import convert_tree
 
 
 def pseudonymiser(args: argparse.Namespace) -> Pseudonymiser:
-    """The pseudonymiser the options ask for: site key plus optional linking table."""
-    return Pseudonymiser(load_key(args.key_file), read_linking(args.linking) if args.linking else {})
+    """The pseudonymiser the options ask for: site key, optional linking table, the run's cohort."""
+    return site_pseudonymiser(args.key_file, args.linking, args.cohort)
 
 
 def add_pseudonym_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that reads original DICOM."""
-    p.add_argument("--linking", type=Path, help="site linking table (CSV: PatientID,subject_id) for trial pseudonyms")
-    p.add_argument("--key-file", type=Path, help="site pseudonymisation key (default $SONIMAGE_HOME/pseudonym.key)")
+    """Options shared by every command that reads original DICOM: pseudonyms and cohorts."""
+    p.add_argument("--cohort", metavar="NAME",
+                   help="cohort of every patient the linking table gives none (letters, digits, '.', '_', '-'); "
+                        "cohorts are never taken from folder names, so give this or a linking table with a cohort "
+                        "column")
+    p.add_argument("--linking", type=Path, metavar="CSV",
+                   help="site linking table, CSV with columns PatientID,subject_id[,cohort]: each patient's trial "
+                        "pseudonym (and cohort); patients not in it get P-<keyed hash>. Keep it at the site")
+    p.add_argument("--key-file", type=Path, metavar="FILE",
+                   help="site pseudonymisation key (default $SONIMAGE_PSEUDONYM_KEY, else "
+                        "$SONIMAGE_HOME/pseudonym.key, created on first use); keep it secret and keep it: the same "
+                        "key gives the same pseudonyms on every run")
 
 
 def add_workers_option(p: argparse.ArgumentParser) -> None:
