@@ -66,7 +66,8 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
     """DICOM below ``dicom_root`` → Zarr volumes → lesion features → (with ``clinical`` tables) the study report.
 
     Parameters are paths and JSON only (deployments pass JSON): the site linking table and key file stay at the
-    site and in this process; ``cohort`` names the cohort of patients the linking table gives none; ``settings`` is :class:`sonimage.settings.Settings` as JSON (None: the defaults). Returns where the
+    site and in this process; ``cohort`` names the cohort of patients the linking table gives none; ``settings``
+    is :class:`sonimage.settings.Settings` as JSON (None: the defaults). Returns where the
     outputs are.
     """
     run_settings = Settings.from_json(settings)

@@ -31,7 +31,18 @@ def add_pseudonym_options(p: argparse.ArgumentParser) -> None:
 
 def add_workers_option(p: argparse.ArgumentParser) -> None:
     """``--workers``: Dask worker processes on this machine, 0 to run in process."""
-    p.add_argument("--workers", type=int, default=0, help="Dask worker processes on this machine (0: in process)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="Dask worker processes on this machine (default 0: in this process); about one per core")
+
+
+CONVERT_HELP = """\
+Convert every PET and CT series below DICOM_ROOT to a Zarr volume (PET in SUVbw, CT in HU) and every RTSTRUCT
+drawn on a PET to a lesion label volume, under OUT/volumes/<cohort>/<pseudonym>/. OUT/manifest.parquet lists what
+was converted; OUT/quarantine.parquet lists every file or series that could not be used, with the reason.
+
+Give the cohort with --cohort NAME, or a linking table (--linking) with a cohort column: folder names are never
+used, so a patient-named export folder stays out of every output. Then run `sonimage extract OUT`.
+"""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,9 +57,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `convert` sub-command."""
-    p = sub.add_parser("convert", help="convert a DICOM tree to Zarr volumes with a manifest and a quarantine table")
-    p.add_argument("dicom_root", type=Path)
-    p.add_argument("out", type=Path)
+    p = sub.add_parser("convert", help="DICOM PET/CT and RTSTRUCT to pseudonymised volumes, with a manifest and a "
+                       "quarantine table", description=CONVERT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dicom_root", type=Path, metavar="DICOM_ROOT", help="folder holding the DICOM export (any "
+                   "layout; every file below it is read or quarantined)")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder (created; a rerun skips series converted "
+                   "before from the same bytes)")
     add_workers_option(p)
     add_pseudonym_options(p)
     p.set_defaults(func=_run)

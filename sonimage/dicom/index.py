@@ -78,7 +78,8 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
 
 
 def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
-    """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable DICOM.
+    """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable
+    DICOM.
 
     The record holds the original identifiers; with ``pseudo`` it is pseudonymised (:func:`pseudonymise`) before it
     leaves this function. Image files are read by the minimal tag reader (:mod:`sonimage.dicom.tagreader`); any

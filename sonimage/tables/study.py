@@ -1,7 +1,8 @@
 """Join the image-derived tables with a study's clinical tables, ready for the survival analyses.
 
-Clinical tables come from the trial office, one folder per cohort: ``<clinical>/<cohort>/patients.parquet`` (or
-``patients.csv``; schema :data:`CLINICAL_SCHEMA`, checked by :func:`read_clinical`) (keyed by ``subject_id``, the trial pseudonym that the site linking table also gives the images as ``patient``) and
+Clinical tables come from the trial office, one folder per cohort: ``<clinical>/<cohort>/patients.parquet`` or
+``patients.csv`` (schema :data:`CLINICAL_SCHEMA`, checked by :func:`read_clinical`; keyed by ``subject_id``, the
+trial pseudonym that the site linking table also gives the images as ``patient``) and
 optionally ``<clinical>/<cohort>/lesions.parquet`` with lesion response at follow-up (``subject_id``,
 ``lesion_id`` and the columns of :data:`sonimage.tables.lesion_match.CLINIC_COLUMNS`), joined to the ROIs by
 the lesion number in the ROI name (:mod:`sonimage.tables.lesion_match`). The image tables are read as the feature

@@ -36,7 +36,7 @@ INDEX_BATCH = 256
 @dataclass(frozen=True)
 class Job:
     """One series to convert. Its plan was pseudonymised before it was made, and ``digest_key`` is derived for its
-    one store (:meth:`Pseudonymiser.content_key`), so neither an original identifier nor the site key travels with it."""
+    one store (:meth:`Pseudonymiser.content_key`): neither an original identifier nor the site key travels with it."""
 
     cohort: str
     plan: SeriesPlan
