@@ -250,9 +250,9 @@ def _limit_file_size() -> None:
 
 def test_full_disk_names_the_store_and_leaves_no_store(study: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(out), "--key-file",
-                           str(study / "site.key")], preexec_fn=_limit_file_size, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(out), "--cohort", "sonia",
+                           "--key-file", str(study / "site.key")], preexec_fn=_limit_file_size, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
     failed = re.search(rf"cannot write ({re.escape(str(out))}/volumes/sonia/\S+\.zarr): File too large", message)
@@ -360,7 +360,8 @@ def test_mirror_copies_only_what_changed(tmp_path: Path, stack: Stack, monkeypat
 
 def test_cli_shows_dashboard_progress_and_counts(study: Path, tmp_path: Path) -> None:
     done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(tmp_path / "out"), "--workers",
-                           "1", "--key-file", str(study / "site.key")], capture_output=True, text=True, timeout=300)
+                           "1", "--cohort", "sonia", "--key-file", str(study / "site.key")], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status", done.stdout)
     assert re.search(r"index DICOM headers .* 1/1", done.stdout) and re.search(r"convert series .* 10/10", done.stdout)

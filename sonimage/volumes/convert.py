@@ -1,8 +1,10 @@
 """Convert a DICOM tree: index headers, group and validate series, write one Zarr store per PET or CT series.
 
-Every file ends in exactly one place: a converted series (counted in its manifest row's ``n_files``), an indexed
-object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here are pure and picklable; pass any
-``concurrent.futures.Executor``-like object (a ``distributed.Client`` works) to fan out over a cluster.
+Every file ends in exactly one place: a converted series or RTSTRUCT (counted in its manifest row's ``n_files``),
+an indexed object series (SEG), or the quarantine with a reason. Functions here are pure and picklable; pass any
+``concurrent.futures.Executor``-like object (a ``distributed.Client`` works) to fan out over a cluster. Tasks read
+headers and convert; pseudonymisation and planning stay in the calling process, which alone holds the site key and
+the linking table (:mod:`sonimage.dicom.pseudonym`).
 """
 
 from __future__ import annotations
