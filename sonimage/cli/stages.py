@@ -47,8 +47,9 @@ def _analyse(args: argparse.Namespace) -> int:
 
 
 def _print(outputs: dict[str, str]) -> int:
+    width = max(map(len, outputs), default=0) + 1
     for name, path in outputs.items():
-        print(f"{name:<16} {path}")
+        print(f"{name:<{width}} {path}")
     return 0
 
 
