@@ -120,7 +120,7 @@ def run_cell(dicom: Path, workers: int) -> dict:
             client.run(_warm_up)
             timed = TimedExecutor(client)
             cpu0, own0, t0 = sum(client.run(_cpu).values()), time.process_time(), time.perf_counter()
-            summary = convert_tree(dicom, out, Pseudonymiser(b"bench"), executor=timed)
+            summary = convert_tree(dicom, out, Pseudonymiser(b"bench", cohort_name="bench"), executor=timed)
             t1 = time.perf_counter()
             tables = features_tree(out, executor=timed)
             t2 = time.perf_counter()

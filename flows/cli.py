@@ -27,7 +27,8 @@ def _run(args: argparse.Namespace) -> int:
             runner = DaskTaskRunner(address=address)
             outputs = study_flow.with_options(task_runner=runner)(
                 str(args.out), str(args.dicom_root), args.linking and str(args.linking),
-                args.key_file and str(args.key_file), args.clinical and str(args.clinical), settings.to_json())
+                args.key_file and str(args.key_file), args.clinical and str(args.clinical), settings.to_json(),
+                args.cohort)
         APILogWorker.drain_all(timeout=10)  # deliver the last log lines while the server is still up
     print("outputs:")
     for name, path in outputs.items():
@@ -37,14 +38,21 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `run` sub-command."""
-    p = sub.add_parser("run", help="run the study flow (Prefect + Dask) over a DICOM tree")
-    p.add_argument("dicom_root", type=Path)
-    p.add_argument("out", type=Path)
+    p = sub.add_parser("run", help="convert, extract and (with --clinical) analyse in one run, with Prefect and Dask",
+                       description="The whole study in one run: convert DICOM_ROOT (as `sonimage convert`), extract "
+                       "lesion features (as `sonimage extract`) and, with --clinical, the analyses and the HTML "
+                       "report (as `sonimage analyse`). Prints the Dask dashboard link, a run summary and where the "
+                       "outputs are. Give the cohort with --cohort NAME or a linking table with a cohort column.")
+    p.add_argument("dicom_root", type=Path, metavar="DICOM_ROOT",
+                   help="folder holding the DICOM export (PET/CT and RTSTRUCT)")
+    p.add_argument("out", type=Path, metavar="OUT",
+                   help="output folder (created; a rerun skips series converted before)")
     p.add_argument("--cluster", default="local", help="local (default), kubernetes, slurm or tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=2, help="Dask workers to start (local, kubernetes, slurm)")
     p.add_argument("--dashboard", default=":8787", help="dashboard address of a cluster started here")
-    p.add_argument("--clinical", type=Path, help="clinical tables (<cohort>/patients.parquet): adds the analyses "
-                   "and the HTML report")
+    p.add_argument("--clinical", type=Path, metavar="DIR", help="the trial office's clinical tables, "
+                   "DIR/<cohort>/patients.parquet or .csv (schema in the README): adds the analyses and the HTML "
+                   "report")
     add_settings_options(p)
     add_pseudonym_options(p)
     p.set_defaults(func=_run)

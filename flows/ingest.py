@@ -15,7 +15,7 @@ from prefect.context import get_run_context
 
 from flows.pipeline import convert_stage, default_runner, features_stage, report_run
 from flows.tasks import analyse
-from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.dicom.pseudonym import site_pseudonymiser
 from sonimage.run_summary import StageClock
 from sonimage.settings import Settings
 from sonimage.storage import location, mirror
@@ -49,8 +49,11 @@ def working_copy(out: str, work: str | None) -> Path:
 
 @flow(name="sonimage-ingest", log_prints=True, task_runner=default_runner())
 def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | None = None,
-                key_file: str | None = None, settings: str | None = None) -> dict[str, str]:
+                key_file: str | None = None, settings: str | None = None, cohort: str | None = None
+                ) -> dict[str, str]:
     """New or changed DICOM series in ``drop`` → Zarr volumes → lesion features → tables, published to ``out``.
+
+    Cohorts come from the linking table's ``cohort`` column, else ``cohort``.
 
     ``settings``: :class:`sonimage.settings.Settings` as JSON (None: the defaults).
     """
@@ -59,8 +62,7 @@ def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | Non
     dicom = Path(drop).resolve() if location(drop).is_local else local / "drop"
     if not location(drop).is_local:
         logger.info("%d files fetched from the drop folder", mirror_files(drop, str(dicom)))
-    pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
-                           read_linking(Path(linking)) if linking else {})
+    pseudo = site_pseudonymiser(key_file, linking, cohort)
     clock = StageClock()
     with clock.stage("convert"):
         summary = convert_stage(dicom, local, pseudo)

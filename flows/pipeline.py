@@ -12,22 +12,31 @@ from prefect_dask import DaskTaskRunner
 from flows.tasks import (analyse, convert_series, extract_lesions, index_batch, prepare_lesions, write_features,
                          write_tables)
 from sonimage.cluster import local_cluster
-from sonimage.dicom.index import list_files
-from sonimage.dicom.pseudonym import Pseudonymiser, load_key, read_linking
+from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
 from sonimage.lesions.tree import jobs_by_scan, plan_patients
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
-from sonimage.volumes.convert import ConvertSummary, batches, plan_from_index
+from sonimage.volumes.convert import (ConvertSummary, Job, MaskJob, Outcome, batches, input_files,
+                                      masks_on_converted, plan_from_index)
+
+
+def _convert(jobs: list[Job] | list[MaskJob], dicom_root: Path, out: Path) -> list[Outcome]:
+    return list(convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out))).result()) if jobs else []
 
 
 def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> ConvertSummary:
-    """:func:`sonimage.volumes.convert.convert_tree` as tasks: index in batches, plan, one task per series, tables."""
-    files = list_files(dicom_root)
+    """:func:`sonimage.volumes.convert.convert_tree` as tasks: index in batches, pseudonymise and plan here (the
+    key and linking table never go to a task), one task per image series, then per RTSTRUCT on a converted PET,
+    tables."""
+    pseudo.check_cohorts()
+    files = input_files(dicom_root)
     paths = [[str(p) for p in batch] for batch in batches(files)]
-    indexed = index_batch.map(paths, unmapped(str(dicom_root)), unmapped(pseudo)).result()
-    jobs, object_rows, quarantine = plan_from_index(indexed, dicom_root)
-    outcomes = convert_series.map(jobs, unmapped(str(dicom_root)), unmapped(str(out)), unmapped(pseudo)).result()
-    return write_tables(str(out), outcomes, object_rows, quarantine, len(files))
+    indexed = index_batch.map(paths, unmapped(str(dicom_root))).result()
+    plan = plan_from_index(indexed, pseudo)
+    outcomes = _convert(plan.images, dicom_root, out)
+    masks, lost = masks_on_converted(plan.masks, outcomes)
+    outcomes += _convert(masks, dicom_root, out)
+    return write_tables(str(out), outcomes, plan.object_rows, plan.quarantine + lost, len(files))
 
 
 def features_stage(out: Path, settings: Settings) -> dict[str, str]:
@@ -53,17 +62,17 @@ def default_runner() -> DaskTaskRunner:
 
 @flow(name="sonimage-study", log_prints=True, task_runner=default_runner())
 def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: str | None = None,
-               clinical: str | None = None, settings: str | None = None) -> dict[str, str]:
+               clinical: str | None = None, settings: str | None = None, cohort: str | None = None) -> dict[str, str]:
     """DICOM below ``dicom_root`` → Zarr volumes → lesion features → (with ``clinical`` tables) the study report.
 
     Parameters are paths and JSON only (deployments pass JSON): the site linking table and key file stay at the
-    site; ``settings`` is :class:`sonimage.settings.Settings` as JSON (None: the defaults). Returns where the
+    site and in this process; ``cohort`` names the cohort of patients the linking table gives none; ``settings``
+    is :class:`sonimage.settings.Settings` as JSON (None: the defaults). Returns where the
     outputs are.
     """
     run_settings = Settings.from_json(settings)
     logger = get_run_logger()
-    pseudo = Pseudonymiser(load_key(Path(key_file) if key_file else None),
-                           read_linking(Path(linking)) if linking else {})
+    pseudo = site_pseudonymiser(key_file, linking, cohort)
     out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
     clock = StageClock()
     with clock.stage("convert"):

@@ -8,7 +8,6 @@ from distributed import Client
 from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
-from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.jobs import LesionJob, PatientScans, prepare_patient
 from sonimage.lesions.tree import scan_features, write_feature_tables
@@ -19,16 +18,19 @@ from sonimage.volumes.convert import ConvertSummary, Job, MaskJob, Outcome, conv
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}
 
 
-@task(name="index-dicom", **RETRIES)
-def index_batch(paths: list[str], dicom_root: str, pseudo: Pseudonymiser) -> tuple[list[Instance], list[Rejected]]:
-    """Header records (pseudonymised) of one batch of files."""
-    return index_files([Path(p) for p in paths], Path(dicom_root), pseudo)
+# Index and convert tasks get no pseudonymiser: the site key and linking table stay in the flow process, which
+# pseudonymises the index records and gives each conversion task its pseudonymised plan and one store's digest key.
+# Their results are never persisted (persist_result=False): index records hold the headers' original identifiers.
+@task(name="index-dicom", persist_result=False, **RETRIES)
+def index_batch(paths: list[str], dicom_root: str) -> tuple[list[Instance], list[Rejected]]:
+    """Header records (as read, for the flow process to pseudonymise) of one batch of files."""
+    return index_files([Path(p) for p in paths], Path(dicom_root))
 
 
-@task(name="convert-series", task_run_name="convert-{job.label}", **RETRIES)
-def convert_series(job: Job | MaskJob, dicom_root: str, out: str, pseudo: Pseudonymiser) -> Outcome:
+@task(name="convert-series", task_run_name="convert-{job.label}", persist_result=False, **RETRIES)
+def convert_series(job: Job | MaskJob, dicom_root: str, out: str) -> Outcome:
     """One series (or RTSTRUCT) to its Zarr store; returns its manifest or quarantine row."""
-    return convert_any(job, Path(dicom_root), Path(out), pseudo)
+    return convert_any(job, Path(dicom_root), Path(out))
 
 
 @task(name="write-tables")

@@ -37,9 +37,10 @@ def run_summary(convert: ConvertSummary, tables: dict[str, str], seconds: dict[s
         "input files": convert.n_files, "series converted": convert.n_converted,
         "series skipped (same bytes as before)": convert.n_skipped,
         "series quarantined": convert.n_quarantined_series, "files quarantined": convert.n_quarantined_files}
-    for name in ("lesions", "patients"):
+    for name, label in (("lesions", "lesions"), ("patients", "patients"),
+                        ("excluded_patients", "patients excluded (features/excluded_patients.parquet)")):
         if name in tables:
-            summary[name] = pq.read_metadata(tables[name]).num_rows
+            summary[label] = pq.read_metadata(tables[name]).num_rows
     summary.update({f"time {stage} (s)": round(s, 1) for stage, s in seconds.items()})
     return summary
 

@@ -75,13 +75,26 @@ def bad_tree(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert same
     (root / "site" / "notes.txt").write_text("not an image")
     (root / "site" / "empty.dcm").write_bytes(b"")
+    (root / "site" / "cut300.dcm").write_bytes(same[0].read_bytes()[:300])  # a copy cut off after 300 bytes
+    _write_series(root, "negative_dose", src, _negative_dose)
+    between = copy.deepcopy(src[6])  # an extra slice half-way between two others, filed as the 7th
+    between.ImagePositionPatient = [*src[6].ImagePositionPatient[:2],
+                                    (float(src[5].ImagePositionPatient[2]) + float(src[6].ImagePositionPatient[2])) / 2]
+    _write_series(root, "extra_slice", src[:6] + [between] + src[6:])
+    orphan = root / "site" / "orphan_rtstruct"  # drawn on the original STS series, which is not in this tree
+    orphan.mkdir()
+    shutil.copy(next((shared_data / "sts-001-fdg-pet" / "rtstruct").glob("*.dcm")), orphan / "RS.dcm")
     return root
+
+
+def _negative_dose(k: int, ds: pydicom.Dataset) -> None:
+    ds.RadiopharmaceuticalInformationSequence[0].RadionuclideTotalDose = -3.7e8
 
 
 @pytest.fixture(scope="module")
 def converted(bad_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     out = tmp_path_factory.mktemp("out")
-    summary = convert_tree(bad_tree, out, Pseudonymiser(b"test-key"))
+    summary = convert_tree(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
     return out, pd.read_parquet(summary.manifest), pd.read_parquet(summary.quarantine)
 
 
@@ -91,6 +104,29 @@ def test_every_input_file_is_accounted_for(bad_tree: Path, converted: tuple) -> 
     assert n_inputs == manifest.n_files.sum() + quarantine.n_files.sum()
     assert set(manifest.status) == {"converted"}
     assert len(manifest) == 2  # the good series and the one whose extra copy was set aside
+    assert "indexed" not in set(manifest.status)  # the RTSTRUCT on a missing series is quarantined, not kept
+
+
+@pytest.mark.parametrize("make_root", ["missing", "empty"])
+def test_missing_or_empty_root_is_an_error_and_changes_no_output(converted: tuple, tmp_path: Path,
+                                                                 make_root: str) -> None:
+    out, _, _ = converted
+    before = {p: _digest(p) for p in out.rglob("*") if p.is_file()}
+    root = tmp_path / "typo"
+    if make_root == "empty":
+        root.mkdir()
+    from sonimage.cli import main
+
+    assert main(["convert", str(root), str(out), "--cohort", "site", "--key-file", str(_key(tmp_path))]) == 2
+    with pytest.raises((FileNotFoundError, ValueError), match=str(root)):
+        convert_tree(root, out, Pseudonymiser(b"test-key", cohort_name="site"))
+    assert {p: _digest(p) for p in out.rglob("*") if p.is_file()} == before
+
+
+def _key(folder: Path) -> Path:
+    key = folder / "site.key"
+    key.write_text("test-key")
+    return key
 
 
 @pytest.mark.parametrize("path, reason", [
@@ -104,12 +140,26 @@ def test_every_input_file_is_accounted_for(bad_tree: Path, converted: tuple) -> 
     ("site/same_position", "two instances at one slice position"),
     ("site/notes.txt", "not a DICOM file"),
     ("site/empty.dcm", "not a DICOM file"),
+    ("site/cut300.dcm", "not a DICOM file / truncated"),
+    ("site/negative_dose", "RadionuclideTotalDose is negative"),
+    ("site/extra_slice", "extra slice site/extra_slice/IM0006.dcm"),
+    ("site/orphan_rtstruct/RS.dcm", "RTSTRUCT drawn on series"),
 ])
 def test_quarantine_names_file_and_reason(converted: tuple, path: str, reason: str) -> None:
     _, _, quarantine = converted
     rows = quarantine[quarantine.path == path]
     assert len(rows) == 1, quarantine.to_string()
     assert reason in rows.reason.iloc[0]
+    assert "DICOMDIR" not in rows.reason.iloc[0]
+
+
+def test_reasons_name_the_real_cause(converted: tuple) -> None:
+    _, _, quarantine = converted
+    reason = quarantine.set_index("path").reason
+    assert "which is not in the DICOM tree" in reason["site/orphan_rtstruct/RS.dcm"]  # not left 'indexed'
+    assert "missing or zero" not in reason["site/negative_dose"]
+    orphan = quarantine[quarantine.path == "site/orphan_rtstruct/RS.dcm"].iloc[0]
+    assert (orphan.modality, orphan.cohort) == ("RTSTRUCT", "site") and orphan.patient.startswith("P-")
 
 
 def test_stores_open_lazily_with_geometry(converted: tuple) -> None:
@@ -132,6 +182,6 @@ def test_rerun_after_a_crash_resumes_to_the_same_result(bad_tree: Path, converte
     victim = out / manifest.store.iloc[0]
     shutil.rmtree(victim)  # a store lost mid-run
     (out / "volumes" / ".half-written.zarr.tmp").mkdir()  # debris of a crashed writer
-    convert_tree(bad_tree, out, Pseudonymiser(b"test-key"))
+    convert_tree(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
     assert victim.joinpath("zarr.json").is_file()
     assert {name: _digest(out / name) for name in before} == before

@@ -62,7 +62,7 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     key_file.write_text(KEY)
     runner = DaskTaskRunner(address=cluster.scheduler_address)
     state = study_flow.with_options(task_runner=runner)(str(tmp_path / "flow"), str(root), key_file=str(key_file),
-                                                        return_state=True)
+                                                        cohort="sts", return_state=True)
     assert state.is_completed()
     outputs = state.result()
     lesions = pd.read_parquet(outputs["lesions"]).set_index("roi")
@@ -71,7 +71,7 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     assert lesions.fes_suvmax.isna().all()  # no FES scan in this study: FES columns stay empty, rows stay
     wide = pd.read_parquet(outputs["lesion_features"])
     assert (wide.error == "").all() and wide.filter(like="glcm_").shape[1] > 20
-    direct = convert_tree(root, tmp_path / "direct", Pseudonymiser(KEY.encode()))
+    direct = convert_tree(root, tmp_path / "direct", Pseudonymiser(KEY.encode(), cohort_name="sts"))
     assert _digest(Path(outputs["manifest"])) == _digest(direct.manifest)
     assert _digest(Path(outputs["quarantine"])) == _digest(direct.quarantine)
 
@@ -89,7 +89,7 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
 
 def test_converted_contours_give_the_reference_lesion(shared_data: Path, tmp_path: Path) -> None:
     root = require(shared_data / "sts-001-fdg-pet")
-    summary = convert_tree(root, tmp_path, Pseudonymiser(KEY.encode()))
+    summary = convert_tree(root, tmp_path, Pseudonymiser(KEY.encode(), cohort_name="sts"))
     manifest = pd.read_parquet(summary.manifest).set_index("modality")
     labels = xr.open_zarr(tmp_path / manifest.loc["RTSTRUCT", "store"], consolidated=False)
     assert manifest.loc["RTSTRUCT", "referenced_series"] == manifest.loc["PT", "series"]

@@ -52,10 +52,10 @@ from flows.pipeline import study_flow  # noqa: E402
 from flows.stack import REPO, Stack, up  # noqa: E402
 from sonimage.storage import location, mirror  # noqa: E402
 from sonimage.dicom.index import index_files, list_files  # noqa: E402
-from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
+from sonimage.dicom.pseudonym import Pseudonymiser, content_digest  # noqa: E402
 from sonimage.synth.study import generate_study  # noqa: E402
 from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
-from sonimage.volumes.convert import Job, convert_tree, plan_from_index  # noqa: E402
+from sonimage.volumes.convert import convert_tree, plan_from_index  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TABLES = ("manifest.parquet", "quarantine.parquet", "features/lesion_features.parquet", "features/lesions.parquet",
@@ -209,8 +209,8 @@ def test_patients_added_between_runs_only_new_series_converted(study: Path, sche
 def _assert_digest_is_keyed(dicom: Path, out: Path, pseudo: Pseudonymiser) -> None:
     """The digest a store records is keyed: that of the site key, not the plain SHA-256 of the series' files, and
     another under another key; the key itself is in no store."""
-    jobs, _, _ = plan_from_index([index_files(list_files(dicom), dicom, pseudo)], dicom)
-    job = next(j for j in jobs if isinstance(j, Job) and j.plan.modality == "CT")
+    jobs = plan_from_index([index_files(list_files(dicom), dicom)], pseudo).images
+    job = next(j for j in jobs if j.plan.modality == "CT")
     files = [dicom / f for f in job.plan.files]
     attrs = json.loads((out / job.store / "zarr.json").read_text())["attributes"]
     plain = hashlib.sha256()
@@ -218,15 +218,16 @@ def _assert_digest_is_keyed(dicom: Path, out: Path, pseudo: Pseudonymiser) -> No
         plain.update(f.stat().st_size.to_bytes(8, "little"))
         plain.update(f.read_bytes())
     assert len(files) > 1 and "content_sha256" not in attrs
-    assert attrs["content_hmac_sha256"] == pseudo.content_digest(files) != plain.hexdigest()
-    assert attrs["content_hmac_sha256"] != Pseudonymiser(b"another-site-key").content_digest(files)
+    assert attrs["content_hmac_sha256"] == content_digest(pseudo.content_key(job.store), files) != plain.hexdigest()
+    assert attrs["content_hmac_sha256"] != content_digest(Pseudonymiser(b"another-site-key").content_key(job.store),
+                                                          files)
     assert not any(KEY in p.read_text() for p in out.rglob("zarr.json"))
 
 
 def test_changed_series_is_converted_again(study: Path, tmp_path: Path) -> None:
     dicom = tmp_path / "dicom"
     shutil.copytree(study / "dicom", dicom)
-    pseudo = Pseudonymiser(KEY.encode())
+    pseudo = Pseudonymiser(KEY.encode(), cohort_name="sonia")
     first = convert_tree(dicom, tmp_path / "out", pseudo)
     assert (first.n_converted, first.n_skipped) == (10, 0)
     manifest = first.manifest.read_bytes()
@@ -249,9 +250,9 @@ def _limit_file_size() -> None:
 
 def test_full_disk_names_the_store_and_leaves_no_store(study: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(out), "--key-file",
-                           str(study / "site.key")], preexec_fn=_limit_file_size, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(out), "--cohort", "sonia",
+                           "--key-file", str(study / "site.key")], preexec_fn=_limit_file_size, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
     failed = re.search(rf"cannot write ({re.escape(str(out))}/volumes/sonia/\S+\.zarr): File too large", message)
@@ -359,7 +360,8 @@ def test_mirror_copies_only_what_changed(tmp_path: Path, stack: Stack, monkeypat
 
 def test_cli_shows_dashboard_progress_and_counts(study: Path, tmp_path: Path) -> None:
     done = subprocess.run([str(BIN / "sonimage"), "convert", str(study / "dicom"), str(tmp_path / "out"), "--workers",
-                           "1", "--key-file", str(study / "site.key")], capture_output=True, text=True, timeout=300)
+                           "1", "--cohort", "sonia", "--key-file", str(study / "site.key")], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status", done.stdout)
     assert re.search(r"index DICOM headers .* 1/1", done.stdout) and re.search(r"convert series .* 10/10", done.stdout)

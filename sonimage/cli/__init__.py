@@ -13,11 +13,28 @@ from importlib.metadata import entry_points
 
 SUBCOMMANDS = ("synth", "convert", "stages", "features", "model")
 
+DESCRIPTION = """\
+sonimage turns a PET study (FDG and FES PET/CT as DICOM, lesion contours as RTSTRUCT) into lesion features,
+patient tables and survival models. Original patient identifiers never reach an output: patients get the
+trial pseudonym from your linking table, or a keyed hash.
+
+Your own data, step by step (README: "Bringing your own data"):
+  sonimage convert DICOM_ROOT OUT --cohort NAME   DICOM to volumes; OUT/quarantine.parquet says what could
+                                                  not be used and why
+  sonimage extract OUT                            lesion features, patient table, excluded patients
+  sonimage analyse OUT --clinical DIR             survival analyses and the HTML report
+or all at once, with Prefect and Dask:  sonimage run DICOM_ROOT OUT --cohort NAME [--clinical DIR]
+
+To try it on synthetic data first:  sonimage synth STUDY --patients 5 --size tiny
+Each command explains its options:  sonimage COMMAND --help
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="sonimage", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="sonimage", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"sonimage.cli.{name}").register(sub)
     for plugin in entry_points(group="sonimage.commands"):

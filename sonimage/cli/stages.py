@@ -13,9 +13,11 @@ from sonimage.cli.convert import add_workers_option
 
 def add_settings_options(p: argparse.ArgumentParser) -> None:
     """``--settings FILE`` and ``--development COHORT``, shared by every command that runs a stage."""
-    p.add_argument("--settings", type=Path, help="run settings as JSON (sonimage.settings.Settings; a partial file "
-                   "keeps the defaults for the rest)")
-    p.add_argument("--development", help="development cohort of the prediction models (default sonia)")
+    p.add_argument("--settings", type=Path, metavar="JSON", help="run settings as JSON (feature binning, FES "
+                   "threshold, delineation, bootstraps; see sonimage.settings.Settings); a partial file keeps the "
+                   "defaults for the rest")
+    p.add_argument("--development", metavar="COHORT", help="cohort the prediction models are developed on "
+                   "(default sonia); the other cohorts validate them")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -45,23 +47,32 @@ def _analyse(args: argparse.Namespace) -> int:
 
 
 def _print(outputs: dict[str, str]) -> int:
+    width = max(map(len, outputs), default=0) + 1
     for name, path in outputs.items():
-        print(f"{name:<16} {path}")
+        print(f"{name:<{width}} {path}")
     return 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", type=Path, help="output folder of `sonimage convert`")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder of `sonimage convert` (holds manifest.parquet)")
     add_settings_options(p)
     add_workers_option(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `extract` and `analyse` sub-commands."""
-    p = sub.add_parser("extract", help="lesion features of a converted tree: feature, lesion and patient tables")
+    p = sub.add_parser("extract", help="lesion features of a converted tree: feature, lesion and patient tables",
+                       description="After `sonimage convert DICOM_ROOT OUT`: register each patient's FES scan to "
+                       "the FDG scan, read every lesion of the RTSTRUCT on both, and write OUT/features/ "
+                       "(lesion_features, lesions, patients, excluded_patients with the reason for each patient "
+                       "left out, and QC tables). Then `sonimage analyse OUT --clinical DIR`.")
     _common(p)
     p.set_defaults(func=_extract)
-    p = sub.add_parser("analyse", help="objectives 1-5 and the HTML report from the feature tables")
+    p = sub.add_parser("analyse", help="objectives 1-5 and the HTML report from the feature tables",
+                       description="After `sonimage extract OUT`: join the feature tables with the trial office's "
+                       "clinical tables and write OUT/report/ (report.html, metrics.json, models).")
     _common(p)
-    p.add_argument("--clinical", required=True, type=Path, help="clinical tables (<cohort>/patients.parquet)")
+    p.add_argument("--clinical", required=True, type=Path, metavar="DIR",
+                   help="the trial office's clinical tables: DIR/<cohort>/patients.parquet or patients.csv "
+                   "(schema in the README; each error is named by row and column)")
     p.set_defaults(func=_analyse)

@@ -29,11 +29,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `synth` sub-command."""
-    p = sub.add_parser("synth", help="generate synthetic FDG/FES PET/CT cohorts as DICOM with ground truth")
-    p.add_argument("out", type=Path)
-    p.add_argument("--cohorts", nargs="+", choices=COHORTS, default=list(COHORTS))
-    p.add_argument("--patients", type=int, default=None, help="patients per cohort (default: the cohort's size)")
-    p.add_argument("--size", choices=tuple(SIZES), default="full", help="image size (tiny for tests)")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("synth", help="generate a synthetic FDG/FES PET/CT study as DICOM, with ground truth",
+                       description="Write a synthetic study as a PACS export would look, to try sonimage without "
+                       "patient data: OUT/dicom (DICOM), OUT/truth (true values and the trial office's clinical "
+                       "tables), OUT/site-private/linking.csv (cohort, PatientID, subject_id). Then: sonimage "
+                       "convert OUT/dicom RESULTS --linking OUT/site-private/linking.csv")
+    p.add_argument("out", type=Path, metavar="OUT",
+                   help="folder for the synthetic study (created; a rerun keeps finished patients)")
+    p.add_argument("--cohorts", nargs="+", choices=COHORTS, default=list(COHORTS), help="cohorts to generate "
+                   "(default all three)")
+    p.add_argument("--patients", type=int, default=None, metavar="N",
+                   help="patients per cohort (default: the cohort's design size, 100 or more)")
+    p.add_argument("--size", choices=tuple(SIZES), default="full",
+                   help="image size: tiny (seconds per patient, for tests), small (the demo), full (scanner-like)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same study")
     add_workers_option(p)
     p.set_defaults(func=_run)

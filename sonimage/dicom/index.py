@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +17,17 @@ from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.dicom.tagreader import read_header
 
 RAW_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and explicit VR little endian
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 
 
 @dataclass(frozen=True)
 class Instance:
-    """Header facts of one DICOM file; identifiers and UIDs are pseudonymised when the index was given a key.
+    """Header facts of one DICOM file, as read (original identifiers) or pseudonymised (:func:`pseudonymise`).
 
     ``path`` (relative to the DICOM root) is for reading the file; ``shown`` is the same path for messages and
-    tables, with any folder named after the patient's original ID replaced by the pseudonym.
+    tables: once pseudonymised, a folder named after the patient's original ID shows the pseudonym and any other
+    folder or file name holding an identifying header value (PatientID, a part of PatientName, PatientBirthDate)
+    a keyed hash. ``identifying`` lists those path components as read; ``cohort`` is set by pseudonymisation.
     """
 
     path: str
@@ -45,6 +49,8 @@ class Instance:
     timing: SliceTiming
     pixels: tuple[int, int, str] | None  # (byte offset, length, numpy dtype) of raw little-endian pixel data
     referenced_series: str = ""  # for RTSTRUCT and SEG: the image series they were drawn on
+    identifying: tuple[int, ...] = ()  # indices of the components of ``path`` that hold an identifying value
+    cohort: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,13 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
 
 
 def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
-    """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable DICOM.
+    """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable
+    DICOM.
 
-    With ``pseudo``, the patient ID and every UID are replaced by pseudonyms before the record leaves this function.
-    Image files are read by the minimal tag reader (:mod:`sonimage.dicom.tagreader`); any file it does not
-    handle, and every RTSTRUCT and SEG, by pydicom (:func:`read_instance_pydicom`), with the same result.
+    The record holds the original identifiers; with ``pseudo`` it is pseudonymised (:func:`pseudonymise`) before it
+    leaves this function. Image files are read by the minimal tag reader (:mod:`sonimage.dicom.tagreader`); any
+    file it does not handle, and every RTSTRUCT and SEG, by pydicom (:func:`read_instance_pydicom`), with the
+    same result.
     """
     header = read_header(path)
     if header is None:
@@ -88,41 +96,61 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
     pixels = None
     if syntax in RAW_SYNTAXES and pixel_data is not None:
         pixels = _pixel_layout(pixel_data[0], pixel_data[1], values.get)
-    return _instance(str(path.relative_to(root)), values.get, size, slice_timing_from_mapping(values), pixels, "",
-                     pseudo)
+    record = _instance(str(path.relative_to(root)), values.get, size, slice_timing_from_mapping(values), pixels, "")
+    return pseudonymise(record, pseudo) if pseudo else record
+
+
+def _without_uids(ds: pydicom.Dataset, size: int) -> str:
+    """Why a parsed file has no SOPInstanceUID/SeriesInstanceUID: a DICOMDIR, a cut-off file, or another object."""
+    meta = getattr(ds, "file_meta", None)
+    if str(getattr(meta, "MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS:
+        return "DICOMDIR (the export's directory of files, not an image)"
+    if getattr(meta, "MediaStorageSOPInstanceUID", None) or size < 1024:
+        return (f"not a DICOM file / truncated: the file ends after {size} bytes, before its "
+                "SOPInstanceUID/SeriesInstanceUID")
+    return "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object)"
 
 
 def read_instance_pydicom(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
     """:func:`read_instance` through a full pydicom parse (the fallback of the minimal tag reader)."""
     rel = str(path.relative_to(root))
+    size = path.stat().st_size
     try:
         ds = pydicom.dcmread(path, defer_size=4096)  # large values (pixel data) are skipped, their offsets kept
     except InvalidDicomError:
-        return Rejected(rel, "not a DICOM file (no DICM preamble)")
+        return Rejected(rel, f"not a DICOM file (no DICM preamble; {size} bytes)")
     except Exception as exc:  # pydicom raises many types on damaged files
-        return Rejected(rel, f"unreadable DICOM header: {type(exc).__name__}: {exc}")
+        return Rejected(rel, f"not a DICOM file / truncated: the header cannot be read ({type(exc).__name__}: {exc})")
     if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
-        return Rejected(rel, "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object, e.g. DICOMDIR)")
+        return Rejected(rel, _without_uids(ds, size))
     referenced = _referenced_series(ds) if ds.get("Modality") in ("RTSTRUCT", "SEG") else ""
-    return _instance(rel, ds.get, path.stat().st_size, slice_timing(ds), _raw_pixels(ds), referenced, pseudo)
+    record = _instance(rel, ds.get, size, slice_timing(ds), _raw_pixels(ds), referenced)
+    return pseudonymise(record, pseudo) if pseudo else record
+
+
+def _identifying_parts(rel: str, get: Callable[..., Any]) -> tuple[int, ...]:
+    """Indices of the components of ``rel`` that hold the file's PatientID, a part of its PatientName or its
+    PatientBirthDate (case-insensitive; values shorter than 3 characters only when a whole component)."""
+    name = str(get("PatientName", "") or "")
+    values = {str(get("PatientID", "") or "").strip(), str(get("PatientBirthDate", "") or "").strip(), name.strip(),
+              *(p for part in name.split("^") for p in part.replace(",", " ").split())}
+    values = {v.upper() for v in values if v}
+    return tuple(k for k, part in enumerate(rel.split("/"))
+                 if any(v == part.upper() or (len(v) >= 3 and v in part.upper()) for v in values))
 
 
 def _instance(rel: str, get: Callable[..., Any], size: int, timing: SliceTiming,
-              pixels: tuple[int, int, str] | None, referenced: str, pseudo: Pseudonymiser | None) -> Instance:
-    """The record of one file from a keyword getter (a pydicom dataset's or the tag reader's), pseudonymised."""
-    uid = pseudo.uid if pseudo else str
-    patient = str(get("PatientID", "")).strip()
-    shown = "/".join(pseudo.patient(patient) if pseudo and patient and part == patient else part
-                     for part in rel.split("/"))
+              pixels: tuple[int, int, str] | None, referenced: str) -> Instance:
+    """The record of one file from a keyword getter (a pydicom dataset's or the tag reader's), as read."""
     return Instance(
         path=rel,
-        shown=shown,
-        sop_instance_uid=uid(str(get("SOPInstanceUID"))),
+        shown=rel,
+        sop_instance_uid=str(get("SOPInstanceUID")),
         sop_class_uid=str(get("SOPClassUID", "")),
-        series_uid=uid(str(get("SeriesInstanceUID"))),
-        study_uid=uid(str(get("StudyInstanceUID", ""))),
-        frame_of_reference_uid=uid(str(get("FrameOfReferenceUID", ""))),
-        patient_id=(pseudo.patient if pseudo else str)(str(get("PatientID", ""))),
+        series_uid=str(get("SeriesInstanceUID")),
+        study_uid=str(get("StudyInstanceUID", "")),
+        frame_of_reference_uid=str(get("FrameOfReferenceUID", "")),
+        patient_id=str(get("PatientID", "")),
         modality=str(get("Modality", "")).upper(),
         position=_floats(get("ImagePositionPatient"), 3),
         orientation=_floats(get("ImageOrientationPatient"), 6),
@@ -133,8 +161,25 @@ def _instance(rel: str, get: Callable[..., Any], size: int, timing: SliceTiming,
         size=size,
         timing=timing,
         pixels=pixels,
-        referenced_series=uid(referenced) if referenced else "",
+        referenced_series=referenced,
+        identifying=_identifying_parts(rel, get),
     )
+
+
+def pseudonymise(inst: Instance, pseudo: Pseudonymiser) -> Instance:
+    """``inst`` with its patient ID, cohort and UIDs replaced by pseudonyms, and its shown path free of
+    identifying names (the patient's folder shows the pseudonym, any other identifying name a keyed hash)."""
+    patient = inst.patient_id.strip()
+    pseudonym = pseudo.patient(inst.patient_id)
+    shown = "/".join(pseudonym if patient and part.strip() == patient else
+                     pseudo.hidden(part) if k in inst.identifying else part
+                     for k, part in enumerate(inst.path.split("/")))
+    uid = pseudo.uid
+    return dataclasses.replace(
+        inst, shown=shown, sop_instance_uid=uid(inst.sop_instance_uid), series_uid=uid(inst.series_uid),
+        study_uid=uid(inst.study_uid), frame_of_reference_uid=uid(inst.frame_of_reference_uid), patient_id=pseudonym,
+        referenced_series=uid(inst.referenced_series) if inst.referenced_series else "", identifying=(),
+        cohort=pseudo.cohort(inst.patient_id))
 
 
 def _referenced_series(ds: pydicom.Dataset) -> str:
@@ -167,7 +212,10 @@ def _pixel_layout(offset: int, length: int, get: Callable[..., Any]) -> tuple[in
 
 def index_files(paths: list[Path], root: Path, pseudo: Pseudonymiser | None = None
                 ) -> tuple[list[Instance], list[Rejected]]:
-    """Header records for ``paths`` (pseudonymised with ``pseudo``) and the files rejected on the way."""
+    """Header records for ``paths`` (as read, or pseudonymised with ``pseudo``) and the files rejected on the way.
+
+    A task that indexes is given no ``pseudo``: the records come back to the process that holds the key.
+    """
     good: list[Instance] = []
     bad: list[Rejected] = []
     for p in paths:

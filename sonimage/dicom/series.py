@@ -77,6 +77,16 @@ def _drop_copies(items: list[Instance]) -> tuple[list[Instance], list[Rejected]]
     return keep, copies
 
 
+def _extra_slice(depth: np.ndarray, med: float) -> int | None:
+    """The one slice (index into the sorted ``depth``) whose removal leaves regular steps, if there is exactly one."""
+    steps = np.diff(depth)
+    odd = np.nonzero(np.abs(steps - med) > JITTER * med)[0]
+    candidates = {int(k) for k in odd} | {int(k) + 1 for k in odd}
+    regular = [k for k in sorted(candidates)
+               if len(depth) > 2 and np.abs(np.diff(np.delete(depth, k)) - med).max() <= JITTER * med]
+    return regular[0] if len(regular) == 1 else None
+
+
 def plan_image_series(items: list[Instance]) -> SeriesPlan:
     """Order a series' slices along the slice normal and check the grid; :class:`SeriesError` says what is wrong."""
     if any(it.frames > 1 for it in items):
@@ -104,8 +114,13 @@ def plan_image_series(items: list[Instance]) -> SeriesPlan:
     steps = np.diff(depth)
     if np.any(steps < 1e-3):
         k = int(np.argmin(steps))
-        raise SeriesError(f"two instances at one slice position ({depth[k]:.2f} mm along the normal)")
+        raise SeriesError(f"two instances at one slice position ({depth[k]:.2f} mm along the normal): "
+                          f"{items[order[k]].shown} and {items[order[k + 1]].shown}")
     med = float(np.median(steps))
+    extra = _extra_slice(depth, med)
+    if extra is not None and np.abs(steps - med).max() > JITTER * med:
+        raise SeriesError(f"extra slice {items[order[extra]].shown} at {depth[extra]:.2f} mm breaks the regular "
+                          f"{med:.2f} mm spacing (the series is regular without it)")
     if steps.max() > GAP_FACTOR * med:
         k = int(np.argmax(steps))
         raise SeriesError(f"gap in slice positions between {depth[k]:.2f} and {depth[k + 1]:.2f} mm "

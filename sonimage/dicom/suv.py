@@ -50,7 +50,9 @@ class SuvConversion:
 
 
 def _weight_g(h: PetHeader, notes: list[str]) -> float:
-    if not h.weight_kg or h.weight_kg <= 0:
+    if h.weight_kg is not None and h.weight_kg < 0:
+        raise SuvError(f"PatientWeight is negative ({h.weight_kg:g})")
+    if not h.weight_kg:
         raise SuvError("PatientWeight is missing or zero")
     if h.weight_kg > 1000:
         notes.append("PatientWeight > 1000 read as grams")
@@ -59,7 +61,9 @@ def _weight_g(h: PetHeader, notes: list[str]) -> float:
 
 
 def _dose_bq(h: PetHeader, notes: list[str]) -> float:
-    if not h.dose or h.dose <= 0:
+    if h.dose is not None and h.dose < 0:
+        raise SuvError(f"RadionuclideTotalDose is negative ({h.dose:g})")
+    if not h.dose:
         raise SuvError("RadionuclideTotalDose is missing or zero")
     if h.dose < 1e5:
         notes.append("RadionuclideTotalDose < 1e5 read as MBq")

@@ -30,7 +30,7 @@ TRANSFER_SYNTAX = 0x00020010
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN", b"SH",
              b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
-TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"SH", b"TM", b"UI"}
+TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DS", b"DT", b"IS", b"LO", b"PN", b"SH", b"TM", b"UI"}
 
 # tag → (keyword, kind): "text" one string, "multi" a list of strings, "us" an unsigned short
 NEEDED: dict[int, tuple[str, str]] = {
@@ -40,7 +40,9 @@ NEEDED: dict[int, tuple[str, str]] = {
     0x0008002A: ("AcquisitionDateTime", "text"),
     0x00080032: ("AcquisitionTime", "text"),
     0x00080060: ("Modality", "text"),
+    0x00100010: ("PatientName", "text"),  # name and birth date: only to keep them out of shown paths
     0x00100020: ("PatientID", "text"),
+    0x00100030: ("PatientBirthDate", "text"),
     0x00181242: ("ActualFrameDuration", "text"),
     0x0020000D: ("StudyInstanceUID", "text"),
     0x0020000E: ("SeriesInstanceUID", "text"),

@@ -4,7 +4,9 @@
 FES scan), computes features one scan at a time, and writes ``out/features/``: ``lesion_features.parquet`` (wide,
 one row per lesion and tracer), ``lesions.parquet`` (the lesion table), ``patients.parquet`` (the patient table)
 and the QC tables ``registration.parquet``, ``liver_reference.parquet``, ``fes_reading.parquet``, plus
-``delineations.parquet`` (every MTV with its method). Every table records the run's settings in its Parquet metadata.
+``delineations.parquet`` (every MTV with its method) and ``excluded_patients.parquet``: every patient of the
+manifest or the quarantine who is not in ``patients.parquet``, with the reason (patients in = patients out +
+excluded). Every table records the run's settings in its Parquet metadata.
 """
 
 from __future__ import annotations
@@ -26,9 +28,73 @@ FEATURES = "features"
 log = logging.getLogger(__name__)
 
 
+EXCLUDED_COLUMNS = ["cohort", "patient", "reason"]
+
+
+def _converted_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The manifest and quarantine of a converted tree; an error saying what to run when there is none."""
+    manifest, quarantine = Path(out) / "manifest.parquet", Path(out) / "quarantine.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: convert the DICOM first (sonimage convert DICOM_ROOT {out})")
+    bad = pd.read_parquet(quarantine) if quarantine.is_file() else pd.DataFrame(columns=["patient"])
+    return pd.read_parquet(manifest), bad
+
+
 def plan_patients(out: Path) -> tuple[list[PatientScans], list[dict]]:
-    """Each patient's scans from the manifest, and notes on what is missing."""
-    return patient_scans(pd.read_parquet(Path(out) / "manifest.parquet"))
+    """Each patient's scans from the manifest, and notes on what is missing; an error naming why when no patient
+    has lesions to extract (an empty tree, or no RTSTRUCT on a converted FDG PET)."""
+    manifest, quarantine = _converted_tables(out)
+    scans, notes = patient_scans(manifest)
+    if not scans:
+        excluded = excluded_patients(manifest, quarantine, set())
+        why = "; ".join(f"{r.patient}: {r.reason}" for r in excluded.head(3).itertuples()) or \
+            "the manifest lists no patient (see quarantine.parquet)"
+        raise ValueError(f"{out}: no patient has lesion contours (an RTSTRUCT on a converted FDG PET), so there are "
+                         f"no lesions to extract; {len(excluded)} patient(s) excluded: {why}")
+    return scans, notes
+
+
+def _first(rows: pd.DataFrame, column: str = "reason") -> str:
+    return str(rows[column].iloc[0]) if len(rows) else ""
+
+
+def excluded_patients(manifest: pd.DataFrame, quarantine: pd.DataFrame, kept: set[tuple[str, str]]
+                      ) -> pd.DataFrame:
+    """Every patient of the manifest or the quarantine not in ``kept`` ((cohort, patient) pairs of the patient
+    table), with the real cause: the RTSTRUCT quarantined (with its reason: e.g. drawn on a missing or quarantined
+    series), no RTSTRUCT, or no lesion with FDG features."""
+    named = quarantine[quarantine.patient.fillna("") != ""] if len(quarantine) else quarantine
+    everyone = pd.concat([manifest[["cohort", "patient"]], named.reindex(columns=["cohort", "patient"])])
+    rows = []
+    for (cohort, patient), _ in everyone.fillna("").groupby(["cohort", "patient"]):
+        if (cohort, patient) in kept:
+            continue
+        mine = manifest[manifest.patient == patient]
+        bad = named[named.patient == patient] if len(named) else named
+        rtstruct = bad[bad.modality == "RTSTRUCT"] if len(bad) else bad
+        if ((mine.modality == "RTSTRUCT") & (mine.status == "converted")).any():
+            reason = "no lesion with FDG features (every ROI of the RTSTRUCT empty or failed)"
+        elif len(rtstruct):
+            reason = f"RTSTRUCT quarantined: {_first(rtstruct)}"
+        else:
+            reason = "no RTSTRUCT (lesion contours drawn on the FDG PET)"
+            if len(bad):
+                reason += f"; quarantined: {_first(bad, 'modality') or 'file'} {_first(bad)}"
+        rows.append({"cohort": cohort, "patient": patient, "reason": reason})
+    return pd.DataFrame(rows, columns=EXCLUDED_COLUMNS)
+
+
+def fes_quarantine_reasons(metrics: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
+    """The patient table with "no FES scan" replaced by "FES PET quarantined: <reason>" where the patient's FES
+    PET was quarantined (the scan existed; it could not be used)."""
+    if not len(quarantine) or "fes_missing_reason" not in metrics:
+        return metrics
+    fes = quarantine[(quarantine.modality == "PT") & (quarantine.tracer == "FES")]
+    why = dict(zip(fes.patient, fes.reason))
+    out = metrics.copy()
+    hit = (out.fes_missing_reason.fillna("") == "no FES scan") & out.patient.isin(why)
+    out.loc[hit, "fes_missing_reason"] = [f"FES PET quarantined: {why[p]}" for p in out.patient[hit]]
+    return out
 
 
 def jobs_by_scan(prepared: list[tuple[list[LesionJob], dict]]) -> dict[str, list[LesionJob]]:
@@ -48,8 +114,9 @@ def scan_features(jobs: list[LesionJob], out: Path, settings: Settings) -> list[
 def write_feature_tables(out: Path, results: list[LesionFeatures], registrations: list[dict],
                          settings: Settings) -> dict[str, str]:
     """The wide lesion feature table, the lesion table, the patient table, every delineation
-    (``delineations.parquet``) and the QC tables: registration per patient, liver reference per scan, FES reading
-    per lesion (:func:`sonimage.lesions.jobs.reading_tables`)."""
+    (``delineations.parquet``), the QC tables: registration per patient, liver reference per scan, FES reading
+    per lesion (:func:`sonimage.lesions.jobs.reading_tables`), and the patients left out with why
+    (``excluded_patients.parquet``)."""
     folder = Path(out) / FEATURES
     meta = settings.metadata()
     table, dictionary = feature_table(results, settings.features)
@@ -57,8 +124,11 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
     qc = reading_tables(registrations)
     summary = lesion_summary(results, qc["fes_reading"], settings.delineation.method)
     paths["lesions"] = write_table(summary, folder / "lesions.parquet", metadata=meta)
-    metrics = patient_metrics(summary.dropna(subset=["fdg_suvmax"]), settings.fes)
+    manifest, quarantine = _converted_tables(out)
+    metrics = fes_quarantine_reasons(patient_metrics(summary.dropna(subset=["fdg_suvmax"]), settings.fes), quarantine)
     paths["patients"] = write_table(metrics, folder / "patients.parquet", metadata=meta)
+    excluded = excluded_patients(manifest, quarantine, set(zip(metrics.cohort, metrics.patient)))
+    paths["excluded_patients"] = write_table(excluded, folder / "excluded_patients.parquet", metadata=meta)
     paths["delineations"] = write_table(delineation_table(results), folder / "delineations.parquet", metadata=meta)
     paths.update({name: write_table(df, folder / f"{name}.parquet", metadata=meta) for name, df in qc.items()})
     return {k: str(v) for k, v in paths.items()}

@@ -21,9 +21,11 @@ MANIFEST_SCHEMA = pa.schema([
     ("n_files", pa.int32()), ("store", pa.string()), ("status", pa.string()),
 ])
 
+# patient, modality and tracer are '' where not known (a file that cannot be read names no patient)
 QUARANTINE_SCHEMA = pa.schema([
-    ("cohort", pa.string()), ("path", pa.string()), ("series", pa.string()), ("n_files", pa.int32()),
-    ("stage", pa.string()), ("reason", pa.string()),
+    ("cohort", pa.string()), ("patient", pa.string()), ("path", pa.string()), ("series", pa.string()),
+    ("modality", pa.string()), ("tracer", pa.string()), ("n_files", pa.int32()), ("stage", pa.string()),
+    ("reason", pa.string()),
 ])
 
 

@@ -1,8 +1,10 @@
 """Convert a DICOM tree: index headers, group and validate series, write one Zarr store per PET or CT series.
 
-Every file ends in exactly one place: a converted series (counted in its manifest row's ``n_files``), an indexed
-object series (RTSTRUCT, SEG), or the quarantine with a reason. Functions here are pure and picklable; pass any
-``concurrent.futures.Executor``-like object (a ``distributed.Client`` works) to fan out over a cluster.
+Every file ends in exactly one place: a converted series or RTSTRUCT (counted in its manifest row's ``n_files``),
+an indexed object series (SEG), or the quarantine with a reason. Functions here are pure and picklable; pass any
+``concurrent.futures.Executor``-like object (a ``distributed.Client`` works) to fan out over a cluster. Tasks read
+headers and convert; pseudonymisation and planning stay in the calling process, which alone holds the site key and
+the linking table (:mod:`sonimage.dicom.pseudonym`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 
-from sonimage.dicom.index import Instance, Rejected, index_files, list_files
-from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.dicom.index import Instance, Rejected, index_files, list_files, pseudonymise
+from sonimage.dicom.petheader import header_from_datasets
+from sonimage.dicom.pseudonym import Pseudonymiser, content_digest
 from sonimage.dicom.reader import load_plan
 from sonimage.dicom.rtstruct import rtstruct_labels
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
+from sonimage.dicom.tracer import tracer_name
 from sonimage.parallel import Executor, parallel_starmap
 from sonimage.tables.manifest import write_manifest, write_quarantine
 from sonimage.volume import Volume
@@ -32,11 +37,13 @@ INDEX_BATCH = 256
 
 @dataclass(frozen=True)
 class Job:
-    """One series to convert; its plan was indexed with a key, so no original identifier travels with it."""
+    """One series to convert. Its plan was pseudonymised before it was made, and ``digest_key`` is derived for its
+    one store (:meth:`Pseudonymiser.content_key`): neither an original identifier nor the site key travels with it."""
 
     cohort: str
     plan: SeriesPlan
     store: str
+    digest_key: bytes = field(repr=False)
 
     @property
     def label(self) -> str:
@@ -56,6 +63,7 @@ class MaskJob:
     shown: str
     pet: SeriesPlan
     store: str
+    digest_key: bytes = field(repr=False)
 
     @property
     def label(self) -> str:
@@ -73,33 +81,58 @@ class Outcome:
     reused: bool = False  # the store of an earlier run had the same content digest: nothing was converted
 
 
-def cohort_of(path: str, root: Path) -> str:
-    """The cohort of a file: the first folder below the DICOM root, or the root's own name for files directly in it."""
-    return path.split("/", 1)[0] if "/" in path else root.name
+@dataclass(frozen=True)
+class ConversionPlan:
+    """What a conversion will do: image series first, then the RTSTRUCTs on the PET series that converted; the
+    rows of other object series and of everything already quarantined."""
+
+    images: list[Job]
+    masks: list[MaskJob]
+    object_rows: list[dict[str, Any]]
+    quarantine: list[dict[str, Any]]
 
 
-def quarantine_row(cohort: str, r: Rejected, series: str = "", stage: str = "index") -> dict[str, Any]:
-    """A quarantine row for a rejected file or series."""
-    return {"cohort": cohort, "path": r.path, "series": series, "n_files": r.n_files, "stage": stage, "reason": r.reason}
+def quarantine_row(r: Rejected, stage: str = "index", cohort: str = "", patient: str = "", modality: str = "",
+                   tracer: str = "") -> dict[str, Any]:
+    """A quarantine row for a rejected file or series (pseudonyms only; '' where not known)."""
+    return {"cohort": cohort, "patient": patient, "path": r.path, "series": r.series_uid, "modality": modality,
+            "tracer": tracer, "n_files": r.n_files, "stage": stage, "reason": r.reason}
 
 
-def shown_rejections(rejected: list[Rejected], instances: list[Instance]) -> list[Rejected]:
-    """Rejected files with their folders shown as the readable files in them are: patient-named folders pseudonymised."""
-    folders: dict[str, str] = {}
+def input_files(root: Path) -> list[Path]:
+    """Every file below the DICOM root; an error naming the root when it is missing, not a folder, or empty
+    (nothing is written then, so earlier outputs stay as they are)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"DICOM root {root} does not exist or is not a folder: nothing converted, "
+                                "no output changed")
+    files = list_files(root)
+    if not files:
+        raise ValueError(f"DICOM root {root} holds no files: nothing converted, no output changed")
+    return files
+
+
+def shown_rejections(rejected: list[Rejected], instances: list[Instance], pseudo: Pseudonymiser
+                     ) -> list[dict[str, Any]]:
+    """Quarantine rows of unreadable files, each shown through the folder of the readable files beside it
+    (pseudonymised folder names, that patient and cohort); folders holding no readable file show a keyed hash."""
+    folders: dict[str, tuple[str, Instance]] = {}
     for i in instances:
         real, shown_parts = i.path.split("/")[:-1], i.shown.split("/")[:-1]
         for k in range(1, len(real) + 1):
-            folders["/".join(real[:k])] = "/".join(shown_parts[:k])
+            folders.setdefault("/".join(real[:k]), ("/".join(shown_parts[:k]), i))
 
-    def shown(path: str) -> str:
-        parts = path.split("/")
+    def row(r: Rejected) -> dict[str, Any]:
+        parts = r.path.split("/")
         for k in range(len(parts) - 1, 0, -1):
-            prefix = "/".join(parts[:k])
-            if prefix in folders:
-                return "/".join([folders[prefix], *parts[k:]])
-        return path
+            if (hit := folders.get("/".join(parts[:k]))) is not None:
+                shown, inst = hit
+                hidden = [pseudo.hidden(p) for p in parts[k:-1]]
+                return quarantine_row(dataclasses.replace(r, path="/".join([shown, *hidden, parts[-1]])),
+                                      cohort=inst.cohort, patient=inst.patient_id)
+        return quarantine_row(dataclasses.replace(r, path="/".join([*map(pseudo.hidden, parts[:-1]), parts[-1]])))
 
-    return [dataclasses.replace(r, path=shown(r.path)) for r in rejected]
+    return [row(r) for r in rejected]
 
 
 def batches(paths: list[Path], size: int = INDEX_BATCH) -> list[list[Path]]:
@@ -112,33 +145,66 @@ def _object_row(cohort: str, obj: ObjectSeries) -> dict[str, Any]:
             "modality": obj.modality, "n_files": len(obj.files), "store": "", "status": "indexed"}
 
 
-def plan_jobs(instances: list[Instance], root: Path
-              ) -> tuple[list[Job | MaskJob], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Conversion jobs (image series, and RTSTRUCTs onto the PET they were drawn on), manifest rows of the other
-    object series, and quarantine rows of rejected series or copies.
+def _rtstruct_problem(obj: ObjectSeries, plans: dict[str, SeriesPlan], rejected: dict[str, str]) -> str:
+    """Why an RTSTRUCT cannot be rasterised ('' when it can): it must be one file drawn on a PET series here."""
+    ref = obj.referenced_series
+    if len(obj.files) != 1:
+        return f"RTSTRUCT series of {len(obj.files)} files (expected one file)"
+    if not ref:
+        return "RTSTRUCT names no referenced series (lesion contours must be drawn on the FDG PET)"
+    if ref in rejected:
+        return f"RTSTRUCT drawn on series {ref}, which was quarantined: {rejected[ref]}"
+    if ref not in plans:
+        return f"RTSTRUCT drawn on series {ref}, which is not in the DICOM tree"
+    if plans[ref].modality != "PT":
+        return f"RTSTRUCT drawn on a {plans[ref].modality} series (lesion contours must be drawn on the FDG PET)"
+    return ""
 
-    ``instances`` come from an index made with a key, so plans and rows hold pseudonyms only.
-    """
+
+def plan_jobs(instances: list[Instance], pseudo: Pseudonymiser) -> ConversionPlan:
+    """Conversion jobs (image series, and RTSTRUCTs onto the PET they were drawn on), manifest rows of the other
+    object series, and quarantine rows of rejected series, copies, RTSTRUCTs that cannot be used and patients
+    without a cohort. ``instances`` are pseudonymised, so plans and rows hold pseudonyms only."""
     plans, objects, rejected = group_series(instances)
-    first_file = {i.series_uid: i.shown for i in instances}
-    jobs = []
+    first = {i.series_uid: i for i in instances}
+    bad = [quarantine_row(r, "series", first[r.series_uid].cohort, first[r.series_uid].patient_id,
+                          first[r.series_uid].modality) for r in rejected]
+    no_cohort = "the patient is not in the linking table's cohort column and no --cohort was given"
+    images = []
     for plan in plans:
-        cohort = cohort_of(plan.slices[0].shown, root)
-        jobs.append(Job(cohort, plan, f"volumes/{cohort}/{plan.patient_id}/{plan.series_uid}.zarr"))
-    pets = {p.series_uid: p for p in plans if p.modality == "PT"}
-    shown = {i.path: i.shown for i in instances}
-    object_rows = []
+        cohort = first[plan.series_uid].cohort
+        if not cohort:
+            bad.append(quarantine_row(Rejected(plan.slices[0].shown.rsplit("/", 1)[0], no_cohort, len(plan.files),
+                                               plan.series_uid), "series", "", plan.patient_id, plan.modality))
+            continue
+        store = f"volumes/{cohort}/{plan.patient_id}/{plan.series_uid}.zarr"
+        images.append(Job(cohort, plan, store, pseudo.content_key(store)))
+    converting = {j.plan.series_uid: j.plan for j in images}
+    why_rejected = {r.series_uid: r.reason for r in rejected} | {
+        p.series_uid: no_cohort for p in plans if p.series_uid not in converting}
+    masks, object_rows = [], []
     for o in objects:
-        cohort = cohort_of(first_file[o.series_uid], root)
-        pet = pets.get(o.referenced_series)
-        if o.modality == "RTSTRUCT" and len(o.files) == 1 and pet is not None:
-            jobs.append(MaskJob(cohort, o.patient_id, o.study_uid, o.series_uid, o.files[0], shown[o.files[0]], pet,
-                                f"volumes/{cohort}/{o.patient_id}/{o.series_uid}.zarr"))
+        i = first[o.series_uid]
+        if o.modality != "RTSTRUCT":
+            object_rows.append(_object_row(i.cohort, o))
+        elif problem := _rtstruct_problem(o, converting, why_rejected) or ("" if i.cohort else no_cohort):
+            bad.append(quarantine_row(Rejected(i.shown, problem, len(o.files), o.series_uid), "series", i.cohort,
+                                      o.patient_id, o.modality))
         else:
-            object_rows.append(_object_row(cohort, o))
-    bad = [quarantine_row(cohort_of(first_file.get(r.series_uid, r.path), root), r, r.series_uid, "series")
-           for r in rejected]
-    return jobs, object_rows, bad
+            store = f"volumes/{i.cohort}/{o.patient_id}/{o.series_uid}.zarr"
+            masks.append(MaskJob(i.cohort, o.patient_id, o.study_uid, o.series_uid, o.files[0], i.shown,
+                                 converting[o.referenced_series], store, pseudo.content_key(store)))
+    return ConversionPlan(images, masks, object_rows, bad)
+
+
+def masks_on_converted(masks: list[MaskJob], outcomes: list[Outcome]) -> tuple[list[MaskJob], list[dict[str, Any]]]:
+    """The RTSTRUCT jobs whose PET converted, and quarantine rows for those whose PET was quarantined on the way."""
+    failed = {o.quarantine["series"]: o.quarantine["reason"] for o in outcomes if o.quarantine}
+    keep = [m for m in masks if m.pet.series_uid not in failed]
+    bad = [quarantine_row(Rejected(m.shown, f"RTSTRUCT drawn on PET series {m.pet.series_uid}, which was "
+                                            f"quarantined: {failed[m.pet.series_uid]}", 1, m.series),
+                          "convert", m.cohort, m.patient, "RTSTRUCT") for m in masks if m.pet.series_uid in failed]
+    return keep, bad
 
 
 def _row(job: Job, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -173,19 +239,29 @@ def _stored(store: Path, digest: str) -> Outcome | None:
     return Outcome(manifest=attrs["manifest_row"], extra=attrs.get("quarantine_rows", []), reused=True)
 
 
-def convert_job(job: Job, dicom_root: Path, out_root: Path, pseudo: Pseudonymiser) -> Outcome:
+def _tracer(path: Path) -> str:
+    """The tracer named in a PET file's header ('' when it cannot be read): for the quarantine row of a PET."""
+    try:
+        return tracer_name(header_from_datasets([pydicom.dcmread(path, stop_before_pixels=True)]).tracer)
+    except Exception:  # the header is what failed: the row then names no tracer
+        return ""
+
+
+def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused
-    (recognised by the keyed digest of ``pseudo``)."""
+    (recognised by the job's keyed digest)."""
     store = Path(out_root) / job.store
-    digest = pseudo.content_digest(Path(dicom_root) / f for f in job.plan.files)
+    digest = content_digest(job.digest_key, (Path(dicom_root) / f for f in job.plan.files))
     if (done := _stored(store, digest)) is not None:
         return done
     try:
         volume = load_plan(job.plan, Path(dicom_root))
     except ValueError as exc:  # SeriesError, SuvError: the series goes to quarantine
-        folder = job.plan.slices[0].shown.rsplit("/", 1)[0]
-        return Outcome(quarantine=quarantine_row(job.cohort, Rejected(folder, str(exc), len(job.plan.files)),
-                                                 job.plan.series_uid, "convert"))
+        p = job.plan
+        tracer = _tracer(Path(dicom_root) / p.files[0]) if p.modality == "PT" else ""
+        return Outcome(quarantine=quarantine_row(
+            Rejected(p.slices[0].shown.rsplit("/", 1)[0], str(exc), len(p.files), p.series_uid), "convert",
+            job.cohort, p.patient_id, p.modality, tracer))
     row = _row(job, volume.attrs)
     volume.attrs.update(manifest_row=row, content_hmac_sha256=digest)
     write_volume(volume, store, VARIABLE_BY_QUANTITY[volume.attrs["quantity"]])
@@ -197,18 +273,19 @@ def _grid(plan: SeriesPlan) -> Volume:
                   {"slice_positions_mm": list(plan.slice_positions)})
 
 
-def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path, pseudo: Pseudonymiser) -> Outcome:
+def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
     """Rasterise every ROI of an RTSTRUCT onto its PET grid as a label store; ROIs that fail are quarantined."""
     store = Path(out_root) / job.store
     real = str(Path(dicom_root) / job.path)
-    digest = pseudo.content_digest([Path(real), *(Path(dicom_root) / f for f in job.pet.files)])  # contours and grid
+    digest = content_digest(job.digest_key, [Path(real), *(Path(dicom_root) / f for f in job.pet.files)])
     if (done := _stored(store, digest)) is not None:
         return done
     try:
         result = rtstruct_labels(Path(real), _grid(job.pet))
     except ValueError as exc:
         reason = str(exc).replace(real, job.shown)
-        return Outcome(quarantine=quarantine_row(job.cohort, Rejected(job.shown, reason), job.series, "convert"))
+        return Outcome(quarantine=quarantine_row(Rejected(job.shown, reason, 1, job.series), "convert", job.cohort,
+                                                 job.patient, "RTSTRUCT"))
     p = job.pet
     row = {"cohort": job.cohort, "patient": job.patient, "study": job.study, "series": job.series,
            "frame_of_reference": p.frame_of_reference_uid, "modality": "RTSTRUCT", "tracer": "",
@@ -216,16 +293,16 @@ def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path, pseudo: Pseudon
            "shape_z": p.shape[0], "shape_y": p.shape[1], "shape_x": p.shape[2],
            "spacing_z": p.spacing[0], "spacing_y": p.spacing[1], "spacing_x": p.spacing[2],
            "n_files": 1, "store": job.store, "status": "converted"}
-    bad = [quarantine_row(job.cohort, Rejected(job.shown, f"ROI {name!r}: {why.replace(real, job.shown)}", 0),
-                          job.series, "mask") for name, why in sorted(result.failed.items())]
+    bad = [quarantine_row(Rejected(job.shown, f"ROI {name!r}: {why.replace(real, job.shown)}", 0, job.series),
+                          "mask", job.cohort, job.patient, "RTSTRUCT") for name, why in sorted(result.failed.items())]
     result.volume.attrs.update(manifest_row=row, quarantine_rows=bad, content_hmac_sha256=digest)
     write_volume(result.volume, store, "label")
     return Outcome(manifest=row, extra=bad)
 
 
-def convert_any(job: Job | MaskJob, dicom_root: Path, out_root: Path, pseudo: Pseudonymiser) -> Outcome:
+def convert_any(job: Job | MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
     """Convert an image series or rasterise an RTSTRUCT, whichever ``job`` is."""
-    return (convert_mask if isinstance(job, MaskJob) else convert_job)(job, dicom_root, out_root, pseudo)
+    return (convert_mask if isinstance(job, MaskJob) else convert_job)(job, dicom_root, out_root)
 
 
 def link_ct_tracers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -268,21 +345,28 @@ def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], qua
                           write_manifest(rows, out_root / MANIFEST), write_quarantine(bad, out_root / QUARANTINE))
 
 
-def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], root: Path
-                    ) -> tuple[list[Job | MaskJob], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Jobs, object-series rows and every quarantine row (unreadable files included) from the index batches."""
-    instances = [i for good, _ in indexed for i in good]
-    rejected = shown_rejections([r for _, bad in indexed for r in bad], instances)
-    jobs, object_rows, bad_series = plan_jobs(instances, root)
-    return jobs, object_rows, [quarantine_row(cohort_of(r.path, root), r) for r in rejected] + bad_series
+def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], pseudo: Pseudonymiser) -> ConversionPlan:
+    """Pseudonymise the index batches (records as read, from tasks given no key) here, in the process that holds
+    the key, and plan the conversion; unreadable files join the quarantine."""
+    instances = [pseudonymise(i, pseudo) for good, _ in indexed for i in good]
+    plan = plan_jobs(instances, pseudo)
+    unreadable = shown_rejections([r for _, bad in indexed for r in bad], instances, pseudo)
+    return dataclasses.replace(plan, quarantine=unreadable + plan.quarantine)
 
 
 def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
                  executor: Executor | None = None) -> ConvertSummary:
-    """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine."""
-    root = Path(dicom_root)
-    files = list_files(root)
-    indexed = parallel_starmap(index_files, [(b, root, pseudo) for b in batches(files)], executor)
-    jobs, object_rows, quarantine = plan_from_index(indexed, root)
-    outcomes = parallel_starmap(convert_any, [(j, root, Path(out_root), pseudo) for j in jobs], executor)
-    return finish(out_root, outcomes, object_rows, quarantine, len(files))
+    """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine.
+
+    Tasks on ``executor`` get file paths, pseudonymised plans and per-store digest keys: never the site key or
+    the linking table.
+    """
+    root, out = Path(dicom_root), Path(out_root)
+    pseudo.check_cohorts()
+    files = input_files(root)
+    indexed = parallel_starmap(index_files, [(b, root) for b in batches(files)], executor)
+    plan = plan_from_index(indexed, pseudo)
+    outcomes = parallel_starmap(convert_any, [(j, root, out) for j in plan.images], executor)
+    masks, lost = masks_on_converted(plan.masks, outcomes)
+    outcomes += parallel_starmap(convert_any, [(m, root, out) for m in masks], executor)
+    return finish(out, outcomes, plan.object_rows, plan.quarantine + lost, len(files))
