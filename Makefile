@@ -15,7 +15,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,slurm]"
+	@# the dask-kubernetes operator's CRD schema, to validate infra/kubernetes offline (the wheel only: its
+	@# dependencies would move python-dateutil under lifelines' feet)
+	$(BIN)/pip download --quiet --no-deps -d $(VENV)/wheels "$$($(BIN)/python -c "import tomllib; print(next(p for p in \
+		tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['kubernetes'] if p.startswith('dask-kubernetes')))")"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
 
         from flows.pipeline import study_flow
 
-        with dask_cluster(args.cluster, args.workers, args.dashboard) as (address, dashboard):
+        with dask_cluster(args.cluster, args.workers, args.dashboard, args.out / "logs") as (address, dashboard):
             print(f"Dask dashboard: {dashboard}", flush=True)
             runner = DaskTaskRunner(address=address)
             outputs = study_flow.with_options(task_runner=runner)(
