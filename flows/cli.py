@@ -13,9 +13,10 @@ from sonimage.cli.stages import add_settings_options, settings_from_args
 def _run(args: argparse.Namespace) -> int:
     from flows.environment import configure
 
-    settings = settings_from_args(args)  # a bad settings file fails before any server starts
+    settings = settings_from_args(args)  # a bad settings file or cluster fails before any server starts
+    from flows.cluster import check_target, dask_cluster
+    check_target(args.cluster)
     configure(args.out / ".prefect")
-    from flows.cluster import dask_cluster
     from flows.server import AUTH_FILE, prefect_server
     started_here = not os.environ.get("PREFECT_API_URL")
     with prefect_server() as api:

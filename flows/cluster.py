@@ -30,7 +30,6 @@ def _local(workers: int, dashboard: str) -> Cluster:
 def _kubernetes(workers: int, dashboard: str) -> Cluster:
     from dask_kubernetes.operator import KubeCluster  # optional extra: sonimage[kubernetes]
 
-    site_tls()
     cluster = KubeCluster(custom_cluster_spec=str(INFRA / "kubernetes" / "dask-cluster.yaml"))
     cluster.scale(workers)
     return cluster
@@ -52,14 +51,26 @@ def _slurm(workers: int, dashboard: str) -> Cluster:
 BACKENDS = {"local": _local, "kubernetes": _kubernetes, "slurm": _slurm}
 
 
-def site_tls() -> Security:
-    """The site's Dask TLS credentials from Dask's configuration; an error saying what to set when there are none."""
+def require_site_tls() -> None:
+    """Fail, saying what to set, when Dask's configuration gives this client no TLS certificate of the site."""
     security = Security()
     if not (security.tls_ca_file and security.tls_client_cert):
-        raise ValueError("no Dask TLS certificates configured for this client: set DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
-                         "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY "
-                         "(README, Security)")
-    return security
+        raise ValueError("no Dask TLS certificates configured for this client: set "
+                         "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and "
+                         "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY (README, Security)")
+
+
+def check_target(target: str) -> None:
+    """Fail early, saying why, on a cluster ``target`` that is unknown, plain TCP, or TLS without credentials."""
+    if "://" in target:
+        if not target.startswith("tls://"):
+            raise ValueError(f"scheduler {target}: sonimage talks to Dask schedulers over TLS only "
+                             "(tls://HOST:PORT with the site's certificates, README 'Security')")
+        require_site_tls()
+    elif target not in BACKENDS:
+        raise ValueError(f"unknown cluster {target!r}: use local, kubernetes, slurm or tls://HOST:PORT")
+    elif target == "kubernetes":
+        require_site_tls()  # the scheduler in the cluster knows the site's certificates only
 
 
 @contextmanager
@@ -68,14 +79,9 @@ def dask_cluster(target: str = "local", workers: int = 2,
     """Yield (scheduler address, dashboard link): a cluster started here, or ``target`` itself when it is a
     ``tls://`` address (credentials from Dask's configuration). Clients of the address in this process find the
     credentials by themselves (:func:`sonimage.cluster.load_security`)."""
+    check_target(target)
     if "://" in target:
-        if not target.startswith("tls://"):
-            raise ValueError(f"scheduler {target}: sonimage talks to Dask schedulers over TLS only "
-                             "(tls://HOST:PORT with the site's certificates, README 'Security')")
-        site_tls()
         yield target, "(see the scheduler's own dashboard)"
         return
-    if target not in BACKENDS:
-        raise ValueError(f"unknown cluster {target!r}: use local, kubernetes, slurm or tls://HOST:PORT")
     with BACKENDS[target](workers, dashboard) as cluster:
         yield cluster.scheduler_address, cluster.dashboard_link

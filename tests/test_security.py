@@ -118,6 +118,15 @@ def test_private_files_are_0600_in_0700_folders(tmp_path: Path) -> None:
     assert mode(path) == 0o600 and path.read_bytes() == b"again\n"
 
 
+def test_run_refuses_a_plain_tcp_scheduler(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__COMM")}
+    for target, reason in (("tcp://10.0.0.1:8786", "over TLS only"), ("tls://10.0.0.1:8786", "no Dask TLS")):
+        done = subprocess.run([str(BIN / "sonimage"), "run", str(tmp_path), str(tmp_path / "out"), "--cluster", target],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and reason in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()  # refused before any server started or anything was written
+
+
 @pytest.fixture(scope="module")
 def stack_dask(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from flows.stack import Stack
