@@ -194,7 +194,8 @@ def _probe(ui: str, auth_file: Path) -> dict:
     with httpx.Client(timeout=30) as http:
         answers = {"anonymous": http.post(filter_runs, json={}).status_code,
                    "wrong secret": http.post(filter_runs, json={}, headers=wrong).status_code,
-                   "ui": http.get(ui, headers={"Accept": "text/html"}, follow_redirects=True).status_code}
+                   "ui": http.get(ui, headers={"Accept": "text/html"}, follow_redirects=True).status_code,
+                   "ui login": http.get(f"{ui}/ui-settings").json()["auth"]}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the flow run appears once the cluster is up
             runs = http.post(filter_runs, json={}, headers=basic)
@@ -211,7 +212,7 @@ def test_run_server_refuses_unauthenticated_api_calls(cli_run: dict) -> None:
     probes = cli_run["probes"]
     assert (probes["anonymous"], probes["wrong secret"]) == (401, 401)
     assert probes["authenticated"] == 200 and len(probes["runs"]) == 1
-    assert probes["ui"] == 200  # the UI is served while the run lasts (it asks for the same secret)
+    assert probes["ui"] == 200 and probes["ui login"] == "BASIC"  # served while the run lasts, behind the secret
 
 
 def test_run_prints_no_dead_link_and_no_secret(cli_run: dict) -> None:
