@@ -35,10 +35,18 @@ def _kubernetes(workers: int, dashboard: str) -> Cluster:
     return cluster
 
 
+def _address(target: str, cluster: Cluster) -> str:
+    """The scheduler's address; dask-kubernetes' operator (2026.3.0) names it ``tcp://`` whatever the scheduler
+    speaks, while the manifest's scheduler speaks TLS only (not run here: no Kubernetes on these machines)."""
+    address = cluster.scheduler_address
+    return address.replace("tcp://", "tls://", 1) if target == "kubernetes" else address
+
+
 def _slurm(workers: int, dashboard: str) -> Cluster:
     from dask_jobqueue import SLURMCluster  # optional extra: sonimage[slurm]
 
     options = yaml.safe_load((INFRA / "slurm" / "jobqueue.yaml").read_text())
+    options.setdefault("shared_temp_directory", "~/.sonimage/dask-tls")
     private_dir(Path(os.path.expandvars(options["shared_temp_directory"])).expanduser())  # the workers' TLS files
     security = Security.temporary()
     cluster = SLURMCluster(scheduler_options={"dashboard_address": loopback(dashboard)}, security=security,
@@ -84,4 +92,4 @@ def dask_cluster(target: str = "local", workers: int = 2,
         yield target, "(see the scheduler's own dashboard)"
         return
     with BACKENDS[target](workers, dashboard) as cluster:
-        yield cluster.scheduler_address, cluster.dashboard_link
+        yield _address(target, cluster), cluster.dashboard_link
