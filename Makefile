@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
+DEMO_SITE ?= out/site
 DEMO_PATIENTS ?= 30
 DEMO_SIZE ?= small
 export SONIMAGE_HOME ?= $(CURDIR)/.sonimage
@@ -25,19 +26,21 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The demo's analysis uses modest bootstrap and simulation counts (deployments/demo-settings.json; the report's
-# Methods section prints them). The synthetic trial office delivers clinical tables
-# (study/truth/<cohort>/patients.parquet, lesion response in lesions.parquet); the site keeps the linking table.
-# Image uptake values always come from the images.
+# Methods section prints them). The synthetic hospital ($(DEMO_SITE), beside the outputs, never inside them) holds
+# the PACS export (dicom/) and the site-private linking table (site-private/, 0700); the synthetic trial office
+# delivers clinical tables (truth/<cohort>/patients.parquet, lesion response in lesions.parquet). Image uptake values
+# always come from the images.
 demo: $(STAMP)
-	$(BIN)/sonimage synth $(DEMO_OUT)/study --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1 --workers 2
-	$(BIN)/sonimage run $(DEMO_OUT)/study/dicom $(DEMO_OUT) --linking $(DEMO_OUT)/study/site-private/linking.csv \
-		--clinical $(DEMO_OUT)/study/truth --settings deployments/demo-settings.json
+	$(BIN)/sonimage synth $(DEMO_SITE) --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1 --workers 2
+	$(BIN)/sonimage run $(DEMO_SITE)/dicom $(DEMO_OUT) --linking $(DEMO_SITE)/site-private/linking.csv \
+		--clinical $(DEMO_SITE)/truth --settings deployments/demo-settings.json
 
 test: $(STAMP)
 	$(BIN)/pytest -q
 
-# The production stack as local processes on loopback (PostgreSQL, Prefect server, process worker, Dask scheduler +
-# 2 workers, S3-compatible store), deployments registered; Ctrl-C stops it. Clients: source $(STACK_DIR)/stack.env
+# The production stack as local processes on loopback (PostgreSQL, Prefect server with its UI, process worker, Dask
+# scheduler + 2 workers, S3-compatible store), deployments registered; Ctrl-C stops it. The Prefect API/UI requires
+# a generated auth string, Dask speaks TLS only with a session CA; clients get both by: source $(STACK_DIR)/stack.env
 STACK_DIR ?= $(CURDIR)/.stack
 stack: $(STAMP)
 	$(BIN)/python -m flows.stack $(STACK_DIR)

@@ -1,4 +1,10 @@
-"""Where the tasks run: the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM."""
+"""Where the tasks run: the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM; always over TLS.
+
+Clusters started here get a certificate authority of their own (:mod:`sonimage.cluster`). For a scheduler given
+by address, or one on Kubernetes, the site's certificates come from Dask's configuration (e.g.
+``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``, ``..._TLS__CLIENT__CERT``, ``..._TLS__CLIENT__KEY``; see README,
+"Security"); a plain ``tcp://`` scheduler is refused: anyone who reaches it can run code on its workers.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from pathlib import Path
 
 import yaml
 from distributed.deploy import Cluster
+from distributed.security import Security
 
-from sonimage.cluster import local_cluster
+from sonimage.cluster import local_cluster, loopback, remember_security
+from sonimage.io import private_dir
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 
@@ -28,9 +36,17 @@ def _kubernetes(workers: int, dashboard: str, logs: Path) -> Cluster:
     return cluster
 
 
+def _address(target: str, cluster: Cluster) -> str:
+    """The scheduler's address; dask-kubernetes' operator (2026.3.0) names it ``tcp://`` whatever the scheduler
+    speaks, while the manifest's scheduler speaks TLS only (not run here: no Kubernetes on these machines)."""
+    address = cluster.scheduler_address
+    return address.replace("tcp://", "tls://", 1) if target == "kubernetes" else address
+
+
 SLURM_ENV = {"queue": "SONIMAGE_SLURM_PARTITION", "account": "SONIMAGE_SLURM_ACCOUNT",
              "walltime": "SONIMAGE_SLURM_WALLTIME", "memory": "SONIMAGE_SLURM_MEMORY", "cores": "SONIMAGE_SLURM_CORES",
-             "local_directory": "SONIMAGE_SLURM_LOCAL_DIRECTORY"}
+             "local_directory": "SONIMAGE_SLURM_LOCAL_DIRECTORY",
+             "shared_temp_directory": "SONIMAGE_SLURM_TLS_DIRECTORY"}
 
 
 def _seconds(walltime: str) -> int:
@@ -52,20 +68,25 @@ def slurm_options(environ: dict[str, str] | None = None) -> dict:
         if env.get(var):
             options[key] = int(env[var]) if key == "cores" else env[var]
     wall = _seconds(options["walltime"])
-    options["worker_extra_args"] = ["--lifetime", f"{int(wall * 0.8)}s", "--lifetime-stagger", f"{max(1, int(wall * 0.1))}s"]
-    prologue = ["export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None"]  # sonimage/cluster.py
+    options["worker_extra_args"] = ["--lifetime", f"{int(wall * 0.8)}s",
+                                    "--lifetime-stagger", f"{max(1, int(wall * 0.1))}s"]
     venv = env.get("SONIMAGE_SLURM_VENV")
     options["python"] = str(Path(venv) / "bin" / "python") if venv else sys.executable
-    options["job_script_prologue"] = prologue
+    # see sonimage/cluster.py
+    options["job_script_prologue"] = ["export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None"]
     return options
 
 
 def _slurm(workers: int, dashboard: str, logs: Path) -> Cluster:
     from dask_jobqueue import SLURMCluster  # optional extra: sonimage[slurm]
 
-    cluster = SLURMCluster(scheduler_options={"dashboard_address": dashboard,
+    options = slurm_options()
+    private_dir(Path(os.path.expandvars(options["shared_temp_directory"])).expanduser())  # the workers' TLS files
+    security = Security.temporary()
+    cluster = SLURMCluster(scheduler_options={"dashboard_address": loopback(dashboard),
                                               "host": os.environ.get("SONIMAGE_SLURM_SCHEDULER_HOST", "127.0.0.1")},
-                           log_directory=str(logs), **slurm_options())
+                           security=security, protocol="tls://", log_directory=str(logs), **options)
+    remember_security(cluster.scheduler_address, security, cluster)
     # Adaptive with a fixed size: a job that ends (walltime, scancel, node failure) is replaced by a new one.
     cluster.adapt(minimum_jobs=workers, maximum_jobs=workers)
     return cluster
@@ -74,15 +95,38 @@ def _slurm(workers: int, dashboard: str, logs: Path) -> Cluster:
 BACKENDS = {"local": _local, "kubernetes": _kubernetes, "slurm": _slurm}
 
 
+def require_site_tls() -> None:
+    """Fail, saying what to set, when Dask's configuration gives this client no TLS certificate of the site."""
+    security = Security()
+    if not (security.tls_ca_file and security.tls_client_cert):
+        raise ValueError("no Dask TLS certificates configured for this client: set "
+                         "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and "
+                         "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY (README, Security)")
+
+
+def check_target(target: str) -> None:
+    """Fail early, saying why, on a cluster ``target`` that is unknown, plain TCP, or TLS without credentials."""
+    if "://" in target:
+        if not target.startswith("tls://"):
+            raise ValueError(f"scheduler {target}: sonimage talks to Dask schedulers over TLS only "
+                             "(tls://HOST:PORT with the site's certificates, README 'Security')")
+        require_site_tls()
+    elif target not in BACKENDS:
+        raise ValueError(f"unknown cluster {target!r}: use local, kubernetes, slurm or tls://HOST:PORT")
+    elif target == "kubernetes":
+        require_site_tls()  # the scheduler in the cluster knows the site's certificates only
+
+
 @contextmanager
-def dask_cluster(target: str = "local", workers: int = 2, dashboard: str = ":8787", logs: Path = Path("logs")
-                 ) -> Iterator[tuple[str, str]]:
-    """Yield (scheduler address, dashboard link): a cluster started here, or ``target`` itself when it is an address.
-    Batch-system clusters write their job logs to ``logs``."""
+def dask_cluster(target: str = "local", workers: int = 2, dashboard: str = "127.0.0.1:8787",
+                 logs: Path = Path("logs")) -> Iterator[tuple[str, str]]:
+    """Yield (scheduler address, dashboard link): a cluster started here, or ``target`` itself when it is a
+    ``tls://`` address (credentials from Dask's configuration). Clients of the address in this process find the
+    credentials by themselves (:func:`sonimage.cluster.load_security`). Batch-system clusters write their job logs
+    to ``logs``."""
+    check_target(target)
     if "://" in target:
         yield target, "(see the scheduler's own dashboard)"
         return
-    if target not in BACKENDS:
-        raise ValueError(f"unknown cluster {target!r}: use local, kubernetes, slurm or tcp://HOST:PORT")
     with BACKENDS[target](workers, dashboard, logs) as cluster:
-        yield cluster.scheduler_address, cluster.dashboard_link
+        yield _address(target, cluster), cluster.dashboard_link

@@ -1,9 +1,14 @@
-"""Prefect settings for air-gapped sites, applied before Prefect is imported (see shared NOTES)."""
+"""Prefect settings for air-gapped sites, applied before Prefect is imported (see shared NOTES).
+
+``PREFECT_HOME`` holds the run's Prefect database, logs and API secret: a folder only its owner can enter (0700).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from sonimage.io import private_dir
 
 DEFAULTS = {
     "DO_NOT_TRACK": "1",
@@ -17,8 +22,8 @@ DEFAULTS = {
 
 
 def configure(home: Path | None = None) -> None:
-    """Set offline-safe defaults (existing variables win) and give Prefect a home of the project's."""
+    """Set offline-safe defaults (existing variables win) and give Prefect a private home of the project's."""
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(Path(home or Path.cwd() / ".prefect").resolve()))
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    private_dir(Path(os.environ["PREFECT_HOME"]))

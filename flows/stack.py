@@ -3,8 +3,12 @@
 PostgreSQL (a throwaway cluster, run as the ``postgres`` user when started by root), the Prefect server on it, a
 process work pool and its worker, a Dask scheduler with workers, and an S3-compatible object store (moto's server).
 Every secret comes from the environment or is generated for the session (``SONIMAGE_DB_PASSWORD``,
-``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``); nothing is written into the repository. Tests start the same
-pieces through :class:`Stack`.
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, the Prefect API's auth string, the Dask cluster's certificate
+authority); nothing is written into the repository. The session folder is 0700 and its files are created with
+umask 077. The Prefect server (API and UI) requires its auth string (:mod:`flows.server`); the Dask scheduler and
+workers speak TLS only, with certificates in ``FOLDER/tls`` that every process of the stack, and every client that
+sources ``FOLDER/stack.env``, finds through Dask's configuration (:func:`sonimage.cluster.tls_environ`). Tests start
+the same pieces through :class:`Stack`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import glob
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +30,10 @@ import urllib.request
 from pathlib import Path
 
 from flows.environment import DEFAULTS
+from flows.server import AUTH_FILE, healthy, new_auth_string, server_environ
+from sonimage.cli import OUTPUT_UMASK
+from sonimage.cluster import remember_security, tls_environ, use_security_loader, write_tls_files
+from sonimage.io import private_dir, write_private_atomic
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +63,8 @@ class Stack:
     """Processes started for a session: each logs to ``folder/logs/<name>.log``; :meth:`stop` ends them all."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder).resolve()
-        (self.folder / "logs").mkdir(parents=True, exist_ok=True)
+        self.folder = private_dir(Path(folder).resolve())
+        (self.folder / "logs").mkdir(exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self.env: dict[str, str] = {**DEFAULTS, "PREFECT_HOME": str(self.folder / "prefect"),
                                     "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_": "None"}
@@ -65,11 +74,12 @@ class Stack:
         """The environment clients of the stack need (on top of this process's)."""
         return {**os.environ, **self.env}
 
-    def start(self, name: str, cmd: list[str], **env: str) -> subprocess.Popen:
-        """Start ``cmd`` in the background, logging to ``logs/<name>.log``."""
+    def start(self, name: str, cmd: list[str], umask: int = 0o077, **env: str) -> subprocess.Popen:
+        """Start ``cmd`` in the background, logging to ``logs/<name>.log``; what it writes is private (umask 077)
+        unless it writes outputs (``umask=OUTPUT_UMASK``)."""
         log = open(self.folder / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen([str(c) for c in cmd], env={**self.environ(), **env}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, umask=umask)
         log.close()
         self.procs[name] = proc
         return proc
@@ -109,34 +119,45 @@ class Stack:
         return f"postgresql+asyncpg://sonimage:{password}@127.0.0.1:{port}/prefect"
 
     def prefect_server(self, database: str | None = None) -> str:
-        """The Prefect server (on ``database``, else SQLite in the stack's folder) with its scheduler service."""
+        """The Prefect server (on ``database``, else SQLite in the stack's folder) with its scheduler service and
+        its UI, requiring a generated auth string that clients get as ``PREFECT_API_AUTH_STRING``."""
         port = free_port()
         url = f"http://127.0.0.1:{port}/api"
-        env = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
+        home = private_dir(Path(self.env["PREFECT_HOME"]))
+        secret = new_auth_string(home)
+        env = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", **server_environ(home, secret)}
         if database:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
         self.start("prefect-server", [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", port,
                                       "--analytics-off"], **env)
-        self.wait_until("prefect-server", lambda: _healthy(f"{url}/health"), 180)
-        self.env["PREFECT_API_URL"] = url
+        self.wait_until("prefect-server", lambda: healthy(f"{url}/health"), 180)
+        self.env.update(PREFECT_API_URL=url, PREFECT_API_AUTH_STRING=secret)
         return url
 
     def dask(self, workers: int = 2) -> str:
-        """A Dask scheduler and ``workers`` single-threaded workers (each under a nanny); returns its address."""
+        """A Dask scheduler and ``workers`` single-threaded workers (each under a nanny) on loopback, TLS only, with
+        a certificate authority made for the session; returns the scheduler's address."""
         spec = self.folder / "dask-scheduler.json"
         spec.unlink(missing_ok=True)
+        security = write_tls_files(self.folder / "tls")
+        self.env.update(tls_environ(self.folder / "tls"))
         port = free_port()
-        self.start("dask-scheduler", [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                      "--dashboard-address", f"127.0.0.1:{port}", "--scheduler-file", spec])
+        self.start("dask-scheduler", [BIN / "dask", "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+                                      "--port", "0", "--dashboard-address", f"127.0.0.1:{port}",
+                                      "--scheduler-file", spec])
         self.wait_until("dask-scheduler", spec.exists, 60)
         for i in range(workers):
             self.start(f"dask-worker-{i}", [BIN / "dask", "worker", "--scheduler-file", spec, "--nthreads", "1",
-                                            "--host", "127.0.0.1", "--dashboard-address", ":0", "--name", f"w{i}"])
+                                            "--protocol", "tls", "--host", "127.0.0.1",
+                                            "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}"],
+                       umask=OUTPUT_UMASK)
         from distributed import Client
 
-        with Client(scheduler_file=str(spec), timeout=60) as client:
+        with Client(scheduler_file=str(spec), timeout=60, security=security) as client:
             client.wait_for_workers(workers, timeout=120)
             address = client.scheduler.address
+        use_security_loader()  # clients of the stack's scheduler in this process (tests) find its credentials
+        remember_security(address, security, self)
         self.env.update(SONIMAGE_DASK_ADDRESS=address, SONIMAGE_DASK_DASHBOARD=f"http://127.0.0.1:{port}/status")
         return address
 
@@ -148,7 +169,7 @@ class Stack:
                         AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY") or secrets.token_hex(20),
                         AWS_DEFAULT_REGION="us-east-1", FSSPEC_S3_ENDPOINT_URL=endpoint)
         self.start("object-store", [BIN / "moto_server", "-H", "127.0.0.1", "-p", port])
-        self.wait_until("object-store", lambda: _healthy(f"{endpoint}/moto-api/"), 60)
+        self.wait_until("object-store", lambda: healthy(f"{endpoint}/moto-api/"), 60)
         for bucket in buckets:
             req = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")
             urllib.request.urlopen(req, timeout=10).close()
@@ -161,7 +182,7 @@ class Stack:
         if created.returncode:
             raise RuntimeError(f"work pool {pool}: {created.stdout}{created.stderr}")
         self.start("prefect-worker", [BIN / "prefect", "worker", "start", "--pool", pool, "--type", "process"],
-                   PREFECT_WORKER_QUERY_SECONDS="2", SONIMAGE_CHECKOUT=str(REPO))
+                   umask=OUTPUT_UMASK, PREFECT_WORKER_QUERY_SECONDS="2", SONIMAGE_CHECKOUT=str(REPO))
 
     def deploy(self, prefect_file: Path = REPO / "deployments" / "prefect.yaml") -> subprocess.CompletedProcess:
         """Register the deployments of ``prefect_file`` on the stack's server."""
@@ -182,14 +203,6 @@ class Stack:
                 proc.wait()
         for folder in self._cleanup:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def up(folder: Path, workers: int = 2, postgres: bool = True) -> Stack:
@@ -216,13 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="state and logs of the session (not in the repository)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    os.umask(OUTPUT_UMASK)  # flow runs of the stack write outputs as `sonimage` does
     stack = up(args.folder, args.workers)
     env_file = args.folder / "stack.env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.env.items())))
-    env_file.chmod(0o600)
+    write_private_atomic(env_file, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(stack.env.items()))
+                         .encode())
     print(f"stack up: Prefect API {stack.env['PREFECT_API_URL']}, Dask {stack.env['SONIMAGE_DASK_ADDRESS']} "
           f"(dashboard {stack.env['SONIMAGE_DASK_DASHBOARD']}), object store {stack.env['FSSPEC_S3_ENDPOINT_URL']}")
-    print(f"client environment: source {env_file}; logs in {args.folder / 'logs'}; Ctrl-C stops everything")
+    print(f"client environment (API auth string, Dask TLS files): source {env_file}; Prefect UI "
+          f"{stack.env['PREFECT_API_URL'].removesuffix('/api')} (log in with the auth string in "
+          f"{Path(stack.env['PREFECT_HOME']) / AUTH_FILE}); logs in {args.folder / 'logs'}; Ctrl-C stops everything")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})

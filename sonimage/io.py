@@ -129,3 +129,21 @@ def write_directory_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700), created when missing: secrets and site-private files."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private_atomic(path: Path, data: bytes) -> Path:
+    """``data`` to ``path`` atomically, readable by its owner only (0600, in a 0700 folder): keys, linking tables,
+    certificates. The temporary is created 0600 too, so the secret is never readable by others, not even briefly."""
+    private_dir(Path(path).parent)
+    with atomic_path(path) as tmp:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(data)
+    return Path(path)

@@ -44,7 +44,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from prefect.client.schemas.objects import FlowRun  # noqa: E402
 from prefect.events.worker import EventsWorker  # noqa: E402
 from prefect.logging.handlers import APILogWorker  # noqa: E402
-from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings  # noqa: E402
 from prefect.states import Scheduled  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
@@ -76,7 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         services = up(folder, postgres=False)
         services.missing = str(exc)
     try:
-        with temporary_settings({PREFECT_API_URL: services.env["PREFECT_API_URL"]}):
+        with temporary_settings({PREFECT_API_URL: services.env["PREFECT_API_URL"],
+                                 PREFECT_API_AUTH_STRING: services.env["PREFECT_API_AUTH_STRING"]}):
             yield services
             # deliver this process's last logs and events while the server is up (later modules would wait on them)
             APILogWorker.drain_all(timeout=10)

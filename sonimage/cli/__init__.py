@@ -2,16 +2,21 @@
 
 Commands that need the orchestration layer (``sonimage run``) plug in through the ``sonimage.commands`` entry-point
 group, so the library itself never imports Prefect.
+
+Every command runs with umask 027 (:data:`OUTPUT_UMASK`): outputs are 0640 files in 0750 folders,
+readable by the owner's group, by no one else; secrets and site-private files are 0600 in 0700 folders.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 
 SUBCOMMANDS = ("synth", "convert", "stages", "features", "model")
+OUTPUT_UMASK = 0o027  # the owner writes, the owner's group reads, others nothing
 
 DESCRIPTION = """\
 sonimage turns a PET study (FDG and FES PET/CT as DICOM, lesion contours as RTSTRUCT) into lesion features,
@@ -45,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: parse, dispatch to the sub-command's ``func``, return its exit code."""
     args = build_parser().parse_args(argv)
+    os.umask(OUTPUT_UMASK)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:  # bad input, or an output that cannot be written (named in the message)

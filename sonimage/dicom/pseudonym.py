@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sonimage.io import private_dir
+
 SAFE_COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -50,7 +52,7 @@ def load_key(key_file: Path | None = None) -> bytes:
         return env.encode()
     path = default_key_file()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))

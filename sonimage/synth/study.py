@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sonimage.io import json_bytes, write_bytes_atomic, write_json_atomic
+from sonimage.io import json_bytes, write_bytes_atomic, write_json_atomic, write_private_atomic
 from sonimage.parallel import Executor, parallel_starmap
 from sonimage.synth import render
 from sonimage.synth.anatomy import Body, Grid, label_map, make_body, place_lesions
@@ -339,7 +339,7 @@ def _write_linking(out: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=["cohort", "PatientID", "subject_id"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(kept + rows, key=lambda r: (r["cohort"], r["subject_id"])))
-    write_bytes_atomic(path, buf.getvalue().encode())
+    write_private_atomic(path, buf.getvalue().encode())  # 0600 in a 0700 folder: it links pseudonyms to MRNs
 
 
 def _prune(out: Path, cohort: str, ids: dict[str, Identity]) -> None:
