@@ -12,8 +12,9 @@ Slices are z planes. The 2D/2.5D/3D aggregations of IBSI 1 (section 3.1.2):
 Slices without ROI voxels are skipped; a slice or direction whose matrix is empty is left out of an average,
 and a feature undefined for one slice or direction (NaN) is averaged over the others. Matrix rows are the grey
 levels present in the ROI (empty rows change no IBSI feature), so memory follows the ROI, not the bin range;
-``Ng`` (normalised inverse differences) is the highest grey level. Spacing is not used: IBSI expects texture
-on isotropic voxels (resampling, if wanted, comes before).
+``Ng`` (normalised inverse differences) is the bin count for fixed bin number, else the highest grey level.
+Spacing is not used: IBSI expects texture on isotropic voxels (resampling, if wanted, comes before: see
+:mod:`sonimage.features.processing`).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     padded = np.zeros(tuple(n + 2 * margin for n in inside.shape), dtype=np.int64)
     core = tuple(slice(margin, margin + n) for n in inside.shape)
     padded[core][inside] = levels
-    return Levels(padded, int(levels.max()), margin)
+    return Levels(padded, max(settings.bin_count or 0, int(levels.max())), margin)
 
 
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
