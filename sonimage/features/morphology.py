@@ -17,7 +17,7 @@ from scipy.fft import dctn, next_fast_len, rfftn
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import cdist
 from scipy.special import eval_legendre
-from skimage.measure import marching_cubes, mesh_surface_area
+from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.statistics import to_features
@@ -61,7 +61,8 @@ def mesh(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndar
     verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(float(s) for s in spacing))
     a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
     volume = abs(float(np.sum(np.einsum("ij,ij->i", a, np.cross(b, c)))) / 6.0)
-    return verts, faces, volume, float(mesh_surface_area(verts, faces))
+    normal = np.cross(b - a, c - a)  # twice each triangle's area vector
+    return verts, faces, volume, 0.5 * float(np.sqrt(np.einsum("ij,ij->i", normal, normal)).sum())
 
 
 def max_distance(points: np.ndarray, block: int = 2048) -> float:
