@@ -56,12 +56,12 @@ PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm
 # A runner is (read, features): read(image path, mask path) loads one lesion, features(loaded) computes every
 # feature of it and returns (feature count, {mean, max, volume_mm3} for the sanity check).
 
-def _sonimage_runner(families: tuple[str, ...]):
+def _sonimage_runner(families: tuple[str, ...], spatial: bool = True):
     from sonimage.features.base import FeatureSettings, Roi
     from sonimage.features.extract import extract_features
     from sonimage.lesions.io import read_image, read_mask
 
-    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
+    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0, spatial_autocorrelation=spatial)
 
     def read(image: str, mask: str) -> Roi:
         volume = read_image(Path(image))
@@ -74,13 +74,14 @@ def _sonimage_runner(families: tuple[str, ...]):
     return read, features
 
 
-def _pictologics_runner():
+def _pictologics_runner(spatial: bool = True):
     from pictologics import RadiomicsPipeline, load_image
 
+    families = [f for f in PICTO_FAMILIES if spatial or f != "spatial_intensity"]
     pipeline = RadiomicsPipeline()
     pipeline.add_config("bench", [
         {"step": "discretise", "params": {"method": "FBS", "bin_width": BIN_WIDTH, "min_val": 0.0}},
-        {"step": "extract_features", "params": {"families": list(PICTO_FAMILIES)}},
+        {"step": "extract_features", "params": {"families": families}},
     ])
 
     def read(image: str, mask: str) -> tuple:
@@ -123,12 +124,14 @@ def worker(tool: str, pairs_file: Path) -> dict:
     (warm-up), timed apart."""
     pairs = json.loads(Path(pairs_file).read_text())
     wall, cpu = time.perf_counter(), time.process_time()
+    spatial = not tool.endswith("-nospatial")
     if tool == "pyradiomics":
         read, features = _pyradiomics_runner()
-    elif tool == "pictologics":
-        read, features = _pictologics_runner()
+    elif tool.startswith("pictologics"):
+        read, features = _pictologics_runner(spatial)
     else:
-        read, features = _sonimage_runner(MATCHED if tool == "sonimage" else tuple(json.loads(os.environ["FAMILIES"])))
+        families = tuple(json.loads(os.environ["FAMILIES"])) if tool == "sonimage-all" else MATCHED
+        read, features = _sonimage_runner(families, spatial)
     setup = {"import_s": time.perf_counter() - wall, "import_cpu_s": time.process_time() - cpu}
     wall, cpu = time.perf_counter(), time.process_time()
     features(read(pairs[0]["image"], pairs[0]["mask"]))
@@ -316,8 +319,10 @@ def main() -> None:
         print(f"{len(pairs)} lesions ({min(p['voxels'] for p in pairs)}–{max(p['voxels'] for p in pairs)} voxels), "
               f"bin width {BIN_WIDTH} SUV, 3D", flush=True)
         runs = [(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", pyrad, "pyradiomics", (), None),
-                (f"Pictologics 0.9.0 ({len(PICTO_FAMILIES)} families)", picto, "pictologics", (), None),
+                ("Pictologics 0.9.0 (matched)", picto, "pictologics", (), None),
+                ("Pictologics 0.9.0 (no Moran/Geary)", picto, "pictologics-nospatial", (), None),
                 (f"sonimage (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (), None),
+                ("sonimage (matched, no Moran/Geary)", Path(sys.executable), "sonimage-nospatial", (), None),
                 (f"sonimage (all {len(ALL_FAMILIES)} families)", Path(sys.executable), "sonimage-all", ALL_FAMILIES,
                  None)]
         if args.baseline:
@@ -328,7 +333,7 @@ def main() -> None:
             rounds.append([run_tool(python, tool, pairs_file, fams, source) for _, python, tool, fams, source in runs])
             print(f"round {i + 1}/{args.repeat} done, load {load()['load_1min']:.1f}", flush=True)
         tools = [summarise(name, best_of([r[i] for r in rounds])) for i, (name, *_) in enumerate(runs)]
-    base, picto_row = tools[0], tools[1]
+    base = tools[0]
     for row in tools[1:]:
         row["max_rel_diff_vs_pyradiomics"] = {
             key: max(abs(a[key] - b[key]) / abs(b[key]) for a, b in zip(row["checks"], base["checks"]))
@@ -337,19 +342,22 @@ def main() -> None:
         row.pop("checks", None)
         for key in ("median_cpu_s", "median_with_read_cpu_s"):
             row[f"speedup_{key}_vs_pyradiomics"] = base[key] / row[key]
-            row[f"speedup_{key}_vs_pictologics"] = picto_row[key] / row[key]
+            twin = tools[2] if "no Moran" in row["tool"] else tools[1]  # Pictologics with the same features
+            row[f"speedup_{key}_vs_pictologics"] = twin[key] / row[key]
     head = (f"{'tool':<36}{'features':>9}{'CPU':>8}{'read':>8}{'+read':>8}{'mean CPU':>9}{'import s':>9}"
-            f"{'warm-up s':>10}{'peak MB':>8}{'vs PyRad':>10}{'vs Picto':>10}")
+            f"{'warm-up s':>10}{'peak MB':>8}{'vs PyRad':>10}{'vs Picto':>10}{'+read vs Picto':>16}")
     print(head + "\n" + "-" * len(head))
     for r in tools:
         print(f"{r['tool']:<36}{r['features']:>9}{r['median_cpu_s']:>8.4f}{r['median_read_cpu_s']:>8.4f}"
               f"{r['median_with_read_cpu_s']:>8.4f}{r['mean_cpu_s']:>9.4f}{r['import_cpu_s']:>9.2f}"
               f"{r['warmup_cpu_s']:>10.2f}{r['peak_mb']:>8.0f}{r['speedup_median_cpu_s_vs_pyradiomics']:>9.2f}x"
-              f"{r['speedup_median_cpu_s_vs_pictologics']:>9.2f}x")
+              f"{r['speedup_median_cpu_s_vs_pictologics']:>9.2f}x"
+              f"{r['speedup_median_with_read_cpu_s_vs_pictologics']:>15.2f}x")
     print("per lesion, medians over the lesions of the fastest of the rounds, CPU seconds of the tool's own process; "
           "CPU: features with image and mask in memory; read: the NIfTI image and mask; +read: both; import s and "
           "warm-up s: once per process (import incl. Pictologics' Numba JIT from its cache; warm-up: the first "
-          "lesion), CPU, median of the rounds; speed-ups: median feature CPU")
+          "lesion), CPU, median of the rounds; speed-ups: median feature CPU, against Pictologics with the same "
+          "features (with or without Moran's I / Geary's C)")
     print("same lesions, same voxels: largest relative difference to PyRadiomics in mean / max / voxel volume: "
           + "; ".join(f"{r['tool'].split(' (')[0]} " + ", ".join(f"{v:.1e}" for v in r["max_rel_diff_vs_pyradiomics"].values())
                       for r in tools[1:]))

@@ -221,3 +221,14 @@ def test_spatial_autocorrelation_beyond_the_size_limit_is_nan_with_reason(monkey
     moran = feats["Moran’s I index"]
     assert np.isnan(moran.value) and "too large" in moran.reason
     assert np.isfinite(feats["Sphericity"].value)
+
+
+def test_spatial_autocorrelation_can_be_left_out():
+    """With spatial_autocorrelation off, Moran's I and Geary's C are NaN with a reason; the rest is unchanged."""
+    mask = ellipsoid((10, 10, 10), (4, 4, 4))
+    roi = Roi(np.random.default_rng(7).normal(3, 1, mask.shape), mask, (2.0, 2.0, 2.0))
+    full = {f.name: f for f in morphology.compute(roi, SETTINGS)}
+    lean = {f.name: f for f in morphology.compute(roi, FeatureSettings(bin_width=0.5, spatial_autocorrelation=False))}
+    assert np.isfinite(full["Moran’s I index"].value) and np.isnan(lean["Moran’s I index"].value)
+    assert "spatial_autocorrelation" in lean["Geary’s C measure"].reason
+    assert all(lean[k].value == full[k].value for k in full if k not in ("Moran’s I index", "Geary’s C measure"))

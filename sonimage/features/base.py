@@ -16,6 +16,9 @@ class FeatureSettings:
     exactly one of the two may be set. With neither, the intensities must already be integer grey levels (as in
     the IBSI digital phantom). The intensity-volume histogram has its own ``ivh_bin_width`` / ``ivh_bin_count``.
 
+    ``spatial_autocorrelation`` off leaves Moran's I and Geary's C (morphology) NaN with a reason: exact over all
+    voxel pairs, they are the costliest morphological features.
+
     Image processing before the features (IBSI 1, sections 2.4 to 2.6; all off by default, see
     :mod:`sonimage.features.processing`): ``voxel_size`` (mm) resamples to isotropic voxels (in-plane only with
     ``interpolate_in_plane``) by ``interpolation`` "linear" (trilinear) or "cubic" (tricubic spline), the mask
@@ -36,6 +39,7 @@ class FeatureSettings:
     ivh_bin_width: float | None = None
     ivh_bin_count: int | None = None
     peak_volume_ml: float = 1.0
+    spatial_autocorrelation: bool = True
     voxel_size: float | None = None
     interpolation: str = "linear"
     interpolate_in_plane: bool = False

@@ -155,8 +155,9 @@ def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[
     return moran, geary, ""
 
 
-def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
-    """All morphological values of the ROI and the reasons for any NaN among them."""
+def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """All morphological values of the ROI and the reasons for any NaN among them (Moran's I and Geary's C NaN
+    unless ``spatial``)."""
     nan = float("nan")
     reasons: dict[str, str] = {}
     box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi.shape_mask))
@@ -204,7 +205,11 @@ def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
     v["vd_conv_hull"] = volume / hull_volume
     v["ad_conv_hull"] = area / hull_area
     v["integrated_intensity"] = float(x.mean()) * volume
-    v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, inside, roi.spacing)
+    if spatial:
+        v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, inside, roi.spacing)
+    else:
+        v["moran_i"] = v["geary_c"] = nan
+        why = "not computed: spatial_autocorrelation is off in the settings"
     if why:
         reasons.update(moran_i=why, geary_c=why)
     return v, reasons
@@ -212,5 +217,5 @@ def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
 
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
     """The 25 IBSI morphological features of the ROI (``dims`` ignored)."""
-    values, reasons = morphology_values(roi)
+    values, reasons = morphology_values(roi, settings.spatial_autocorrelation)
     return to_features(FAMILY, SPECS, values, reasons)
