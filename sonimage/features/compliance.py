@@ -15,7 +15,8 @@ E     3D    tricubic spline           [-1000, 400] HU    mean ± 3 SD 32 bins   
 
 With interpolation the image is rounded to integers and the mask interpolated trilinearly at partial volume 0.5;
 fixed bin sizes start at the re-segmentation minimum. Reference values are keyed by the feature tags of the IBSI
-submission table (as MIRP names them, e.g. ``cm_joint_max_3D_avg``); :data:`TAGS` maps each to a sonimage feature.
+submission table (as MIRP names them, e.g. ``cm_joint_max_3D_avg``); :func:`feature_key` maps each to a sonimage
+feature. The IVH column is as the reference values require (A, B, D: raw HU; E: bin numbers of 1000 bins).
 """
 
 from __future__ import annotations
