@@ -1,15 +1,19 @@
-"""Benchmark: sonimage lesion features against PyRadiomics on the 51 real IBSI soft-tissue-sarcoma PET lesions.
+"""Benchmark: sonimage lesion features against PyRadiomics and Pictologics on the 51 real IBSI STS PET lesions.
 
 One command: ``python bench/features.py`` prints a table and writes ``bench/results/features.json``.
 
-Part 1, per lesion, same run, same files: every lesion (../shared/data/ibsi-sts-pet, DICOM + RTSTRUCT) is
-converted once to NIfTI image + mask in a temporary folder; then each tool runs in its own fresh process over all
-51 pairs, timing read + features per lesion (one untimed warm-up lesion first), and reports its peak memory.
-PyRadiomics (``pyradiomics-bhklab==3.1.4``; 3.1.0 does not build on Python 3.11) lives in its own virtual
-environment ``bench/.venv-pyradiomics``, created here on first use. Matched settings: 3D, no resampling, fixed
-bin width 0.5 SUV with bins aligned to 0 (PyRadiomics' convention, so sonimage gets ``bin_lower_bound=0``),
-distance 1; the same families: shape/morphology, first order/intensity statistics + histogram, GLCM, GLRLM,
-GLSZM, GLDM/NGLDM, NGTDM. sonimage is timed also with all 12 of its families (local intensity, IVH, GLDZM, PET).
+Part 1, per lesion, same run, same files: the 51 IBSI NIfTI image + mask pairs of ../shared/data/ibsi-sts-pet-nifti
+(SUVbw, label 1). Each tool runs in its own fresh process over all 51 pairs, timing read (image + mask file) and
+features per lesion in the process's CPU seconds (one untimed warm-up lesion first); its import (and for Pictologics
+the Numba JIT it triggers) and the warm-up lesion are timed apart and reported separately.
+- PyRadiomics (``pyradiomics-bhklab==3.1.4``; 3.1.0 does not build on Python 3.11) in ``bench/.venv-pyradiomics``.
+- Pictologics (``pictologics==0.9.0``, Numba; Python >= 3.12) in ``bench/.venv-pictologics`` (created with the
+  pyenv Python 3.12 when absent; its first import JIT-compiles for minutes to fill Numba's cache). One thread
+  (``PICTOLOGICS_NUM_THREADS=1``), as the other tools.
+Matched settings: 3D, no resampling, fixed bin width 0.5 SUV with bins aligned to 0, distance 1; the same
+families: shape/morphology (with Moran's I and Geary's C: Pictologics' ``spatial_intensity``, not in PyRadiomics),
+intensity statistics, intensity histogram, GLCM, GLRLM, GLSZM, NGLDM/GLDM, NGTDM. sonimage is timed also with
+all 12 of its families (local intensity, IVH, GLDZM, PET added).
 
 Part 2: all lesions of a synthetic cohort (``sonimage synth``, generated once into ``bench/results/data``), one
 Dask task per scan (:func:`sonimage.lesions.scan.scan_lesions`) on a LocalCluster of 1 and of 2 worker
@@ -38,6 +42,11 @@ RESULTS = REPO / "bench" / "results"
 SHARED = Path(os.environ.get("SONIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 PYRAD_VENV = REPO / "bench" / ".venv-pyradiomics"
 PYRAD_PACKAGE = "pyradiomics-bhklab==3.1.4"
+PICTO_VENV = REPO / "bench" / ".venv-pictologics"
+PICTO_PACKAGE = "pictologics==0.9.0"
+PICTO_PYTHON = Path("/root/.pyenv/versions/3.12.1/bin/python")
+PICTO_FAMILIES = ("morphology", "spatial_intensity", "intensity", "histogram", "glcm", "glrlm", "glszm", "ngldm",
+                  "ngtdm")
 BIN_WIDTH = 0.5
 MATCHED = ("morphology", "statistics", "histogram", "glcm", "glrlm", "glszm", "ngldm", "ngtdm")
 PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
@@ -47,12 +56,12 @@ PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm
 # A runner is (read, features): read(image path, mask path) loads one lesion, features(loaded) computes every
 # feature of it and returns (feature count, {mean, max, volume_mm3} for the sanity check).
 
-def _sonimage_runner(families: tuple[str, ...]):
+def _sonimage_runner(families: tuple[str, ...], spatial: bool = True):
     from sonimage.features.base import FeatureSettings, Roi
     from sonimage.features.extract import extract_features
     from sonimage.lesions.io import read_image, read_mask
 
-    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
+    settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0, spatial_autocorrelation=spatial)
 
     def read(image: str, mask: str) -> Roi:
         volume = read_image(Path(image))
@@ -62,6 +71,26 @@ def _sonimage_runner(families: tuple[str, ...]):
         out = extract_features(roi, settings, families)
         values = {f.code: f.value for f in out if f.code in ("Q4LE", "YEKZ", "84IY")}
         return len(out), {"mean": values["Q4LE"], "max": values["84IY"], "volume_mm3": values["YEKZ"]}
+    return read, features
+
+
+def _pictologics_runner(spatial: bool = True):
+    from pictologics import RadiomicsPipeline, load_image
+
+    families = [f for f in PICTO_FAMILIES if spatial or f != "spatial_intensity"]
+    pipeline = RadiomicsPipeline()
+    pipeline.add_config("bench", [
+        {"step": "discretise", "params": {"method": "FBS", "bin_width": BIN_WIDTH, "min_val": 0.0}},
+        {"step": "extract_features", "params": {"families": families}},
+    ])
+
+    def read(image: str, mask: str) -> tuple:
+        return load_image(image), load_image(mask, stored_type=True)
+
+    def features(loaded: tuple) -> tuple[int, dict[str, float]]:
+        out = pipeline.run(*loaded, config_names=["bench"])["bench"]
+        value = {code: float(out[[k for k in out.index if k.endswith(code)][0]]) for code in ("Q4LE", "84IY", "YEKZ")}
+        return len(out), {"mean": value["Q4LE"], "max": value["84IY"], "volume_mm3": value["YEKZ"]}
     return read, features
 
 
@@ -91,13 +120,22 @@ def _pyradiomics_runner():
 
 def worker(tool: str, pairs_file: Path) -> dict:
     """Time every lesion of ``pairs_file`` with ``tool``: the read (image + mask files) and the features, each in
-    wall and CPU seconds of this process; the first lesion once more beforehand, untimed."""
+    wall and CPU seconds of this process; the import and set-up, and the first lesion once more beforehand
+    (warm-up), timed apart."""
     pairs = json.loads(Path(pairs_file).read_text())
+    wall, cpu = time.perf_counter(), time.process_time()
+    spatial = not tool.endswith("-nospatial")
     if tool == "pyradiomics":
         read, features = _pyradiomics_runner()
+    elif tool.startswith("pictologics"):
+        read, features = _pictologics_runner(spatial)
     else:
-        read, features = _sonimage_runner(MATCHED if tool == "sonimage" else tuple(json.loads(os.environ["FAMILIES"])))
+        families = tuple(json.loads(os.environ["FAMILIES"])) if tool == "sonimage-all" else MATCHED
+        read, features = _sonimage_runner(families, spatial)
+    setup = {"import_s": time.perf_counter() - wall, "import_cpu_s": time.process_time() - cpu}
+    wall, cpu = time.perf_counter(), time.process_time()
     features(read(pairs[0]["image"], pairs[0]["mask"]))
+    setup.update(warmup_s=time.perf_counter() - wall, warmup_cpu_s=time.process_time() - cpu)
     out: dict[str, list] = {"read_s": [], "read_cpu_s": [], "seconds": [], "cpu_s": [], "checks": []}
     for p in pairs:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -109,47 +147,38 @@ def worker(tool: str, pairs_file: Path) -> dict:
         out["seconds"].append(time.perf_counter() - mid_wall)
         out["cpu_s"].append(time.process_time() - mid_cpu)
         out["checks"].append(check)
-    return {**out, "features": count, "peak_mb": peak_mb()}
+    return {**out, **setup, "features": count, "peak_mb": peak_mb()}
 
 
 # ---- orchestration (the project's environment) ----
 
-def ensure_pyradiomics() -> Path:
-    """The PyRadiomics interpreter, creating its virtual environment on first use."""
-    python = PYRAD_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"creating {PYRAD_VENV} with {PYRAD_PACKAGE} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PYRAD_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", PYRAD_PACKAGE], check=True)
-    return python
+def ensure_venv(venv: Path, package: str, python: Path = Path(sys.executable)) -> Path:
+    """The interpreter of a benchmark's own virtual environment, created with ``package`` on first use."""
+    interpreter = venv / "bin" / "python"
+    if not interpreter.exists():
+        print(f"creating {venv} with {package} ...", flush=True)
+        subprocess.run([str(python), "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(interpreter), "-m", "pip", "install", "--quiet", package], check=True)
+    return interpreter
 
 
-def prepare_lesions(folder: Path) -> list[dict]:
-    """The 51 IBSI STS lesions as NIfTI image + mask pairs in ``folder`` (read with sonimage's DICOM readers)."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    from sonimage.lesions.io import read_image, read_mask
-    from sonimage.volume import Volume
+def prepare_lesions() -> list[dict]:
+    """The 51 IBSI STS lesions as NIfTI image + mask pairs (../shared/data/ibsi-sts-pet-nifti), with voxel counts."""
+    from sonimage.nifti import read_nifti
 
     pairs = []
-    for case in sorted((SHARED / "ibsi-sts-pet").glob("STS_*")):
-        image = read_image(case / "PET" / "image")
-        mask = read_mask(case / "PET" / "mask" / "RS.dcm", image)
-        out = folder / case.name
-        out.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(image.to_sitk(), str(out / "image.nii.gz"))
-        labels = Volume(mask.astype(np.uint8), image.spacing, image.origin, image.direction)
-        sitk.WriteImage(labels.to_sitk(), str(out / "mask.nii.gz"))
-        pairs.append({"case": case.name, "voxels": int(mask.sum()), "image": str(out / "image.nii.gz"),
-                      "mask": str(out / "mask.nii.gz")})
+    for case in sorted((SHARED / "ibsi-sts-pet-nifti").glob("STS_*")):
+        image, mask = case / "PET_image.nii.gz", case / "PET_mask.nii.gz"
+        pairs.append({"case": case.name, "voxels": int((read_nifti(mask).array == 1).sum()), "image": str(image),
+                      "mask": str(mask)})
     return pairs
 
 
 def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = (), source: Path | None = None
              ) -> dict:
     """One worker process of ``tool``; ``source``: the root of another checkout whose sonimage it imports."""
-    env = {**os.environ, "FAMILIES": json.dumps(list(families)), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "FAMILIES": json.dumps(list(families)), "OMP_NUM_THREADS": "1",
+           "PICTOLOGICS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     if source is not None:  # PYTHONPATH comes before the editable install
         env["PYTHONPATH"] = str(source)
     done = subprocess.run([str(python), __file__, "--worker", tool, str(pairs_file)], check=True,
@@ -158,11 +187,13 @@ def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...
 
 
 TIMINGS = ("read_s", "read_cpu_s", "seconds", "cpu_s")
+SETUP = ("import_s", "import_cpu_s", "warmup_s", "warmup_cpu_s")
 
 
 def best_of(results: list[dict]) -> dict:
     """Per lesion the fastest of the repeated runs (the machine's other load only ever adds time)."""
     return {**results[0], **{key: [min(t) for t in zip(*(r[key] for r in results))] for key in TIMINGS},
+            **{key: statistics.median(r[key] for r in results) for key in SETUP},
             "peak_mb": max(r["peak_mb"] for r in results)}
 
 
@@ -175,7 +206,8 @@ def summarise(name: str, result: dict) -> dict:
             "median_s": statistics.median(wall), "median_cpu_s": statistics.median(cpu),
             "mean_cpu_s": statistics.fmean(cpu), "max_cpu_s": max(cpu), "total_cpu_s": sum(cpu),
             "median_with_read_s": statistics.median(with_read), "median_with_read_cpu_s": statistics.median(with_read_cpu),
-            "peak_mb": result["peak_mb"], "checks": result["checks"]}
+            "median_read_cpu_s": statistics.median(result["read_cpu_s"]),
+            **{key: result[key] for key in SETUP}, "peak_mb": result["peak_mb"], "checks": result["checks"]}
 
 
 def synthetic_scans(patients: int) -> list[tuple[Path, Path]]:
@@ -269,8 +301,7 @@ def main() -> None:
     from sonimage.features.extract import ALL_FAMILIES
 
     if args.profile:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = profile(prepare_lesions(Path(tmp)))
+        rows = profile(prepare_lesions())
         print(f"{'step':<22}{'CPU s (51 lesions)':>20}{'share of matched':>18}")
         for r in rows:
             share = f"{100 * r['share_of_matched']:.0f} %" if r["matched"] else "(not matched)"
@@ -278,45 +309,58 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "features-profile.json").write_text(json.dumps({"machine": describe(), "steps": rows}, indent=2))
         return
-    pyrad = ensure_pyradiomics()
+    pyrad = ensure_venv(PYRAD_VENV, PYRAD_PACKAGE)
+    picto = ensure_venv(PICTO_VENV, PICTO_PACKAGE, PICTO_PYTHON)
     before = load()
+    pairs = prepare_lesions()
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = prepare_lesions(Path(tmp))
         pairs_file = Path(tmp) / "pairs.json"
         pairs_file.write_text(json.dumps(pairs))
         print(f"{len(pairs)} lesions ({min(p['voxels'] for p in pairs)}–{max(p['voxels'] for p in pairs)} voxels), "
               f"bin width {BIN_WIDTH} SUV, 3D", flush=True)
         runs = [(f"PyRadiomics 3.1.4 ({len(PYRAD_CLASSES)} classes)", pyrad, "pyradiomics", (), None),
+                ("Pictologics 0.9.0 (matched)", picto, "pictologics", (), None),
+                ("Pictologics 0.9.0 (no Moran/Geary)", picto, "pictologics-nospatial", (), None),
                 (f"sonimage (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (), None),
+                ("sonimage (matched, no Moran/Geary)", Path(sys.executable), "sonimage-nospatial", (), None),
                 (f"sonimage (all {len(ALL_FAMILIES)} families)", Path(sys.executable), "sonimage-all", ALL_FAMILIES,
                  None)]
         if args.baseline:
             runs.append((f"baseline (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (),
                          args.baseline.resolve()))
-        rounds = [[run_tool(python, tool, pairs_file, fams, source) for _, python, tool, fams, source in runs]
-                  for _ in range(args.repeat)]  # tools interleaved within each round
+        rounds = []
+        for i in range(args.repeat):  # tools interleaved within each round
+            rounds.append([run_tool(python, tool, pairs_file, fams, source) for _, python, tool, fams, source in runs])
+            print(f"round {i + 1}/{args.repeat} done, load {load()['load_1min']:.1f}", flush=True)
         tools = [summarise(name, best_of([r[i] for r in rounds])) for i, (name, *_) in enumerate(runs)]
     base = tools[0]
     for row in tools[1:]:
-        checks = row.pop("checks")
         row["max_rel_diff_vs_pyradiomics"] = {
-            key: max(abs(a[key] - b[key]) / abs(b[key]) for a, b in zip(checks, base["checks"]))
+            key: max(abs(a[key] - b[key]) / abs(b[key]) for a, b in zip(row["checks"], base["checks"]))
             for key in ("mean", "max", "volume_mm3")}
-    base.pop("checks")
     for row in tools:
-        for key in ("median_s", "median_cpu_s", "mean_cpu_s", "median_with_read_cpu_s"):
-            row[f"speedup_{key}"] = base[key] / row[key]
-    head = (f"{'tool':<36}{'features':>9}{'median s':>10}{'median CPU':>11}{'mean CPU':>9}{'max CPU':>8}"
-            f"{'+read CPU':>10}{'peak MB':>8}{'speed-up CPU':>13}{'+read':>7}")
+        row.pop("checks", None)
+        for key in ("median_cpu_s", "median_with_read_cpu_s"):
+            row[f"speedup_{key}_vs_pyradiomics"] = base[key] / row[key]
+            twin = tools[2] if "no Moran" in row["tool"] else tools[1]  # Pictologics with the same features
+            row[f"speedup_{key}_vs_pictologics"] = twin[key] / row[key]
+    head = (f"{'tool':<36}{'features':>9}{'CPU':>8}{'read':>8}{'+read':>8}{'mean CPU':>9}{'import s':>9}"
+            f"{'warm-up s':>10}{'peak MB':>8}{'vs PyRad':>10}{'vs Picto':>10}{'+read vs Picto':>16}")
     print(head + "\n" + "-" * len(head))
     for r in tools:
-        print(f"{r['tool']:<36}{r['features']:>9}{r['median_s']:>10.4f}{r['median_cpu_s']:>11.4f}"
-              f"{r['mean_cpu_s']:>9.4f}{r['max_cpu_s']:>8.3f}{r['median_with_read_cpu_s']:>10.4f}{r['peak_mb']:>8.0f}"
-              f"{r['speedup_median_cpu_s']:>12.2f}x{r['speedup_median_with_read_cpu_s']:>6.2f}x")
-    print("per lesion, medians over the lesions of the fastest of the rounds; features: image and mask in memory; "
-          "+read: the NIfTI image and mask read as well; CPU: the process's own CPU seconds")
+        print(f"{r['tool']:<36}{r['features']:>9}{r['median_cpu_s']:>8.4f}{r['median_read_cpu_s']:>8.4f}"
+              f"{r['median_with_read_cpu_s']:>8.4f}{r['mean_cpu_s']:>9.4f}{r['import_cpu_s']:>9.2f}"
+              f"{r['warmup_cpu_s']:>10.2f}{r['peak_mb']:>8.0f}{r['speedup_median_cpu_s_vs_pyradiomics']:>9.2f}x"
+              f"{r['speedup_median_cpu_s_vs_pictologics']:>9.2f}x"
+              f"{r['speedup_median_with_read_cpu_s_vs_pictologics']:>15.2f}x")
+    print("per lesion, medians over the lesions of the fastest of the rounds, CPU seconds of the tool's own process; "
+          "CPU: features with image and mask in memory; read: the NIfTI image and mask; +read: both; import s and "
+          "warm-up s: once per process (import incl. Pictologics' Numba JIT from its cache; warm-up: the first "
+          "lesion), CPU, median of the rounds; speed-ups: median feature CPU, against Pictologics with the same "
+          "features (with or without Moran's I / Geary's C)")
     print("same lesions, same voxels: largest relative difference to PyRadiomics in mean / max / voxel volume: "
-          + ", ".join(f"{v:.1e}" for v in tools[1]["max_rel_diff_vs_pyradiomics"].values()))
+          + "; ".join(f"{r['tool'].split(' (')[0]} " + ", ".join(f"{v:.1e}" for v in r["max_rel_diff_vs_pyradiomics"].values())
+                      for r in tools[1:]))
     print(load_line(before, load()))
     report = {"per_lesion": tools, "bin_width": BIN_WIDTH, "cases": [p["case"] for p in pairs],
               "machine_start": describe() | before, "machine_end": load(), "repeat": args.repeat}

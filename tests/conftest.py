@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from sonimage.features.base import Roi
+from sonimage.features.compliance import round_sig  # noqa: F401  (IBSI's rounding, for the phantom tests)
 from sonimage.synth.tables import CohortTables, simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 
@@ -74,13 +74,6 @@ IBSI_FAMILIES = {
 ALL_DIMS = ("2D", "2.5D", "3D")
 
 
-def round_sig(x: float, digits: int = 3) -> float:
-    """IBSI's rounding: ``digits`` significant digits."""
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
-
-
 @pytest.fixture(scope="session")
 def phantom(shared_data: Path) -> tuple[Roi, pd.DataFrame]:
     """The IBSI digital phantom as a ROI (2 mm voxels) and its reference values."""
@@ -89,3 +82,12 @@ def phantom(shared_data: Path) -> tuple[Roi, pd.DataFrame]:
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nii.gz"))) > 0
     reference = pd.read_csv(folder / "reference_values.csv", keep_default_na=False, na_values={"value": [""]})
     return Roi(image, mask, (2.0, 2.0, 2.0)), reference
+
+
+@pytest.fixture(scope="session")
+def ct_phantom(shared_data: Path) -> Roi:
+    """The IBSI CT radiomics phantom (a lung tumour, 0.977 × 0.977 × 3 mm) as a ROI; CC BY-NC, read only."""
+    folder = require(shared_data / "ibsi-2" / "ibsi_2_ct_radiomics_phantom" / "nifti")
+    image = sitk.ReadImage(str(folder / "image" / "phantom.nii.gz"))
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask" / "mask.nii.gz"))) > 0
+    return Roi(sitk.GetArrayFromImage(image).astype(np.float64), mask, tuple(reversed(image.GetSpacing())))

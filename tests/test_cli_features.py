@@ -143,3 +143,20 @@ def test_label_store_rows_by_roi_name(shared_data, tmp_path):
     assert main(["features", "--image", str(folder / "dicom"), "--mask", str(store), "--roi", "Liver",
                  "--families", "pet", "--out", str(out)]) == 1
     assert "no ROI named 'Liver' in the label store" in pd.read_csv(out).loc[0, "error"]
+
+
+def test_ibsi_processing_options_reproduce_ct_phantom_configuration_c(shared_data, tmp_path):
+    """`--voxel-size 2 --round-intensities --resegment -1000 400 --bin-width 25 --ivh-bin-width 2.5` is IBSI
+    configuration C: three of its reference values (IBSI 1 manual) and the settings recorded in the row."""
+    folder = require(shared_data / "ibsi-2" / "ibsi_2_ct_radiomics_phantom" / "nifti")
+    out = tmp_path / "ct.csv"
+    assert main(["features", "--image", str(folder / "image" / "phantom.nii.gz"), "--mask",
+                 str(folder / "mask" / "mask.nii.gz"), "--families", "morphology", "statistics", "ivh",
+                 "--voxel-size", "2", "--round-intensities", "--resegment", "-1000", "400", "--bin-width", "25",
+                 "--ivh-bin-width", "2.5", "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["morphology_volume_voxel_counting__yekz"] == pytest.approx(368000, abs=6000)
+    assert row["statistics_mean_intensity__q4le"] == pytest.approx(-49, abs=2.9)
+    assert row["ivh_intensity_at_10pct_volume_fraction__gbpn"] == pytest.approx(88.8, abs=0.2)
+    assert (row["setting_voxel_size"], row["setting_resegment_min"], row["setting_interpolation"]) == (2.0, -1000.0,
+                                                                                                         "linear")

@@ -162,6 +162,31 @@ def test_column_names_are_sql_friendly_and_unique():
     assert all(n.replace("_", "").isalnum() and n == n.lower() and not n[0].isdigit() for n in names)
 
 
+def test_one_code_per_feature_and_aggregation():
+    """No two columns of the IBSI families share an IBSI code and aggregation (the discretised 10th and 90th
+    percentiles are GPMT and OZ0C, the minimum alone 1PR8, with the manual's misprint noted in the dictionary).
+    Exceptions, both by definition: IBSI's parameterised IVH features (BC2M = V_x, GBPN = I_x, one column per
+    fraction) and the PET family, which restates IBSI features (SUVmax = 84IY, ...) under PET names, the same values."""
+    image = np.random.default_rng(4).gamma(3.0, 1.0, (12, 12, 12))
+    mask = ellipsoid((12, 12, 12), (4, 5, 5))
+    feats = extract_features(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS, ALL_FAMILIES, ("2D", "2.5D", "3D"))
+    _, dictionary = feature_table([LesionFeatures({"lesion": 1}, feats)], SETTINGS)
+    coded = dictionary[(dictionary.code != "") & (dictionary.family != "pet")]
+    shared = coded[coded.duplicated(["code", "aggregation"], keep=False)]
+    assert sorted(shared.code.unique()) == ["BC2M", "GBPN"] and len(shared) == 4
+    codes = dictionary[dictionary.family == "histogram"].set_index("name").code
+    assert codes["Minimum discretised intensity"] == "1PR8"
+    assert codes["10th discretised intensity percentile"] == "GPMT"
+    assert codes["90th discretised intensity percentile"] == "OZ0C"
+    notes = dictionary[dictionary.note != ""]
+    assert sorted(notes.code) == ["GPMT", "OZ0C"] and notes.note.str.contains("misprints it as 1PR8").sum() == 1
+    values = {(f.family, f.code): f.value for f in feats if f.code}
+    for f in feats:
+        if f.family == "pet" and f.code:
+            ibsi = "statistics" if f.code in ("84IY", "Q4LE") else "local_intensity"
+            assert values[(ibsi, f.code)] == pytest.approx(f.value)
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_table_one_row_per_lesion_with_dictionary_and_settings(tmp_path, suffix):
     image = np.random.default_rng(5).gamma(3.0, 1.0, (12, 12, 12))
@@ -196,3 +221,14 @@ def test_spatial_autocorrelation_beyond_the_size_limit_is_nan_with_reason(monkey
     moran = feats["Moran’s I index"]
     assert np.isnan(moran.value) and "too large" in moran.reason
     assert np.isfinite(feats["Sphericity"].value)
+
+
+def test_spatial_autocorrelation_can_be_left_out():
+    """With spatial_autocorrelation off, Moran's I and Geary's C are NaN with a reason; the rest is unchanged."""
+    mask = ellipsoid((10, 10, 10), (4, 4, 4))
+    roi = Roi(np.random.default_rng(7).normal(3, 1, mask.shape), mask, (2.0, 2.0, 2.0))
+    full = {f.name: f for f in morphology.compute(roi, SETTINGS)}
+    lean = {f.name: f for f in morphology.compute(roi, FeatureSettings(bin_width=0.5, spatial_autocorrelation=False))}
+    assert np.isfinite(full["Moran’s I index"].value) and np.isnan(lean["Moran’s I index"].value)
+    assert "spatial_autocorrelation" in lean["Geary’s C measure"].reason
+    assert all(lean[k].value == full[k].value for k in full if k not in ("Moran’s I index", "Geary’s C measure"))

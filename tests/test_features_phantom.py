@@ -11,17 +11,21 @@ import pytest
 from conftest import ALL_DIMS, IBSI_FAMILIES, round_sig
 from sonimage.features.base import FeatureSettings
 from sonimage.features.extract import extract_features
+from sonimage.features.histogram import MANUAL_MISPRINTS
 
 FAMILIES = IBSI_FAMILIES
 
 
 def score(features: list, rows: pd.DataFrame) -> tuple[Counter, Counter, list[str]]:
     """Pass and total counts per aggregation, and the failures; the k-th row of a (code, aggregation) meets
-    the k-th computed feature with that code and aggregation (IVH and histogram repeat codes). A row without a
-    code (GLSZM small zone emphasis) is matched by name."""
+    the k-th computed feature with that code and aggregation (IVH repeats codes). A row without a code (GLSZM
+    small zone emphasis) is matched by name. The reference table copies the printed manual's codes for the
+    discretised 10th/90th percentiles (1PR8, GPMT); those features carry GPMT and OZ0C and meet their rows under
+    the printed code."""
     computed = defaultdict(list)
     for f in features:
-        computed[(f.code, f.aggregation)].append(f)
+        printed = MANUAL_MISPRINTS.get(f.code) if f.family == "histogram" else None
+        computed[(printed or f.code, f.aggregation)].append(f)
         computed[(f.name, f.aggregation)].append(f)
     seen, passed, totals, failures = Counter(), Counter(), Counter(), []
     for row in rows.itertuples():

@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from sonimage.features.base import FeatureSettings
 from sonimage.features.extract import ALL_FAMILIES
 from sonimage.features.filters import FilterSpec
@@ -63,7 +65,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     binning.add_argument("--bin-width", type=float, help="fixed bin size, in image units (e.g. 0.5 SUV)")
     binning.add_argument("--bin-count", type=int, help="fixed bin number")
     p.add_argument("--bin-lower-bound", type=float, help="lower bound of the first bin (fixed bin size only)")
-    p.add_argument("--ivh-bin-width", type=float, help="bin width of the intensity-volume histogram")
+    ivh = p.add_mutually_exclusive_group()
+    ivh.add_argument("--ivh-bin-width", type=float, help="bin width of the intensity-volume histogram")
+    ivh.add_argument("--ivh-bin-count", type=int, help="bin number of the intensity-volume histogram")
+    processing = p.add_argument_group("IBSI image processing (off by default)")
+    processing.add_argument("--voxel-size", type=float, help="interpolate to isotropic voxels of this size (mm)")
+    processing.add_argument("--interpolation", choices=["linear", "cubic"], default="linear",
+                            help="image interpolation: trilinear or tricubic spline (mask: trilinear, kept at "
+                            "partial volume >= 0.5)")
+    processing.add_argument("--in-plane", action="store_true", help="interpolate in-plane only (2D analyses)")
+    processing.add_argument("--round-intensities", action="store_true",
+                            help="round interpolated intensities to integers (CT)")
+    processing.add_argument("--resegment", nargs=2, type=float, metavar=("MIN", "MAX"),
+                            help="keep voxels with intensities in [MIN, MAX] (use -inf/inf for one side)")
+    processing.add_argument("--outlier-sd", type=float, help="keep voxels within mean ± k SD (IBSI: 3)")
     p.add_argument("--families", nargs="+", default=list(ALL_FAMILIES), choices=ALL_FAMILIES, metavar="FAMILY",
                    help=f"feature families (default all: {' '.join(ALL_FAMILIES)})")
     p.add_argument("--dims", nargs="+", default=["3D"], choices=["2D", "2.5D", "3D"],
@@ -85,8 +100,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--bin-lower-bound needs --bin-width")
     if args.out.suffix.lower() not in (".parquet", ".csv"):
         raise ValueError(f"{args.out}: output must end in .parquet or .csv")
+    low, high = args.resegment or (None, None)
     settings = FeatureSettings(bin_width=args.bin_width, bin_lower_bound=args.bin_lower_bound,
-                               bin_count=args.bin_count, ivh_bin_width=args.ivh_bin_width)
+                               bin_count=args.bin_count, ivh_bin_width=args.ivh_bin_width,
+                               ivh_bin_count=args.ivh_bin_count, voxel_size=args.voxel_size,
+                               interpolation=args.interpolation, interpolate_in_plane=args.in_plane,
+                               round_intensities=args.round_intensities, outlier_sd=args.outlier_sd,
+                               resegment_min=low if low is not None and np.isfinite(low) else None,
+                               resegment_max=high if high is not None and np.isfinite(high) else None)
     lesions = scan_lesions(args.image, args.mask, settings, tuple(args.families), tuple(args.dims),
                            tuple(args.roi) if args.roi else None, args.label, args.sul_ratio, dict(args.id),
                            tuple(args.filter))

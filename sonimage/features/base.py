@@ -12,8 +12,19 @@ class FeatureSettings:
     """How a feature value was made; travels with every output row.
 
     Discretisation is by fixed bin size (``bin_width``, lower bound ``bin_lower_bound``, which defaults to
-    the ROI minimum) or by fixed bin number (``bin_count``); exactly one of the two may be set. With
-    neither, the intensities must already be integer grey levels (as in the IBSI digital phantom).
+    the re-segmentation range's lower bound, else the ROI minimum) or by fixed bin number (``bin_count``);
+    exactly one of the two may be set. With neither, the intensities must already be integer grey levels (as in
+    the IBSI digital phantom). The intensity-volume histogram has its own ``ivh_bin_width`` / ``ivh_bin_count``.
+
+    ``spatial_autocorrelation`` off leaves Moran's I and Geary's C (morphology) NaN with a reason: exact over all
+    voxel pairs, they are the costliest morphological features.
+
+    Image processing before the features (IBSI 1, sections 2.4 to 2.6; all off by default, see
+    :mod:`sonimage.features.processing`): ``voxel_size`` (mm) resamples to isotropic voxels (in-plane only with
+    ``interpolate_in_plane``) by ``interpolation`` "linear" (trilinear) or "cubic" (tricubic spline), the mask
+    by trilinear interpolation kept where its partial volume is at least ``mask_partial_volume``;
+    ``round_intensities`` rounds the interpolated image to integers (CT). Re-segmentation keeps the voxels with
+    intensities in [``resegment_min``, ``resegment_max``] and, with ``outlier_sd``, within mean ± k SD.
     """
 
     bin_width: float | None = None
@@ -26,7 +37,17 @@ class FeatureSettings:
     ngldm_alpha: int = 0
     zone_linkage: int = 1
     ivh_bin_width: float | None = None
+    ivh_bin_count: int | None = None
     peak_volume_ml: float = 1.0
+    spatial_autocorrelation: bool = True
+    voxel_size: float | None = None
+    interpolation: str = "linear"
+    interpolate_in_plane: bool = False
+    mask_partial_volume: float = 0.5
+    round_intensities: bool = False
+    resegment_min: float | None = None
+    resegment_max: float | None = None
+    outlier_sd: float | None = None
 
     def __post_init__(self) -> None:
         if self.bin_width is not None and self.bin_count is not None:
@@ -35,6 +56,18 @@ class FeatureSettings:
             raise ValueError(f"bin_width must be positive, got {self.bin_width}")
         if self.bin_count is not None and self.bin_count < 1:
             raise ValueError(f"bin_count must be at least 1, got {self.bin_count}")
+        if self.ivh_bin_width is not None and self.ivh_bin_count is not None:
+            raise ValueError("choose ivh_bin_width or ivh_bin_count, not both")
+        if self.voxel_size is not None and not self.voxel_size > 0:
+            raise ValueError(f"voxel_size must be positive, got {self.voxel_size}")
+        if self.interpolation not in ("linear", "cubic"):
+            raise ValueError(f"interpolation must be 'linear' or 'cubic', got {self.interpolation!r}")
+        if not 0 < self.mask_partial_volume <= 1:
+            raise ValueError(f"mask_partial_volume must lie in (0, 1], got {self.mask_partial_volume}")
+        if self.outlier_sd is not None and not self.outlier_sd > 0:
+            raise ValueError(f"outlier_sd must be positive, got {self.outlier_sd}")
+        if None not in (self.resegment_min, self.resegment_max) and self.resegment_min > self.resegment_max:
+            raise ValueError(f"resegment_min {self.resegment_min} exceeds resegment_max {self.resegment_max}")
 
     def as_dict(self) -> dict[str, float | int | None]:
         """Settings as a flat dict, for output rows and JSON."""
@@ -43,17 +76,29 @@ class FeatureSettings:
 
 @dataclass(frozen=True)
 class Roi:
-    """One lesion on its image: intensities (z, y, x), a boolean mask of the same shape, spacing (sz, sy, sx) mm."""
+    """One lesion on its image: intensities (z, y, x), a boolean mask of the same shape, spacing (sz, sy, sx) mm.
+
+    ``mask`` is IBSI's intensity mask; ``morph_mask`` the morphological mask where re-segmentation made the two
+    differ (None: the same as ``mask``).
+    """
 
     image: np.ndarray
     mask: np.ndarray
     spacing: tuple[float, float, float]
+    morph_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.shape != self.mask.shape:
             raise ValueError(f"mask shape {self.mask.shape} differs from image shape {self.image.shape}")
         if self.image.ndim != 3:
             raise ValueError(f"expected a 3D image, got {self.image.ndim}D")
+        if self.morph_mask is not None and self.morph_mask.shape != self.mask.shape:
+            raise ValueError(f"morphological mask shape {self.morph_mask.shape} differs from {self.mask.shape}")
+
+    @property
+    def shape_mask(self) -> np.ndarray:
+        """The morphological mask (the intensity mask unless re-segmentation removed voxels from it)."""
+        return self.mask if self.morph_mask is None else self.morph_mask
 
     @property
     def values(self) -> np.ndarray:

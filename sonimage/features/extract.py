@@ -8,6 +8,7 @@ import numpy as np
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.filters import FilterSpec, filtered_statistics
 from sonimage.features.local_intensity import peak_margin
+from sonimage.features.processing import process
 
 NON_TEXTURE = ("morphology", "local_intensity", "statistics", "histogram", "ivh", "pet")
 TEXTURE = ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
@@ -26,18 +27,21 @@ def family_module(name: str):
 
 
 def crop(roi: Roi, margin: tuple[int, int, int]) -> Roi:
-    """The ROI cut to the mask's bounding box plus ``margin`` voxels per axis (clipped to the image)."""
-    idx = np.nonzero(roi.mask)
+    """The ROI cut to the (morphological) mask's bounding box plus ``margin`` voxels per axis (clipped to the
+    image)."""
+    idx = np.nonzero(roi.shape_mask)
     box = tuple(slice(max(int(i.min()) - m, 0), min(int(i.max()) + m + 1, n))
                 for i, m, n in zip(idx, margin, roi.mask.shape))
-    return Roi(np.ascontiguousarray(roi.image[box]), np.ascontiguousarray(roi.mask[box]), roi.spacing)
+    morph = None if roi.morph_mask is None else np.ascontiguousarray(roi.morph_mask[box])
+    return Roi(np.ascontiguousarray(roi.image[box]), np.ascontiguousarray(roi.mask[box]), roi.spacing, morph)
 
 
 def check_roi(roi: Roi) -> None:
     """Raise :class:`FeatureInputError` for a lesion no feature can be computed on."""
     n = int(np.count_nonzero(roi.mask))
     if n == 0:
-        raise FeatureInputError("empty mask: the lesion has no voxels on this image grid")
+        raise FeatureInputError("empty mask: the lesion has no voxels on this image grid"
+                                + (" after re-segmentation" if roi.morph_mask is not None else ""))
     bad = int(np.count_nonzero(~np.isfinite(roi.image[roi.mask])))
     if bad:
         raise FeatureInputError(f"{bad} of {n} lesion voxels are NaN or infinite in the image")
@@ -52,12 +56,17 @@ def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, .
     intensity statistics of each IBSI-2 filter's response (on the lesion's box plus the filter's reach).
 
     The ROI is validated (:class:`FeatureInputError` on an empty mask or NaN inside it; NaN outside the mask
-    only shrinks the peak spheres) and cropped to the mask's bounding box plus the reach of the peak sphere,
-    so cost and memory follow the lesion, not the image.
+    only shrinks the peak spheres), processed as ``settings`` ask (interpolation, re-segmentation: see
+    :mod:`sonimage.features.processing`; validated again) and cropped to the mask's bounding box plus the reach
+    of the peak sphere, so cost and memory follow the lesion, not the image.
     """
     modules = [family_module(f) for f in families]
     roi = Roi(roi.image, np.asarray(roi.mask, dtype=bool), tuple(float(s) for s in roi.spacing))
     check_roi(roi)
+    processed = process(roi, settings)
+    if processed is not roi:
+        roi = processed
+        check_roi(roi)
     filtered = [f for spec in filters for f in filtered_statistics(crop(roi, spec.reach(roi.spacing)), spec)]
     roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml))
     out: list[Feature] = []

@@ -2,7 +2,8 @@
 
 A zone's distance is the smallest distance of its voxels to the ROI edge, counted in 6-connected (3D) or
 4-connected in-slice (2D) steps on the ROI mask, voxels on the edge at distance 1; outside the image counts
-as outside the ROI.
+as outside the ROI. After re-segmentation the distances are taken on the morphological mask, as IBSI 1
+recommends (section 3.9), so holes left by re-segmentation do not create edges.
 """
 
 from __future__ import annotations
@@ -39,18 +40,17 @@ TABLE = emphasis_table(
 )
 
 
-def edge_distance(levels: Levels, planar: bool) -> np.ndarray:
-    """Distance to the ROI edge of every ROI voxel (1 on the edge), 6-connected, or 4-connected per slice."""
+def edge_distance_map(mask: np.ndarray, planar: bool) -> np.ndarray:
+    """Distance to the edge of ``mask`` (zero-padded: outside is outside) of every voxel (1 on the edge, 0
+    outside), 6-connected, or 4-connected per slice."""
     structure = ndimage.generate_binary_structure(3, 1)
     if planar:
         structure[0] = structure[2] = False
-    distance = ndimage.distance_transform_cdt(levels.array > 0, metric=structure)
-    return distance.ravel()[levels.roi]
+    return ndimage.distance_transform_cdt(np.pad(mask, 1), metric=structure)[1:-1, 1:-1, 1:-1]
 
 
-def _zone_distances(levels: Levels, planar: bool) -> Callable[[np.ndarray, int], np.ndarray]:
-    """Column function of the zones: each zone's smallest edge distance."""
-    distance = edge_distance(levels, planar)
+def _zone_distances(distance: np.ndarray) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Column function of the zones: each zone's smallest edge distance (``distance`` per ROI voxel)."""
 
     def column(labels: np.ndarray, n: int) -> np.ndarray:
         order = np.argsort(labels, kind="stable")
@@ -63,7 +63,14 @@ def _zone_distances(levels: Levels, planar: bool) -> Callable[[np.ndarray, int],
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
     """GLDZM features of ``roi`` for each requested dimension (``3D``, ``2D`` averaged over slices, ``2.5D``)."""
     linkage = settings.zone_linkage
+
+    def distances(levels: Levels, planar: bool) -> np.ndarray:
+        if roi.morph_mask is None:
+            return edge_distance_map(levels.array > 0, planar).ravel()[levels.roi]
+        return edge_distance_map(roi.morph_mask, planar)[roi.mask]
+
     return entry_family(
         FAMILY, TABLE, roi, settings, dims, linkage,
-        lambda levels, planar: zone_entries(levels, linkage, planar, _zone_distances(levels, planar)), "zones",
+        lambda levels, planar: zone_entries(levels, linkage, planar, _zone_distances(distances(levels, planar))),
+        "zones",
     )  # fmt: skip

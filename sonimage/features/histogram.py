@@ -2,7 +2,9 @@
 
 The histogram runs over grey levels 1..Ng (Ng = the bin count for fixed bin number, else the highest level
 present), so empty bins between and above the levels present count in the gradients, as in IBSI.
-IBSI codes follow the IBSI reference values, where the minimum and the 10th percentile share code 1PR8.
+IBSI codes follow the IBSI source and MIRP: 10th percentile GPMT, 90th percentile OZ0C. The printed IBSI 1 manual
+(arXiv:1612.07003, table of the intensity histogram family) misprints them as 1PR8 (the minimum's code) and GPMT;
+the feature dictionary notes this (:data:`MANUAL_MISPRINTS`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ SPECS = (
     ("kurtosis", "(Excess) discretised intensity kurtosis", "C3I7"),
     ("median", "Median discretised intensity", "WIFQ"),
     ("minimum", "Minimum discretised intensity", "1PR8"),
-    ("p10", "10th discretised intensity percentile", "1PR8"),
-    ("p90", "90th discretised intensity percentile", "GPMT"),
+    ("p10", "10th discretised intensity percentile", "GPMT"),
+    ("p90", "90th discretised intensity percentile", "OZ0C"),
     ("maximum", "Maximum discretised intensity", "3NCY"),
     ("mode", "Intensity histogram mode", "AMMC"),
     ("iqr", "Discretised intensity interquartile range", "WR0O"),
@@ -40,6 +42,9 @@ SPECS = (
     ("min_gradient", "Minimum histogram gradient", "VQB3"),
     ("min_gradient_level", "Minimum histogram gradient intensity", "RHQZ"),
 )
+
+# Code as used here -> the code the printed IBSI 1 manual gives the same feature.
+MANUAL_MISPRINTS = {"GPMT": "1PR8", "OZ0C": "GPMT"}
 
 
 def histogram_values(levels: np.ndarray, n_levels: int) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """Morphological features (IBSI 1, section 3.1).
 
 The mesh is built by marching cubes (scikit-image) on the zero-padded mask at level 0.5 with the voxel spacing.
-PCA axes come from the voxel-centre positions (mm) inside the mask. Moran's I and Geary's C use the IBSI weights
+PCA axes come from the voxel-centre positions (mm) inside the mask. Shape comes from the morphological mask;
+the intensity-weighted centre, integrated intensity (mean × mesh volume), Moran's I and Geary's C from the
+intensities of the intensity mask (IBSI 1, section 3.1; the two differ after re-segmentation). Moran's I and Geary's C use the IBSI weights
 w_ij = 1 / distance (mm) over every voxel pair; they are computed exactly without forming pairs: on a regular
 grid the weight depends only on the offset, so every pair sum is a circular FFT convolution on a grid of
 (2n − 1) per axis (n = bounding-box size), memory linear in the bounding box. Above :data:`SPATIAL_MAX_CELLS`
@@ -15,7 +17,7 @@ from scipy.fft import dctn, next_fast_len, rfftn
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import cdist
 from scipy.special import eval_legendre
-from skimage.measure import marching_cubes, mesh_surface_area
+from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.statistics import to_features
@@ -59,7 +61,8 @@ def mesh(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndar
     verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(float(s) for s in spacing))
     a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
     volume = abs(float(np.sum(np.einsum("ij,ij->i", a, np.cross(b, c)))) / 6.0)
-    return verts, faces, volume, float(mesh_surface_area(verts, faces))
+    normal = np.cross(b - a, c - a)  # twice each triangle's area vector
+    return verts, faces, volume, 0.5 * float(np.sqrt(np.einsum("ij,ij->i", normal, normal)).sum())
 
 
 def max_distance(points: np.ndarray, block: int = 2048) -> float:
@@ -152,23 +155,25 @@ def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[
     return moran, geary, ""
 
 
-def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
-    """All morphological values of the ROI and the reasons for any NaN among them."""
+def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float], dict[str, str]]:
+    """All morphological values of the ROI and the reasons for any NaN among them (Moran's I and Geary's C NaN
+    unless ``spatial``)."""
     nan = float("nan")
     reasons: dict[str, str] = {}
-    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi.mask))
-    image, mask = roi.image[box], roi.mask[box]
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi.shape_mask))
+    image, mask, inside = roi.image[box], roi.shape_mask[box], roi.mask[box]
     verts, _, volume, area = mesh(mask, roi.spacing)
     n = int(mask.sum())
     pos = np.argwhere(mask) * np.asarray(roi.spacing)
-    x = image[mask].astype(np.float64)
+    x = image[inside].astype(np.float64)
+    x_pos = pos if roi.morph_mask is None else np.argwhere(inside) * np.asarray(roi.spacing)
     v: dict[str, float] = {"volume": volume, "volume_voxels": n * roi.voxel_volume, "area": area}
     sphere = 36.0 * np.pi * volume**2
     v.update(surface_volume=area / volume, compactness1=volume / (np.sqrt(np.pi) * area**1.5),
              compactness2=sphere / area**3, spherical_disproportion=area / sphere ** (1 / 3),
              sphericity=sphere ** (1 / 3) / area, asphericity=(area**3 / sphere) ** (1 / 3) - 1.0)
     centre = pos.mean(axis=0)
-    weighted = (pos * x[:, None]).sum(axis=0) / x.sum() if x.sum() != 0 else np.full(3, nan)
+    weighted = (x_pos * x[:, None]).sum(axis=0) / x.sum() if x.sum() != 0 else np.full(3, nan)
     v["com_shift"] = float(np.linalg.norm(centre - weighted))
     if np.isnan(v["com_shift"]):
         reasons["com_shift"] = "intensities sum to zero: no intensity-weighted centre"
@@ -200,7 +205,11 @@ def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
     v["vd_conv_hull"] = volume / hull_volume
     v["ad_conv_hull"] = area / hull_area
     v["integrated_intensity"] = float(x.mean()) * volume
-    v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, mask, roi.spacing)
+    if spatial:
+        v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, inside, roi.spacing)
+    else:
+        v["moran_i"] = v["geary_c"] = nan
+        why = "not computed: spatial_autocorrelation is off in the settings"
     if why:
         reasons.update(moran_i=why, geary_c=why)
     return v, reasons
@@ -208,5 +217,5 @@ def morphology_values(roi: Roi) -> tuple[dict[str, float], dict[str, str]]:
 
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
     """The 25 IBSI morphological features of the ROI (``dims`` ignored)."""
-    values, reasons = morphology_values(roi)
+    values, reasons = morphology_values(roi, settings.spatial_autocorrelation)
     return to_features(FAMILY, SPECS, values, reasons)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sonimage.features.base import Feature, FeatureSettings
+from sonimage.features.histogram import FAMILY as HISTOGRAM, MANUAL_MISPRINTS
 from sonimage.io import write_bytes_atomic, write_parquet_atomic
 
 DICTIONARY_KEY = b"sonimage.feature_dictionary"
@@ -53,8 +54,18 @@ def column_name(feature: Feature) -> str:
     return "__".join(p for p in parts if p)
 
 
+def code_note(feature: Feature) -> str:
+    """Where the printed IBSI 1 manual gives ``feature`` another code than the IBSI source and MIRP, say so."""
+    printed = MANUAL_MISPRINTS.get(feature.code) if feature.family == HISTOGRAM else None
+    if printed is None:
+        return ""
+    return (f"code {feature.code} as in the IBSI source and MIRP; the printed IBSI 1 manual (arXiv:1612.07003) "
+            f"misprints it as {printed}")
+
+
 def feature_table(lesions: Sequence[LesionFeatures], settings: FeatureSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The lesion table (one row per lesion) and its feature dictionary (column, family, name, code, aggregation)."""
+    """The lesion table (one row per lesion) and its feature dictionary (column, family, name, code, aggregation,
+    note)."""
     entries: dict[str, dict[str, str]] = {}
     setting_values = {f"setting_{k}": v for k, v in settings.as_dict().items()}
     rows = []
@@ -66,7 +77,7 @@ def feature_table(lesions: Sequence[LesionFeatures], settings: FeatureSettings) 
             if col in values:
                 raise ValueError(f"two features map to column {col!r}")
             entries.setdefault(col, {"column": col, "family": f.family, "name": f.name, "code": f.code,
-                                     "aggregation": f.aggregation})
+                                     "aggregation": f.aggregation, "note": code_note(f)})
             values[col] = f.value
             if f.reason and not np.isfinite(f.value):
                 reasons.append(f"{col}: {f.reason}")
@@ -74,7 +85,7 @@ def feature_table(lesions: Sequence[LesionFeatures], settings: FeatureSettings) 
     id_cols = list(dict.fromkeys(k for lesion in lesions for k in lesion.ids))
     table = pd.DataFrame(rows, columns=[*id_cols, "error", "nan_reasons", *entries, *setting_values])
     table = table.astype(dict.fromkeys(entries, np.float64))
-    dictionary = pd.DataFrame(list(entries.values()), columns=["column", "family", "name", "code", "aggregation"])
+    dictionary = pd.DataFrame(list(entries.values()), columns=["column", "family", "name", "code", "aggregation", "note"])
     return table, dictionary
 
 

@@ -12,8 +12,9 @@ Slices are z planes. The 2D/2.5D/3D aggregations of IBSI 1 (section 3.1.2):
 Slices without ROI voxels are skipped; a slice or direction whose matrix is empty is left out of an average,
 and a feature undefined for one slice or direction (NaN) is averaged over the others. Matrix rows are the grey
 levels present in the ROI (empty rows change no IBSI feature), so memory follows the ROI, not the bin range;
-``Ng`` (normalised inverse differences) is the highest grey level. Spacing is not used: IBSI expects texture
-on isotropic voxels (resampling, if wanted, comes before).
+``Ng`` (normalised inverse differences) is the bin count for fixed bin number, else the highest grey level.
+Spacing is not used: IBSI expects texture on isotropic voxels (resampling, if wanted, comes before: see
+:mod:`sonimage.features.processing`).
 """
 
 from __future__ import annotations
@@ -135,8 +136,24 @@ class Levels:
         return self.flat[self.roi + self.step(offset)]
 
 
+# The last ROI's grey levels: the texture families of one ROI share them (and their cached voxel indices).
+_LAST: list = []
+
+
 def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
-    """Discretise ``roi`` and crop it to its bounding box padded by ``margin`` zero voxels."""
+    """Discretise ``roi`` and crop it to its bounding box padded by ``margin`` zero voxels.
+
+    The result for the same ``roi`` object, settings and margin is computed once (a one-entry cache holding the
+    ROI, so its identity cannot be reused): :class:`Levels` is read-only.
+    """
+    if _LAST and _LAST[0] is roi and _LAST[1] == settings and _LAST[2] == margin:
+        return _LAST[3]
+    levels = _grey_levels(roi, settings, margin)
+    _LAST[:] = [roi, settings, margin, levels]
+    return levels
+
+
+def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     mask = np.asarray(roi.mask, dtype=bool)
     hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     if hits[0].size == 0:
@@ -155,7 +172,8 @@ def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     padded = np.zeros(tuple(n + 2 * margin for n in inside.shape), dtype=np.int64)
     core = tuple(slice(margin, margin + n) for n in inside.shape)
     padded[core][inside] = levels
-    return Levels(padded, int(levels.max()), margin)
+    padded.setflags(write=False)
+    return Levels(padded, max(settings.bin_count or 0, int(levels.max())), margin)
 
 
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:

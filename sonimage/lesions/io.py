@@ -17,6 +17,7 @@ from sonimage.dicom.reader import read_dicom_volume
 from sonimage.dicom.rtstruct import rasterise, roi_names
 from sonimage.lesions.labelmap import labels_on_grid, read_labelmap
 from sonimage.lesions.seg import read_seg, segments
+from sonimage.nifti import is_nifti, read_nifti
 from sonimage.volume import MaskError, Volume
 from sonimage.volumes.store import open_store, read_volume
 
@@ -36,6 +37,8 @@ def read_image(path: Path) -> Volume:
     if path.is_dir():
         return read_dicom_volume(path)
     try:
+        if is_nifti(path):
+            return read_nifti(path)
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise ValueError(f"{path}: not a readable image ({str(exc).strip().splitlines()[-1]})") from exc
@@ -51,6 +54,8 @@ def mask_kind(path: Path) -> str:
         raise FileNotFoundError(f"{path}: no such mask")
     if is_zarr_store(path):
         return "zarr"
+    if path.is_file() and is_nifti(path):
+        return "labelmap"
     if path.is_file():
         try:
             modality = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality")

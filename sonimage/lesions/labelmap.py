@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from sonimage.nifti import is_nifti, read_nifti
 from sonimage.volume import MaskError, Volume
 
 
@@ -37,7 +38,7 @@ def read_labelmap(path: Path, image: Volume, label: int = 1) -> np.ndarray:
     """Voxels of ``label`` in the label map at ``path`` as a boolean (z, y, x) mask on ``image``'s grid."""
     path = Path(path)
     try:
-        labels = Volume.from_sitk(sitk.ReadImage(str(path)))
+        labels = read_nifti(path) if is_nifti(path) else Volume.from_sitk(sitk.ReadImage(str(path)))
     except RuntimeError as exc:
         raise MaskError(f"{path}: not a readable label map ({str(exc).strip().splitlines()[-1]})") from exc
     return labels_on_grid(labels, image, path, label)
