@@ -31,8 +31,10 @@ from sonimage.survival.propensity import observed_benefit
 from sonimage.survival.samplesize import r2_cs_from_c, r2_cs_from_fit, survival_sample_size
 from sonimage.survival.sensitivity import Scenario, SensitivitySpec, run_sensitivity
 
+PRIMARY_LABEL = "primary, adjusted for clinical covariates and treatment: any_fes_negative"
 PRIMARY = {
-    "objective1": "adjusted HR of any FES-negative lesion (multivariable Cox model)",
+    "objective1": "HR of any FES-negative lesion, adjusted for age, ECOG, de novo disease, visceral disease, prior "
+                  "endocrine therapy and CDK4/6i (Cox model)",
     "objective2": "CDK4/6i x any FES-negative lesion interaction (ratio of hazard ratios)",
     "objective3": "per-lesion RECIST size change against log baseline FES SUV (mixed model, patient effect)",
     "objective4": "optimism-corrected c-for-benefit of the effect model at the first benefit horizon",
@@ -163,8 +165,9 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict], o3: dict 
                           ) -> dict[str, list[dict]]:
     """The families of tests the report prints, each with Holm and BH adjustment and its primary test."""
     metric_terms = {"fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"}
-    fam1 = (_relabel(o1["univariable"], "univariable: ")
-            + _relabel([r for r in o1["multivariable"]["rows"] if r["term"] in metric_terms], "adjusted: "))
+    fam1 = ([{**o1["primary"], "term": PRIMARY_LABEL}] + _relabel(o1["univariable"], "univariable: ")
+            + _relabel([r for r in o1["multivariable"]["rows"] if r["term"] in metric_terms],
+                       "all metrics, adjusted: "))
     fam2 = (_relabel([o2["interaction"], o2["interaction_continuous"]], "interaction: ")
             + _relabel(o2["hr_per_arm"], "per arm: ")
             + [{"term": f"subgroup: {r['subgroup']}", **{k: r[k] for k in ("hr", "lower", "upper", "p")}}
@@ -175,7 +178,7 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict], o3: dict 
     fam3 = [{"term": r["term"], "coef": r["coef"], "p": r["p"]} for r in (o3 or {}).get("coefficients", [])
             if r["term"] != "intercept"]
     return adjust_families({
-        "Objective 1: heterogeneity and PFS1": (fam1, "adjusted: any_fes_negative"),
+        "Objective 1: heterogeneity and PFS1": (fam1, PRIMARY_LABEL),
         "Objective 2: treatment x heterogeneity": (fam2, f"interaction: {o2['interaction']['term']}"),
         "Objective 3: lesion response": (fam3, "log_fes_suv"),
         "Sensitivity analyses (all exploratory)": (fam_s, None),
