@@ -63,8 +63,9 @@ def num(x: Any, digits: int = 2) -> str:
     if not finite(x):
         return "–"
     x = float(x)
-    if x != 0 and abs(x) < 0.5 * 10 ** -digits:  # would print as zero: two significant digits instead
-        text = f"{x:.2g}"
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:  # would print as zero
+        bound = f"{10 ** -digits:.{digits}f}"
+        text = f"< {bound}" if x > 0 else f"> -{bound}"
     else:
         text = f"{x:.{digits}f}"
         if float(text) == 0:

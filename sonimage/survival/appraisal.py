@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sonimage.survival.benefit import BENEFIT_METRICS, benefit_validation, predict_benefit
-from sonimage.survival.cox import FrozenCox, fit_cox
+from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.data import SurvivalDataError, survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
 from sonimage.survival.multiplicity import adjust_family
@@ -202,7 +202,11 @@ def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: d
     out["sample_size"] = sample_size_rows(dev, {k: f for k, (f, _) in candidates.items()}, time, event,
                                           horizons[0], settings.anticipated_c,
                                           extra_parameters={k: x for k, (_, x) in candidates.items()})
+    inter = cox_terms(dev, time, event, f"{treatment}*any_fes_negative + {clin}", [f"{treatment}:any_fes_negative"])[0]
     try:
+        if inter["method"] != WALD:  # a simulation from a separated (or unfitted) model means nothing
+            raise SurvivalDataError(inter.get("not_estimable") or "monotone likelihood (separation): the ordinary "
+                                    "Cox fit that the simulation draws from diverges")
         out["power"] = power_rows(dev, time, event, f"{treatment}*any_fes_negative + {clin}",
                                   f"{treatment}:any_fes_negative", settings.power_simulations,
                                   settings.planned_ratio, settings.power_sizes, seed, executor)

@@ -176,12 +176,13 @@ def _fit_lifelines(x: pd.DataFrame, t: np.ndarray, e: np.ndarray, penalizer: np.
 
 
 def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np.ndarray | None = None,
-                 tol: float = 1e-10, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray, float]:
+                 tol: float = 1e-10, max_iter: int = 50, start: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Maximise the Efron partial likelihood minus ``Σ n·penalty_j·β_j²/2`` by Newton–Raphson with step halving.
 
     ``penalty`` is per column on the original scale (lifelines' standardised penalty ``p`` is ``p·sd_j²``).
     Returns β, the information matrix (negative Hessian of the penalised log-likelihood) and the unpenalised
-    log partial likelihood at β.
+    log partial likelihood at β. ``start``: initial β (zero by default).
     """
     n, p = x.shape
     order = np.argsort(-time, kind="stable")  # descending: risk sets are prefixes
@@ -217,9 +218,9 @@ def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np
         info = (m2 - m1[:, :, None] * m1[:, None, :]).sum(0)
         return ll, grad, info
 
-    beta = np.zeros(p)
+    beta = np.zeros(p) if start is None else np.asarray(start, float).copy()
     ll, grad, info = evaluate(beta)
-    obj = ll
+    obj = ll - 0.5 * np.sum(pen * beta ** 2)
     for _ in range(max_iter):
         step = np.linalg.solve(info + np.diag(pen), grad - pen * beta)
         for _ in range(30):  # step halving while the penalised likelihood does not improve
@@ -385,15 +386,32 @@ def _firth_maximise(rs: _Breslow, beta: np.ndarray, free: np.ndarray, tol: float
 WALD = "Cox partial likelihood (Efron ties), Wald 95 % CI"
 FIRTH = ("Firth's penalised Cox likelihood (Heinze & Schemper 2001; Breslow ties, as R coxphf), profile "
          "penalised likelihood 95 % CI and likelihood-ratio p: monotone likelihood (separation) in the ordinary fit")
-SEPARATED = 10.0  # |β|·SD or SE·SD beyond this (an HR of e^10 per SD): the ordinary estimate is diverging
+SEPARATED = 10.0  # SE·SD beyond this: the information has vanished along a coefficient
+STILL_MOVING = 0.05  # a further Newton step of this many SDs' worth of log-HR: the estimate has not converged
+
+
+def diverging(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, se: np.ndarray) -> bool:
+    """Monotone likelihood (Heinze & Schemper 2001: the likelihood converges while an estimate diverges): at the
+    "converged" ordinary estimate, one more Newton step still moves a coefficient by a sizeable amount (a true
+    maximum moves by ~0), or a standard error has blown up, or an estimate is not finite."""
+    if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(se))):
+        return True
+    sd = x.std(0, ddof=1)
+    if np.any(se * sd > SEPARATED):
+        return True
+    try:
+        further = efron_newton(x, time, event, tol=np.inf, max_iter=1, start=beta)[0]
+    except SurvivalDataError:
+        return True
+    return bool(np.any(np.abs(further - beta) * sd > STILL_MOVING))
 
 
 def cox_terms(df: pd.DataFrame, time: str, event: str, formula: str, terms: list[str] | None = None,
               source: str = "data") -> list[dict]:
     """Rows (term, coef, se, hr, lower, upper, p, method) of ``terms`` (all when None), every number finite.
 
-    The ordinary Cox fit where it converges to finite estimates; under monotone likelihood (separation: a
-    coefficient or its SE diverges) :func:`firth_cox` with profile penalised likelihood intervals; where neither
+    The ordinary Cox fit where it converges to finite estimates; under monotone likelihood (separation, by
+    :func:`diverging`) :func:`firth_cox` with profile penalised likelihood intervals; where neither
     can give an estimate (a column that does not vary, collinear columns, a profile that never falls), the row has
     ``None`` numbers and ``not_estimable`` with the reason."""
     design = make_design(df, formula, source)
@@ -409,19 +427,17 @@ def cox_terms(df: pd.DataFrame, time: str, event: str, formula: str, terms: list
         return missing(f"{', '.join(constant)} does not vary among the {len(df)} patients")
     if np.linalg.matrix_rank(xa - xa.mean(0)) < xa.shape[1]:
         return missing(f"the columns of {formula} are collinear (one is determined by the others)")
-    sd = xa.std(0, ddof=1)
+    t, e = survival_outcome(df, time, event, source)
     try:
         fit = fit_cox(df, time, event, formula, source=source, design=design)
         s = fit.summary
-        separated = (~np.isfinite(s["coef"]) | ~np.isfinite(s["se"]) | (s["coef"].abs() * sd > SEPARATED)
-                     | (s["se"] * sd > SEPARATED)).any()
+        separated = diverging(xa, t, e, s["coef"].to_numpy(), s["se"].to_numpy())
     except SurvivalDataError:  # diverged or did not converge: monotone likelihood
         separated = True
     if not separated:
         return [{"term": k, **{c: float(s.loc[k, c]) for c in ("coef", "se", "hr", "p")},
                  "lower": float(s.loc[k, "hr_lower"]), "upper": float(s.loc[k, "hr_upper"]), "method": WALD}
                 for k in names]
-    t, e = survival_outcome(df, time, event, source)
     try:
         _, fterms = firth_cox(xa, t, e, [list(x.columns).index(k) for k in names])
     except (SurvivalDataError, np.linalg.LinAlgError) as exc:
