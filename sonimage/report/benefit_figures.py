@@ -12,7 +12,7 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend_size: float) -
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left", fontsize=12)
-    ax.legend(frameon=False, fontsize=legend_size)
+    ax.legend(frameon=False, fontsize=legend_size, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax.grid(alpha=0.25)
     return _png(fig)
 

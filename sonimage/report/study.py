@@ -267,7 +267,8 @@ def _objective1_html(o1: dict) -> str:
 
 
 def _objective2_html(o2: dict) -> str:
-    forest = [{**r, "label": r["subgroup"], "n": r["n"]} for r in o2["forest"]]
+    forest = [{**r, "label": r["subgroup"] + (" †" if r.get("method") == FIRTH else ""), "n": r["n"]}
+              for r in o2["forest"]]
     fig = figures.forest_plot(forest, "CDK4/6i vs AI alone: PFS1 hazard ratio by subgroup",
                               "Hazard ratio (95 % CI), log scale; < 1 favours CDK4/6i")
     missing = [f"{r['subgroup']} ({r.get('not_estimable', '')})" for r in o2["forest"] if not finite(r["hr"])]
@@ -276,6 +277,8 @@ def _objective2_html(o2: dict) -> str:
     return (f"<h3>Primary analysis (pre-specified)</h3><p class='note'>{esc(o2['interaction']['formula'])}</p>"
             f"{table(_hr_table([o2['interaction']], 'Ratio of HRs (95 % CI)'))}{img(fig, 'forest plot')}"
             + (f"<p class='note'>Not estimable, left out of the plot: {esc('; '.join(missing))}</p>" if missing else "")
+            + ("<p class='note'>† Firth's penalised likelihood with a profile-likelihood interval (separation in "
+               "the ordinary Cox fit).</p>" if any(r.get("method") == FIRTH for r in o2["forest"]) else "")
             + f"<h3>Hazard ratio of any FES-negative lesion, per arm</h3>{table(arms)}"
             f"<h3>Interaction terms (ratio of hazard ratios)</h3>{table(inter)}"
             "<p class='note'>Adjusted for age, ECOG, de novo disease, visceral disease and prior endocrine therapy. "
@@ -306,7 +309,7 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
     for name, r in o4.items():
         iv = r["internal_validation"]
         rows.append({"Model": name, "Formula": r["formula"], "Penalizer": r["penalizer"],
-                     "Penalizer at grid edge": r.get("penalizer_at_edge") or "no",
+                     "Penalizer at grid edge": "yes" if r.get("penalizer_at_edge") else "no",
                      "Largest |interaction log-HR|": r.get("max_abs_interaction", np.nan),
                      "Apparent C": iv["apparent"]["harrell_c"], "Optimism": iv["optimism"]["harrell_c"],
                      "Corrected C": iv["corrected"]["harrell_c"], "Shrinkage (corrected slope)": iv["shrinkage"],

@@ -105,9 +105,9 @@ def strict_json(obj: Any, reason: str = "") -> Any:
         why = obj.get("not_estimable") or obj.get("reason") or obj.get("not_assessed") or reason
         out: dict = {}
         for k, v in obj.items():
-            if _bad(v) or (v is None and why and k in _NUMERIC):
+            if _bad(v) or (v is None and k in _NUMERIC):
                 out[k] = None
-                out[f"{k}_null_reason"] = _why(v, why)
+                out[f"{k}_null_reason"] = _why(v, why) if why or k not in _KEY_REASONS else _KEY_REASONS[k]
             elif isinstance(v, (list, tuple)) and any(_bad(x) for x in v):
                 out[k] = [None if _bad(x) else strict_json(x, why) for x in v]
                 out[f"{k}_null_reason"] = _why(next(x for x in v if _bad(x)), why) + " (the null entries)"
@@ -121,7 +121,13 @@ def strict_json(obj: Any, reason: str = "") -> Any:
     return obj
 
 
-_NUMERIC = {"coef", "se", "hr", "lower", "upper", "p", "p_holm", "p_fdr", "estimate"}
+_NUMERIC = {"coef", "se", "hr", "lower", "upper", "p", "p_holm", "p_fdr", "estimate", "median", "logrank_p",
+            "min_p", "max_abs_interaction"}
+_KEY_REASONS = {"median": "not reached: the Kaplan-Meier curve stays above 50 %",
+                "logrank_p": "fewer than two groups with at least 5 patients",
+                "max_abs_interaction": "the model has no interaction term",
+                "p_holm": "the test has no p-value (not estimable), so it is not adjusted",
+                "p_fdr": "the test has no p-value (not estimable), so it is not adjusted"}
 
 
 def _bad(x: Any) -> bool:

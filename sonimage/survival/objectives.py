@@ -22,7 +22,6 @@ from sonimage.settings import StudySettings
 from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
-from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
