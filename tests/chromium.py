@@ -39,10 +39,13 @@ def inspect(page: Path, profile: Path, width: int = 800, height: int = 1000, tim
     """Open ``page`` at ``width`` × ``height``; return console/exception errors, the PROBE result and a PNG."""
     from websockets.sync.client import connect
 
-    proc = subprocess.Popen([binary(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    profile.mkdir(parents=True, exist_ok=True)
+    log = profile / "chromium.log"  # a file, not a pipe: chromium's chatter can never fill it and block it
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([binary(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                                 "about:blank"], stdout=subprocess.DEVNULL, stderr=fh)
     try:
-        port = _devtools_port(proc, timeout)
+        port = _devtools_port(proc, log, timeout)
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
         ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
         with connect(ws_url, max_size=None, open_timeout=timeout) as ws:
@@ -52,15 +55,15 @@ def inspect(page: Path, profile: Path, width: int = 800, height: int = 1000, tim
         proc.wait(timeout=30)
 
 
-def _devtools_port(proc: subprocess.Popen, timeout: float) -> int:
+def _devtools_port(proc: subprocess.Popen, log: Path, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            raise ChromiumUnavailable(f"chromium exited with code {proc.returncode} before DevTools started")
-        m = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
+        m = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", log.read_text(errors="replace"))
         if m:
             return int(m[1])
+        if proc.poll() is not None:
+            raise ChromiumUnavailable(f"chromium exited with code {proc.returncode} before DevTools started")
+        time.sleep(0.1)
     raise ChromiumUnavailable("chromium did not open its DevTools port")
 
 
