@@ -22,8 +22,10 @@ def test_constant_any_fes_negative_is_not_estimable_and_the_rest_runs():
     assert df["any_fes_negative"].nunique() == 1
     o1 = objective1(df, lesions, StudySettings(fes_thresholds=(1.5,)))
     row = next(r for r in o1["univariable"] if r["term"] == "any_fes_negative")
-    assert math.isnan(row["hr"]) and "do not vary" in row["not_estimable"]
+    assert row["hr"] is None and "does not vary" in row["not_estimable"]
+    assert o1["primary"]["hr"] is None and "does not vary" in o1["primary"]["not_estimable"]
+    assert "not_assessed" in o1["ph_test"]
     assert "any_fes_negative" not in o1["multivariable"]["formula"]
-    assert all(not math.isnan(r["hr"]) for r in o1["multivariable"]["rows"])
+    assert all(math.isfinite(r["hr"]) for r in o1["multivariable"]["rows"])
     o2 = objective2(df)
-    assert math.isnan(o2["interaction"]["hr"]) and not math.isnan(o2["interaction_continuous"]["hr"])
+    assert o2["interaction"]["hr"] is None and math.isfinite(o2["interaction_continuous"]["hr"])

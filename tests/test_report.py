@@ -19,7 +19,7 @@ from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.patients import fes_complete_case
 from sonimage.tables.study import join_patient_table
 
-SECTIONS = ["Key results", "Table 1: patients per cohort", "What this study can show: sample size and power",
+SECTIONS = ["Key results", "Synthetic study: estimates beside the truth", "Table 1: patients per cohort", "What this study can show: sample size and power",
             "Objective 1: PFS1 and FES/FDG heterogeneity",
             "Objective 2: does heterogeneity modify the CDK4/6i effect?", "Objective 3: lesion response",
             "Objective 4: predicted individual benefit of CDK4/6i", "Objective 5: external validation",
@@ -33,11 +33,48 @@ def run(tmp_path_factory):
     trial office write them."""
     base = tmp_path_factory.mktemp("study")
     t = write_simulated_tables(base)
+    _write_truth(base, t)
     (base / "run.json").write_text(json.dumps(SMALL_BOOTSTRAPS))
     assert main(["analyse", str(base), "--clinical", str(base / "clinical"), "--settings", str(base / "run.json")]) == 0
     out = base / "report"
     assert len(pd.read_parquet(out / "excluded.parquet")) == 0
     return out / "report.html", out, t
+
+
+RECOVERY = {"earl1_compliant": False, "diameters_mm": [10, 13, 17, 22, 28, 37],
+            "rc_max": [0.21, 0.45, 0.66, 0.80, 0.88, 0.94]}
+
+
+def _write_truth(base, tables) -> None:
+    """truth.json beside each synthetic cohort's clinical tables, as the generator writes it (``sonimage synth``
+    puts the trial office's tables in truth/<cohort>/); IMPACT's images outside EARL1, the others without a
+    recovery record (older truth files)."""
+    for c, x in tables.items():
+        doc = {"cohort": c, "tables": x.truth, **({"recovery": RECOVERY} if c == "impact" else {})}
+        (base / "clinical" / c / "truth.json").write_text(json.dumps(doc))
+
+
+def _strict(path):
+    """metrics.json through a parser that refuses NaN and Infinity."""
+    def refuse(token):
+        raise ValueError(f"{path}: non-standard JSON constant {token}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _nulls_have_reasons(obj, where="") -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k.endswith("_null_reason"):
+                base = k[: -len("_null_reason")]
+                assert base in obj and (obj[base] is None or None in obj[base]), where + k
+                assert v, where + k
+            _nulls_have_reasons(v, f"{where}{k}/")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _nulls_have_reasons(v, f"{where}{i}/")
+
+
+IMPOSSIBLE = re.compile(r"\b(nan|inf|infinity)\b|(^|[\s(–])-\d", re.IGNORECASE)  # a hyphen used as a minus
 
 
 def test_report_is_one_self_contained_file(run):
@@ -55,7 +92,7 @@ def test_report_is_one_self_contained_file(run):
 
 def test_metrics_json_and_models(run):
     _, out, t = run
-    m = json.loads((out / "metrics.json").read_text())
+    m = _strict(out / "metrics.json")
     assert m["sections"] == SECTIONS
     ext = m["objective5"]
     assert set(ext) == {"impact", "transcan"} and set(ext["impact"]) == {"risk", "effect"}
@@ -75,6 +112,7 @@ def test_metrics_json_and_models(run):
         assert cfb["corrected"] == pytest.approx(cfb["apparent"] - cfb["optimism"])
     labels = [r["scenario"] for r in stats["sensitivity"]]
     assert labels[0].startswith("primary") and "SUVmax > 2" in labels and any("imputed" in x for x in labels)
+    assert stats["sensitivity"][0]["o1"] == {k: v for k, v in m["objective1"]["primary"].items() if k != "formula"}
     fam = stats["multiplicity"]["Objective 2: treatment x heterogeneity"]
     assert [r["role"] for r in fam].count("primary") == 1 and all(r["p_holm"] >= r["p"] for r in fam)
     assert m["objective4"]["effect"]["internal_validation"]["bootstrap_replicates"] == 8
@@ -112,3 +150,105 @@ def test_patients_without_fes_evaluable_lesions_are_counted_and_left_out(run):
     assert f"no FES-evaluable lesion: {len(liver_only)}" in html
     everyone = next(r for r in m["objective2"]["forest"] if r["subgroup"] == "All patients")
     assert everyone["n"] == len(t["sonia"].patients) - len(liver_only)  # complete-case analysis set
+
+
+def test_metrics_json_is_strict_with_a_reason_beside_every_null(run):
+    _, out, _ = run
+    text = (out / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    m = _strict(out / "metrics.json")
+    _nulls_have_reasons(m)
+    assert m["synthetic"] is True and m["run_date"]
+    # the decision curves hold undefined points (no treated patient among those recommended): null with why
+    dc = m["statistics"]["external"]["impact"]["effect"]["horizons"]["12"]["decision_curve"]
+    assert None not in dc["model"] or dc["model_null_reason"]
+
+
+def test_one_primary_objective1_result_everywhere(run):
+    """The pre-specified primary result reads the same in the key results, objective 1, the multiplicity family
+    and the first (primary) row of the sensitivity table."""
+    path, out, _ = run
+    m = _strict(out / "metrics.json")
+    primary = m["objective1"]["primary"]
+    family = m["statistics"]["multiplicity"]["Objective 1: heterogeneity and PFS1"]
+    assert [r for r in family if r["role"] == "primary"] == [family[0]]
+    assert {k: family[0][k] for k in ("hr", "lower", "upper", "p")} == {k: primary[k] for k in ("hr", "lower",
+                                                                                                "upper", "p")}
+    from sonimage.report.text import ci
+    text = ci(primary["hr"], primary["lower"], primary["upper"])
+    html = path.read_text()
+    sections = html.split("<section")
+    for heading in ("Key results", "Objective 1: PFS1", "Sensitivity analyses", "Primary analyses and multiplicity"):
+        body = next(b for b in sections if f"<h2>{heading}" in b)
+        assert text in body, heading
+    assert "Objective 1, primary" in html
+
+
+def test_synthetic_study_shows_the_truth_and_image_recovery(run):
+    path, out, t = run
+    html = path.read_text()
+    assert "Synthetic study: simulated patients and images" in html
+    m = _strict(out / "metrics.json")
+    assert m["run_date"] in html
+    rows = {r["term"]: r for r in m["truth_check"]["generating_model"]["rows"]}
+    assert rows["cdk46i:fes_positive_fraction"]["true_log_hr"] == t["sonia"].truth["cox"]["log_hr"][
+        "cdk46i:fes_positive_fraction"]
+    assert "True log-HR" in html and "IMPACT: the images fall outside EARL1" in html
+    assert "SONIA: the images fall outside" not in html  # no recovery record: nothing claimed
+
+
+def test_report_reads_as_a_journal_would(run):
+    path, _, _ = run
+    html = path.read_text()
+    visible = re.sub(r'src="data:[^"]+"', "", html)
+    assert not IMPOSSIBLE.search(re.sub(r"<[^>]+>", " ", visible))
+    assert "−" in visible and " to " in visible  # real minus signs, intervals "(a to b)"
+    assert "Any FES-negative lesion (yes vs no)" in visible and "{'" not in visible  # labels; no dict reprs
+    assert "class='scroll'" in visible
+
+
+@pytest.fixture(scope="module")
+def separated(tmp_path_factory):
+    """A development cohort with separation: no patient of the AI arm with an FES-negative lesion progresses,
+    so the per-arm hazard ratio has a monotone likelihood."""
+    base = tmp_path_factory.mktemp("separated")
+    t = write_simulated_tables(base)
+    neg = set(t["sonia"].patient_table.loc[t["sonia"].patient_table["any_fes_negative"].eq(True), "patient"])
+    p = t["sonia"].patients
+    p.loc[p.subject_id.isin(neg) & p.cdk46i.eq(0), "pfs1_event"] = 0
+    p.to_parquet(base / "clinical" / "sonia" / "patients.parquet")
+    settings = {**SMALL_BOOTSTRAPS, "study": {**SMALL_BOOTSTRAPS["study"], "fes_thresholds": [1.5]}}
+    (base / "run.json").write_text(json.dumps(settings))
+    assert main(["analyse", str(base), "--clinical", str(base / "clinical"), "--settings", str(base / "run.json")]) == 0
+    return base / "report"
+
+
+def test_separation_is_estimated_by_firth_and_every_number_is_finite(separated):
+    from sonimage.survival.cox import FIRTH
+    m = _strict(separated / "metrics.json")
+    arm = m["objective2"]["hr_per_arm"][0]
+    assert arm["method"] == FIRTH and 0 < arm["lower"] < arm["hr"] < arm["upper"] < 1
+    _nulls_have_reasons(m)
+    html = (separated / "report.html").read_text()
+    visible = re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]+"', "", html))
+    assert not IMPOSSIBLE.search(visible)
+    assert "Firth penalised Cox, profile-likelihood CI" in visible and "Heinze" in visible
+
+
+def test_report_renders_in_headless_chromium(run, separated, tmp_path):
+    """Both reports in a real browser at 800 px: no console error, every figure drawn with a size, no 'nan' or
+    'inf' on the page, wide tables scroll inside their boxes instead of widening the page."""
+    import chromium
+    for path in (run[0], separated / "report.html"):
+        try:
+            seen = chromium.inspect(path, tmp_path / f"profile-{path.parent.parent.name}")
+        except chromium.ChromiumUnavailable as exc:
+            pytest.skip(f"chromium cannot start here: {exc}")
+        assert seen["errors"] == [], seen["errors"]
+        assert len(seen["images"]) >= 10
+        assert all(i["natural"] > 0 and i["width"] > 0 and i["height"] > 0 for i in seen["images"]), seen["images"]
+        assert not re.search(r"\b(nan|inf|infinity)\b", seen["text"], re.IGNORECASE)
+        assert seen["overflow"] <= 0 and seen["scrollBoxes"] > 10
+        assert ("Synthetic study" in seen["text"]) == (path == run[0])  # the separated study has no truth.json
+        assert seen["screenshot"][:8] == b"\x89PNG\r\n\x1a\n"
+        (tmp_path / f"{path.parent.parent.name}.png").write_bytes(seen["screenshot"])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sonimage.report.figures import COLOURS, _png
+from sonimage.report.figures import COLOURS, _png, _y_range
 
 
 def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend_size: float) -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left", fontsize=12)
-    ax.legend(frameon=False, fontsize=legend_size)
+    ax.legend(frameon=False, fontsize=legend_size, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax.grid(alpha=0.25)
     return _png(fig)
 
@@ -49,12 +49,11 @@ def treatment_decision_curve(curves: dict[str, dict], horizon: float, title: str
     fig, ax = plt.subplots(figsize=(7, 4.6))
     first = next(iter(curves.values()))
     th = 100 * np.asarray(first["thresholds"])
-    ax.plot(th, first["treat_all"], color="#888", lw=1.5, label="treat all with CDK4/6i")
+    ax.plot(th, first["treat_all"], color="#888", lw=1.5, ls="--", label="treat all with CDK4/6i")
     ax.plot(th, np.zeros_like(th), color="black", lw=1.2, label="treat none")
     for (name, c), colour in zip(curves.items(), COLOURS):
-        ax.plot(100 * np.asarray(c["thresholds"]), c["model"], color=colour, lw=2.2,
+        ax.plot(100 * np.asarray(c["thresholds"]), np.asarray(c["model"], float), color=colour, lw=2.2,
                 label=f"{name}: treat if predicted benefit > threshold")
-    top = max(max(c["model"]) for c in curves.values())
-    ax.set_ylim(-0.05, max(top, max(first["treat_all"]), 0.02) * 1.15 + 0.01)
+    ax.set_ylim(*_y_range(curves, first["treat_all"]))
     return _finish(fig, ax, f"Smallest gain in PFS1 at {horizon:g} months worth treating (points)",
                    "Net benefit (progressions avoided per patient)", title, 9)

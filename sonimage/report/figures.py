@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sonimage.report.text import ci, finite  # noqa: E402
+
 COLOURS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#5f4b8b", "#66a182")
 plt.rcParams.update({"font.size": 11, "axes.spines.top": False, "axes.spines.right": False})
 
@@ -26,47 +28,67 @@ def _png(fig) -> bytes:
 
 def km_plot(curves: dict[str, dict], title: str, logrank_p: float | None, ticks_every: float = 6.0,
             max_time: float | None = None) -> bytes:
-    """Kaplan–Meier curves with a numbers-at-risk table; ``curves[g]`` has time, survival, n, median, follow_up."""
-    fig = plt.figure(figsize=(7.5, 5.2))
-    ax = fig.add_axes([0.1, 0.36, 0.86, 0.56])
+    """Kaplan–Meier curves with a numbers-at-risk table under them, one labelled row per group;
+    ``curves[g]`` has time, survival, n, median, follow_up."""
+    k = len(curves)
+    fig, (ax, tab) = plt.subplots(2, 1, figsize=(7.5, 4.4 + 0.32 * k), sharex=True,
+                                  gridspec_kw={"height_ratios": [4.0, 0.45 + 0.32 * k], "hspace": 0.5})
     tmax = max_time or max(max(c["follow_up"]) for c in curves.values())
     ticks = np.arange(0, tmax + 1e-9, ticks_every)
     for (name, c), colour in zip(curves.items(), COLOURS):
         t = np.r_[0.0, c["time"]]
         s = np.r_[1.0, c["survival"]]
-        label = f"{name} (n={c['n']}, median {c['median']:.1f} mo)" if c.get("median") else \
-            f"{name} (n={c['n']}, median not reached)"
+        label = f"{name} (n = {c['n']}, median {c['median']:.1f} months)" if c.get("median") else \
+            f"{name} (n = {c['n']}, median not reached)"
         ax.step(np.r_[t, tmax], np.r_[s, s[-1]], where="post", color=colour, lw=2, label=label)
     ax.set_ylim(0, 1.02)
     ax.set_xlim(0, tmax)
-    ax.set_xticks(ticks)
     ax.set_ylabel("Progression-free (PFS1)")
-    ax.set_xlabel("Months since randomisation")
-    ptxt = f"log-rank p = {logrank_p:.3g}" if logrank_p is not None and np.isfinite(logrank_p) else ""
+    ptxt = f"log-rank p = {logrank_p:.2g}" if logrank_p is not None and np.isfinite(logrank_p) else ""
     ax.set_title(f"{title}   {ptxt}", loc="left", fontsize=12)
     ax.legend(loc="upper right", frameon=False, fontsize=9.5)
     ax.grid(alpha=0.25)
-    tab = fig.add_axes([0.1, 0.04, 0.86, 0.2])
-    tab.set_xlim(0, tmax)
-    tab.set_ylim(-0.5, len(curves) - 0.5)
-    tab.axis("off")
-    tab.text(0, len(curves) - 0.2, "Number at risk", fontsize=10, fontweight="bold", va="bottom")
-    for i, ((name, c), colour) in enumerate(zip(curves.items(), COLOURS)):
+    ax.tick_params(labelbottom=True)
+    ax.set_xticks(ticks)
+    ax.set_xlabel("Months since randomisation")
+    tab.set_ylim(-0.6, k - 0.4)
+    for side in ("top", "right", "bottom", "left"):
+        tab.spines[side].set_visible(False)
+    tab.tick_params(length=0, labelbottom=False)
+    tab.tick_params(axis="y", pad=16)  # clear of the counts at time 0
+    tab.set_yticks(range(k))
+    tab.set_yticklabels(list(curves)[::-1], fontsize=9.5)
+    for lab, colour in zip(tab.get_yticklabels(), COLOURS[:k][::-1]):
+        lab.set_color(colour)
+    tab.set_title("Number at risk", loc="left", fontsize=10, fontweight="bold")
+    for i, (c, colour) in enumerate(zip(curves.values(), COLOURS)):
         fu = np.asarray(c["follow_up"])
-        y = len(curves) - 1 - i - 0.3
         for tk in ticks:
-            tab.text(tk, y, str(int((fu >= tk).sum())), ha="center", va="center", color=colour, fontsize=10)
+            tab.text(tk, k - 1 - i, str(int((fu >= tk).sum())), ha="center", va="center", color=colour,
+                     fontsize=10)
     return _png(fig)
 
 
+def _y_range(curves: dict[str, dict], treat_all: list[float]) -> tuple[float, float]:
+    """Net-benefit axis showing every model curve, treat-none (0) and treat-all down to where the model curves
+    end (a treat-all line falling far below them is drawn to the axis edge, not hidden)."""
+    model = np.concatenate([np.asarray(c["model"], float) for c in curves.values()])
+    values = np.r_[model[np.isfinite(model)], 0.0, np.asarray(treat_all, float)[:1]]
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.08 * max(hi - lo, 0.05)
+    return lo - pad, hi + pad
+
+
 def forest_plot(rows: list[dict], title: str, xlabel: str = "Hazard ratio (95 % CI), log scale") -> bytes:
-    """Horizontal forest plot of hazard ratios; rows have label, hr, lower, upper (and optionally n)."""
+    """Horizontal forest plot of hazard ratios; rows have label, hr, lower, upper (and optionally n). Rows without
+    a finite estimate are left out (the report's table names them)."""
+    rows = [r for r in rows if finite(r.get("hr")) and finite(r.get("lower")) and finite(r.get("upper"))]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
     y = np.arange(len(rows))[::-1]
     for yi, r in zip(y, rows):
         ax.plot([r["lower"], r["upper"]], [yi, yi], color="#333", lw=1.6)
         ax.plot(r["hr"], yi, "s", color=COLOURS[0], ms=7)
-        ax.text(1.02, yi, f"{r['hr']:.2f} ({r['lower']:.2f}–{r['upper']:.2f})", transform=ax.get_yaxis_transform(),
+        ax.text(1.02, yi, ci(r["hr"], r["lower"], r["upper"]), transform=ax.get_yaxis_transform(),
                 va="center", fontsize=10)
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
@@ -123,12 +145,11 @@ def decision_curve(curves: dict[str, dict], horizon: float, title: str = "Decisi
     fig, ax = plt.subplots(figsize=(7, 4.6))
     first = next(iter(curves.values()))
     th = np.asarray(first["thresholds"])
-    ax.plot(th, first["treat_all"], color="#888", lw=1.5, label="act on all")
-    ax.plot(th, np.zeros_like(th), color="black", lw=1.2, label="act on none")
+    ax.plot(th, first["treat_all"], color="#888", lw=1.5, ls="--", label="treat all")
+    ax.plot(th, np.zeros_like(th), color="black", lw=1.2, label="treat none")
     for (name, c), colour in zip(curves.items(), COLOURS):
-        ax.plot(c["thresholds"], c["model"], color=colour, lw=2.2, label=name)
-    top = max(max(c["model"]) for c in curves.values())
-    ax.set_ylim(-0.05, max(top, max(first["treat_all"])) * 1.1 + 0.01)
+        ax.plot(c["thresholds"], np.asarray(c["model"], float), color=colour, lw=2.2, label=name)
+    ax.set_ylim(*_y_range(curves, first["treat_all"]))
     ax.set_xlabel(f"Threshold risk of progression by {horizon:g} months")
     ax.set_ylabel("Net benefit")
     ax.set_title(title, loc="left", fontsize=12)

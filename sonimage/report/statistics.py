@@ -4,20 +4,14 @@ external benefit by cohort design, sensitivity analyses and multiplicity (result
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from sonimage.report.benefit_figures import benefit_calibration_plot, treatment_decision_curve
 from sonimage.report.html import esc, img, table
+from sonimage.report.text import ci, finite, label, num, pval
 
 METRIC_NAMES = {"c_for_benefit": "c-for-benefit", "e_avg_for_benefit": "Eavg-for-benefit",
                 "e90_for_benefit": "E90-for-benefit"}
-
-
-def _ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
-    if not np.isfinite(est):
-        return "–"
-    return f"{est:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})" if np.isfinite(lo) else f"{est:.{digits}f}"
 
 
 def key_lines(a: dict) -> list[str]:
@@ -27,8 +21,8 @@ def key_lines(a: dict) -> list[str]:
         for c, k in a.get("left_out", {}).items()) + "."]
     for r in a["sample_size"]:
         lines.append(f"{r['model'].capitalize()} model ({r['parameters']} parameters): Riley's minimum sample size "
-                     f"{r['n_needed']} patients (~{r['events_needed']:.0f} events) for an anticipated C of "
-                     f"{r['anticipated_c']:.2f}; available {r['n_available']} ({r['events_available']} events): "
+                     f"{r['n_needed']} patients (~{num(r['events_needed'], 0)} events) for an anticipated C of "
+                     f"{num(r['anticipated_c'])}; available {r['n_available']} ({r['events_available']} events): "
                      f"{'enough' if r['meets'] else 'too few, so expect overfitting and wide intervals'}.")
     if not a["power"]:
         lines.append(f"Power of the CDK4/6i × any-FES-negative interaction test: not estimable here "
@@ -39,8 +33,8 @@ def key_lines(a: dict) -> list[str]:
         h = next(iter(by_h))
         m = by_h[h]["metrics"]["c_for_benefit"]
         lines.append(f"{name.capitalize()} model, c-for-benefit at {h} months: apparent "
-                     f"{_ci(m['apparent'], m['apparent_lower'], m['apparent_upper'])}, optimism-corrected "
-                     f"{_ci(m['corrected'], m['corrected_lower'], m['corrected_upper'])} (0.5 = no better than "
+                     f"{ci(m['apparent'], m['apparent_lower'], m['apparent_upper'], 3)}, optimism-corrected "
+                     f"{ci(m['corrected'], m['corrected_lower'], m['corrected_upper'], 3)} (0.5 = no better than "
                      "chance at ranking benefit).")
     return lines
 
@@ -50,29 +44,30 @@ def _power_line(a: dict) -> str:
     fitted = [p for p in a["power"] if p["effect_source"] == "fitted"][0]
     planned = [p for p in a["power"] if p["effect_source"] == "planned" and p["n"] == fitted["n"]][0]
     return (f"Power of the CDK4/6i × any-FES-negative interaction test at n = {fitted['n']}: "
-            f"{100 * fitted['power']:.0f} % (MC SE {100 * fitted['mc_se']:.1f}) at the fitted ratio of HRs "
-            f"{fitted['effect_ratio']:.2f}; {100 * planned['power']:.0f} % (MC SE {100 * planned['mc_se']:.1f}) "
-            f"for the planned {a['settings']['planned_ratio']:g}-fold ratio ({planned['effect_ratio']:.2f}). "
+            f"{num(100 * fitted['power'], 0)} % (MC SE {num(100 * fitted['mc_se'], 1)}) at the fitted ratio of HRs "
+            f"{num(fitted['effect_ratio'])}; {num(100 * planned['power'], 0)} % (MC SE {num(100 * planned['mc_se'], 1)}) "
+            f"for the planned {a['settings']['planned_ratio']:g}-fold ratio ({num(planned['effect_ratio'])}). "
             "A non-significant interaction is not evidence of no interaction.")
 
 
 def size_and_power_html(a: dict) -> str:
     ss = pd.DataFrame([{
         "Model": r["model"], "Parameters": r["parameters"], "Planning R²cs (from C)": r["r2_cs_planning"],
-        "Apparent / adjusted R²cs (this fit)": f"{r['r2_cs_apparent']:.3f} / {r['r2_cs_adjusted']:.3f}",
+        "Apparent / adjusted R²cs (this fit)": f"{num(r['r2_cs_apparent'], 3)} / {num(r['r2_cs_adjusted'], 3)}",
         "n: shrinkage ≤ 10 %": r["n_shrinkage"], "n: optimism R² ≤ 0.05": r["n_optimism"],
-        "n: risk ± 0.05": r["n_precise_risk"], "n needed": r["n_needed"], "Events needed": r["events_needed"],
+        "n: risk ± 0.05": r["n_precise_risk"], "n needed": r["n_needed"],
+        "Events needed": num(r["events_needed"], 0),
         "n available": r["n_available"], "Events available": r["events_available"],
         "EPP available": r["epp_available"]} for r in a["sample_size"]])
     pw = pd.DataFrame([{
         "n": p["n"], "Effect": p["effect_source"], "Ratio of HRs": p["effect_ratio"],
-        "Simulated events (mean)": p["mean_events"], "Power": p["power"], "MC SE": p["mc_se"],
+        "Simulated events (mean)": num(p["mean_events"], 1), "Power": p["power"], "MC SE": p["mc_se"],
         "Simulations": p["simulations"], "Failed fits": p["failed_fits"]} for p in a["power"]]
         or [{"Power": f"not estimable: {a.get('power_not_estimable', '')}"}])
     s = a["settings"]
     return (f"{table(ss, 3)}<p class='note'>Riley et al. (Stat Med 2019; BMJ 2020) criteria as in pmsampsize: "
             "expected shrinkage ≥ 0.9, optimism in Nagelkerke R² ≤ 0.05, overall risk at the first horizon within "
-            f"± 0.05; planning Cox–Snell R² from an anticipated C of {s['anticipated_c']:.2f} (Riley 2020 "
+            f"± 0.05; planning Cox–Snell R² from an anticipated C of {num(s['anticipated_c'])} (Riley 2020 "
             "approximation), event rate and mean follow-up of the development cohort. The risk model counts its "
             "second-stage parameters (treatment, treatment × index).</p>"
             f"<h3>Power of the treatment × heterogeneity interaction (objective 2, primary test)</h3>{table(pw, 3)}"
@@ -86,17 +81,17 @@ def _benefit_table(by_model: dict) -> pd.DataFrame:
         for h, res in by_h.items():
             for k, m in res["metrics"].items():
                 rows.append({"Model": name, "Horizon (months)": h, "Metric": METRIC_NAMES[k],
-                             "Apparent (95 % CI)": _ci(m["apparent"], m["apparent_lower"], m["apparent_upper"]),
+                             "Apparent (95 % CI)": ci(m["apparent"], m["apparent_lower"], m["apparent_upper"], 3),
                              "Optimism": m["optimism"],
-                             "Corrected (shifted 95 % CI)": _ci(m["corrected"], m["corrected_lower"],
-                                                                 m["corrected_upper"])})
+                             "Corrected (shifted 95 % CI)": ci(m["corrected"], m["corrected_lower"],
+                                                                m["corrected_upper"], 3)})
     return pd.DataFrame(rows)
 
 
 def _groups_table(groups: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{"Group of predicted benefit": g["group"], "n CDK4/6i": g["n_treated"],
                           "n no CDK4/6i": g["n_control"], "Predicted (points)": 100 * g["predicted_benefit"],
-                          "Observed (points, KM)": _ci(100 * g["observed_benefit"], 100 * g["lower"],
+                          "Observed (points, KM)": ci(100 * g["observed_benefit"], 100 * g["lower"],
                                                        100 * g["upper"], 1)} for g in groups])
 
 
@@ -141,17 +136,17 @@ def external_benefit_html(a: dict) -> str:
                 "smd_before": "SMD before", "smd_after": "SMD after"})
             parts.append(f"<p>Observational cohort: observed benefit estimated with {esc(ps['weighting'])} "
                          f"propensity-score weights. Weighted KM gain at {ps['horizon']:g} months "
-                         f"{100 * ps['estimate']:.1f} points (95 % CI {100 * ps['lower']:.1f} to "
-                         f"{100 * ps['upper']:.1f}); unadjusted {100 * ps['unadjusted']:.1f}; effective sample "
-                         f"size {ps['ess_treated']:.0f} CDK4/6i / {ps['ess_control']:.0f} no CDK4/6i; largest "
-                         f"|SMD| after weighting {ps['max_abs_smd_after']:.3f} (balance: |SMD| &lt; 0.1).</p>"
+                         f"{ci(100 * ps['estimate'], 100 * ps['lower'], 100 * ps['upper'], 1)} points (95 % CI); "
+                         f"unadjusted {num(100 * ps['unadjusted'], 1)}; effective sample "
+                         f"size {num(ps['ess_treated'], 0)} CDK4/6i / {num(ps['ess_control'], 0)} no CDK4/6i; largest "
+                         f"|SMD| after weighting {num(ps['max_abs_smd_after'], 3)} (balance: |SMD| &lt; 0.1).</p>"
                          f"{table(bal, 3)}")
         rows = []
         for name, res in by_model.items():
             for h, v in res["horizons"].items():
                 rows.append({"Model": name, "Horizon": h, "Weights": v["weights"],
                              "Mean predicted benefit (points)": 100 * v["mean_predicted_benefit"],
-                             **{METRIC_NAMES[k]: _ci(v[k]["estimate"], v[k]["lower"], v[k]["upper"])
+                             **{METRIC_NAMES[k]: ci(v[k]["estimate"], v[k]["lower"], v[k]["upper"], 3)
                                 for k in METRIC_NAMES}, "Pairs with known outcome": v["known_pairs"]})
         parts.append(table(pd.DataFrame(rows), 3))
         h0 = next(iter(first["horizons"]))
@@ -169,29 +164,34 @@ def sensitivity_html(a: dict) -> str:
     rows = []
     for r in a["sensitivity"]:
         row = {"Analysis": r["scenario"], "n / events": f"{r['n']} / {r['events']}",
-               "Incomplete (left out / imputed)": r["incomplete"], "Share mixed": r["share_mixed"]}
-        if "error" in r:
-            row["Objective 1: HR any FES-neg (adjusted)"] = f"not estimable: {r['error']}"
-            rows.append(row)
-            continue
-        row["Obj. 1: HR any FES-neg (adjusted)"] = _ci(r["o1"]["hr"], r["o1"]["lower"], r["o1"]["upper"], 2)
-        row["Obj. 1 p"] = r["o1"]["p"]
+               "Incomplete (left out / imputed)": r["incomplete"], "Share mixed": r["share_mixed"],
+               "Obj. 1: HR any FES-negative (adjusted)": _row_ci(r["o1"]), "Obj. 1 p": pval(r["o1"]["p"])}
         if "o1_mtv" in r:
-            m = r["o1_mtv"]
-            row["Obj. 1: HR per log FDG MTV (adjusted)"] = _ci(m["hr"], m["lower"], m["upper"], 2)
-        row["Obj. 2: ratio of HRs"] = _ci(r["o2"]["hr"], r["o2"]["lower"], r["o2"]["upper"], 2)
-        row["Obj. 2 p"] = r["o2"]["p"]
-        row["Obj. 4: C / c-for-benefit (apparent)"] = f"{r['o4']['harrell_c']:.3f} / {r['o4']['c_for_benefit']:.3f}"
+            row["Obj. 1: HR per ln FDG MTV (adjusted)"] = _row_ci(r["o1_mtv"])
+        row["Obj. 2: ratio of HRs"] = _row_ci(r["o2"])
+        row["Obj. 2 p"] = pval(r["o2"]["p"])
+        row["Obj. 4: C / c-for-benefit (apparent)"] = f"{num(r['o4']['harrell_c'], 3)} / " \
+                                                      f"{num(r['o4']['c_for_benefit'], 3)}"
         for c, v in r["o5"].items():
-            cfb = f" / {v['c_for_benefit']:.3f}" if np.isfinite(v["c_for_benefit"]) else ""
-            row[f"Obj. 5 {c.upper()}: C{' / c-for-benefit' if cfb else ''}"] = f"{v['harrell_c']:.3f}{cfb}"
+            cfb = f" / {num(v['c_for_benefit'], 3)}" if finite(v["c_for_benefit"]) else ""
+            row[f"Obj. 5 {c.upper()}: C{' / c-for-benefit' if cfb else ''}"] = f"{num(v['harrell_c'], 3)}{cfb}"
         rows.append(row)
-    return (f"{table(pd.DataFrame(rows), 3)}<p class='note'>One choice changed at a time from the primary analysis; "
+    firth = any((r.get(k) or {}).get("method", "") and "Firth" in (r.get(k) or {}).get("method", "")
+                for r in a["sensitivity"] for k in ("o1", "o2", "o1_mtv"))
+    return (f"{table(pd.DataFrame(rows), 3)}<p class='note'>One choice changed at a time from the primary analysis "
+            "(the first row repeats the primary results of objectives 1 and 2 exactly); "
             "point estimates without bootstrap; every p-value here is exploratory. Patients without FES data or with "
             "missing clinical covariates: excluded in the primary analysis (complete case, counted), or their missing "
             "values multiply imputed by chained equations with Cox estimates pooled by Rubin's rules. Delineation "
             "rows appear for each per-method MTV column the lesion table holds (fdg_mtv_ml_&lt;method&gt;); the FDG "
-            "burden HR is the objective-1 metric that depends on the delineation.</p>")
+            "burden HR is the objective-1 metric that depends on the delineation."
+            + (" Some estimates use Firth's penalised likelihood (separation; metrics.json names each)." if firth
+               else "") + "</p>")
+
+
+def _row_ci(r: dict) -> str:
+    return ci(r["hr"], r["lower"], r["upper"]) if finite(r.get("hr")) else \
+        f"not estimable: {r.get('not_estimable', '')}"
 
 
 def multiplicity_html(a: dict) -> str:
@@ -201,11 +201,18 @@ def multiplicity_html(a: dict) -> str:
     for fam, rows in a["multiplicity"].items():
         if not rows:
             continue
-        df = pd.DataFrame([{"Test": r["term"], "Role": r["role"], "HR (coef. for objective 3)":
-                            r.get("hr", r.get("coef", np.nan)), "p": r["p"],
-                            "p (Holm)": r["p_holm"], "p (BH FDR)": r["p_fdr"]} for r in rows])
+        df = pd.DataFrame([{"Test": label(r["term"]), "Role": r["role"],
+                            "HR (coef. for objective 3) (95 % CI)": _family_estimate(r), "p": pval(r["p"]),
+                            "p (Holm)": pval(r["p_holm"]), "p (BH FDR)": pval(r["p_fdr"])} for r in rows])
         parts.append(f"<h3>{esc(fam)}</h3>{table(df, 3)}")
     parts.append("<p class='note'>Holm (family-wise error) and Benjamini–Hochberg (false discovery rate) adjusted "
                  "within each family. Only the primary test of each objective is confirmatory; every other test is "
-                 "exploratory and hypothesis-generating.</p>")
+                 "exploratory and hypothesis-generating. Tests that are not estimable carry no p-value and are not "
+                 "counted.</p>")
     return "".join(parts)
+
+
+def _family_estimate(r: dict) -> str:
+    if "hr" in r:
+        return _row_ci(r)
+    return num(r.get("coef"), 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import platform
 from pathlib import Path
 
@@ -9,12 +11,14 @@ import numpy as np
 import pandas as pd
 
 from sonimage import __version__
-from sonimage.io import write_json_atomic, write_text_atomic
+from sonimage.io import write_bytes_atomic, write_text_atomic
 from sonimage.report import figures, statistics
-from sonimage.report.html import esc, img, page, table
+from sonimage.report.html import dict_table, esc, img, page, table
+from sonimage.report.text import ci, finite, hr_text, label, num, pval, strict_json
 from sonimage.settings import Settings
+from sonimage.survival.cox import FIRTH
 from sonimage.survival.external import METRICS
-from sonimage.survival.objectives import EVENT, hr_ci_text
+from sonimage.survival.objectives import EVENT
 from sonimage.survival.study import StudyResult
 from sonimage.tables.parquet import write_table
 
@@ -23,8 +27,17 @@ METRIC_LABELS = {"harrell_c": "Harrell C", "uno_c": "Uno C", "auc": "AUC(t)", "o
                  "brier": "Brier (IPCW)", "ipa": "IPA"}
 
 
-def _hr_table(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"Term": r["term"], "HR (95 % CI)": hr_ci_text(r), "p": r["p"]} for r in rows])
+def _hr_table(rows: list[dict], what: str = "HR (95 % CI)") -> pd.DataFrame:
+    """Cox rows as Term, HR (95 % CI) or "not estimable: reason", p and the method where it is not Wald."""
+    return pd.DataFrame([{"Term": label(r["term"]), what: ci(r["hr"], r["lower"], r["upper"]) if finite(r["hr"])
+                          else f"not estimable: {r.get('not_estimable', '')}", "p": pval(r["p"]),
+                          "Method": _method(r)} for r in rows])
+
+
+def _method(r: dict) -> str:
+    m = r.get("method") or "–"
+    return "Firth penalised Cox, profile-likelihood CI" if m == FIRTH else \
+        "Cox, Wald CI" if m.startswith("Cox partial") else m
 
 
 def _metric_table(o5: dict) -> pd.DataFrame:
@@ -35,8 +48,7 @@ def _metric_table(o5: dict) -> pd.DataFrame:
                                                                          f"{res['settings']['events']}"}
             for k in METRICS:
                 m = res[k]
-                ci = f" ({m['lower']:.3f}–{m['upper']:.3f})" if np.isfinite(m["lower"]) else ""
-                row[METRIC_LABELS[k]] = f"{m['estimate']:.3f}{ci}" if np.isfinite(m["estimate"]) else "–"
+                row[METRIC_LABELS[k]] = ci(m["estimate"], m["lower"], m["upper"], 3)
             out.append(row)
     return pd.DataFrame(out)
 
@@ -80,8 +92,9 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settin
     return pd.DataFrame(items, columns=["TRIPOD item", "Topic", "This run"])
 
 
-def render_report(result: StudyResult, out_dir: Path) -> Path:
-    """Write ``report.html``, ``metrics.json``, ``models/*.json`` and ``benefit.parquet`` of an analysed study."""
+def render_report(result: StudyResult, out_dir: Path, run_date: datetime.date | None = None) -> Path:
+    """Write ``report.html``, ``metrics.json`` (strict JSON: ``null`` with a reason, never NaN or Infinity),
+    ``models/*.json`` and ``benefit.parquet`` of an analysed study."""
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     r, settings, development = result, result.settings, result.development
@@ -92,30 +105,38 @@ def render_report(result: StudyResult, out_dir: Path) -> Path:
     h = settings.study.horizon_months
     dev = r.cohorts[development]
     stats = r.statistics
-    sections = [("Key results", _key_results(dev, r.objective2, r.objective4, r.objective5, stats, development, h)),
-                ("Table 1: patients per cohort", table(r.table_one) + _not_evaluable_html(r.not_fes_evaluable)),
-                ("What this study can show: sample size and power", statistics.size_and_power_html(stats)),
-                ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(r.objective1)),
-                ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(r.objective2)),
-                ("Objective 3: lesion response", _objective3_html(r.objective3)),
-                ("Objective 4: predicted individual benefit of CDK4/6i",
-                 _objective4_html(r.objective4, r.benefit, h) + statistics.benefit_html(stats)),
-                ("Objective 5: external validation", _objective5_html(r, h)),
-                ("Sensitivity analyses", statistics.sensitivity_html(stats)),
-                ("Primary analyses and multiplicity", statistics.multiplicity_html(stats)),
-                ("TRIPOD items filled by this run",
-                 table(_tripod(r.cohorts, development, settings, r.objective4, stats))),
-                ("Methods and conventions", _methods_html(settings))]
+    synthetic = bool(r.truth)
+    run_date = (run_date or datetime.date.today()).isoformat()
+    sections = [("Key results", _key_results(r, dev, stats, development, h))]
+    if synthetic:
+        sections.append(("Synthetic study: estimates beside the truth", _truth_html(r.truth)))
+    sections += [("Table 1: patients per cohort", table(r.table_one) + _not_evaluable_html(r.not_fes_evaluable)),
+                 ("What this study can show: sample size and power", statistics.size_and_power_html(stats)),
+                 ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(r.objective1)),
+                 ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(r.objective2)),
+                 ("Objective 3: lesion response", _objective3_html(r.objective3)),
+                 ("Objective 4: predicted individual benefit of CDK4/6i",
+                  _objective4_html(r.objective4, r.benefit, h) + statistics.benefit_html(stats)),
+                 ("Objective 5: external validation", _objective5_html(r, h)),
+                 ("Sensitivity analyses", statistics.sensitivity_html(stats)),
+                 ("Primary analyses and multiplicity", statistics.multiplicity_html(stats)),
+                 ("TRIPOD items filled by this run",
+                  table(_tripod(r.cohorts, development, settings, r.objective4, stats))),
+                 ("Methods and conventions", _methods_html(settings))]
+    banner = (f"Synthetic study: simulated patients and images ({', '.join(c.upper() for c in r.truth['cohorts'])}),"
+              f" not patient data. Run {run_date}." if synthetic else "")
     report = page("SONImage study report", sections,
-                  f"sonimage {__version__}; development cohort {development.upper()}; horizon {h:g} months")
+                  f"Run {run_date}; sonimage {__version__}; development cohort {development.upper()}; horizon "
+                  f"{h:g} months", banner)
     write_text_atomic(out_dir / "report.html", report)
-    write_json_atomic({"sonimage_version": __version__, "development": development, "settings": settings.as_dict(),
-                       "objective1": _strip_curves(r.objective1), "objective2": r.objective2,
-                       "objective3": {k: v for k, v in r.objective3.items() if k != "points"},
-                       "objective4": r.objective4, "objective5": r.objective5, "statistics": stats,
-                       "not_fes_evaluable": {c: left.reason.value_counts().to_dict()
-                                             for c, left in r.not_fes_evaluable.items()},
-                       "sections": [s for s, _ in sections]}, out_dir / "metrics.json")
+    metrics = strict_json({
+        "sonimage_version": __version__, "run_date": run_date, "synthetic": synthetic, "development": development,
+        "settings": settings.as_dict(), "objective1": _strip_curves(r.objective1), "objective2": r.objective2,
+        "objective3": {k: v for k, v in r.objective3.items() if k != "points"}, "objective4": r.objective4,
+        "objective5": r.objective5, "statistics": stats, "truth_check": r.truth,
+        "not_fes_evaluable": {c: left.reason.value_counts().to_dict() for c, left in r.not_fes_evaluable.items()},
+        "sections": [s for s, _ in sections]})
+    write_bytes_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False).encode("utf-8"))
     return out_dir / "report.html"
 
 
@@ -129,6 +150,11 @@ def _not_evaluable_html(left: dict[str, pd.DataFrame]) -> str:
             "patients are left out of them (Table 1 shows all patients).</p>" + table(pd.DataFrame(rows)))
 
 
+def _counts(d: dict) -> str:
+    """{"reason": n} as "reason: n; ..." ("none" when empty)."""
+    return "; ".join(f"{k}: {v}" for k, v in d.items()) if isinstance(d, dict) and d else str(d or "none")
+
+
 def _strip_curves(o1: dict) -> dict:
     """Objective 1 without per-patient follow-up times (kept out of metrics.json)."""
     km = {k: {**v, "curves": {g: {kk: vv for kk, vv in c.items() if kk != "follow_up"}
@@ -136,27 +162,83 @@ def _strip_curves(o1: dict) -> dict:
     return {**o1, "km": km}
 
 
-def _key_results(dev: pd.DataFrame, o2: dict, o4: dict, o5: dict, stats: dict, development: str, h: float) -> str:
+def _key_results(r: StudyResult, dev: pd.DataFrame, stats: dict, development: str, h: float) -> str:
+    o1, o2, o4, o5 = r.objective1, r.objective2, r.objective4, r.objective5
     overall = o2["forest"][0]
     eff = o4["effect"]["internal_validation"]["corrected"]
     lines = [f"{development.upper()}: {len(dev)} patients, {int(dev[EVENT].sum())} PFS1 events.",
-             f"CDK4/6i vs AI alone, HR {hr_ci_text(overall)}.",
-             f"Any FES-negative lesion × CDK4/6i interaction: ratio of HRs {hr_ci_text(o2['interaction'])}, "
-             f"p = {o2['interaction']['p']:.3f}.",
-             f"Effect model, optimism-corrected C {eff['harrell_c']:.3f}, calibration slope "
-             f"{eff['calibration_slope']:.2f} (shrinkage).",
-             f"Mean predicted gain in PFS1 at {h:g} months: {100 * o4['effect']['predicted_benefit']['mean']:.1f} "
-             "percentage points."]
-    for c, r in o5.items():
-        e = r["effect"]
+             f"Objective 1, primary: any FES-negative lesion, adjusted {hr_text(o1['primary'])}"
+             f"{_firth_note(o1['primary'])}.",
+             f"Objective 2, primary: any FES-negative lesion × CDK4/6i interaction, "
+             f"{hr_text(o2['interaction'], 'ratio of HRs')}{_firth_note(o2['interaction'])}.",
+             f"CDK4/6i vs AI alone, {hr_text(overall)}.",
+             f"Effect model, optimism-corrected C {num(eff['harrell_c'], 3)}, calibration slope "
+             f"{num(eff['calibration_slope'])} (shrinkage).",
+             f"Mean predicted gain in PFS1 at {h:g} months: {num(100 * o4['effect']['predicted_benefit']['mean'], 1)}"
+             " percentage points."]
+    for c, res in o5.items():
+        e = res["effect"]
         ext = stats["external"][c]["effect"]
-        lines.append(f"{c.upper()} (external, {ext['design']}): C {e['harrell_c']['estimate']:.3f}, O/E "
-                     f"{e['oe_ratio']['estimate']:.2f}, calibration slope {e['calibration_slope']['estimate']:.2f}; "
+        lines.append(f"{c.upper()} (external, {ext['design']}): C {num(e['harrell_c']['estimate'], 3)}, O/E "
+                     f"{num(e['oe_ratio']['estimate'])}, calibration slope {num(e['calibration_slope']['estimate'])}; "
                      + ("benefit validated with propensity weights" if ext.get("propensity") else
                         "benefit validated" if ext["estimable"] else
                         "benefit not validated (no CDK4/6i arm: the risk part only)") + ".")
     lines += statistics.key_lines(stats)
+    lines += _recovery_lines(r.truth)
     return "<div class='key'><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>"
+
+
+def _firth_note(row: dict) -> str:
+    return " (Firth's penalised likelihood: separation in the ordinary Cox fit)" if row.get("method") == FIRTH \
+        else ""
+
+
+def _recovery_lines(truth: dict) -> list[str]:
+    """EARL1 compliance of each synthetic cohort's images (``recovery`` of truth.json), in words."""
+    out = []
+    for c, rec in truth.get("recovery", {}).items():
+        pairs = ", ".join(f"{num(d, 0)} mm {num(v)}" for d, v in zip(rec.get("diameters_mm", []),
+                                                                    rec.get("rc_max", [])))
+        if rec.get("earl1_compliant") is False:
+            out.append(f"{c.upper()}: the images fall outside EARL1 (SUVmax recovery of spheres {pairs}); small "
+                       "lesions read lower than on an accredited scanner.")
+        elif rec.get("earl1_compliant"):
+            out.append(f"{c.upper()}: image recovery within EARL1 ({pairs}).")
+    return out
+
+
+def _truth_html(truth: dict) -> str:
+    """A synthetic study's truth (truth.json) beside the estimates: the generating model refitted, and the
+    primary results."""
+    parts = ["<p>The cohorts were simulated from known Cox models. The generating model of the development cohort "
+             "is refitted here on the measured data (FES metrics read from the images, not the true ones): each "
+             "true log hazard ratio beside its estimate. A true value outside the interval points at bias, for "
+             "example from misread FES uptake.</p>"]
+    gen = truth.get("generating_model")
+    if gen:
+        rows = [{"Term": label(g["term"]), "True log-HR": g["true_log_hr"],
+                 "Estimated log-HR (95 % CI)": ci(g["coef"], _log(g["lower"]), _log(g["upper"]))
+                 if finite(g.get("coef")) else f"not estimable: {g.get('not_estimable', '')}",
+                 "Truth inside the CI": ("yes" if _log(g["lower"]) <= g["true_log_hr"] <= _log(g["upper"]) else "no")
+                 if finite(g.get("coef")) else "–"} for g in gen["rows"]]
+        parts.append(f"<p class='note'>Generating model: {esc(gen['formula'])}</p>{table(pd.DataFrame(rows))}")
+    prim = truth.get("primary", [])
+    if prim:
+        rows = [{"Objective": p["objective"].replace("objective", "Objective "), "Term": label(p["term"]),
+                 "Estimated log-HR (95 % CI)": ci(p["coef"], _log(p["lower"]), _log(p["upper"]))
+                 if finite(p.get("coef")) else f"not estimable: {p.get('not_estimable', '')}",
+                 "True log-HR": p["true_log_hr"] if p["true_log_hr"] is not None else
+                 "not a term of the generating model (0 given the FES-positive fraction)"} for p in prim]
+        parts.append(f"<h3>Primary results against the truth</h3>{table(pd.DataFrame(rows))}")
+    rec = _recovery_lines(truth)
+    if rec:
+        parts.append("<h3>Image recovery (EARL1)</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in rec) + "</ul>")
+    return "".join(parts)
+
+
+def _log(x) -> float | None:
+    return float(np.log(x)) if finite(x) and x > 0 else None
 
 
 def _objective1_html(o1: dict) -> str:
@@ -165,29 +247,40 @@ def _objective1_html(o1: dict) -> str:
     figs = []
     for key, title in titles.items():
         k = o1["km"][key]
-        note = (f"<p class='note'>Left out (fewer than 5 patients): {esc(k['left_out'])}</p>"
-                if k["left_out"] else "")
+        note = (f"<p class='note'>Left out (fewer than 5 patients): "
+                f"{esc('; '.join(f'{g}: {n}' for g, n in k['left_out'].items()))}</p>" if k["left_out"] else "")
         figs.append(f"<div>{img(figures.km_plot(k['curves'], title, k['logrank_p']), title)}{note}</div>")
-    sens = pd.DataFrame(o1["fes_threshold_sensitivity"]).rename(columns={
-        "threshold": "FES SUV threshold", "share_mixed": "Share mixed", "hr_any_fes_negative": "HR any FES-neg",
-        "lower": "lower 95 %", "upper": "upper 95 %"})
-    ph = pd.DataFrame([{"Term": k, "Schoenfeld p": v} for k, v in o1["ph_test"]["p_by_term"].items()])
-    return (f"<div class='grid'>{''.join(figs)}</div><h3>Univariable Cox models</h3>"
-            f"{table(_hr_table(o1['univariable']), 3)}<h3>Multivariable Cox model</h3>"
+    sens = pd.DataFrame([{"FES SUVmax threshold": num(r["threshold"], 1), "Share mixed": r["share_mixed"],
+                          **_hr_table([r]).drop(columns="Term").iloc[0].to_dict()}
+                         for r in o1["fes_threshold_sensitivity"]])
+    ph = o1["ph_test"]
+    ph_html = (table(pd.DataFrame([{"Term": label(k), "Schoenfeld p": pval(v)} for k, v in ph["p_by_term"].items()]))
+               if ph["p_by_term"] else f"<p>Not assessed: {esc(ph.get('not_assessed', ''))}</p>")
+    return (f"<h3>Primary analysis (pre-specified)</h3><p class='note'>{esc(o1['primary']['formula'])}</p>"
+            f"{table(_hr_table([o1['primary']]))}<div class='grid'>{''.join(figs)}</div>"
+            "<h3>Univariable Cox models (exploratory)</h3>"
+            f"{table(_hr_table(o1['univariable']))}<h3>Multivariable Cox model with every metric (exploratory)</h3>"
             f"<p class='note'>{esc(o1['multivariable']['formula'])}</p>"
-            f"{table(_hr_table(o1['multivariable']['rows']), 3)}<h3>Proportional hazards</h3>"
-            f"{table(ph, 3)}<p class='note'>{esc(o1['ph_test']['note'])}</p>"
-            f"<h3>Sensitivity to the FES positivity threshold</h3>{table(sens, 3)}")
+            f"{table(_hr_table(o1['multivariable']['rows']))}<h3>Proportional hazards (primary model)</h3>"
+            f"{ph_html}<p class='note'>{esc(ph['note'])}</p>"
+            f"<h3>Sensitivity of the primary analysis to the FES positivity threshold</h3>{table(sens, 2)}")
 
 
 def _objective2_html(o2: dict) -> str:
-    forest = [{"label": r["subgroup"], "n": r["n"], **r} for r in o2["forest"]]
+    forest = [{**r, "label": r["subgroup"] + (" †" if r.get("method") == FIRTH else ""), "n": r["n"]}
+              for r in o2["forest"]]
     fig = figures.forest_plot(forest, "CDK4/6i vs AI alone: PFS1 hazard ratio by subgroup",
                               "Hazard ratio (95 % CI), log scale; < 1 favours CDK4/6i")
+    missing = [f"{r['subgroup']} ({r.get('not_estimable', '')})" for r in o2["forest"] if not finite(r["hr"])]
     arms = _hr_table(o2["hr_per_arm"])
-    inter = _hr_table([o2["interaction"], o2["interaction_continuous"]])
-    return (f"{img(fig, 'forest plot')}<h3>Hazard ratio of any FES-negative lesion, per arm</h3>{table(arms, 3)}"
-            f"<h3>Interaction terms (ratio of hazard ratios)</h3>{table(inter, 3)}"
+    inter = _hr_table([o2["interaction"], o2["interaction_continuous"]], "Ratio of HRs (95 % CI)")
+    return (f"<h3>Primary analysis (pre-specified)</h3><p class='note'>{esc(o2['interaction']['formula'])}</p>"
+            f"{table(_hr_table([o2['interaction']], 'Ratio of HRs (95 % CI)'))}{img(fig, 'forest plot')}"
+            + (f"<p class='note'>Not estimable, left out of the plot: {esc('; '.join(missing))}</p>" if missing else "")
+            + ("<p class='note'>† Firth's penalised likelihood with a profile-likelihood interval (separation in "
+               "the ordinary Cox fit).</p>" if any(r.get("method") == FIRTH for r in o2["forest"]) else "")
+            + f"<h3>Hazard ratio of any FES-negative lesion, per arm</h3>{table(arms)}"
+            f"<h3>Interaction terms (ratio of hazard ratios)</h3>{table(inter)}"
             "<p class='note'>Adjusted for age, ECOG, de novo disease, visceral disease and prior endocrine therapy. "
             "With ~100 patients the interaction test has low power (SCIENCE.md): read the CIs.</p>")
 
@@ -200,10 +293,12 @@ def _objective3_html(o3: dict) -> str:
         if not r.get("estimable"):
             parts.append(f"<h3>{esc(title)}</h3><p class='note'>Not estimable: {esc(r.get('reason', ''))}</p>")
             continue
-        coef = pd.DataFrame(r["coefficients"]).rename(columns={"term": "Term", "coef": "Change (%)"})
+        coef = pd.DataFrame([{"Term": label(c["term"]), "Change, % (95 % CI)": ci(c["coef"], c.get("lower"),
+                                                                               c.get("upper"), 1),
+                              "p": pval(c.get("p"))} for c in r["coefficients"]])
         parts.append(f"<h3>{esc(title)}</h3><p class='note'>{r['n_lesions']} lesions in {r['n_patients']} "
-                     f"patients; patient SD {r['patient_sd']:.1f}, lesion SD {r['lesion_sd']:.1f} (ICC "
-                     f"{r['icc']:.2f}); left out: {esc(r['left_out'])}</p>{table(coef, 3)}"
+                     f"patients; patient SD {num(r['patient_sd'], 1)}, lesion SD {num(r['lesion_sd'], 1)} (ICC "
+                     f"{num(r['icc'])}); left out: {esc(_counts(r['left_out']))}</p>{table(coef, 3)}"
                      f"{table(pd.DataFrame([r.get('categories', {})]))}")
     fig = img(figures.response_plot(o3["points"]), "lesion response") if o3["points"]["response_pct"] else ""
     return f"{fig}<p class='note'>{esc(o3['model'])}</p>{''.join(parts)}"
@@ -214,7 +309,7 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
     for name, r in o4.items():
         iv = r["internal_validation"]
         rows.append({"Model": name, "Formula": r["formula"], "Penalizer": r["penalizer"],
-                     "Penalizer at grid edge": r.get("penalizer_at_edge") or "no",
+                     "Penalizer at grid edge": "yes" if r.get("penalizer_at_edge") else "no",
                      "Largest |interaction log-HR|": r.get("max_abs_interaction", np.nan),
                      "Apparent C": iv["apparent"]["harrell_c"], "Optimism": iv["optimism"]["harrell_c"],
                      "Corrected C": iv["corrected"]["harrell_c"], "Shrinkage (corrected slope)": iv["shrinkage"],
@@ -240,10 +335,10 @@ def _objective5_html(r: StudyResult, h: float) -> str:
     for c, by_model in o5.items():
         dc = {f"{name} model": res["net_benefit"] for name, res in by_model.items()}
         fig = figures.decision_curve(dc, h, f"Decision curve, {c.upper()}")
-        parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, 'decision curve')}")
+        parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, f'decision curve {c}')}")
     parts.append(f"<h3>Benefit in the external cohorts, by design</h3>{statistics.external_benefit_html(r.statistics)}")
     parts.append("<p class='note'>Observed (KM) risk of progression by the horizon: " +
-                 ", ".join(f"{esc(c.upper())} {100 * v:.0f} %" for c, v in r.observed_risk.items()) + ".</p>")
+                 ", ".join(f"{esc(c.upper())} {num(100 * v, 0)} %" for c, v in r.observed_risk.items()) + ".</p>")
     return "".join(parts)
 
 
@@ -257,6 +352,12 @@ def _methods_html(settings: Settings) -> str:
              "Brier score with inverse probability of censoring weights; IPA against the Kaplan–Meier null model.",
              "Bootstrap: percentile 95 % CIs for external metrics (model frozen); Harrell optimism for internal "
              "validation with the whole pipeline refitted.",
-             f"Settings: {esc(settings.as_dict())}",
+             "Separation (monotone likelihood: a coefficient or its standard error diverges, e.g. no event among "
+             "the patients with a FES-negative lesion in one arm): Firth's penalised partial likelihood (Heinze & "
+             "Schemper, Stat Med 2001; Breslow ties, as R coxphf) with profile penalised likelihood 95 % CIs and "
+             "penalised likelihood-ratio p-values; the tables name the method of each row. Where no finite "
+             "estimate exists (a covariate that does not vary, collinear covariates) the report says 'not "
+             "estimable' with the reason, and metrics.json holds null with the reason beside it.",
              f"Software: sonimage {__version__}, Python {platform.python_version()}."]
-    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+    return ("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul><h3>Settings of this run</h3>"
+            + dict_table(settings.as_dict()))

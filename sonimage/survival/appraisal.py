@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sonimage.survival.benefit import BENEFIT_METRICS, benefit_validation, predict_benefit
-from sonimage.survival.cox import FrozenCox, fit_cox
+from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.data import SurvivalDataError, survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
 from sonimage.survival.multiplicity import adjust_family
@@ -31,8 +31,10 @@ from sonimage.survival.propensity import observed_benefit
 from sonimage.survival.samplesize import r2_cs_from_c, r2_cs_from_fit, survival_sample_size
 from sonimage.survival.sensitivity import Scenario, SensitivitySpec, run_sensitivity
 
+PRIMARY_LABEL = "primary, adjusted for clinical covariates and treatment: any_fes_negative"
 PRIMARY = {
-    "objective1": "adjusted HR of any FES-negative lesion (multivariable Cox model)",
+    "objective1": "HR of any FES-negative lesion, adjusted for age, ECOG, de novo disease, visceral disease, prior "
+                  "endocrine therapy and CDK4/6i (Cox model)",
     "objective2": "CDK4/6i x any FES-negative lesion interaction (ratio of hazard ratios)",
     "objective3": "per-lesion RECIST size change against log baseline FES SUV (mixed model, patient effect)",
     "objective4": "optimism-corrected c-for-benefit of the effect model at the first benefit horizon",
@@ -163,8 +165,9 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict], o3: dict 
                           ) -> dict[str, list[dict]]:
     """The families of tests the report prints, each with Holm and BH adjustment and its primary test."""
     metric_terms = {"fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"}
-    fam1 = (_relabel(o1["univariable"], "univariable: ")
-            + _relabel([r for r in o1["multivariable"]["rows"] if r["term"] in metric_terms], "adjusted: "))
+    fam1 = ([{**o1["primary"], "term": PRIMARY_LABEL}] + _relabel(o1["univariable"], "univariable: ")
+            + _relabel([r for r in o1["multivariable"]["rows"] if r["term"] in metric_terms],
+                       "all metrics, adjusted: "))
     fam2 = (_relabel([o2["interaction"], o2["interaction_continuous"]], "interaction: ")
             + _relabel(o2["hr_per_arm"], "per arm: ")
             + [{"term": f"subgroup: {r['subgroup']}", **{k: r[k] for k in ("hr", "lower", "upper", "p")}}
@@ -175,7 +178,7 @@ def multiplicity_families(o1: dict, o2: dict, sensitivity: list[dict], o3: dict 
     fam3 = [{"term": r["term"], "coef": r["coef"], "p": r["p"]} for r in (o3 or {}).get("coefficients", [])
             if r["term"] != "intercept"]
     return adjust_families({
-        "Objective 1: heterogeneity and PFS1": (fam1, "adjusted: any_fes_negative"),
+        "Objective 1: heterogeneity and PFS1": (fam1, PRIMARY_LABEL),
         "Objective 2: treatment x heterogeneity": (fam2, f"interaction: {o2['interaction']['term']}"),
         "Objective 3: lesion response": (fam3, "log_fes_suv"),
         "Sensitivity analyses (all exploratory)": (fam_s, None),
@@ -199,7 +202,11 @@ def appraise_study(cohorts: dict[str, pd.DataFrame], development: str, models: d
     out["sample_size"] = sample_size_rows(dev, {k: f for k, (f, _) in candidates.items()}, time, event,
                                           horizons[0], settings.anticipated_c,
                                           extra_parameters={k: x for k, (_, x) in candidates.items()})
+    inter = cox_terms(dev, time, event, f"{treatment}*any_fes_negative + {clin}", [f"{treatment}:any_fes_negative"])[0]
     try:
+        if inter["method"] != WALD:  # a simulation from a separated (or unfitted) model means nothing
+            raise SurvivalDataError(inter.get("not_estimable") or "monotone likelihood (separation): the ordinary "
+                                    "Cox fit that the simulation draws from diverges")
         out["power"] = power_rows(dev, time, event, f"{treatment}*any_fes_negative + {clin}",
                                   f"{treatment}:any_fes_negative", settings.power_simulations,
                                   settings.planned_ratio, settings.power_sizes, seed, executor)

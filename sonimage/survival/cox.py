@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.utils import concordance_index
-from scipy.stats import norm
+from scipy.optimize import brentq
+from scipy.stats import chi2, norm
 
 from sonimage import __version__
 from sonimage.io import write_json_atomic
@@ -175,12 +176,13 @@ def _fit_lifelines(x: pd.DataFrame, t: np.ndarray, e: np.ndarray, penalizer: np.
 
 
 def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np.ndarray | None = None,
-                 tol: float = 1e-10, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray, float]:
+                 tol: float = 1e-10, max_iter: int = 50, start: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Maximise the Efron partial likelihood minus ``Σ n·penalty_j·β_j²/2`` by Newton–Raphson with step halving.
 
     ``penalty`` is per column on the original scale (lifelines' standardised penalty ``p`` is ``p·sd_j²``).
     Returns β, the information matrix (negative Hessian of the penalised log-likelihood) and the unpenalised
-    log partial likelihood at β.
+    log partial likelihood at β. ``start``: initial β (zero by default).
     """
     n, p = x.shape
     order = np.argsort(-time, kind="stable")  # descending: risk sets are prefixes
@@ -216,9 +218,9 @@ def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np
         info = (m2 - m1[:, :, None] * m1[:, None, :]).sum(0)
         return ll, grad, info
 
-    beta = np.zeros(p)
+    beta = np.zeros(p) if start is None else np.asarray(start, float).copy()
     ll, grad, info = evaluate(beta)
-    obj = ll
+    obj = ll - 0.5 * np.sum(pen * beta ** 2)
     for _ in range(max_iter):
         step = np.linalg.solve(info + np.diag(pen), grad - pen * beta)
         for _ in range(30):  # step halving while the penalised likelihood does not improve
@@ -258,3 +260,200 @@ def partial_log_likelihood(time: np.ndarray, event: np.ndarray, lp: np.ndarray) 
     log_at_risk = np.logaddexp.accumulate(l_[::-1])[::-1]
     block = np.searchsorted(t, t, side="left")  # first index of each row's tie block
     return float(np.sum(e * (l_ - log_at_risk[block])))
+
+
+CHI2_95 = float(Z95 ** 2)  # 3.84: the 95 % profile-likelihood cut
+
+
+class _Breslow:
+    """Risk-set sums of a Cox model with Breslow ties, with the third moments that Firth's penalty needs."""
+
+    def __init__(self, x: np.ndarray, time: np.ndarray, event: np.ndarray):
+        order = np.argsort(-time, kind="stable")  # descending: risk sets are prefixes
+        self.x, t, e = x[order] - x.mean(0), time[order], event[order].astype(bool)
+        uniq = np.unique(t[e])[::-1]
+        self.end = np.searchsorted(-t, -uniq, side="right")  # rows with t_j >= t_event
+        self.d = np.array([np.sum(e & (t == u)) for u in uniq], float)
+        self.xsum = self.x[e].sum(0)
+
+    def evaluate(self, beta: np.ndarray, third: bool = True
+                 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Log partial likelihood, score, information and (``third``) ∂I/∂β_r stacked on the last axis."""
+        x = self.x
+        lp = x @ beta
+        shift = lp.max()
+        w = np.exp(lp - shift)
+        s0 = np.cumsum(w)[self.end - 1]
+        m1 = np.cumsum(w[:, None] * x, 0)[self.end - 1] / s0[:, None]
+        m2 = np.cumsum(w[:, None, None] * x[:, :, None] * x[:, None, :], 0)[self.end - 1] / s0[:, None, None]
+        d = self.d
+        ll = float(self.xsum @ beta - np.sum(d * (np.log(s0) + shift)))
+        score = self.xsum - d @ m1
+        info = np.einsum("k,kij->ij", d, m2 - m1[:, :, None] * m1[:, None, :])
+        if not third:
+            return ll, score, info, None
+        m3 = np.cumsum(w[:, None, None, None] * x[:, :, None, None] * x[:, None, :, None] * x[:, None, None, :],
+                       0)[self.end - 1] / s0[:, None, None, None]
+        # third central moment: E[xj xk xr] − E[xj xk]E[xr] − E[xj xr]E[xk] − E[xj]E[xk xr] + 2 E[xj]E[xk]E[xr]
+        c3 = (m3 - m2[:, :, :, None] * m1[:, None, None, :] - m2[:, :, None, :] * m1[:, None, :, None]
+              - m1[:, :, None, None] * m2[:, None, :, :]
+              + 2 * m1[:, :, None, None] * m1[:, None, :, None] * m1[:, None, None, :])
+        return ll, score, info, np.einsum("k,kijr->ijr", d, c3)
+
+
+@dataclass(frozen=True)
+class FirthTerm:
+    """One coefficient of a Firth fit: estimate, Wald SE from the penalised information, profile penalised
+    likelihood 95 % interval and penalised likelihood-ratio p-value."""
+
+    coef: float
+    se: float
+    lower: float
+    upper: float
+    p: float
+
+
+def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, profile: list[int] | None = None,
+              tol: float = 1e-8, max_iter: int = 100, max_step: float = 0.5) -> tuple[np.ndarray, list[FirthTerm]]:
+    """Cox regression with Firth's penalised partial likelihood (Heinze & Schemper, Stat Med 2001;21:2409;
+    R ``coxphf``): maximise ``l(β) + ½ log|I(β)|`` (Breslow ties, as coxphf). The estimates are finite under
+    monotone likelihood (separation). Confidence intervals and p-values come from the profile penalised
+    likelihood (``profile``: indices of the columns to profile; all when None); NaN bounds where the profile does
+    not fall by χ²₁(0.95)/2 within |β| ≤ 20. Returns β and one :class:`FirthTerm` per profiled column."""
+    rs = _Breslow(np.asarray(x, float), np.asarray(time, float), np.asarray(event))
+    p = rs.x.shape[1]
+    beta, obj = _firth_maximise(rs, np.zeros(p), np.ones(p, bool), tol, max_iter, max_step)
+    info = rs.evaluate(beta, third=False)[2]
+    se = np.sqrt(np.diag(np.linalg.inv(info)))
+    terms = []
+    for j in (range(p) if profile is None else profile):
+        free = np.ones(p, bool)
+        free[j] = False
+
+        def drop(b: float, j: int = j, free: np.ndarray = free) -> float:
+            start = beta.copy()
+            start[j] = b
+            return 2 * (obj - _firth_maximise(rs, start, free, tol, max_iter, max_step)[1])
+
+        bounds = []
+        for sign in (-1, 1):
+            step, lo, hi = max(2 * se[j], 0.5), beta[j], np.nan
+            while abs(beta[j] + sign * step) <= 20:
+                if drop(beta[j] + sign * step) >= CHI2_95:
+                    hi = beta[j] + sign * step
+                    break
+                lo, step = beta[j] + sign * step, 2 * step
+            bounds.append(np.nan if np.isnan(hi) else
+                          brentq(lambda b: drop(b) - CHI2_95, *sorted((lo, hi)), xtol=1e-6))
+        terms.append(FirthTerm(float(beta[j]), float(se[j]), float(bounds[0]), float(bounds[1]),
+                               float(chi2.sf(max(drop(0.0), 0.0), 1))))
+    return beta, terms
+
+
+def _firth_maximise(rs: _Breslow, beta: np.ndarray, free: np.ndarray, tol: float, max_iter: int, max_step: float
+                    ) -> tuple[np.ndarray, float]:
+    """Newton–Raphson on the modified score U*(β) = U + ½ tr(I⁻¹ ∂I/∂β_r) over the ``free`` coordinates, with
+    step halving on the penalised log-likelihood (Heinze & Schemper's algorithm)."""
+    beta = beta.astype(float).copy()
+
+    def penalised(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        ll, score, info, dinfo = rs.evaluate(b)
+        sign, logdet = np.linalg.slogdet(info)
+        inv = np.linalg.inv(info)
+        return ll + 0.5 * logdet if sign > 0 else -np.inf, score + 0.5 * np.einsum("ij,jir->r", inv, dinfo), info
+
+    obj, ustar, info = penalised(beta)
+    for _ in range(max_iter):
+        step = np.zeros_like(beta)
+        step[free] = np.linalg.solve(info[np.ix_(free, free)], ustar[free])
+        big = np.abs(step).max(initial=0.0)
+        if big > max_step:
+            step *= max_step / big
+        for _ in range(30):
+            new_obj, new_u, new_info = penalised(beta + step)
+            if new_obj >= obj - 1e-12:
+                break
+            step /= 2
+        beta, gain = beta + step, new_obj - obj
+        obj, ustar, info = new_obj, new_u, new_info
+        if abs(gain) < tol and np.abs(ustar[free]).max(initial=0.0) < 1e-5:
+            break
+    else:
+        raise SurvivalDataError(f"Firth Cox fit did not converge in {max_iter} iterations")
+    return beta, float(obj)
+
+
+WALD = "Cox partial likelihood (Efron ties), Wald 95 % CI"
+FIRTH = ("Firth's penalised Cox likelihood (Heinze & Schemper 2001; Breslow ties, as R coxphf), profile "
+         "penalised likelihood 95 % CI and likelihood-ratio p: monotone likelihood (separation) in the ordinary fit")
+SEPARATED = 10.0  # SE·SD beyond this: the information has vanished along a coefficient
+STILL_MOVING = 0.05  # a further Newton step of this many SDs' worth of log-HR: the estimate has not converged
+
+
+def diverging(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, se: np.ndarray) -> bool:
+    """Monotone likelihood (Heinze & Schemper 2001: the likelihood converges while an estimate diverges): at the
+    "converged" ordinary estimate, one more Newton step still moves a coefficient by a sizeable amount (a true
+    maximum moves by ~0), or a standard error has blown up, or an estimate is not finite."""
+    if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(se))):
+        return True
+    sd = x.std(0, ddof=1)
+    if np.any(se * sd > SEPARATED):
+        return True
+    try:
+        further = efron_newton(x, time, event, tol=np.inf, max_iter=1, start=beta)[0]
+    except SurvivalDataError:
+        return True
+    return bool(np.any(np.abs(further - beta) * sd > STILL_MOVING))
+
+
+def cox_terms(df: pd.DataFrame, time: str, event: str, formula: str, terms: list[str] | None = None,
+              source: str = "data") -> list[dict]:
+    """Rows (term, coef, se, hr, lower, upper, p, method) of ``terms`` (all when None), every number finite.
+
+    The ordinary Cox fit where it converges to finite estimates; under monotone likelihood (separation, by
+    :func:`diverging`) :func:`firth_cox` with profile penalised likelihood intervals; where neither
+    can give an estimate (a column that does not vary, collinear columns, a profile that never falls), the row has
+    ``None`` numbers and ``not_estimable`` with the reason."""
+    design = make_design(df, formula, source)
+    x = design.matrix(df, source)
+    names = list(x.columns) if terms is None else list(terms)
+
+    def missing(reason: str) -> list[dict]:
+        return [not_estimable_row(k, reason) for k in names]
+
+    xa = x.to_numpy(float)
+    constant = [c for c in x.columns if np.ptp(xa[:, list(x.columns).index(c)]) == 0]
+    if constant:
+        return missing(f"{', '.join(constant)} does not vary among the {len(df)} patients")
+    if np.linalg.matrix_rank(xa - xa.mean(0)) < xa.shape[1]:
+        return missing(f"the columns of {formula} are collinear (one is determined by the others)")
+    t, e = survival_outcome(df, time, event, source)
+    try:
+        fit = fit_cox(df, time, event, formula, source=source, design=design)
+        s = fit.summary
+        separated = diverging(xa, t, e, s["coef"].to_numpy(), s["se"].to_numpy())
+    except SurvivalDataError:  # diverged or did not converge: monotone likelihood
+        separated = True
+    if not separated:
+        return [{"term": k, **{c: float(s.loc[k, c]) for c in ("coef", "se", "hr", "p")},
+                 "lower": float(s.loc[k, "hr_lower"]), "upper": float(s.loc[k, "hr_upper"]), "method": WALD}
+                for k in names]
+    try:
+        _, fterms = firth_cox(xa, t, e, [list(x.columns).index(k) for k in names])
+    except (SurvivalDataError, np.linalg.LinAlgError) as exc:
+        return missing(f"monotone likelihood (separation) and the Firth fit failed: {exc}")
+    rows = []
+    for k, f in zip(names, fterms):
+        if not (np.isfinite(f.lower) and np.isfinite(f.upper)):
+            rows.append(not_estimable_row(k, "monotone likelihood (separation): the profile penalised likelihood "
+                                             "does not fall enough within |log HR| ≤ 20 for a 95 % interval"))
+            continue
+        rows.append({"term": k, "coef": f.coef, "se": f.se, "hr": float(np.exp(f.coef)),
+                     "lower": float(np.exp(f.lower)), "upper": float(np.exp(f.upper)), "p": f.p, "method": FIRTH})
+    return rows
+
+
+def not_estimable_row(term: str, reason: str) -> dict:
+    """A result row without numbers (``None``, null in JSON) and the reason."""
+    return {"term": term, "coef": None, "se": None, "hr": None, "lower": None, "upper": None, "p": None,
+            "method": None, "not_estimable": reason}

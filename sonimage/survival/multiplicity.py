@@ -40,10 +40,11 @@ def adjust_family(rows: list[dict], primary: str | None = None, key: str = "p", 
     """Rows of one family of tests with ``p_holm``, ``p_fdr`` and ``role`` (``primary`` or ``exploratory``).
 
     ``primary`` names the row (by ``label``) pre-specified as the family's primary analysis; its unadjusted p is
-    the confirmatory one, the adjusted values say what the whole family can claim.
+    the confirmatory one, the adjusted values say what the whole family can claim. A row without a p-value (not
+    estimable) is not counted and gets ``None``.
     """
-    p = [r.get(key, np.nan) for r in rows]
+    p = [np.nan if r.get(key) is None else r[key] for r in rows]
     ph, pf = holm(p), benjamini_hochberg(p)
-    return [{**r, "p_holm": float(h), "p_fdr": float(f),
+    return [{**r, "p_holm": float(h) if np.isfinite(h) else None, "p_fdr": float(f) if np.isfinite(f) else None,
              "role": "primary" if primary is not None and r.get(label) == primary else "exploratory"}
             for r, h, f in zip(rows, ph, pf)]

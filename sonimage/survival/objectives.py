@@ -21,8 +21,7 @@ from sonimage.parallel import Executor
 from sonimage.settings import StudySettings
 from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
-from sonimage.survival.cox import FrozenCox, fit_cox
-from sonimage.survival.data import SurvivalDataError
+from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
@@ -73,27 +72,27 @@ def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
                           "median": km_median(t, s), "follow_up": d[TIME].round(3).tolist()}
     used = df[df[by].isin(groups)]
     p = (float(multivariate_logrank_test(used[TIME], used[by], used[EVENT]).p_value) if len(groups) > 1
-         else float("nan"))
+         else None)
     return {"by": by, "curves": curves, "logrank_p": p,
             "left_out": {str(g): int(n) for g, n in counts.items() if g not in groups}}
 
 
-def _cox_rows(fit, terms: list[str]) -> list[dict]:
-    s = fit.summary
-    return [{"term": k, "hr": float(s.loc[k, "hr"]), "lower": float(s.loc[k, "hr_lower"]),
-             "upper": float(s.loc[k, "hr_upper"]), "p": float(s.loc[k, "p"])} for k in terms]
+def primary_formulas(clinical: tuple[str, ...] = CLINICAL, treatment: str = TRT) -> dict[str, str]:
+    """The pre-specified primary Cox models of objectives 1 and 2 (the same in the objective, the multiplicity
+    family and the sensitivity analyses): any FES-negative lesion adjusted for the clinical covariates and
+    treatment; and treatment × any FES-negative lesion, adjusted for the clinical covariates."""
+    clin = " + ".join(clinical)
+    return {"objective1": f"any_fes_negative + {clin} + {treatment}",
+            "objective2": f"{treatment}*any_fes_negative + {clin}"}
+
+
+PRIMARY_TERMS = {"objective1": "any_fes_negative", "objective2": f"{TRT}:any_fes_negative"}
 
 
 def _fit_rows(df: pd.DataFrame, formula: str, terms: list[str] | None = None) -> list[dict]:
-    """Cox rows of ``terms`` (all when None); where the model cannot be fitted (e.g. every patient has an
-    FES-negative lesion, so the column does not vary or is collinear), rows with missing values and the reason."""
-    try:
-        fit = fit_cox(df, TIME, EVENT, formula)
-    except (SurvivalDataError, np.linalg.LinAlgError) as exc:
-        nan = float("nan")
-        return [{"term": k, "hr": nan, "lower": nan, "upper": nan, "p": nan, "not_estimable": str(exc)}
-                for k in (terms or [formula])]
-    return _cox_rows(fit, terms if terms is not None else list(fit.summary.index))
+    """Cox rows of ``terms`` (all when None) by :func:`sonimage.survival.cox.cox_terms`: ordinary Cox, Firth under
+    separation, or ``not_estimable`` with the reason (e.g. every patient has an FES-negative lesion)."""
+    return cox_terms(df, TIME, EVENT, formula, terms)
 
 
 def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings) -> dict:
@@ -107,18 +106,24 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     varying = [m for m in metrics if df[m].nunique() > 1]
     adjusted = f"{' + '.join(varying)} + {' + '.join(CLINICAL)} + {TRT}"
     multi = _fit_rows(df, adjusted)
+    formula = primary_formulas()["objective1"]
+    primary = {**_fit_rows(df, formula, [PRIMARY_TERMS["objective1"]])[0], "formula": formula}
     sensitivity = []
     for thr in settings.fes_thresholds:
         d = at_fes_threshold(df, lesions, thr)
-        r = _fit_rows(d, f"any_fes_negative + {' + '.join(CLINICAL)} + {TRT}", ["any_fes_negative"])[0]
-        sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()),
-                            "hr_any_fes_negative": r["hr"], "lower": r["lower"], "upper": r["upper"], "p": r["p"]})
-    return {"km": km, "univariable": uni, "multivariable": {"formula": adjusted, "rows": multi},
-            "ph_test": schoenfeld(df, adjusted), "fes_threshold_sensitivity": sensitivity}
+        r = _fit_rows(d, formula, [PRIMARY_TERMS["objective1"]])[0]
+        sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()), **r})
+    return {"primary": primary, "km": km, "univariable": uni, "multivariable": {"formula": adjusted, "rows": multi},
+            "ph_test": schoenfeld(df, formula, primary), "fes_threshold_sensitivity": sensitivity}
 
 
-def schoenfeld(df: pd.DataFrame, formula: str) -> dict:
-    """Scaled Schoenfeld residual tests per term (KM time transform, as R's cox.zph default)."""
+def schoenfeld(df: pd.DataFrame, formula: str, primary: dict | None = None) -> dict:
+    """Scaled Schoenfeld residual tests per term of ``formula`` (KM time transform, as R's cox.zph default); not
+    assessed (with the reason) where the ``primary`` row of that model is not an ordinary Cox fit."""
+    if primary is not None and primary["method"] != WALD:
+        why = primary.get("not_estimable") or "separation (monotone likelihood): the ordinary Cox fit diverges"
+        return {"formula": formula, "p_by_term": {}, "min_p": None, "not_assessed": why,
+                "note": "proportional hazards not assessed"}
     fit = fit_cox(df, TIME, EVENT, formula)
     x = fit.model.design.matrix(df).assign(_t=df[TIME].to_numpy(), _e=df[EVENT].to_numpy())
     with warnings.catch_warnings():
@@ -127,14 +132,15 @@ def schoenfeld(df: pd.DataFrame, formula: str) -> dict:
         res = proportional_hazard_test(cph, x, time_transform="km")
     per_term = {str(k if isinstance(k, str) else k[0]): float(p) for k, p in zip(res.summary.index,
                                                                                res.summary["p"])}
-    return {"p_by_term": per_term, "min_p": float(min(per_term.values())),
+    return {"formula": formula, "p_by_term": per_term, "min_p": float(min(per_term.values())),
             "note": "lifelines' approximation of the scaled Schoenfeld test (R cox.zph before 2019), km transform"}
 
 
 def objective2(df: pd.DataFrame) -> dict:
     """Treatment × heterogeneity: HR of any FES-negative lesion per arm; CDK4/6i HR by subgroup."""
     clinical = " + ".join(CLINICAL)
-    inter = _fit_rows(df, f"{TRT}*any_fes_negative + {clinical}", [f"{TRT}:any_fes_negative"])
+    formula = primary_formulas()["objective2"]
+    inter = {**_fit_rows(df, formula, [PRIMARY_TERMS["objective2"]])[0], "formula": formula}
     d = df.assign(neg_ai=df["any_fes_negative"] * (1 - df[TRT]), neg_cdk=df["any_fes_negative"] * df[TRT])
     arms = _fit_rows(d, f"{TRT} + neg_ai + neg_cdk + {clinical}", ["neg_ai", "neg_cdk"])
     arms[0]["term"], arms[1]["term"] = "any FES-negative, AI", "any FES-negative, AI+CDK4/6i"
@@ -147,14 +153,13 @@ def objective2(df: pd.DataFrame) -> dict:
             if len(sub) >= MIN_GROUP * 2 and sub[TRT].nunique() == 2 and sub[EVENT].sum() >= 5:
                 name = {0: "no", 1: "yes"}.get(v, v) if col not in ("ecog",) else v
                 forest.append({"subgroup": f"{label}: {name}", "n": int(len(sub)), **_trt_hr(sub)})
-    cont = fit_cox(df, TIME, EVENT, f"{TRT}*fes_positive_fraction + {clinical}")
-    return {"interaction": inter[0], "hr_per_arm": arms,
-            "interaction_continuous": _cox_rows(cont, [f"{TRT}:fes_positive_fraction"])[0], "forest": forest}
+    cont = _fit_rows(df, f"{TRT}*fes_positive_fraction + {clinical}", [f"{TRT}:fes_positive_fraction"])[0]
+    return {"interaction": inter, "hr_per_arm": arms, "interaction_continuous": cont, "forest": forest}
 
 
 def _trt_hr(df: pd.DataFrame) -> dict:
-    r = _cox_rows(fit_cox(df, TIME, EVENT, TRT), [TRT])[0]
-    return {k: r[k] for k in ("hr", "lower", "upper", "p")}
+    r = _fit_rows(df, TRT, [TRT])[0]
+    return {k: v for k, v in r.items() if k != "term"}
 
 
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
@@ -185,7 +190,7 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
             "penalizer": models[name].settings.get("penalizer"),
             "penalizer_at_edge": models[name].settings.get("penalizer_at_edge"),
             "max_abs_interaction": max((abs(v) for k, v in models[name].coefficients.items() if ":" in k),
-                                       default=float("nan")),
+                                       default=None),
             "internal_validation": bootstrap_optimism(pipe, df, settings.n_boot_internal, settings.seed, executor,
                                                       benefit=BenefitSpec(TRT, tuple(settings.benefit_horizons))),
         }
@@ -217,7 +222,4 @@ def objective5(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], s
     return out
 
 
-def hr_ci_text(r: dict) -> str:
-    """'0.62 (0.41–0.93)' for a row with hr, lower, upper."""
-    return f"{r['hr']:.2f} ({r['lower']:.2f}–{r['upper']:.2f})"
 

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from sonimage.survival.benefit import benefit_metrics, predict_benefit
-from sonimage.survival.cox import fit_cox
-from sonimage.survival.data import SurvivalDataError
+from sonimage.survival.cox import FIRTH, cox_terms
 from sonimage.survival.external import harrell_c
 from sonimage.survival.imputation import mice, rubin
 from sonimage.survival.internal import EffectModel
+from sonimage.survival.objectives import primary_formulas
 from sonimage.parallel import Executor, parallel_map
 from sonimage.survival.propensity import propensity_weights
 
@@ -48,13 +48,13 @@ def delineation_columns(columns: list[str]) -> list[str]:
 
 
 def scenarios(thresholds: tuple[float, ...], volume_columns: list[str], primary: Scenario = Scenario("primary",
-              "primary (SUVmax >= 1.5, complete case)")) -> list[Scenario]:
+              "primary (SUVmax ≥ 1.5, complete case)")) -> list[Scenario]:
     """The primary analysis, then one change at a time: threshold × comparison, delineation, FES handling."""
     out = [primary]
     for thr in thresholds:
         for inclusive in (True, False):
             if (thr, inclusive) != (primary.threshold, primary.inclusive):
-                out.append(Scenario("FES threshold", f"SUVmax {'>=' if inclusive else '>'} {thr:g}", thr, inclusive))
+                out.append(Scenario("FES threshold", f"SUVmax {'≥' if inclusive else '>'} {thr:g}", thr, inclusive))
     for col in volume_columns:
         out.append(Scenario("delineation", f"MTV from {col}", primary.threshold, primary.inclusive, col))
     out.append(Scenario("missing data", "missing FES metrics and covariates imputed (MICE, Rubin)",
@@ -125,41 +125,40 @@ def _prepare(cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec, scenario: 
     return copies, lacking
 
 
-def _pooled(fits: list[pd.DataFrame], term: str, n: int) -> dict:
-    if len(fits) == 1:
-        s = fits[0].loc[term]
-        return {"hr": float(np.exp(s["coef"])), "lower": float(np.exp(s["lower"])),
-                "upper": float(np.exp(s["upper"])), "p": float(s["p"])}
-    r = rubin(np.array([[f.loc[term, "coef"]] for f in fits]), np.array([[f.loc[term, "se"] ** 2] for f in fits]), n)
-    return {"hr": float(np.exp(r["coef"][0])), "lower": float(np.exp(r["lower"][0])),
-            "upper": float(np.exp(r["upper"][0])), "p": float(r["p"][0])}
+def _pooled(copies: list[pd.DataFrame], spec: SensitivitySpec, formula: str, term: str, n: int) -> dict:
+    """The ``term`` row of ``formula`` (:func:`sonimage.survival.cox.cox_terms`) on the one analysis set, or
+    pooled over the imputations by Rubin's rules; not estimable (with the reason) when any imputation is."""
+    rows = [cox_terms(c, spec.time, spec.event, formula, [term])[0] for c in copies]
+    bad = [r for r in rows if r["coef"] is None]
+    if len(rows) == 1 or bad:
+        return rows[0] if len(rows) == 1 else \
+            {**bad[0], "not_estimable": f"in {len(bad)} of {len(rows)} imputed data sets: {bad[0]['not_estimable']}"}
+    r = rubin(np.array([[x["coef"]] for x in rows]), np.array([[x["se"] ** 2] for x in rows]), n)
+    firth = sum(x["method"] == FIRTH for x in rows)
+    return {"term": term, "coef": float(r["coef"][0]), "se": float(r["se"][0]), "hr": float(np.exp(r["coef"][0])),
+            "lower": float(np.exp(r["lower"][0])), "upper": float(np.exp(r["upper"][0])), "p": float(r["p"][0]),
+            "method": f"Rubin's rules over {len(rows)} imputations" + (f" (Firth in {firth}: separation)"
+                                                                      if firth else "")}
 
 
 def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec) -> dict:
-    """Objectives 1, 2, 4 and 5 under one scenario (point estimates; no bootstrap)."""
+    """Objectives 1, 2, 4 and 5 under one scenario (point estimates; no bootstrap). Objectives 1 and 2 use the
+    primary models (:func:`sonimage.survival.objectives.primary_formulas`), so the primary scenario repeats the
+    primary results exactly."""
     copies, lacking = _prepare(cohorts, spec, scenario)
     dev0 = copies[0][spec.development]
     clinical = " + ".join(spec.clinical)
     row: dict = {"group": scenario.group, "scenario": scenario.label, "n": int(len(dev0)),
                  "events": int(dev0[spec.event].sum()), "incomplete": lacking[spec.development],
-                 "share_mixed": float((dev0["fes_pattern"] == "mixed").mean()) if "fes_pattern" in dev0 else np.nan}
-    try:
-        f1 = [fit_cox(c[spec.development], spec.time, spec.event,
-                      f"any_fes_negative + {clinical} + {spec.treatment}").summary for c in copies]
-        row["o1"] = _pooled(f1, "any_fes_negative", len(dev0))
-        inter = f"{spec.treatment}:any_fes_negative"
-        f2 = [fit_cox(c[spec.development], spec.time, spec.event,
-                      f"{spec.treatment}*any_fes_negative + {clinical}").summary for c in copies]
-        row["o2"] = _pooled(f2, inter, len(dev0))
-        burden = [c[spec.development].assign(log_fdg_mtv=np.log(c[spec.development]["fdg_mtv_ml"].clip(lower=0.01)))
-                  for c in copies] if "fdg_mtv_ml" in dev0 else []
-        if burden:  # FDG burden: the objective-1 metric that depends on the delineation method
-            f3 = [fit_cox(b, spec.time, spec.event, f"log_fdg_mtv + {clinical} + {spec.treatment}").summary
-                  for b in burden]
-            row["o1_mtv"] = _pooled(f3, "log_fdg_mtv", len(dev0))
-    except (SurvivalDataError, np.linalg.LinAlgError) as exc:
-        row["error"] = str(exc)
-        return row
+                 "share_mixed": float((dev0["fes_pattern"] == "mixed").mean()) if "fes_pattern" in dev0 else None}
+    formulas = primary_formulas(spec.clinical, spec.treatment)
+    devs = [c[spec.development] for c in copies]
+    row["o1"] = _pooled(devs, spec, formulas["objective1"], "any_fes_negative", len(dev0))
+    row["o2"] = _pooled(devs, spec, formulas["objective2"], f"{spec.treatment}:any_fes_negative", len(dev0))
+    if "fdg_mtv_ml" in dev0:  # FDG burden: the objective-1 metric that depends on the delineation method
+        burden = [d.assign(log_fdg_mtv=np.log(d["fdg_mtv_ml"].clip(lower=0.01))) for d in devs]
+        row["o1_mtv"] = _pooled(burden, spec, f"log_fdg_mtv + {clinical} + {spec.treatment}", "log_fdg_mtv",
+                                len(dev0))
     o4, o5 = [], {c: [] for c in cohorts if c != spec.development}
     pipe = EffectModel(spec.effect_formula, spec.time, spec.event, spec.penalizers, "interactions", spec.folds,
                        spec.seed)

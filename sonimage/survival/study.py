@@ -13,7 +13,7 @@ import pandas as pd
 from sonimage.parallel import Executor
 from sonimage.settings import Settings
 from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
-from sonimage.survival.cox import FrozenCox
+from sonimage.survival.cox import FrozenCox, cox_terms
 from sonimage.survival.appraisal import appraise_study
 from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
                                           objective2, objective3, objective4, objective5)
@@ -41,6 +41,7 @@ class StudyResult:
     observed_risk: dict[str, float]
     statistics: dict = field(default_factory=dict)  # sample size, power, benefit, sensitivity, multiplicity
     not_fes_evaluable: dict[str, pd.DataFrame] = field(default_factory=dict)  # left out of the analyses, with why
+    truth: dict = field(default_factory=dict)  # synthetic study: truth check and image recovery (:func:`truth_check`)
 
     @property
     def development(self) -> str:
@@ -110,12 +111,35 @@ def calibration_curves(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataF
     return out
 
 
+def truth_check(dev: pd.DataFrame, truth: dict[str, dict], development: str, o1: dict, o2: dict) -> dict:
+    """For a synthetic study (``truth``: each cohort's ``truth.json``): the development cohort's generating Cox
+    model refitted on the measured data, true beside estimated log-HR per term; the primary results against the
+    truth; and each cohort's image recovery (``recovery``, where the generator records it)."""
+    if not truth:
+        return {}
+    out: dict = {"cohorts": sorted(truth), "recovery": {c: t["recovery"] for c, t in truth.items()
+                                                        if isinstance(t.get("recovery"), dict)}}
+    true = (truth.get(development, {}).get("tables", truth.get(development, {})).get("cox", {}).get("log_hr", {}))
+    if not true:
+        return out
+    terms = [k for k in true if all(v in dev for v in k.split(":"))]
+    formula = " + ".join(terms)
+    rows = {r["term"]: r for r in cox_terms(dev, TIME, EVENT, formula, source="truth check")} if terms else {}
+    out["generating_model"] = {
+        "formula": formula, "rows": [{"term": k, "true_log_hr": float(true[k]), **rows.get(k, {})} for k in terms],
+        "left_out": sorted(set(true) - set(terms))}
+    primary = {"objective1": o1["primary"], "objective2": o2["interaction"]}
+    out["primary"] = [{"objective": k, **r, "true_log_hr": true.get(r["term"])} for k, r in primary.items()]
+    return out
+
+
 def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], settings: Settings | None = None,
-            executor: Executor | None = None) -> StudyResult:
+            executor: Executor | None = None, truth: dict[str, dict] | None = None) -> StudyResult:
     """Run objectives 1–5. Per cohort, ``patients``: clinical rows joined with the patient table as written
     (:func:`sonimage.tables.study.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
     with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps. Patients without a
-    FES-evaluable lesion are left out (complete case; Table 1 and ``not_fes_evaluable`` show them)."""
+    FES-evaluable lesion are left out (complete case; Table 1 and ``not_fes_evaluable`` show them). ``truth``:
+    per cohort, the synthetic generator's ``truth.json`` (a synthetic study; see :func:`truth_check`)."""
     settings = settings or Settings()
     study = settings.study
     development = study.development
@@ -125,7 +149,7 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     if missing:
         raise ValueError(f"no lesion table for cohort(s) {sorted(missing)}")
     rule = settings.fes
-    primary = Scenario("primary", f"primary (SUVmax {'>=' if rule.inclusive else '>'} {rule.threshold:g}, "
+    primary = Scenario("primary", f"primary (SUVmax {'≥' if rule.inclusive else '>'} {rule.threshold:g}, "
                                   "complete case)", rule.threshold, rule.inclusive)
 
     def build(s: Scenario) -> dict[str, pd.DataFrame]:
@@ -162,4 +186,4 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     return StudyResult(settings, cohorts, o1, o2, o3, o4, o5, models, benefit, table_one(everyone, development),
                        calibration_curves(models, cohorts, o5, development, h),
                        {c: 1 - km_at(d[TIME].to_numpy(), d[EVENT].to_numpy(), h) for c, d in cohorts.items()},
-                       appraisal, not_fes_evaluable)
+                       appraisal, not_fes_evaluable, truth_check(dev, truth or {}, development, o1, o2))
