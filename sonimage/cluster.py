@@ -60,6 +60,7 @@ def use_security_loader() -> None:
 
 def remember_security(address: str, security: Security, owner: object) -> None:
     """Let clients of ``address`` in this process use ``security`` for as long as ``owner`` (the cluster) lives."""
+    use_security_loader()
     _credentials[address] = security
     weakref.finalize(owner, _credentials.pop, address, None)
 
