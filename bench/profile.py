@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -131,13 +132,12 @@ def study_tree(cohorts: list[str], patients: int, size: str, seed: int) -> tuple
                 "print(json.dumps({'wall_s':time.perf_counter()-w,'cpu_s':time.process_time()-c,"
                 "'patients':s.n_patients,'lesions':s.n_lesions,'files':s.n_files}))")
         done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                              cwd=REPO, env={**_env(REPO)})
+                              cwd=REPO, env=_env(REPO))
         timing_file.write_text(done.stdout.strip().splitlines()[-1])
     return target, json.loads(timing_file.read_text())
 
 
 def _env(code: Path) -> dict[str, str]:
-    import os
     return {**os.environ, "PYTHONPATH": str(code)}
 
 
@@ -195,6 +195,8 @@ def main() -> None:
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--study", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     if args.child:
         print(json.dumps(run_child(args.child, args.study, args.settings, not args.skip_analysis)))
         return
