@@ -5,9 +5,9 @@ One command: ``python bench/scale.py`` prints a table and writes ``bench/results
 - **Cohort**: one synthetic SONIA cohort of the largest N (``sonimage synth``, ``--size``, generated once into
   ``bench/results/data``); smaller N take its first N patients (hard links, no copies).
 - **Work**: the library stages the flow maps to tasks, without Prefect's orchestration: ``convert_tree`` (header
-  index, one task per series) then ``features_tree`` (lesion planning with FES registration per patient, one
-  task per scan, the lesion/patient tables), on a fresh ``LocalCluster`` of W single-threaded worker processes
-  per run; cluster start-up and worker imports are not timed.
+  index, one task per series) then ``features_tree`` (the whole lesion stage, one task per patient:
+  FES registration and reading, features of every lesion; then the lesion/patient tables), on a fresh
+  ``LocalCluster`` of W single-threaded worker processes per run; cluster start-up and worker imports are not timed.
 - **Measured**: wall seconds per stage and per patient; CPU seconds of all workers and the client; peak resident
   memory per worker; the speed-up from 1 to W workers at the same N; the machine's load before and after.
 - **Extrapolation**: Amdahl's law fitted to the 1- and 2-worker wall times (serial fraction f = 2 / S₂ − 1)

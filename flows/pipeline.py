@@ -9,11 +9,10 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.context import get_run_context
 from prefect_dask import DaskTaskRunner
 
-from flows.tasks import (analyse, convert_series, extract_lesions, index_batch, prepare_lesions, write_features,
-                         write_tables)
+from flows.tasks import analyse, convert_series, index_batch, patient_lesion_stage, write_features, write_tables
 from sonimage.cluster import local_cluster
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
-from sonimage.lesions.tree import jobs_by_scan, plan_patients
+from sonimage.lesions.tree import plan_patients
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
 from sonimage.volumes.convert import (ConvertSummary, Job, MaskJob, Outcome, batches, input_files,
@@ -40,16 +39,13 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
 
 
 def features_stage(out: Path, settings: Settings) -> dict[str, str]:
-    """:func:`sonimage.lesions.tree.features_tree` as tasks: plan per patient, one feature task per scan, tables."""
+    """:func:`sonimage.lesions.tree.features_tree` as tasks: one lesion-stage task per patient, then the tables."""
     scans, notes = plan_patients(out)
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
-    prepared = prepare_lesions.map(scans, unmapped(str(out)), unmapped(settings)).result()
-    by_scan = jobs_by_scan(prepared)
-    per_scan = extract_lesions.map(list(by_scan), list(by_scan.values()), unmapped(str(out)),
-                                   unmapped(settings)).result()
-    results = [r for batch in per_scan for r in batch]
-    return write_features(str(out), results, [record for _, record in prepared], settings)
+    done = patient_lesion_stage.map(scans, unmapped(str(out)), unmapped(settings)).result()
+    return write_features(str(out), [r for readings, _ in done for r in readings], [record for _, record in done],
+                          settings)
 
 
 def default_runner() -> DaskTaskRunner:

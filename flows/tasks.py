@@ -9,8 +9,9 @@ from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.jobs import LesionJob, PatientScans, prepare_patient
-from sonimage.lesions.tree import scan_features, write_feature_tables
+from sonimage.lesions.jobs import PatientScans, patient_lesions
+from sonimage.lesions.reading import LesionReading
+from sonimage.lesions.tree import write_feature_tables
 from sonimage.settings import Settings
 from sonimage.study import analyse_study
 from sonimage.volumes.convert import ConvertSummary, Job, MaskJob, Outcome, convert_any, finish
@@ -40,16 +41,11 @@ def write_tables(out: str, outcomes: list[Outcome], object_rows: list[dict], qua
     return finish(Path(out), outcomes, object_rows, quarantine, n_files)
 
 
-@task(name="prepare-lesions", task_run_name="plan-lesions-{scans.cohort}-{scans.patient}", **RETRIES)
-def prepare_lesions(scans: PatientScans, out: str, settings: Settings) -> tuple[list[LesionJob], dict]:
-    """Lesion jobs of one patient (FES labels registered onto the FES scan and read there)."""
-    return prepare_patient(scans, Path(out), settings)
-
-
-@task(name="lesion-features", task_run_name="lesion-features-{scan}", **RETRIES)
-def extract_lesions(scan: str, jobs: list[LesionJob], out: str, settings: Settings) -> list[LesionFeatures]:
-    """IBSI and PET features of the lesions of one scan (one task per scan keeps scheduling overhead small)."""
-    return scan_features(jobs, Path(out), settings)
+@task(name="lesion-stage", task_run_name="lesions-{scans.cohort}-{scans.patient}", **RETRIES)
+def patient_lesion_stage(scans: PatientScans, out: str, settings: Settings) -> tuple[list[LesionReading], dict]:
+    """One patient's whole lesion stage (registration, FES reading, liver VOI, features and delineations of every
+    lesion on both tracers): one task per patient, as Prefect's per-task cost exceeded the smaller tasks' work."""
+    return patient_lesions(scans, Path(out), settings)
 
 
 @task(name="write-feature-tables")

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
+from sonimage.lesions.jobs import lesion_features, patient_lesions, prepare_patient
 from sonimage.lesions.registration import Rigid
 from sonimage.lesions.tree import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
@@ -87,3 +88,18 @@ def test_patient_patterns_from_images(pipeline: tuple) -> None:
     metrics = patient_metrics(summary)
     assert set(metrics.fes_pattern) <= {"all positive", "mixed", "all negative", "not evaluable"}
     assert (metrics.n_lesions == summary.groupby("patient").size().values).all()
+
+
+def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> None:
+    """The per-patient lesion stage (scans read once, boxes sliced in memory) gives every lesion the features and
+    delineations that reading its box from the Zarr stores gives, FDG lesions first."""
+    base, _, _ = pipeline
+    scans, _ = plan_patients(base / "out")
+    readings, record = patient_lesions(scans[0], base / "out")
+    jobs, planned = prepare_patient(scans[0], base / "out")
+    from_stores = [lesion_features(job, base / "out") for job in jobs]
+    assert [r.ids for r in readings] == [r.ids for r in from_stores]
+    assert {r.ids["tracer"] for r in readings} == {"FDG", "FES"}
+    assert repr([r.features for r in readings]) == repr([r.features for r in from_stores])  # NaN-safe, exact
+    assert repr([r.delineations for r in readings]) == repr([r.delineations for r in from_stores])
+    assert record["ncc"] == planned["ncc"] and len(record["lesions"]) == len(planned["lesions"])

@@ -17,8 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sonimage.parallel import Executor
 
 LABELS = {"index_files": "index DICOM headers", "convert_any": "convert series", "generate_patient":
-          "synthesise patients", "prepare_patient": "plan lesions (FES registration)",
-          "scan_features": "lesion features (per scan)"}
+          "synthesise patients", "patient_lesions": "lesion stage (per patient)"}
 
 
 class ProgressExecutor:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
@@ -23,7 +24,7 @@ from sonimage.lesions.delineation import DelineationSettings
 from sonimage.lesions.reading import LesionReading, delineation_rows, read_patient_fes
 from sonimage.settings import PIPELINE_FEATURES, Settings
 from sonimage.tables.lesions import lesion_table
-from sonimage.volumes.store import open_store, read_volume, write_volume
+from sonimage.volumes.store import open_variable, read_volume, write_volume
 
 ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
 
@@ -86,12 +87,36 @@ def patient_scans(manifest: pd.DataFrame) -> tuple[list[PatientScans], list[dict
 
 
 def _boxes(labels: np.ndarray, rois: list[dict]) -> dict[int, tuple[int, int, int, int, int, int]]:
+    """Bounding box (z0, z1, y0, y1, x0, x1) of every ROI's label present in ``labels``, in one pass."""
+    found = ndimage.find_objects(np.asarray(labels)) if np.asarray(labels).max(initial=0) > 0 else []
     out = {}
     for r in rois:
-        idx = np.nonzero(labels == r["label"])
-        if idx[0].size:
-            out[r["label"]] = tuple(int(v) for i in idx for v in (i.min(), i.max() + 1))
+        box = found[r["label"] - 1] if 0 < r["label"] <= len(found) else None
+        if box is not None:
+            out[r["label"]] = tuple(int(v) for b in box for v in (b.start, b.stop))
     return out
+
+
+def _plan(scans: PatientScans, out: Path, settings: Settings) -> tuple[list[LesionJob], dict, dict[str, np.ndarray]]:
+    """:func:`prepare_patient`, also returning the label arrays it holds in memory (by store path)."""
+    labels = read_volume(out / scans.labels)
+    rois = labels.attrs["rois"]
+    names = {r["label"]: r["name"] for r in rois}
+    read = read_patient_fes(scans, labels, {k: organ_of(n) for k, n in names.items()}, out, settings)
+    fdg_threshold = read.liver[0]["percist_threshold_suv"] if read.liver else float("nan")
+    jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box,
+                      fdg_threshold) for k, box in _boxes(labels.array, rois).items()]
+    record: dict = {"cohort": scans.cohort, "patient": scans.patient, "n_lesions": len(rois), **read.record}
+    record["liver"], record["lesions"] = read.liver, read.lesions
+    arrays = {scans.labels: labels.array}
+    if read.fes_labels is None:
+        return jobs, record, arrays
+    fes_labels = f"lesions/{scans.cohort}/{scans.patient}/fes-labels.zarr"
+    write_volume(read.fes_labels, out / fes_labels, "label")
+    arrays[fes_labels] = read.fes_labels.array
+    jobs += [LesionJob(scans.cohort, scans.patient, "FES", k, names[k], scans.fes_pet, fes_labels, box)
+             for k, box in _boxes(read.fes_labels.array, rois).items()]
+    return jobs, record, arrays
 
 
 def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = None
@@ -99,42 +124,46 @@ def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = 
     """Lesion jobs on FDG and, after CT registration and the FES reading, on FES; returns them with the patient's
     record (registration QC, per-scan liver reference, per-lesion FES evaluability: see
     :mod:`sonimage.lesions.reading`)."""
-    out = Path(out)
-    labels = read_volume(out / scans.labels)
-    rois = labels.attrs["rois"]
-    names = {r["label"]: r["name"] for r in rois}
-    read = read_patient_fes(scans, labels, {k: organ_of(n) for k, n in names.items()}, out, settings or Settings())
-    fdg_threshold = read.liver[0]["percist_threshold_suv"] if read.liver else float("nan")
-    jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box,
-                      fdg_threshold) for k, box in _boxes(labels.array, rois).items()]
-    record: dict = {"cohort": scans.cohort, "patient": scans.patient, "n_lesions": len(rois), **read.record}
-    record["liver"], record["lesions"] = read.liver, read.lesions
-    if read.fes_labels is None:
-        return jobs, record
-    fes_labels = f"lesions/{scans.cohort}/{scans.patient}/fes-labels.zarr"
-    write_volume(read.fes_labels, out / fes_labels, "label")
-    jobs += [LesionJob(scans.cohort, scans.patient, "FES", k, names[k], scans.fes_pet, fes_labels, box)
-             for k, box in _boxes(read.fes_labels.array, rois).items()]
+    jobs, record, _ = _plan(scans, Path(out), settings or Settings())
     return jobs, record
+
+
+def patient_lesions(scans: PatientScans, out: Path, settings: Settings | None = None
+                    ) -> tuple[list[LesionReading], dict]:
+    """The whole lesion stage of one patient in one call (one task): :func:`prepare_patient`, then every lesion's
+    features and delineations (:func:`lesion_features`) from the scans read once each (the label maps the
+    planning already holds, each PET read whole once), FDG lesions first. Returns the readings with the
+    patient's record."""
+    settings = settings or Settings()
+    jobs, record, labels = _plan(scans, Path(out), settings)
+    sources: dict[str, tuple[np.ndarray, dict]] = {path: (array, {}) for path, array in labels.items()}
+    for path in dict.fromkeys(job.image for job in jobs):
+        image, attrs = open_variable(Path(out) / path)
+        sources[path] = image[...], attrs
+    readings = [lesion_features(job, Path(out), settings.features, delineation=settings.delineation,
+                                sources=sources) for job in jobs]
+    return readings, record
 
 
 def lesion_features(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_FEATURES,
                     families: tuple[str, ...] = ALL_FAMILIES,
-                    delineation: DelineationSettings = DelineationSettings()) -> LesionReading:
+                    delineation: DelineationSettings = DelineationSettings(),
+                    sources: dict[str, tuple[np.ndarray, dict]] | None = None) -> LesionReading:
     """Features of one lesion, reading only its bounding box (plus the peak sphere's and the delineation
-    search region's reach) from the stores; FDG lesions also get every delineation's MTV."""
-    image = open_store(Path(out) / job.image)
-    spacing = tuple(float(s) for s in image.attrs["spacing"])
+    search region's reach) from the stores; FDG lesions also get every delineation's MTV. ``sources`` holds
+    images and label maps already in memory (store path → array and the store's attributes)."""
+    sources = sources or {}
+    image, attrs = sources.get(job.image) or open_variable(Path(out) / job.image)
+    spacing = tuple(float(s) for s in attrs["spacing"])
     margin = [max(m, int(np.ceil(delineation.margin_mm / s)) + 1)
               for m, s in zip(peak_margin(spacing, settings.peak_volume_ml), spacing)]
     z0, z1, y0, y1, x0, x1 = job.box
-    window = {d: slice(max(lo - m, 0), hi + m) for d, lo, hi, m in zip("zyx", (z0, y0, x0), (z1, y1, x1), margin)}
+    window = tuple(slice(max(lo - m, 0), hi + m) for lo, hi, m in zip((z0, y0, x0), (z1, y1, x1), margin))
     if job.tracer == "FDG" and delineation.region == "whole-body":
-        window = {}  # the delineation's search region is the whole scan
-    var = next(iter(image.data_vars))
-    pixels = image[var].isel(window).values.astype(np.float64)
-    labels = open_store(Path(out) / job.labels)["label"].isel(window).values
-    sul_ratio = image.attrs.get(delineation.sul_ratio_key)
+        window = (slice(None),) * 3  # the delineation's search region is the whole scan
+    pixels = np.asarray(image[window], np.float64)
+    labels = (sources.get(job.labels) or open_variable(Path(out) / job.labels))[0][window]
+    sul_ratio = attrs.get(delineation.sul_ratio_key)
     ids = {"cohort": job.cohort, "patient": job.patient, "lesion": job.lesion, "roi": job.roi,
            "organ": organ_of(job.roi), "tracer": job.tracer, "sul_lbm_formula": delineation.lbm_formula}
     mask = labels == job.lesion

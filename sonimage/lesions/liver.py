@@ -31,6 +31,7 @@ from sonimage.volume import Volume
 VOI_DIAMETER_MM = 30.0
 MAX_COV = 0.25
 LUNG_BASE_AREA_MM2 = 500.0
+IN_PLANE = np.array([np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1), np.zeros((3, 3), bool)])
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     if n == 0:
         return _missing("no body on the CT", ratio, lbm_formula)
     body = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    filled = np.stack([ndimage.binary_fill_holes(s) for s in body])
+    filled = ndimage.binary_fill_holes(body, IN_PLANE)  # slice by slice: no connection across slices
     lung = filled & (hu < -400)
     lung_area = lung.sum(axis=(1, 2)) * spacing[1] * spacing[2]
     centres = pet.index_to_physical(np.array([[k, 0, 0] for k in range(suv.shape[0])], float))

@@ -2,8 +2,14 @@
 
 The patient lies differently on the two scan days. The FES CT is registered to the FDG CT with a rigid transform
 (rotation + translation, SimpleITK ``Euler3DTransform`` about the image centre, initialised by the centres of
-mass of the body masks; mean squares on a 10 % sample of CT in HU clipped to soft tissue and bone, in-plane
-resolution halved, then two levels: sub-voxel at PET scale). The FDG lesion label map is then resampled onto the
+mass of the body masks; mean squares of CT in HU clipped to soft tissue and bone, in-plane resolution halved, on a
+random sample of the fixed body (CT > -150 HU) only: the air around the patient carries no signal. Three levels
+(shrink 4, 2, 1 with Gaussian smoothing of 2, 1, 0 voxels; 20, 10 and 5 % of the voxels sampled), the classical
+coarse-to-fine pyramid of multi-resolution registration (Thévenaz, Ruttimann & Unser, IEEE Trans Image Process
+1998;7:27–41), ending sub-voxel at PET scale. The metric's gradient is taken at the sample points (central
+differences) instead of filtering both whole images at every level: at this sampling that is 4x less CPU, with the
+lesion mapping error unchanged on the synthetic study's truth (``tests/test_lesion_pipeline.py``,
+``bench/README.md``). The FDG lesion label map is then resampled onto the
 FES PET grid by nearest neighbour, so FES voxel values are never interpolated.
 
 Quality (per patient, written to ``registration.parquet``): after registration the FES CT is resampled onto the
@@ -78,13 +84,16 @@ def register_rigid(fixed_ct: Volume, moving_ct: Volume) -> Rigid:
     transform = sitk.Euler3DTransform(init)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
+    reg.SetMetricFixedMask(sitk.Cast(fixed > -150, sitk.sitkUInt8))
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.1, seed=1)
+    reg.SetMetricSamplingPercentagePerLevel([0.2, 0.1, 0.05], seed=1)
+    reg.MetricUseFixedImageGradientFilterOff()
+    reg.MetricUseMovingImageGradientFilterOff()
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.02, numberOfIterations=100)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([2, 1])
-    reg.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    reg.SetShrinkFactorsPerLevel([4, 2, 1])
+    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     reg.SetInitialTransform(transform, inPlace=True)
     reg.Execute(fixed, moving)
     found = Rigid(tuple(float(v) for v in transform.GetParameters()),  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """The feature stage over a converted tree, runnable without Prefect (the flow maps the same steps to tasks).
 
 ``features_tree(out)`` reads ``out/manifest.parquet``, plans each patient's lesions (FES labels registered onto the
-FES scan), computes features one scan at a time, and writes ``out/features/``: ``lesion_features.parquet`` (wide,
+FES scan) and computes their features one patient at a time, and writes ``out/features/``: ``lesion_features.parquet`` (wide,
 one row per lesion and tracer), ``lesions.parquet`` (the lesion table), ``patients.parquet`` (the patient table)
 and the QC tables ``registration.parquet``, ``liver_reference.parquet``, ``fes_reading.parquet``, plus
 ``delineations.parquet`` (every MTV with its method) and ``excluded_patients.parquet``: every patient of the
@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.lesions.jobs import LesionJob, PatientScans, delineation_table, lesion_features, lesion_summary, \
-    patient_scans, prepare_patient, reading_tables
+from sonimage.lesions.jobs import PatientScans, delineation_table, lesion_summary, patient_lesions, patient_scans, \
+    reading_tables
 from sonimage.parallel import Executor, parallel_map
 from sonimage.settings import Settings
 from sonimage.tables.parquet import write_table
@@ -97,20 +97,6 @@ def fes_quarantine_reasons(metrics: pd.DataFrame, quarantine: pd.DataFrame) -> p
     return out
 
 
-def jobs_by_scan(prepared: list[tuple[list[LesionJob], dict]]) -> dict[str, list[LesionJob]]:
-    """Lesion jobs grouped per scan (patient and tracer), so one task reads one scan's stores."""
-    scans: dict[str, list[LesionJob]] = {}
-    for batch, _ in prepared:
-        for job in batch:
-            scans.setdefault(f"{job.patient}-{job.tracer}", []).append(job)
-    return scans
-
-
-def scan_features(jobs: list[LesionJob], out: Path, settings: Settings) -> list[LesionFeatures]:
-    """Features (and, on FDG, delineations) of the lesions of one scan."""
-    return [lesion_features(job, Path(out), settings.features, delineation=settings.delineation) for job in jobs]
-
-
 def write_feature_tables(out: Path, results: list[LesionFeatures], registrations: list[dict],
                          settings: Settings) -> dict[str, str]:
     """The wide lesion feature table, the lesion table, the patient table, every delineation
@@ -135,12 +121,12 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
 
 
 def features_tree(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
-    """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients and scans out."""
+    """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients out (one task per
+    patient: :func:`sonimage.lesions.jobs.patient_lesions`)."""
     settings = settings or Settings()
     scans, notes = plan_patients(out)
     for note in notes:
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
-    prepared = parallel_map(prepare_patient, scans, executor, Path(out), settings)
-    per_scan = parallel_map(scan_features, jobs_by_scan(prepared).values(), executor, Path(out), settings)
-    return write_feature_tables(out, [r for batch in per_scan for r in batch], [rec for _, rec in prepared],
+    done = parallel_map(patient_lesions, scans, executor, Path(out), settings)
+    return write_feature_tables(out, [r for readings, _ in done for r in readings], [rec for _, rec in done],
                                 settings)
