@@ -12,6 +12,7 @@ from prefect_dask import DaskTaskRunner
 from flows.tasks import analyse, convert_series, index_batch, patient_lesion_stage, write_features, write_tables
 from sonimage.cluster import local_cluster
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
+from sonimage.lesions.reuse import write_reuse_summary
 from sonimage.lesions.tree import plan_patients
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
@@ -44,8 +45,9 @@ def features_stage(out: Path, settings: Settings) -> dict[str, str]:
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     done = patient_lesion_stage.map(scans, unmapped(str(out)), unmapped(settings)).result()
-    return write_features(str(out), [r for readings, _ in done for r in readings], [record for _, record in done],
-                          settings)
+    tables = write_features(str(out), [r for readings, _, _ in done for r in readings],
+                            [record for _, record, _ in done], settings)
+    return {**tables, "feature_reuse": write_reuse_summary(out, [reused for _, _, reused in done])}
 
 
 def default_runner() -> DaskTaskRunner:

@@ -9,8 +9,9 @@ from prefect import task
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.jobs import PatientScans, patient_lesions
+from sonimage.lesions.jobs import PatientScans
 from sonimage.lesions.reading import LesionReading
+from sonimage.lesions.reuse import patient_lesions_reused
 from sonimage.lesions.tree import write_feature_tables
 from sonimage.settings import Settings
 from sonimage.study import analyse_study
@@ -42,10 +43,12 @@ def write_tables(out: str, outcomes: list[Outcome], object_rows: list[dict], qua
 
 
 @task(name="lesion-stage", task_run_name="lesions-{scans.cohort}-{scans.patient}", **RETRIES)
-def patient_lesion_stage(scans: PatientScans, out: str, settings: Settings) -> tuple[list[LesionReading], dict]:
+def patient_lesion_stage(scans: PatientScans, out: str, settings: Settings
+                         ) -> tuple[list[LesionReading], dict, bool]:
     """One patient's whole lesion stage (registration, FES reading, liver VOI, features and delineations of every
-    lesion on both tracers): one task per patient, as Prefect's per-task cost exceeded the smaller tasks' work."""
-    return patient_lesions(scans, Path(out), settings)
+    lesion on both tracers): one task per patient, as Prefect's per-task cost exceeded the smaller tasks' work.
+    Reused from an earlier run when its input stores and the settings are unchanged (the flag says so)."""
+    return patient_lesions_reused(scans, Path(out), settings)
 
 
 @task(name="write-feature-tables")

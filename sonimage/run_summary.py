@@ -3,6 +3,7 @@ each stage took. Printed as a table at the end of a run and kept as ``run_summar
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,10 @@ def run_summary(convert: ConvertSummary, tables: dict[str, str], seconds: dict[s
                         ("excluded_patients", "patients excluded (features/excluded_patients.parquet)")):
         if name in tables:
             summary[label] = pq.read_metadata(tables[name]).num_rows
+    if "feature_reuse" in tables:
+        reuse = json.loads(Path(tables["feature_reuse"]).read_text())
+        summary["patients' lesion features computed"] = reuse["computed"]
+        summary["patients' lesion features reused (inputs unchanged)"] = reuse["reused"]
     summary.update({f"time {stage} (s)": round(s, 1) for stage, s in seconds.items()})
     return summary
 

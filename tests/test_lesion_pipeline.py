@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,31 @@ def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> Non
     assert repr([r.features for r in readings]) == repr([r.features for r in from_stores])  # NaN-safe, exact
     assert repr([r.delineations for r in readings]) == repr([r.delineations for r in from_stores])
     assert record["ncc"] == planned["ncc"] and len(record["lesions"]) == len(planned["lesions"])
+
+
+def _tables(paths: dict[str, str]) -> dict[str, bytes]:
+    return {name: Path(p).read_bytes() for name, p in paths.items() if p.endswith(".parquet")}
+
+
+def _reuse(paths: dict[str, str]) -> dict[str, int]:
+    return json.loads(Path(paths["feature_reuse"]).read_text())
+
+
+def test_feature_stage_reuses_patients_whose_inputs_and_settings_are_unchanged(
+        pipeline: tuple[Path, list[dict], pd.DataFrame], tmp_path: Path) -> None:
+    base, _, _ = pipeline
+    out = tmp_path / "out"
+    shutil.copytree(base / "out", out)
+    first = features_tree(out)
+    assert _reuse(first) == {"computed": 0, "reused": 2}  # the fixture's run left its results
+    caches = sorted((out / "features" / "reuse" / "sonia").glob("*.pickle"))
+    caches[0].unlink()  # as for a patient delivered since: computed, the other reused, the same tables
+    again = features_tree(out)
+    assert _reuse(again) == {"computed": 1, "reused": 1} and _tables(again) == _tables(first)
+    store = next(p for p in (out / "volumes").rglob("zarr.json") if caches[1].stem in str(p))
+    meta = json.loads(store.read_text())
+    meta["attributes"]["content_hmac_sha256"] = "0" * 64  # that patient's series converted again from other bytes
+    store.write_text(json.dumps(meta))
+    assert _reuse(features_tree(out)) == {"computed": 1, "reused": 1}
+    other = Settings.from_json(json.dumps({"fes": {"threshold": 1.8}}))
+    assert _reuse(features_tree(out, settings=other)) == {"computed": 2, "reused": 0}

@@ -204,6 +204,9 @@ def test_patients_added_between_runs_only_new_series_converted(study: Path, sche
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["series converted"] == 5 and summary["series skipped (same bytes as before)"] == 5
     assert summary["lesions"] == len(pd.read_parquet(reference / "features" / "lesions.parquet"))
+    # the first patient's lesion stage is reused (its stores and the settings unchanged), the new one computed
+    assert summary["patients' lesion features computed"] == 1
+    assert summary["patients' lesion features reused (inputs unchanged)"] == 1
     _assert_same_tables(out, reference)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.lesions.jobs import PatientScans, delineation_table, lesion_summary, patient_lesions, patient_scans, \
-    reading_tables
+from sonimage.lesions.jobs import PatientScans, delineation_table, lesion_summary, patient_scans, reading_tables
+from sonimage.lesions.reuse import patient_lesions_reused, write_reuse_summary
 from sonimage.parallel import Executor, parallel_map
 from sonimage.settings import Settings
 from sonimage.tables.parquet import write_table
@@ -122,11 +122,13 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
 
 def features_tree(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
     """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients out (one task per
-    patient: :func:`sonimage.lesions.jobs.patient_lesions`)."""
+    patient: :func:`sonimage.lesions.jobs.patient_lesions`), reusing a patient's results of an earlier run when
+    its input stores and the settings are unchanged (:mod:`sonimage.lesions.reuse`)."""
     settings = settings or Settings()
     scans, notes = plan_patients(out)
     for note in notes:
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
-    done = parallel_map(patient_lesions, scans, executor, Path(out), settings)
-    return write_feature_tables(out, [r for readings, _ in done for r in readings], [rec for _, rec in done],
-                                settings)
+    done = parallel_map(patient_lesions_reused, scans, executor, Path(out), settings)
+    tables = write_feature_tables(out, [r for readings, _, _ in done for r in readings],
+                                  [rec for _, rec, _ in done], settings)
+    return {**tables, "feature_reuse": write_reuse_summary(out, [reused for _, _, reused in done])}

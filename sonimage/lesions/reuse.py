@@ -1,0 +1,69 @@
+"""The incremental lesion stage: a patient's results are reused when nothing they are computed from has changed.
+
+A patient's lesion stage (:func:`sonimage.lesions.jobs.patient_lesions`) depends only on its input stores, the
+run's settings and sonimage's code. Each store records the keyed digest of the DICOM bytes it was converted from
+(``content_hmac_sha256``, :mod:`sonimage.volumes.convert`); the patient's *input key* is the SHA-256 of those
+digests (with the stores' paths), the settings as JSON and sonimage's version. The results are kept under
+``OUT/features/reuse/<cohort>/<patient>.pickle`` with their key, written atomically; a later run whose key is
+the same loads them instead of computing, so a nightly ingest that adds one patient computes that patient only,
+and the tables (assembled from the same results) are byte-identical to a run from scratch. The files are the
+run's own outputs, read back by the same software (pickle: exact floats, no conversion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+
+from sonimage import __version__
+from sonimage.io import write_bytes_atomic, write_json_atomic
+from sonimage.lesions.jobs import LesionReading, PatientScans, patient_lesions
+from sonimage.settings import Settings
+
+REUSE = Path("features") / "reuse"
+DIGEST = "content_hmac_sha256"
+
+
+def _store_digest(out: Path, store: str) -> str:
+    """The digest a store recorded of its DICOM (empty when it has none: such a store is never reused)."""
+    meta = json.loads((Path(out) / store / "zarr.json").read_text())
+    return str(meta.get("attributes", {}).get(DIGEST, ""))
+
+
+def input_key(scans: PatientScans, out: Path, settings: Settings) -> str | None:
+    """SHA-256 of what the patient's lesion stage reads: each store's recorded digest, the settings, the code
+    version; None when a store recorded no digest (computed every time)."""
+    stores = {role: path for role, path in asdict(scans).items() if role not in ("cohort", "patient") and path}
+    digests = {role: (path, _store_digest(out, path)) for role, path in sorted(stores.items())}
+    if not all(d for _, d in digests.values()):
+        return None
+    text = json.dumps({"stores": digests, "settings": settings.to_json(), "sonimage": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _cache(out: Path, scans: PatientScans) -> Path:
+    return Path(out) / REUSE / scans.cohort / f"{scans.patient}.pickle"
+
+
+def patient_lesions_reused(scans: PatientScans, out: Path, settings: Settings | None = None
+                           ) -> tuple[list[LesionReading], dict, bool]:
+    """:func:`patient_lesions`, or its results of an earlier run with the same input key; the flag says which."""
+    settings = settings or Settings()
+    key, cache = input_key(scans, out, settings), _cache(out, scans)
+    if key is not None and cache.is_file():
+        stored = pickle.loads(cache.read_bytes())
+        if stored["key"] == key:
+            return stored["readings"], stored["record"], True
+    readings, record = patient_lesions(scans, out, settings)
+    if key is not None:
+        write_bytes_atomic(cache, pickle.dumps({"key": key, "readings": readings, "record": record}))
+    return readings, record, False
+
+
+def write_reuse_summary(out: Path, reused: list[bool]) -> str:
+    """``OUT/features/reuse/summary.json``: how many patients' lesion stages were computed and how many reused."""
+    counts = {"computed": reused.count(False), "reused": reused.count(True)}
+    return str(write_json_atomic(counts, Path(out) / REUSE / "summary.json"))
