@@ -50,7 +50,7 @@ TRUE_LOG_HR: dict[str, float] = {
     "visceral": 0.45,
     "prior_endocrine": 0.35,
     "fes_positive_fraction": -1.00,
-    "cdk46i": -0.10,
+    "cdk46i": -0.03,
     "cdk46i:fes_positive_fraction": -0.60,
 }
 
