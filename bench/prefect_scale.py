@@ -220,15 +220,16 @@ def compare(r: dict) -> dict:
 def print_round(r: dict) -> None:
     """The task runs, stage times, CPU and memory of one round."""
     flow, c = r["flow"], r["comparison"]
-    print(f"\nN={r['patients']}, round {r['round']}: {flow['task_runs']} task runs ({flow['flow_run_state']}), {flow['log_rows']} log rows; "
+    print(f"\nN={r['patients']}, round {r['round']}: {flow['task_runs']} task runs ({flow['flow_run_state']}), "
+          f"{flow['log_rows']} log rows; "
           f"load {r['load_start']:.1f} → {r['load_end']:.1f}")
     print(f"{'task':<22}{'runs':>6}{'done':>6}{'running s (median)':>19}{'record lag s (median, max)':>28}")
     for name, t in flow["by_task"].items():
         lag = t["record_lag_s"]
         print(f"{name:<22}{t['runs']:>6}{t['completed']:>6}{t['run_s_median']:>19.2f}"
               f"{(f'{lag[0]:.2f}, {lag[1]:.2f}' if lag else '-'):>28}")
-    print("running s: Running → Completed (sum over the stage can exceed workers × wall where tasks overlap); record lag: "
-          "the server's row created after the task started (state changes reach it as events)")
+    print("running s: Running → Completed (tasks sharing a worker can overlap); record lag: the server's row created "
+          "after the task started (state changes reach it as events)")
     print(f"\n{'stage (wall)':<22}{'Prefect s':>10}{'plain s':>9}{'overhead':>10}")
     for name, s in c["stages"].items():
         print(f"{name:<22}{s['flow_s']:>10.1f}{s['plain_s']:>9.1f}{100 * s['overhead']:>9.0f}%")
@@ -303,7 +304,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         configure(tmp / ".prefect")
         with prefect_server():
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+            path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+            env = {**os.environ, "PYTHONPATH": path}
             server = server_tree()
             idle0 = server_usage(server)[0]
             time.sleep(args.idle)
@@ -322,16 +324,18 @@ def main() -> None:
     for r in rows:
         c = r["comparison"]
         both = c["stages"]["convert + features"]
-        print(f"{r['patients']:>8}{r['round']:>6}{r['flow']['task_runs']:>10}{both['flow_s']:>17.1f}{both['plain_s']:>7.1f}"
-              f"{100 * both['overhead']:>7.0f}%{100 * c['cpu_overhead']:>6.0f}%{100 * c['server_cpu_share']:>10.1f}%"
+        print(f"{r['patients']:>8}{r['round']:>6}{r['flow']['task_runs']:>10}{both['flow_s']:>17.1f}"
+              f"{both['plain_s']:>7.1f}{100 * both['overhead']:>7.0f}%{100 * c['cpu_overhead']:>6.0f}%"
+              f"{100 * c['server_cpu_share']:>10.1f}%"
               f"{r['load_start']:>6.1f}→{r['load_end']:<5.1f}")
-    print(f"wall +: stage wall time Prefect adds (goal <= {100 * GOAL:.0f} %); CPU +: CPU seconds it adds, all processes "
-          f"incl. the server; server CPU: the server's CPU seconds / the run's wall (idle {idle_rate:.3f} CPU s/s "
-          "subtracted)")
+    print(f"wall +: stage wall time Prefect adds (goal <= {100 * GOAL:.0f} %); CPU +: CPU seconds it adds, all "
+          f"processes incl. the server; server CPU: the server's CPU seconds / the run's wall (idle {idle_rate:.3f} "
+          "CPU s/s subtracted)")
     ext = extrapolate(rows, args.target)
     print(f"fit over N = {sorted(args.patients)}: Prefect adds {ext['extra_cpu_fixed_s']:.1f} CPU s per run + "
-          f"{1000 * ext['extra_cpu_per_task_run_s']:.0f} ms per task run (server {1000 * ext['server_cpu_per_task_run_s']:.0f}"
-          f" ms); plain stages {ext['plain_cpu_fixed_s']:.1f} CPU s + {ext['plain_cpu_per_patient_s']:.2f} per patient; "
+          f"{1000 * ext['extra_cpu_per_task_run_s']:.0f} ms per task run "
+          f"(server {1000 * ext['server_cpu_per_task_run_s']:.0f} ms); plain stages "
+          f"{ext['plain_cpu_fixed_s']:.1f} CPU s + {ext['plain_cpu_per_patient_s']:.2f} per patient; "
           f"at {args.target} patients ({ext['task_runs']:.0f} task runs): +{100 * ext['cpu_overhead']:.0f} % CPU")
     print(load_line(before, load()))
     RESULTS.mkdir(parents=True, exist_ok=True)

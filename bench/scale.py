@@ -132,9 +132,9 @@ def extrapolate(rows: list[dict]) -> dict:
            "scheduler_cpu_per_task_s": one["scheduler_cpu_s"] / one["tasks"],
            "scheduler_limit_workers": task_cpu * one["tasks"] / one["scheduler_cpu_s"], "workers": []}
     prefect = RESULTS / "prefect_scale.json"
-    if prefect.exists():
-        ext = json.loads(prefect.read_text())["extrapolation"]
-        per_task = max(ext["server_cpu_per_task_run_s"], ext.get("client_extra_cpu_per_task_run_s", 0.0))
+    ext = json.loads(prefect.read_text()).get("extrapolation") if prefect.exists() else None
+    if ext:
+        per_task = max(ext["server_cpu_per_task_run_s"], ext["client_extra_cpu_per_task_run_s"])
         out["prefect_limit_workers"] = ext["plain_cpu_per_patient_s"] / ext["task_runs_per_patient"] / per_task
     for k in CLUSTER_SIZES:
         s_k = 1.0 / (serial + (1.0 - serial) / k)
