@@ -8,11 +8,15 @@ One command: ``python bench/scale.py`` prints a table and writes ``bench/results
   index, one task per series) then ``features_tree`` (lesion planning with FES registration per patient, one
   task per scan, the lesion/patient tables), on a fresh ``LocalCluster`` of W single-threaded worker processes
   per run; cluster start-up and worker imports are not timed.
-- **Measured**: wall seconds per stage and per patient; CPU seconds of all workers and the client; peak resident
-  memory per worker; the speed-up from 1 to W workers at the same N; the machine's load before and after.
-- **Extrapolation**: Amdahl's law fitted to the 1- and 2-worker wall times (serial fraction f = 2 / S₂ − 1)
-  predicts the speed-up on K workers, 1 / (f + (1 − f) / K). On a shared machine (load above the CPU count) the
-  wall speed-up mostly says how much more of the machine two processes got: read it with the load columns.
+- **Measured**: wall seconds per stage and per patient; each worker process's CPU seconds during the run (its
+  busy time); the serial part, measured in one process: the CPU of the client's main thread (file listing,
+  planning, tables); the rest of the client process (scheduler, nannies, event loop; idle rate subtracted); peak
+  resident memory per worker; the machine's load before and after.
+- **Speed-up** from 1 to W workers at the same N, twice: wall clock, and CPU accounting,
+  T = serial + busiest worker's CPU, S = T(1) / T(W), which the other tenants' load does not decide.
+- **Extrapolation**: Amdahl's law with the measured serial fraction f = serial / (serial + worker CPU) of the
+  1-worker run at the largest N, 1 / (f + (1 − f) / K) for K = 8, 32, 128, and the worker count at which the
+  scheduler's process (or Prefect's server / flow process, from ``prefect_scale.json``) would be busy full time.
 - **Per stage**: each task's CPU seconds as its worker process counted them while it ran, summed by stage
   (``task_cpu_s`` in the JSON; approximate: Zarr reads inside a task may run sub-tasks concurrently).
 
@@ -34,6 +38,7 @@ from machine import describe, first_patients, load, load_line, peak_mb, synth_co
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 CLUSTER_SIZES = (8, 32, 128)
+IDLE_S = 3.0  # seconds the idle client process (scheduler, nannies, event loop) is measured before each run
 
 
 def _warm_up() -> None:
@@ -90,6 +95,9 @@ def run_cell(dicom: Path, workers: int) -> dict:
         with local_cluster(workers) as cluster, Client(cluster) as client:
             client.run(_warm_up)
             timed = TimedExecutor(client)
+            idle0 = time.process_time()
+            time.sleep(IDLE_S)
+            idle_rate = (time.process_time() - idle0) / IDLE_S
             cpu0, own0, main0 = client.run(_cpu), time.process_time(), time.thread_time()
             t0 = time.perf_counter()
             summary = convert_tree(dicom, out, Pseudonymiser(b"bench"), executor=timed)
@@ -105,7 +113,8 @@ def run_cell(dicom: Path, workers: int) -> dict:
     worker_cpu = [cpu1[w] - cpu0[w] for w in cpu0]
     return {"workers": workers, "series": summary.n_converted, "files": summary.n_files, "lesions": lesions,
             "convert_s": t1 - t0, "features_s": t2 - t1, "total_s": t2 - t0, "cpu_s": sum(worker_cpu) + client_cpu,
-            "worker_cpu_s": worker_cpu, "serial_cpu_s": serial, "scheduler_cpu_s": client_cpu - serial,
+            "worker_cpu_s": worker_cpu, "serial_cpu_s": serial,
+            "scheduler_cpu_s": client_cpu - serial - idle_rate * (t2 - t0), "client_idle_cpu_per_s": idle_rate,
             "cpu_time_s": serial + max(worker_cpu), "tasks": sum(map(len, timed.stages.values())),
             "peak_mb_per_worker": max(peaks), "client_cpu_s": client_cpu,
             "task_cpu_s": {name: sum(ts) for name, ts in timed.stages.items()}}
@@ -116,8 +125,9 @@ def extrapolate(rows: list[dict]) -> dict:
 
     The serial part is the client's main thread (file listing, planning, tables: the library code between fan-outs),
     f = serial / (serial + worker CPU); speed-up on K workers 1 / (f + (1 - f) / K) (Amdahl 1967). The scheduler
-    (here in the client process, with the client's event loop) spends ``scheduler_cpu_s / tasks`` per task, so it is
-    busy full time once K workers finish tasks faster than it handles them: K = task CPU / scheduler CPU per task.
+    (here in the client process, with the nannies and the client's event loop; its idle rate subtracted) spends
+    ``scheduler_cpu_s / tasks`` per task, so it is busy full time once K workers finish tasks faster than it handles
+    them: K = task CPU / scheduler CPU per task (an upper bound on the scheduler's own cost, hence a low K).
     The same bound for Prefect uses the per-task-run CPU of its server and flow process from
     ``bench/results/prefect_scale.json`` when that benchmark has run.
     """
@@ -183,7 +193,8 @@ def main() -> None:
               f"{r['scheduler_cpu_s']:>10.1f}{busy:>16}{r['peak_mb_per_worker']:>10.0f}{r['speedup']:>13.2f}x"
               f"{r['speedup_cpu']:>6.2f}x{r['load_1min_start']:>6.1f}→{r['load_1min_end']:<5.1f}")
     print("serial CPU: the client's main thread (listing, planning, tables); sched CPU: the rest of the client process "
-          "(scheduler + event loop); worker CPU: each worker process's CPU seconds during the run.\n"
+          "(scheduler, nannies, the client's event loop receiving results), its idle rate subtracted;\nworker CPU: "
+          "each worker process's CPU seconds during the run.\n"
           "speed-up wall: against the smallest worker count at the same N; speed-up CPU: the same from CPU accounting, "
           "(serial + busiest worker's CPU) against it, which the other tenants' load does not decide.")
     cluster = extrapolate(rows)
