@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 
 def load() -> dict[str, float]:
@@ -40,3 +43,28 @@ class Clock:
 
     def read(self) -> tuple[float, float]:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def synth_cohort(target: Path, patients: int, size: str, seed: int) -> Path:
+    """The DICOM root of a synthetic SONIA cohort at ``target`` (``sonimage synth``, generated once)."""
+    if not (target / "dicom").is_dir():
+        subprocess.run([str(Path(sys.executable).parent / "sonimage"), "synth", str(target), "--cohorts", "sonia",
+                        "--patients", str(patients), "--size", size, "--seed", str(seed), "--workers", "2"],
+                       check=True)
+    return target / "dicom"
+
+
+def first_patients(root: Path, n: int, into: Path) -> Path:
+    """A DICOM tree of the first ``n`` patients of ``root``'s cohort, made of hard links."""
+    cohort_dir = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    patients = sorted(p for p in cohort_dir.iterdir() if p.is_dir())
+    if len(patients) < n:
+        raise SystemExit(f"{cohort_dir} holds {len(patients)} patients, {n} asked for")
+    target = into / "dicom"
+    for patient in patients[:n]:
+        for path in patient.rglob("*"):
+            if path.is_file():
+                dest = target / path.relative_to(root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, dest)
+    return target

@@ -8,11 +8,15 @@ One command: ``python bench/scale.py`` prints a table and writes ``bench/results
   index, one task per series) then ``features_tree`` (the whole lesion stage, one task per patient:
   FES registration and reading, features of every lesion; then the lesion/patient tables), on a fresh
   ``LocalCluster`` of W single-threaded worker processes per run; cluster start-up and worker imports are not timed.
-- **Measured**: wall seconds per stage and per patient; CPU seconds of all workers and the client; peak resident
-  memory per worker; the speed-up from 1 to W workers at the same N; the machine's load before and after.
-- **Extrapolation**: Amdahl's law fitted to the 1- and 2-worker wall times (serial fraction f = 2 / S₂ − 1)
-  predicts the speed-up on K workers, 1 / (f + (1 − f) / K). On a shared machine (load above the CPU count) the
-  wall speed-up mostly says how much more of the machine two processes got: read it with the load columns.
+- **Measured**: wall seconds per stage and per patient; each worker process's CPU seconds during the run (its
+  busy time); the serial part, measured in one process: the CPU of the client's main thread (file listing,
+  planning, tables); the rest of the client process (scheduler, nannies, event loop; idle rate subtracted); peak
+  resident memory per worker; the machine's load before and after.
+- **Speed-up** from 1 to W workers at the same N, twice: wall clock, and CPU accounting,
+  T = serial + busiest worker's CPU, S = T(1) / T(W), which the other tenants' load does not decide.
+- **Extrapolation**: Amdahl's law with the measured serial fraction f = serial / (serial + worker CPU) of the
+  1-worker run at the largest N, 1 / (f + (1 − f) / K) for K = 8, 32, 128, and the worker count at which the
+  scheduler's process (or Prefect's server / flow process, from ``prefect_scale.json``) would be busy full time.
 - **Per stage**: each task's CPU seconds as its worker process counted them while it ran, summed by stage
   (``task_cpu_s`` in the JSON; approximate: Zarr reads inside a task may run sub-tasks concurrently).
 
@@ -24,45 +28,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import describe, load, load_line, peak_mb
+from machine import describe, first_patients, load, load_line, peak_mb, synth_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 CLUSTER_SIZES = (8, 32, 128)
-
-
-def cohort(patients: int, size: str, seed: int) -> Path:
-    """The DICOM root of a synthetic SONIA cohort of ``patients`` patients (generated once)."""
-    target = RESULTS / "data" / f"scale-{size}-{patients}-seed{seed}"
-    if not (target / "dicom").is_dir():
-        subprocess.run([str(Path(sys.executable).parent / "sonimage"), "synth", str(target), "--cohorts", "sonia",
-                        "--patients", str(patients), "--size", size, "--seed", str(seed), "--workers", "2"],
-                       check=True)
-    return target / "dicom"
-
-
-def first_patients(root: Path, n: int, into: Path) -> Path:
-    """A DICOM tree of the first ``n`` patients of ``root``'s cohort, made of hard links."""
-    cohort_dir = next(p for p in sorted(root.iterdir()) if p.is_dir())
-    patients = sorted(p for p in cohort_dir.iterdir() if p.is_dir())
-    if len(patients) < n:
-        raise SystemExit(f"{cohort_dir} holds {len(patients)} patients, {n} asked for")
-    target = into / "dicom"
-    for patient in patients[:n]:
-        for path in patient.rglob("*"):
-            if path.is_file():
-                dest = target / path.relative_to(root)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.link(path, dest)
-    return target
+IDLE_S = 3.0  # seconds the idle client process (scheduler, nannies, event loop) is measured before each run
 
 
 def _warm_up() -> None:
@@ -119,40 +95,62 @@ def run_cell(dicom: Path, workers: int) -> dict:
         with local_cluster(workers) as cluster, Client(cluster) as client:
             client.run(_warm_up)
             timed = TimedExecutor(client)
-            cpu0, own0, t0 = sum(client.run(_cpu).values()), time.process_time(), time.perf_counter()
+            idle0 = time.process_time()
+            time.sleep(IDLE_S)
+            idle_rate = (time.process_time() - idle0) / IDLE_S
+            cpu0, own0, main0 = client.run(_cpu), time.process_time(), time.thread_time()
+            t0 = time.perf_counter()
             summary = convert_tree(dicom, out, Pseudonymiser(b"bench", cohort_name="bench"), executor=timed)
             t1 = time.perf_counter()
             tables = features_tree(out, executor=timed)
             t2 = time.perf_counter()
-            client_cpu = time.process_time() - own0
-            cpu = sum(client.run(_cpu).values()) - cpu0 + client_cpu
+            serial, client_cpu = time.thread_time() - main0, time.process_time() - own0
+            cpu1 = client.run(_cpu)
             peaks = list(client.run(peak_mb).values())
         lesions = len(pd.read_parquet(tables["lesion_features"]))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    worker_cpu = [cpu1[w] - cpu0[w] for w in cpu0]
     return {"workers": workers, "series": summary.n_converted, "files": summary.n_files, "lesions": lesions,
-            "convert_s": t1 - t0, "features_s": t2 - t1, "total_s": t2 - t0, "cpu_s": cpu,
+            "convert_s": t1 - t0, "features_s": t2 - t1, "total_s": t2 - t0, "cpu_s": sum(worker_cpu) + client_cpu,
+            "worker_cpu_s": worker_cpu, "serial_cpu_s": serial,
+            "scheduler_cpu_s": client_cpu - serial - idle_rate * (t2 - t0), "client_idle_cpu_per_s": idle_rate,
+            "cpu_time_s": serial + max(worker_cpu), "tasks": sum(map(len, timed.stages.values())),
             "peak_mb_per_worker": max(peaks), "client_cpu_s": client_cpu,
             "task_cpu_s": {name: sum(ts) for name, ts in timed.stages.items()}}
 
 
-def extrapolate(rows: list[dict]) -> list[dict]:
-    """Amdahl's law from the 1- and 2-worker runs of the largest N measured with both."""
-    both: dict[int, dict[int, dict]] = {}
-    for r in rows:
-        both.setdefault(r["patients"], {})[r["workers"]] = r
-    sizes = [n for n, cells in both.items() if 1 in cells and 2 in cells]
-    if not sizes:
-        return []
-    n = max(sizes)
-    one, two = both[n][1], both[n][2]
-    speedup = one["total_s"] / two["total_s"]
-    serial = min(max(2.0 / speedup - 1.0, 0.0), 1.0)
-    out = []
+def extrapolate(rows: list[dict]) -> dict:
+    """Amdahl's law from the serial share of the 1-worker run at the largest N, and where one process saturates.
+
+    The serial part is the client's main thread (file listing, planning, tables: the library code between fan-outs),
+    f = serial / (serial + worker CPU); speed-up on K workers 1 / (f + (1 - f) / K) (Amdahl 1967). The scheduler
+    (here in the client process, with the nannies and the client's event loop; its idle rate subtracted) spends
+    ``scheduler_cpu_s / tasks`` per task, so it is busy full time once K workers finish tasks faster than it handles
+    them: K = task CPU / scheduler CPU per task (an upper bound on the scheduler's own cost, hence a low K).
+    The same bound for Prefect uses the per-task-run CPU of its server and flow process from
+    ``bench/results/prefect_scale.json`` when that benchmark has run.
+    """
+    ones = [r for r in rows if r["workers"] == 1]
+    if not ones:
+        return {}
+    one = max(ones, key=lambda r: r["patients"])
+    work = sum(one["worker_cpu_s"])
+    serial = one["serial_cpu_s"] / (one["serial_cpu_s"] + work)
+    task_cpu = work / one["tasks"]
+    out = {"from_patients": one["patients"], "serial_fraction": serial, "task_cpu_s": task_cpu,
+           "scheduler_cpu_per_task_s": one["scheduler_cpu_s"] / one["tasks"],
+           "scheduler_limit_workers": task_cpu * one["tasks"] / one["scheduler_cpu_s"], "workers": []}
+    prefect = RESULTS / "prefect_scale.json"
+    ext = json.loads(prefect.read_text()).get("extrapolation") if prefect.exists() else None
+    if ext:
+        per_task = max(ext["server_cpu_per_task_run_s"], ext["client_extra_cpu_per_task_run_s"])
+        out["prefect_limit_workers"] = ext["plain_cpu_per_patient_s"] / ext["task_runs_per_patient"] / per_task
     for k in CLUSTER_SIZES:
         s_k = 1.0 / (serial + (1.0 - serial) / k)
-        out.append({"from_patients": n, "serial_fraction": serial, "workers": k, "speedup": s_k,
-                    "hours_per_1000_patients": 1000 * one["total_s"] / n / s_k / 3600})
+        out["workers"].append({"workers": k, "speedup": s_k,
+                               "hours_per_1000_patients": 1000 * (one["serial_cpu_s"] + work) / one["patients"] / s_k
+                               / 3600})
     return out
 
 
@@ -167,7 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     before = load()
     size = max(args.cohort or 0, *args.patients)
-    full = cohort(size, args.size, args.seed)
+    full = synth_cohort(RESULTS / "data" / f"scale-{args.size}-{size}-seed{args.seed}", size, args.size, args.seed)
     rows = []
     for n in sorted(args.patients):
         with tempfile.TemporaryDirectory(prefix="sonimage-scale-") as tmp:
@@ -180,23 +178,35 @@ def main() -> None:
                 row["cpu_s_per_patient"] = row["cpu_s"] / n
                 rows.append(row)
                 print(f"N={n} workers={w}: {row['total_s']:.1f} s", flush=True)
-    base = {r["patients"]: r["total_s"] for r in rows if r["workers"] == min(args.workers)}
+    base = {r["patients"]: r for r in rows if r["workers"] == min(args.workers)}
     for r in rows:
-        r["speedup"] = base[r["patients"]] / r["total_s"]
+        r["speedup"] = base[r["patients"]]["total_s"] / r["total_s"]
+        r["speedup_cpu"] = base[r["patients"]]["cpu_time_s"] / r["cpu_time_s"]
     head = (f"{'patients':>8}{'workers':>8}{'series':>7}{'lesions':>8}{'convert s':>10}{'features s':>11}"
-            f"{'total s':>9}{'s/patient':>10}{'CPU s/pt':>9}{'peak MB/w':>10}{'speed-up':>9}{'load':>11}")
+            f"{'total s':>9}{'CPU s/pt':>9}{'serial CPU':>11}{'sched CPU':>10}{'worker CPU s':>16}{'peak MB/w':>10}"
+            f"{'speed-up wall':>14}{'CPU':>7}{'load':>12}")
     print(head + "\n" + "-" * len(head))
     for r in rows:
+        busy = "/".join(f"{c:.0f}" for c in r["worker_cpu_s"])
         print(f"{r['patients']:>8}{r['workers']:>8}{r['series']:>7}{r['lesions']:>8}{r['convert_s']:>10.1f}"
-              f"{r['features_s']:>11.1f}{r['total_s']:>9.1f}{r['s_per_patient']:>10.2f}{r['cpu_s_per_patient']:>9.2f}"
-              f"{r['peak_mb_per_worker']:>10.0f}{r['speedup']:>8.2f}x"
-              f"{r['load_1min_start']:>5.1f}→{r['load_1min_end']:<5.1f}")
-    print("speed-up: against the smallest worker count at the same N; load: 1-minute load average at start → end")
+              f"{r['features_s']:>11.1f}{r['total_s']:>9.1f}{r['cpu_s_per_patient']:>9.2f}{r['serial_cpu_s']:>11.1f}"
+              f"{r['scheduler_cpu_s']:>10.1f}{busy:>16}{r['peak_mb_per_worker']:>10.0f}{r['speedup']:>13.2f}x"
+              f"{r['speedup_cpu']:>6.2f}x{r['load_1min_start']:>6.1f}→{r['load_1min_end']:<5.1f}")
+    print("serial CPU: the client's main thread (listing, planning, tables); sched CPU: the rest of the client process "
+          "(scheduler, nannies, the client's event loop receiving results), its idle rate subtracted;\nworker CPU: "
+          "each worker process's CPU seconds during the run.\n"
+          "speed-up wall: against the smallest worker count at the same N; speed-up CPU: the same from CPU accounting, "
+          "(serial + busiest worker's CPU) against it, which the other tenants' load does not decide.")
     cluster = extrapolate(rows)
-    for c in cluster:
-        print(f"extrapolation (Amdahl, serial fraction {c['serial_fraction']:.2f} from N={c['from_patients']}): "
-              f"{c['workers']} workers → speed-up {c['speedup']:.1f}x, {c['hours_per_1000_patients']:.2f} h per "
-              "1000 patients")
+    if cluster:
+        print(f"\nserial fraction {cluster['serial_fraction']:.3f} (1 worker, N={cluster['from_patients']}); "
+              f"{cluster['task_cpu_s']:.2f} CPU s per task; scheduler {1000 * cluster['scheduler_cpu_per_task_s']:.0f} "
+              f"ms CPU per task → saturated at ~{cluster['scheduler_limit_workers']:.0f} busy workers"
+              + (f"; Prefect (server or flow process) at ~{cluster['prefect_limit_workers']:.0f}"
+                 if "prefect_limit_workers" in cluster else "; Prefect: run bench/prefect_scale.py for its limit"))
+        for c in cluster["workers"]:
+            print(f"  {c['workers']:>4} workers → speed-up {c['speedup']:.1f}x (Amdahl), "
+                  f"{c['hours_per_1000_patients']:.2f} h per 1000 patients")
     print(load_line(before, load()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"machine_start": describe() | before, "machine_end": load(), "size": args.size, "rows": rows,
