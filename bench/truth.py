@@ -110,12 +110,11 @@ def lesion_agreement(both: pd.DataFrame) -> dict:
     }
     out["false_positive_rate"] = out["false_positive"] / max(out["er_negative_scored"], 1)
     out["false_negative_rate"] = out["false_negative"] / max(out["er_positive_scored"], 1)
-    err = (both["fes_suvmax"] - both["fes_expected_suvmax_true"]).dropna() \
-        if "fes_expected_suvmax_true" in both else pd.Series(dtype=float)
+    expected = both.get("fes_expected_suvmax_true", pd.Series(np.nan, index=both.index))
+    err = (both["fes_suvmax"] - expected).dropna()
     out.update(suvmax_error_n=int(len(err)), suvmax_error_median=float(err.median()),
                suvmax_abs_error_median=float(err.abs().median()),
-               suvmax_rel_error_median_pct=float((100 * err / both.loc[err.index, "fes_expected_suvmax_true"])
-                                                 .abs().median()))
+               suvmax_rel_error_median_pct=float((100 * err / expected[err.index]).abs().median()))
     return out
 
 

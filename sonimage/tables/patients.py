@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sonimage.tables.lesions import FES_CALLS
+
 NOT_FES_EVALUABLE = ("liver",)  # FES is metabolised in the liver: hot background, lesions not evaluable
 # Reasons that hold for every lesion of a patient: they become the patient's ``fes_missing_reason`` as they are.
 PATIENT_REASONS = ("no FES scan", "registration failed", "registration below quality threshold")
@@ -29,9 +31,10 @@ ONLY_INDETERMINATE = "only indeterminate FES calls (lesions too small)"
 FES_METRICS = ("fes_positive_fraction", "fes_positive_fraction_evaluable", "any_fes_negative")
 
 
-CALLS = ("positive", "negative", "indeterminate", "not evaluable")
+CALLS = FES_CALLS
 READ_COLUMNS = ("fes_rc", "fes_background_median", "fes_background_p95")  # what a detectability call needs
 TOO_SMALL = "too small: an ER-positive lesion of this size would not read positive on this background"
+NOT_FOCAL = "no focal uptake above local background"
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,9 @@ class FesRule:
           the recovery coefficient of the lesion's diameter at the scan's resolution
           (:func:`sonimage.lesions.fes_reading.recovery_coefficient`); with ``suvmax_pvc`` the recovery is
           corrected for, so every evaluable lesion qualifies;
-        - ``indeterminate``: otherwise (reason "too small ...", plus "no focal uptake ..." when it reached the
-          threshold).
+        - ``indeterminate``: otherwise: "too small ..." below the threshold, or "no focal uptake above local
+          background" when the lesion reaches the threshold but is no hotter than its surroundings (neither called
+          positive nor, since it reached the threshold, negative).
 
         Tables without the reading's detectability columns (:data:`READ_COLUMNS`; e.g. the synthetic truth's true
         values) have no partial volume to allow for: every evaluable lesion is called on its uptake alone.
@@ -99,11 +103,10 @@ class FesRule:
         else:
             focal = detectable = pd.Series(True, index=lesions.index)
         positive = evaluable & above & focal
-        negative = evaluable & ~positive & detectable
+        negative = evaluable & ~above & detectable
         call = np.select([~evaluable, positive, negative], ["not evaluable", "positive", "negative"], "indeterminate")
-        not_focal = "no focal uptake above local background"
-        why = np.select([~evaluable, positive, negative & above, negative, above],
-                        [reason.to_numpy(dtype=object), "", not_focal, "", f"{TOO_SMALL}; {not_focal}"], TOO_SMALL)
+        why = np.select([~evaluable, positive | negative, above], [reason.to_numpy(dtype=object), "", NOT_FOCAL],
+                        TOO_SMALL)
         return pd.DataFrame({"fes_call": call, "fes_call_reason": why}, index=lesions.index)
 
 
