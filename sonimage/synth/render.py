@@ -105,16 +105,30 @@ def true_activity(labels: np.ndarray, body_grid: Grid, table: np.ndarray, masks:
     return act
 
 
-def scanner_image(activity: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator,
-                  fwhm_mm: float = PSF_FWHM_MM, noise_cov: float = NOISE_COV) -> np.ndarray:
-    """What the scanner reconstructs: Gaussian PSF, correlated Poisson-like noise, no negative values."""
-    sigma = [fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / s for s in spacing]
-    blurred = ndimage.gaussian_filter(activity, sigma, mode="constant")
-    white = rng.standard_normal(activity.shape, dtype=np.float32)
+def psf_sigma_voxels(fwhm_mm: float, spacing: tuple[float, ...]) -> list[float]:
+    """Gaussian PSF σ per axis in voxels of ``spacing`` (mm)."""
+    return [fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / s for s in spacing]
+
+
+def blurred_image(activity: np.ndarray, spacing: tuple[float, float, float], fwhm_mm: float = PSF_FWHM_MM
+                  ) -> np.ndarray:
+    """The noise-free image: ``activity`` through the Gaussian PSF."""
+    return ndimage.gaussian_filter(activity, psf_sigma_voxels(fwhm_mm, spacing), mode="constant")
+
+
+def add_noise(blurred: np.ndarray, rng: np.random.Generator, noise_cov: float = NOISE_COV) -> np.ndarray:
+    """What the scanner reconstructs from the noise-free image: correlated Poisson-like noise, no negatives."""
+    white = rng.standard_normal(blurred.shape, dtype=np.float32)
     coloured = ndimage.gaussian_filter(white, NOISE_CORRELATION_VOXELS)
     coloured /= max(float(coloured.std()), 1e-6)
     noisy = blurred + noise_cov * np.sqrt(np.maximum(blurred, 0)) * coloured
     return np.maximum(noisy, 0).astype(np.float32)
+
+
+def scanner_image(activity: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator,
+                  fwhm_mm: float = PSF_FWHM_MM, noise_cov: float = NOISE_COV) -> np.ndarray:
+    """What the scanner reconstructs from ``activity`` on a voxel grid: Gaussian PSF, then noise."""
+    return add_noise(blurred_image(activity, spacing, fwhm_mm), rng, noise_cov)
 
 
 def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng: np.random.Generator,

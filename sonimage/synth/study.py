@@ -42,7 +42,7 @@ from sonimage.synth.dicom_writer import Patient, SeriesHeader, da, make_uid, wri
 from sonimage.synth.identity import Identity, make_identities, patient_rng
 from sonimage.synth.rtstruct_writer import write_rtstruct
 from sonimage.synth.scanners import SITE_PROFILES, Acquisition, ScannerProfile, plan_scan, profile_for_site
-from sonimage.synth.tables import simulate_cohort_tables
+from sonimage.synth.tables import heterogeneity_outcome_truth, patient_truth, simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 
 COHORTS = ("sonia", "impact", "transcan")
@@ -164,12 +164,14 @@ def _images(body: Body, grid: Grid, ct_grid: Grid, tracer: str, lesions: list[di
         final = motion.forward(placed)
         masks = [render.sphere_mask(grid, c, d) for c, d in zip(final, diameters)]
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
+    blurred = render.blurred_image(activity, grid.spacing)
     stats = []
     for c, m in zip(final, masks):
         values = activity[m.box][m.mask]
         stats.append({"centre": c, "n_voxels": m.n_voxels, "volume_ml": m.n_voxels * voxel_ml,
-                      "suvmax": float(values.max()), "suvmean": float(values.mean()), "mask": m})
-    suv = render.scanner_image(activity, grid.spacing, rng)
+                      "suvmax": float(values.max()), "suvmean": float(values.mean()),
+                      "expected_suvmax": float(blurred[m.box][m.mask].max()), "mask": m})
+    suv = render.add_noise(blurred, rng)
     ct_masks = [render.sphere_mask(ct_grid, c, d) for c, d in zip(placed, diameters)]
     organs = [str(les["organ"]) for les in lesions]
     hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng,
@@ -231,6 +233,7 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
     facts = [{f"{t}_centre_x_mm": st["centre"][0], f"{t}_centre_y_mm": st["centre"][1],
               f"{t}_centre_z_mm": st["centre"][2], "volume_ml" if tracer == "FDG" else "fes_volume_ml": st["volume_ml"],
               f"{t}_true_suvmax": round(st["suvmax"], 4), f"{t}_true_suvmean": round(st["suvmean"], 4),
+              f"{t}_expected_suvmax": round(st["expected_suvmax"], 4),
               f"{t}_series_uid": pet_h.series_uid} for st in stats]
     if tracer == "FDG":
         rt_h = header(901, "RTSTRUCT Lesions")
@@ -301,6 +304,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
 def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
     doc = {
         "cohort": cohort, "seed": seed, "size": size, "tables": tables_truth,
+        "heterogeneity_outcome": heterogeneity_outcome_truth(cohort),
         "images": {
             "psf_fwhm_mm": render.PSF_FWHM_MM, "noise_cov": render.NOISE_COV, "ct_noise_hu": render.CT_NOISE_HU,
             "size": asdict(SIZES[size]),
@@ -358,6 +362,26 @@ def _count(paths: list[Path]) -> tuple[int, int]:
     return len(files), sum(f.stat().st_size for f in files)
 
 
+# Per-lesion truth that needs the images (and the reader): joined into the feature-format truth table.
+IMAGE_TRUTH = ("reader_drawn", "fdg_expected_suvmax", "fes_expected_suvmax")
+
+
+def with_reading_truth(patients: pd.DataFrame, lesions: pd.DataFrame) -> pd.DataFrame:
+    """The clinical truth (``patients``) with the patient truth over the lesions the reader drew (``drawn_*``, see
+    :func:`sonimage.synth.tables.patient_truth`) and what the reader left out: ``undrawn_n_lesions``,
+    ``undrawn_n_fes_evaluable``, ``undrawn_n_er_negative`` (FES-evaluable and ER-negative)."""
+    subjects = list(patients["subject_id"])
+    drawn = lesions["reader_drawn"].astype(bool)
+    left = lesions[~drawn]
+    undrawn = pd.DataFrame({
+        "undrawn_n_lesions": left.groupby("subject_id").size(),
+        "undrawn_n_fes_evaluable": left.groupby("subject_id")["fes_evaluable"].sum(),
+        "undrawn_n_er_negative": (left["fes_evaluable"] & ~left["er_positive"]).groupby(left["subject_id"]).sum(),
+    }).reindex(subjects).fillna(0).astype(int)
+    extra = pd.concat([patient_truth(lesions[drawn], subjects, "drawn_"), undrawn], axis=1).reset_index(drop=True)
+    return pd.concat([patients.reset_index(drop=True), extra], axis=1)
+
+
 def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int,
                      workers: Executor | None) -> tuple[list[dict], dict[str, int]]:
     """One cohort's patients (fanned out on ``workers``) and truth tables; its linking rows and counts."""
@@ -373,10 +397,14 @@ def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int
     series = pd.DataFrame([r for res in results for r in res["series"]])
     lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
     truth = out / "truth" / cohort
-    write_table(tables.patients, truth / "patients.parquet")
+    write_table(with_reading_truth(tables.patients, lesions), truth / "patients.parquet")
     write_table(lesions, truth / "lesions.parquet")
     write_table(series, truth / "series.parquet")
-    write_table(tables.lesion_table, truth / "features" / "lesions.parquet")  # the feature stage's formats, true
+    image_truth = lesions[["subject_id", "lesion_id", *IMAGE_TRUTH]].rename(
+        columns={"subject_id": "patient", "lesion_id": "lesion"})
+    features = tables.lesion_table.drop(columns=list(IMAGE_TRUTH), errors="ignore").merge(
+        image_truth, on=["patient", "lesion"], how="left")
+    write_table(features, truth / "features" / "lesions.parquet")  # the feature stage's formats, true
     write_table(tables.patient_table, truth / "features" / "patients.parquet")
     write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
     links = [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s} for s in subjects]

@@ -21,11 +21,13 @@ FES uptake, what the clinic measured at follow-up). Everything is drawn from mod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from sonimage.survival.cox import fit_cox
 from sonimage.tables.lesion_match import CLINIC_COLUMNS
 from sonimage.tables.lesions import lesion_table
 from sonimage.tables.patients import patient_metrics
@@ -98,8 +100,8 @@ class CohortSpec:
     p_bone_only: float
     p_visceral: float  # among patients that are not bone-only
     p_prior_endocrine: float  # among recurrent (not de novo) patients
-    p_all_positive: float
-    p_all_negative: float  # the rest have lesion-level FES-negativity drawn per patient (mixed where possible)
+    er_negative_logit: float  # patient frailty: logit P(lesion ER-negative) = er_negative_logit + er_frailty_sd * z
+    er_frailty_sd: float  # z ~ N(0, 1) per patient (random-intercept logistic model: negatives cluster)
     mean_lesions: float  # negative binomial, 1 + NB(mean_lesions - 1)
     arms_cdk46i: Mapping[str, int] = field(default_factory=dict)
     extra_log_hr: Mapping[str, float] = field(default_factory=dict)
@@ -109,17 +111,17 @@ class CohortSpec:
 COHORTS: dict[str, CohortSpec] = {
     "sonia": CohortSpec(
         prefix="SONIA", n_patients=100, sites=("NL01", "NL02", "NL03", "NL04", "NL05"),
-        arms={"AI": 0.5, "AI+CDK4/6i": 0.5}, allocation="randomised", weibull_scale_months=9.5,
+        arms={"AI": 0.5, "AI+CDK4/6i": 0.5}, allocation="randomised", weibull_scale_months=7.9,
         age_mean=63.0, age_sd=10.0, ecog_p=(0.60, 0.37, 0.03), p_de_novo=0.40, p_bone_only=0.25,
-        p_visceral=0.55, p_prior_endocrine=0.60, p_all_positive=0.45, p_all_negative=0.10,
+        p_visceral=0.55, p_prior_endocrine=0.60, er_negative_logit=-5.0, er_frailty_sd=3.0,
         mean_lesions=16.0, arms_cdk46i={"AI": 0, "AI+CDK4/6i": 1},
     ),
     "impact": CohortSpec(
         prefix="IMPACT", n_patients=200, sites=("NL01", "NL06", "NL07", "NL08"),
         arms={"AI": 0.25, "AI+CDK4/6i": 0.40, "fulvestrant": 0.10, "fulvestrant+CDK4/6i": 0.25},
-        allocation="propensity", weibull_scale_months=8.5,
+        allocation="propensity", weibull_scale_months=7.1,
         age_mean=60.0, age_sd=13.0, ecog_p=(0.45, 0.40, 0.15), p_de_novo=0.55, p_bone_only=0.20,
-        p_visceral=0.70, p_prior_endocrine=0.50, p_all_positive=0.38, p_all_negative=0.15,
+        p_visceral=0.70, p_prior_endocrine=0.50, er_negative_logit=-4.5, er_frailty_sd=3.0,
         mean_lesions=14.0,
         arms_cdk46i={"AI": 0, "AI+CDK4/6i": 1, "fulvestrant": 0, "fulvestrant+CDK4/6i": 1},
         # the fitter, younger patients get CDK4/6i: treated patients have a better prognosis (confounding)
@@ -127,9 +129,9 @@ COHORTS: dict[str, CohortSpec] = {
     ),
     "transcan": CohortSpec(
         prefix="TRANSCAN", n_patients=140, sites=("IT01", "IT02", "FR01", "ES01"),
-        arms={"ET": 0.5, "chemotherapy": 0.5}, allocation="fes_selection", weibull_scale_months=9.0,
+        arms={"ET": 0.5, "chemotherapy": 0.5}, allocation="fes_selection", weibull_scale_months=7.5,
         age_mean=66.0, age_sd=7.0, ecog_p=(0.80, 0.20, 0.0), p_de_novo=0.0, p_bone_only=0.40,
-        p_visceral=0.35, p_prior_endocrine=0.90, p_all_positive=0.60, p_all_negative=0.14,
+        p_visceral=0.35, p_prior_endocrine=0.90, er_negative_logit=-3.0, er_frailty_sd=3.5,
         mean_lesions=9.0, arms_cdk46i={"ET": 0, "chemotherapy": 0},
         # chemotherapy works regardless of ER: it undoes the FES effect of endocrine therapy
         extra_log_hr={"chemo": -0.5, "chemo:fes_positive_fraction": 1.0},
@@ -196,18 +198,29 @@ def _lesion_count(rng: np.random.Generator, mean: float) -> int:
     return int(min(1 + extra, 60))
 
 
-def _fes_suv(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
-    """True FES SUVmax: ER-positive lesions log-normal around 4, ER-negative around 0.95; the tails overlap the
-    1.5 threshold, so positivity follows the value (a 'positive' patient may have a lesion just below it)."""
-    if kind == "positive":
-        neg = np.zeros(n, bool)
-    elif kind == "negative":
-        neg = np.ones(n, bool)
-    else:
-        neg = rng.random(n) < rng.beta(2.0, 3.0)
-        if n >= 2:
-            neg[0], neg[1] = True, False
-    return np.where(neg, np.exp(rng.normal(np.log(0.95), 0.22, n)), np.exp(rng.normal(np.log(4.0), 0.42, n)))
+def _fes_suv(rng: np.random.Generator, er_negative: np.ndarray) -> np.ndarray:
+    """True FES uptake (SUVmax of the lesion's profile) of lesions of a known ER class: ER-positive log-normal
+    around 4, ER-negative around 0.95. The tails cross the 1.5 threshold (about 1 % of ER-positive lesions take up
+    less, 2 % of ER-negative ones more: low ER expression, non-specific uptake), so the clinical truth
+    (``er_positive``) and the true uptake can disagree, as FES-PET and biopsy do (van Geel et al. 2022)."""
+    n = len(er_negative)
+    return np.where(er_negative, np.exp(rng.normal(np.log(0.95), 0.22, n)), np.exp(rng.normal(np.log(4.0), 0.42, n)))
+
+
+def er_negative_probability(rng: np.random.Generator, spec: CohortSpec) -> float:
+    """One patient's probability that a lesion is ER-negative: a patient frailty on the logit scale
+    (random-intercept logistic model), so ER-negative lesions cluster in patients. SONIA's values
+    (−5.0, SD 3.0) give ~7.5 % ER-negative lesions and ~26 % of patients with at least one (Liu et al. 2022:
+    6.9 % / 17.9 %; van Kruchten et al. 2013: up to ~45 % heterogeneous); ET-TRANSCAN's (−3.0, 3.5), after
+    endocrine therapy, ~20 % of patients below FES SUV 2 over the 3 largest lesions (Gennari et al. 2024)."""
+    return float(1.0 / (1.0 + np.exp(-(spec.er_negative_logit + spec.er_frailty_sd * rng.normal()))))
+
+
+# Lesion diameter (mm): log-normal, median 15 mm, clipped to 5–45 mm: ~18 % under 10 mm. No published size
+# distribution of FES/FDG-PET metastases was found; Nienhuis et al. (J Nucl Med 2018) counted lesions seen on PET
+# or >= 10 mm on CT, so most counted lesions are >= 10 mm, and the sub-centimetre ones are those PET shows.
+DIAMETER_MEDIAN_MM = 15.0
+DIAMETER_LOG_SD = 0.45
 
 
 def _lesions_for_patient(rng: np.random.Generator, spec: CohortSpec, subject: str, bone_only: bool,
@@ -215,18 +228,12 @@ def _lesions_for_patient(rng: np.random.Generator, spec: CohortSpec, subject: st
     n = _lesion_count(rng, spec.mean_lesions)
     organs = np.array(_draw_organs(rng, n, bone_only, visceral, liver_only))
     evaluable = organs != "liver"
-    u = rng.random()
-    kind = "positive" if u < spec.p_all_positive else "negative" if u < spec.p_all_positive + spec.p_all_negative \
-        else "mixed"
-    order = np.argsort(~evaluable, kind="stable")  # a mixed patient's forced pair goes to evaluable lesions
-    fes = np.empty(n)
-    fes[order] = _fes_suv(rng, n, kind)
-    fes = fes.clip(0.4, 15.0).round(3)
-    negative = fes < FES_THRESHOLD
+    negative = rng.random(n) < er_negative_probability(rng, spec)
+    fes = _fes_suv(rng, negative).clip(0.4, 15.0).round(3)
     fdg_negative = rng.random(n) < np.where(negative, 0.06, 0.14)  # FDG-negative: mostly ER+ (lobular-like, bone)
     fdg = np.where(fdg_negative, np.exp(rng.normal(np.log(1.6), 0.2, n)),
                    np.exp(rng.normal(np.log(5.0) + 0.35 * negative, 0.45, n))).clip(1.0, 30.0).round(3)
-    diameter = np.exp(rng.normal(np.log(11.0), 0.45, n)).clip(5.0, 45.0).round(1)
+    diameter = np.exp(rng.normal(np.log(DIAMETER_MEDIAN_MM), DIAMETER_LOG_SD, n)).clip(5.0, 45.0).round(1)
     soft = (organs == "bone") & (rng.random(n) < 0.15)  # lytic/mixed bone lesions with a soft-tissue component
     soft_mm = np.where(soft, (diameter * rng.uniform(0.6, 0.95, n)).round(1), 0.0)
     # within-lesion heterogeneity (rendered by sonimage.synth.render.lesion_profile): necrosis in large lesions,
@@ -242,8 +249,9 @@ def _lesions_for_patient(rng: np.random.Generator, spec: CohortSpec, subject: st
     mean_ratio = (core_uptake * core**3 + 1.0 - core**3) / (1.0 + gradient)  # the gradient averages out
     return {
         "subject_id": np.full(n, subject), "lesion_id": np.arange(1, n + 1), "organ": organs,
-        "diameter_mm": diameter, "soft_tissue_mm": soft_mm, "fdg_suv": fdg, "fes_suv": fes,
-        "fdg_negative": fdg_negative, "fes_evaluable": evaluable, "fes_positive": evaluable & ~negative,
+        "diameter_mm": diameter, "soft_tissue_mm": soft_mm, "fdg_suv": fdg, "fes_suv": fes, "fes_true_suv": fes,
+        "er_positive": ~negative, "fdg_negative": fdg_negative, "fes_evaluable": evaluable,
+        "fes_positive": evaluable & ~negative,
         "fdg_suvmean": (fdg * mean_ratio).round(3), "fes_suvmean": (fes * mean_ratio).round(3),
         "necrotic_core_fraction": core, "necrotic_core_uptake": core_uptake, "gradient": gradient,
         "gradient_x": direction[:, 0].round(4), "gradient_y": direction[:, 1].round(4),
@@ -284,6 +292,27 @@ def _pattern(n_eval: int, n_pos: int) -> str:
     if n_eval == 0:
         return "not evaluable"
     return "all positive" if n_pos == n_eval else "all negative" if n_pos == 0 else "mixed"
+
+
+def patient_truth(lesions: pd.DataFrame, subjects: list[str], prefix: str) -> pd.DataFrame:
+    """Per subject, the FES heterogeneity the clinical truth gives over ``lesions`` (a subset of a cohort's lesion
+    rows with ``er_positive`` and ``fes_evaluable``): ``<prefix>n_lesions``, ``n_fes_evaluable``, ``n_fes_positive``
+    (evaluable and ER-positive), ``fes_positive_fraction`` (Boers: over all the lesions), ``fes_positive_fraction_
+    evaluable``, ``any_fes_negative``, ``fes_pattern``, with :mod:`sonimage.tables.patients`' missing-value rules:
+    no evaluable lesion gives NaN fractions, a null any-negative and the pattern "not evaluable"."""
+    g = lesions.assign(pos=lesions["fes_evaluable"].astype(bool) & lesions["er_positive"].astype(bool)).groupby(
+        "subject_id").agg(n=("lesion_id", "size"), ev=("fes_evaluable", "sum"), pos=("pos", "sum"))
+    g = g.reindex(subjects).fillna(0).astype(int)
+    n, ev, pos = g["n"].to_numpy(), g["ev"].to_numpy(), g["pos"].to_numpy()
+    has = ev > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac, frac_ev = np.where(has, pos / np.maximum(n, 1), np.nan), np.where(has, pos / np.maximum(ev, 1), np.nan)
+    return pd.DataFrame({
+        f"{prefix}n_lesions": n, f"{prefix}n_fes_evaluable": ev, f"{prefix}n_fes_positive": pos,
+        f"{prefix}fes_positive_fraction": frac, f"{prefix}fes_positive_fraction_evaluable": frac_ev,
+        f"{prefix}any_fes_negative": pd.array([bool(p < e) if e else pd.NA for e, p in zip(ev, pos)], dtype="boolean"),
+        f"{prefix}fes_pattern": [_pattern(e, p) for e, p in zip(ev, pos)],
+    }, index=pd.Index(subjects, name="subject_id"))
 
 
 def linear_predictor(patients: pd.DataFrame, log_hr: Mapping[str, float]) -> np.ndarray:
@@ -448,10 +477,17 @@ def simulate_cohort_tables(cohort: str, n_patients: int | None = None, seed: int
     patients.insert(13, "cdk46i", np.array([spec.arms_cdk46i.get(a, 0) for a in arm], int))
     patients.insert(14, "chemo", (arm == "chemotherapy").astype(int))
     patients["allocation_probability"] = prob.round(4)
+    # the generator's covariates (never missing: 0 and False without an FES-evaluable lesion); the patient truth
+    # with the patient table's missing-value rules is in the true_* columns (and drawn_* in the image study)
     patients["fes_positive_fraction"] = patients["n_fes_positive"] / patients["n_lesions"]
     patients["fes_pattern"] = [_pattern(e, p) for e, p in zip(patients["n_fes_evaluable"],
                                                               patients["n_fes_positive"])]
     patients["any_fes_negative"] = patients["n_fes_positive"] < patients["n_fes_evaluable"]
+    n_neg = (~lesions["er_positive"]).groupby(lesions["subject_id"]).sum().reindex(subjects).to_numpy(int)
+    patients["n_er_negative"] = n_neg  # all lesions, liver included: what biology, not FES, knows
+    patients["any_er_negative"] = n_neg > 0
+    truth_cols = patient_truth(lesions, subjects, "true_")
+    patients = pd.concat([patients, truth_cols.reset_index(drop=True)], axis=1)
     lbm = 9270 * weight / (8780 + 244 * weight / (height / 100.0) ** 2)  # Janmahasatian, women
     patients["sul_ratio"] = (lbm / weight).round(4)
     patients["liver_sulmean"] = (2.5 * patients["sul_ratio"] * np.exp(rng.normal(0.0, 0.1, n))).round(3)
@@ -502,3 +538,40 @@ def simulate_cohort_tables(cohort: str, n_patients: int | None = None, seed: int
         "linear_predictor_sd": float(np.std(lp)),
     }
     return CohortTables(cohort=cohort, patients=patients, lesions=lesions, truth=truth)
+
+
+HETEROGENEITY_CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")  # objectives 1 and 2's adjustment
+
+
+@lru_cache(maxsize=None)
+def heterogeneity_outcome_truth(cohort: str, n_patients: int = 10_000, seed: int = 20_261_203) -> dict:
+    """The truth objectives 1 and 2 must recover: the log-HR of any ER-negative (FES-evaluable) lesion on PFS1 and
+    its interaction with CDK4/6i, as the population values of the analyses' own Cox models under this cohort's
+    generating model (:data:`TRUE_LOG_HR`: PFS1 depends on the ER-positive fraction, and on CDK4/6i more when
+    it is high). Fitted to ``n_patients`` simulated patients with an evaluable lesion (complete case, as the
+    analyses); ``se`` is the Monte Carlo standard error. The interaction needs both arms (SONIA, IMPACT)."""
+    p = simulate_cohort_tables(cohort, n_patients, seed).patients
+    p = p[p["n_fes_evaluable"] > 0].assign(any_fes_negative=lambda d: d["any_fes_negative"].astype(float))
+    for c in ("de_novo", "visceral", "prior_endocrine"):
+        p[c] = p[c].astype(int)
+    both_arms = p["cdk46i"].nunique() > 1
+    clinical = " + ".join(c for c in HETEROGENEITY_CLINICAL if p[c].nunique() > 1)  # ET-TRANSCAN: no de novo
+    trt = " + cdk46i" if both_arms else ""
+    main = fit_cox(p, "pfs1_months", "pfs1_event", f"any_fes_negative + {clinical}{trt}").summary
+    out = {"any_fes_negative": {"log_hr": round(float(main.loc["any_fes_negative", "coef"]), 4),
+                                "se": round(float(main.loc["any_fes_negative", "se"]), 4),
+                                "model": f"any_fes_negative + {clinical}{trt} (objective 1)"},
+           "share_any_fes_negative": round(float(p["any_fes_negative"].mean()), 4),
+           "n_simulated": int(len(p)), "seed": seed,
+           "generating_model": "PFS1 log-HR per unit of fes_positive_fraction (ER-positive FES-evaluable lesions / "
+                               "all lesions) and its cdk46i interaction (tables.cox.log_hr); any-negative is not "
+                               "a term of its own, so these are the values the analyses' models converge to"}
+    if both_arms:
+        inter = fit_cox(p, "pfs1_months", "pfs1_event", f"cdk46i*any_fes_negative + {clinical}").summary
+        out["cdk46i:any_fes_negative"] = {
+            "log_hr": round(float(inter.loc["cdk46i:any_fes_negative", "coef"]), 4),
+            "se": round(float(inter.loc["cdk46i:any_fes_negative", "se"]), 4),
+            "any_fes_negative_without_cdk46i": round(float(inter.loc["any_fes_negative", "coef"]), 4),
+            "cdk46i_without_any_negative": round(float(inter.loc["cdk46i", "coef"]), 4),
+            "model": f"cdk46i*any_fes_negative + {clinical} (objective 2)"}
+    return out
