@@ -17,7 +17,8 @@ from sonimage.tables.patients import FesRule
 from sonimage.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
-SIGMA = 6.5 / 2.3548 / 3.0  # the default PSF (FWHM 6.5 mm) on 3 mm voxels
+FWHM = FesReading().fwhm_mm
+SIGMA = FWHM / 2.3548 / 3.0  # the default PSF on 3 mm voxels
 EARL1 = {10: (0.34, 0.57), 13: (0.59, 0.85), 17: (0.73, 1.01), 22: (0.83, 1.09), 28: (0.91, 1.13), 37: (0.95, 1.16)}
 
 
@@ -70,18 +71,18 @@ def test_evaluability_reasons() -> None:
 
 
 def test_recovery_coefficients_of_the_nema_spheres_are_inside_the_earl1_bands() -> None:
-    """The default PSF (6.5 mm FWHM) with 4 mm voxels is an EARL1 image (Boellaard et al. 2015); recovery rises
-    with size, falls with coarser voxels, and tends to 1 for large spheres."""
-    rc = recovery_coefficient(list(EARL1), 6.5, (3.0, 4.07, 4.07))
+    """The default PSF with 4 mm voxels is an EARL1 image (Boellaard et al. 2015); recovery rises with size, falls
+    with coarser voxels, and tends to 1 for large spheres."""
+    rc = recovery_coefficient(list(EARL1), FWHM, (3.0, 4.07, 4.07))
     for (d, (lo, hi)), value in zip(EARL1.items(), rc):
         assert lo <= value <= hi, (d, value)
     assert np.all(np.diff(rc) >= 0) and rc[-1] == pytest.approx(1.0, abs=1e-3)
-    assert recovery_coefficient(10.0, 6.5, (6.0, 8.0, 8.0))[0] < rc[0]
+    assert recovery_coefficient(10.0, FWHM, (6.0, 8.0, 8.0))[0] < rc[0]
     # the closed form against a numerical sphere blurred on a fine grid (voxel = point sample at the centre)
     fine = 0.25
     sphere = ball((121, 121, 121), (60, 60, 60), 5.0 / fine).astype(float)
-    numeric = ndimage.gaussian_filter(sphere, 6.5 / 2.3548 / fine)[60, 60, 60]
-    assert recovery_coefficient(10.0, 6.5, (1e-3, 1e-3, 1e-3))[0] == pytest.approx(numeric, abs=0.01)
+    numeric = ndimage.gaussian_filter(sphere, FWHM / 2.3548 / fine)[60, 60, 60]
+    assert recovery_coefficient(10.0, FWHM, (1e-3, 1e-3, 1e-3))[0] == pytest.approx(numeric, abs=0.01)
 
 
 def _called(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], rule: FesRule = FesRule(),
@@ -103,7 +104,7 @@ def _sphere_scan(diameter_mm: float, uptake: float, background: float, spacing: 
     grids = np.ogrid[tuple(slice(0, n) for n in fine_shape)]
     r2 = sum(((g + 0.5) * 0.5 - (c + 0.5) * s) ** 2 for g, c, s in zip(grids, centre, spacing))
     act = np.where(r2 <= (diameter_mm / 2) ** 2, uptake, background)
-    act = ndimage.gaussian_filter(act, 6.5 / 2.3548 / 0.5)
+    act = ndimage.gaussian_filter(act, FWHM / 2.3548 / 0.5)
     image = act.reshape(shape[0], up[0], shape[1], up[1], shape[2], up[2]).mean(axis=(1, 3, 5))
     zz, yy, xx = np.indices(shape)
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((zz, yy, xx), centre, spacing))

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.special import erf
+from scipy.special import ndtr
 
 from sonimage.lesions.liver import sphere_offsets
 from sonimage.lesions.registration import MIN_NCC
@@ -62,17 +62,19 @@ class FesReading:
     """Settings of the FES reading (written with its outputs).
 
     ``fwhm_mm``: the reconstructed PET resolution (Gaussian PSF FWHM), used for the recovery coefficients, the
-    spill-in estimate and the background shell. The default 6.5 mm is an EARL1 image: with 4 mm voxels the SUVmax
+    spill-in estimate and the background shell. The default 7.5 mm is an EARL1 image: with 4 mm voxels the SUVmax
     recovery of the NEMA IEC spheres (10–37 mm) it predicts lies inside the EARL1 accreditation bands (Boellaard et
-    al., Eur J Nucl Med Mol Imaging 2015;42:328–354; checked in ``tests/test_fes_reading.py``). Set it to the
-    scanner's value for EARL2 (sharper) reconstructions.
+    al., Eur J Nucl Med Mol Imaging 2015;42:328–354; checked in ``tests/test_fes_reading.py``), nearer their
+    centres than 6.5 mm (which is inside them too). Set it to the scanner's value for EARL2 (sharper)
+    reconstructions. ``min_sigma_voxels``: coarser voxels widen the effective PSF to σ ≥ that many voxels.
     """
 
     min_ncc: float = MIN_NCC  # registration quality (CT NCC) below which a patient's lesions are not evaluable
     hot_suv: float = 2.5  # extra-lesional FES uptake counted as excretion / metabolism
     hot_min_ml: float = 10.0  # smallest such region (smaller hot spots are lesions the reader did not draw)
     hot_distance_mm: float = 12.0  # lesions closer than this to such a region are not evaluable
-    fwhm_mm: float = 6.5  # PET resolution (PSF FWHM): recovery coefficients, spill-in, background shell
+    fwhm_mm: float = 7.5  # PET resolution (PSF FWHM): recovery coefficients, spill-in, background shell
+    min_sigma_voxels: float = 0.5  # the effective PSF is at least this wide (σ, in voxels) on coarse voxels
     spill_margin_suv: float = 1.0  # how far above the threshold the spill-corrected SUVmax must stay near hot uptake
 
     def as_dict(self) -> dict[str, float]:
@@ -80,33 +82,52 @@ class FesReading:
         return asdict(self)
 
 
-def _sphere_profile(rho: np.ndarray, radius: np.ndarray, sigma: float) -> np.ndarray:
-    """A uniform sphere (value 1) of ``radius`` blurred by an isotropic Gaussian of SD ``sigma``, at distance
-    ``rho`` from its centre (closed form; Kessler et al., J Comput Assist Tomogr 1984;8:514–522)."""
-    rho = np.maximum(rho, 1e-9)
-    a, b = (radius - rho) / (np.sqrt(2.0) * sigma), (radius + rho) / (np.sqrt(2.0) * sigma)
-    return 0.5 * (erf(a) + erf(b)) - sigma / (rho * np.sqrt(2.0 * np.pi)) * (np.exp(-a * a) - np.exp(-b * b))
+def _triangular_nodes(n: int) -> np.ndarray:
+    """``n`` equal-probability nodes (quantile midpoints) of the triangular distribution on [−1, 1]: the sum of two
+    independent uniforms on [−½, ½]."""
+    u = (np.arange(n) + 0.5) / n
+    return np.where(u < 0.5, -1.0 + np.sqrt(2.0 * u), 1.0 - np.sqrt(2.0 * (1.0 - u)))
 
 
-def recovery_coefficient(diameter_mm: np.ndarray | float, fwhm_mm: float,
-                         spacing: tuple[float, float, float], phases: int = 3, samples: int = 4) -> np.ndarray:
+def effective_sigma_mm(fwhm_mm: float, spacing: tuple[float, float, float],
+                       min_sigma_voxels: float) -> np.ndarray:
+    """Gaussian PSF σ per axis (mm): the scanner's ``fwhm_mm``, widened to ``min_sigma_voxels`` voxels where the
+    voxels are coarser than the PSF (an image is not sharper than its sampling)."""
+    return np.array([max(fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))), min_sigma_voxels * h) for h in spacing])
+
+
+def recovery_coefficient(diameter_mm: np.ndarray | list[float] | float, fwhm_mm: float,
+                         spacing: tuple[float, float, float], min_sigma_voxels: float = 0.5, grid: int = 81,
+                         nodes: int = 48) -> np.ndarray:
     """SUVmax recovery of uniform spheres of ``diameter_mm`` (on zero background) at a Gaussian PSF of ``fwhm_mm``
-    sampled into voxels of ``spacing`` (mm).
+    (σ per axis from :func:`effective_sigma_mm`) sampled into voxels of ``spacing`` (mm, z y x).
 
-    The blurred sphere has a closed form (:func:`_sphere_profile`); a voxel's value is its mean over the voxel
-    (``samples``³ midpoint samples), and the SUVmax is the voxel nearest the sphere's centre, averaged over where
-    the centre falls in that voxel (``phases``³ positions). This is the recovery coefficient of partial-volume
-    theory (Kessler 1984; Soret, Bacharach & Buvat, J Nucl Med 2007;48:932–945) for the SUVmax of a voxelised
-    image; on a background b a lesion of true uptake U reads b + RC(d) × (U − b).
+    A voxel reads the mean over the voxel of the blurred sphere, and the SUVmax is the voxel nearest the sphere's
+    centre, its offset uniform over a voxel. The sphere blurred by the PSF (Kessler et al., J Comput Assist Tomogr
+    1984;8:514–522; Soret, Bacharach & Buvat, J Nucl Med 2007;48:932–945), averaged over the voxel and the offset,
+    is then P(‖Y‖ ≤ d/2) with independent Y per axis: Gaussian (PSF) + two uniforms of one voxel (box, offset),
+    i.e. Gaussian + triangular on ±1 voxel. Computed as Σ_z Σ_y f(z) f(y) P(|Y_x| ≤ √(R² − z² − y²)) on a
+    ``grid``² midpoint grid over the sphere's cross-section, the triangular part on ``nodes`` quantile nodes. On a
+    background b a lesion of true uptake U reads b + RC(d) × (U − b).
     """
-    sigma = fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    phase = (np.arange(phases) + 0.5) / (2 * phases)  # the centre's offset from the voxel centre, 0–0.5 voxel
-    sub = (np.arange(samples) + 0.5) / samples - 0.5
-    z, y, x = (((phase[:, None] + sub[None, :]) * s).ravel() for s in spacing)  # (phase, sample) per axis
-    rho = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2).ravel()
-    d = np.atleast_1d(np.asarray(diameter_mm, np.float64))
-    values = _sphere_profile(rho[None, :], d[:, None] / 2.0, sigma)
-    return values.mean(axis=1)  # every (phase, sample) combination is equally likely
+    sigma = effective_sigma_mm(fwhm_mm, spacing, min_sigma_voxels)
+    tri = _triangular_nodes(nodes)
+    out = []
+    for radius in np.atleast_1d(np.asarray(diameter_mm, np.float64)) / 2.0:
+        step = 2.0 * radius / grid
+        axis = (np.arange(grid) + 0.5) * step - radius
+
+        def density(i: int) -> np.ndarray:
+            z = (axis[:, None] - tri[None, :] * spacing[i]) / sigma[i]
+            return np.exp(-0.5 * z * z).mean(axis=1) / (sigma[i] * np.sqrt(2.0 * np.pi))
+
+        left = radius * radius - axis[:, None] ** 2 - axis[None, :] ** 2
+        half = np.sqrt(np.maximum(left, 0.0))[..., None]
+        shift = tri * spacing[2]
+        inside = (ndtr((half - shift) / sigma[2]) - ndtr((-half - shift) / sigma[2])).mean(axis=-1)
+        out.append(float((density(0)[:, None] * density(1)[None, :] * np.where(left > 0, inside, 0.0)).sum()
+                         * step * step))
+    return np.array(out)
 
 
 def grow(mask: np.ndarray, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
@@ -191,7 +212,8 @@ def read_lesions(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], sp
                      "fes_suvmax_spill_corrected": float((values - spill_in).max()), "_suvmax": suvmax})
     measured = [r for r in rows if "_suvmax" in r]
     if measured:  # recovery coefficients and their correction for all lesions at once
-        rc = recovery_coefficient([r["fes_diameter_mm"] for r in measured], reading.fwhm_mm, spacing)
+        rc = recovery_coefficient([r["fes_diameter_mm"] for r in measured], reading.fwhm_mm, spacing,
+                                  reading.min_sigma_voxels)
         for r, c in zip(measured, rc):
             b = r["fes_background_median"] if np.isfinite(r["fes_background_median"]) else 0.0
             r.update(fes_rc=float(c), fes_suvmax_pvc=b + (r.pop("_suvmax") - b) / max(float(c), PVC_MIN_RC))
