@@ -254,13 +254,31 @@ def label_map(body: Body, grid: Grid) -> np.ndarray:
     return labels
 
 
+def labels_at(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape; a shape is evaluated
+    only at the points inside its bounding box (pass nearby points together: shapes whose box misses them all are
+    skipped)."""
+    labels = np.zeros(x.shape, dtype=np.uint8)
+    if not x.size:
+        return labels
+    span_lo = np.array([x.min(), y.min(), z.min()])
+    span_hi = np.array([x.max(), y.max(), z.max()])
+    for shape, tissue in body.shapes:
+        lo, hi = shape.lo, shape.hi
+        if np.any(lo > span_hi) or np.any(hi < span_lo):
+            continue
+        near = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
+        if near.any():
+            idx = np.nonzero(near)
+            inside = shape.mask(x[idx], y[idx], z[idx])
+            labels[tuple(i[inside] for i in idx)] = int(tissue)
+    return labels
+
+
 def tissue_at(body: Body, points: np.ndarray) -> np.ndarray:
     """Tissue label at each body-frame point (N, 3)."""
     p = np.atleast_2d(points)
-    labels = np.zeros(len(p), dtype=np.uint8)
-    for shape, tissue in body.shapes:
-        labels[shape.mask(p[:, 0], p[:, 1], p[:, 2])] = int(tissue)
-    return labels
+    return labels_at(body, p[:, 0], p[:, 1], p[:, 2])
 
 
 # Unit directions on which a lesion's surface is probed when it must stay inside its organ.

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sonimage.synth.anatomy import HU, Grid, Tissue, index_range
+from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, labels_at, tissue_at
+from sonimage.synth.psf import FWHM_PER_SIGMA, blur_voxels, fine_axis, psf_fwhm_zyx, spread
 
-PSF_FWHM_MM = 6.5
+PSF_FWHM_MM = 7.5  # full size: EARL1 recovery (sonimage.synth.psf); coarser sizes widen it to their voxels
 NOISE_COV = 0.15  # noise SD = NOISE_COV * sqrt(SUV) per voxel (Poisson-like), spatially correlated
 NOISE_CORRELATION_VOXELS = 0.8
 CT_NOISE_HU = 12.0
@@ -72,25 +73,30 @@ def sphere_mask(grid: Grid, centre: np.ndarray, diameter_mm: float) -> LesionMas
     return LesionMask(tuple(slice(i, i + 1) for i in nearest), np.ones((1, 1, 1), dtype=bool))  # type: ignore[arg-type]
 
 
-def lesion_profile(grid: Grid, mask: LesionMask, centre: np.ndarray, diameter_mm: float, core_fraction: float,
-                   core_uptake: float, gradient: float, direction: np.ndarray) -> np.ndarray:
-    """Relative uptake (max 1 over the sphere) at the lesion's voxels: a necrotic core of ``core_fraction`` of the
-    radius at ``core_uptake`` of the rim, times a linear gradient of ``gradient`` across the radius along
-    ``direction`` (``grid`` and ``centre`` in the same frame)."""
+def profile_at(rel: np.ndarray, diameter_mm: float, core_fraction: float, core_uptake: float, gradient: float,
+               direction: np.ndarray) -> np.ndarray:
+    """Relative uptake (max 1 over the sphere) at points ``rel`` (N, 3; mm from the lesion centre, body frame):
+    a necrotic core of ``core_fraction`` of the radius at ``core_uptake`` of the rim, times a linear gradient of
+    ``gradient`` across the radius along ``direction``."""
     r = max(diameter_mm / 2.0, 1e-6)
-    zz, yy, xx = np.nonzero(mask.mask)
-    z = grid.zs[mask.box[0]][zz] - centre[2]
-    y = grid.ys[mask.box[1]][yy] - centre[1]
-    x = grid.xs[mask.box[2]][xx] - centre[0]
-    rho = np.sqrt(x * x + y * y + z * z) / r
+    rho = np.sqrt((rel * rel).sum(axis=1)) / r
     base = np.where(rho < core_fraction, core_uptake, 1.0)
-    along = (x * direction[0] + y * direction[1] + z * direction[2]) / r
+    along = rel @ np.asarray(direction, float) / r
     return (base * (1.0 + gradient * np.clip(along, -1.0, 1.0)) / (1.0 + gradient)).astype(np.float32)
 
 
-def _bowel_texture(grid: Grid, where: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Loops of bowel: a smooth ±40 % modulation at the voxels ``where`` (body-frame coordinates)."""
-    z, y, x = grid.zs[where[0]], grid.ys[where[1]], grid.xs[where[2]]
+def lesion_profile(grid: Grid, mask: LesionMask, centre: np.ndarray, diameter_mm: float, core_fraction: float,
+                   core_uptake: float, gradient: float, direction: np.ndarray) -> np.ndarray:
+    """:func:`profile_at` at the voxel centres of ``mask`` (``grid`` and ``centre`` in the same frame)."""
+    zz, yy, xx = np.nonzero(mask.mask)
+    rel = np.column_stack([grid.xs[mask.box[2]][xx] - centre[0], grid.ys[mask.box[1]][yy] - centre[1],
+                           grid.zs[mask.box[0]][zz] - centre[2]])
+    return profile_at(rel, diameter_mm, core_fraction, core_uptake, gradient, direction)
+
+
+def bowel_texture(points: np.ndarray) -> np.ndarray:
+    """Loops of bowel: a smooth ±40 % modulation at body-frame points (N, 3)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
     return (1.0 + 0.4 * np.sin(x / 12.0) * np.sin(y / 9.0) * np.sin(z / 11.0)).astype(np.float32)
 
 
@@ -99,21 +105,11 @@ def true_activity(labels: np.ndarray, body_grid: Grid, table: np.ndarray, masks:
     """Noise-free, unblurred SUV map: tissue uptake, bowel texture, lesion voxels set to their true SUV."""
     act = table[labels]
     bowel = np.nonzero(labels == Tissue.BOWEL)
-    act[bowel] *= _bowel_texture(body_grid, bowel)
+    act[bowel] *= bowel_texture(np.column_stack([body_grid.xs[bowel[2]], body_grid.ys[bowel[1]],
+                                                 body_grid.zs[bowel[0]]]))
     for m, values in zip(masks, lesion_values):
         act[m.box][m.mask] = values
     return act
-
-
-def psf_sigma_voxels(fwhm_mm: float, spacing: tuple[float, ...]) -> list[float]:
-    """Gaussian PSF σ per axis in voxels of ``spacing`` (mm)."""
-    return [fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / s for s in spacing]
-
-
-def blurred_image(activity: np.ndarray, spacing: tuple[float, float, float], fwhm_mm: float = PSF_FWHM_MM
-                  ) -> np.ndarray:
-    """The noise-free image: ``activity`` through the Gaussian PSF."""
-    return ndimage.gaussian_filter(activity, psf_sigma_voxels(fwhm_mm, spacing), mode="constant")
 
 
 def add_noise(blurred: np.ndarray, rng: np.random.Generator, noise_cov: float = NOISE_COV) -> np.ndarray:
@@ -127,8 +123,10 @@ def add_noise(blurred: np.ndarray, rng: np.random.Generator, noise_cov: float = 
 
 def scanner_image(activity: np.ndarray, spacing: tuple[float, float, float], rng: np.random.Generator,
                   fwhm_mm: float = PSF_FWHM_MM, noise_cov: float = NOISE_COV) -> np.ndarray:
-    """What the scanner reconstructs from ``activity`` on a voxel grid: Gaussian PSF, then noise."""
-    return add_noise(blurred_image(activity, spacing, fwhm_mm), rng, noise_cov)
+    """What the scanner reconstructs from voxel-constant ``activity``: the PSF (widened to the voxels), voxel
+    averaging, then noise."""
+    sigma = tuple(f / FWHM_PER_SIGMA for f in psf_fwhm_zyx(spacing, fwhm_mm))
+    return add_noise(blur_voxels(activity, spacing, sigma), rng, noise_cov)
 
 
 def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng: np.random.Generator,
@@ -217,23 +215,182 @@ def random_motion(centre: np.ndarray, rng: np.random.Generator) -> Motion:
     return Motion(tuple(float(v) for v in centre), angles, tuple(amps), tuple(freqs), tuple(phases))
 
 
-def warp(volume: np.ndarray, grid: Grid, motion: Motion, order: int, cval: float,
-         lattice_mm: float = 16.0) -> np.ndarray:
-    """The second-day image: ``volume`` (first-day positions on ``grid``) resampled through ``motion``'s inverse.
+SLAB = 16  # slices per slab when whole volumes are mapped
 
-    The inverse map is smooth (a rotation plus displacements of wavelength ≥ 200 mm), so it is solved on a
-    ``lattice_mm`` lattice and interpolated linearly (error < 0.05 mm); resampling runs slab by slab.
-    """
+
+def _linear_weights(position: np.ndarray, n: int) -> np.ndarray:
+    """(len(position), n): linear interpolation weights at fractional lattice indices (clamped to the lattice)."""
+    p = np.clip(position, 0.0, n - 1.0)
+    i = np.minimum(np.floor(p).astype(int), max(n - 2, 0))
+    f = p - i
+    w = np.zeros((len(p), n))
+    w[np.arange(len(p)), i] = 1.0 - f
+    if n > 1:
+        w[np.arange(len(p)), i + 1] += f
+    return w
+
+
+def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
+    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1) -> first-day (x, y, z) arrays
+    (z, y, x shaped) of the second-day voxel centres of slices k0:k1. The map is smooth (a rotation plus
+    displacements of wavelength >= 200 mm), so trilinear interpolation (separable: one weight matrix per axis)
+    from a 16 mm lattice errs < 0.05 mm."""
     fine = (grid.zs, grid.ys, grid.xs)
     coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in fine]
     cz, cy, cx = np.meshgrid(*coarse, indexing="ij")
     src = motion.inverse(np.column_stack([cx.ravel(), cy.ravel(), cz.ravel()]))
-    steps = [(a[1] - a[0]) if len(a) > 1 else 1.0 for a in fine]
-    source_index = [((src[:, 2 - i] - fine[i][0]) / steps[i]).reshape(cz.shape) for i in range(3)]
-    position = [(a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)) for a, c in zip(fine, coarse)]
+    source = [src[:, i].reshape(cz.shape) for i in range(3)]  # x, y, z of the source on the lattice
+    weights = [_linear_weights((a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)), len(c))
+               for a, c in zip(fine, coarse)]
+
+    def slab(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = []
+        for s in source:
+            a = np.tensordot(weights[0][k0:k1], s, axes=(1, 0))  # (k, cy, cx)
+            a = np.tensordot(a, weights[1], axes=(1, 1))  # (k, cx, y)
+            out.append(np.tensordot(a, weights[2], axes=(1, 1)))  # (k, y, x)
+        return tuple(out)
+    return slab
+
+
+def warp(volume: np.ndarray, grid: Grid, motion: Motion, order: int, cval: float,
+         lattice_mm: float = 16.0) -> np.ndarray:
+    """The second-day image: ``volume`` (first-day positions on ``grid``) resampled through ``motion``'s inverse
+    (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab."""
+    slab = _lattice(grid, motion, lattice_mm)
+    steps = [(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (grid.zs, grid.ys, grid.xs)]
+    origin = (grid.zs[0], grid.ys[0], grid.xs[0])
     out = np.empty_like(volume)
-    for k0 in range(0, len(grid.zs), 16):
-        where = np.meshgrid(position[0][k0:k0 + 16], position[1], position[2], indexing="ij")
-        coords = [ndimage.map_coordinates(si, where, order=1, mode="nearest") for si in source_index]
-        out[k0:k0 + 16] = ndimage.map_coordinates(volume, coords, order=order, mode="constant", cval=cval)
+    for k0 in range(0, len(grid.zs), SLAB):
+        x, y, z = slab(k0, k0 + SLAB)
+        coords = [(c - o) / st for c, o, st in zip((z, y, x), origin, steps)]
+        out[k0:k0 + SLAB] = ndimage.map_coordinates(volume, coords, order=order, mode="constant", cval=cval)
     return out
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the body lies in one scan: body-frame point b is at ``motion.forward(b + shift)`` (or ``b + shift``
+    without motion) in the scan's patient coordinates."""
+
+    shift: np.ndarray
+    motion: Motion | None = None
+
+    def from_body(self, b: np.ndarray) -> np.ndarray:
+        q = np.atleast_2d(b) + self.shift
+        return q if self.motion is None else self.motion.forward(q)
+
+    def to_body(self, q: np.ndarray) -> np.ndarray:
+        q = np.atleast_2d(q).astype(float)
+        return (q if self.motion is None else self.motion.inverse(q)) - self.shift
+
+    def body_offsets(self, offsets: np.ndarray) -> np.ndarray:
+        """Small scan-frame offsets (N, 3) as body-frame offsets: the rotation's inverse (the deformation's
+        gradient, < 0.04, is left out: < 0.1 mm over a voxel)."""
+        return offsets if self.motion is None else offsets @ self.motion.rotation
+
+    def voxel_slabs(self, grid: Grid):
+        """(k0, k1, x, y, z): the body-frame coordinates of the voxel centres of ``grid``, slab by slab."""
+        slab = None if self.motion is None else _lattice(grid, self.motion)
+        for k0 in range(0, len(grid.zs), SLAB):
+            k1 = min(k0 + SLAB, len(grid.zs))
+            if slab is None:
+                z, y, x = np.meshgrid(grid.zs[k0:k1], grid.ys, grid.xs, indexing="ij", sparse=True)
+                x, y, z = np.broadcast_arrays(x, y, z)
+            else:
+                x, y, z = slab(k0, k1)
+            yield k0, k1, x - self.shift[0], y - self.shift[1], z - self.shift[2]
+
+
+def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Physiological SUV at body-frame points (N, 3): tissue uptake with the bowel's texture."""
+    labels = tissue_at(body, points)
+    act = table[labels].astype(np.float32)
+    bowel = labels == Tissue.BOWEL
+    act[bowel] *= bowel_texture(points[bowel])
+    return act
+
+
+def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3,
+                   chunk: int = 4_000) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
+    the pose, so the second day's motion moves the organs); where a voxel's 3x3x3 neighbourhood holds more than one
+    tissue, the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
+    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`). Edge voxels go in
+    chunks of neighbouring voxels (``np.nonzero`` order: slice by slice), so each chunk meets few shapes."""
+    labels = np.empty(grid.shape, dtype=np.uint8)
+    act = np.empty(grid.shape, dtype=np.float32)
+    for k0, k1, x, y, z in pose.voxel_slabs(grid):
+        lab = labels_at(body, x, y, z)
+        labels[k0:k1] = lab
+        a = table[lab].astype(np.float32)
+        bowel = lab == Tissue.BOWEL
+        a[bowel] *= bowel_texture(np.column_stack([x[bowel], y[bowel], z[bowel]]))
+        act[k0:k1] = a
+    edge = np.nonzero(ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3))
+    u = (np.arange(supersample) + 0.5) / supersample - 0.5
+    sz, sy, sx = grid.spacing
+    oz, oy, ox = np.meshgrid(u * sz, u * sy, u * sx, indexing="ij")
+    scan_offsets = np.column_stack([oz.ravel(), oy.ravel(), ox.ravel()])  # z, y, x (mm, signed along the axes)
+    scan_offsets[:, 0] *= np.sign(grid.zs[-1] - grid.zs[0]) if len(grid.zs) > 1 else 1.0  # index order, not mm
+    offsets = pose.body_offsets(np.column_stack([ox.ravel(), oy.ravel(), oz.ravel()]))
+    moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
+    for i in range(0, len(edge[0]), chunk):
+        k, j, m = (e[i:i + chunk] for e in edge)
+        centres = pose.to_body(np.column_stack([grid.xs[m], grid.ys[j], grid.zs[k]]))
+        pts = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+        sub = _tissue_activity(body, pts, table).reshape(len(k), -1)
+        act[k, j, m] = sub.mean(axis=1)
+        for axis in range(3):
+            moments[axis][k, j, m] = (sub * scan_offsets[:, axis]).mean(axis=1)
+    return act, moments
+
+
+@dataclass(frozen=True)
+class LesionRender:
+    """One lesion's part of the noise-free image (``image`` on the voxels ``box``) and its true uptake."""
+
+    box: tuple[slice, slice, slice]
+    image: np.ndarray
+    true_suvmax: float
+    true_suvmean: float
+
+
+def render_lesion(body: Body, grid: Grid, pose: Pose, table: np.ndarray, sigma_zyx: tuple[float, float, float],
+                  centre: np.ndarray, diameter_mm: float, uptake) -> LesionRender:
+    """What one lesion adds to the noise-free image: its uptake minus the tissue it displaces, sampled on a
+    <= 1 mm grid around it in the scan (points taken back through the pose, so the motion moves the lesion), through
+    the PSF and averaged into the voxels (:func:`sonimage.synth.psf.spread`). ``centre``: body frame;
+    ``uptake(rel)``: SUV at body-frame offsets (N, 3) from the centre."""
+    r = diameter_mm / 2.0
+    c = pose.from_body(centre)[0]
+    margin = 1.0 + (0.05 * r if pose.motion is not None else 0.0)  # the deformation's stretch
+    fine = tuple(fine_axis(c[a] - r - margin, c[a] + r + margin) for a in (2, 1, 0))  # z, y, x
+    zz, yy, xx = np.meshgrid(*(f[0] for f in fine), indexing="ij")
+    rel = pose.to_body(np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])) - centre
+    inside = (rel * rel).sum(axis=1) <= r * r
+    values = np.zeros(len(rel), dtype=np.float32)
+    lesion = uptake(rel[inside]) if inside.any() else np.zeros(1, np.float32)
+    values[inside] = lesion - _tissue_activity(body, rel[inside] + centre, table)
+    spacing = grid.spacing
+    box = tuple(index_range(axis, c[a] - r - margin - 4 * s - h, c[a] + r + margin + 4 * s + h)
+                for axis, a, s, h in zip((grid.zs, grid.ys, grid.xs), (2, 1, 0), sigma_zyx, spacing))
+    voxels = tuple(axis[b] for axis, b in zip((grid.zs, grid.ys, grid.xs), box))
+    image = spread(values.reshape(zz.shape), fine, voxels, spacing, sigma_zyx).astype(np.float32)
+    return LesionRender(box, image, float(lesion.max()), float(lesion.mean()))  # type: ignore[arg-type]
+
+
+def noise_free_image(body: Body, grid: Grid, pose: Pose, table: np.ndarray, fwhm_mm: float,
+                     lesions: list[tuple[np.ndarray, float, object]]) -> tuple[np.ndarray, list[LesionRender]]:
+    """The scanner's noise-free image of one scan: organs (partial-volume voxel means through the voxel PSF,
+    :func:`sonimage.synth.psf.blur_voxels`) plus each lesion (:func:`render_lesion`), by linearity. ``lesions``:
+    (body-frame centre, diameter, uptake function). The PSF is ``fwhm_mm`` widened to the voxels
+    (:func:`sonimage.synth.psf.psf_fwhm_zyx`)."""
+    sigma = tuple(f / FWHM_PER_SIGMA for f in psf_fwhm_zyx(grid.spacing, fwhm_mm))
+    mean, moments = organ_activity(body, grid, pose, table)
+    image = blur_voxels(mean, grid.spacing, sigma, moments)
+    rendered = [render_lesion(body, grid, pose, table, sigma, c, d, f) for c, d, f in lesions]
+    for les in rendered:
+        image[les.box] += les.image
+    np.maximum(image, 0.0, out=image)
+    return image, rendered

@@ -4,12 +4,15 @@ Layout under ``out``::
 
     dicom/<cohort>/<PatientID>/<YYYYMMDD>_PET-CT_<tracer>/<NNN>_<series>/IM-<series>-<instance>.dcm
     truth/<cohort>/patients.parquet   clinical table (no identifying fields)
-    truth/<cohort>/lesions.parquet    lesions (sonimage.synth.tables) + centres per scan (mm), true mask volume and
-                                      rendered SUVmax/SUVmean per tracer, the reader's contour (drawn, volume,
-                                      Dice, ROI name), series UIDs
+    truth/<cohort>/lesions.parquet    lesions (sonimage.synth.tables: er_positive, fes_true_suv, ...) + centres per
+                                      scan (mm), true mask volume, true SUVmax/SUVmean and the noise-free image's
+                                      SUVmax in the mask (<tracer>_expected_suvmax) per tracer, the reader's
+                                      contour (drawn, volume, Dice, ROI name), series UIDs
+    truth/<cohort>/patients.parquet   adds drawn_* / undrawn_* patient truth (:func:`with_reading_truth`)
     truth/<cohort>/series.parquet     per series: UIDs, tracer, vendor, decay correction, exact SUV factor(s),
                                       table shift and (FES day) the rotation + deformation ('motion', JSON)
-    truth/<cohort>/truth.json         true model coefficients and the image-generation parameters
+    truth/<cohort>/truth.json         true model coefficients, heterogeneity_outcome (objectives 1-2's estimands),
+                                      recovery (NEMA sphere SUVmax recovery, EARL1) and the image parameters
     truth/<cohort>/features/          lesions.parquet, patients.parquet: the true values in the feature stage's
                                       lesion and patient table formats (sonimage.tables)
     truth/<cohort>/done/<subject>.json  completion marker of a patient (its truth rows): a rerun skips it
@@ -28,6 +31,7 @@ import json
 import math
 import shutil
 from dataclasses import asdict, dataclass
+from functools import partial
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +46,8 @@ from sonimage.synth.dicom_writer import Patient, SeriesHeader, da, make_uid, wri
 from sonimage.synth.identity import Identity, make_identities, patient_rng
 from sonimage.synth.rtstruct_writer import write_rtstruct
 from sonimage.synth.scanners import SITE_PROFILES, Acquisition, ScannerProfile, plan_scan, profile_for_site
+from sonimage.synth.psf import recovery_coefficients
+from sonimage.synth.tables import COHORTS as COHORT_SPECS
 from sonimage.synth.tables import heterogeneity_outcome_truth, patient_truth, simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 
@@ -132,15 +138,19 @@ def _folder(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-." else "_" for c in text)
 
 
-def _lesion_values(grid: Grid, masks: list[render.LesionMask], centres: np.ndarray, lesions: list[dict],
-                   tracer: str) -> list[np.ndarray]:
-    """True SUV at each lesion voxel: the lesion's SUVmax times its uptake profile (core, gradient)."""
+def _uptake(les: dict, tracer: str):
+    """The lesion's SUV at body-frame offsets from its centre: SUVmax times its profile (core, gradient)."""
     t = tracer.lower()
-    return [float(les[f"{t}_suv"]) * render.lesion_profile(
-        grid, m, c, float(les["diameter_mm"]), float(les.get("necrotic_core_fraction", 0.0)),
-        float(les.get("necrotic_core_uptake", 1.0)), float(les.get("gradient", 0.0)),
-        np.array([les.get("gradient_x", 1.0), les.get("gradient_y", 0.0), les.get("gradient_z", 0.0)], float))
-        for m, c, les in zip(masks, centres, lesions)]
+    suv, d = float(les[f"{t}_suv"]), float(les["diameter_mm"])
+    core, core_uptake = float(les.get("necrotic_core_fraction", 0.0)), float(les.get("necrotic_core_uptake", 1.0))
+    gradient = float(les.get("gradient", 0.0))
+    direction = np.array([les.get("gradient_x", 1.0), les.get("gradient_y", 0.0), les.get("gradient_z", 0.0)], float)
+    return partial(_scaled_profile, suv, d, core, core_uptake, gradient, direction)
+
+
+def _scaled_profile(suv: float, diameter: float, core: float, core_uptake: float, gradient: float,
+                    direction: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    return suv * render.profile_at(rel, diameter, core, core_uptake, gradient, direction)
 
 
 def _images(body: Body, grid: Grid, ct_grid: Grid, tracer: str, lesions: list[dict], centres: np.ndarray,
@@ -149,29 +159,24 @@ def _images(body: Body, grid: Grid, ct_grid: Grid, tracer: str, lesions: list[di
     """PET (SUV, float32) and CT (HU, int16) of one scan, and per lesion its true mask statistics.
 
     ``centres`` are body-frame lesion centres; ``shift`` is the patient's position on the table in this scan;
-    ``motion`` (second day) rotates and deforms the patient after the shift. Truth statistics are taken on the
-    noise-free, unblurred activity inside the sphere around the lesion's (moved) centre.
+    ``motion`` (second day) rotates and deforms the patient after the shift. Both tracers are rendered the same
+    way (:func:`sonimage.synth.render.noise_free_image`): the geometry is evaluated through the day's pose.
+    Per lesion: the true uptake's SUVmax and mean over the sphere, the true mask (voxel centres within the sphere
+    around the moved centre) and the noise-free image's maximum inside it (``expected_suvmax``).
     """
     diameters = [float(les["diameter_mm"]) for les in lesions]
-    placed = centres + shift
-    masks = [render.sphere_mask(grid, c, d) for c, d in zip(placed, diameters)]
-    activity = render.true_activity(label_map(body, grid.shifted(shift)), grid.shifted(shift),
-                                    render.physiology(tracer, rng), masks,
-                                    _lesion_values(grid, masks, placed, lesions, tracer))
-    final = placed
-    if motion is not None:
-        activity = render.warp(activity, grid, motion, order=1, cval=0.0)
-        final = motion.forward(placed)
-        masks = [render.sphere_mask(grid, c, d) for c, d in zip(final, diameters)]
+    pose = render.Pose(np.asarray(shift, float), motion)
+    final = pose.from_body(centres) if len(centres) else np.zeros((0, 3))
+    blurred, rendered = render.noise_free_image(
+        body, grid, pose, render.physiology(tracer, rng), render.PSF_FWHM_MM,
+        [(c, d, _uptake(les, tracer)) for c, d, les in zip(centres, diameters, lesions)])
+    masks = [render.sphere_mask(grid, c, d) for c, d in zip(final, diameters)]
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
-    blurred = render.blurred_image(activity, grid.spacing)
-    stats = []
-    for c, m in zip(final, masks):
-        values = activity[m.box][m.mask]
-        stats.append({"centre": c, "n_voxels": m.n_voxels, "volume_ml": m.n_voxels * voxel_ml,
-                      "suvmax": float(values.max()), "suvmean": float(values.mean()),
-                      "expected_suvmax": float(blurred[m.box][m.mask].max()), "mask": m})
+    stats = [{"centre": c, "n_voxels": m.n_voxels, "volume_ml": m.n_voxels * voxel_ml, "suvmax": r.true_suvmax,
+              "suvmean": r.true_suvmean, "expected_suvmax": float(blurred[m.box][m.mask].max()), "mask": m}
+             for c, m, r in zip(final, masks, rendered)]
     suv = render.add_noise(blurred, rng)
+    placed = centres + shift
     ct_masks = [render.sphere_mask(ct_grid, c, d) for c, d in zip(placed, diameters)]
     organs = [str(les["organ"]) for les in lesions]
     hu = render.ct_image(label_map(body, ct_grid.shifted(shift)), ct_masks, organs, rng,
@@ -301,19 +306,43 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records", double_precision=15))
 
 
+def recovery(cohort: str, size: str) -> dict:
+    """SUVmax recovery of the NEMA IEC spheres on this cohort's PET voxels at ``size``
+    (:func:`sonimage.synth.psf.recovery_coefficients`): per scanner profile of its sites (``by_profile``), and at
+    the top level the profile with the largest voxels (the lowest recovery); ``earl1_compliant`` holds only when
+    every profile's images recover inside the EARL1 bands."""
+    spec = SIZES[size]
+    profiles = {SITE_PROFILES[s].name: SITE_PROFILES[s] for s in COHORT_SPECS[cohort].sites}
+    by = {name: recovery_coefficients((p.slice_mm * spec.slice_factor, p.pixel_mm * spec.pixel_factor,
+                                       p.pixel_mm * spec.pixel_factor), render.PSF_FWHM_MM)
+          for name, p in sorted(profiles.items())}
+    coarsest = max(by, key=lambda n: float(np.prod(by[n]["voxel_mm"])))
+    return {"size": size, **by[coarsest], "scanner_psf_fwhm_mm": render.PSF_FWHM_MM,
+            "earl1_compliant": all(r["earl1_compliant"] for r in by.values()), "profile": coarsest,
+            "by_profile": by}
+
+
 def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
     doc = {
-        "cohort": cohort, "seed": seed, "size": size, "tables": tables_truth,
+        "cohort": cohort, "seed": seed, "size": size, "tables": tables_truth, "recovery": recovery(cohort, size),
         "heterogeneity_outcome": heterogeneity_outcome_truth(cohort),
         "images": {
             "psf_fwhm_mm": render.PSF_FWHM_MM, "noise_cov": render.NOISE_COV, "ct_noise_hu": render.CT_NOISE_HU,
             "size": asdict(SIZES[size]),
             "lesion_mask": "PET voxels whose centres lie within the sphere of the lesion's diameter "
                            "(the nearest voxel when none does); volume_ml = voxel count x voxel volume",
-            "lesion_uptake": "SUVmax (fdg_suv, fes_suv) x profile: necrotic core (necrotic_core_fraction of the "
-                             "radius at necrotic_core_uptake) x linear gradient (1 + gradient * along/radius) / "
-                             "(1 + gradient) along gradient_x/y/z; <tracer>_true_suvmax/suvmean: the rendered "
-                             "voxels inside the true mask, before PSF and noise",
+            "lesion_uptake": "SUVmax (fdg_suv, fes_suv = fes_true_suv) x profile: necrotic core (necrotic_core_"
+                             "fraction of the radius at necrotic_core_uptake) x linear gradient (1 + gradient * "
+                             "along/radius) / (1 + gradient) along gradient_x/y/z; <tracer>_true_suvmax/suvmean: the "
+                             "profile's max and mean over the sphere (<= 1 mm sampling), before PSF and noise",
+            "rendering": "both tracers alike (sonimage.synth.render.noise_free_image): organs as partial-volume "
+                         "voxel means (3x3x3 sub-voxel points at tissue edges) with first moments, through the PSF "
+                         "at voxel level (error < 5 % of an organ's contrast at its edge); each lesion's uptake "
+                         "minus the tissue it displaces on a <= 1 mm grid, through the PSF and averaged into the "
+                         "voxels exactly (sonimage.synth.psf.spread); then noise. <tracer>_expected_suvmax: the "
+                         "noise-free image's max inside the true mask",
+            "psf": "Gaussian, FWHM psf_fwhm_mm at full size (EARL1 recovery), widened per axis to sigma >= 0.5 "
+                   "voxel at coarser sizes: see 'recovery'",
             "contours": "RTSTRUCT on the FDG PET drawn by a reader (reader, R1/R2/R3 with radius bias "
                         f"{READERS} mm, per-lesion radius error N(0, 1 mm), centre offset N(0, 1 mm) per axis): "
                         "sphere of reader_diameter_mm around the true centre + reader_offset; small and "
@@ -321,9 +350,10 @@ def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
                         "ROIName L<lesion_id>_<organ>; reader_volume_ml and reader_dice against the true mask; "
                         "find_contours at level 0.5 of each slice's reader mask",
             "motion": "FES day: table shift (shift_*_mm) then rotation about mid-torso and a smooth displacement "
-                      "field (series.parquet 'motion', JSON); fes_centre_* are the moved centres; the FES "
-                      "activity and CT are resampled through the motion (linear), FES truth statistics on the "
-                      "sphere around the moved centre",
+                      "field (series.parquet 'motion', JSON); fes_centre_* are the moved centres; the FES PET is "
+                      "rendered from the moved geometry (shapes evaluated at the inverse-moved points), the CT "
+                      "resampled through the motion (linear); FES truth statistics on the sphere around the moved "
+                      "centre",
             "suv_factors": "per PET series, stored x RescaleSlope x factor = SUVbw; listed per slice in "
                            "InstanceNumber order (head first), identical except for DecayCorrection NONE",
             "sites": {site: p.name for site, p in SITE_PROFILES.items()},

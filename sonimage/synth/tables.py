@@ -163,7 +163,8 @@ def truth_lesion_table(cohort: str, lesions: pd.DataFrame) -> pd.DataFrame:
     """Simulated lesions as a perfect feature stage would measure them: SUVmax and SUVmean of the lesion's uptake
     profile (SUVpeak taken as the SUVmax); volume (FDG and FES MTV) is the sphere of the lesion's diameter; every
     lesion, with the ROI name a reader would give it; no lean body mass values (SUL NaN); the clinic's response
-    columns (:data:`sonimage.tables.lesion_match.CLINIC_COLUMNS`) follow."""
+    columns (:data:`sonimage.tables.lesion_match.CLINIC_COLUMNS`), the diameter, ER class and true FES uptake
+    (``diameter_mm``, ``er_positive``, ``fes_true_suv``) follow."""
     volume = np.pi / 6 * (lesions["diameter_mm"].to_numpy(float) / 10.0) ** 3
     rows = {"cohort": cohort, "patient": lesions["subject_id"], "lesion": lesions["lesion_id"],
             "roi": [f"L{k:02d}_{o}" for k, o in zip(lesions["lesion_id"], lesions["organ"])],
@@ -173,7 +174,8 @@ def truth_lesion_table(cohort: str, lesions: pd.DataFrame) -> pd.DataFrame:
         rows.update({f"{tracer}_suvmax": suv, f"{tracer}_suvmean": mean, f"{tracer}_suvpeak": suv,
                      f"{tracer}_mtv_ml": volume, f"{tracer}_tlg": mean * volume})
     clinic = {c: lesions[c] for c in CLINIC_COLUMNS if c in lesions}
-    return lesion_table(pd.DataFrame({**rows, "volume_ml": volume, **clinic}))
+    truth = {c: lesions[c] for c in ("diameter_mm", "er_positive", "fes_true_suv") if c in lesions}
+    return lesion_table(pd.DataFrame({**rows, "volume_ml": volume, **clinic, **truth}))
 
 
 def _draw_organs(rng: np.random.Generator, n: int, bone_only: bool, visceral: bool, liver_only: bool) -> list[str]:
@@ -186,6 +188,8 @@ def _draw_organs(rng: np.random.Generator, n: int, bone_only: bool, visceral: bo
     if visceral:
         k = max(1, int(rng.binomial(n, 0.08)))
         organs[:k] = rng.choice(["lung", "liver"], size=k, p=[0.65, 0.35])
+        if all(o == "liver" for o in organs):  # only the designed edge case has no FES-evaluable lesion
+            organs[-1] = "lung" if n == 1 else "bone"
     elif n >= 2 and "lymph_node" not in organs:
         organs[0] = "lymph_node"
     return organs
