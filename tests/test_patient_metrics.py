@@ -132,7 +132,8 @@ def test_patient_metrics_count_only_determinate_lesions() -> None:
     df.loc[df.patient == "B", "fes_suvmax"] = [1.0, 3.0]  # the lung lesion now reads positive
     m = patient_metrics(df).set_index("patient")
     assert m.loc["B", "any_fes_negative"] == False and m.loc["B", "fes_pattern"] == "all positive"  # noqa: E712
-    assert m.loc["B", "fes_positive_fraction"] == pytest.approx(0.5)  # Boers: over all lesions
+    assert m.loc["B", "fes_positive_fraction"] == pytest.approx(1.0)  # Boers, the indeterminate lesion left out
+    assert m.loc["A", "fes_positive_fraction"] == pytest.approx(2 / 3)  # ... the liver lesion kept in
 
 
 def test_calls_without_reading_columns_follow_the_uptake() -> None:

@@ -163,8 +163,9 @@ def _one(lesions: pd.DataFrame, calls: pd.Series, reasons: pd.Series) -> dict[st
         "n_fes_indeterminate": int(flags.sum()) - n_det,
         "fes_evaluable": n_det > 0,
         "fes_missing_reason": missing,
-        # Boers: all lesions seen on FDG-PET as denominator; NaN (not 0) without any determinate FES call
-        "fes_positive_fraction": n_pos / len(lesions) if n_det else float("nan"),
+        # Boers: all lesions seen on FDG-PET as denominator, less the indeterminate ones (their status is unknown,
+        # not negative); NaN (not 0) without any determinate FES call
+        "fes_positive_fraction": n_pos / (len(lesions) - int(flags.sum()) + n_det) if n_det else float("nan"),
         "fes_positive_fraction_evaluable": n_pos / n_det if n_det else float("nan"),
         "any_fes_negative": n_neg > 0 if n_det else None,
         "fes_pattern": _pattern(n_pos, n_det),
