@@ -79,7 +79,9 @@ def test_every_drawn_lesion_has_fdg_and_fes_values_near_truth(pipeline: tuple) -
     assert np.allclose(both.fdg_mtv_ml, both.reader_volume_ml, rtol=1e-6)  # the contour gives back the reader's voxels
     assert not np.allclose(both.fdg_mtv_ml, both.volume_ml_y, rtol=0.05)  # ... which differ from the truth
     big = both[(both.diameter_mm >= 20) & (both.reader_dice > 0.7)]
-    assert len(big) and np.allclose(big.fdg_suvmax, big.fdg_true_suvmax, rtol=0.35)  # partial volume and noise
+    # against the noise-free image's max in the true mask (at `small` partial volume is physical: a 20 mm lesion's
+    # SUVmax recovers ~0.8 of its true uptake, less with a gradient); the rest is noise and the reader's contour
+    assert len(big) and np.allclose(big.fdg_suvmax, big.fdg_expected_suvmax, rtol=0.35)
 
 
 def test_patient_patterns_from_images(pipeline: tuple) -> None:

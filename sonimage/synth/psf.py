@@ -55,11 +55,9 @@ def spread(values: np.ndarray, fine: tuple[tuple[np.ndarray, float], ...], voxel
            spacing_zyx: tuple[float, float, float], sigma_zyx: tuple[float, float, float]) -> np.ndarray:
     """Voxel image (of the voxel centres ``voxels``, per axis z, y, x) of activity ``values`` on the fine tensor
     grid ``fine`` ((centres, cell width) per axis): PSF, then voxel averaging, exactly for cell-centred activity."""
-    out = values
-    for axis in range(3):
-        w = axis_weights(fine[axis][0], fine[axis][1], voxels[axis], spacing_zyx[axis], sigma_zyx[axis])
-        out = np.moveaxis(np.tensordot(w, out, axes=([1], [axis])), 0, axis)
-    return out
+    wz, wy, wx = (axis_weights(fine[a][0], fine[a][1], voxels[a], spacing_zyx[a], sigma_zyx[a]) for a in range(3))
+    out = np.einsum("zyx,jy->zjx", np.einsum("zyx,ix->zyi", values, wx), wy)  # einsum: no BLAS thread pool
+    return np.einsum("zji,kz->kji", out, wz)
 
 
 def voxel_kernel(voxel_mm: float, sigma_mm: float, moment: bool = False, sub: int = 32) -> np.ndarray:

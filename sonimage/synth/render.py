@@ -244,12 +244,8 @@ def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
                for a, c in zip(fine, coarse)]
 
     def slab(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = []
-        for s in source:
-            a = np.tensordot(weights[0][k0:k1], s, axes=(1, 0))  # (k, cy, cx)
-            a = np.tensordot(a, weights[1], axes=(1, 1))  # (k, cx, y)
-            out.append(np.tensordot(a, weights[2], axes=(1, 1)))  # (k, y, x)
-        return tuple(out)
+        return tuple(np.einsum("kja,ia->kji", np.einsum("kba,jb->kja", np.einsum(
+            "kc,cba->kba", weights[0][k0:k1], s), weights[1]), weights[2]) for s in source)  # no BLAS threads
     return slab
 
 

@@ -5,8 +5,11 @@ FES uptake, what the clinic measured at follow-up). Everything is drawn from mod
 ``truth``, so every analysis can be checked against them:
 
 - lesions: per patient 1 + negative binomial lesions (Nienhuis et al., J Nucl Med 2018: 1,617 lesions in 91
-  patients, 78 % bone, 15 % lymph node, 4 % lung, 2 % liver); FDG-negative lesions; true FES SUVmax continuous
-  through the 1.5 threshold (two overlapping log-normal components, no empty band);
+  patients, 78 % bone, 15 % lymph node, 4 % lung, 2 % liver); FDG-negative lesions; each lesion's ER class
+  (``er_positive``, the clinical truth) from a per-patient frailty, so ER-negative lesions cluster in patients
+  (:func:`er_negative_probability`); true FES uptake by class (``fes_true_suv``), continuous through the 1.5
+  threshold (two overlapping log-normal components, no empty band); ``fes_positive`` = FES-evaluable and
+  ER-positive;
 - PFS1: Cox model with a Weibull baseline whose scale is cohort-specific, and shared log hazard ratios (plus the
   ET-TRANSCAN chemotherapy terms); progression is seen only at the scheduled assessments (every 12 weeks as in
   SONIA), so PFS1 = the visit of detection; deaths are seen when they happen; censoring at the last assessment;
@@ -50,7 +53,7 @@ TRUE_LOG_HR: dict[str, float] = {
     "visceral": 0.45,
     "prior_endocrine": 0.35,
     "fes_positive_fraction": -1.00,
-    "cdk46i": -0.10,
+    "cdk46i": -0.03,
     "cdk46i:fes_positive_fraction": -0.60,
 }
 
@@ -524,7 +527,16 @@ def simulate_cohort_tables(cohort: str, n_patients: int | None = None, seed: int
                        "allocation_probability": "P(CDK4/6i) (propensity), P(chemotherapy) (fes_selection), "
                                                  "0.5 (randomised)"},
         "fes_threshold": {"value": FES_THRESHOLD, "comparison": ">=",
-                          "statistic": "true SUVmax of the lesion's uptake profile"},
+                          "statistic": "true SUVmax of the lesion's uptake profile (fes_true_suv): the feature-"
+                                       "format truth (features/) reads positivity this way",
+                          "fes_positive": "FES-evaluable and ER-positive (er_positive: the clinical truth)"},
+        "er_heterogeneity": {"model": "per patient z ~ N(0, 1); each lesion ER-negative with probability "
+                                      "expit(er_negative_logit + er_frailty_sd * z)",
+                             "er_negative_logit": spec.er_negative_logit, "er_frailty_sd": spec.er_frailty_sd,
+                             "fes_true_suv": "ER-positive lognormal(log 4, 0.42), ER-negative lognormal(log 0.95, "
+                                             "0.22), clipped to 0.4-15",
+                             "diameter_mm": f"lognormal(log {DIAMETER_MEDIAN_MM:g}, {DIAMETER_LOG_SD:g}), clipped "
+                                            "to 5-45"},
         "response": {**TRUE_RESPONSE, "model": "pct = intercept + b*log(fes_suv) + b*log(fdg_suv) + b*cdk46i "
                                                "+ b*chemo + b*log(baseline_size_mm / 10) + organ (vs bone) "
                                                "+ N(0, patient_sd) + N(0, lesion_sd), clipped at -100",
