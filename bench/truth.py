@@ -1,18 +1,23 @@
-"""Truth benchmark: the lesion stage's FES reading and MTV against the synthetic study's ground truth.
+"""Truth benchmark: the lesion stage's FES reading against the synthetic study's clinical truth (issue 13).
 
 Generates (once, reused on rerun) a synthetic cohort with ``sonimage synth``'s library function, converts it,
-runs the library's lesion stages (registration, per-lesion PET features, delineations, FES evaluability) and
-compares with ``truth/<cohort>/lesions.parquet``:
+runs the library's lesion stages (registration, FES reading, per-lesion PET features, delineations) and scores the
+lesion calls (``fes_call``) against the true ER class (``er_positive`` in ``truth/<cohort>/lesions.parquet``):
 
-- lesion FES positivity (SUVmax ≥ 1.5) among lesions that are FES-evaluable in truth and read as evaluable;
-- false-positive rate among truly FES-negative evaluable lesions (read positive / read at all), and how many
-  such lesions the reading declared non-evaluable;
-- per-patient pattern agreement (all positive / mixed / all negative / not evaluable);
-- Pearson r of the image-derived and the true FES-positive fraction (Boers: over all lesions), patients
-  FES-evaluable in both;
-- the MTV error of every delineation method against the true (rendered) lesion volume.
+- over lesions drawn by the reader and FES-evaluable in truth that got a determinate call (positive or negative):
+  accuracy, false positives among ER-negative, false negatives among ER-positive;
+- the share of those lesions called indeterminate (too small) and not evaluable;
+- per patient, against the truth over the drawn lesions (pattern all positive / mixed / all negative / not
+  evaluable over the FES-evaluable ones, ER-positive fraction over all drawn lesions, any ER-negative): pattern
+  agreement, Pearson r of the FES-positive fraction (Boers: over all drawn lesions; patients with a value in both),
+  the share of patients read any-FES-negative against the share that truly have one;
+- measured FES SUVmax against ``fes_expected_suvmax`` (noise-free, blurred, in the true mask);
+- sensitivity rules (SUVpeak, PVC-corrected SUVmax) and the MTV error of every delineation method.
 
-    .venv/bin/python bench/truth.py [--patients 30] [--size full] [--seed 3] [--label after]
+A reading without calls (main before issue 13) is scored as it read: every evaluable lesion positive at SUVmax ≥ 1.5,
+else negative.
+
+    .venv/bin/python bench/truth.py [--patients 30] [--size full] [--seed 3] [--label after] [--reuse]
 
 Prints a table and writes ``bench/results/truth-<label>.json``.
 """
@@ -73,53 +78,81 @@ def with_lesion_id(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(lesion_id=summary["roi"].map(lesion_number))
 
 
-def lesion_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule = FesRule()) -> dict:
-    """Lesion-level FES positivity against truth."""
+def scored_lesions(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule | None = None) -> pd.DataFrame:
+    """The read lesions joined to their truth, with the call under ``rule`` (None: as written)."""
     both = with_lesion_id(summary).merge(truth.add_suffix("_true"), left_on=["patient", "lesion_id"],
                                          right_on=["subject_id_true", "lesion_id_true"])
-    read_eval = both["fes_evaluable"].astype(bool) if "fes_evaluable" in both else \
-        (both.organ != "liver") & both.fes_suvmax.notna()
+    if rule is not None:
+        both["fes_call"] = rule.calls(both)["fes_call"].to_numpy()
+    elif "fes_call" not in both:  # before issue 13: evaluable lesions called on SUVmax alone
+        evaluable = both["fes_evaluable"].fillna(False).astype(bool) & both.fes_suvmax.notna()
+        both["fes_call"] = np.where(~evaluable, "not evaluable",
+                                    np.where(both.fes_suvmax >= 1.5, "positive", "negative"))
+    return both
+
+
+def lesion_agreement(both: pd.DataFrame) -> dict:
+    """Lesion calls against the true ER class."""
     true_eval = both["fes_evaluable_true"].astype(bool)
-    read_pos = rule.positive(both)
-    true_pos = both["fes_positive_true"].astype(bool)
-    scored = true_eval & read_eval
-    neg = true_eval & ~true_pos
-    return {
-        "lesions": int(len(both)), "truly_evaluable": int(true_eval.sum()),
-        "read_evaluable_of_truly_evaluable": int(scored.sum()),
-        "read_evaluable_but_truly_not": int((read_eval & ~true_eval).sum()),
-        "accuracy": float((read_pos[scored] == true_pos[scored]).mean()),
-        "truly_negative_evaluable": int(neg.sum()),
-        "negative_declared_not_evaluable": int((neg & ~read_eval).sum()),
-        "false_positive": int((neg & read_eval & read_pos).sum()),
-        "false_positive_rate": float((neg & read_eval & read_pos).sum() / max((neg & read_eval).sum(), 1)),
-        "false_positive_rate_all_negatives": float((neg & read_eval & read_pos).sum() / max(neg.sum(), 1)),
-        "truly_positive_evaluable": int((true_eval & true_pos).sum()),
-        "false_negative": int((true_eval & true_pos & read_eval & ~read_pos).sum()),
-        "positive_declared_not_evaluable": int((true_eval & true_pos & ~read_eval).sum()),
+    er_pos = both["er_positive_true"].astype(bool)
+    call = both["fes_call"]
+    scored = true_eval & call.isin(["positive", "negative"])
+    pos, neg = call == "positive", call == "negative"
+    out = {
+        "lesions_drawn": int(len(both)), "truly_evaluable": int(true_eval.sum()), "scored": int(scored.sum()),
+        "accuracy": float((pos[scored] == er_pos[scored]).mean()),
+        "er_negative_scored": int((scored & ~er_pos).sum()), "false_positive": int((scored & ~er_pos & pos).sum()),
+        "er_positive_scored": int((scored & er_pos).sum()), "false_negative": int((scored & er_pos & neg).sum()),
+        "indeterminate_share": float((true_eval & (call == "indeterminate")).sum() / max(true_eval.sum(), 1)),
+        "not_evaluable_share": float((true_eval & (call == "not evaluable")).sum() / max(true_eval.sum(), 1)),
+        "er_negative_indeterminate": int((true_eval & ~er_pos & (call == "indeterminate")).sum()),
+        "er_negative_not_evaluable": int((true_eval & ~er_pos & (call == "not evaluable")).sum()),
     }
+    out["false_positive_rate"] = out["false_positive"] / max(out["er_negative_scored"], 1)
+    out["false_negative_rate"] = out["false_negative"] / max(out["er_positive_scored"], 1)
+    expected = both.get("fes_expected_suvmax_true", pd.Series(np.nan, index=both.index))
+    err = (both["fes_suvmax"] - expected).dropna()
+    out.update(suvmax_error_n=int(len(err)), suvmax_error_median=float(err.median()),
+               suvmax_abs_error_median=float(err.abs().median()),
+               suvmax_rel_error_median_pct=float((100 * err / expected[err.index]).abs().median()))
+    return out
 
 
-def patient_agreement(summary: pd.DataFrame, truth_patients: pd.DataFrame, rule: FesRule = FesRule()) -> dict:
-    """Pattern agreement and correlation of the FES-positive fraction."""
-    metrics = patient_metrics(summary, rule).set_index("patient")
-    t = truth_patients.set_index("subject_id").reindex(metrics.index)
-    true_pattern = t["fes_pattern"]
+def true_patients(truth: pd.DataFrame) -> pd.DataFrame:
+    """Patient truth over the drawn lesions: pattern over the FES-evaluable ones, ER-positive fraction over all
+    drawn lesions, any ER-negative (NA without an evaluable drawn lesion)."""
+    drawn = truth[truth["reader_drawn"].astype(bool)] if "reader_drawn" in truth else truth
+    ev = drawn["fes_evaluable"].astype(bool)
+    g = drawn.assign(ev=ev, pos=ev & drawn["er_positive"].astype(bool)).groupby("subject_id")
+    n, n_ev, n_pos = g.size(), g["ev"].sum(), g["pos"].sum()
+    pattern = np.select([n_ev == 0, n_pos == n_ev, n_pos == 0], ["not evaluable", "all positive", "all negative"],
+                        "mixed")
+    return pd.DataFrame({"fes_pattern": pattern, "fes_positive_fraction": (n_pos / n).where(n_ev > 0),
+                         "any_negative": (n_pos < n_ev).where(n_ev > 0)}, index=n.index)
+
+
+def patient_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule | None = None) -> dict:
+    """Pattern agreement, correlation of the FES-positive fraction, share read any-FES-negative."""
+    metrics = (patient_metrics(summary, rule) if rule is not None else patient_metrics(summary)).set_index("patient")
+    t = true_patients(truth).reindex(metrics.index)
     read = metrics["fes_pattern"]
     frac_read = pd.to_numeric(metrics["fes_positive_fraction"], errors="coerce")
-    frac_true = t["fes_positive_fraction"].where(t["n_fes_evaluable"] > 0)
+    frac_true = t["fes_positive_fraction"]
     ok = frac_read.notna() & frac_true.notna()
-    table = pd.crosstab(true_pattern.rename("true"), read.rename("read"))
+    table = pd.crosstab(t["fes_pattern"].rename("true"), read.rename("read"))
     return {
         "patients": int(len(metrics)),
-        "pattern_agreement": float((read == true_pattern).mean()),
+        "pattern_agreement": float((read == t["fes_pattern"]).mean()),
         "pattern_table": {f"{a} -> {b}": int(table.loc[a, b]) for a in table.index for b in table.columns
                           if table.loc[a, b]},
         "fraction_r": float(np.corrcoef(frac_read[ok], frac_true[ok])[0, 1]) if ok.sum() > 2 else float("nan"),
         "fraction_patients": int(ok.sum()),
         "fraction_mean_abs_error": float((frac_read[ok] - frac_true[ok]).abs().mean()),
+        "any_negative_share_read": float((metrics["any_fes_negative"] == True).mean()),  # noqa: E712 (NA: no)
+        "any_negative_share_true": float((t["any_negative"] == True).mean()),  # noqa: E712
         "not_evaluable_read": int((read == "not evaluable").sum()),
-        "not_evaluable_true": int((true_pattern == "not evaluable").sum()),
+        "not_evaluable_true": int((t["fes_pattern"] == "not evaluable").sum()),
+        "indeterminate_lesions_read": int(metrics.get("n_fes_indeterminate", pd.Series(0)).sum()),
     }
 
 
@@ -146,6 +179,43 @@ def mtv_errors(summary: pd.DataFrame, truth: pd.DataFrame, delineations: pd.Data
     return rows
 
 
+TARGETS = {  # issue 13: (full size, demo size); rates as fractions, "share" = |read - true| any-negative share
+    "accuracy": (0.93, 0.90), "fp_rate": (0.07, 0.05), "fn_rate": (0.07, 0.10), "pattern": (0.80, 0.75),
+    "fraction_r": (0.90, 0.88), "share_gap": (0.10, 0.10),
+}
+
+
+def table_rows(doc: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(measure, value, target, met) rows of the printed table."""
+    les, pat = doc["lesion"], doc["patient"]
+    t = {k: v[0 if doc["size"] == "full" else 1] for k, v in TARGETS.items()}
+    gap = abs(pat["any_negative_share_read"] - pat["any_negative_share_true"])
+    return [
+        ("lesions drawn / truly FES-evaluable / scored (determinate)",
+         f"{les['lesions_drawn']} / {les['truly_evaluable']} / {les['scored']}", "", None),
+        ("lesion accuracy vs er_positive", f"{les['accuracy']:.3f}", f">= {t['accuracy']:.2f}",
+         les["accuracy"] >= t["accuracy"]),
+        ("false positives among ER-negative", f"{les['false_positive']} / {les['er_negative_scored']} "
+         f"({100 * les['false_positive_rate']:.1f} %)", f"<= {100 * t['fp_rate']:.0f} %",
+         les["false_positive_rate"] <= t["fp_rate"]),
+        ("false negatives among ER-positive", f"{les['false_negative']} / {les['er_positive_scored']} "
+         f"({100 * les['false_negative_rate']:.1f} %)", f"<= {100 * t['fn_rate']:.0f} %",
+         les["false_negative_rate"] <= t["fn_rate"]),
+        ("patient pattern agreement", f"{pat['pattern_agreement']:.3f}", f">= {t['pattern']:.2f}",
+         pat["pattern_agreement"] >= t["pattern"]),
+        ("r, FES-positive fraction (n patients)", f"{pat['fraction_r']:.3f} ({pat['fraction_patients']})",
+         f">= {t['fraction_r']:.2f}", pat["fraction_r"] >= t["fraction_r"]),
+        ("patients read any-FES-negative / true", f"{100 * pat['any_negative_share_read']:.0f} % / "
+         f"{100 * pat['any_negative_share_true']:.0f} %", f"within {100 * t['share_gap']:.0f} pts",
+         gap <= t["share_gap"] + 1e-9),
+        ("truly evaluable lesions called indeterminate / not evaluable",
+         f"{100 * les['indeterminate_share']:.1f} % / {100 * les['not_evaluable_share']:.1f} %", "", None),
+        ("FES SUVmax - expected: median, median |err| (SUV; rel %)",
+         f"{les['suvmax_error_median']:+.3f}, {les['suvmax_abs_error_median']:.3f} "
+         f"({les['suvmax_rel_error_median_pct']:.1f} %)", "", None),
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--patients", type=int, default=30)
@@ -155,58 +225,53 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--label", default="after", help="name of this run in the JSON file (e.g. before / after)")
     p.add_argument("--data", type=Path, default=RESULTS / "data", help="where the study and outputs are kept")
+    p.add_argument("--reuse", action="store_true", help="use the study already generated (e.g. to score another "
+                   "checkout's reading on the same images) instead of (re)generating it")
     args = p.parse_args()
 
     study = args.data / f"study-{args.cohort}-{args.size}-{args.patients}-s{args.seed}"
     out = args.data / f"out-{args.cohort}-{args.size}-{args.patients}-s{args.seed}"
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
-        generate_study(study, cohorts=(args.cohort,), n_patients=args.patients, size=args.size, seed=args.seed,
-                       workers=pool)
+    if not (args.reuse and (study / "truth" / args.cohort / "lesions.parquet").exists()):
+        with ProcessPoolExecutor(args.workers) as pool:
+            generate_study(study, cohorts=(args.cohort,), n_patients=args.patients, size=args.size, seed=args.seed,
+                           workers=pool)
     gen_s = time.perf_counter() - t0
     summary, records, results, times = run_stages(study, out, args.workers)
     truth = pd.read_parquet(study / "truth" / args.cohort / "lesions.parquet")
-    with_lesion_id(summary).merge(truth.add_suffix("_true"), left_on=["patient", "lesion_id"],
-                                  right_on=["subject_id_true", "lesion_id_true"], how="left").to_parquet(
-        args.data / f"lesions-{args.label}.parquet")
-    truth_patients = pd.read_parquet(study / "truth" / args.cohort / "patients.parquet")
+    both = scored_lesions(summary, truth)
+    both.to_parquet(args.data / f"lesions-{args.label}-{args.size}.parquet")
     delineations = None
     if hasattr(lesion_jobs, "delineation_table"):
         delineations = lesion_jobs.delineation_table(results)
     doc = {
         "label": args.label, "cohort": args.cohort, "size": args.size, "patients": args.patients, "seed": args.seed,
         "timing_s": {"generate": gen_s, **times},
-        "lesion": lesion_agreement(summary, truth),
-        "patient": patient_agreement(summary, truth_patients),
+        "lesion": lesion_agreement(both),
+        "patient": patient_agreement(summary, truth),
         "mtv": mtv_errors(summary, truth, delineations),
-        "suvpeak_rule": {"lesion": lesion_agreement(summary, truth, FesRule(statistic="suvpeak")),
-                         "patient": patient_agreement(summary, truth_patients, FesRule(statistic="suvpeak"))},
         "registration": pd.DataFrame(records).drop(columns=["lesions", "liver"], errors="ignore")
         .describe().round(3).to_dict(),
     }
+    if hasattr(FesRule, "calls"):  # sensitivity rules of the reading (issue 13)
+        doc["sensitivity"] = {statistic: {"lesion": lesion_agreement(scored_lesions(summary, truth, rule)),
+                                          "patient": patient_agreement(summary, truth, rule)}
+                              for statistic, rule in (("suvpeak", FesRule(statistic="suvpeak")),
+                                                      ("suvmax_pvc", FesRule(statistic="suvmax_pvc")))}
+    doc["table"] = [list(r) for r in table_rows(doc)]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"truth-{args.label}.json"
+    path = RESULTS / f"truth-{args.label}-{args.size}.json"
     path.write_text(json.dumps(doc, indent=2, default=float))
 
-    les, pat = doc["lesion"], doc["patient"]
     print(f"truth benchmark ({args.label}): {args.cohort}, {args.patients} patients, size {args.size}, "
           f"seed {args.seed}")
-    print(f"{'lesions (truly FES-evaluable / read evaluable of them)':58s} {les['truly_evaluable']} / "
-          f"{les['read_evaluable_of_truly_evaluable']}")
-    print(f"{'lesion FES-positivity accuracy':58s} {les['accuracy']:.3f}")
-    print(f"{'false positives / truly negative evaluable read':58s} {les['false_positive']} / "
-          f"{les['truly_negative_evaluable'] - les['negative_declared_not_evaluable']} "
-          f"({100 * les['false_positive_rate']:.1f} %)")
-    print(f"{'truly negative declared not evaluable':58s} {les['negative_declared_not_evaluable']}")
-    print(f"{'false negatives / truly positive declared not evaluable':58s} {les['false_negative']} / "
-          f"{les['positive_declared_not_evaluable']}")
-    print(f"{'patient pattern agreement':58s} {pat['pattern_agreement']:.3f}")
-    print(f"{'r(image, true FES-positive fraction), n patients':58s} {pat['fraction_r']:.3f}, "
-          f"{pat['fraction_patients']}")
-    peak = doc["suvpeak_rule"]
-    print(f"{'sensitivity rule SUVpeak >= 1.5: FP rate, r, pattern':58s} "
-          f"{100 * peak['lesion']['false_positive_rate']:.1f} %, {peak['patient']['fraction_r']:.3f}, "
-          f"{peak['patient']['pattern_agreement']:.3f}")
+    for name, value, target, met in doc["table"]:
+        print(f"{name:62s} {value:>24s}  {target:>14s} {'' if met is None else 'met' if met else 'NOT MET'}")
+    for statistic, res in doc.get("sensitivity", {}).items():
+        print(f"{'sensitivity ' + statistic + ': accuracy, FP rate, FN rate, pattern, r':62s} "
+              f"{res['lesion']['accuracy']:.3f}, {100 * res['lesion']['false_positive_rate']:.1f} %, "
+              f"{100 * res['lesion']['false_negative_rate']:.1f} %, {res['patient']['pattern_agreement']:.3f}, "
+              f"{res['patient']['fraction_r']:.3f}")
     print(f"{'MTV method':34s} {'n':>4s} {'median %':>9s} {'|median| %':>11s} {'p90 |err| %':>12s}")
     for r in doc["mtv"]:
         print(f"{r['method']:34s} {r['n']:4d} {r['median_error_pct']:9.1f} {r['median_abs_error_pct']:11.1f} "

@@ -1,8 +1,10 @@
 """One settings object for a study run: how features are made, how lesions are read, how the analysis is done.
 
-:class:`Settings` groups one frozen dataclass per topic (``features``, ``fes`` (the positivity rule), ``delineation``
-(MTV methods and SUL formula, :mod:`sonimage.lesions.delineation`), ``fes_reading`` (registration threshold, FES
-evaluability distance, re-search: :mod:`sonimage.lesions.fes_reading`), ``study``). The
+:class:`Settings` groups one frozen dataclass per topic (``features``, ``fes`` (the call rule: threshold, statistic,
+reference ER-positive uptake of the detectability rule: :class:`sonimage.tables.patients.FesRule`),
+``delineation`` (MTV methods and SUL formula, :mod:`sonimage.lesions.delineation`), ``fes_reading`` (registration
+threshold, FES evaluability distance, PSF FWHM of the recovery coefficients: :mod:`sonimage.lesions.fes_reading`),
+``study``). The
 CLI and the flow pass it as JSON (:meth:`Settings.to_json` / :meth:`Settings.from_json`), every stage takes it, and
 every output records it (Parquet schema metadata key ``sonimage.settings``; ``settings`` in ``metrics.json``).
 

@@ -1,19 +1,25 @@
-"""FES reading: evaluability with reasons, FES-seeded re-search, rigid registration with a quality threshold."""
+"""FES reading: evaluability with reasons, recovery coefficients, contours not moved by FES, the detectability rule
+on constructed lesions, rigid registration with a quality threshold."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sonimage.lesions.fes_reading import FesReading, read_lesions
+from sonimage.lesions.fes_reading import FesReading, read_lesions, recovery_coefficient
 from sonimage.lesions.registration import MIN_NCC, Rigid, map_labels, register_rigid
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
+from sonimage.tables.patients import FesRule
 from sonimage.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
+FWHM = FesReading().fwhm_mm
+SIGMA = FWHM / 2.3548 / 3.0  # the default PSF on 3 mm voxels
+EARL1 = {10: (0.34, 0.57), 13: (0.59, 0.85), 17: (0.73, 1.01), 22: (0.83, 1.09), 28: (0.91, 1.13), 37: (0.95, 1.16)}
 
 
 def ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius_vox: float) -> np.ndarray:
@@ -21,9 +27,8 @@ def ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius_vox: 
     return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= radius_vox**2
 
 
-def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str], np.ndarray]:
-    """FES image (bone-like background, a hot bowel block, a warm region) with four lesions; FDG on the same
-    grid; the true lesion labels."""
+def scene() -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """FES image (bone-like background, a hot bowel block, a warm region) with five lesions, and their labels."""
     shape = (40, 40, 60)
     fes = np.full(shape, 1.0)
     fes[:, :, 48:] = 6.0  # bowel: 40 x 40 x 12 voxels of SUV 6 (> 10 mL)
@@ -37,45 +42,128 @@ def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, str], np.ndar
     fes[truth == 3] = 0.6  # FES-negative lesion, far
     fes[truth == 4] = 1.0  # in the warm region
     fes[truth == 6] = 5.0  # FES-positive lesion touching the bowel
-    fes = ndimage.gaussian_filter(fes, 6.5 / 2.3548 / 3.0)
-    fdg = ndimage.gaussian_filter(np.where(truth > 0, 8.0, 1.0), 6.5 / 2.3548 / 3.0)
-    return fes, fdg, truth, {1: "bone", 2: "bone", 3: "lymph_node", 4: "bone", 6: "bone"}, truth
+    return ndimage.gaussian_filter(fes, SIGMA), truth, {1: "bone", 2: "bone", 3: "lymph_node", 4: "bone", 6: "bone"}
 
 
 def test_evaluability_reasons() -> None:
-    fes, fdg, labels, organs, _ = scene()
+    fes, labels, organs = scene()
     organs = {**organs, 5: "liver"}
     labels = labels.copy()
     labels[ball(labels.shape, (32, 8, 25), 2.0)] = 5
-    _, rows = read_lesions(fes, fdg, labels, organs, SPACING, FesReading())
-    by = {r["label"]: r for r in rows}
+    by = {r["label"]: r for r in read_lesions(fes, labels, organs, SPACING, FesReading())}
     assert by[1]["fes_not_evaluable_reason"].startswith("near high FES uptake") and not by[1]["fes_evaluable"]
     assert by[1]["fes_hot_distance_mm"] < 12 and by[1]["fes_suvmax_spill_corrected"] < 1.5 <= fes[labels == 1].max()
     assert by[6]["fes_evaluable"] and by[6]["fes_hot_distance_mm"] < 12  # positive beyond any spill-in
     assert by[2]["fes_evaluable"] and by[3]["fes_evaluable"] and by[2]["fes_not_evaluable_reason"] == ""
     assert by[4]["fes_not_evaluable_reason"] == "local background at or above the FES threshold"
-    assert by[4]["fes_background_suv"] >= 1.5
+    assert by[4]["fes_background_median"] >= 1.5
     assert by[5]["fes_not_evaluable_reason"] == "liver"
     # a shorter distance keeps the lesion near the bowel; a lesion reading negative there is a valid negative
-    _, loose = read_lesions(fes, fdg, labels, organs, SPACING, FesReading(hot_distance_mm=3.0))
+    loose = read_lesions(fes, labels, organs, SPACING, FesReading(hot_distance_mm=3.0))
     assert next(r for r in loose if r["label"] == 1)["fes_evaluable"]
     cold = ndimage.gaussian_filter(np.where(labels == 1, 0.2, 1.0), 1.0)
     cold[:, :, 50:] = 6.0
-    _, rows = read_lesions(cold, fdg, labels, organs, SPACING, FesReading())
-    assert next(r for r in rows if r["label"] == 1)["fes_evaluable"]
+    assert next(r for r in read_lesions(cold, labels, organs, SPACING, FesReading()) if r["label"] == 1)["fes_evaluable"]
+    # what the call needs: the 13 mm lesion's size, recovery and local background (the bowel left out of it)
+    assert by[2]["fes_n_voxels"] == 33 and by[2]["fes_diameter_mm"] == pytest.approx((6 * 33 * 27 / np.pi) ** (1 / 3))
+    assert by[2]["fes_rc_diameter_mm"] == pytest.approx(by[2]["fes_diameter_mm"] - 3.0)  # one voxel less
+    assert 0.3 < by[2]["fes_rc"] < 0.7 and by[2]["fes_background_median"] == pytest.approx(1.0, abs=0.02)
+    assert by[6]["fes_background_p95"] < 2.5 and by[2]["fes_lbr"] > 2.0
 
 
-def test_re_search_follows_a_fes_positive_lesion_but_not_a_negative_one() -> None:
-    fes, fdg, truth, organs, _ = scene()
-    # registration left the contours, and the FDG scan mapped with them, 6 mm off along x
-    mapped, fdg = np.roll(truth, 2, axis=2), np.roll(fdg, 2, axis=2)
-    moved, rows = read_lesions(fes, fdg, mapped, organs, SPACING, FesReading(research_mm=7.0))
-    by = {r["label"]: r for r in rows}
-    assert np.array_equal(moved == 2, truth == 2)  # the FES-positive lesion is found back
-    assert by[2]["research_shift_mm"] == pytest.approx(6.0) and by[2]["research_r"] > by[2]["registered_r"]
-    assert by[3]["research_shift_mm"] == 0.0 and np.array_equal(moved == 3, mapped == 3)  # nothing to follow
-    _, off = read_lesions(fes, fdg, mapped, organs, SPACING, FesReading(research_mm=0.0))
-    assert all(r["research_shift_mm"] == 0.0 for r in off)
+def test_recovery_coefficients_of_the_nema_spheres_are_inside_the_earl1_bands() -> None:
+    """The default PSF with 4 mm voxels is an EARL1 image (Boellaard et al. 2015); recovery rises with size, falls
+    with coarser voxels, and tends to 1 for large spheres."""
+    rc = recovery_coefficient(list(EARL1), FWHM, (3.0, 4.07, 4.07))
+    for (d, (lo, hi)), value in zip(EARL1.items(), rc):
+        assert lo <= value <= hi, (d, value)
+    assert np.all(np.diff(rc) >= 0) and rc[-1] == pytest.approx(1.0, abs=1e-3)
+    assert recovery_coefficient(10.0, FWHM, (6.0, 8.0, 8.0))[0] < rc[0]
+    # the closed form against a numerical sphere blurred on a fine grid (voxel = point sample at the centre)
+    fine = 0.25
+    sphere = ball((121, 121, 121), (60, 60, 60), 5.0 / fine).astype(float)
+    numeric = ndimage.gaussian_filter(sphere, FWHM / 2.3548 / fine)[60, 60, 60]
+    assert recovery_coefficient(10.0, FWHM, (1e-3, 1e-3, 1e-3))[0] == pytest.approx(numeric, abs=0.01)
+
+
+def _called(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], rule: FesRule = FesRule(),
+            spacing: tuple[float, float, float] = SPACING) -> pd.DataFrame:
+    """The reading's rows with the SUVmax the feature stage measures in the same contour, and the calls."""
+    rows = pd.DataFrame(read_lesions(fes, labels, organs, spacing, FesReading(), rule.threshold))
+    rows["fes_suvmax"] = [fes[labels == k].max() for k in rows["label"]]
+    rows["organ"] = rows["label"].map(organs)
+    return rows.join(rule.calls(rows)).set_index("label")
+
+
+def _sphere_scan(diameter_mm: float, uptake: float, background: float, spacing: tuple[float, float, float],
+                 centre: tuple[int, int, int] = (12, 12, 12), shape: tuple[int, int, int] = (24, 24, 24)
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A noise-free scan of one uniform sphere (rendered at 0.5 mm, PSF-blurred, averaged into ``spacing`` voxels)
+    and its contour (voxel centres inside the sphere, at least the centre voxel)."""
+    up = [int(round(s / 0.5)) for s in spacing]
+    fine_shape = tuple(n * u for n, u in zip(shape, up))
+    grids = np.ogrid[tuple(slice(0, n) for n in fine_shape)]
+    r2 = sum(((g + 0.5) * 0.5 - (c + 0.5) * s) ** 2 for g, c, s in zip(grids, centre, spacing))
+    act = np.where(r2 <= (diameter_mm / 2) ** 2, uptake, background)
+    act = ndimage.gaussian_filter(act, FWHM / 2.3548 / 0.5)
+    image = act.reshape(shape[0], up[0], shape[1], up[1], shape[2], up[2]).mean(axis=(1, 3, 5))
+    zz, yy, xx = np.indices(shape)
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((zz, yy, xx), centre, spacing))
+    contour = (d2 <= (diameter_mm / 2) ** 2) | (d2 == 0)
+    return image, contour.astype(np.uint8)
+
+
+def test_a_small_er_positive_lesion_is_indeterminate_and_a_large_negative_one_negative() -> None:
+    """Detectability rule: a 6 mm ER-positive lesion (true FES SUV 4) reads below 1.5 from partial volume alone and
+    is indeterminate, not negative; a 25 mm ER-negative lesion on a low background reads negative; a large
+    ER-positive one positive. Measured recovery matches RC(d)."""
+    spacing = (3.0, 4.0, 4.0)
+    small, small_contour = _sphere_scan(6.0, 4.0, 0.8, spacing)
+    called = _called(small, small_contour, {1: "bone"}, spacing=spacing).loc[1]
+    assert called["fes_suvmax"] < 1.5 and called["fes_call"] == "indeterminate"
+    assert called["fes_call_reason"].startswith("too small")
+    assert (called["fes_suvmax"] - 0.8) / 3.2 == pytest.approx(
+        recovery_coefficient(called["fes_diameter_mm"], FWHM, spacing)[0], abs=0.1)  # RC at the drawn diameter
+    large_neg, contour = _sphere_scan(25.0, 0.6, 0.8, spacing)
+    called = _called(large_neg, contour, {1: "lymph_node"}, spacing=spacing).loc[1]
+    assert called["fes_call"] == "negative" and called["fes_rc"] > 0.9 and called["fes_diameter_mm"] > 20
+    large_pos, contour = _sphere_scan(25.0, 4.0, 0.8, spacing)
+    assert _called(large_pos, contour, {1: "bone"}, spacing=spacing).loc[1, "fes_call"] == "positive"
+    # the PVC sensitivity statistic calls the small lesion positive (its corrected SUVmax is near the true 4)
+    pvc = _called(small, small_contour, {1: "bone"}, FesRule(statistic="suvmax_pvc"), spacing).loc[1]
+    assert pvc["fes_call"] == "positive" and pvc["fes_suvmax_pvc"] > 2.5
+
+
+def test_a_positive_call_needs_focal_uptake_above_local_background() -> None:
+    """A lesion at SUVmax ≥ 1.5 that is no hotter than its surroundings (a background of 1.0 with patches of 1.8) is not
+    called positive (nor negative: it reached the threshold); the same lesion clearly above its background is."""
+    shape = (30, 30, 30)
+    rng = np.random.default_rng(0)
+    labels = ball(shape, (15, 15, 15), 3.0).astype(np.uint8)
+    patchy = 1.0 + 0.8 * (ndimage.gaussian_filter(rng.random(shape), 1.0) > 0.55)  # 1.0, patches of 1.8
+    flat = np.where(labels > 0, 1.55, patchy)
+    called = _called(flat, labels, {1: "bone"}).loc[1]
+    assert called["fes_suvmax"] >= 1.5 and called["fes_call"] == "indeterminate"
+    assert called["fes_call_reason"] == "no focal uptake above local background"
+    hot = np.where(labels > 0, 3.0, patchy)
+    assert _called(hot, labels, {1: "bone"}).loc[1, "fes_call"] == "positive"
+
+
+def test_a_hot_fes_spot_beside_a_lesion_does_not_pull_the_contour() -> None:
+    """The contour is read where registration put it: a FES-negative lesion with a hot FES spot (too small to be an
+    organ) beside it reads negative, its labels untouched (a FES-seeded search would have moved it onto the spot)."""
+    _, labels, _ = scene()
+    labels[ball(labels.shape, (10, 30, 25), 3.0)] = 3  # a 19 mm lesion
+    spot = ball(labels.shape, (10, 30, 34), 1.5)  # 13.5 mm from the lesion's edge
+    raw = np.full(labels.shape, 1.0)
+    raw[labels == 3] = 0.6
+    raw[spot] = 8.0
+    raw[:, :, 48:] = 6.0
+    fes = ndimage.gaussian_filter(raw, SIGMA)
+    before = labels.copy()
+    called = _called(fes, labels, {3: "lymph_node"}).loc[3]
+    assert np.array_equal(labels, before) and called["fes_n_voxels"] == int((before == 3).sum())
+    assert called["fes_suvmax"] < 1.5 < fes[spot].max() and called["fes_call"] == "negative"
 
 
 def _ct(grid: Grid, body) -> Volume:

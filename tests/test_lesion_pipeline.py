@@ -17,7 +17,7 @@ from sonimage.lesions.registration import Rigid
 from sonimage.lesions.tree import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.synth.study import generate_study
-from sonimage.tables.patients import patient_metrics
+from sonimage.tables.patients import CALLS, patient_metrics
 from sonimage.volumes.convert import convert_tree
 
 
@@ -92,6 +92,10 @@ def test_patient_patterns_from_images(pipeline: tuple) -> None:
     metrics = patient_metrics(summary)
     assert set(metrics.fes_pattern) <= {"all positive", "mixed", "all negative", "not evaluable"}
     assert (metrics.n_lesions == summary.groupby("patient").size().values).all()
+    assert set(summary.fes_call) <= set(CALLS)  # every lesion's FES call, with what it rests on
+    read = summary[summary.fes_call != "not evaluable"]
+    assert read.fes_rc.between(0.0, 1.0).all() and (read.fes_diameter_mm > 0).all()
+    assert (read.fes_background_p95 >= read.fes_background_median).all()
 
 
 def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> None:

@@ -101,5 +101,44 @@ def test_positivity_on_the_peak_is_a_sensitivity_option() -> None:
     df = lesions().assign(fes_suvpeak=lambda d: d.fes_suvmax * 0.9)  # A's 1.5 lesion peaks at 1.35
     m = patient_metrics(df, FesRule(statistic="suvpeak")).set_index("patient")
     assert m.loc["A", "fes_pattern"] == "mixed" and m.loc["C", "fes_pattern"] == "all positive"
-    with pytest.raises(ValueError, match="suvmax or suvpeak"):
+    with pytest.raises(ValueError, match="suvmax, suvpeak or suvmax_pvc"):
         FesRule(statistic="suvmean")
+
+
+def test_patient_metrics_count_only_determinate_lesions() -> None:
+    """With the reading's detectability columns, a too-small lesion below the threshold is indeterminate: it does
+    not make the patient FES-negative; it is counted; a patient with only indeterminate lesions has no FES metrics."""
+    df = lesions()
+    df["fes_evaluable"] = ~df.organ.eq("liver")
+    df["fes_not_evaluable_reason"] = np.where(df.organ.eq("liver"), "liver", "")
+    df["fes_background_median"], df["fes_background_p95"] = 0.9, 1.2
+    df["fes_rc"] = 0.9  # large lesions
+    small = (df.patient == "B") & (df.organ == "lung")  # B: lymph node 1.0 (negative), lung 1.2 (too small)
+    df.loc[small, "fes_rc"] = 0.2  # 0.9 + 0.2 x (2.3 - 0.9) = 1.18 < 1.5: an ER-positive lesion would read negative
+    extra = {"patient": "H", "lesion": 1, "organ": "bone", "fdg_suvmax": 3.0, "fdg_sulmax": 2.4, "fes_suvmax": 1.0,
+             "fes_suvmean": 0.8, "fes_sulmean": 0.6, "volume_ml": 0.2, "fdg_tlg": 0.4, "fes_evaluable": True,
+             "fes_not_evaluable_reason": "", "fes_background_median": 0.9, "fes_background_p95": 1.2, "fes_rc": 0.1}
+    df = pd.concat([df, pd.DataFrame([extra])], ignore_index=True)
+    calls = FesRule().calls(df)
+    assert list(calls.loc[small[small].index, "fes_call"]) == ["indeterminate"]
+    m = patient_metrics(df).set_index("patient")
+    assert m.loc["B", "n_fes_determinate"] == 1 and m.loc["B", "n_fes_indeterminate"] == 1
+    assert m.loc["B", "n_fes_evaluable"] == 2 and m.loc["B", "fes_pattern"] == "all negative"
+    assert m.loc["A", "any_fes_negative"] == False and m.loc["A", "n_fes_indeterminate"] == 0  # noqa: E712
+    assert m.loc["H", "fes_pattern"] == "not evaluable" and m.loc["H", "any_fes_negative"] is pd.NA
+    assert m.loc["H", "fes_missing_reason"] == "only indeterminate FES calls (lesions too small)"
+    # a patient whose only sub-threshold lesion is indeterminate is not any-FES-negative
+    df.loc[(df.patient == "B") & (df.organ == "lymph_node"), "fes_rc"] = 0.2
+    df.loc[df.patient == "B", "fes_suvmax"] = [1.0, 3.0]  # the lung lesion now reads positive
+    m = patient_metrics(df).set_index("patient")
+    assert m.loc["B", "any_fes_negative"] == False and m.loc["B", "fes_pattern"] == "all positive"  # noqa: E712
+    assert m.loc["B", "fes_positive_fraction"] == pytest.approx(1.0)  # Boers, the indeterminate lesion left out
+    assert m.loc["A", "fes_positive_fraction"] == pytest.approx(2 / 3)  # ... the liver lesion kept in
+
+
+def test_calls_without_reading_columns_follow_the_uptake() -> None:
+    """True-value tables (no partial volume) call every evaluable lesion on its uptake; liver is not evaluable."""
+    calls = FesRule().calls(lesions())
+    assert list(calls.fes_call) == ["positive", "positive", "not evaluable", "negative", "negative", "positive",
+                                    "not evaluable"]
+    assert calls.fes_call_reason.iloc[2] == "liver"

@@ -1,9 +1,13 @@
-"""Reading FES per lesion so that spill-in from excreting organs is not called FES-positive.
+"""Reading FES per lesion: evaluability with reasons, and what a positive or negative call needs to be made.
 
-FES is metabolised in the liver and excreted through bile, bowel and urine: liver, gallbladder, bowel and
-bladder are hot (SUV 5–20), and the scanner's point-spread function (FWHM 5–7 mm) spills that activity into
-lesions nearby. After the lesion labels are carried onto the FES scan (:mod:`sonimage.lesions.registration`),
-every lesion gets an evaluability flag and, when not evaluable, a reason, checked in this order:
+The lesion contours are drawn on the FDG PET and carried onto the FES scan by the rigid CT registration
+(:mod:`sonimage.lesions.registration`); they are used there as mapped. Nothing about the FES image moves a contour:
+a search for "where the FES image looks like the lesion" measures FES where FES is high and so makes truly
+FES-negative lesions read positive (issue 13: such a re-search moved 13 of 28 truly negative lesions by 4–5.7 mm,
+and both false positives had been moved). No CT/FDG refinement is applied either: none was shown to help on the
+truth benchmark (``bench/truth.py``).
+
+Every lesion gets an evaluability flag and, when not evaluable, a reason, checked in this order:
 
 1. ``no FES scan`` / ``registration failed`` / ``registration below quality threshold`` (NCC of the CTs below
    :attr:`FesReading.min_ncc`): the whole patient;
@@ -14,26 +18,29 @@ every lesion gets an evaluability flag and, when not evaluable, a reason, checke
    and it might not without the spill-in. Spill-in is estimated as that hot uptake blurred by a Gaussian PSF of
    :attr:`FesReading.fwhm_mm` and subtracted voxel by voxel; the estimate runs low for lesions touching an organ
    (the organ's blurred edge is below the hot level), so the corrected SUVmax must stay
-   :attr:`FesReading.spill_margin_suv` above the threshold (1 SUV: chosen on the truth benchmark,
-   ``bench/truth.py``, where spill-in next to SUV-10 organs was underestimated by up to ~4 SUV). Spill-in only
-   adds activity, so a lesion that reads negative next to the bowel is a valid negative, and one that stays
-   clearly positive after the correction a valid positive. The default 12 mm is about two FWHM of a clinical PET:
-   spill-in from an SUV-20 organ falls below 0.05 SUV there;
-4. ``local background at or above the FES threshold``: away from such uptake, the lesion reads positive and the
-   median FES SUV of a shell 1–2 FWHM around it (other lesions excluded) itself reaches the positivity threshold
-   (:class:`sonimage.tables.patients.FesRule`), so the lesion cannot be told from its background.
+   :attr:`FesReading.spill_margin_suv` above the threshold. Spill-in only adds activity, so a lesion that reads
+   negative next to the bowel is a valid negative, and one that stays clearly positive after the correction a
+   valid positive. The default 12 mm is about two FWHM: spill-in from an SUV-20 organ falls below 0.05 SUV there;
+4. ``local background at or above the FES threshold``: the lesion reads positive and the median FES SUV of its
+   local background itself reaches the positivity threshold, so the lesion cannot be told from its background.
 
-Remaining limitation (measured in ``bench/truth.py``): SUVmax of faint, truly FES-negative lesions (true SUV
-1.1–1.4) reads ≥ 1.5 from image noise alone; the SUVpeak rule (``FesRule(statistic="suvpeak")``) is the
-sensitivity analysis for that.
+Per evaluable lesion the reading records what the call (:meth:`sonimage.tables.patients.FesRule.calls`) needs:
 
-FES-seeded re-search: residual misregistration (rotation, breathing, non-rigid motion) can put the mapped
-contour beside the lesion. The FDG PET is mapped onto the FES grid with the same transform, and the lesion's
-FDG pattern (the contour grown by one FWHM) is correlated with the FES image at every voxel shift within
-:attr:`FesReading.research_mm`; the contour is moved to the best shift only when FES shows the lesion there
-(Pearson r ≥ :attr:`FesReading.research_min_r`, and better than at the registered position). A FES-negative
-lesion has no FES pattern to follow, so it stays where registration put it and is not pulled onto hot
-neighbours. Every lesion's shift, correlation, background and distance are recorded.
+- ``fes_n_voxels`` and ``fes_diameter_mm``: the contour's voxel count on the FES grid and its equivalent-sphere
+  diameter (6V/π)^(1/3). The contours are on the PET (there is no CT segmentation); the equivalent-sphere diameter
+  uses the whole 3D volume and, for the round lesions the recovery model assumes, equals the diameter, where the
+  largest extent of a voxelised contour overstates it by up to a voxel;
+- ``fes_rc``: the SUVmax recovery coefficient RC(d) at this scan's resolution (:func:`recovery_coefficient`) of a
+  sphere :attr:`FesReading.contour_margin_voxels` voxels (the largest voxel side) smaller than the contour
+  (``fes_rc_diameter_mm``): a voxelised contour's diameter is uncertain by about a voxel, and a negative call must
+  hold for a lesion that much smaller. Without the margin, on the truth benchmark at the demo size (8 mm voxels),
+  contours drawn larger than the lesion made 23 of 304 ER-positive lesions "detectable" and read negative;
+- ``fes_background_median`` and ``fes_background_p95``: FES SUV in a shell 1–2 FWHM around the lesion (other
+  lesions grown by one FWHM and extra-lesional hot uptake left out); ``fes_lbr``, SUVmax over that median;
+- ``fes_suvmax_pvc``: the recovery-coefficient partial-volume corrected SUVmax, background + (SUVmax −
+  background) / RC(d) (RC floored at :data:`PVC_MIN_RC`, since the correction amplifies noise without bound in the
+  smallest lesions). A sensitivity analysis only, never the primary reading: in oncology PVC raises sensitivity at
+  the cost of specificity (Cysouw et al., Eur J Nucl Med Mol Imaging 2017;44:1491–1506).
 """
 
 from __future__ import annotations
@@ -42,30 +49,89 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import ndtr
 
 from sonimage.lesions.liver import sphere_offsets
 from sonimage.lesions.registration import MIN_NCC
 
 NOT_EVALUABLE_ORGANS = ("liver",)
-MEASURES = ("fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected", "fes_background_suv")
+PVC_MIN_RC = 0.1
+MEASURES = ("fes_n_voxels", "fes_diameter_mm", "fes_rc_diameter_mm", "fes_rc", "fes_background_median", "fes_background_p95", "fes_lbr",
+            "fes_suvmax_pvc", "fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected")
 
 
 @dataclass(frozen=True)
 class FesReading:
-    """Settings of the FES reading (written with its outputs)."""
+    """Settings of the FES reading (written with its outputs).
+
+    ``fwhm_mm``: the reconstructed PET resolution (Gaussian PSF FWHM), used for the recovery coefficients, the
+    spill-in estimate and the background shell. The default 7.5 mm is an EARL1 image: with 4 mm voxels the SUVmax
+    recovery of the NEMA IEC spheres (10–37 mm) it predicts lies inside the EARL1 accreditation bands (Boellaard et
+    al., Eur J Nucl Med Mol Imaging 2015;42:328–354; checked in ``tests/test_fes_reading.py``), nearer their
+    centres than 6.5 mm (which is inside them too). Set it to the scanner's value for EARL2 (sharper)
+    reconstructions. ``min_sigma_voxels``: coarser voxels widen the effective PSF to σ ≥ that many voxels.
+    """
 
     min_ncc: float = MIN_NCC  # registration quality (CT NCC) below which a patient's lesions are not evaluable
     hot_suv: float = 2.5  # extra-lesional FES uptake counted as excretion / metabolism
     hot_min_ml: float = 10.0  # smallest such region (smaller hot spots are lesions the reader did not draw)
     hot_distance_mm: float = 12.0  # lesions closer than this to such a region are not evaluable
-    fwhm_mm: float = 6.5  # PET resolution used to grow lesions and place the background shell
-    research_mm: float = 6.0  # radius of the FES-seeded re-search (0 switches it off)
-    research_min_r: float = 0.5  # correlation the re-search needs to move a contour
+    fwhm_mm: float = 7.5  # PET resolution (PSF FWHM): recovery coefficients, spill-in, background shell
+    min_sigma_voxels: float = 0.5  # the effective PSF is at least this wide (σ, in voxels) on coarse voxels
+    contour_margin_voxels: float = 1.0  # RC(d) is taken at the contour's diameter less this many (largest) voxels
     spill_margin_suv: float = 1.0  # how far above the threshold the spill-corrected SUVmax must stay near hot uptake
 
     def as_dict(self) -> dict[str, float]:
         """Settings as a flat dict (QC tables, metrics.json)."""
         return asdict(self)
+
+
+def _triangular_nodes(n: int) -> np.ndarray:
+    """``n`` equal-probability nodes (quantile midpoints) of the triangular distribution on [−1, 1]: the sum of two
+    independent uniforms on [−½, ½]."""
+    u = (np.arange(n) + 0.5) / n
+    return np.where(u < 0.5, -1.0 + np.sqrt(2.0 * u), 1.0 - np.sqrt(2.0 * (1.0 - u)))
+
+
+def effective_sigma_mm(fwhm_mm: float, spacing: tuple[float, float, float],
+                       min_sigma_voxels: float) -> np.ndarray:
+    """Gaussian PSF σ per axis (mm): the scanner's ``fwhm_mm``, widened to ``min_sigma_voxels`` voxels where the
+    voxels are coarser than the PSF (an image is not sharper than its sampling)."""
+    return np.array([max(fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))), min_sigma_voxels * h) for h in spacing])
+
+
+def recovery_coefficient(diameter_mm: np.ndarray | list[float] | float, fwhm_mm: float,
+                         spacing: tuple[float, float, float], min_sigma_voxels: float = 0.5, grid: int = 81,
+                         nodes: int = 48) -> np.ndarray:
+    """SUVmax recovery of uniform spheres of ``diameter_mm`` (on zero background) at a Gaussian PSF of ``fwhm_mm``
+    (σ per axis from :func:`effective_sigma_mm`) sampled into voxels of ``spacing`` (mm, z y x).
+
+    A voxel reads the mean over the voxel of the blurred sphere, and the SUVmax is the voxel nearest the sphere's
+    centre, its offset uniform over a voxel. The sphere blurred by the PSF (Kessler et al., J Comput Assist Tomogr
+    1984;8:514–522; Soret, Bacharach & Buvat, J Nucl Med 2007;48:932–945), averaged over the voxel and the offset,
+    is then P(‖Y‖ ≤ d/2) with independent Y per axis: Gaussian (PSF) + two uniforms of one voxel (box, offset),
+    i.e. Gaussian + triangular on ±1 voxel. Computed as Σ_z Σ_y f(z) f(y) P(|Y_x| ≤ √(R² − z² − y²)) on a
+    ``grid``² midpoint grid over the sphere's cross-section, the triangular part on ``nodes`` quantile nodes. On a
+    background b a lesion of true uptake U reads b + RC(d) × (U − b).
+    """
+    sigma = effective_sigma_mm(fwhm_mm, spacing, min_sigma_voxels)
+    tri = _triangular_nodes(nodes)
+    out = []
+    for radius in np.atleast_1d(np.asarray(diameter_mm, np.float64)) / 2.0:
+        step = 2.0 * radius / grid
+        axis = (np.arange(grid) + 0.5) * step - radius
+
+        def density(i: int) -> np.ndarray:
+            z = (axis[:, None] - tri[None, :] * spacing[i]) / sigma[i]
+            return np.exp(-0.5 * z * z).mean(axis=1) / (sigma[i] * np.sqrt(2.0 * np.pi))
+
+        left = radius * radius - axis[:, None] ** 2 - axis[None, :] ** 2
+        half = np.sqrt(np.maximum(left, 0.0))[..., None]
+        shift = tri * spacing[2]
+        inside = (ndtr((half - shift) / sigma[2]) - ndtr((-half - shift) / sigma[2])).mean(axis=-1)
+        out.append(float((density(0)[:, None] * density(1)[None, :] * np.where(left > 0, inside, 0.0)).sum()
+                         * step * step))
+    return np.array(out)
 
 
 def grow(mask: np.ndarray, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
@@ -91,91 +157,46 @@ def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, floa
     return organs | (grow(organs, spacing, reading.fwhm_mm) & above & ~(lesions > 0))
 
 
-def _window(mask: np.ndarray, reach: tuple[int, int, int]) -> tuple[slice, ...]:
-    idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - r, 0), min(int(i.max()) + 1 + r, n))
-                 for i, r, n in zip(idx, reach, mask.shape))
+def _grown_window(box: tuple[slice, ...], reach: list[int], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, shape))
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 3 or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+def read_lesions(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], spacing: tuple[float, float, float],
+                 reading: FesReading, threshold: float = 1.5) -> list[dict]:
+    """One reading row per lesion label (see the module docstring).
 
-
-def research_shift(fes: np.ndarray, fdg: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float],
-                   reading: FesReading) -> tuple[tuple[int, int, int], float, float]:
-    """Voxel shift (z, y, x) that moves the lesion onto its FES pattern, the correlation there and at no shift."""
-    pattern = grow(mask, spacing, reading.fwhm_mm)
-    reach = [int(np.ceil((reading.research_mm + reading.fwhm_mm) / s)) + 1 for s in spacing]
-    box = _window(mask, reach)
-    fes_w, fdg_w, pat_w = fes[box], fdg[box], pattern[box]
-    template = fdg_w[pat_w]
-    steps = [int(np.floor(reading.research_mm / s)) for s in spacing]
-    at_zero = _corr(template, fes_w[pat_w])
-    best, best_r = (0, 0, 0), at_zero
-    for dz in range(-steps[0], steps[0] + 1):
-        for dy in range(-steps[1], steps[1] + 1):
-            for dx in range(-steps[2], steps[2] + 1):
-                if (dz * spacing[0]) ** 2 + (dy * spacing[1]) ** 2 + (dx * spacing[2]) ** 2 > reading.research_mm ** 2:
-                    continue
-                moved = np.roll(pat_w, (dz, dy, dx), axis=(0, 1, 2))
-                if moved.sum() != pat_w.sum():  # rolled over the window edge
-                    continue
-                r = _corr(template, fes_w[moved])
-                if np.isfinite(r) and (not np.isfinite(best_r) or r > best_r):
-                    best, best_r = (dz, dy, dx), r
-    if best != (0, 0, 0) and not best_r >= reading.research_min_r:
-        best, best_r = (0, 0, 0), at_zero
-    return best, best_r, at_zero
-
-
-def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndarray, organs: dict[int, str],
-                 spacing: tuple[float, float, float], reading: FesReading,
-                 threshold: float = 1.5) -> tuple[np.ndarray, list[dict]]:
-    """The lesion labels after re-search (on the FES grid) and one reading row per lesion label.
-
-    ``labels`` are the lesion labels carried onto the FES grid; ``organs`` maps label → organ; ``fdg_on_fes`` is
-    the FDG PET on the FES grid (None: no re-search); ``threshold`` is the FES positivity threshold (SUV).
+    ``labels`` are the lesion labels carried onto the FES grid, used as they are; ``organs`` maps label → organ;
+    ``threshold`` is the FES positivity threshold (SUV) of the evaluability reasons.
     """
-    out = labels.copy()
-    rows = []
-    voxel = np.asarray(spacing)
-    if reading.research_mm > 0 and fdg_on_fes is not None:
-        for label in organs:
-            mask = labels == label
-            if not mask.any():
-                continue
-            shift, r, r0 = research_shift(fes, fdg_on_fes, mask, spacing, reading)
-            if shift != (0, 0, 0):
-                target = np.roll(mask, shift, axis=(0, 1, 2))
-                out[mask & (out == label)] = 0
-                out[target & (out == 0)] = label
-            rows.append({"label": label, "research_shift_mm": float(np.linalg.norm(np.multiply(shift, voxel))),
-                         "research_r": r, "registered_r": r0})
-    research = {r["label"]: r for r in rows}
-    hot = hot_regions(fes, out, spacing, reading)
+    nan = float("nan")
+    hot = hot_regions(fes, labels, spacing, reading)
     distance = ndimage.distance_transform_edt(~hot, sampling=spacing) if hot.any() else None
     sigma = [reading.fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / s for s in spacing]
     spill = ndimage.gaussian_filter(np.where(hot, fes, 0.0), sigma, mode="constant") if hot.any() else None
     reach = [int(np.ceil(2 * reading.fwhm_mm / s)) + 1 for s in spacing]
-    result = []
+    boxes = ndimage.find_objects(labels) if labels.any() else []
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    shell_outer, shell_inner = sphere_offsets(spacing, 2 * reading.fwhm_mm), sphere_offsets(spacing, reading.fwhm_mm)
+    rows = []
     for label, organ in organs.items():
-        box = _window(out == label, reach) if (out == label).any() else None
-        mask = out[box] == label if box else np.zeros((0, 0, 0), bool)
-        row = {"label": label, "research_shift_mm": 0.0, "research_r": float("nan"),
-               "registered_r": float("nan"), **research.get(label, {})}
-        if not mask.any():
-            result.append({**row, "fes_evaluable": False, "fes_not_evaluable_reason": "lesion not on the FES scan",
-                           **dict.fromkeys(MEASURES, float("nan"))})
+        box = boxes[label - 1] if 0 < label <= len(boxes) else None
+        if box is None:
+            rows.append({"label": label, "fes_evaluable": False,
+                         "fes_not_evaluable_reason": "lesion not on the FES scan", **dict.fromkeys(MEASURES, nan)})
             continue
-        values = fes[box][mask]
-        near = float(distance[box][mask].min()) if distance is not None else float("inf")
-        spill_in = spill[box][mask] if spill is not None else np.zeros(values.shape)
-        others = grow((out[box] > 0) & ~mask, spacing, reading.fwhm_mm)
-        shell = grow(mask, spacing, 2 * reading.fwhm_mm) & ~grow(mask, spacing, reading.fwhm_mm) & ~others
-        background = float(np.median(fes[box][shell])) if shell.any() else float("nan")
-        reads_positive = bool(values.max() >= threshold)
+        win = _grown_window(box, reach, labels.shape)
+        lab, img = labels[win], fes[win]
+        mask = lab == label
+        values = img[mask]
+        near = float(distance[win][mask].min()) if distance is not None else float("inf")
+        spill_in = spill[win][mask] if spill is not None else np.zeros(values.shape)
+        others = ndimage.binary_dilation((lab > 0) & ~mask, shell_inner)
+        shell = ndimage.binary_dilation(mask, shell_outer) & ~ndimage.binary_dilation(mask, shell_inner) & \
+            ~others & ~hot[win]
+        ring = img[shell]
+        background = float(np.median(ring)) if ring.size else nan
+        suvmax = float(values.max())
+        reads_positive = suvmax >= threshold
         if organ in NOT_EVALUABLE_ORGANS:
             reason = "liver"
         elif near < reading.hot_distance_mm and reads_positive and \
@@ -185,15 +206,27 @@ def read_lesions(fes: np.ndarray, fdg_on_fes: np.ndarray | None, labels: np.ndar
             reason = "local background at or above the FES threshold"
         else:
             reason = ""
-        result.append({**row, "fes_evaluable": not reason, "fes_not_evaluable_reason": reason,
-                       "fes_hot_distance_mm": near, "fes_spill_in_suv": float(spill_in.max()),
-                       "fes_suvmax_spill_corrected": float((values - spill_in).max()),
-                       "fes_background_suv": background})
-    return out, result
+        rows.append({"label": label, "fes_evaluable": not reason, "fes_not_evaluable_reason": reason,
+                     "fes_n_voxels": int(values.size),
+                     "fes_diameter_mm": float((6.0 * values.size * voxel_ml * 1000.0 / np.pi) ** (1 / 3)),
+                     "fes_background_median": background,
+                     "fes_background_p95": float(np.percentile(ring, 95)) if ring.size else nan,
+                     "fes_lbr": suvmax / background if background > 0 else nan,
+                     "fes_hot_distance_mm": near, "fes_spill_in_suv": float(spill_in.max()),
+                     "fes_suvmax_spill_corrected": float((values - spill_in).max()), "_suvmax": suvmax})
+    measured = [r for r in rows if "_suvmax" in r]
+    if measured:  # recovery coefficients and their correction for all lesions at once
+        margin = reading.contour_margin_voxels * max(spacing)
+        at = np.maximum([r["fes_diameter_mm"] - margin for r in measured], 0.0)
+        rc = recovery_coefficient(np.maximum(at, 1e-3), reading.fwhm_mm, spacing, reading.min_sigma_voxels)
+        for r, d, c in zip(measured, at, rc):
+            r["fes_rc_diameter_mm"] = float(d)
+            b = r["fes_background_median"] if np.isfinite(r["fes_background_median"]) else 0.0
+            r.update(fes_rc=float(c), fes_suvmax_pvc=b + (r.pop("_suvmax") - b) / max(float(c), PVC_MIN_RC))
+    return rows
 
 
 def patient_rows(labels: list[int], organs: dict[int, str], reason: str) -> list[dict]:
     """Reading rows of a patient whose FES cannot be read at all (no scan, failed or poor registration)."""
-    nan = float("nan")
-    return [{"label": k, "fes_evaluable": False, "fes_not_evaluable_reason": reason, "research_shift_mm": nan,
-             "research_r": nan, "registered_r": nan, **dict.fromkeys(MEASURES, nan)} for k in labels if k in organs]
+    return [{"label": k, "fes_evaluable": False, "fes_not_evaluable_reason": reason,
+             **dict.fromkeys(MEASURES, float("nan"))} for k in labels if k in organs]

@@ -3,7 +3,7 @@ automatic delineations, with the settings that made them.
 
 - :func:`read_patient_fes`: the FES CT registered rigidly to the FDG CT (:mod:`registration`, quality per
   patient), the automatic PERCIST liver VOI of every scan (:mod:`liver`), the lesion labels carried onto the FES
-  scan and read there (:mod:`fes_reading`: evaluability, reason, re-search).
+  scan as they are and read there (:mod:`fes_reading`: evaluability, reason, what the FES call needs).
 - :func:`delineation_rows`: every delineation method's MTV/TLG of one FDG lesion (:mod:`delineation`).
 
 SUL is SUV × lean body mass / body weight, lean body mass by Janmahasatian et al. (Clin Pharmacokinet 2005;
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.delineation import DelineationSettings, delineate, delineation_row
@@ -103,18 +102,11 @@ def read_patient_fes(scans: PatientScans, labels: Volume, organs: dict[int, str]
         reason = "registration below quality threshold"
         rows = patient_rows(labels_present, organs, reason)
         record.update(fes_status=reason, note=f"CT NCC {rigid.ncc:.3f} < {settings.fes_reading.min_ncc}")
-        fes_labels = moved.array
     else:
-        ref = Volume(np.zeros(fes_pet.array.shape, np.float32), fes_pet.spacing, fes_pet.origin,
-                     fes_pet.direction).to_sitk()
-        fdg_on_fes = sitk.GetArrayFromImage(sitk.Resample(
-            Volume(np.asarray(fdg_pet.array, np.float32), fdg_pet.spacing, fdg_pet.origin,
-                   fdg_pet.direction).to_sitk(), ref, rigid.transform().GetInverse(), sitk.sitkLinear, 0.0))
-        fes_labels, rows = read_lesions(np.asarray(fes_pet.array, np.float64), fdg_on_fes.astype(np.float64),
-                                        np.asarray(moved.array), organs, tuple(float(s) for s in fes_pet.spacing),
-                                        settings.fes_reading, settings.fes.threshold)
+        rows = read_lesions(np.asarray(fes_pet.array, np.float64), np.asarray(moved.array), organs,
+                            tuple(float(s) for s in fes_pet.spacing), settings.fes_reading, settings.fes.threshold)
         record.update(fes_status="registered", note="")
-    fes_volume = Volume(np.asarray(fes_labels, moved.array.dtype), moved.spacing, moved.origin, moved.direction,
+    fes_volume = Volume(np.asarray(moved.array), moved.spacing, moved.origin, moved.direction,
                         {"quantity": "label", "rois": labels.attrs["rois"], "rigid_parameters":
                          list(rigid.parameters), "rigid_centre": list(rigid.centre), "drawn_on": scans.fdg_pet})
     return PatientFes(record, liver, rows, fes_volume)

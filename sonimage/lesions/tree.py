@@ -108,7 +108,7 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
     table, dictionary = feature_table(results, settings.features)
     paths = {"lesion_features": write_feature_table(table, dictionary, folder / "lesion_features.parquet", meta)}
     qc = reading_tables(registrations)
-    summary = lesion_summary(results, qc["fes_reading"], settings.delineation.method)
+    summary = lesion_summary(results, qc["fes_reading"], settings.delineation.method, settings.fes)
     paths["lesions"] = write_table(summary, folder / "lesions.parquet", metadata=meta)
     manifest, quarantine = _converted_tables(out)
     metrics = fes_quarantine_reasons(patient_metrics(summary.dropna(subset=["fdg_suvmax"]), settings.fes), quarantine)

@@ -6,7 +6,11 @@ the synthetic generator (true values, ``truth/<cohort>/features/lesions.parquet`
 pseudonym), ``lesion`` (number), ``roi``, ``organ``, then per tracer ``<tracer>_suvmax``, ``_suvmean``,
 ``_suvpeak``, ``_sulmax``, ``_sulmean``, ``_mtv_ml``, ``_tlg`` and ``_error`` (why a value is missing, else
 empty), then ``volume_ml`` (the FDG MTV). A value that was not measured is NaN, never 0. Further columns (lesion
-response joined from the clinic, delineation details) follow these.
+response joined from the clinic, delineation details) follow these; the feature stage adds the FES reading
+(:mod:`sonimage.lesions.fes_reading`: ``fes_evaluable``, ``fes_not_evaluable_reason``, ``fes_n_voxels``,
+``fes_diameter_mm``, ``fes_rc``, ``fes_background_median``, ``fes_background_p95``, ``fes_lbr``,
+``fes_suvmax_pvc``, ...) and each lesion's call, ``fes_call`` (:data:`FES_CALLS`) with ``fes_call_reason``
+(:meth:`sonimage.tables.patients.FesRule.calls`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pandas as pd
 KEYS = ("cohort", "patient", "lesion")
 TRACERS = ("fdg", "fes")
 UPTAKE = ("suvmax", "suvmean", "suvpeak", "sulmax", "sulmean", "mtv_ml", "tlg")
+FES_CALLS = ("positive", "negative", "indeterminate", "not evaluable")
 COLUMNS = (*KEYS, "roi", "organ", *(f"{t}_{u}" for t in TRACERS for u in (*UPTAKE, "error")), "volume_ml")
 
 

@@ -5,11 +5,12 @@ Input columns (one row per lesion): ``patient``, ``lesion``, ``organ``, ``fdg_su
 ``fes_suvmax``, ``fes_suvmean``, ``fes_sulmean``, ``volume_ml`` (FDG MTV) and ``fdg_tlg``; SUL columns may be NaN
 when the lean body mass is unknown. Optional: ``fes_evaluable`` and ``fes_not_evaluable_reason`` per lesion (the
 FES reading of :mod:`sonimage.lesions.fes_reading`); without them a lesion is FES-evaluable when it is outside the
-liver and has a FES value. Written by the feature stage (``features/patients.parquet``) and the
+liver and has a FES value; and the reading's ``fes_rc``, ``fes_background_median`` and ``fes_background_p95``,
+with which a call can be indeterminate (:meth:`FesRule.calls`). Written by the feature stage (``features/patients.parquet``) and the
 synthetic generator alike; the analyses read it as written and recompute it only at other FES thresholds.
 
-Missing FES is not negative FES: a patient without any FES-evaluable lesion (no FES scan, failed or poor
-registration, only non-evaluable lesions) gets NaN FES metrics, a null ``any_fes_negative``, the pattern
+Missing FES is not negative FES: a patient without any determinate FES call (no FES scan, failed or poor
+registration, only non-evaluable or indeterminate lesions) gets NaN FES metrics, a null ``any_fes_negative``, the pattern
 "not evaluable" and a ``fes_missing_reason``; analyses then decide explicitly (:func:`fes_complete_case`).
 """
 
@@ -20,31 +21,93 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sonimage.tables.lesions import FES_CALLS
+
 NOT_FES_EVALUABLE = ("liver",)  # FES is metabolised in the liver: hot background, lesions not evaluable
 # Reasons that hold for every lesion of a patient: they become the patient's ``fes_missing_reason`` as they are.
 PATIENT_REASONS = ("no FES scan", "registration failed", "registration below quality threshold")
 NO_EVALUABLE_LESION = "no FES-evaluable lesion"
+ONLY_INDETERMINATE = "only indeterminate FES calls (lesions too small)"
 FES_METRICS = ("fes_positive_fraction", "fes_positive_fraction_evaluable", "any_fes_negative")
+
+
+CALLS = FES_CALLS
+READ_COLUMNS = ("fes_rc", "fes_background_median", "fes_background_p95")  # what a detectability call needs
+TOO_SMALL = "too small: an ER-positive lesion of this size would not read positive on this background"
+NOT_FOCAL = "no focal uptake above local background"
 
 
 @dataclass(frozen=True)
 class FesRule:
-    """When a lesion counts as FES-positive: its FES ``statistic`` against ``threshold`` (≥ when ``inclusive``,
-    else >). The published rule is SUVmax ≥ 1.5 (Nienhuis 2018); ``statistic="suvpeak"`` (the IBSI 1 cm³ peak) is a
-    sensitivity analysis less sensitive to noise in small, faint lesions."""
+    """How a lesion's FES call is made (:meth:`calls`): its FES ``statistic`` against ``threshold`` (≥ when
+    ``inclusive``, else >), focal uptake above the local background for a positive call, and a lesion large enough
+    to have shown uptake for a negative one.
+
+    The published rule is SUVmax ≥ 1.5 (Nienhuis et al., J Nucl Med 2018). Sensitivity analyses:
+    ``statistic="suvpeak"`` (the IBSI 1 cm³ peak; less sensitive to noise in small, faint lesions) and
+    ``statistic="suvmax_pvc"`` (recovery-coefficient partial-volume corrected SUVmax; raises sensitivity at the
+    cost of specificity, so never the primary reading: Cysouw et al., Eur J Nucl Med Mol Imaging 2017).
+
+    ``reference_positive_suv``: the FES uptake of an ER-positive lesion the detectability rule asks about, 2.3:
+    the geometric-mean FES SUVmax of lymph-node (2.29) and lung (2.23) metastases in Nienhuis et al. 2018 (bone
+    2.61), the lower of the sites' typical values. Those are SUVmax measured in lesions mostly ≥ 10 mm, FES-negative
+    ones included, so they understate a true ER-positive uptake: a conservative choice that makes a negative call
+    need a lesion large enough to have shown even modest uptake.
+    """
 
     threshold: float = 1.5
     inclusive: bool = True
     statistic: str = "suvmax"
+    reference_positive_suv: float = 2.3
 
     def __post_init__(self) -> None:
-        if self.statistic not in ("suvmax", "suvpeak"):
-            raise ValueError(f"FES positivity statistic must be suvmax or suvpeak, got {self.statistic!r}")
+        if self.statistic not in ("suvmax", "suvpeak", "suvmax_pvc"):
+            raise ValueError(f"FES positivity statistic must be suvmax, suvpeak or suvmax_pvc, got {self.statistic!r}")
 
-    def positive(self, lesions: pd.DataFrame) -> pd.Series:
-        """Boolean FES positivity of each lesion (``fes_<statistic>`` column)."""
-        value = lesions[f"fes_{self.statistic}"]
+    def reads_positive(self, value: pd.Series | np.ndarray) -> pd.Series | np.ndarray:
+        """Whether values reach the threshold."""
         return value >= self.threshold if self.inclusive else value > self.threshold
+
+    def positive(self, lesions: pd.Series | pd.DataFrame) -> pd.Series:
+        """Whether each lesion's ``fes_<statistic>`` reaches the threshold (the uptake alone, no call)."""
+        return self.reads_positive(lesions[f"fes_{self.statistic}"])
+
+    def calls(self, lesions: pd.DataFrame) -> pd.DataFrame:
+        """``fes_call`` (one of :data:`CALLS`) and ``fes_call_reason`` per lesion, vectorised.
+
+        - ``not evaluable``: the reading's evaluability (:func:`lesion_evaluability`), its reason kept;
+        - ``positive``: the statistic reaches the threshold and the lesion's SUVmax is focal uptake above its local
+          background (above the background's 95th percentile: SNMMI/EANM procedure standard, Ulaner et al., J Nucl
+          Med 2024;65:221: FES-positive is focal uptake greater than local background);
+        - ``negative``: not positive, and an ER-positive lesion of its size would have read positive on its
+          background: background + RC(d) × (``reference_positive_suv`` − background) reaches the threshold, RC(d)
+          the recovery coefficient of the lesion's diameter at the scan's resolution
+          (:func:`sonimage.lesions.fes_reading.recovery_coefficient`); with ``suvmax_pvc`` the recovery is
+          corrected for, so every evaluable lesion qualifies;
+        - ``indeterminate``: otherwise: "too small ..." below the threshold, or "no focal uptake above local
+          background" when the lesion reaches the threshold but is no hotter than its surroundings (neither called
+          positive nor, since it reached the threshold, negative).
+
+        Tables without the reading's detectability columns (:data:`READ_COLUMNS`; e.g. the synthetic truth's true
+        values) have no partial volume to allow for: every evaluable lesion is called on its uptake alone.
+        """
+        evaluable, reason = lesion_evaluability(lesions)
+        above = self.positive(lesions).fillna(False).astype(bool)
+        if all(c in lesions for c in READ_COLUMNS):
+            b = lesions["fes_background_median"].astype(float)
+            focal = ~(lesions["fes_suvmax"] <= lesions["fes_background_p95"])  # unknown background: not held against
+            expected = b + lesions["fes_rc"].astype(float) * (self.reference_positive_suv - b)
+            detectable = self.reads_positive(expected).fillna(False).astype(bool)
+            if self.statistic == "suvmax_pvc":
+                detectable = pd.Series(bool(self.reads_positive(self.reference_positive_suv)), index=lesions.index)
+        else:
+            focal = detectable = pd.Series(True, index=lesions.index)
+        positive = evaluable & above & focal
+        negative = evaluable & ~above & detectable
+        call = np.select([~evaluable, positive, negative], ["not evaluable", "positive", "negative"], "indeterminate")
+        why = np.select([~evaluable, positive | negative, above], [reason.to_numpy(dtype=object), "", NOT_FOCAL],
+                        TOO_SMALL)
+        return pd.DataFrame({"fes_call": call, "fes_call_reason": why}, index=lesions.index)
 
 
 def _geomean(x: pd.Series) -> float:
@@ -81,32 +144,37 @@ def missing_reason(reasons: pd.Series) -> str:
     return NO_EVALUABLE_LESION
 
 
-def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int | None]:
-    flags, reasons = lesion_evaluability(lesions)
+def _one(lesions: pd.DataFrame, calls: pd.Series, reasons: pd.Series) -> dict[str, float | str | int | None]:
+    flags = calls != "not evaluable"
     evaluable = lesions[flags]
-    positive = rule.positive(evaluable)
-    n_pos, n_eval = int(positive.sum()), len(evaluable)
+    n_pos, n_neg = int((calls == "positive").sum()), int((calls == "negative").sum())
+    n_det = n_pos + n_neg
     top3 = lesions.nlargest(3, "fdg_sulmax") if lesions.fdg_sulmax.notna().any() else lesions.nlargest(3, "fdg_suvmax")
     largest3 = evaluable.nlargest(3, "volume_ml")
     log_fes = np.log(evaluable.fes_suvmax[evaluable.fes_suvmax > 0])
     within = (evaluable.fes_suvmax / evaluable.fes_suvmean).dropna()  # SUVmax/SUVmean per lesion
+    missing = None if n_det else ONLY_INDETERMINATE if flags.any() else missing_reason(reasons[~flags])
     return {
         "n_lesions": len(lesions),
-        "n_fes_evaluable": n_eval,
+        "n_fes_evaluable": int(flags.sum()),  # determinate or indeterminate
+        "n_fes_determinate": n_det,
         "n_fes_positive": n_pos,
-        "fes_evaluable": n_eval > 0,
-        "fes_missing_reason": None if n_eval else missing_reason(reasons),
-        # Boers: all lesions seen on FDG-PET as denominator; NaN (not 0) without any FES-evaluable lesion
-        "fes_positive_fraction": n_pos / len(lesions) if n_eval else float("nan"),
-        "fes_positive_fraction_evaluable": n_pos / n_eval if n_eval else float("nan"),
-        "any_fes_negative": bool(n_pos < n_eval) if n_eval else None,
-        "fes_pattern": _pattern(n_pos, n_eval),
+        "n_fes_negative": n_neg,
+        "n_fes_indeterminate": int(flags.sum()) - n_det,
+        "fes_evaluable": n_det > 0,
+        "fes_missing_reason": missing,
+        # Boers: all lesions seen on FDG-PET as denominator, less the indeterminate ones (their status is unknown,
+        # not negative); NaN (not 0) without any determinate FES call
+        "fes_positive_fraction": n_pos / (len(lesions) - int(flags.sum()) + n_det) if n_det else float("nan"),
+        "fes_positive_fraction_evaluable": n_pos / n_det if n_det else float("nan"),
+        "any_fes_negative": n_neg > 0 if n_det else None,
+        "fes_pattern": _pattern(n_pos, n_det),
         "fdg_sulmax3": _geomean(top3.fdg_sulmax),  # Kurland 2017
         "fdg_suvmax3": _geomean(lesions.nlargest(3, "fdg_suvmax").fdg_suvmax),  # same, in SUV (no lean body mass)
         "fes_sulmean3": _geomean(top3.loc[flags.reindex(top3.index), "fes_sulmean"]),
         "fes_suvmax_largest3": float(largest3.fes_suvmax.mean()) if len(largest3) else float("nan"),  # ET-FES
         "fes_suvmax_cv": float(evaluable.fes_suvmax.std(ddof=1) / evaluable.fes_suvmax.mean())
-        if n_eval > 1 else float("nan"),
+        if len(evaluable) > 1 else float("nan"),
         "fes_log_suvmax_sd": float(log_fes.std(ddof=1)) if len(log_fes) > 1 else float("nan"),
         "fes_heterogeneity_index": float(within.median()) if len(within) else float("nan"),  # Liu 2022
         "fdg_suvmax_max": float(lesions.fdg_suvmax.max()),
@@ -117,9 +185,17 @@ def _one(lesions: pd.DataFrame, rule: FesRule) -> dict[str, float | str | int | 
 
 def patient_metrics(lesions: pd.DataFrame, rule: FesRule = FesRule()) -> pd.DataFrame:
     """One row per patient (and cohort, when the lesions have one) with its heterogeneity pattern, FES fractions,
-    Kurland and ET-FES summaries and burden."""
+    Kurland and ET-FES summaries and burden.
+
+    The FES calls are made by ``rule`` (:meth:`FesRule.calls`). Pattern, fractions and any-FES-negative count only
+    determinate lesions (positive or negative): any-FES-negative needs at least one determinate negative, and a
+    patient without a determinate call has NaN/NA FES metrics with a ``fes_missing_reason``. Indeterminate lesions
+    are counted (``n_fes_indeterminate``); the quantitative FES summaries (ET-FES, dispersion) use every
+    FES-evaluable lesion."""
     keys = [k for k in ("cohort", "patient") if k in lesions.columns]
-    rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))), **_one(g, rule)}
+    called = rule.calls(lesions)
+    rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+             **_one(g, called.loc[g.index, "fes_call"], called.loc[g.index, "fes_call_reason"])}
             for key, g in lesions.groupby(keys, sort=True)]
     out = pd.DataFrame(rows)
     out["any_fes_negative"] = out["any_fes_negative"].astype("boolean")  # nullable: NA when not FES-evaluable
