@@ -49,9 +49,15 @@ class SuvConversion:
         return float(self.slice_factors[0])
 
 
-def _weight_g(h: PetHeader, notes: list[str]) -> float:
+def _impossible(h: PetHeader) -> None:
+    """A negative weight or dose is no header to trust, whatever route the conversion would take."""
     if h.weight_kg is not None and h.weight_kg < 0:
         raise SuvError(f"PatientWeight is negative ({h.weight_kg:g})")
+    if h.dose is not None and h.dose < 0:
+        raise SuvError(f"RadionuclideTotalDose is negative ({h.dose:g})")
+
+
+def _weight_g(h: PetHeader, notes: list[str]) -> float:
     if not h.weight_kg:
         raise SuvError("PatientWeight is missing or zero")
     if h.weight_kg > 1000:
@@ -61,8 +67,6 @@ def _weight_g(h: PetHeader, notes: list[str]) -> float:
 
 
 def _dose_bq(h: PetHeader, notes: list[str]) -> float:
-    if h.dose is not None and h.dose < 0:
-        raise SuvError(f"RadionuclideTotalDose is negative ({h.dose:g})")
     if not h.dose:
         raise SuvError("RadionuclideTotalDose is missing or zero")
     if h.dose < 1e5:
@@ -165,6 +169,7 @@ def suv_conversion(h: PetHeader) -> SuvConversion:
     """The SUVbw conversion of a PET series, or :class:`SuvError` naming the missing or unusable field."""
     notes: list[str] = []
     n = len(h.slices)
+    _impossible(h)
     if any(abs(s.intercept) > 0 for s in h.slices):
         raise SuvError("RescaleIntercept is not 0 (PET requires 0)")
     units = h.units
