@@ -60,7 +60,7 @@ def _seconds(walltime: str) -> int:
 
 def slurm_options(environ: dict[str, str] | None = None) -> dict:
     """SLURMCluster options: ``infra/slurm/jobqueue.yaml`` overridden by ``SONIMAGE_SLURM_*`` variables, workers
-    retiring at 80 ± 10 % of the walltime (staggered, so that they do not all leave at once and their replacements
+    retiring at 70 ± 10 % of the walltime (staggered, so that they do not all leave at once and their replacements
     start before SLURM would kill a job)."""
     env = os.environ if environ is None else environ
     options = yaml.safe_load((INFRA / "slurm" / "jobqueue.yaml").read_text())
@@ -68,7 +68,7 @@ def slurm_options(environ: dict[str, str] | None = None) -> dict:
         if env.get(var):
             options[key] = int(env[var]) if key == "cores" else env[var]
     wall = _seconds(options["walltime"])
-    options["worker_extra_args"] = ["--lifetime", f"{int(wall * 0.8)}s",
+    options["worker_extra_args"] = ["--lifetime", f"{int(wall * 0.7)}s",
                                     "--lifetime-stagger", f"{max(1, int(wall * 0.1))}s"]
     venv = env.get("SONIMAGE_SLURM_VENV")
     options["python"] = str(Path(venv) / "bin" / "python") if venv else sys.executable
@@ -83,8 +83,11 @@ def _slurm(workers: int, dashboard: str, logs: Path) -> Cluster:
     options = slurm_options()
     private_dir(Path(os.path.expandvars(options["shared_temp_directory"])).expanduser())  # the workers' TLS files
     security = Security.temporary()
+    host = os.environ.get("SONIMAGE_SLURM_SCHEDULER_HOST", "127.0.0.1")
+    if host == "127.0.0.1":  # a one-machine cluster: the workers listen on loopback too
+        options["worker_extra_args"] += ["--host", host]
     cluster = SLURMCluster(scheduler_options={"dashboard_address": loopback(dashboard),
-                                              "host": os.environ.get("SONIMAGE_SLURM_SCHEDULER_HOST", "127.0.0.1")},
+                                              "host": host},
                            security=security, protocol="tls://", log_directory=str(logs), **options)
     remember_security(cluster.scheduler_address, security, cluster)
     # Adaptive with a fixed size: a job that ends (walltime, scancel, node failure) is replaced by a new one.

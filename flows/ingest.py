@@ -21,7 +21,8 @@ from sonimage.settings import Settings
 from sonimage.storage import location, mirror
 from sonimage.tables.partitions import write_cohort_partitions
 
-NOT_PUBLISHED = (".prefect", "drop/")  # Prefect's local state; the mirrored drop folder (original DICOM)
+NOT_PUBLISHED = (".prefect", "drop/", "features/reuse/")  # Prefect's local state; the mirrored drop folder
+# (original DICOM); the feature stage's reuse cache (working state of the local copy)
 
 
 @task(name="mirror-files", task_run_name="mirror-to-{dst}")

@@ -12,7 +12,7 @@ from prefect_dask import DaskTaskRunner
 from flows.tasks import analyse, convert_series, index_batch, patient_lesion_stage, write_features, write_tables
 from sonimage.cluster import local_cluster
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
-from sonimage.lesions.reuse import write_reuse_summary
+from sonimage.lesions.reuse import read_reuse_summary, write_reuse_summary
 from sonimage.lesions.tree import plan_patients
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
@@ -45,9 +45,9 @@ def features_stage(out: Path, settings: Settings) -> dict[str, str]:
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     done = patient_lesion_stage.map(scans, unmapped(str(out)), unmapped(settings)).result()
-    tables = write_features(str(out), [r for readings, _, _ in done for r in readings],
-                            [record for _, record, _ in done], settings)
-    return {**tables, "feature_reuse": write_reuse_summary(out, [reused for _, _, reused in done])}
+    write_reuse_summary(out, [reused for _, _, reused in done])
+    return write_features(str(out), [r for readings, _, _ in done for r in readings],
+                          [record for _, record, _ in done], settings)
 
 
 def default_runner() -> DaskTaskRunner:
@@ -90,6 +90,6 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
 
 def report_run(summary: ConvertSummary, tables: dict[str, str], clock: StageClock, out: Path) -> None:
     """Print the run summary table (into the flow run's logs) and keep it as ``run_summary.json``."""
-    table = run_summary(summary, tables, clock.seconds)
+    table = run_summary(summary, tables, clock.seconds, read_reuse_summary(out) if "lesions" in tables else None)
     print(render(table))
     write_run_summary(table, out)

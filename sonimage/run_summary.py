@@ -3,7 +3,6 @@ each stage took. Printed as a table at the end of a run and kept as ``run_summar
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +31,10 @@ class StageClock:
             self.seconds[name] = time.perf_counter() - start
 
 
-def run_summary(convert: ConvertSummary, tables: dict[str, str], seconds: dict[str, float]) -> dict[str, Any]:
-    """The counts and stage times of a run whose conversion gave ``convert`` and which wrote ``tables``."""
+def run_summary(convert: ConvertSummary, tables: dict[str, str], seconds: dict[str, float],
+                reuse: dict[str, int] | None = None) -> dict[str, Any]:
+    """The counts and stage times of a run whose conversion gave ``convert`` and which wrote ``tables``, and how
+    many patients' lesion stages it computed or ``reuse``d (:mod:`sonimage.lesions.reuse`)."""
     summary: dict[str, Any] = {
         "input files": convert.n_files, "series converted": convert.n_converted,
         "series skipped (same bytes as before)": convert.n_skipped,
@@ -42,8 +43,7 @@ def run_summary(convert: ConvertSummary, tables: dict[str, str], seconds: dict[s
                         ("excluded_patients", "patients excluded (features/excluded_patients.parquet)")):
         if name in tables:
             summary[label] = pq.read_metadata(tables[name]).num_rows
-    if "feature_reuse" in tables:
-        reuse = json.loads(Path(tables["feature_reuse"]).read_text())
+    if reuse is not None:
         summary["patients' lesion features computed"] = reuse["computed"]
         summary["patients' lesion features reused (inputs unchanged)"] = reuse["reused"]
     summary.update({f"time {stage} (s)": round(s, 1) for stage, s in seconds.items()})

@@ -54,7 +54,10 @@ def test_fit_validate_benefit_chain(tables):
     assert METRIC_KEYS <= set(metrics)
     for k in METRIC_KEYS - {"net_benefit"}:
         m = metrics[k]
-        assert m["lower"] <= m["estimate"] <= m["upper"], k
+        if m["lower"] is None:  # too few bootstrap replicates gave a value: said, not a NaN
+            assert m["ci_note"].startswith("not estimable") and m["upper"] is None, k
+        else:
+            assert m["lower"] <= m["estimate"] <= m["upper"], k
     assert 0.5 < metrics["harrell_c"]["estimate"] < 0.9 and metrics["benefit"]["estimable"]
     assert main(["model", "benefit", "--model", str(tables / "m.json"), "--data", str(tables / "val.parquet"),
                  "--treatment", "cdk46i", "--horizon", "12,24", "--keep", "subject_id", "--out",

@@ -46,8 +46,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[
     summary = convert_tree(base / "study" / "dicom", base / "out", pseudo)
     paths = features_tree(base / "out")
     tables = {name: pd.read_parquet(p) for name, p in
-              {"manifest": summary.manifest, "quarantine": summary.quarantine, **paths}.items()
-              if str(p).endswith(".parquet")}
+              {"manifest": summary.manifest, "quarantine": summary.quarantine, **paths}.items()}
     return {"intact": intact, "no_rtstruct": no_rtstruct, "bad_fdg": bad_fdg, "bad_fes": bad_fes}, tables
 
 

@@ -69,4 +69,4 @@ def test_slurm_options_have_no_site_placeholders() -> None:
     options = slurm_options({"SONIMAGE_SLURM_PARTITION": "gpu", "SONIMAGE_SLURM_ACCOUNT": "onco",
                              "SONIMAGE_SLURM_WALLTIME": "1-00:00:00", "SONIMAGE_SLURM_VENV": "/opt/venv"})
     assert (options["queue"], options["account"], options["python"]) == ("gpu", "onco", "/opt/venv/bin/python")
-    assert options["worker_extra_args"] == ["--lifetime", "69120s", "--lifetime-stagger", "8640s"]
+    assert options["worker_extra_args"] == ["--lifetime", "60480s", "--lifetime-stagger", "8640s"]

@@ -14,6 +14,7 @@ import pytest
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions.jobs import lesion_features, patient_lesions, prepare_patient
 from sonimage.lesions.registration import Rigid
+from sonimage.lesions.reuse import read_reuse_summary
 from sonimage.lesions.tree import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.synth.study import generate_study
@@ -30,7 +31,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     scans, notes = plan_patients(base / "out")
     assert not notes and len(scans) == 2
     paths = features_tree(base / "out")
-    for path in (p for p in paths.values() if p.endswith(".parquet")):  # every table records the run's settings
+    for path in paths.values():  # every table records the run's settings
         assert Settings.from_json(pq.read_schema(path).metadata[METADATA_KEY.encode()].decode()) == Settings()
     records = pd.read_parquet(paths["registration"]).to_dict("records")
     return base, records, pd.read_parquet(paths["lesions"])
@@ -114,11 +115,7 @@ def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> Non
 
 
 def _tables(paths: dict[str, str]) -> dict[str, bytes]:
-    return {name: Path(p).read_bytes() for name, p in paths.items() if p.endswith(".parquet")}
-
-
-def _reuse(paths: dict[str, str]) -> dict[str, int]:
-    return json.loads(Path(paths["feature_reuse"]).read_text())
+    return {name: Path(p).read_bytes() for name, p in paths.items()}
 
 
 def test_feature_stage_reuses_patients_whose_inputs_and_settings_are_unchanged(
@@ -127,15 +124,17 @@ def test_feature_stage_reuses_patients_whose_inputs_and_settings_are_unchanged(
     out = tmp_path / "out"
     shutil.copytree(base / "out", out)
     first = features_tree(out)
-    assert _reuse(first) == {"computed": 0, "reused": 2}  # the fixture's run left its results
+    assert read_reuse_summary(out) == {"computed": 0, "reused": 2}  # the fixture's run left its results
     caches = sorted((out / "features" / "reuse" / "sonia").glob("*.pickle"))
     caches[0].unlink()  # as for a patient delivered since: computed, the other reused, the same tables
     again = features_tree(out)
-    assert _reuse(again) == {"computed": 1, "reused": 1} and _tables(again) == _tables(first)
+    assert read_reuse_summary(out) == {"computed": 1, "reused": 1} and _tables(again) == _tables(first)
     store = next(p for p in (out / "volumes").rglob("zarr.json") if caches[1].stem in str(p))
     meta = json.loads(store.read_text())
     meta["attributes"]["content_hmac_sha256"] = "0" * 64  # that patient's series converted again from other bytes
     store.write_text(json.dumps(meta))
-    assert _reuse(features_tree(out)) == {"computed": 1, "reused": 1}
+    features_tree(out)
+    assert read_reuse_summary(out) == {"computed": 1, "reused": 1}
     other = Settings.from_json(json.dumps({"fes": {"threshold": 1.8}}))
-    assert _reuse(features_tree(out, settings=other)) == {"computed": 2, "reused": 0}
+    features_tree(out, settings=other)
+    assert read_reuse_summary(out) == {"computed": 2, "reused": 0}

@@ -165,7 +165,7 @@ def cli_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     out, home = base / "out", base / "site-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DASK_DISTRIBUTED__COMM"))}
     env.update(SONIMAGE_HOME=str(home), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([str(BIN / "sonimage"), "run", str(root), str(out), "--workers", "1",
+    proc = subprocess.Popen([str(BIN / "sonimage"), "run", str(root), str(out), "--cohort", "sts", "--workers", "1",
                              "--dashboard", ":0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     lines: list[str] = []

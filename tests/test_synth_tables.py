@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonimage.synth.tables import COHORTS, FES_THRESHOLD, recist_category, simulate_cohort_tables
+from sonimage.synth.tables import COHORTS, recist_category, simulate_cohort_tables
 
 PATIENT_COLUMNS = {
     "subject_id", "cohort", "site", "age", "weight_kg", "height_cm", "sex", "ecog", "de_novo", "bone_only",

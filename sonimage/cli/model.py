@@ -107,7 +107,8 @@ def _validate(args: argparse.Namespace) -> int:
     write_json_atomic(metrics, args.out)
     for k in ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", "e50", "e90", "brier", "ipa"):
         m = metrics[k]
-        print(f"{k:18s} {m['estimate']:.4f}  (95 % CI {m['lower']:.4f} to {m['upper']:.4f})")
+        ci = f"95 % CI {m['lower']:.4f} to {m['upper']:.4f}" if m["lower"] is not None else m["ci_note"]
+        print(f"{k:18s} {m['estimate']:.4f}  ({ci})")
     print(f"wrote {args.out}")
     return 0
 

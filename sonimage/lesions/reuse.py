@@ -63,7 +63,12 @@ def patient_lesions_reused(scans: PatientScans, out: Path, settings: Settings | 
     return readings, record, False
 
 
-def write_reuse_summary(out: Path, reused: list[bool]) -> str:
+def write_reuse_summary(out: Path, reused: list[bool]) -> Path:
     """``OUT/features/reuse/summary.json``: how many patients' lesion stages were computed and how many reused."""
     counts = {"computed": reused.count(False), "reused": reused.count(True)}
-    return str(write_json_atomic(counts, Path(out) / REUSE / "summary.json"))
+    return write_json_atomic(counts, Path(out) / REUSE / "summary.json")
+
+
+def read_reuse_summary(out: Path) -> dict[str, int]:
+    """What the last feature stage over ``out`` computed and reused (:func:`write_reuse_summary`)."""
+    return json.loads((Path(out) / REUSE / "summary.json").read_text())

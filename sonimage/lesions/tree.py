@@ -129,6 +129,6 @@ def features_tree(out: Path, executor: Executor | None = None, settings: Setting
     for note in notes:
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     done = parallel_map(patient_lesions_reused, scans, executor, Path(out), settings)
-    tables = write_feature_tables(out, [r for readings, _, _ in done for r in readings],
-                                  [rec for _, rec, _ in done], settings)
-    return {**tables, "feature_reuse": write_reuse_summary(out, [reused for _, _, reused in done])}
+    write_reuse_summary(out, [reused for _, _, reused in done])
+    return write_feature_tables(out, [r for readings, _, _ in done for r in readings], [rec for _, rec, _ in done],
+                                settings)

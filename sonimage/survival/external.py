@@ -99,9 +99,12 @@ def validate(model: FrozenCox, df: pd.DataFrame, time: str, event: str, horizon:
     result: dict = {}
     for k in METRICS:
         vals = boot[k].dropna()
-        enough = len(vals) >= max(10, n_boot // 2)  # else a percentile interval is not worth printing
-        lo, hi = np.quantile(vals, [0.025, 0.975]) if enough else (np.nan, np.nan)
-        result[k] = {"estimate": est[k], "lower": float(lo), "upper": float(hi)}
+        if len(vals) >= max(10, n_boot // 2):
+            lo, hi = np.quantile(vals, [0.025, 0.975])
+            result[k] = {"estimate": est[k], "lower": float(lo), "upper": float(hi)}
+        else:  # a percentile interval over so few replicates is not worth printing
+            result[k] = {"estimate": est[k], "lower": None, "upper": None,
+                         "ci_note": f"not estimable: {len(vals)} of {n_boot} bootstrap replicates gave a value"}
     slope = calibration_slope(t, e, lp)
     result["calibration_slope"]["wald_lower"], result["calibration_slope"]["wald_upper"] = \
         slope["lower"], slope["upper"]
