@@ -68,8 +68,8 @@ def slurm_options(environ: dict[str, str] | None = None) -> dict:
         if env.get(var):
             options[key] = int(env[var]) if key == "cores" else env[var]
     wall = _seconds(options["walltime"])
-    options["worker_extra_args"] = ["--lifetime", f"{int(wall * 0.7)}s",
-                                    "--lifetime-stagger", f"{max(1, int(wall * 0.1))}s"]
+    options["worker_extra_args"] = ["--lifetime", f"{round(wall * 0.7)}s",
+                                    "--lifetime-stagger", f"{max(1, round(wall * 0.1))}s"]
     venv = env.get("SONIMAGE_SLURM_VENV")
     options["python"] = str(Path(venv) / "bin" / "python") if venv else sys.executable
     # see sonimage/cluster.py
