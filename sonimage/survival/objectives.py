@@ -25,7 +25,7 @@ from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
-from sonimage.tables.patients import FesRule, patient_metrics
+from sonimage.tables.patients import FesRule, fes_complete_case, patient_metrics
 from sonimage.tables.study import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
@@ -110,9 +110,11 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     primary = {**_fit_rows(df, formula, [PRIMARY_TERMS["objective1"]])[0], "formula": formula}
     sensitivity = []
     for thr in settings.fes_thresholds:
-        d = at_fes_threshold(df, lesions, thr)
+        # complete case at that threshold: a patient whose lesions are all indeterminate there has no FES reading
+        d = fes_complete_case(at_fes_threshold(df, lesions, thr))[0]
         r = _fit_rows(d, formula, [PRIMARY_TERMS["objective1"]])[0]
-        sensitivity.append({"threshold": thr, "share_mixed": float((d["fes_pattern"] == "mixed").mean()), **r})
+        mixed = float((d["fes_pattern"] == "mixed").mean())
+        sensitivity.append({"threshold": thr, "n": int(len(d)), "share_mixed": mixed, **r})
     return {"primary": primary, "km": km, "univariable": uni, "multivariable": {"formula": adjusted, "rows": multi},
             "ph_test": schoenfeld(df, formula, primary), "fes_threshold_sensitivity": sensitivity}
 
