@@ -60,7 +60,7 @@ def one_sonimage(folder: Path, reader: str = "tagreader") -> dict:
     from sonimage.dicom.reader import load_plan
     from sonimage.dicom.series import group_series
     from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
-    from sonimage.volume import Volume
+    from sonimage.volumes.volume import Volume
 
     pseudo = Pseudonymiser(b"bench")
     out = Path(tempfile.mkdtemp())

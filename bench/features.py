@@ -59,7 +59,7 @@ PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm
 def _sonimage_runner(families: tuple[str, ...], spatial: bool = True):
     from sonimage.features.base import FeatureSettings, Roi
     from sonimage.features.extract import extract_features
-    from sonimage.lesions.io import read_image, read_mask
+    from sonimage.lesions.inputs import read_image, read_mask
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0, spatial_autocorrelation=spatial)
 

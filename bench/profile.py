@@ -48,9 +48,9 @@ STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("features", "lesion stage", ("sonimage.lesions.jobs:extract_features",)),
     ("feature tables", "", ("sonimage.lesions.tree:write_feature_tables",)),
     ("analysis", "", ("sonimage.study:analyse_study",)),
-    ("internal validation (bootstraps)", "analysis", ("sonimage.survival.study:objective4",)),
-    ("external validation (bootstraps)", "analysis", ("sonimage.survival.study:objective5",)),
-    ("appraisal (power simulations, sensitivity)", "analysis", ("sonimage.survival.study:appraise_study",)),
+    ("internal validation (bootstraps)", "analysis", ("sonimage.analysis.results:objective4",)),
+    ("external validation (bootstraps)", "analysis", ("sonimage.analysis.results:objective5",)),
+    ("appraisal (power simulations, sensitivity)", "analysis", ("sonimage.analysis.results:appraise_study",)),
     ("report", "analysis", ("sonimage.study:render_report",)),
 )
 TOP = [s for s, parent, _ in STAGES if not parent]
@@ -126,7 +126,7 @@ def study_tree(cohorts: list[str], patients: int, size: str, seed: int) -> tuple
     target = RESULTS / "data" / f"profile-{size}-{'-'.join(cohorts)}-{patients}-seed{seed}"
     timing_file = target / "synthesis.json"
     if not timing_file.is_file():
-        code = ("import json,sys,time; from pathlib import Path; from sonimage.synth.study import generate_study; "
+        code = ("import json,sys,time; from pathlib import Path; from sonimage.synth.generate import generate_study; "
                 "w,c=time.perf_counter(),time.process_time(); "
                 f"s=generate_study(Path({str(target)!r}), tuple({cohorts!r}), {patients}, {size!r}, {seed}); "
                 "print(json.dumps({'wall_s':time.perf_counter()-w,'cpu_s':time.process_time()-c,"

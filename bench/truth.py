@@ -35,7 +35,7 @@ import pandas as pd
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions import jobs as lesion_jobs
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 from sonimage.tables.lesion_match import lesion_number
 from sonimage.tables.patients import FesRule, patient_metrics
 from sonimage.volumes.convert import convert_tree

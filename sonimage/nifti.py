@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])

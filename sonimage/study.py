@@ -1,5 +1,5 @@
 """The analysis stage, runnable without Prefect: clinical tables joined to the image tables, objectives 1–5
-(:mod:`sonimage.survival.study`), the report rendered (:mod:`sonimage.report`).
+(:mod:`sonimage.analysis.results`), the report rendered (:mod:`sonimage.report`).
 
 Stages of a run, each a library call: :func:`sonimage.volumes.convert.convert_tree` (DICOM → Zarr),
 :func:`sonimage.lesions.tree.features_tree` (Zarr → feature tables), :func:`analyse_study` (tables → report).
@@ -14,11 +14,11 @@ import pandas as pd
 
 from sonimage.lesions.tree import FEATURES
 from sonimage.parallel import Executor
-from sonimage.report.study import render_report
+from sonimage.report.render import render_report
 from sonimage.settings import Settings
-from sonimage.survival.study import analyse
+from sonimage.analysis.results import analyse
 from sonimage.tables.parquet import write_table
-from sonimage.tables.study import study_tables
+from sonimage.tables.clinical import study_tables
 
 REPORT = "report"
 TRUTH = "truth.json"  # beside a synthetic cohort's clinical tables

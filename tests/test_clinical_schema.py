@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sonimage.synth.tables import simulate_cohort_tables
-from sonimage.tables.study import CLINICAL_SCHEMA, ClinicalTableError, read_clinical, validate_clinical
+from sonimage.tables.clinical import CLINICAL_SCHEMA, ClinicalTableError, read_clinical, validate_clinical
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from sonimage.lesions.liver import liver_reference
 from sonimage.lesions.reading import delineation_rows
 from sonimage.synth import render
 from sonimage.synth.anatomy import Tissue, label_map, make_body
-from sonimage.synth.study import SIZES, pet_grid
+from sonimage.synth.generate import SIZES, pet_grid
 from sonimage.synth.scanners import SITE_PROFILES
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
 FWHM = 6.5

@@ -14,7 +14,7 @@ from sonimage.lesions.registration import MIN_NCC, Rigid, map_labels, register_r
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
 from sonimage.tables.patients import FesRule
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
 FWHM = FesReading().fwhm_mm

@@ -31,9 +31,9 @@ from flows.ingest import refit_flow  # noqa: E402
 from flows.pipeline import study_flow  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
 from sonimage.survival.cox import FrozenCox  # noqa: E402
-from sonimage.survival.objectives import model_table  # noqa: E402
+from sonimage.analysis.objectives import model_table  # noqa: E402
 from sonimage.tables.patients import fes_complete_case  # noqa: E402
-from sonimage.tables.study import join_patient_table  # noqa: E402
+from sonimage.tables.clinical import join_patient_table  # noqa: E402
 from sonimage.volumes.convert import convert_tree  # noqa: E402
 
 KEY = "flow-test-key"

@@ -17,7 +17,7 @@ from sonimage.lesions.registration import Rigid
 from sonimage.lesions.reuse import read_reuse_summary
 from sonimage.lesions.tree import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics
 from sonimage.volumes.convert import convert_tree
 

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonimage.survival.lesion_response import lesion_response
-from sonimage.survival.objectives import objective3
+from sonimage.analysis.lesion_response import lesion_response
+from sonimage.analysis.objectives import objective3
 from sonimage.synth.tables import TRUE_PET_RESPONSE, TRUE_RESPONSE, simulate_cohort_tables
 from sonimage.tables.lesion_match import lesion_number, match_clinic
-from sonimage.tables.study import join_response as joined_by_study
+from sonimage.tables.clinical import join_response as joined_by_study
 
 
 @pytest.fixture(scope="module")

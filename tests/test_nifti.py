@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from conftest import require
 from sonimage.nifti import read_nifti
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 
 def assert_same(path) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 from sonimage.settings import StudySettings
-from sonimage.survival.objectives import model_table, objective1, objective2
+from sonimage.analysis.objectives import model_table, objective1, objective2
 from sonimage.synth.tables import simulate_cohort_tables, truth_lesion_table
 from sonimage.tables.patients import patient_metrics
-from sonimage.tables.study import join_patient_table
+from sonimage.tables.clinical import join_patient_table
 
 
 def test_constant_any_fes_negative_is_not_estimable_and_the_rest_runs():

@@ -53,7 +53,7 @@ from flows.stack import REPO, Stack, up  # noqa: E402
 from sonimage.storage import location, mirror  # noqa: E402
 from sonimage.dicom.index import index_files, list_files  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser, content_digest  # noqa: E402
-from sonimage.synth.study import generate_study  # noqa: E402
+from sonimage.synth.generate import generate_study  # noqa: E402
 from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
 from sonimage.volumes.convert import convert_tree, plan_from_index  # noqa: E402
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 
 
 def identifiers(dicom_root: Path) -> set[str]:

@@ -14,10 +14,10 @@ from sonimage.survival.cox import FrozenCox
 from sonimage.cli import main
 from sonimage.settings import Settings, StudySettings
 from sonimage.study import run_study_analysis
-from sonimage.survival.objectives import model_table
+from sonimage.analysis.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.patients import fes_complete_case
-from sonimage.tables.study import join_patient_table
+from sonimage.tables.clinical import join_patient_table
 
 SECTIONS = ["Key results", "Synthetic study: estimates beside the truth", "Table 1: patients per cohort", "What this study can show: sample size and power",
             "Objective 1: PFS1 and FES/FDG heterogeneity",

@@ -23,7 +23,7 @@ from distributed import Client, as_completed
 
 from flows.cluster import dask_cluster, slurm_options
 from slurm_node import Unavailable, one_node
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

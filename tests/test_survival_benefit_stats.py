@@ -11,8 +11,8 @@ import pytest
 from distributed import Client
 
 from sonimage.cluster import local_cluster
-from sonimage.report.statistics import key_lines
-from sonimage.survival.appraisal import power_rows
+from sonimage.report.appraisal_sections import key_lines
+from sonimage.analysis.appraisal import power_rows
 from sonimage.survival.benefit import benefit_metrics, c_for_benefit, predict_benefit
 from sonimage.survival.cox import fit_cox
 from sonimage.survival.data import SurvivalDataError
@@ -20,13 +20,13 @@ from sonimage.survival.decision import net_benefit, treatment_net_benefit
 from sonimage.survival.imputation import mi_cox, mice, rubin
 from sonimage.survival.internal import (BenefitSpec, EffectModel, bootstrap_optimism, effect_formula,
                                         log_penalty_path)
-from sonimage.survival.objectives import CLINICAL, EVENT, TIME, TRT, model_table
+from sonimage.analysis.objectives import CLINICAL, EVENT, TIME, TRT, model_table
 from sonimage.survival.power import term_power
 from sonimage.survival.propensity import observed_benefit
-from sonimage.survival.sensitivity import (SensitivitySpec, complete_cases, delineation_columns, scenario_summary,
+from sonimage.analysis.sensitivity import (SensitivitySpec, complete_cases, delineation_columns, scenario_summary,
                                            scenarios)
 from sonimage.synth.tables import simulate_cohort_tables
-from sonimage.tables.study import join_patient_table
+from sonimage.tables.clinical import join_patient_table
 
 
 def _brute_c_for_benefit(time, event, treated, benefit, horizon) -> float:

@@ -21,7 +21,7 @@ from sonimage.synth import scanners
 from sonimage.synth.anatomy import Grid
 from sonimage.synth.dicom_writer import Patient, SeriesHeader, write_pet_series
 from sonimage.synth.scanners import SITE_PROFILES, plan_scan
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 
 COHORT = "transcan"
 SEED = 1  # Philips (activity factor only, twice) and GE with dose in MBq; liver lesions

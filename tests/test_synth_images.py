@@ -13,7 +13,7 @@ import pytest
 
 from sonimage.synth.anatomy import Grid, Tissue, label_map, make_body, place_lesions, tissue_at
 from sonimage.synth.render import sphere_mask
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 from sonimage.synth.tables import simulate_cohort_tables
 
 COHORT = "sonia"

@@ -12,7 +12,7 @@ from sonimage.synth.anatomy import Body, Cylinder, Ellipsoid, Grid, Tissue
 from sonimage.synth.psf import (EARL1_RC_MAX, FWHM_PER_SIGMA, MIN_SIGMA_VOXELS, NEMA_DIAMETERS_MM,
                                 NEMA_SPHERE_TO_BACKGROUND, psf_fwhm_zyx, recovery_coefficients, sphere_rc_max)
 from sonimage.synth.scanners import SITE_PROFILES
-from sonimage.synth.study import SIZES, recovery
+from sonimage.synth.generate import SIZES, recovery
 
 FULL_VOXELS = sorted({(p.slice_mm, p.pixel_mm, p.pixel_mm) for p in SITE_PROFILES.values()})
 TABLE = np.zeros(len(Tissue), np.float32)

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-from sonimage.synth.study import generate_study
+from sonimage.synth.generate import generate_study
 from sonimage.volumes.convert import convert_tree
 
 KEY = b"roundtrip"

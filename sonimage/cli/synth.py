@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from sonimage.cli.convert import add_workers_option
-from sonimage.synth.study import COHORTS, SIZES, generate_study
+from sonimage.synth.generate import COHORTS, SIZES, generate_study
 
 
 def _run(args: argparse.Namespace) -> int:

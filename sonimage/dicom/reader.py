@@ -13,7 +13,7 @@ from sonimage.dicom.petheader import header_from_datasets
 from sonimage.dicom.series import SeriesError, SeriesPlan, group_series
 from sonimage.dicom.suv import suv_conversion
 from sonimage.dicom.tracer import tracer_name
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 
 def _pixels(root: Path, inst: Instance, shape: tuple[int, int]) -> np.ndarray:

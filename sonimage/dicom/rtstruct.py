@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from sonimage.volume import MaskError, Volume
+from sonimage.volumes.volume import MaskError, Volume
 
 CONTOUR_DATA = 0x30060050
 

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from sonimage.nifti import is_nifti, read_nifti
-from sonimage.volume import MaskError, Volume
+from sonimage.volumes.volume import MaskError, Volume
 
 
 def check_grid(mask: Volume, image: Volume, source: Path) -> None:

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 VOI_DIAMETER_MM = 30.0
 MAX_COV = 0.25

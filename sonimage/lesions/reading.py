@@ -24,7 +24,7 @@ from sonimage.lesions.fes_reading import patient_rows, read_lesions
 from sonimage.lesions.liver import liver_reference
 from sonimage.lesions.registration import map_labels, register_rigid
 from sonimage.volumes.store import read_volume
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 if TYPE_CHECKING:
     from sonimage.lesions.jobs import PatientScans

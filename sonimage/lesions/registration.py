@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 MIN_NCC = 0.80  # measured on the synthetic study: good rigid registrations reach >= 0.9 (bench/truth.py)
 BODY_HU = -500.0

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from sonimage.volume import MaskError
+from sonimage.volumes.volume import MaskError
 from sonimage.dicom.rtstruct import slice_depths
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 
 def _read(path: Path, pixels: bool) -> pydicom.Dataset:

@@ -4,7 +4,7 @@ Contour rule: on every PET slice a lesion touches, ``skimage.measure.find_contou
 mask at level 0.5 (mask padded by one voxel, so contours close). Each polygon vertex lies halfway between a voxel
 centre inside the lesion and one outside, so rasterising the CLOSED_PLANAR polygons by voxel centres
 (point in polygon, even-odd over a slice's polygons) gives back exactly the reader's mask voxels (which differ from
-the true lesion: :func:`sonimage.synth.study.reader_contours`).
+the true lesion: :func:`sonimage.synth.generate.reader_contours`).
 """
 
 from __future__ import annotations

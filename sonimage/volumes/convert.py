@@ -27,7 +27,7 @@ from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
 from sonimage.dicom.tracer import tracer_name
 from sonimage.parallel import Executor, parallel_starmap
 from sonimage.tables.manifest import write_manifest, write_quarantine
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
 
 MANIFEST = "manifest.parquet"

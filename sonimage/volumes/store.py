@@ -18,7 +18,7 @@ from zarr.codecs import BloscCodec
 
 from sonimage import __version__
 from sonimage.io import write_directory_atomic
-from sonimage.volume import Volume
+from sonimage.volumes.volume import Volume
 
 VARIABLE_BY_QUANTITY = {"SUVbw": "suv", "CT": "hu", "label": "label"}
 CHUNK = (32, 64, 64)

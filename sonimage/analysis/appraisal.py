@@ -29,7 +29,7 @@ from sonimage.settings import StatisticsSettings
 from sonimage.survival.power import term_power
 from sonimage.survival.propensity import observed_benefit
 from sonimage.survival.samplesize import r2_cs_from_c, r2_cs_from_fit, survival_sample_size
-from sonimage.survival.sensitivity import Scenario, SensitivitySpec, run_sensitivity
+from sonimage.analysis.sensitivity import Scenario, SensitivitySpec, run_sensitivity
 
 PRIMARY_LABEL = "primary, adjusted for clinical covariates and treatment: any_fes_negative"
 PRIMARY = {

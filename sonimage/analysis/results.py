@@ -1,6 +1,6 @@
 """The study's analysis as one call: objectives 1–5 on per-cohort tables, returned as a :class:`StudyResult`.
 
-The result holds every number, table and figure's data the report shows; :mod:`sonimage.report.study` only
+The result holds every number, table and figure's data the report shows; :mod:`sonimage.report.render` only
 renders it (HTML, ``metrics.json``, model files, ``benefit.parquet``).
 """
 
@@ -14,10 +14,10 @@ from sonimage.parallel import Executor
 from sonimage.settings import Settings
 from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
 from sonimage.survival.cox import FrozenCox, cox_terms
-from sonimage.survival.appraisal import appraise_study
-from sonimage.survival.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
+from sonimage.analysis.appraisal import appraise_study
+from sonimage.analysis.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
                                           objective2, objective3, objective4, objective5)
-from sonimage.survival.sensitivity import (Scenario, SensitivitySpec, complete_cases, delineation_columns,
+from sonimage.analysis.sensitivity import (Scenario, SensitivitySpec, complete_cases, delineation_columns,
                                            scenarios)
 from sonimage.tables.patients import fes_complete_case
 
@@ -136,7 +136,7 @@ def truth_check(dev: pd.DataFrame, truth: dict[str, dict], development: str, o1:
 def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame], settings: Settings | None = None,
             executor: Executor | None = None, truth: dict[str, dict] | None = None) -> StudyResult:
     """Run objectives 1–5. Per cohort, ``patients``: clinical rows joined with the patient table as written
-    (:func:`sonimage.tables.study.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
+    (:func:`sonimage.tables.clinical.join_patient_table`); ``lesions``: the lesion table (:mod:`sonimage.tables.lesions`)
     with response where known. ``executor`` (stdlib or Dask) spreads the bootstraps. Patients without a
     FES-evaluable lesion are left out (complete case; Table 1 and ``not_fes_evaluable`` show them). ``truth``:
     per cohort, the synthetic generator's ``truth.json`` (a synthetic study; see :func:`truth_check`)."""

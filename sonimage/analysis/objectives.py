@@ -24,9 +24,9 @@ from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
-from sonimage.survival.lesion_response import lesion_response
+from sonimage.analysis.lesion_response import lesion_response
 from sonimage.tables.patients import FesRule, fes_complete_case, patient_metrics
-from sonimage.tables.study import join_patient_table
+from sonimage.tables.clinical import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
 CLINICAL = ("age", "ecog", "de_novo", "visceral", "prior_endocrine")
@@ -35,7 +35,7 @@ MIN_GROUP = 5  # smallest group shown in KM curves and tested
 
 
 def model_table(patients: pd.DataFrame) -> pd.DataFrame:
-    """Clinical patients joined with their patient-table row (:func:`sonimage.tables.study.join_patient_table`),
+    """Clinical patients joined with their patient-table row (:func:`sonimage.tables.clinical.join_patient_table`),
     with the models' derived columns: log FDG SUVmax3 and 0/1 indicators."""
     out = patients.copy()
     if "any_fes_negative" in out:  # NaN where the patient is not FES-evaluable (missing is not negative)
@@ -166,7 +166,7 @@ def _trt_hr(df: pd.DataFrame) -> dict:
 
 def objective3(patients: pd.DataFrame, lesions: pd.DataFrame) -> dict:
     """Lesion response against baseline lesion uptake: RECIST size and PERCIST SULpeak mixed models with a patient
-    random effect (:mod:`sonimage.survival.lesion_response`); the size model's figures at the top level."""
+    random effect (:mod:`sonimage.analysis.lesion_response`); the size model's figures at the top level."""
     res = lesion_response(patients, lesions)
     size = res["size"]
     return {**res, "n_lesions": size.get("n_lesions", 0), "n_patients": size.get("n_patients", 0),
@@ -213,7 +213,7 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
 def objective5(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataFrame], settings: StudySettings,
                executor: Executor | None = None) -> dict:
     """Each frozen model validated on each external cohort at the horizon (no refitting). Benefit is validated
-    by :func:`sonimage.survival.appraisal.external_benefit`, as each cohort's design allows."""
+    by :func:`sonimage.analysis.appraisal.external_benefit`, as each cohort's design allows."""
     out: dict = {}
     for cohort, df in cohorts.items():
         out[cohort] = {}

@@ -18,7 +18,7 @@ from sonimage.dicom.rtstruct import rasterise, roi_names
 from sonimage.lesions.labelmap import labels_on_grid, read_labelmap
 from sonimage.lesions.seg import read_seg, segments
 from sonimage.nifti import is_nifti, read_nifti
-from sonimage.volume import MaskError, Volume
+from sonimage.volumes.volume import MaskError, Volume
 from sonimage.volumes.store import open_store, read_volume
 
 

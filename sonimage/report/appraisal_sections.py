@@ -1,6 +1,6 @@
 """Report sections for what the study can show: sample size and power, benefit (apparent and optimism-corrected),
 external benefit by cohort design, sensitivity analyses and multiplicity (results of
-:func:`sonimage.survival.appraisal.appraise_study`)."""
+:func:`sonimage.analysis.appraisal.appraise_study`)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from sonimage.survival.cox import FIRTH, cox_terms
 from sonimage.survival.external import harrell_c
 from sonimage.survival.imputation import mice, rubin
 from sonimage.survival.internal import EffectModel
-from sonimage.survival.objectives import primary_formulas
+from sonimage.analysis.objectives import primary_formulas
 from sonimage.parallel import Executor, parallel_map
 from sonimage.survival.propensity import propensity_weights
 
@@ -143,7 +143,7 @@ def _pooled(copies: list[pd.DataFrame], spec: SensitivitySpec, formula: str, ter
 
 def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec: SensitivitySpec) -> dict:
     """Objectives 1, 2, 4 and 5 under one scenario (point estimates; no bootstrap). Objectives 1 and 2 use the
-    primary models (:func:`sonimage.survival.objectives.primary_formulas`), so the primary scenario repeats the
+    primary models (:func:`sonimage.analysis.objectives.primary_formulas`), so the primary scenario repeats the
     primary results exactly."""
     copies, lacking = _prepare(cohorts, spec, scenario)
     dev0 = copies[0][spec.development]

@@ -1,4 +1,4 @@
-"""Rendering of an analysed study (:class:`sonimage.survival.study.StudyResult`): one self-contained HTML report,\nmetrics.json, the frozen model files and per-patient benefit. No analysis happens here."""
+"""Rendering of an analysed study (:class:`sonimage.analysis.results.StudyResult`): one self-contained HTML report,\nmetrics.json, the frozen model files and per-patient benefit. No analysis happens here."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pandas as pd
 
 from sonimage import __version__
 from sonimage.io import write_bytes_atomic, write_text_atomic
-from sonimage.report import figures, statistics
+from sonimage.report import appraisal_sections, figures
 from sonimage.report.html import dict_table, esc, img, page, table
 from sonimage.report.text import ci, finite, hr_text, label, num, pval, strict_json
 from sonimage.settings import Settings
 from sonimage.survival.cox import FIRTH
 from sonimage.survival.external import METRICS
-from sonimage.survival.objectives import EVENT
-from sonimage.survival.study import StudyResult
+from sonimage.analysis.objectives import EVENT
+from sonimage.analysis.results import StudyResult
 from sonimage.tables.parquet import write_table
 
 METRIC_LABELS = {"harrell_c": "Harrell C", "uno_c": "Uno C", "auc": "AUC(t)", "oe_ratio": "O/E",
@@ -111,15 +111,15 @@ def render_report(result: StudyResult, out_dir: Path, run_date: datetime.date | 
     if synthetic:
         sections.append(("Synthetic study: estimates beside the truth", _truth_html(r.truth)))
     sections += [("Table 1: patients per cohort", table(r.table_one) + _not_evaluable_html(r.not_fes_evaluable)),
-                 ("What this study can show: sample size and power", statistics.size_and_power_html(stats)),
+                 ("What this study can show: sample size and power", appraisal_sections.size_and_power_html(stats)),
                  ("Objective 1: PFS1 and FES/FDG heterogeneity", _objective1_html(r.objective1)),
                  ("Objective 2: does heterogeneity modify the CDK4/6i effect?", _objective2_html(r.objective2)),
                  ("Objective 3: lesion response", _objective3_html(r.objective3)),
                  ("Objective 4: predicted individual benefit of CDK4/6i",
-                  _objective4_html(r.objective4, r.benefit, h) + statistics.benefit_html(stats)),
+                  _objective4_html(r.objective4, r.benefit, h) + appraisal_sections.benefit_html(stats)),
                  ("Objective 5: external validation", _objective5_html(r, h)),
-                 ("Sensitivity analyses", statistics.sensitivity_html(stats)),
-                 ("Primary analyses and multiplicity", statistics.multiplicity_html(stats)),
+                 ("Sensitivity analyses", appraisal_sections.sensitivity_html(stats)),
+                 ("Primary analyses and multiplicity", appraisal_sections.multiplicity_html(stats)),
                  ("TRIPOD items filled by this run",
                   table(_tripod(r.cohorts, development, settings, r.objective4, stats))),
                  ("Methods and conventions", _methods_html(settings))]
@@ -184,7 +184,7 @@ def _key_results(r: StudyResult, dev: pd.DataFrame, stats: dict, development: st
                      + ("benefit validated with propensity weights" if ext.get("propensity") else
                         "benefit validated" if ext["estimable"] else
                         "benefit not validated (no CDK4/6i arm: the risk part only)") + ".")
-    lines += statistics.key_lines(stats)
+    lines += appraisal_sections.key_lines(stats)
     lines += _recovery_lines(r.truth)
     return "<div class='key'><ul>" + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul></div>"
 
@@ -336,7 +336,7 @@ def _objective5_html(r: StudyResult, h: float) -> str:
         dc = {f"{name} model": res["net_benefit"] for name, res in by_model.items()}
         fig = figures.decision_curve(dc, h, f"Decision curve, {c.upper()}")
         parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, f'decision curve {c}')}")
-    parts.append(f"<h3>Benefit in the external cohorts, by design</h3>{statistics.external_benefit_html(r.statistics)}")
+    parts.append(f"<h3>Benefit in the external cohorts, by design</h3>{appraisal_sections.external_benefit_html(r.statistics)}")
     parts.append("<p class='note'>Observed (KM) risk of progression by the horizon: " +
                  ", ".join(f"{esc(c.upper())} {num(100 * v, 0)} %" for c, v in r.observed_risk.items()) + ".</p>")
     return "".join(parts)
