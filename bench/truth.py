@@ -37,7 +37,8 @@ from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions import jobs as lesion_jobs
 from sonimage.synth.generate import generate_study
 from sonimage.tables.lesion_match import lesion_number
-from sonimage.tables.patients import FesRule, patient_metrics
+from sonimage.settings import FesRuleSettings
+from sonimage.tables.patients import fes_calls, patient_metrics
 from sonimage.volumes.convert import convert_tree
 
 RESULTS = Path(__file__).parent / "results"
@@ -78,12 +79,12 @@ def with_lesion_id(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(lesion_id=summary["roi"].map(lesion_number))
 
 
-def scored_lesions(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule | None = None) -> pd.DataFrame:
+def scored_lesions(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRuleSettings | None = None) -> pd.DataFrame:
     """The read lesions joined to their truth, with the call under ``rule`` (None: as written)."""
     both = with_lesion_id(summary).merge(truth.add_suffix("_true"), left_on=["patient", "lesion_id"],
                                          right_on=["subject_id_true", "lesion_id_true"])
     if rule is not None:
-        both["fes_call"] = rule.calls(both)["fes_call"].to_numpy()
+        both["fes_call"] = fes_calls(both, rule)["fes_call"].to_numpy()
     elif "fes_call" not in both:  # before issue 13: evaluable lesions called on SUVmax alone
         evaluable = both["fes_evaluable"].fillna(False).astype(bool) & both.fes_suvmax.notna()
         both["fes_call"] = np.where(~evaluable, "not evaluable",
@@ -131,7 +132,7 @@ def true_patients(truth: pd.DataFrame) -> pd.DataFrame:
                          "any_negative": (n_pos < n_ev).where(n_ev > 0)}, index=n.index)
 
 
-def patient_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRule | None = None) -> dict:
+def patient_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRuleSettings | None = None) -> dict:
     """Pattern agreement, correlation of the FES-positive fraction, share read any-FES-negative."""
     metrics = (patient_metrics(summary, rule) if rule is not None else patient_metrics(summary)).set_index("patient")
     t = true_patients(truth).reindex(metrics.index)
@@ -256,8 +257,8 @@ def main() -> None:
     if hasattr(FesRule, "calls"):  # sensitivity rules of the reading (issue 13)
         doc["sensitivity"] = {statistic: {"lesion": lesion_agreement(scored_lesions(summary, truth, rule)),
                                           "patient": patient_agreement(summary, truth, rule)}
-                              for statistic, rule in (("suvpeak", FesRule(statistic="suvpeak")),
-                                                      ("suvmax_pvc", FesRule(statistic="suvmax_pvc")))}
+                              for statistic, rule in (("suvpeak", FesRuleSettings(statistic="suvpeak")),
+                                                      ("suvmax_pvc", FesRuleSettings(statistic="suvmax_pvc")))}
     doc["table"] = [list(r) for r in table_rows(doc)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"truth-{args.label}-{args.size}.json"

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from sonimage.lesions.delineation import DEFAULT_METHODS, DelineationSettings, Method, delineate, delineation_row
+from sonimage.lesions.delineation import DEFAULT_METHODS, delineate, delineation_row
+from sonimage.settings import DelineationSettings, Method
 from sonimage.lesions.liver import liver_reference
 from sonimage.lesions.reading import delineation_rows
 from sonimage.synth import render

@@ -9,15 +9,16 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sonimage.lesions.fes_reading import FesReading, read_lesions, recovery_coefficient
-from sonimage.lesions.registration import MIN_NCC, Rigid, map_labels, register_rigid
+from sonimage.lesions.fes_reading import read_lesions, recovery_coefficient
+from sonimage.lesions.registration import Rigid, map_labels, register_rigid
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
-from sonimage.tables.patients import FesRule
+from sonimage.settings import MIN_NCC, FesReadingSettings, FesRuleSettings
+from sonimage.tables.patients import fes_calls
 from sonimage.volumes.volume import Volume
 
 SPACING = (3.0, 3.0, 3.0)
-FWHM = FesReading().fwhm_mm
+FWHM = FesReadingSettings().fwhm_mm
 SIGMA = FWHM / 2.3548 / 3.0  # the default PSF on 3 mm voxels
 EARL1 = {10: (0.34, 0.57), 13: (0.59, 0.85), 17: (0.73, 1.01), 22: (0.83, 1.09), 28: (0.91, 1.13), 37: (0.95, 1.16)}
 
@@ -50,7 +51,7 @@ def test_evaluability_reasons() -> None:
     organs = {**organs, 5: "liver"}
     labels = labels.copy()
     labels[ball(labels.shape, (32, 8, 25), 2.0)] = 5
-    by = {r["label"]: r for r in read_lesions(fes, labels, organs, SPACING, FesReading())}
+    by = {r["label"]: r for r in read_lesions(fes, labels, organs, SPACING, FesReadingSettings())}
     assert by[1]["fes_not_evaluable_reason"].startswith("near high FES uptake") and not by[1]["fes_evaluable"]
     assert by[1]["fes_hot_distance_mm"] < 12 and by[1]["fes_suvmax_spill_corrected"] < 1.5 <= fes[labels == 1].max()
     assert by[6]["fes_evaluable"] and by[6]["fes_hot_distance_mm"] < 12  # positive beyond any spill-in
@@ -59,11 +60,11 @@ def test_evaluability_reasons() -> None:
     assert by[4]["fes_background_median"] >= 1.5
     assert by[5]["fes_not_evaluable_reason"] == "liver"
     # a shorter distance keeps the lesion near the bowel; a lesion reading negative there is a valid negative
-    loose = read_lesions(fes, labels, organs, SPACING, FesReading(hot_distance_mm=3.0))
+    loose = read_lesions(fes, labels, organs, SPACING, FesReadingSettings(hot_distance_mm=3.0))
     assert next(r for r in loose if r["label"] == 1)["fes_evaluable"]
     cold = ndimage.gaussian_filter(np.where(labels == 1, 0.2, 1.0), 1.0)
     cold[:, :, 50:] = 6.0
-    assert next(r for r in read_lesions(cold, labels, organs, SPACING, FesReading()) if r["label"] == 1)["fes_evaluable"]
+    assert next(r for r in read_lesions(cold, labels, organs, SPACING, FesReadingSettings()) if r["label"] == 1)["fes_evaluable"]
     # what the call needs: the 13 mm lesion's size, recovery and local background (the bowel left out of it)
     assert by[2]["fes_n_voxels"] == 33 and by[2]["fes_diameter_mm"] == pytest.approx((6 * 33 * 27 / np.pi) ** (1 / 3))
     assert by[2]["fes_rc_diameter_mm"] == pytest.approx(by[2]["fes_diameter_mm"] - 3.0)  # one voxel less
@@ -86,13 +87,13 @@ def test_recovery_coefficients_of_the_nema_spheres_are_inside_the_earl1_bands() 
     assert recovery_coefficient(10.0, FWHM, (1e-3, 1e-3, 1e-3))[0] == pytest.approx(numeric, abs=0.01)
 
 
-def _called(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], rule: FesRule = FesRule(),
+def _called(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], rule: FesRuleSettings = FesRuleSettings(),
             spacing: tuple[float, float, float] = SPACING) -> pd.DataFrame:
     """The reading's rows with the SUVmax the feature stage measures in the same contour, and the calls."""
-    rows = pd.DataFrame(read_lesions(fes, labels, organs, spacing, FesReading(), rule.threshold))
+    rows = pd.DataFrame(read_lesions(fes, labels, organs, spacing, FesReadingSettings(), rule.threshold))
     rows["fes_suvmax"] = [fes[labels == k].max() for k in rows["label"]]
     rows["organ"] = rows["label"].map(organs)
-    return rows.join(rule.calls(rows)).set_index("label")
+    return rows.join(fes_calls(rows, rule)).set_index("label")
 
 
 def _sphere_scan(diameter_mm: float, uptake: float, background: float, spacing: tuple[float, float, float],
@@ -130,7 +131,7 @@ def test_a_small_er_positive_lesion_is_indeterminate_and_a_large_negative_one_ne
     large_pos, contour = _sphere_scan(25.0, 4.0, 0.8, spacing)
     assert _called(large_pos, contour, {1: "bone"}, spacing=spacing).loc[1, "fes_call"] == "positive"
     # the PVC sensitivity statistic calls the small lesion positive (its corrected SUVmax is near the true 4)
-    pvc = _called(small, small_contour, {1: "bone"}, FesRule(statistic="suvmax_pvc"), spacing).loc[1]
+    pvc = _called(small, small_contour, {1: "bone"}, FesRuleSettings(statistic="suvmax_pvc"), spacing).loc[1]
     assert pvc["fes_call"] == "positive" and pvc["fes_suvmax_pvc"] > 2.5
 
 

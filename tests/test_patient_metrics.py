@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonimage.tables.patients import FesRule, fes_complete_case, patient_metrics
+from sonimage.settings import FesRuleSettings
+from sonimage.tables.patients import fes_calls, fes_complete_case, patient_metrics
 
 
 def lesions() -> pd.DataFrame:
@@ -35,7 +36,7 @@ def test_patterns_fractions_and_liver_rule() -> None:
 
 
 def test_strict_threshold_changes_a_borderline_lesion() -> None:
-    m = patient_metrics(lesions(), FesRule(1.5, inclusive=False)).set_index("patient")
+    m = patient_metrics(lesions(), FesRuleSettings(1.5, inclusive=False)).set_index("patient")
     assert m.loc["A", "fes_pattern"] == "mixed"
     assert bool(m.loc["A", "any_fes_negative"])
 
@@ -99,10 +100,10 @@ def test_a_lesion_the_reading_declares_not_evaluable_is_left_out() -> None:
 
 def test_positivity_on_the_peak_is_a_sensitivity_option() -> None:
     df = lesions().assign(fes_suvpeak=lambda d: d.fes_suvmax * 0.9)  # A's 1.5 lesion peaks at 1.35
-    m = patient_metrics(df, FesRule(statistic="suvpeak")).set_index("patient")
+    m = patient_metrics(df, FesRuleSettings(statistic="suvpeak")).set_index("patient")
     assert m.loc["A", "fes_pattern"] == "mixed" and m.loc["C", "fes_pattern"] == "all positive"
     with pytest.raises(ValueError, match="suvmax, suvpeak or suvmax_pvc"):
-        FesRule(statistic="suvmean")
+        FesRuleSettings(statistic="suvmean")
 
 
 def test_patient_metrics_count_only_determinate_lesions() -> None:
@@ -119,7 +120,7 @@ def test_patient_metrics_count_only_determinate_lesions() -> None:
              "fes_suvmean": 0.8, "fes_sulmean": 0.6, "volume_ml": 0.2, "fdg_tlg": 0.4, "fes_evaluable": True,
              "fes_not_evaluable_reason": "", "fes_background_median": 0.9, "fes_background_p95": 1.2, "fes_rc": 0.1}
     df = pd.concat([df, pd.DataFrame([extra])], ignore_index=True)
-    calls = FesRule().calls(df)
+    calls = fes_calls(df)
     assert list(calls.loc[small[small].index, "fes_call"]) == ["indeterminate"]
     m = patient_metrics(df).set_index("patient")
     assert m.loc["B", "n_fes_determinate"] == 1 and m.loc["B", "n_fes_indeterminate"] == 1
@@ -138,7 +139,7 @@ def test_patient_metrics_count_only_determinate_lesions() -> None:
 
 def test_calls_without_reading_columns_follow_the_uptake() -> None:
     """True-value tables (no partial volume) call every evaluable lesion on its uptake; liver is not evaluable."""
-    calls = FesRule().calls(lesions())
+    calls = fes_calls(lesions())
     assert list(calls.fes_call) == ["positive", "positive", "not evaluable", "negative", "negative", "positive",
                                     "not evaluable"]
     assert calls.fes_call_reason.iloc[2] == "liver"

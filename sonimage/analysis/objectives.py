@@ -18,14 +18,14 @@ from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
 from sonimage.parallel import Executor
-from sonimage.settings import StudySettings
+from sonimage.settings import FesRuleSettings, StudySettings
 from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.analysis.lesion_response import lesion_response
-from sonimage.tables.patients import FesRule, fes_complete_case, patient_metrics
+from sonimage.tables.patients import fes_complete_case, patient_metrics
 from sonimage.tables.clinical import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
@@ -57,7 +57,7 @@ def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: f
         tlg = volume_column.replace("mtv_ml", "tlg")
         lesions = lesions.assign(volume_ml=lesions[volume_column],
                                  fdg_tlg=lesions[tlg] if tlg in lesions else np.nan)
-    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRule(threshold, inclusive))))
+    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRuleSettings(threshold, inclusive))))
 
 
 def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:

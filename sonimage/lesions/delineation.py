@@ -1,6 +1,6 @@
 """Automatic lesion delineation for MTV and TLG, recorded with every volume.
 
-Methods (``Method.kind``):
+Methods (:class:`sonimage.settings.Method`, ``kind``):
 
 - ``contour``: the reader's contour (RTSTRUCT, SEG, label map) as drawn.
 - ``fixed``: SUV ≥ a fixed value, 2.5 by default (the threshold in common use for FDG MTV; any user value).
@@ -21,91 +21,12 @@ reader contour (:mod:`sonimage.features.pet`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 
+from sonimage.settings import DelineationSettings, Method
+
 CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connected
-
-
-@dataclass(frozen=True)
-class Method:
-    """One delineation method and its parameter (SUV for ``fixed``, fraction of SUVmax for ``relative``)."""
-
-    kind: str
-    value: float = float("nan")
-    region: str = "box"
-    margin_mm: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("contour", "fixed", "relative", "percist"):
-            raise ValueError(f"unknown delineation method {self.kind!r} (contour, fixed, relative, percist)")
-        if self.kind in ("fixed", "relative") and not self.value > 0:
-            raise ValueError(f"{self.kind} delineation needs a positive value, got {self.value}")
-        if self.kind == "relative" and not self.value < 1:
-            raise ValueError(f"relative threshold is a fraction of SUVmax below 1, got {self.value}")
-        if self.region not in ("box", "whole-body"):
-            raise ValueError(f"delineation region must be 'box' or 'whole-body', got {self.region!r}")
-
-    @property
-    def label(self) -> str:
-        """Short name, also the suffix of ``fdg_mtv_ml_<label>`` columns: contour, suv2p5, pct41, percist."""
-        if self.kind == "fixed":
-            return f"suv{self.value:g}".replace(".", "p")
-        if self.kind == "relative":
-            return f"pct{100 * self.value:g}".replace(".", "p")
-        return self.kind
-
-    @property
-    def parameters(self) -> str:
-        """Human-readable rule."""
-        return {"contour": "reader contour as drawn", "fixed": f"SUV >= {self.value:g}",
-                "relative": f">= {100 * self.value:g} % of SUVmax (EANM 2015)",
-                "percist": "SUL >= 1.5 x liver SULmean + 2 SD (PERCIST 1.0)"}[self.kind]
-
-
-LBM_FORMULAS = {"Janmahasatian": "ratio_sul_janma", "James": "ratio_sul_james"}
-
-
-@dataclass(frozen=True)
-class DelineationSettings:
-    """Which delineations every FDG lesion gets, where they search, and the SUL scale they report.
-
-    ``method`` names the MTV that also fills ``volume_ml`` (the burden the analyses use): ``rtstruct`` (the reader
-    contour) or a method label (``suv2p5``, ``pct41``, ``pct50``, ``percist``). SUL: lean body mass by
-    Janmahasatian et al. (Clin Pharmacokinet 2005;44:1051–1065; PERCIST's choice) or James (1976).
-    """
-
-    method: str = "rtstruct"
-    fixed_suv: tuple[float, ...] = (2.5,)
-    relative: tuple[float, ...] = (0.41, 0.50)
-    percist: bool = True
-    region: str = "box"
-    margin_mm: float = 10.0
-    lbm_formula: str = "Janmahasatian"
-
-    def __post_init__(self) -> None:
-        if self.lbm_formula not in LBM_FORMULAS:
-            raise ValueError(f"lean-body-mass formula must be one of {', '.join(LBM_FORMULAS)}, "
-                             f"got {self.lbm_formula!r}")
-        labels = [m.label for m in self.methods]
-        if self.method != "rtstruct" and self.method not in labels:
-            raise ValueError(f"delineation method {self.method!r} is not computed (choose rtstruct or one of "
-                             f"{', '.join(labels[1:])})")
-
-    @property
-    def methods(self) -> tuple[Method, ...]:
-        """The reader contour first, then every automatic method."""
-        auto = [Method("fixed", v, self.region, self.margin_mm) for v in self.fixed_suv]
-        auto += [Method("relative", v, self.region, self.margin_mm) for v in self.relative]
-        auto += [Method("percist", region=self.region, margin_mm=self.margin_mm)] if self.percist else []
-        return (Method("contour"), *auto)
-
-    @property
-    def sul_ratio_key(self) -> str:
-        """The PET store attribute holding lean body mass / body weight for the chosen formula."""
-        return LBM_FORMULAS[self.lbm_formula]
 
 
 DEFAULT_METHODS = DelineationSettings().methods

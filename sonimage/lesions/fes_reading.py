@@ -10,28 +10,28 @@ truth benchmark (``bench/truth.py``).
 Every lesion gets an evaluability flag and, when not evaluable, a reason, checked in this order:
 
 1. ``no FES scan`` / ``registration failed`` / ``registration below quality threshold`` (NCC of the CTs below
-   :attr:`FesReading.min_ncc`): the whole patient;
+   :attr:`~sonimage.settings.FesReadingSettings.min_ncc`): the whole patient;
 2. ``liver``: FES-PET cannot read liver lesions (EANM/SNMMI FES guideline 2024);
-3. ``near high FES uptake``: the lesion lies within :attr:`FesReading.hot_distance_mm` of extra-lesional
-   uptake ≥ :attr:`FesReading.hot_suv` forming a region of at least :attr:`FesReading.hot_min_ml` (liver,
+3. ``near high FES uptake``: the lesion lies within :attr:`~sonimage.settings.FesReadingSettings.hot_distance_mm` of extra-lesional
+   uptake ≥ :attr:`~sonimage.settings.FesReadingSettings.hot_suv` forming a region of at least :attr:`~sonimage.settings.FesReadingSettings.hot_min_ml` (liver,
    gallbladder, bowel, bladder; the lesions themselves, grown by one PSF FWHM, are excluded), it reads positive,
    and it might not without the spill-in. Spill-in is estimated as that hot uptake blurred by a Gaussian PSF of
-   :attr:`FesReading.fwhm_mm` and subtracted voxel by voxel; the estimate runs low for lesions touching an organ
+   :attr:`~sonimage.settings.FesReadingSettings.fwhm_mm` and subtracted voxel by voxel; the estimate runs low for lesions touching an organ
    (the organ's blurred edge is below the hot level), so the corrected SUVmax must stay
-   :attr:`FesReading.spill_margin_suv` above the threshold. Spill-in only adds activity, so a lesion that reads
+   :attr:`~sonimage.settings.FesReadingSettings.spill_margin_suv` above the threshold. Spill-in only adds activity, so a lesion that reads
    negative next to the bowel is a valid negative, and one that stays clearly positive after the correction a
    valid positive. The default 12 mm is about two FWHM: spill-in from an SUV-20 organ falls below 0.05 SUV there;
 4. ``local background at or above the FES threshold``: the lesion reads positive and the median FES SUV of its
    local background itself reaches the positivity threshold, so the lesion cannot be told from its background.
 
-Per evaluable lesion the reading records what the call (:meth:`sonimage.tables.patients.FesRule.calls`) needs:
+Per evaluable lesion the reading records what the call (:func:`sonimage.tables.patients.fes_calls`) needs:
 
 - ``fes_n_voxels`` and ``fes_diameter_mm``: the contour's voxel count on the FES grid and its equivalent-sphere
   diameter (6V/π)^(1/3). The contours are on the PET (there is no CT segmentation); the equivalent-sphere diameter
   uses the whole 3D volume and, for the round lesions the recovery model assumes, equals the diameter, where the
   largest extent of a voxelised contour overstates it by up to a voxel;
 - ``fes_rc``: the SUVmax recovery coefficient RC(d) at this scan's resolution (:func:`recovery_coefficient`) of a
-  sphere :attr:`FesReading.contour_margin_voxels` voxels (the largest voxel side) smaller than the contour
+  sphere :attr:`~sonimage.settings.FesReadingSettings.contour_margin_voxels` voxels (the largest voxel side) smaller than the contour
   (``fes_rc_diameter_mm``): a voxelised contour's diameter is uncertain by about a voxel, and a negative call must
   hold for a lesion that much smaller. Without the margin, on the truth benchmark at the demo size (8 mm voxels),
   contours drawn larger than the lesion made 23 of 304 ER-positive lesions "detectable" and read negative;
@@ -45,45 +45,17 @@ Per evaluable lesion the reading records what the call (:meth:`sonimage.tables.p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 from scipy import ndimage
 from scipy.special import ndtr
 
 from sonimage.lesions.liver import sphere_offsets
-from sonimage.lesions.registration import MIN_NCC
+from sonimage.settings import FesReadingSettings
 
 NOT_EVALUABLE_ORGANS = ("liver",)
 PVC_MIN_RC = 0.1
 MEASURES = ("fes_n_voxels", "fes_diameter_mm", "fes_rc_diameter_mm", "fes_rc", "fes_background_median", "fes_background_p95", "fes_lbr",
             "fes_suvmax_pvc", "fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected")
-
-
-@dataclass(frozen=True)
-class FesReading:
-    """Settings of the FES reading (written with its outputs).
-
-    ``fwhm_mm``: the reconstructed PET resolution (Gaussian PSF FWHM), used for the recovery coefficients, the
-    spill-in estimate and the background shell. The default 7.5 mm is an EARL1 image: with 4 mm voxels the SUVmax
-    recovery of the NEMA IEC spheres (10–37 mm) it predicts lies inside the EARL1 accreditation bands (Boellaard et
-    al., Eur J Nucl Med Mol Imaging 2015;42:328–354; checked in ``tests/test_fes_reading.py``), nearer their
-    centres than 6.5 mm (which is inside them too). Set it to the scanner's value for EARL2 (sharper)
-    reconstructions. ``min_sigma_voxels``: coarser voxels widen the effective PSF to σ ≥ that many voxels.
-    """
-
-    min_ncc: float = MIN_NCC  # registration quality (CT NCC) below which a patient's lesions are not evaluable
-    hot_suv: float = 2.5  # extra-lesional FES uptake counted as excretion / metabolism
-    hot_min_ml: float = 10.0  # smallest such region (smaller hot spots are lesions the reader did not draw)
-    hot_distance_mm: float = 12.0  # lesions closer than this to such a region are not evaluable
-    fwhm_mm: float = 7.5  # PET resolution (PSF FWHM): recovery coefficients, spill-in, background shell
-    min_sigma_voxels: float = 0.5  # the effective PSF is at least this wide (σ, in voxels) on coarse voxels
-    contour_margin_voxels: float = 1.0  # RC(d) is taken at the contour's diameter less this many (largest) voxels
-    spill_margin_suv: float = 1.0  # how far above the threshold the spill-corrected SUVmax must stay near hot uptake
-
-    def as_dict(self) -> dict[str, float]:
-        """Settings as a flat dict (QC tables, metrics.json)."""
-        return asdict(self)
 
 
 def _triangular_nodes(n: int) -> np.ndarray:
@@ -140,7 +112,7 @@ def grow(mask: np.ndarray, spacing: tuple[float, float, float], radius_mm: float
 
 
 def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, float, float],
-                reading: FesReading) -> np.ndarray:
+                reading: FesReadingSettings) -> np.ndarray:
     """Extra-lesional FES uptake ≥ ``hot_suv`` in connected regions of ≥ ``hot_min_ml`` (found with the lesions
     grown by one FWHM left out, so a hot lesion is never an organ; then grown back up to the lesions' edges)."""
     above = fes >= reading.hot_suv
@@ -162,7 +134,7 @@ def _grown_window(box: tuple[slice, ...], reach: list[int], shape: tuple[int, ..
 
 
 def read_lesions(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], spacing: tuple[float, float, float],
-                 reading: FesReading, threshold: float = 1.5) -> list[dict]:
+                 reading: FesReadingSettings, threshold: float = 1.5) -> list[dict]:
     """One reading row per lesion label (see the module docstring).
 
     ``labels`` are the lesion labels carried onto the FES grid, used as they are; ``organs`` maps label → organ;

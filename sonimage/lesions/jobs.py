@@ -20,11 +20,10 @@ from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.extract import ALL_FAMILIES, extract_features
 from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.delineation import DelineationSettings
 from sonimage.lesions.reading import LesionReading, delineation_rows, read_patient_fes
-from sonimage.settings import PIPELINE_FEATURES, Settings
+from sonimage.settings import PIPELINE_FEATURES, DelineationSettings, FesRuleSettings, Settings
 from sonimage.tables.lesions import lesion_table
-from sonimage.tables.patients import FesRule
+from sonimage.tables.patients import fes_calls
 from sonimage.volumes.store import open_variable, read_volume, write_volume
 
 ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
@@ -182,12 +181,12 @@ def _value(features: list[Feature], name: str) -> float:
 
 
 def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None = None,
-                   primary: str = "rtstruct", rule: FesRule = FesRule()) -> pd.DataFrame:
+                   primary: str = "rtstruct", rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
     """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side, then
     the MTV/TLG of every automatic delineation (``fdg_mtv_ml_<method>``; ``fdg_mtv_ml`` is the reader contour)
     and, with ``readings`` (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason and
     what the call needs (diameter, RC(d), local background); then each lesion's ``fes_call`` and
-    ``fes_call_reason`` by ``rule`` (:meth:`sonimage.tables.patients.FesRule.calls`). ``volume_ml`` (the burden of the patient table) is the MTV of ``primary`` (``rtstruct`` or a method label),
+    ``fes_call_reason`` by ``rule`` (:func:`sonimage.tables.patients.fes_calls`). ``volume_ml`` (the burden of the patient table) is the MTV of ``primary`` (``rtstruct`` or a method label),
     named in ``fdg_mtv_method``."""
     rows: dict[tuple, dict] = {}
     for r in results:
@@ -214,7 +213,7 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
         table["fes_evaluable"] = table["fes_evaluable"].fillna(False).astype(bool) & table["fes_suvmax"].notna()
         reason = table["fes_not_evaluable_reason"].fillna("")
         table["fes_not_evaluable_reason"] = reason.where(table["fes_evaluable"] | (reason != ""), "no FES value")
-    return table.join(rule.calls(table))
+    return table.join(fes_calls(table, rule))
 
 
 def delineation_table(results: list[LesionFeatures]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.delineation import DelineationSettings, delineate, delineation_row
+from sonimage.lesions.delineation import delineate, delineation_row
 from sonimage.lesions.fes_reading import patient_rows, read_lesions
 from sonimage.lesions.liver import liver_reference
 from sonimage.lesions.registration import map_labels, register_rigid
@@ -28,7 +28,7 @@ from sonimage.volumes.volume import Volume
 
 if TYPE_CHECKING:
     from sonimage.lesions.jobs import PatientScans
-    from sonimage.settings import Settings
+    from sonimage.settings import DelineationSettings, Settings
 
 @dataclass(frozen=True)
 class LesionReading(LesionFeatures):

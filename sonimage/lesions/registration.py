@@ -14,7 +14,7 @@ FES PET grid by nearest neighbour, so FES voxel values are never interpolated.
 
 Quality (per patient, written to ``registration.parquet``): after registration the FES CT is resampled onto the
 FDG CT and compared inside the FDG body (HU > -500): normalised cross-correlation (NCC, Pearson r of the clipped
-HU) and the Dice coefficient of the two body masks. Below :data:`MIN_NCC` the registration is not trusted and
+HU) and the Dice coefficient of the two body masks. Below :data:`sonimage.settings.MIN_NCC` the registration is not trusted and
 the patient's lesions are not FES-evaluable (reason "registration below quality threshold").
 """
 
@@ -27,7 +27,6 @@ import SimpleITK as sitk
 
 from sonimage.volumes.volume import Volume
 
-MIN_NCC = 0.80  # measured on the synthetic study: good rigid registrations reach >= 0.9 (bench/truth.py)
 BODY_HU = -500.0
 
 

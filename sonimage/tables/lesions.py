@@ -10,7 +10,7 @@ response joined from the clinic, delineation details) follow these; the feature 
 (:mod:`sonimage.lesions.fes_reading`: ``fes_evaluable``, ``fes_not_evaluable_reason``, ``fes_n_voxels``,
 ``fes_diameter_mm``, ``fes_rc``, ``fes_background_median``, ``fes_background_p95``, ``fes_lbr``,
 ``fes_suvmax_pvc``, ...) and each lesion's call, ``fes_call`` (:data:`FES_CALLS`) with ``fes_call_reason``
-(:meth:`sonimage.tables.patients.FesRule.calls`).
+(:func:`sonimage.tables.patients.fes_calls`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Input columns (one row per lesion): ``patient``, ``lesion``, ``organ``, ``fdg_su
 when the lean body mass is unknown. Optional: ``fes_evaluable`` and ``fes_not_evaluable_reason`` per lesion (the
 FES reading of :mod:`sonimage.lesions.fes_reading`); without them a lesion is FES-evaluable when it is outside the
 liver and has a FES value; and the reading's ``fes_rc``, ``fes_background_median`` and ``fes_background_p95``,
-with which a call can be indeterminate (:meth:`FesRule.calls`). Written by the feature stage (``features/patients.parquet``) and the
+with which a call can be indeterminate (:func:`fes_calls`). Written by the feature stage (``features/patients.parquet``) and the
 synthetic generator alike; the analyses read it as written and recompute it only at other FES thresholds.
 
 Missing FES is not negative FES: a patient without any determinate FES call (no FES scan, failed or poor
@@ -16,11 +16,10 @@ registration, only non-evaluable or indeterminate lesions) gets NaN FES metrics,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from sonimage.settings import FesRuleSettings
 from sonimage.tables.lesions import FES_CALLS
 
 NOT_FES_EVALUABLE = ("liver",)  # FES is metabolised in the liver: hot background, lesions not evaluable
@@ -37,77 +36,43 @@ TOO_SMALL = "too small: an ER-positive lesion of this size would not read positi
 NOT_FOCAL = "no focal uptake above local background"
 
 
-@dataclass(frozen=True)
-class FesRule:
-    """How a lesion's FES call is made (:meth:`calls`): its FES ``statistic`` against ``threshold`` (≥ when
-    ``inclusive``, else >), focal uptake above the local background for a positive call, and a lesion large enough
-    to have shown uptake for a negative one.
+def fes_calls(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
+    """``fes_call`` (one of :data:`CALLS`) and ``fes_call_reason`` per lesion by ``rule``, vectorised: its FES
+    ``statistic`` against ``threshold``, focal uptake for a positive call, a detectable lesion for a negative one.
 
-    The published rule is SUVmax ≥ 1.5 (Nienhuis et al., J Nucl Med 2018). Sensitivity analyses:
-    ``statistic="suvpeak"`` (the IBSI 1 cm³ peak; less sensitive to noise in small, faint lesions) and
-    ``statistic="suvmax_pvc"`` (recovery-coefficient partial-volume corrected SUVmax; raises sensitivity at the
-    cost of specificity, so never the primary reading: Cysouw et al., Eur J Nucl Med Mol Imaging 2017).
+    - ``not evaluable``: the reading's evaluability (:func:`lesion_evaluability`), its reason kept;
+    - ``positive``: the statistic reaches the threshold and the lesion's SUVmax is focal uptake above its local
+      background (above the background's 95th percentile: SNMMI/EANM procedure standard, Ulaner et al., J Nucl
+      Med 2024;65:221: FES-positive is focal uptake greater than local background);
+    - ``negative``: not positive, and an ER-positive lesion of its size would have read positive on its
+      background: background + RC(d) × (``reference_positive_suv`` − background) reaches the threshold, RC(d)
+      the recovery coefficient of the lesion's diameter at the scan's resolution
+      (:func:`sonimage.lesions.fes_reading.recovery_coefficient`); with ``suvmax_pvc`` the recovery is
+      corrected for, so every evaluable lesion qualifies;
+    - ``indeterminate``: otherwise: "too small ..." below the threshold, or "no focal uptake above local
+      background" when the lesion reaches the threshold but is no hotter than its surroundings (neither called
+      positive nor, since it reached the threshold, negative).
 
-    ``reference_positive_suv``: the FES uptake of an ER-positive lesion the detectability rule asks about, 2.3:
-    the geometric-mean FES SUVmax of lymph-node (2.29) and lung (2.23) metastases in Nienhuis et al. 2018 (bone
-    2.61), the lower of the sites' typical values. Those are SUVmax measured in lesions mostly ≥ 10 mm, FES-negative
-    ones included, so they understate a true ER-positive uptake: a conservative choice that makes a negative call
-    need a lesion large enough to have shown even modest uptake.
+    Tables without the reading's detectability columns (:data:`READ_COLUMNS`; e.g. the synthetic truth's true
+    values) have no partial volume to allow for: every evaluable lesion is called on its uptake alone.
     """
-
-    threshold: float = 1.5
-    inclusive: bool = True
-    statistic: str = "suvmax"
-    reference_positive_suv: float = 2.3
-
-    def __post_init__(self) -> None:
-        if self.statistic not in ("suvmax", "suvpeak", "suvmax_pvc"):
-            raise ValueError(f"FES positivity statistic must be suvmax, suvpeak or suvmax_pvc, got {self.statistic!r}")
-
-    def reads_positive(self, value: pd.Series | np.ndarray) -> pd.Series | np.ndarray:
-        """Whether values reach the threshold."""
-        return value >= self.threshold if self.inclusive else value > self.threshold
-
-    def positive(self, lesions: pd.Series | pd.DataFrame) -> pd.Series:
-        """Whether each lesion's ``fes_<statistic>`` reaches the threshold (the uptake alone, no call)."""
-        return self.reads_positive(lesions[f"fes_{self.statistic}"])
-
-    def calls(self, lesions: pd.DataFrame) -> pd.DataFrame:
-        """``fes_call`` (one of :data:`CALLS`) and ``fes_call_reason`` per lesion, vectorised.
-
-        - ``not evaluable``: the reading's evaluability (:func:`lesion_evaluability`), its reason kept;
-        - ``positive``: the statistic reaches the threshold and the lesion's SUVmax is focal uptake above its local
-          background (above the background's 95th percentile: SNMMI/EANM procedure standard, Ulaner et al., J Nucl
-          Med 2024;65:221: FES-positive is focal uptake greater than local background);
-        - ``negative``: not positive, and an ER-positive lesion of its size would have read positive on its
-          background: background + RC(d) × (``reference_positive_suv`` − background) reaches the threshold, RC(d)
-          the recovery coefficient of the lesion's diameter at the scan's resolution
-          (:func:`sonimage.lesions.fes_reading.recovery_coefficient`); with ``suvmax_pvc`` the recovery is
-          corrected for, so every evaluable lesion qualifies;
-        - ``indeterminate``: otherwise: "too small ..." below the threshold, or "no focal uptake above local
-          background" when the lesion reaches the threshold but is no hotter than its surroundings (neither called
-          positive nor, since it reached the threshold, negative).
-
-        Tables without the reading's detectability columns (:data:`READ_COLUMNS`; e.g. the synthetic truth's true
-        values) have no partial volume to allow for: every evaluable lesion is called on its uptake alone.
-        """
-        evaluable, reason = lesion_evaluability(lesions)
-        above = self.positive(lesions).fillna(False).astype(bool)
-        if all(c in lesions for c in READ_COLUMNS):
-            b = lesions["fes_background_median"].astype(float)
-            focal = ~(lesions["fes_suvmax"] <= lesions["fes_background_p95"])  # unknown background: not held against
-            expected = b + lesions["fes_rc"].astype(float) * (self.reference_positive_suv - b)
-            detectable = self.reads_positive(expected).fillna(False).astype(bool)
-            if self.statistic == "suvmax_pvc":
-                detectable = pd.Series(bool(self.reads_positive(self.reference_positive_suv)), index=lesions.index)
-        else:
-            focal = detectable = pd.Series(True, index=lesions.index)
-        positive = evaluable & above & focal
-        negative = evaluable & ~above & detectable
-        call = np.select([~evaluable, positive, negative], ["not evaluable", "positive", "negative"], "indeterminate")
-        why = np.select([~evaluable, positive | negative, above], [reason.to_numpy(dtype=object), "", NOT_FOCAL],
-                        TOO_SMALL)
-        return pd.DataFrame({"fes_call": call, "fes_call_reason": why}, index=lesions.index)
+    evaluable, reason = lesion_evaluability(lesions)
+    above = rule.positive(lesions).fillna(False).astype(bool)
+    if all(c in lesions for c in READ_COLUMNS):
+        b = lesions["fes_background_median"].astype(float)
+        focal = ~(lesions["fes_suvmax"] <= lesions["fes_background_p95"])  # unknown background: not held against
+        expected = b + lesions["fes_rc"].astype(float) * (rule.reference_positive_suv - b)
+        detectable = rule.reads_positive(expected).fillna(False).astype(bool)
+        if rule.statistic == "suvmax_pvc":
+            detectable = pd.Series(bool(rule.reads_positive(rule.reference_positive_suv)), index=lesions.index)
+    else:
+        focal = detectable = pd.Series(True, index=lesions.index)
+    positive = evaluable & above & focal
+    negative = evaluable & ~above & detectable
+    call = np.select([~evaluable, positive, negative], ["not evaluable", "positive", "negative"], "indeterminate")
+    why = np.select([~evaluable, positive | negative, above], [reason.to_numpy(dtype=object), "", NOT_FOCAL],
+                    TOO_SMALL)
+    return pd.DataFrame({"fes_call": call, "fes_call_reason": why}, index=lesions.index)
 
 
 def _geomean(x: pd.Series) -> float:
@@ -183,17 +148,17 @@ def _one(lesions: pd.DataFrame, calls: pd.Series, reasons: pd.Series) -> dict[st
     }
 
 
-def patient_metrics(lesions: pd.DataFrame, rule: FesRule = FesRule()) -> pd.DataFrame:
+def patient_metrics(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
     """One row per patient (and cohort, when the lesions have one) with its heterogeneity pattern, FES fractions,
     Kurland and ET-FES summaries and burden.
 
-    The FES calls are made by ``rule`` (:meth:`FesRule.calls`). Pattern, fractions and any-FES-negative count only
+    The FES calls are made by ``rule`` (:func:`fes_calls`). Pattern, fractions and any-FES-negative count only
     determinate lesions (positive or negative): any-FES-negative needs at least one determinate negative, and a
     patient without a determinate call has NaN/NA FES metrics with a ``fes_missing_reason``. Indeterminate lesions
     are counted (``n_fes_indeterminate``); the quantitative FES summaries (ET-FES, dispersion) use every
     FES-evaluable lesion."""
     keys = [k for k in ("cohort", "patient") if k in lesions.columns]
-    called = rule.calls(lesions)
+    called = fes_calls(lesions, rule)
     rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
              **_one(g, called.loc[g.index, "fes_call"], called.loc[g.index, "fes_call_reason"])}
             for key, g in lesions.groupby(keys, sort=True)]
