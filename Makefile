@@ -35,7 +35,10 @@ demo: $(STAMP)
 	$(BIN)/sonimage run $(DEMO_SITE)/dicom $(DEMO_OUT) --linking $(DEMO_SITE)/site-private/linking.csv \
 		--clinical $(DEMO_SITE)/truth --settings deployments/demo-settings.json
 
+# The layer contract (pyproject.toml [tool.importlinter]) first, then every test (slow ones included; a quick
+# loop without the service-starting tests: pytest -m "not slow").
 test: $(STAMP)
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest -q
 
 # The production stack as local processes on loopback (PostgreSQL, Prefect server with its UI, process worker, Dask
