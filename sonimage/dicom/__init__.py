@@ -1,1 +1,2 @@
-"""DICOM reading: indexing a tree, grouping series, vendor-neutral SUV, pseudonyms."""
+"""DICOM reading: indexing a tree, grouping series, vendor-neutral SUV and body-size normalisers, RTSTRUCT
+rasterisation, pseudonyms."""

@@ -1,1 +1,2 @@
-"""Image volumes: the in-memory grid and the chunked Zarr stores."""
+"""Image volumes: the in-memory grid (``volume``), the chunked Zarr stores (``store``) and the conversion of DICOM
+series into them (``convert``)."""
