@@ -2,7 +2,7 @@
 
 One command: ``python bench/ibsi1.py`` reads the phantom from ../shared/data/ibsi-2/ibsi_2_ct_radiomics_phantom
 (the same image as IBSI 1's CT phantom; CC BY-NC, read, never copied), computes every configuration with
-:mod:`sonimage.features.compliance`, scores it against tests/data/ibsi1_ct_phantom_reference.csv (IBSI's rule:
+:mod:`sonimage.features.compliance`, scores it against tests/features/data/ibsi1_ct_phantom_reference.csv (IBSI's rule:
 3 significant digits, |value - reference| <= tolerance), prints passes per configuration and family, lists any
 failure, and writes bench/results/ibsi1.json. Also the CPU seconds per configuration (load noted).
 """
@@ -25,7 +25,7 @@ from sonimage.features.compliance import CONFIGURATIONS, configuration_values, f
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SONIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
-REFERENCE = REPO / "tests" / "data" / "ibsi1_ct_phantom_reference.csv"
+REFERENCE = REPO / "tests" / "features" / "data" / "ibsi1_ct_phantom_reference.csv"
 RESULTS = REPO / "bench" / "results"
 
 

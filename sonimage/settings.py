@@ -121,7 +121,7 @@ class FesReadingSettings:
     ``fwhm_mm``: the reconstructed PET resolution (Gaussian PSF FWHM), used for the recovery coefficients, the
     spill-in estimate and the background shell. The default 7.5 mm is an EARL1 image: with 4 mm voxels the SUVmax
     recovery of the NEMA IEC spheres (10–37 mm) it predicts lies inside the EARL1 accreditation bands (Boellaard et
-    al., Eur J Nucl Med Mol Imaging 2015;42:328–354; checked in ``tests/test_fes_reading.py``), nearer their
+    al., Eur J Nucl Med Mol Imaging 2015;42:328–354; checked in ``tests/lesions/test_fes_reading.py``), nearer their
     centres than 6.5 mm (which is inside them too). Set it to the scanner's value for EARL2 (sharper)
     reconstructions. ``min_sigma_voxels``: coarser voxels widen the effective PSF to σ ≥ that many voxels.
     """

@@ -17,10 +17,10 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import require
 from sonimage.cli import main
 from sonimage.dicom.pseudonym import Linking, Pseudonymiser, read_linking
 from sonimage.volumes.convert import convert_tree
+from tests.helpers import require
 
 KEY = b"input-safety-site-key-0123456789"
 PATIENTS = {  # folder under the DICOM root -> (PatientID, PatientName, PatientBirthDate)

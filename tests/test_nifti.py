@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require
 from sonimage.nifti import read_nifti
 from sonimage.volumes.volume import Volume
+from tests.helpers import require
 
 
 def assert_same(path) -> None:

@@ -18,6 +18,8 @@ import pytest
 
 from sonimage.synth.generate import generate_study
 
+pytestmark = pytest.mark.slow  # runs `sonimage run` (Prefect server, Dask workers)
+
 
 def identifiers(dicom_root: Path) -> set[str]:
     """Every identifying value written into the study's DICOM headers."""

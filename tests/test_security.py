@@ -29,8 +29,10 @@ from distributed.security import Security
 
 from sonimage.cluster import local_cluster, loopback, tls_kwargs, write_tls_files
 from sonimage.io import write_private_atomic
+from tests.helpers import require
 
-from conftest import require
+pytestmark = pytest.mark.slow  # starts Dask clusters, a Prefect server and the stack
+
 
 BIN = Path(sys.executable).parent
 

@@ -8,7 +8,7 @@ random sample of the fixed body (CT > -150 HU) only: the air around the patient 
 coarse-to-fine pyramid of multi-resolution registration (Thévenaz, Ruttimann & Unser, IEEE Trans Image Process
 1998;7:27–41), ending sub-voxel at PET scale. The metric's gradient is taken at the sample points (central
 differences) instead of filtering both whole images at every level: at this sampling that is 4x less CPU, with the
-lesion mapping error unchanged on the synthetic study's truth (``tests/test_lesion_pipeline.py``,
+lesion mapping error unchanged on the synthetic study's truth (``tests/lesions/test_pipeline.py``,
 ``bench/README.md``). The FDG lesion label map is then resampled onto the
 FES PET grid by nearest neighbour, so FES voxel values are never interpolated.
 

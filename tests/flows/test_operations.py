@@ -57,6 +57,8 @@ from sonimage.synth.generate import generate_study  # noqa: E402
 from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
 from sonimage.volumes.convert import convert_tree, plan_from_index  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts the production stack as processes
+
 BIN = Path(sys.executable).parent
 TABLES = ("manifest.parquet", "quarantine.parquet", "features/lesion_features.parquet", "features/lesions.parquet",
           "features/patients.parquet", "features/registration.parquet")

@@ -14,8 +14,8 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from sonimage.dicom.index import list_files, read_instance, read_instance_pydicom
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.dicom.tagreader import read_header
+from tests.helpers import require
 
-from conftest import require
 
 PSEUDO = Pseudonymiser(b"test-key")
 

@@ -1,5 +1,5 @@
 """IBSI 1 image processing: interpolation, re-segmentation and discretisation against the CT phantom's
-configurations A to E (reference values: tests/data/ibsi1_ct_phantom_reference.csv), and their rules in small."""
+configurations A to E (reference values: tests/features/data/ibsi1_ct_phantom_reference.csv), and their rules in small."""
 
 from __future__ import annotations
 

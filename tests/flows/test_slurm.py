@@ -22,8 +22,8 @@ import pytest
 from distributed import Client, as_completed
 
 from flows.cluster import dask_cluster, slurm_options
-from slurm_node import Unavailable, one_node
 from sonimage.synth.generate import generate_study
+from tests.flows.slurm_node import Unavailable, one_node
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

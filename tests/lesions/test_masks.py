@@ -10,12 +10,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import pack_bits
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from conftest import require
 from sonimage.lesions.inputs import lesion_names, mask_kind, read_image, read_mask
 from sonimage.volumes.volume import MaskError
 from sonimage.dicom.rtstruct import fill_even_odd, rasterise, roi_names
 from sonimage.volumes.store import write_volume
 from sonimage.volumes.volume import Volume
+from tests.helpers import require
 
 BORDER_CASES = ("STS_001", "STS_022", "STS_026", "STS_034", "STS_045", "STS_019")
 

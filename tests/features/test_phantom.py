@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ALL_DIMS, IBSI_FAMILIES, round_sig
 from sonimage.features.base import FeatureSettings
 from sonimage.features.extract import extract_features
 from sonimage.features.histogram import MANUAL_MISPRINTS
+from sonimage.features.compliance import round_sig
+from tests.helpers import ALL_DIMS, IBSI_FAMILIES
 
 FAMILIES = IBSI_FAMILIES
 

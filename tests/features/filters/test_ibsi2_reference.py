@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import require
 from sonimage.features.filters.ibsi2 import PHASE1, PHASE2, phase1_check, phase2_check
+from tests.helpers import require
 
 
 @pytest.fixture(scope="module")

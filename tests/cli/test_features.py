@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from conftest import require
 from sonimage.cli import main
 from sonimage.features.table import read_dictionary
 from sonimage.lesions.inputs import read_image
 from sonimage.volumes.store import write_volume
 from sonimage.volumes.volume import Volume
-from test_lesions import write_seg
+from tests.helpers import require
+from tests.lesions.test_masks import write_seg
 
 FAST = ["--families", "morphology", "local_intensity", "statistics", "histogram", "ivh", "pet", "glcm"]
 

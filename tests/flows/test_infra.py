@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from flows.cluster import slurm_options
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CRD = "dask_kubernetes/operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require
 from sonimage.dicom.petheader import header_from_mappings
 from sonimage.dicom.reader import read_dicom_volume
 from sonimage.dicom.suv import SuvError, suv_conversion
+from tests.helpers import require
 
 DROS = ["DRO_0_0", "DRO_1_0", "DRO_2_0", "DRO_2_1", "DRO_2_2", "DRO_2_3", "DRO_2_4", "DRO_2_5", "DRO_3_0",
         "DRO_3_1", "DRO_3_2", "DRO_3_3", "DRO_3_4", "DRO_4_0", "DRO_4_1", "DRO_4_2", "DRO_5_0"]

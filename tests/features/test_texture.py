@@ -9,11 +9,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import ALL_DIMS, IBSI_FAMILIES, round_sig
 from scipy import ndimage
 from sonimage.features import glcm, glrlm, glszm, ngldm, ngtdm
 from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.texture import graph_zone_labels, grey_levels, half_offsets, zone_entries
+from sonimage.features.compliance import round_sig
+from tests.helpers import ALL_DIMS, IBSI_FAMILIES
 
 FAMILIES = {k: v for k, v in IBSI_FAMILIES.items() if k in ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")}
 

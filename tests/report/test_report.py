@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL_BOOTSTRAPS, write_simulated_tables
 from sonimage.survival.cox import FrozenCox
 from sonimage.cli import main
 from sonimage.settings import Settings, StudySettings
@@ -18,6 +17,7 @@ from sonimage.analysis.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.patients import fes_complete_case
 from sonimage.tables.clinical import join_patient_table
+from tests.helpers import SMALL_BOOTSTRAPS, write_simulated_tables
 
 SECTIONS = ["Key results", "Synthetic study: estimates beside the truth", "Table 1: patients per cohort", "What this study can show: sample size and power",
             "Objective 1: PFS1 and FES/FDG heterogeneity",
@@ -235,10 +235,11 @@ def test_separation_is_estimated_by_firth_and_every_number_is_finite(separated):
     assert "Firth penalised Cox, profile-likelihood CI" in visible and "Heinze" in visible
 
 
+@pytest.mark.slow  # starts headless Chromium
 def test_report_renders_in_headless_chromium(run, separated, tmp_path):
     """Both reports in a real browser at 800 px: no console error, every figure drawn with a size, no 'nan' or
     'inf' on the page, wide tables scroll inside their boxes instead of widening the page."""
-    import chromium
+    from tests.report import chromium
     for path in (run[0], separated / "report.html"):
         try:
             seen = chromium.inspect(path, tmp_path / f"profile-{path.parent.parent.name}")

@@ -14,9 +14,9 @@ import pytest
 import xarray as xr
 from pydicom.uid import generate_uid
 
-from conftest import require
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.volumes.convert import convert_tree
+from tests.helpers import require
 
 N = 12  # slices per test series, cut from the real GE series
 

@@ -195,6 +195,7 @@ def test_multiple_imputation_and_rubins_rules():
     assert completed[["x1", "x2"]].notna().all().all() and set(completed["x2"]) <= {0.0, 1.0}  # PMM keeps 0/1
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_simulated_power_has_nominal_size_and_grows_with_effect():
     rng = np.random.default_rng(9)
     n = 100

@@ -16,7 +16,6 @@ from distributed import LocalCluster
 
 from sonimage.cluster import local_cluster
 
-from conftest import SMALL_BOOTSTRAPS, require, write_simulated_tables
 from flows.environment import configure
 
 configure()
@@ -35,6 +34,9 @@ from sonimage.analysis.objectives import model_table  # noqa: E402
 from sonimage.tables.patients import fes_complete_case  # noqa: E402
 from sonimage.tables.clinical import join_patient_table  # noqa: E402
 from sonimage.volumes.convert import convert_tree  # noqa: E402
+from tests.helpers import REPO, SMALL_BOOTSTRAPS, require, write_simulated_tables  # noqa: E402
+
+pytestmark = pytest.mark.slow  # starts a Prefect server and a Dask cluster
 
 KEY = "flow-test-key"
 
@@ -108,10 +110,9 @@ def _prefect(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_scheduled_deployments_register_offline(prefect_api: None) -> None:
-    repo = Path(__file__).resolve().parents[1]
-    pool = _prefect("work-pool", "create", "sonimage-process", "--type", "process", cwd=repo)
+    pool = _prefect("work-pool", "create", "sonimage-process", "--type", "process", cwd=REPO)
     assert pool.returncode == 0, pool.stderr
-    done = _prefect("deploy", "--all", "--prefect-file", "deployments/prefect.yaml", cwd=repo)
+    done = _prefect("deploy", "--all", "--prefect-file", "deployments/prefect.yaml", cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     with get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
