@@ -14,7 +14,7 @@ import pandas as pd
 
 from sonimage.lesions.tree import FEATURES
 from sonimage.parallel import Executor
-from sonimage.report.render import render_report
+from sonimage.report.document import render_report
 from sonimage.settings import Settings
 from sonimage.analysis.results import analyse
 from sonimage.tables.parquet import write_table

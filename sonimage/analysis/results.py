@@ -1,6 +1,6 @@
 """The study's analysis as one call: objectives 1–5 on per-cohort tables, returned as a :class:`StudyResult`.
 
-The result holds every number, table and figure's data the report shows; :mod:`sonimage.report.render` only
+The result holds every number, table and figure's data the report shows; :mod:`sonimage.report.document` only
 renders it (HTML, ``metrics.json``, model files, ``benefit.parquet``).
 """
 
