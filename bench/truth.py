@@ -254,11 +254,10 @@ def main() -> None:
         "registration": pd.DataFrame(records).drop(columns=["lesions", "liver"], errors="ignore")
         .describe().round(3).to_dict(),
     }
-    if hasattr(FesRule, "calls"):  # sensitivity rules of the reading (issue 13)
-        doc["sensitivity"] = {statistic: {"lesion": lesion_agreement(scored_lesions(summary, truth, rule)),
-                                          "patient": patient_agreement(summary, truth, rule)}
-                              for statistic, rule in (("suvpeak", FesRuleSettings(statistic="suvpeak")),
-                                                      ("suvmax_pvc", FesRuleSettings(statistic="suvmax_pvc")))}
+    doc["sensitivity"] = {statistic: {"lesion": lesion_agreement(scored_lesions(summary, truth, rule)),
+                                      "patient": patient_agreement(summary, truth, rule)}  # the reading's rules
+                          for statistic, rule in (("suvpeak", FesRuleSettings(statistic="suvpeak")),
+                                                  ("suvmax_pvc", FesRuleSettings(statistic="suvmax_pvc")))}
     doc["table"] = [list(r) for r in table_rows(doc)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"truth-{args.label}-{args.size}.json"
