@@ -68,6 +68,7 @@ def test_zarr_store_and_seg(shared_data, tmp_path):
     assert row["pet_suvmax__84iy"] == pytest.approx(float(image.array[mask].max()), rel=1e-6)
 
 
+@pytest.mark.slow  # features of all 51 IBSI STS lesions (~45 s)
 def test_all_51_ibsi_lesions(shared_data, tmp_path):
     """Every real IBSI STS lesion (RTSTRUCT on the NIfTI PET grid) gives a complete row."""
     root = require(shared_data / "ibsi-sts-pet")

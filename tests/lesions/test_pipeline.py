@@ -21,6 +21,8 @@ from sonimage.synth.generate import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics
 from sonimage.volumes.convert import convert_tree
 
+pytestmark = pytest.mark.slow  # renders, converts and reads a synthetic study (~75 s)
+
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], pd.DataFrame]:

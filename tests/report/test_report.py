@@ -19,6 +19,8 @@ from sonimage.tables.patients import fes_complete_case
 from sonimage.tables.clinical import join_patient_table
 from tests.helpers import SMALL_BOOTSTRAPS, write_simulated_tables
 
+pytestmark = pytest.mark.slow  # runs the whole analysis twice (~100 s); one test starts headless Chromium
+
 SECTIONS = ["Key results", "Synthetic study: estimates beside the truth", "Table 1: patients per cohort", "What this study can show: sample size and power",
             "Objective 1: PFS1 and FES/FDG heterogeneity",
             "Objective 2: does heterogeneity modify the CDK4/6i effect?", "Objective 3: lesion response",
@@ -235,7 +237,6 @@ def test_separation_is_estimated_by_firth_and_every_number_is_finite(separated):
     assert "Firth penalised Cox, profile-likelihood CI" in visible and "Heinze" in visible
 
 
-@pytest.mark.slow  # starts headless Chromium
 def test_report_renders_in_headless_chromium(run, separated, tmp_path):
     """Both reports in a real browser at 800 px: no console error, every figure drawn with a size, no 'nan' or
     'inf' on the page, wide tables scroll inside their boxes instead of widening the page."""

@@ -28,6 +28,7 @@ def _interaction_p(beta: float, seed: int, n: int) -> float:
     return float(fit_cox(p, "pfs1_months", "pfs1_event", TRUE_FORMULA).summary.loc["cdk46i:fes_positive_fraction", "p"])
 
 
+@pytest.mark.slow  # simulated cohorts fitted many times (~20 s)
 def test_interaction_detected_when_strong_and_not_when_absent():
     """Strong interaction (log ratio of HRs −1.6, n = 1,200: with the published heterogeneity most patients' FES-positive
     fraction is near 1, so the fraction varies little and needs more patients): detected (p < 0.05) in ≥ 8 of 10
@@ -63,6 +64,7 @@ def test_case_mix_shift_behaves_as_predicted(shift):
     assert m["impact"]["ipa"]["estimate"] > m["transcan"]["ipa"]["estimate"] > 0
 
 
+@pytest.mark.slow  # simulated cohorts fitted many times (~20 s)
 def test_benefit_estimable_only_with_both_arms(shift):
     model, val, _ = shift
     one_arm = benefit_validation(model, val["transcan"], "pfs1_months", "pfs1_event", "cdk46i", 12.0,

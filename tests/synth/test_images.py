@@ -66,6 +66,7 @@ def test_same_seed_gives_identical_files_in_worker_processes_and_another_seed_do
     assert not set(a.series_uid) & set(b.series_uid)
 
 
+@pytest.mark.slow  # renders a study twice around a killed run (~17 s)
 def test_rerun_after_crash_resumes_byte_identically(tmp_path: Path) -> None:
     out = tmp_path / "study"
     generate_study(out, cohorts=(COHORT,), n_patients=2, size="tiny", seed=5)

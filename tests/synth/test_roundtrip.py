@@ -13,6 +13,8 @@ from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.synth.generate import generate_study
 from sonimage.volumes.convert import convert_tree
 
+pytestmark = pytest.mark.slow  # renders and converts a synthetic study of every vendor profile
+
 KEY = b"roundtrip"
 
 

@@ -30,6 +30,7 @@ def phase2(ibsi2):
 
 
 @pytest.mark.parametrize("configuration", list(PHASE2))
+@pytest.mark.slow  # filters and features of the IBSI-2 CT phantom (~75 s)
 def test_phase2_statistics(phase2, configuration):
     rows = [r for r in phase2 if r["configuration"] == configuration]
     assert len(rows) == 18
