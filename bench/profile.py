@@ -39,19 +39,19 @@ STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("index", "", ("sonimage.volumes.convert:index_files",)),
     ("conversion", "", ("sonimage.volumes.convert:convert_any",)),
     ("convert tables", "", ("sonimage.volumes.convert:finish",)),
-    ("lesion stage", "", ("sonimage.lesions.tree:prepare_patient", "sonimage.lesions.tree:scan_features",
-                          "sonimage.lesions.tree:patient_lesions")),
+    ("lesion stage", "", ("sonimage.stages.extract:prepare_patient", "sonimage.stages.extract:scan_features",
+                          "sonimage.stages.extract:patient_lesions")),
     ("registration", "lesion stage", ("sonimage.lesions.reading:register_rigid", "sonimage.lesions.reading:map_labels")),
     ("liver VOI", "lesion stage", ("sonimage.lesions.reading:liver_reference",)),
     ("FES reading", "lesion stage", ("sonimage.lesions.reading:read_lesions",)),
     ("delineation", "lesion stage", ("sonimage.lesions.jobs:delineation_rows",)),
     ("features", "lesion stage", ("sonimage.lesions.jobs:extract_features",)),
-    ("feature tables", "", ("sonimage.lesions.tree:write_feature_tables",)),
-    ("analysis", "", ("sonimage.study:analyse_study",)),
+    ("feature tables", "", ("sonimage.stages.extract:write_feature_tables",)),
+    ("analysis", "", ("sonimage.stages.analyse:analyse_study",)),
     ("internal validation (bootstraps)", "analysis", ("sonimage.survival.study:objective4",)),
     ("external validation (bootstraps)", "analysis", ("sonimage.survival.study:objective5",)),
     ("appraisal (power simulations, sensitivity)", "analysis", ("sonimage.survival.study:appraise_study",)),
-    ("report", "analysis", ("sonimage.study:render_report",)),
+    ("report", "analysis", ("sonimage.stages.analyse:render_report",)),
 )
 TOP = [s for s, parent, _ in STAGES if not parent]
 
@@ -100,9 +100,9 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     clock = StageClock()
     found = clock.install()
     from sonimage.dicom.pseudonym import Pseudonymiser
-    from sonimage.lesions.tree import features_tree
+    from sonimage.stages.extract import features_tree
     from sonimage.settings import Settings
-    from sonimage.study import analyse_study
+    from sonimage.stages.analyse import analyse_study
     from sonimage.volumes.convert import convert_tree
 
     run_settings = Settings.from_json(settings.read_text() if settings else None)

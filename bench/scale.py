@@ -43,7 +43,7 @@ IDLE_S = 3.0  # seconds the idle client process (scheduler, nannies, event loop)
 
 def _warm_up() -> None:
     """Import the pipeline in a worker, as a long-running worker already has."""
-    import sonimage.lesions.tree  # noqa: F401
+    import sonimage.stages.extract  # noqa: F401
     import sonimage.volumes.convert  # noqa: F401
 
 
@@ -87,7 +87,7 @@ def run_cell(dicom: Path, workers: int) -> dict:
 
     from sonimage.cluster import local_cluster
     from sonimage.dicom.pseudonym import Pseudonymiser
-    from sonimage.lesions.tree import features_tree
+    from sonimage.stages.extract import features_tree
     from sonimage.volumes.convert import convert_tree
 
     out = Path(tempfile.mkdtemp(prefix="sonimage-scale-"))

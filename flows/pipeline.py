@@ -13,7 +13,7 @@ from flows.tasks import analyse, convert_series, index_batch, patient_lesion_sta
 from sonimage.cluster import local_cluster
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
 from sonimage.lesions.reuse import read_reuse_summary, write_reuse_summary
-from sonimage.lesions.tree import plan_patients
+from sonimage.stages.extract import plan_patients
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
 from sonimage.volumes.convert import (ConvertSummary, Job, MaskJob, Outcome, batches, input_files,
@@ -40,7 +40,7 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
 
 
 def features_stage(out: Path, settings: Settings) -> dict[str, str]:
-    """:func:`sonimage.lesions.tree.features_tree` as tasks: one lesion-stage task per patient, then the tables."""
+    """:func:`sonimage.stages.extract.features_tree` as tasks: one lesion-stage task per patient, then the tables."""
     scans, notes = plan_patients(out)
     for note in notes:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])

@@ -12,9 +12,9 @@ from sonimage.features.table import LesionFeatures
 from sonimage.lesions.jobs import PatientScans
 from sonimage.lesions.reading import LesionReading
 from sonimage.lesions.reuse import patient_lesions_reused
-from sonimage.lesions.tree import write_feature_tables
+from sonimage.stages.extract import write_feature_tables
 from sonimage.settings import Settings
-from sonimage.study import analyse_study
+from sonimage.stages.analyse import analyse_study
 from sonimage.volumes.convert import ConvertSummary, Job, MaskJob, Outcome, convert_any, finish
 
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}

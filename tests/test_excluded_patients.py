@@ -16,7 +16,7 @@ import pytest
 
 from sonimage.cli import main
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-from sonimage.lesions.tree import features_tree
+from sonimage.stages.extract import features_tree
 from sonimage.synth.study import generate_study
 from sonimage.tables.manifest import write_manifest, write_quarantine
 from sonimage.volumes.convert import convert_tree

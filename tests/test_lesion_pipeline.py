@@ -15,7 +15,7 @@ from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions.jobs import lesion_features, patient_lesions, prepare_patient
 from sonimage.lesions.registration import Rigid
 from sonimage.lesions.reuse import read_reuse_summary
-from sonimage.lesions.tree import features_tree, plan_patients
+from sonimage.stages.extract import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.synth.study import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics

@@ -13,7 +13,7 @@ from conftest import SMALL_BOOTSTRAPS, write_simulated_tables
 from sonimage.survival.cox import FrozenCox
 from sonimage.cli import main
 from sonimage.settings import Settings, StudySettings
-from sonimage.study import run_study_analysis
+from sonimage.stages.analyse import run_study_analysis
 from sonimage.survival.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.patients import fes_complete_case

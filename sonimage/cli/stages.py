@@ -30,7 +30,7 @@ def settings_from_args(args: argparse.Namespace):
 
 def _extract(args: argparse.Namespace) -> int:
     from sonimage.cli.progress import watched
-    from sonimage.lesions.tree import features_tree
+    from sonimage.stages.extract import features_tree
 
     with watched(args.workers) as client:
         outputs = features_tree(args.out, client, settings_from_args(args))
@@ -39,7 +39,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _analyse(args: argparse.Namespace) -> int:
     from sonimage.cli.progress import watched
-    from sonimage.study import analyse_study
+    from sonimage.stages.analyse import analyse_study
 
     with watched(args.workers) as client:
         outputs = analyse_study(args.out, args.clinical, client, settings_from_args(args))

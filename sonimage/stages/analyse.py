@@ -2,7 +2,7 @@
 (:mod:`sonimage.survival.study`), the report rendered (:mod:`sonimage.report`).
 
 Stages of a run, each a library call: :func:`sonimage.volumes.convert.convert_tree` (DICOM → Zarr),
-:func:`sonimage.lesions.tree.features_tree` (Zarr → feature tables), :func:`analyse_study` (tables → report).
+:func:`sonimage.stages.extract.features_tree` (Zarr → feature tables), :func:`analyse_study` (tables → report).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sonimage.lesions.tree import FEATURES
+from sonimage.stages.extract import FEATURES
 from sonimage.parallel import Executor
 from sonimage.report.study import render_report
 from sonimage.settings import Settings
