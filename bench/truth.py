@@ -38,7 +38,7 @@ from sonimage.lesions import jobs as lesion_jobs
 from sonimage.synth.study import generate_study
 from sonimage.tables.lesion_match import lesion_number
 from sonimage.tables.patients import FesRule, patient_metrics
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 
 RESULTS = Path(__file__).parent / "results"
 FAMILIES = ("pet",)  # the uptake and volume metrics only: texture is not what this benchmark measures
@@ -55,7 +55,7 @@ def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list
     pseudo = Pseudonymiser(b"bench", read_linking(study / "site-private" / "linking.csv"))
     with ProcessPoolExecutor(workers) as pool:
         if not (out / "manifest.parquet").exists():  # conversion does not change with the lesion stage: reused
-            convert_tree(study / "dicom", out, pseudo, pool)
+            convert_stage.run(study / "dicom", out, pseudo, pool)
         times["convert_s"] = time.perf_counter() - t0
         scans, _ = lesion_jobs.patient_scans(pd.read_parquet(out / "manifest.parquet"))
         t0 = time.perf_counter()

@@ -15,11 +15,12 @@ from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions.jobs import lesion_features, patient_lesions, prepare_patient
 from sonimage.lesions.registration import Rigid
 from sonimage.lesions.reuse import read_reuse_summary
-from sonimage.stages.extract import features_tree, plan_patients
+from sonimage.stages import extract as extract_stage
+from sonimage.stages.extract import plan_patients
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.synth.study import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     base = tmp_path_factory.mktemp("lesions")
     generate_study(base / "study", cohorts=("sonia",), n_patients=2, size="small", seed=5)
     pseudo = Pseudonymiser(b"k", read_linking(base / "study" / "site-private" / "linking.csv"))
-    convert_tree(base / "study" / "dicom", base / "out", pseudo)
+    convert_stage.run(base / "study" / "dicom", base / "out", pseudo)
     scans, notes = plan_patients(base / "out")
     assert not notes and len(scans) == 2
-    paths = features_tree(base / "out")
+    paths = extract_stage.run(base / "out")
     for path in paths.values():  # every table records the run's settings
         assert Settings.from_json(pq.read_schema(path).metadata[METADATA_KEY.encode()].decode()) == Settings()
     records = pd.read_parquet(paths["registration"]).to_dict("records")
@@ -123,18 +124,18 @@ def test_feature_stage_reuses_patients_whose_inputs_and_settings_are_unchanged(
     base, _, _ = pipeline
     out = tmp_path / "out"
     shutil.copytree(base / "out", out)
-    first = features_tree(out)
+    first = extract_stage.run(out)
     assert read_reuse_summary(out) == {"computed": 0, "reused": 2}  # the fixture's run left its results
     caches = sorted((out / "features" / "reuse" / "sonia").glob("*.pickle"))
     caches[0].unlink()  # as for a patient delivered since: computed, the other reused, the same tables
-    again = features_tree(out)
+    again = extract_stage.run(out)
     assert read_reuse_summary(out) == {"computed": 1, "reused": 1} and _tables(again) == _tables(first)
     store = next(p for p in (out / "volumes").rglob("zarr.json") if caches[1].stem in str(p))
     meta = json.loads(store.read_text())
     meta["attributes"]["content_hmac_sha256"] = "0" * 64  # that patient's series converted again from other bytes
     store.write_text(json.dumps(meta))
-    features_tree(out)
+    extract_stage.run(out)
     assert read_reuse_summary(out) == {"computed": 1, "reused": 1}
     other = Settings.from_json(json.dumps({"fes": {"threshold": 1.8}}))
-    features_tree(out, settings=other)
+    extract_stage.run(out, settings=other)
     assert read_reuse_summary(out) == {"computed": 2, "reused": 0}

@@ -42,6 +42,11 @@ class PatientScans:
     fes_pet: str | None
     fes_ct: str | None
 
+    @property
+    def label(self) -> str:
+        """Cohort and patient pseudonym, for task names and logs."""
+        return f"{self.cohort}-{self.patient}"
+
 
 @dataclass(frozen=True)
 class LesionJob:

@@ -1,8 +1,9 @@
-"""The analysis stage, runnable without Prefect: clinical tables joined to the image tables, objectives 1–5
-(:mod:`sonimage.survival.study`), the report rendered (:mod:`sonimage.report`).
+"""The analysis stage: clinical tables joined to the image tables, objectives 1–5 (:mod:`sonimage.survival.study`),
+the report rendered (:mod:`sonimage.report`). Its items are the bootstraps and cross-validation folds, fanned out
+over ``executor`` inside :func:`sonimage.survival.study.analyse`.
 
-Stages of a run, each a library call: :func:`sonimage.volumes.convert.convert_tree` (DICOM → Zarr),
-:func:`sonimage.stages.extract.features_tree` (Zarr → feature tables), :func:`analyse_study` (tables → report).
+Stages of a run, each a library call: :func:`sonimage.stages.convert.run` (DICOM → Zarr),
+:func:`sonimage.stages.extract.run` (Zarr → feature tables), :func:`run` here (tables → report).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def read_truth(clinical: Path, cohorts: list[str]) -> dict[str, dict]:
     return out
 
 
-def analyse_study(out: Path, clinical: Path, executor: Executor | None = None,
-                  settings: Settings | None = None) -> dict[str, str]:
-    """The analysis stage over a run's output folder ``out`` (after :func:`features_tree`) and the trial office's
+def run(out: Path, clinical: Path, executor: Executor | None = None, settings: Settings | None = None
+        ) -> dict[str, str]:
+    """The analysis stage over a run's output folder ``out`` (after :func:`sonimage.stages.extract.run`) and the trial office's
     ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models, benefit)."""
     settings = settings or Settings()
     tables = study_tables(Path(out) / FEATURES, Path(clinical))

@@ -1,7 +1,9 @@
-"""The feature stage over a converted tree, runnable without Prefect (the flow maps the same steps to tasks).
+"""The feature stage over a converted tree: plan → one item per patient → gather.
 
-``features_tree(out)`` reads ``out/manifest.parquet``, plans each patient's lesions (FES labels registered onto the
-FES scan) and computes their features one patient at a time, and writes ``out/features/``: ``lesion_features.parquet`` (wide,
+:func:`run` reads ``out/manifest.parquet`` and plans each patient's scans (:func:`plan_patients`); one item per
+patient (:func:`sonimage.lesions.reuse.patient_lesions_reused`: FES labels registered onto the FES scan, every
+lesion's features and delineations, reused when nothing changed); the gather (:func:`write_feature_tables`) writes
+``out/features/``: ``lesion_features.parquet`` (wide,
 one row per lesion and tracer), ``lesions.parquet`` (the lesion table), ``patients.parquet`` (the patient table)
 and the QC tables ``registration.parquet``, ``liver_reference.parquet``, ``fes_reading.parquet``, plus
 ``delineations.parquet`` (every MTV with its method) and ``excluded_patients.parquet``: every patient of the
@@ -120,7 +122,7 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
     return {k: str(v) for k, v in paths.items()}
 
 
-def features_tree(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
+def run(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
     """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients out (one task per
     patient: :func:`sonimage.lesions.jobs.patient_lesions`), reusing a patient's results of an earlier run when
     its input stores and the settings are unchanged (:mod:`sonimage.lesions.reuse`)."""
