@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from flows.cluster import slurm_options
+from flows.runners import slurm_options
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = "dask_kubernetes/operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"

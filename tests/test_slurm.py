@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, as_completed
 
-from flows.cluster import dask_cluster, slurm_options
+from flows.runners import dask_cluster, slurm_options
 from slurm_node import Unavailable, one_node
 from sonimage.synth.study import generate_study
 

@@ -1,4 +1,4 @@
-"""Where the tasks run: the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM; always over TLS.
+"""Where the tasks run (the flows' task runners): the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM; always over TLS.
 
 Clusters started here get a certificate authority of their own (:mod:`sonimage.cluster`). For a scheduler given
 by address, or one on Kubernetes, the site's certificates come from Dask's configuration (e.g.
