@@ -12,7 +12,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows.pipeline import convert_and_extract, default_runner, report_run
+from flows.pipeline import convert_and_extract, report_run
+from flows.runners import default_runner
 from sonimage.dicom.pseudonym import site_pseudonymiser
 from sonimage.run_summary import StageClock
 from sonimage.settings import Settings

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
-from prefect_dask import DaskTaskRunner
 
+from flows.runners import default_runner
 from flows.tasks import PrefectExecutor, analyse
-from sonimage.cluster import local_cluster
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
 from sonimage.lesions.reuse import read_reuse_summary
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
@@ -32,14 +30,6 @@ def convert_and_extract(dicom_root: Path, out: Path, pseudo: Pseudonymiser, sett
     with clock.stage("features"):
         tables.update(extract_stage.run(out, executor, settings))
     return summary, tables
-
-
-def default_runner() -> DaskTaskRunner:
-    """The scheduler at $SONIMAGE_DASK_ADDRESS when set (deployments), else a LocalCluster of worker processes."""
-    address = os.environ.get("SONIMAGE_DASK_ADDRESS")
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": 2, "dashboard_address": ":8787"})
 
 
 @flow(name="sonimage-study", log_prints=True, task_runner=default_runner())

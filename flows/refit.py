@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.context import get_run_context
 
-from flows.pipeline import default_runner
+from flows.runners import default_runner
 from flows.tasks import analyse
 from sonimage.settings import Settings
 
