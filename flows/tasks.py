@@ -12,10 +12,10 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
-from sonimage.lesions.reuse import patient_lesions_reused
 from sonimage.settings import Settings
 from sonimage.stages import analyse as analyse_stage
 from sonimage.stages.convert import convert_patient, index_batch
+from sonimage.stages.extract import extract_patient
 
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}
 
@@ -23,7 +23,7 @@ RETRIES = {"retries": 1, "retry_delay_seconds": 2}
 # converts), else Prefect's default. Index batches are records as read (original identifiers) and convert items
 # carry per-store digest keys: no item's inputs or results are hashed for a cache or persisted.
 TASK_NAMES: dict[Callable, str] = {index_batch: "index-dicom", convert_patient: "convert",
-                                   patient_lesions_reused: "lesions"}
+                                   extract_patient: "lesions"}
 
 
 def _labelled(name: str) -> Callable[..., str]:

@@ -12,15 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-from sonimage.lesions.jobs import lesion_features, patient_lesions, prepare_patient
+from sonimage.lesions.jobs import patient_lesions
 from sonimage.lesions.registration import Rigid
 from sonimage.lesions.reuse import read_reuse_summary
-from sonimage.stages import extract as extract_stage
-from sonimage.stages.extract import plan_patients
 from sonimage.settings import METADATA_KEY, Settings
+from sonimage.stages import convert as convert_stage, extract as extract_stage
+from sonimage.stages.extract import lesion_from_stores, plan_patients, prepare_patient, read_patient
 from sonimage.synth.study import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics
-from sonimage.stages import convert as convert_stage
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +104,9 @@ def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> Non
     delineations that reading its box from the Zarr stores gives, FDG lesions first."""
     base, _, _ = pipeline
     scans, _ = plan_patients(base / "out")
-    readings, record = patient_lesions(scans[0], base / "out")
+    readings, record, _ = patient_lesions(scans[0], read_patient(scans[0], base / "out"), Settings())
     jobs, planned = prepare_patient(scans[0], base / "out")
-    from_stores = [lesion_features(job, base / "out") for job in jobs]
+    from_stores = [lesion_from_stores(job, base / "out") for job in jobs]
     assert [r.ids for r in readings] == [r.ids for r in from_stores]
     assert {r.ids["tracer"] for r in readings} == {"FDG", "FES"}
     assert repr([r.features for r in readings]) == repr([r.features for r in from_stores])  # NaN-safe, exact

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sonimage.parallel import Executor
 
 LABELS = {"index_batch": "index DICOM headers", "convert_patient": "convert (per patient)", "generate_patient":
-          "synthesise patients", "patient_lesions_reused": "lesion stage (per patient)"}
+          "synthesise patients", "extract_patient": "lesion stage (per patient)"}
 
 
 class ProgressExecutor:

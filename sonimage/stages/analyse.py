@@ -48,8 +48,9 @@ def read_truth(clinical: Path, cohorts: list[str]) -> dict[str, dict]:
 
 def run(out: Path, clinical: Path, executor: Executor | None = None, settings: Settings | None = None
         ) -> dict[str, str]:
-    """The analysis stage over a run's output folder ``out`` (after :func:`sonimage.stages.extract.run`) and the trial office's
-    ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models, benefit)."""
+    """The analysis stage over a run's output folder ``out`` (after :func:`sonimage.stages.extract.run`) and the
+    trial office's ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models,
+    benefit)."""
     settings = settings or Settings()
     tables = study_tables(Path(out) / FEATURES, Path(clinical))
     report_dir = Path(out) / REPORT
