@@ -126,7 +126,7 @@ def cohort_rows(root: Path, workers: int) -> list[dict]:
     from sonimage.cluster import local_cluster
 
     from sonimage.dicom.pseudonym import Pseudonymiser
-    from sonimage.volumes.convert import convert_tree
+    from sonimage.stages import convert as convert_stage
 
     mb = _dicom_mb(root)
     folders = sorted({p.parent for p in root.rglob("*.dcm")})
@@ -143,7 +143,7 @@ def cohort_rows(root: Path, workers: int) -> list[dict]:
     with local_cluster(workers) as cluster, Client(cluster) as client:
         client.run(_warm_up)  # worker start-up (imports) is not conversion time, as cluster start-up is not
         t = time.perf_counter()
-        convert_tree(root, out, Pseudonymiser(b"bench", cohort_name="bench"), executor=client)
+        convert_stage.run(root, out, Pseudonymiser(b"bench", cohort_name="bench"), executor=client)
         son_s = time.perf_counter() - t
         peaks = client.run(peak_mb)
     import pandas as pd

@@ -185,11 +185,13 @@ def one_round(dicom: Path, workers: int, env: dict[str, str], server: list[psuti
     """The flow once with Prefect, then the same stages without; outputs deleted afterwards."""
     flow_out, plain_out = tmp / "flow", tmp / "plain"
     cluster = ["--workers", str(workers)]
-    flow = run_command([SONIMAGE, "run", str(dicom), str(flow_out), *cluster, "--dashboard", ":0"], env, server)
+    cohort = ["--cohort", "sonia"]  # cohorts are never taken from folder names
+    flow = run_command([SONIMAGE, "run", str(dicom), str(flow_out), *cluster, *cohort, "--dashboard", ":0"], env,
+                       server)
     flow["server_cpu_s"] -= idle_cpu_rate * flow["wall_s"]
     flow["stages_s"] = stage_seconds(flow_out)
     flow |= task_runs()
-    convert = run_command([SONIMAGE, "convert", str(dicom), str(plain_out), *cluster], env)
+    convert = run_command([SONIMAGE, "convert", str(dicom), str(plain_out), *cluster, *cohort], env)
     extract = run_command([SONIMAGE, "extract", str(plain_out), *cluster], env)
     for d in (flow_out, plain_out):
         shutil.rmtree(d, ignore_errors=True)

@@ -5,7 +5,7 @@ One command: ``python bench/profile.py`` prints the per-stage table and writes `
 - **Study**: ``sonimage synth`` of ``--patients`` per cohort (``--cohorts``, ``--size``), generated once into
   ``bench/results/data/`` (its own wall and CPU seconds are recorded then and reported on every later run).
 - **Run**: each round runs the library stages the flow maps to tasks, in one fresh process, in order and without
-  an executor (``convert_tree``, ``features_tree``, ``analyse_study`` with ``--settings``), so every second of CPU
+  an executor (``sonimage.stages`` convert, extract, analyse ``run`` with ``--settings``), so every second of CPU
   is this process's (``time.process_time``: all its threads, Zarr codecs and ITK included). Prefect and Dask add
   their own cost on top (``bench/scale.py``).
 - **Stages**: the functions the stages call are wrapped with a clock (wall and CPU seconds, calls) by name; a
@@ -37,21 +37,21 @@ KEY = "profile-bench-key"
 # (stage, parent stage or "", the functions timed for it as "module:attribute" at their call site)
 STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("index", "", ("sonimage.volumes.convert:index_files",)),
-    ("conversion", "", ("sonimage.volumes.convert:convert_any",)),
+    ("conversion", "", ("sonimage.stages.convert:convert_patient",)),
     ("convert tables", "", ("sonimage.volumes.convert:finish",)),
-    ("lesion stage", "", ("sonimage.lesions.tree:prepare_patient", "sonimage.lesions.tree:scan_features",
-                          "sonimage.lesions.tree:patient_lesions")),
+    ("lesion stage", "", ("sonimage.stages.extract:prepare_patient", "sonimage.stages.extract:scan_features",
+                          "sonimage.stages.extract:patient_lesions")),
     ("registration", "lesion stage", ("sonimage.lesions.reading:register_rigid", "sonimage.lesions.reading:map_labels")),
     ("liver VOI", "lesion stage", ("sonimage.lesions.reading:liver_reference",)),
     ("FES reading", "lesion stage", ("sonimage.lesions.reading:read_lesions",)),
     ("delineation", "lesion stage", ("sonimage.lesions.jobs:delineation_rows",)),
     ("features", "lesion stage", ("sonimage.lesions.jobs:extract_features",)),
-    ("feature tables", "", ("sonimage.lesions.tree:write_feature_tables",)),
-    ("analysis", "", ("sonimage.study:analyse_study",)),
+    ("feature tables", "", ("sonimage.stages.extract:write_feature_tables",)),
+    ("analysis", "", ("sonimage.stages.analyse:run",)),
     ("internal validation (bootstraps)", "analysis", ("sonimage.analysis.results:objective4",)),
     ("external validation (bootstraps)", "analysis", ("sonimage.analysis.results:objective5",)),
     ("appraisal (power simulations, sensitivity)", "analysis", ("sonimage.analysis.results:appraise_study",)),
-    ("report", "analysis", ("sonimage.study:render_report",)),
+    ("report", "analysis", ("sonimage.stages.analyse:render_report",)),
 )
 TOP = [s for s, parent, _ in STAGES if not parent]
 
@@ -100,21 +100,21 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     clock = StageClock()
     found = clock.install()
     from sonimage.dicom.pseudonym import Pseudonymiser
-    from sonimage.lesions.tree import features_tree
+    from sonimage.stages import extract as extract_stage
     from sonimage.settings import Settings
-    from sonimage.study import analyse_study
-    from sonimage.volumes.convert import convert_tree
+    from sonimage.stages import analyse as analyse_stage
+    from sonimage.stages import convert as convert_stage
 
     run_settings = Settings.from_json(settings.read_text() if settings else None)
     whole = time.perf_counter(), time.process_time()
     error = ""
     with tempfile.TemporaryDirectory(prefix="profile-") as tmp:
         out = Path(tmp)
-        convert_tree(study / "dicom", out, Pseudonymiser(KEY.encode()))
-        features_tree(out, None, run_settings)
+        convert_stage.run(study / "dicom", out, Pseudonymiser(KEY.encode()))
+        extract_stage.run(out, None, run_settings)
         if analysis:
             try:
-                analyse_study(out, study / "truth", None, run_settings)
+                analyse_stage.run(out, study / "truth", None, run_settings)
             except ValueError as exc:  # too few patients for the models: say so, keep the image stages
                 error = f"analysis failed ({exc}): use more patients per cohort"
     return {"stages": clock.totals, "found": found, "wall_s": time.perf_counter() - whole[0],

@@ -4,8 +4,9 @@ One command: ``python bench/scale.py`` prints a table and writes ``bench/results
 
 - **Cohort**: one synthetic SONIA cohort of the largest N (``sonimage synth``, ``--size``, generated once into
   ``bench/results/data``); smaller N take its first N patients (hard links, no copies).
-- **Work**: the library stages the flow maps to tasks, without Prefect's orchestration: ``convert_tree`` (header
-  index, one task per series) then ``features_tree`` (the whole lesion stage, one task per patient:
+- **Work**: the library stages the flow maps to tasks, without Prefect's orchestration: ``sonimage.stages.convert.run``
+  (header index in batches, one task per patient) then ``sonimage.stages.extract.run`` (the whole lesion stage,
+  one task per patient:
   FES registration and reading, features of every lesion; then the lesion/patient tables), on a fresh
   ``LocalCluster`` of W single-threaded worker processes per run; cluster start-up and worker imports are not timed.
 - **Measured**: wall seconds per stage and per patient; each worker process's CPU seconds during the run (its
@@ -43,7 +44,7 @@ IDLE_S = 3.0  # seconds the idle client process (scheduler, nannies, event loop)
 
 def _warm_up() -> None:
     """Import the pipeline in a worker, as a long-running worker already has."""
-    import sonimage.lesions.tree  # noqa: F401
+    import sonimage.stages.extract  # noqa: F401
     import sonimage.volumes.convert  # noqa: F401
 
 
@@ -87,8 +88,7 @@ def run_cell(dicom: Path, workers: int) -> dict:
 
     from sonimage.cluster import local_cluster
     from sonimage.dicom.pseudonym import Pseudonymiser
-    from sonimage.lesions.tree import features_tree
-    from sonimage.volumes.convert import convert_tree
+    from sonimage.stages import convert as convert_stage, extract as extract_stage
 
     out = Path(tempfile.mkdtemp(prefix="sonimage-scale-"))
     try:
@@ -100,9 +100,9 @@ def run_cell(dicom: Path, workers: int) -> dict:
             idle_rate = (time.process_time() - idle0) / IDLE_S
             cpu0, own0, main0 = client.run(_cpu), time.process_time(), time.thread_time()
             t0 = time.perf_counter()
-            summary = convert_tree(dicom, out, Pseudonymiser(b"bench", cohort_name="bench"), executor=timed)
+            summary = convert_stage.run(dicom, out, Pseudonymiser(b"bench", cohort_name="bench"), executor=timed)
             t1 = time.perf_counter()
-            tables = features_tree(out, executor=timed)
+            tables = extract_stage.run(out, executor=timed)
             t2 = time.perf_counter()
             serial, client_cpu = time.thread_time() - main0, time.process_time() - own0
             cpu1 = client.run(_cpu)

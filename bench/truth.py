@@ -36,17 +36,18 @@ import pandas as pd
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions import jobs as lesion_jobs
 from sonimage.synth.generate import generate_study
+from sonimage.tables import readings as lesion_tables
 from sonimage.tables.lesion_match import lesion_number
 from sonimage.settings import FesRuleSettings
 from sonimage.tables.patients import fes_calls, patient_metrics
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage, extract as extract_stage
 
 RESULTS = Path(__file__).parent / "results"
 FAMILIES = ("pet",)  # the uptake and volume metrics only: texture is not what this benchmark measures
 
 
 def _features(job, out: Path):
-    return lesion_jobs.lesion_features(job, out, families=FAMILIES)
+    return extract_stage.lesion_from_stores(job, out, families=FAMILIES)
 
 
 def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list[dict], list, dict[str, float]]:
@@ -56,21 +57,21 @@ def run_stages(study: Path, out: Path, workers: int) -> tuple[pd.DataFrame, list
     pseudo = Pseudonymiser(b"bench", read_linking(study / "site-private" / "linking.csv"))
     with ProcessPoolExecutor(workers) as pool:
         if not (out / "manifest.parquet").exists():  # conversion does not change with the lesion stage: reused
-            convert_tree(study / "dicom", out, pseudo, pool)
+            convert_stage.run(study / "dicom", out, pseudo, pool)
         times["convert_s"] = time.perf_counter() - t0
         scans, _ = lesion_jobs.patient_scans(pd.read_parquet(out / "manifest.parquet"))
         t0 = time.perf_counter()
-        prepared = list(pool.map(lesion_jobs.prepare_patient, scans, [out] * len(scans)))
+        prepared = list(pool.map(extract_stage.prepare_patient, scans, [out] * len(scans)))
         times["prepare_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         jobs = [j for batch, _ in prepared for j in batch]
         results = list(pool.map(_features, jobs, [out] * len(jobs), chunksize=8))
         times["features_s"] = time.perf_counter() - t0
     records = [r for _, r in prepared]
-    if hasattr(lesion_jobs, "reading_tables"):  # the FES reading (absent before issue 7)
-        return lesion_jobs.lesion_summary(results, lesion_jobs.reading_tables(records)["fes_reading"]), records, \
+    if hasattr(lesion_tables, "reading_tables"):  # the FES reading (absent before issue 7)
+        return lesion_tables.lesion_summary(results, lesion_tables.reading_tables(records)["fes_reading"]), records, \
             results, times
-    return lesion_jobs.lesion_summary(results), records, results, times
+    return lesion_tables.lesion_summary(results), records, results, times
 
 
 def with_lesion_id(summary: pd.DataFrame) -> pd.DataFrame:
@@ -243,8 +244,8 @@ def main() -> None:
     both = scored_lesions(summary, truth)
     both.to_parquet(args.data / f"lesions-{args.label}-{args.size}.parquet")
     delineations = None
-    if hasattr(lesion_jobs, "delineation_table"):
-        delineations = lesion_jobs.delineation_table(results)
+    if hasattr(lesion_tables, "delineation_table"):
+        delineations = lesion_tables.delineation_table(results)
     doc = {
         "label": args.label, "cohort": args.cohort, "size": args.size, "patients": args.patients, "seed": args.seed,
         "timing_s": {"generate": gen_s, **times},

@@ -14,7 +14,7 @@ def _run(args: argparse.Namespace) -> int:
     from flows.environment import configure
 
     settings = settings_from_args(args)  # a bad settings file or cluster fails before any server starts
-    from flows.cluster import check_target, dask_cluster
+    from flows.runners import check_target, dask_cluster
     check_target(args.cluster)
     configure(args.out / ".prefect")
     from flows.server import AUTH_FILE, prefect_server

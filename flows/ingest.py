@@ -1,4 +1,4 @@
-"""The scheduled deployments' flows: nightly ingest of a drop folder, weekly refit and validation.
+"""The nightly ingest of a drop folder (a scheduled deployment; the weekly refit is :mod:`flows.refit`).
 
 Ingest is incremental: a series whose store was made from the same bytes is skipped, a changed one is converted
 again, and the tables are rewritten whole (sorted, so a rerun is byte-identical) with cohort partitions beside them.
@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.context import get_run_context
 
-from flows.pipeline import convert_stage, default_runner, features_stage, report_run
-from flows.tasks import analyse
+from flows.pipeline import convert_and_extract, report_run
+from flows.runners import default_runner
 from sonimage.dicom.pseudonym import site_pseudonymiser
 from sonimage.run_summary import StageClock
 from sonimage.settings import Settings
@@ -65,12 +64,7 @@ def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | Non
         logger.info("%d files fetched from the drop folder", mirror_files(drop, str(dicom)))
     pseudo = site_pseudonymiser(key_file, linking, cohort)
     clock = StageClock()
-    with clock.stage("convert"):
-        summary = convert_stage(dicom, local, pseudo)
-    logger.info(summary.describe())
-    tables = {"manifest": str(summary.manifest), "quarantine": str(summary.quarantine)}
-    with clock.stage("features"):
-        tables.update(features_stage(local, Settings.from_json(settings)))
+    summary, tables = convert_and_extract(dicom, local, pseudo, Settings.from_json(settings), clock)
     with clock.stage("tables"):
         partition_tables(str(local), tables)
     report_run(summary, tables, clock, local)
@@ -78,10 +72,3 @@ def ingest_flow(drop: str, out: str, work: str | None = None, linking: str | Non
         logger.info("%d files published to %s", mirror_files(str(local), out, NOT_PUBLISHED), out)
     return tables
 
-
-@flow(name="sonimage-refit", log_prints=True, task_runner=default_runner())
-def refit_flow(out: str, clinical: str, settings: str | None = None) -> dict[str, str]:
-    """Refit the survival models on the current feature tables of ``out`` (local) and validate them externally
-    (``settings``: JSON as for ingest; its study part names the development cohort)."""
-    scheduler = get_run_context().task_runner.client.scheduler.address
-    return analyse(str(Path(out).resolve()), str(Path(clinical).resolve()), scheduler, Settings.from_json(settings))

@@ -16,10 +16,10 @@ import pytest
 
 from sonimage.cli import main
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-from sonimage.lesions.tree import features_tree
+from sonimage.stages import extract as extract_stage
 from sonimage.synth.generate import generate_study
 from sonimage.tables.manifest import write_manifest, write_quarantine
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 
 
 def _edit(folder: Path, keyword: str, value: float | str) -> None:
@@ -43,8 +43,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[
     _edit(next(folders[bad_fdg].glob("*_FDG/*_PET_*")), "RadionuclideTotalDose", -3.0e8)
     _edit(next(folders[bad_fes].glob("*_FES/*_PET_*")), "Units", "PROPCNTS")
     pseudo = Pseudonymiser(b"k", read_linking(base / "study" / "site-private" / "linking.csv"))
-    summary = convert_tree(base / "study" / "dicom", base / "out", pseudo)
-    paths = features_tree(base / "out")
+    summary = convert_stage.run(base / "study" / "dicom", base / "out", pseudo)
+    paths = extract_stage.run(base / "out")
     tables = {name: pd.read_parquet(p) for name, p in
               {"manifest": summary.manifest, "quarantine": summary.quarantine, **paths}.items()}
     return {"intact": intact, "no_rtstruct": no_rtstruct, "bad_fdg": bad_fdg, "bad_fes": bad_fes}, tables

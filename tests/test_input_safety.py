@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from sonimage.cli import main
 from sonimage.dicom.pseudonym import Linking, Pseudonymiser, read_linking
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 from tests.helpers import require
 
 KEY = b"input-safety-site-key-0123456789"
@@ -66,7 +66,7 @@ def _all_bytes(folder: Path) -> list[tuple[Path, bytes]]:
 
 
 def test_folder_names_never_become_cohorts_or_paths(export: Path, tmp_path: Path) -> None:
-    summary = convert_tree(export, tmp_path / "out", Pseudonymiser(KEY, cohort_name="trial"))
+    summary = convert_stage.run(export, tmp_path / "out", Pseudonymiser(KEY, cohort_name="trial"))
     manifest = pd.read_parquet(summary.manifest)
     quarantine = pd.read_parquet(summary.quarantine)
     assert set(manifest.cohort) == {"trial"}  # two patient folders under the root: one cohort, the one given
@@ -83,7 +83,7 @@ def test_folder_names_never_become_cohorts_or_paths(export: Path, tmp_path: Path
 def test_cohorts_come_from_the_linking_table(export: Path, tmp_path: Path) -> None:
     linking = _linking(tmp_path / "linking.csv", [("sonia", "MRN4471", "SONIA-0001"),
                                                   ("impact", "MRN5582", "IMPACT-0001")])
-    summary = convert_tree(export, tmp_path / "out", Pseudonymiser(KEY, read_linking(linking)))
+    summary = convert_stage.run(export, tmp_path / "out", Pseudonymiser(KEY, read_linking(linking)))
     manifest = pd.read_parquet(summary.manifest).set_index("patient")
     assert manifest.cohort.to_dict() == {"SONIA-0001": "sonia", "IMPACT-0001": "impact"}
     assert set(manifest.store) == {f"volumes/{c}/{p}/{s}.zarr" for p, c, s in
@@ -95,12 +95,12 @@ def test_cohorts_come_from_the_linking_table(export: Path, tmp_path: Path) -> No
 def test_a_patient_without_cohort_is_quarantined_and_no_cohort_at_all_is_an_error(export: Path,
                                                                                    tmp_path: Path) -> None:
     linking = _linking(tmp_path / "linking.csv", [("sonia", "MRN4471", "SONIA-0001")])
-    summary = convert_tree(export, tmp_path / "out", Pseudonymiser(KEY, read_linking(linking)))
+    summary = convert_stage.run(export, tmp_path / "out", Pseudonymiser(KEY, read_linking(linking)))
     quarantine = pd.read_parquet(summary.quarantine)
     assert list(pd.read_parquet(summary.manifest).patient) == ["SONIA-0001"]
     assert quarantine.reason.str.contains("no --cohort was given").sum() == 1
     with pytest.raises(ValueError, match="--cohort NAME"):
-        convert_tree(export, tmp_path / "other", Pseudonymiser(KEY))
+        convert_stage.run(export, tmp_path / "other", Pseudonymiser(KEY))
     assert not (tmp_path / "other").exists()
 
 
@@ -143,12 +143,12 @@ def test_tasks_get_neither_the_key_nor_the_linking_table(export: Path, tmp_path:
     linking = _linking(tmp_path / "linking.csv", [("sonia", "MRN4471", "SONIA-0001"),
                                                   ("sonia", "MRN5582", "SONIA-0002")])
     recorder = RecordingExecutor()
-    convert_tree(export, tmp_path / "out", Pseudonymiser(KEY, read_linking(linking)), recorder)
+    convert_stage.run(export, tmp_path / "out", Pseudonymiser(KEY, read_linking(linking)), recorder)
     kinds = [name for name, _ in recorder.sent]
-    assert kinds.count("index_files") == 1 and kinds.count("convert_any") == 2
+    assert kinds.count("index_batch") == 1 and kinds.count("convert_patient") == 2  # one item per patient
     assert not [name for name, blob in recorder.sent if KEY in blob or KEY.hex().encode() in blob]
     for name, blob in recorder.sent:
-        if name == "convert_any":  # one patient's series: no other patient's original ID or pseudonym
+        if name == "convert_patient":  # one patient's series: no other patient's original ID or pseudonym
             own = 0 if b"SONIA-0001" in blob else 1
             other = ("MRN5582", "SONIA-0002", "SMITH") if own == 0 else ("MRN4471", "SONIA-0001", "DOE_JANE")
             assert not [v for v in other if v.encode() in blob], name
@@ -156,11 +156,14 @@ def test_tasks_get_neither_the_key_nor_the_linking_table(export: Path, tmp_path:
 
 
 def test_flow_tasks_take_no_pseudonymiser() -> None:
-    """The Prefect tasks that index and convert have no parameter through which the key could travel."""
+    """The items that index and convert (the flow's Prefect tasks) have no parameter through which the key could
+    travel."""
     import inspect
 
     pytest.importorskip("prefect")
-    from flows.tasks import convert_series, index_batch
+    from flows.tasks import TASK_NAMES
+    from sonimage.stages.convert import convert_patient, index_batch
 
-    assert list(inspect.signature(index_batch.fn).parameters) == ["paths", "dicom_root"]
-    assert list(inspect.signature(convert_series.fn).parameters) == ["job", "dicom_root", "out"]
+    assert {index_batch, convert_patient} <= set(TASK_NAMES)
+    assert list(inspect.signature(index_batch).parameters) == ["paths", "dicom_root"]
+    assert list(inspect.signature(convert_patient).parameters) == ["item", "dicom_root", "out"]

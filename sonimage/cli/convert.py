@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 
 
 def pseudonymiser(args: argparse.Namespace) -> Pseudonymiser:
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from sonimage.cli.progress import watched
 
     with watched(args.workers) as client:
-        summary = convert_tree(args.dicom_root, args.out, pseudonymiser(args), executor=client)
+        summary = convert_stage.run(args.dicom_root, args.out, pseudonymiser(args), executor=client)
     print(summary.describe())
     print(f"manifest:   {summary.manifest}\nquarantine: {summary.quarantine}")
     return 0

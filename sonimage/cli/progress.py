@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sonimage.parallel import Executor
 
-LABELS = {"index_files": "index DICOM headers", "convert_any": "convert series", "generate_patient":
-          "synthesise patients", "patient_lesions": "lesion stage (per patient)"}
+LABELS = {"index_batch": "index DICOM headers", "convert_patient": "convert (per patient)", "generate_patient":
+          "synthesise patients", "extract_patient": "lesion stage (per patient)"}
 
 
 class ProgressExecutor:

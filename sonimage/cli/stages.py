@@ -30,19 +30,19 @@ def settings_from_args(args: argparse.Namespace):
 
 def _extract(args: argparse.Namespace) -> int:
     from sonimage.cli.progress import watched
-    from sonimage.lesions.tree import features_tree
+    from sonimage.stages import extract as extract_stage
 
     with watched(args.workers) as client:
-        outputs = features_tree(args.out, client, settings_from_args(args))
+        outputs = extract_stage.run(args.out, client, settings_from_args(args))
     return _print(outputs)
 
 
 def _analyse(args: argparse.Namespace) -> int:
     from sonimage.cli.progress import watched
-    from sonimage.study import analyse_study
+    from sonimage.stages import analyse as analyse_stage
 
     with watched(args.workers) as client:
-        outputs = analyse_study(args.out, args.clinical, client, settings_from_args(args))
+        outputs = analyse_stage.run(args.out, args.clinical, client, settings_from_args(args))
     return _print(outputs)
 
 

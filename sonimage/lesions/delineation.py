@@ -98,3 +98,19 @@ def delineation_row(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, f
             "threshold_suv": threshold, "threshold_sul": threshold * ratio, "n_voxels": int(values.size),
             "mtv_ml": mtv, "suvmean": mean, "suvmax": float(values.max()) if values.size else float("nan"),
             "tlg": mean * mtv if values.size else 0.0, "touches_region": touches}
+
+
+def delineation_rows(image: np.ndarray, contour: np.ndarray, spacing: tuple[float, float, float],
+                     settings: DelineationSettings, percist_threshold_suv: float,
+                     sul_ratio: float | None) -> list[dict]:
+    """One row per delineation method of one lesion (``error`` says why a method gave nothing)."""
+    rows = []
+    for method in settings.methods:
+        try:
+            mask, threshold, touches = delineate(image, contour, spacing, method, percist_threshold_suv)
+            rows.append({**delineation_row(image, mask, spacing, method, threshold, touches, sul_ratio),
+                         "sul_lbm_formula": settings.lbm_formula, "error": ""})
+        except ValueError as exc:
+            rows.append({"method": method.kind, "label": method.label, "parameters": method.parameters,
+                         "mtv_ml": float("nan"), "tlg": float("nan"), "suvmean": float("nan"), "error": str(exc)})
+    return rows

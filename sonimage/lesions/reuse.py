@@ -1,6 +1,6 @@
 """The incremental lesion stage: a patient's results are reused when nothing they are computed from has changed.
 
-A patient's lesion stage (:func:`sonimage.lesions.jobs.patient_lesions`) depends only on its input stores, the
+A patient's lesion stage (:func:`sonimage.stages.extract.extract_patient`) depends only on its input stores, the
 run's settings and sonimage's code. Each store records the keyed digest of the DICOM bytes it was converted from
 (``content_hmac_sha256``, :mod:`sonimage.volumes.convert`); the patient's *input key* is the SHA-256 of those
 digests (with the stores' paths), the settings as JSON and sonimage's version. The results are kept under
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sonimage import __version__
 from sonimage.io import write_bytes_atomic, write_json_atomic
-from sonimage.lesions.jobs import LesionReading, PatientScans, patient_lesions
+from sonimage.lesions.records import LesionReading, PatientScans
 from sonimage.settings import Settings
 
 REUSE = Path("features") / "reuse"
@@ -48,19 +48,21 @@ def _cache(out: Path, scans: PatientScans) -> Path:
     return Path(out) / REUSE / scans.cohort / f"{scans.patient}.pickle"
 
 
-def patient_lesions_reused(scans: PatientScans, out: Path, settings: Settings | None = None
-                           ) -> tuple[list[LesionReading], dict, bool]:
-    """:func:`patient_lesions`, or its results of an earlier run with the same input key; the flag says which."""
-    settings = settings or Settings()
-    key, cache = input_key(scans, out, settings), _cache(out, scans)
+def reused(scans: PatientScans, out: Path, key: str | None) -> tuple[list[LesionReading], dict] | None:
+    """The patient's readings and record of an earlier run with the same input ``key`` (:func:`input_key`), else
+    None."""
+    cache = _cache(out, scans)
     if key is not None and cache.is_file():
         stored = pickle.loads(cache.read_bytes())
         if stored["key"] == key:
-            return stored["readings"], stored["record"], True
-    readings, record = patient_lesions(scans, out, settings)
+            return stored["readings"], stored["record"]
+    return None
+
+
+def keep(scans: PatientScans, out: Path, key: str | None, readings: list[LesionReading], record: dict) -> None:
+    """Keep the patient's results under its input ``key`` for later runs (nothing when the key is None)."""
     if key is not None:
-        write_bytes_atomic(cache, pickle.dumps({"key": key, "readings": readings, "record": record}))
-    return readings, record, False
+        write_bytes_atomic(_cache(out, scans), pickle.dumps({"key": key, "readings": readings, "record": record}))
 
 
 def write_reuse_summary(out: Path, reused: list[bool]) -> Path:

@@ -1,10 +1,10 @@
 """Convert a DICOM tree: index headers, group and validate series, write one Zarr store per PET or CT series.
 
 Every file ends in exactly one place: a converted series or RTSTRUCT (counted in its manifest row's ``n_files``),
-an indexed object series (SEG), or the quarantine with a reason. Functions here are pure and picklable; pass any
-``concurrent.futures.Executor``-like object (a ``distributed.Client`` works) to fan out over a cluster. Tasks read
-headers and convert; pseudonymisation and planning stay in the calling process, which alone holds the site key and
-the linking table (:mod:`sonimage.dicom.pseudonym`).
+an indexed object series (SEG), or the quarantine with a reason. Functions here are pure and picklable: the stage
+(:mod:`sonimage.stages.convert`) runs them, on an executor where they read headers and convert; pseudonymisation and
+planning stay in the calling process, which alone holds the site key and the linking table
+(:mod:`sonimage.dicom.pseudonym`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from sonimage.dicom.index import Instance, Rejected, index_files, list_files, pseudonymise
+from sonimage.dicom.index import Instance, Rejected, list_files, pseudonymise
 from sonimage.dicom.petheader import header_from_datasets
 from sonimage.dicom.pseudonym import Pseudonymiser, content_digest
 from sonimage.dicom.reader import load_plan
 from sonimage.dicom.rtstruct import rtstruct_labels
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
 from sonimage.dicom.tracer import tracer_name
-from sonimage.parallel import Executor, parallel_starmap
 from sonimage.tables.manifest import write_manifest, write_quarantine
 from sonimage.volumes.volume import Volume
 from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
@@ -300,11 +299,6 @@ def convert_mask(job: MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
     return Outcome(manifest=row, extra=bad)
 
 
-def convert_any(job: Job | MaskJob, dicom_root: Path, out_root: Path) -> Outcome:
-    """Convert an image series or rasterise an RTSTRUCT, whichever ``job`` is."""
-    return (convert_mask if isinstance(job, MaskJob) else convert_job)(job, dicom_root, out_root)
-
-
 def link_ct_tracers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give each CT (and object series) the tracer of the PET in its study, so analysts can join by tracer."""
     tracer = {r["study"]: r["tracer"] for r in rows if r.get("modality") == "PT"}
@@ -353,20 +347,3 @@ def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], pseudo
     unreadable = shown_rejections([r for _, bad in indexed for r in bad], instances, pseudo)
     return dataclasses.replace(plan, quarantine=unreadable + plan.quarantine)
 
-
-def convert_tree(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser,
-                 executor: Executor | None = None) -> ConvertSummary:
-    """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine.
-
-    Tasks on ``executor`` get file paths, pseudonymised plans and per-store digest keys: never the site key or
-    the linking table.
-    """
-    root, out = Path(dicom_root), Path(out_root)
-    pseudo.check_cohorts()
-    files = input_files(root)
-    indexed = parallel_starmap(index_files, [(b, root) for b in batches(files)], executor)
-    plan = plan_from_index(indexed, pseudo)
-    outcomes = parallel_starmap(convert_any, [(j, root, out) for j in plan.images], executor)
-    masks, lost = masks_on_converted(plan.masks, outcomes)
-    outcomes += parallel_starmap(convert_any, [(m, root, out) for m in masks], executor)
-    return finish(out, outcomes, plan.object_rows, plan.quarantine + lost, len(files))

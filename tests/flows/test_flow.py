@@ -26,14 +26,14 @@ from prefect.settings import PREFECT_API_URL  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
-from flows.ingest import refit_flow  # noqa: E402
+from flows.refit import refit_flow  # noqa: E402
 from flows.pipeline import study_flow  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser  # noqa: E402
 from sonimage.survival.cox import FrozenCox  # noqa: E402
 from sonimage.analysis.objectives import model_table  # noqa: E402
 from sonimage.tables.patients import fes_complete_case  # noqa: E402
 from sonimage.tables.clinical import join_patient_table  # noqa: E402
-from sonimage.volumes.convert import convert_tree  # noqa: E402
+from sonimage.stages import convert as convert_stage  # noqa: E402
 from tests.helpers import REPO, SMALL_BOOTSTRAPS, require, write_simulated_tables  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts a Prefect server and a Dask cluster
@@ -73,7 +73,7 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     assert lesions.fes_suvmax.isna().all()  # no FES scan in this study: FES columns stay empty, rows stay
     wide = pd.read_parquet(outputs["lesion_features"])
     assert (wide.error == "").all() and wide.filter(like="glcm_").shape[1] > 20
-    direct = convert_tree(root, tmp_path / "direct", Pseudonymiser(KEY.encode(), cohort_name="sts"))
+    direct = convert_stage.run(root, tmp_path / "direct", Pseudonymiser(KEY.encode(), cohort_name="sts"))
     assert _digest(Path(outputs["manifest"])) == _digest(direct.manifest)
     assert _digest(Path(outputs["quarantine"])) == _digest(direct.quarantine)
 
@@ -82,8 +82,10 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     names = [t.name for t in tasks]
     assert run.state.is_completed()
-    assert sorted(n.split("-series-")[0].rsplit("-", 1)[1] for n in names if n.startswith("convert-")) == \
-        ["PT", "RTSTRUCT"]  # task names say what they convert: cohort, patient pseudonym, modality, series
+    patient = pd.read_parquet(outputs["manifest"]).patient.iloc[0]
+    assert [n for n in names if n.startswith("convert-")] == [f"convert-sts-{patient}-PT+RTSTRUCT"]
+    # one task per patient (issue 14), named by cohort, patient pseudonym and what it converts
+    assert [n for n in names if n.startswith("lesions-")] == [f"lesions-sts-{patient}"]
     assert sum(n.startswith("index-dicom") for n in names) == 2  # 269 files in batches of 256
     assert not any("STS_001" in n for n in names)  # task names carry pseudonyms only
     assert all(t.state.is_completed() for t in tasks)
@@ -91,7 +93,7 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
 
 def test_converted_contours_give_the_reference_lesion(shared_data: Path, tmp_path: Path) -> None:
     root = require(shared_data / "sts-001-fdg-pet")
-    summary = convert_tree(root, tmp_path, Pseudonymiser(KEY.encode(), cohort_name="sts"))
+    summary = convert_stage.run(root, tmp_path, Pseudonymiser(KEY.encode(), cohort_name="sts"))
     manifest = pd.read_parquet(summary.manifest).set_index("modality")
     labels = xr.open_zarr(tmp_path / manifest.loc["RTSTRUCT", "store"], consolidated=False)
     assert manifest.loc["RTSTRUCT", "referenced_series"] == manifest.loc["PT", "series"]

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from flows.cluster import slurm_options
+from flows.runners import slurm_options
 from tests.helpers import REPO
 
 CRD = "dask_kubernetes/operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"

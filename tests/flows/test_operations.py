@@ -55,7 +55,8 @@ from sonimage.dicom.index import index_files, list_files  # noqa: E402
 from sonimage.dicom.pseudonym import Pseudonymiser, content_digest  # noqa: E402
 from sonimage.synth.generate import generate_study  # noqa: E402
 from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
-from sonimage.volumes.convert import convert_tree, plan_from_index  # noqa: E402
+from sonimage.stages import convert as convert_stage
+from sonimage.volumes.convert import plan_from_index  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts the production stack as processes
 
@@ -234,17 +235,17 @@ def test_changed_series_is_converted_again(study: Path, tmp_path: Path) -> None:
     dicom = tmp_path / "dicom"
     shutil.copytree(study / "dicom", dicom)
     pseudo = Pseudonymiser(KEY.encode(), cohort_name="sonia")
-    first = convert_tree(dicom, tmp_path / "out", pseudo)
+    first = convert_stage.run(dicom, tmp_path / "out", pseudo)
     assert (first.n_converted, first.n_skipped) == (10, 0)
     manifest = first.manifest.read_bytes()
-    again = convert_tree(dicom, tmp_path / "out", pseudo)
+    again = convert_stage.run(dicom, tmp_path / "out", pseudo)
     assert (again.n_converted, again.n_skipped) == (0, 10)
     _assert_digest_is_keyed(dicom, tmp_path / "out", pseudo)
     ct = next(p for p in sorted(dicom.rglob("*.dcm")) if pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT")
     ds = pydicom.dcmread(ct)
     ds.InstitutionName = "re-sent from PACS"  # same SeriesInstanceUID, other bytes
     ds.save_as(ct)
-    changed = convert_tree(dicom, tmp_path / "out", pseudo)
+    changed = convert_stage.run(dicom, tmp_path / "out", pseudo)
     assert (changed.n_converted, changed.n_skipped) == (1, 9)
     assert changed.manifest.read_bytes() == manifest
 
@@ -370,7 +371,7 @@ def test_cli_shows_dashboard_progress_and_counts(study: Path, tmp_path: Path) ->
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status", done.stdout)
-    assert re.search(r"index DICOM headers .* 1/1", done.stdout) and re.search(r"convert series .* 10/10", done.stdout)
+    assert re.search(r"index DICOM headers .* 1/1", done.stdout) and re.search(r"convert \(per patient\) .* 2/2", done.stdout)
     assert "10 series converted, 0 skipped" in done.stdout
 
 

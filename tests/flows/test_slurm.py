@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, as_completed
 
-from flows.cluster import dask_cluster, slurm_options
+from flows.runners import dask_cluster, slurm_options
 from sonimage.synth.generate import generate_study
 from tests.flows.slurm_node import Unavailable, one_node
 

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from sonimage.lesions.delineation import DEFAULT_METHODS, delineate, delineation_row
+from sonimage.lesions.delineation import DEFAULT_METHODS, delineate, delineation_row, delineation_rows
 from sonimage.settings import DelineationSettings, Method
 from sonimage.lesions.liver import liver_reference
-from sonimage.lesions.reading import delineation_rows
 from sonimage.synth import render
 from sonimage.synth.anatomy import Tissue, label_map, make_body
 from sonimage.synth.generate import SIZES, pet_grid

@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-from sonimage.lesions.jobs import lesion_features, patient_lesions, prepare_patient
+from sonimage.lesions.jobs import patient_lesions
 from sonimage.lesions.registration import Rigid
 from sonimage.lesions.reuse import read_reuse_summary
-from sonimage.lesions.tree import features_tree, plan_patients
 from sonimage.settings import METADATA_KEY, Settings
+from sonimage.stages import convert as convert_stage, extract as extract_stage
+from sonimage.stages.extract import lesion_from_stores, plan_patients, prepare_patient, read_patient
 from sonimage.synth.generate import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics
-from sonimage.volumes.convert import convert_tree
 
 pytestmark = pytest.mark.slow  # renders, converts and reads a synthetic study (~75 s)
 
@@ -29,10 +29,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     base = tmp_path_factory.mktemp("lesions")
     generate_study(base / "study", cohorts=("sonia",), n_patients=2, size="small", seed=5)
     pseudo = Pseudonymiser(b"k", read_linking(base / "study" / "site-private" / "linking.csv"))
-    convert_tree(base / "study" / "dicom", base / "out", pseudo)
+    convert_stage.run(base / "study" / "dicom", base / "out", pseudo)
     scans, notes = plan_patients(base / "out")
     assert not notes and len(scans) == 2
-    paths = features_tree(base / "out")
+    paths = extract_stage.run(base / "out")
     for path in paths.values():  # every table records the run's settings
         assert Settings.from_json(pq.read_schema(path).metadata[METADATA_KEY.encode()].decode()) == Settings()
     records = pd.read_parquet(paths["registration"]).to_dict("records")
@@ -106,9 +106,9 @@ def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> Non
     delineations that reading its box from the Zarr stores gives, FDG lesions first."""
     base, _, _ = pipeline
     scans, _ = plan_patients(base / "out")
-    readings, record = patient_lesions(scans[0], base / "out")
+    readings, record, _ = patient_lesions(scans[0], read_patient(scans[0], base / "out"), Settings())
     jobs, planned = prepare_patient(scans[0], base / "out")
-    from_stores = [lesion_features(job, base / "out") for job in jobs]
+    from_stores = [lesion_from_stores(job, base / "out") for job in jobs]
     assert [r.ids for r in readings] == [r.ids for r in from_stores]
     assert {r.ids["tracer"] for r in readings} == {"FDG", "FES"}
     assert repr([r.features for r in readings]) == repr([r.features for r in from_stores])  # NaN-safe, exact
@@ -125,18 +125,18 @@ def test_feature_stage_reuses_patients_whose_inputs_and_settings_are_unchanged(
     base, _, _ = pipeline
     out = tmp_path / "out"
     shutil.copytree(base / "out", out)
-    first = features_tree(out)
+    first = extract_stage.run(out)
     assert read_reuse_summary(out) == {"computed": 0, "reused": 2}  # the fixture's run left its results
     caches = sorted((out / "features" / "reuse" / "sonia").glob("*.pickle"))
     caches[0].unlink()  # as for a patient delivered since: computed, the other reused, the same tables
-    again = features_tree(out)
+    again = extract_stage.run(out)
     assert read_reuse_summary(out) == {"computed": 1, "reused": 1} and _tables(again) == _tables(first)
     store = next(p for p in (out / "volumes").rglob("zarr.json") if caches[1].stem in str(p))
     meta = json.loads(store.read_text())
     meta["attributes"]["content_hmac_sha256"] = "0" * 64  # that patient's series converted again from other bytes
     store.write_text(json.dumps(meta))
-    features_tree(out)
+    extract_stage.run(out)
     assert read_reuse_summary(out) == {"computed": 1, "reused": 1}
     other = Settings.from_json(json.dumps({"fes": {"threshold": 1.8}}))
-    features_tree(out, settings=other)
+    extract_stage.run(out, settings=other)
     assert read_reuse_summary(out) == {"computed": 2, "reused": 0}

@@ -12,7 +12,7 @@ import pytest
 from sonimage.survival.cox import FrozenCox
 from sonimage.cli import main
 from sonimage.settings import Settings, StudySettings
-from sonimage.study import run_study_analysis
+from sonimage.stages.analyse import run_study_analysis
 from sonimage.analysis.objectives import model_table
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.patients import fes_complete_case

@@ -11,7 +11,7 @@ import xarray as xr
 
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.synth.generate import generate_study
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 
 pytestmark = pytest.mark.slow  # renders and converts a synthetic study of every vendor profile
 
@@ -23,7 +23,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pse
     base = tmp_path_factory.mktemp("roundtrip")
     generate_study(base / "study", n_patients=4, size="tiny", seed=11)
     pseudo = Pseudonymiser(KEY, read_linking(base / "study" / "site-private" / "linking.csv"))
-    convert_tree(base / "study" / "dicom", base / "out", pseudo)
+    convert_stage.run(base / "study" / "dicom", base / "out", pseudo)
     return base / "study", base / "out", pseudo
 
 

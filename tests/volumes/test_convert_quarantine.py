@@ -15,7 +15,7 @@ import xarray as xr
 from pydicom.uid import generate_uid
 
 from sonimage.dicom.pseudonym import Pseudonymiser
-from sonimage.volumes.convert import convert_tree
+from sonimage.stages import convert as convert_stage
 from tests.helpers import require
 
 N = 12  # slices per test series, cut from the real GE series
@@ -94,7 +94,7 @@ def _negative_dose(k: int, ds: pydicom.Dataset) -> None:
 @pytest.fixture(scope="module")
 def converted(bad_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     out = tmp_path_factory.mktemp("out")
-    summary = convert_tree(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
+    summary = convert_stage.run(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
     return out, pd.read_parquet(summary.manifest), pd.read_parquet(summary.quarantine)
 
 
@@ -119,7 +119,7 @@ def test_missing_or_empty_root_is_an_error_and_changes_no_output(converted: tupl
 
     assert main(["convert", str(root), str(out), "--cohort", "site", "--key-file", str(_key(tmp_path))]) == 2
     with pytest.raises((FileNotFoundError, ValueError), match=str(root)):
-        convert_tree(root, out, Pseudonymiser(b"test-key", cohort_name="site"))
+        convert_stage.run(root, out, Pseudonymiser(b"test-key", cohort_name="site"))
     assert {p: _digest(p) for p in out.rglob("*") if p.is_file()} == before
 
 
@@ -182,6 +182,6 @@ def test_rerun_after_a_crash_resumes_to_the_same_result(bad_tree: Path, converte
     victim = out / manifest.store.iloc[0]
     shutil.rmtree(victim)  # a store lost mid-run
     (out / "volumes" / ".half-written.zarr.tmp").mkdir()  # debris of a crashed writer
-    convert_tree(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
+    convert_stage.run(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
     assert victim.joinpath("zarr.json").is_file()
     assert {name: _digest(out / name) for name in before} == before

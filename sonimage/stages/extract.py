@@ -1,7 +1,10 @@
-"""The feature stage over a converted tree, runnable without Prefect (the flow maps the same steps to tasks).
+"""The feature stage over a converted tree: plan → one item per patient → gather.
 
-``features_tree(out)`` reads ``out/manifest.parquet``, plans each patient's lesions (FES labels registered onto the
-FES scan) and computes their features one patient at a time, and writes ``out/features/``: ``lesion_features.parquet`` (wide,
+:func:`run` reads ``out/manifest.parquet`` and plans each patient's scans (:func:`plan_patients`); one item per
+patient (:func:`extract_patient`: its stores read once here, then :func:`sonimage.lesions.jobs.patient_lesions` on
+the volumes: FES labels registered onto the FES scan, every lesion's features and delineations; reused when nothing
+changed, :mod:`sonimage.lesions.reuse`); the gather (:func:`write_feature_tables`) writes
+``out/features/``: ``lesion_features.parquet`` (wide,
 one row per lesion and tracer), ``lesions.parquet`` (the lesion table), ``patients.parquet`` (the patient table)
 and the QC tables ``registration.parquet``, ``liver_reference.parquet``, ``fes_reading.parquet``, plus
 ``delineations.parquet`` (every MTV with its method) and ``excluded_patients.parquet``: every patient of the
@@ -16,13 +19,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from sonimage.features.base import FeatureSettings
+from sonimage.features.extract import ALL_FAMILIES
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.lesions.jobs import PatientScans, delineation_table, lesion_summary, patient_scans, reading_tables
-from sonimage.lesions.reuse import patient_lesions_reused, write_reuse_summary
+from sonimage.settings import DelineationSettings
+from sonimage.lesions.jobs import fes_labels_store, lesion_features, patient_lesions, patient_scans, plan_lesions
+from sonimage.lesions.records import LesionJob, LesionReading, PatientScans, PatientVolumes
+from sonimage.lesions.reuse import input_key, keep, reused, write_reuse_summary
 from sonimage.parallel import Executor, parallel_map
-from sonimage.settings import Settings
+from sonimage.settings import PIPELINE_FEATURES, Settings
 from sonimage.tables.parquet import write_table
 from sonimage.tables.patients import patient_metrics
+from sonimage.tables.readings import delineation_table, lesion_summary, reading_tables
+from sonimage.volumes.volume import Volume
+from sonimage.volumes.store import open_variable, read_volume, write_volume
 
 FEATURES = "features"
 log = logging.getLogger(__name__)
@@ -97,11 +107,60 @@ def fes_quarantine_reasons(metrics: pd.DataFrame, quarantine: pd.DataFrame) -> p
     return out
 
 
+def read_patient(scans: PatientScans, out: Path) -> PatientVolumes:
+    """The patient's stores read into memory, each once (the lesion modules open no file)."""
+    def read(store: str | None) -> Volume | None:
+        return read_volume(Path(out) / store) if store else None
+
+    return PatientVolumes(read(scans.labels), read(scans.fdg_pet), read(scans.fdg_ct), read(scans.fes_pet),
+                          read(scans.fes_ct))
+
+
+def _keep_fes_labels(scans: PatientScans, out: Path, fes_labels: Volume | None) -> None:
+    """Write the labels carried onto the FES grid (with the FDG PET they were drawn on) for QC and later reads."""
+    if fes_labels is not None:
+        kept = Volume(fes_labels.array, fes_labels.spacing, fes_labels.origin, fes_labels.direction,
+                      {**fes_labels.attrs, "drawn_on": scans.fdg_pet})
+        write_volume(kept, Path(out) / fes_labels_store(scans), "label")
+
+
+def extract_patient(scans: PatientScans, out: Path, settings: Settings | None = None
+                    ) -> tuple[list[LesionReading], dict, bool]:
+    """One patient's whole lesion stage (the stage's item): the results of an earlier run with the same input
+    stores and settings (:mod:`sonimage.lesions.reuse`; the flag says so), else its stores read once and
+    :func:`sonimage.lesions.jobs.patient_lesions` on them."""
+    settings = settings or Settings()
+    key = input_key(scans, Path(out), settings)
+    if (done := reused(scans, Path(out), key)) is not None:
+        return *done, True
+    readings, record, fes_labels = patient_lesions(scans, read_patient(scans, out), settings)
+    _keep_fes_labels(scans, out, fes_labels)
+    keep(scans, Path(out), key, readings, record)
+    return readings, record, False
+
+
+def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = None
+                    ) -> tuple[list[LesionJob], dict]:
+    """The patient's lesion jobs and record (:func:`sonimage.lesions.jobs.plan_lesions`) from its stores, keeping
+    the FES labels as a store, so that each job can be read from the stores alone (:func:`lesion_from_stores`)."""
+    jobs, record, fes_labels = plan_lesions(scans, read_patient(scans, out), settings or Settings())
+    _keep_fes_labels(scans, out, fes_labels)
+    return jobs, record
+
+
+def lesion_from_stores(job: LesionJob, out: Path, settings: FeatureSettings = PIPELINE_FEATURES,
+                       families: tuple[str, ...] = ALL_FAMILIES,
+                       delineation: DelineationSettings = DelineationSettings()) -> LesionReading:
+    """:func:`sonimage.lesions.jobs.lesion_features` of one job, reading only its box (and reach) from the stores."""
+    sources = {path: open_variable(Path(out) / path) for path in (job.image, job.labels)}
+    return lesion_features(job, sources, settings, families, delineation)
+
+
 def write_feature_tables(out: Path, results: list[LesionFeatures], registrations: list[dict],
                          settings: Settings) -> dict[str, str]:
     """The wide lesion feature table, the lesion table, the patient table, every delineation
     (``delineations.parquet``), the QC tables: registration per patient, liver reference per scan, FES reading
-    per lesion (:func:`sonimage.lesions.jobs.reading_tables`), and the patients left out with why
+    per lesion (:func:`sonimage.tables.readings.reading_tables`), and the patients left out with why
     (``excluded_patients.parquet``)."""
     folder = Path(out) / FEATURES
     meta = settings.metadata()
@@ -120,15 +179,15 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
     return {k: str(v) for k, v in paths.items()}
 
 
-def features_tree(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
-    """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients out (one task per
-    patient: :func:`sonimage.lesions.jobs.patient_lesions`), reusing a patient's results of an earlier run when
-    its input stores and the settings are unchanged (:mod:`sonimage.lesions.reuse`)."""
+def run(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
+    """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients out (one item per
+    patient: :func:`extract_patient`), reusing a patient's results of an earlier run when its input stores and the
+    settings are unchanged (:mod:`sonimage.lesions.reuse`)."""
     settings = settings or Settings()
     scans, notes = plan_patients(out)
     for note in notes:
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
-    done = parallel_map(patient_lesions_reused, scans, executor, Path(out), settings)
+    done = parallel_map(extract_patient, scans, executor, Path(out), settings)
     write_reuse_summary(out, [reused for _, _, reused in done])
     return write_feature_tables(out, [r for readings, _, _ in done for r in readings], [rec for _, rec, _ in done],
                                 settings)

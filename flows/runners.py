@@ -1,4 +1,5 @@
-"""Where the tasks run: the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM; always over TLS.
+"""Where the flows' tasks run: the embedded LocalCluster, an existing scheduler, Kubernetes or SLURM; always over
+TLS.
 
 Clusters started here get a certificate authority of their own (:mod:`sonimage.cluster`). For a scheduler given
 by address, or one on Kubernetes, the site's certificates come from Dask's configuration (e.g.
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from distributed.deploy import Cluster
@@ -20,6 +22,9 @@ from distributed.security import Security
 
 from sonimage.cluster import local_cluster, loopback, remember_security
 from sonimage.io import private_dir
+
+if TYPE_CHECKING:
+    from prefect_dask import DaskTaskRunner
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 
@@ -133,3 +138,14 @@ def dask_cluster(target: str = "local", workers: int = 2, dashboard: str = "127.
         return
     with BACKENDS[target](workers, dashboard, logs) as cluster:
         yield _address(target, cluster), cluster.dashboard_link
+
+
+def default_runner() -> DaskTaskRunner:
+    """The scheduler at $SONIMAGE_DASK_ADDRESS when set (deployments), else a LocalCluster of worker processes.
+    (Prefect is imported here, not above: ``sonimage run`` picks its target before it configures Prefect.)"""
+    from prefect_dask import DaskTaskRunner
+
+    address = os.environ.get("SONIMAGE_DASK_ADDRESS")
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": 2, "dashboard_address": ":8787"})

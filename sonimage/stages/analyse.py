@@ -1,8 +1,9 @@
-"""The analysis stage, runnable without Prefect: clinical tables joined to the image tables, objectives 1–5
-(:mod:`sonimage.analysis.results`), the report rendered (:mod:`sonimage.report`).
+"""The analysis stage: clinical tables joined to the image tables, objectives 1–5 (:mod:`sonimage.analysis.results`),
+the report rendered (:mod:`sonimage.report`). Its items are the bootstraps and cross-validation folds, fanned out
+over ``executor`` inside :func:`sonimage.analysis.results.analyse`.
 
-Stages of a run, each a library call: :func:`sonimage.volumes.convert.convert_tree` (DICOM → Zarr),
-:func:`sonimage.lesions.tree.features_tree` (Zarr → feature tables), :func:`analyse_study` (tables → report).
+Stages of a run, each a library call: :func:`sonimage.stages.convert.run` (DICOM → Zarr),
+:func:`sonimage.stages.extract.run` (Zarr → feature tables), :func:`run` here (tables → report).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sonimage.lesions.tree import FEATURES
+from sonimage.stages.extract import FEATURES
 from sonimage.parallel import Executor
 from sonimage.report.document import render_report
 from sonimage.settings import Settings
@@ -45,10 +46,11 @@ def read_truth(clinical: Path, cohorts: list[str]) -> dict[str, dict]:
     return out
 
 
-def analyse_study(out: Path, clinical: Path, executor: Executor | None = None,
-                  settings: Settings | None = None) -> dict[str, str]:
-    """The analysis stage over a run's output folder ``out`` (after :func:`features_tree`) and the trial office's
-    ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models, benefit)."""
+def run(out: Path, clinical: Path, executor: Executor | None = None, settings: Settings | None = None
+        ) -> dict[str, str]:
+    """The analysis stage over a run's output folder ``out`` (after :func:`sonimage.stages.extract.run`) and the
+    trial office's ``clinical`` tables: writes ``out/report/`` (excluded patients, report, metrics, models,
+    benefit)."""
     settings = settings or Settings()
     tables = study_tables(Path(out) / FEATURES, Path(clinical))
     report_dir = Path(out) / REPORT

@@ -1,0 +1,86 @@
+"""The conversion stage: a DICOM tree → one Zarr store per PET or CT series and per usable RTSTRUCT, the manifest
+and the quarantine (:mod:`sonimage.volumes.convert` holds the steps).
+
+plan → one item per patient → gather:
+
+- **plan** (this process): list the files, index their headers in batches (:func:`index_batch`, an item each),
+  pseudonymise the records and plan the jobs here, where alone the site key and the linking table are
+  (:func:`sonimage.volumes.convert.plan_from_index`), and group the jobs by patient (:func:`patient_items`);
+- **item** (:func:`convert_patient`): one patient's image series, then the RTSTRUCTs drawn on its PET series that
+  converted. One item per patient, as for the lesion stage: per series, Prefect's cost per task run (~0.3 CPU s)
+  exceeded the work (~0.1 s per tiny series; ``bench/prefect_scale.py``);
+- **gather** (:func:`sonimage.volumes.convert.finish`): the manifest and quarantine tables, every input file
+  accounted for.
+
+Items get file paths, pseudonymised plans and per-store digest keys: never the site key or the linking table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from sonimage.dicom.index import Instance, Rejected, index_files
+from sonimage.dicom.pseudonym import Pseudonymiser
+from sonimage.parallel import Executor, parallel_starmap
+from sonimage.volumes.convert import (ConversionPlan, ConvertSummary, Job, MaskJob, Outcome, batches, convert_job,
+                                      convert_mask, finish, input_files, masks_on_converted, plan_from_index)
+
+
+@dataclass(frozen=True)
+class PatientConversion:
+    """One patient's conversion: its image series, and the RTSTRUCTs drawn on them (pseudonyms only)."""
+
+    cohort: str
+    patient: str
+    images: tuple[Job, ...]
+    masks: tuple[MaskJob, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Cohort, patient pseudonym and what is converted (e.g. ``sonia-S001-2CT+2PT+RTSTRUCT``): for task names."""
+        counts = Counter([j.plan.modality for j in self.images] + ["RTSTRUCT"] * len(self.masks))
+        what = "+".join(f"{n if n > 1 else ''}{m}" for m, n in sorted(counts.items()))
+        return f"{self.cohort}-{self.patient}-{what}"
+
+
+def index_batch(paths: list[Path], dicom_root: Path) -> tuple[list[Instance], list[Rejected]]:
+    """Header records (as read, for the planning process to pseudonymise) of one batch of files; no pseudonymiser
+    parameter, so the key cannot travel with the item."""
+    return index_files(paths, Path(dicom_root))
+
+
+def patient_items(plan: ConversionPlan) -> list[PatientConversion]:
+    """The plan's jobs grouped by patient (in the plan's order); each RTSTRUCT goes with the PET it was drawn on."""
+    images: dict[tuple[str, str], list[Job]] = {}
+    owner = {}
+    for job in plan.images:
+        key = (job.cohort, job.plan.patient_id)
+        images.setdefault(key, []).append(job)
+        owner[job.plan.series_uid] = key
+    masks: dict[tuple[str, str], list[MaskJob]] = {}
+    for m in plan.masks:
+        masks.setdefault(owner[m.pet.series_uid], []).append(m)
+    return [PatientConversion(c, p, tuple(jobs), tuple(masks.get((c, p), ()))) for (c, p), jobs in images.items()]
+
+
+def convert_patient(item: PatientConversion, dicom_root: Path, out: Path) -> list[Outcome]:
+    """Convert one patient's image series, then rasterise the RTSTRUCTs whose PET converted (the others are
+    quarantined, naming why)."""
+    outcomes = [convert_job(job, Path(dicom_root), Path(out)) for job in item.images]
+    masks, lost = masks_on_converted(list(item.masks), outcomes)
+    outcomes += [convert_mask(m, Path(dicom_root), Path(out)) for m in masks]
+    return outcomes + [Outcome(quarantine=row) for row in lost]
+
+
+def run(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser, executor: Executor | None = None) -> ConvertSummary:
+    """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine (see the module
+    docstring); ``executor`` runs the index batches and the patients."""
+    root, out = Path(dicom_root), Path(out_root)
+    pseudo.check_cohorts()
+    files = input_files(root)
+    indexed = parallel_starmap(index_batch, [(b, root) for b in batches(files)], executor)
+    plan = plan_from_index(indexed, pseudo)
+    done = parallel_starmap(convert_patient, [(item, root, out) for item in patient_items(plan)], executor)
+    return finish(out, [o for outcomes in done for o in outcomes], plan.object_rows, plan.quarantine, len(files))
