@@ -58,7 +58,7 @@ PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm
 
 def _sonimage_runner(families: tuple[str, ...], spatial: bool = True):
     from sonimage.features.base import FeatureSettings, Roi
-    from sonimage.features.extract import extract_features
+    from sonimage.features.families import extract_features
     from sonimage.lesions.inputs import read_image, read_mask
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0, spatial_autocorrelation=spatial)
@@ -231,14 +231,14 @@ def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], re
     from sonimage.cluster import local_cluster
 
     from sonimage.features.base import FeatureSettings
-    from sonimage.features.extract import ALL_FAMILIES
+    from sonimage.features.families import ALL_FAMILIES
     from sonimage.lesions.scan import scan_lesions
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
     rows = []
     for n in worker_counts:
         with local_cluster(n) as cluster, Client(cluster) as client:
-            client.run(lambda: __import__("sonimage.features.extract") and None)
+            client.run(lambda: __import__("sonimage.features.families") and None)
             walls = []
             for _ in range(repeat):
                 t = time.perf_counter()
@@ -259,7 +259,7 @@ def profile(pairs: list[dict], rounds: int = 3) -> list[dict]:
     """Where sonimage's time goes: CPU seconds over all lesions per step (read, validation + crop, each family),
     the fastest of ``rounds``."""
     from sonimage.features.base import FeatureSettings
-    from sonimage.features.extract import ALL_FAMILIES, check_roi, crop, family_module
+    from sonimage.features.families import ALL_FAMILIES, check_roi, crop, family_module
     from sonimage.features.local_intensity import peak_margin
 
     read, _ = _sonimage_runner(MATCHED)
@@ -298,7 +298,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker[0], Path(args.worker[1]))))
         return
-    from sonimage.features.extract import ALL_FAMILIES
+    from sonimage.features.families import ALL_FAMILIES
 
     if args.profile:
         rows = profile(prepare_lesions())

@@ -36,9 +36,9 @@ KEY = "profile-bench-key"
 
 # (stage, parent stage or "", the functions timed for it as "module:attribute" at their call site)
 STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("index", "", ("sonimage.volumes.convert:index_files",)),
+    ("index", "", ("sonimage.volumes.from_dicom:index_files",)),
     ("conversion", "", ("sonimage.stages.convert:convert_patient",)),
-    ("convert tables", "", ("sonimage.volumes.convert:finish",)),
+    ("convert tables", "", ("sonimage.volumes.from_dicom:finish",)),
     ("lesion stage", "", ("sonimage.stages.extract:prepare_patient", "sonimage.stages.extract:scan_features",
                           "sonimage.stages.extract:patient_lesions")),
     ("registration", "lesion stage", ("sonimage.lesions.reading:register_rigid", "sonimage.lesions.reading:map_labels")),

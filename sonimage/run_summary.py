@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from sonimage.io import write_json_atomic
-from sonimage.volumes.convert import ConvertSummary
+from sonimage.volumes.from_dicom import ConvertSummary
 
 
 class StageClock:

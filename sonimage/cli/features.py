@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sonimage.features.base import FeatureSettings
-from sonimage.features.extract import ALL_FAMILIES
+from sonimage.features.families import ALL_FAMILIES
 from sonimage.features.filters import FilterSpec
 from sonimage.lesions.scan import scan_lesions
 from sonimage.features.table import feature_table, write_table

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.extract import ALL_FAMILIES, TEXTURE, extract_features
+from sonimage.features.families import ALL_FAMILIES, TEXTURE, extract_features
 from sonimage.features.processing import process
 
 _CT = dict(round_intensities=True, voxel_size=2.0)

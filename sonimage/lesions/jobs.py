@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import ndimage
 
 from sonimage.features.base import FeatureSettings, Roi
-from sonimage.features.extract import ALL_FAMILIES, extract_features
+from sonimage.features.families import ALL_FAMILIES, extract_features
 from sonimage.features.local_intensity import peak_margin
 from sonimage.lesions.delineation import delineation_rows
 from sonimage.lesions.reading import read_patient_fes

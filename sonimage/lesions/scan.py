@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from sonimage.features.base import FeatureSettings, Roi
-from sonimage.features.extract import ALL_FAMILIES, extract_features
+from sonimage.features.families import ALL_FAMILIES, extract_features
 from sonimage.features.filters import FilterSpec
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.inputs import lesion_names, read_image, read_mask

@@ -1,15 +1,15 @@
 """The conversion stage: a DICOM tree → one Zarr store per PET or CT series and per usable RTSTRUCT, the manifest
-and the quarantine (:mod:`sonimage.volumes.convert` holds the steps).
+and the quarantine (:mod:`sonimage.volumes.from_dicom` holds the steps).
 
 plan → one item per patient → gather:
 
 - **plan** (this process): list the files, index their headers in batches (:func:`index_batch`, an item each),
   pseudonymise the records and plan the jobs here, where alone the site key and the linking table are
-  (:func:`sonimage.volumes.convert.plan_from_index`), and group the jobs by patient (:func:`patient_items`);
+  (:func:`sonimage.volumes.from_dicom.plan_from_index`), and group the jobs by patient (:func:`patient_items`);
 - **item** (:func:`convert_patient`): one patient's image series, then the RTSTRUCTs drawn on its PET series that
   converted. One item per patient, as for the lesion stage: per series, Prefect's cost per task run (~0.3 CPU s)
   exceeded the work (~0.1 s per tiny series; ``bench/prefect_scale.py``);
-- **gather** (:func:`sonimage.volumes.convert.finish`): the manifest and quarantine tables, every input file
+- **gather** (:func:`sonimage.volumes.from_dicom.finish`): the manifest and quarantine tables, every input file
   accounted for.
 
 Items get file paths, pseudonymised plans and per-store digest keys: never the site key or the linking table.
@@ -24,7 +24,7 @@ from pathlib import Path
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.parallel import Executor, parallel_starmap
-from sonimage.volumes.convert import (ConversionPlan, ConvertSummary, Job, MaskJob, Outcome, batches, convert_job,
+from sonimage.volumes.from_dicom import (ConversionPlan, ConvertSummary, Job, MaskJob, Outcome, batches, convert_job,
                                       convert_mask, finish, input_files, masks_on_converted, plan_from_index)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from sonimage.features.base import FeatureSettings
-from sonimage.features.extract import ALL_FAMILIES
+from sonimage.features.families import ALL_FAMILIES
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
 from sonimage.settings import DelineationSettings
 from sonimage.lesions.jobs import fes_labels_store, lesion_features, patient_lesions, patient_scans, plan_lesions

@@ -8,7 +8,7 @@ import pytest
 
 from sonimage.features import local_intensity, morphology, pet
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.extract import ALL_FAMILIES, FeatureInputError, extract_features
+from sonimage.features.families import ALL_FAMILIES, FeatureInputError, extract_features
 from sonimage.features.table import LesionFeatures, column_name, feature_table, read_dictionary, write_table
 
 SETTINGS = FeatureSettings(bin_width=0.5)

@@ -11,7 +11,7 @@ import pytest
 
 from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.compliance import CONFIGURATIONS, configuration_values, feature_key, score
-from sonimage.features.extract import FeatureInputError, extract_features
+from sonimage.features.families import FeatureInputError, extract_features
 from sonimage.features.processing import grid_positions, interpolate, process, resegment
 
 REFERENCE = Path(__file__).parent / "data" / "ibsi1_ct_phantom_reference.csv"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sonimage.features.base import FeatureSettings
-from sonimage.features.extract import extract_features
+from sonimage.features.families import extract_features
 from sonimage.features.histogram import MANUAL_MISPRINTS
 from sonimage.features.compliance import round_sig
 from tests.helpers import ALL_DIMS, IBSI_FAMILIES

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from sonimage.features import statistics
 from sonimage.features.base import FeatureSettings, Roi
-from sonimage.features.extract import crop
+from sonimage.features.families import crop
 from sonimage.features.filters import FilterSpec, filtered_statistics
 
 PI = np.pi

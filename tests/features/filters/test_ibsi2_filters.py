@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from sonimage.cli import main
 from sonimage.features.base import FeatureSettings, Roi
-from sonimage.features.extract import crop, extract_features
+from sonimage.features.families import crop, extract_features
 from sonimage.features.filters import FilterSpec, filtered_statistics, gabor, laws, log
 from sonimage.features.filters.common import ROTATIONS
 from sonimage.features.table import LesionFeatures, feature_table, read_dictionary
