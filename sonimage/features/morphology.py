@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.fft import dctn, next_fast_len, rfftn
+from scipy.fft import dctn, fft, next_fast_len, rfft
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import cdist
 from scipy.special import eval_legendre
@@ -188,7 +188,8 @@ def _fft_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 @lru_cache(maxsize=256)
 def _weight_spectrum(spacing: tuple[float, float, float], fshape: tuple[int, ...]) -> np.ndarray:
-    """The real FFT (``rfftn`` layout, float32) of the circular kernel 1/distance on the grid ``fshape``, 0 at 0.
+    """The real FFT (``rfftn`` layout, float32) of the circular kernel 1/distance on the grid ``fshape``, 0 at 0,
+    times the weights that turn a sum over the half spectrum into Parseval's mean over the full grid.
 
     The kernel is even along every axis, so its spectrum is real and equals a type-I DCT of one octant. Offsets
     no voxel pair of a box of n ≤ (p + 1) / 2 voxels per axis can have (n .. p − n) meet only zeros, so one
@@ -200,24 +201,34 @@ def _weight_spectrum(spacing: tuple[float, float, float], fshape: tuple[int, ...
     dist[0, 0, 0] = np.inf
     spectrum = dctn(1.0 / dist, type=1)
     fold = [np.minimum(np.arange(p), p - np.arange(p)) for p in fshape[:2]]
-    return spectrum[np.ix_(fold[0], fold[1], np.arange(fshape[2] // 2 + 1))].astype(np.float32)
+    # The half spectrum of the last axis holds every bin but the zero and Nyquist ones for a conjugate pair too.
+    half = np.full(fshape[2] // 2 + 1, 2.0)
+    half[[0, -1]] = 1.0
+    spectrum = spectrum[np.ix_(fold[0], fold[1], np.arange(fshape[2] // 2 + 1))] * half / float(np.prod(fshape))
+    return spectrum.astype(np.float32)
 
 
-def _pair_sum(f_hat: np.ndarray, g_hat: np.ndarray, w_hat: np.ndarray, half: np.ndarray, cells: int) -> float:
-    """sum_i g_i (w * f)_i (circular convolution) from real FFTs by Parseval's theorem, accumulated in float64.
+def _padded_spectra(stack: np.ndarray, fshape: tuple[int, ...]) -> np.ndarray:
+    """``rfftn`` of each array of ``stack`` (k, n0, n1, n2) zero-padded to ``fshape``, one axis at a time so that
+    the transforms along the last two axes run only over the lines that hold data (about 40 % less work)."""
+    spectra = rfft(stack, n=fshape[2], axis=-1)
+    spectra = fft(spectra, n=fshape[1], axis=-2, overwrite_x=True)
+    return fft(spectra, n=fshape[0], axis=-3, overwrite_x=True)
 
-    The spectra hold half of the last axis; every other bin stands for a conjugate pair, hence the ``half``
-    weights (1 at the zero and Nyquist bins, 2 between).
-    """
+
+def _pair_sum(f_hat: np.ndarray, g_hat: np.ndarray, w_hat: np.ndarray) -> float:
+    """sum_i g_i (w * f)_i (circular convolution) from real FFTs by Parseval's theorem, accumulated in float64;
+    ``w_hat`` carries the half-spectrum weights and 1 / grid cells (:func:`_weight_spectrum`)."""
     product = (f_hat * np.conj(g_hat)).real * w_hat
-    return float(np.sum(product, axis=(0, 1), dtype=np.float64) @ half) / cells
+    return float(np.sum(product, dtype=np.float64))
 
 
 def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, str]:
     """Moran's I, Geary's C (IBSI, inverse-distance weights over all voxel pairs) and a reason when NaN.
 
     Every pair sum is a sum over the grid of one array times the 1/distance convolution of another, evaluated in
-    the frequency domain (Parseval), so three forward real FFTs and no inverse are needed. Cost follows the array
+    the frequency domain (Parseval), so three forward real FFTs (pruned: :func:`_padded_spectra`) and no inverse are
+    needed. Cost follows the array
     size: pass arrays cut to the mask's bounding box. The FFTs run in single precision, sums in double
     (relative error ~1e-6, far below IBSI's 3 significant digits).
     """
@@ -233,15 +244,10 @@ def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[
     if int(np.prod(fshape)) > SPATIAL_MAX_CELLS:
         return float("nan"), float("nan"), f"ROI bounding box {mask.shape} too large for exact spatial autocorrelation"
     w_hat = _weight_spectrum(tuple(float(s) for s in spacing), fshape)
-    half = np.full(fshape[2] // 2 + 1, 2.0)
-    half[[0, -1]] = 1.0
-    cells = int(np.prod(fshape))
-    m_hat = rfftn(mask.astype(np.float32), fshape)
-    a_hat = rfftn(a.astype(np.float32), fshape)
-    a2_hat = rfftn((a * a).astype(np.float32), fshape)
-    s0 = _pair_sum(m_hat, m_hat, w_hat, half, cells)  # sum of the weights over ROI pairs
-    cross = _pair_sum(a_hat, a_hat, w_hat, half, cells)  # sum_ij w_ij a_i a_j
-    squares = _pair_sum(m_hat, a2_hat, w_hat, half, cells)  # sum_ij w_ij a_i^2
+    m_hat, a_hat, a2_hat = _padded_spectra(np.stack((mask, a, a * a)).astype(np.float32), fshape)
+    s0 = _pair_sum(m_hat, m_hat, w_hat)  # sum of the weights over ROI pairs
+    cross = _pair_sum(a_hat, a_hat, w_hat)  # sum_ij w_ij a_i a_j
+    squares = _pair_sum(m_hat, a2_hat, w_hat)  # sum_ij w_ij a_i^2
     moran = n / s0 * cross / denom
     geary = (n - 1) / (2.0 * s0) * (2.0 * squares - 2.0 * cross) / denom
     return moran, geary, ""
