@@ -131,9 +131,21 @@ class Levels:
         _, ny, nx = self.array.shape
         return offset[0] * ny * nx + offset[1] * nx + offset[2]
 
+    @cached_property
+    def _neighbours(self) -> dict[Offset, np.ndarray]:
+        return {}
+
     def neighbour_values(self, offset: Offset) -> np.ndarray:
-        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI)."""
-        return self.flat[self.roi + self.step(offset)]
+        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI), read-only.
+
+        Gathered once per offset: the texture families of one ROI share the levels (:func:`grey_levels`) and so
+        their neighbours.
+        """
+        cached = self._neighbours.get(offset)
+        if cached is None:
+            cached = self._neighbours[offset] = self.flat[self.roi + self.step(offset)]
+            cached.setflags(write=False)
+        return cached
 
 
 # The last ROI's grey levels: the texture families of one ROI share them (and their cached voxel indices).
