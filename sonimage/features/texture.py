@@ -385,8 +385,9 @@ def directional_aggregations(
         return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
 
     def each_and_merged(ms: np.ndarray, n: int) -> tuple[list[FeatureValues | None], FeatureValues | None]:
-        each = features(ms, np.full(len(ms), n))
-        return each, features(ms.sum(axis=0)[None], np.array([n * len(ms)]))[0]
+        # one stack: the matrices and, last, their sum (merged)
+        results = features(np.concatenate((ms, ms.sum(axis=0)[None])), np.append(np.full(len(ms), n), n * len(ms)))
+        return results[:-1], results[-1]
 
     planar = {o: records_fn(levels, o) for o in directions(True)} if {"2D", "2.5D"} & set(dims) else {}
     n, out = levels.n_voxels, {}
