@@ -96,7 +96,7 @@ class Levels:
     @cached_property
     def present(self) -> np.ndarray:
         """The grey levels that occur in the ROI, ascending."""
-        return np.unique(self.values)
+        return counted_unique(self.values)[0]
 
     @cached_property
     def rank(self) -> np.ndarray:
@@ -289,11 +289,23 @@ def unstack(values: dict[str, np.ndarray], empty: np.ndarray) -> list[FeatureVal
     return [None if empty[k] else {code: float(v[k]) for code, v in values.items()} for k in range(len(empty))]
 
 
+def counted_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True)`` of non-negative integers, by counting instead of sorting when the
+    largest value is at most a few times the size (grey levels, zone sizes, counts)."""
+    x = np.asarray(x)
+    if x.size == 0 or x.dtype.kind not in "iu" or x.min() < 0 or x.max() > 4 * x.size + 1024:
+        return np.unique(x, return_inverse=True)
+    present = np.flatnonzero(np.bincount(x))
+    position = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+    position[present] = np.arange(present.size)
+    return present.astype(x.dtype), position[x]
+
+
 def compact(levels: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts matrix (grey level × column value) of entries (``levels``, ``columns``), with the grey levels and
     column values that occur (rows and columns of the matrix)."""
-    grey, row = np.unique(levels, return_inverse=True)
-    values, column = np.unique(columns, return_inverse=True)
+    grey, row = counted_unique(levels)
+    values, column = counted_unique(columns)
     counts = np.bincount(row * values.size + column, minlength=grey.size * values.size)
     return counts.reshape(grey.size, values.size).astype(np.float64), grey, values
 
