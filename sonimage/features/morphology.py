@@ -126,12 +126,16 @@ def _strict_row_ends(ends: np.ndarray) -> np.ndarray:
     it or every entry after it, along each of the last two axes (a line end off that test is no convex-hull
     vertex)."""
     keep = np.isfinite(ends)
-    for axis in (-2, -1):
-        e = np.moveaxis(ends, axis, 0)
-        inf = np.full((1, *e.shape[1:]), np.inf)
-        before = np.concatenate((inf, np.minimum.accumulate(e[:-1], axis=0)))
-        after = np.concatenate((np.minimum.accumulate(e[:0:-1], axis=0)[::-1], inf))
-        keep &= np.moveaxis((e < before) | (e < after), 0, axis)
+    for axis in (1, 2):
+        n = ends.shape[axis]
+        head, tail = [slice(None)] * 3, [slice(None)] * 3
+        head[axis], tail[axis] = slice(1, n), slice(0, n - 1)
+        head, tail = tuple(head), tuple(tail)
+        before = np.full(ends.shape, np.inf)  # minimum of the entries before
+        before[head] = np.minimum.accumulate(ends[tail], axis=axis)
+        after = np.full(ends.shape, np.inf)  # minimum of the entries after
+        after[tail] = np.flip(np.minimum.accumulate(np.flip(ends[head], axis), axis=axis), axis)
+        keep &= (ends < before) | (ends < after)
     return keep
 
 
@@ -145,14 +149,14 @@ def hull_points(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.nda
     """
     points = []
     for axis in range(3):
-        lines = np.moveaxis(mask, axis, -1)
+        other = [k for k in range(3) if k != axis]
+        lines = mask.transpose(*other, axis)
         filled = lines.any(axis=-1)
         first = np.argmax(lines, axis=-1)
         last = lines.shape[-1] - 1 - np.argmax(lines[..., ::-1], axis=-1)
         ends = np.where(filled, np.stack((first, -last)), np.inf)  # both as minima
         side, i, j = np.nonzero(_strict_row_ends(ends))
         p = np.empty((i.size, 3))
-        other = [k for k in range(3) if k != axis]
         p[:, other[0]], p[:, other[1]] = i, j
         p[:, axis] = np.abs(ends[side, i, j]) + np.where(side == 0, -0.5, 0.5)
         points.append(p)
