@@ -106,6 +106,11 @@ class Levels:
         return rank
 
     @cached_property
+    def ranked(self) -> np.ndarray:
+        """Position of each ROI voxel's grey level among :attr:`present`."""
+        return self.rank[self.values]
+
+    @cached_property
     def z(self) -> np.ndarray:
         """Slice (padded z index) of each ROI voxel."""
         return self.roi // (self.array.shape[1] * self.array.shape[2])
