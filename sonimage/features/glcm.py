@@ -57,7 +57,7 @@ def cooccurrences(levels: Levels, offset: Offset) -> tuple[np.ndarray, np.ndarra
     """
     neighbour = levels.neighbour_values(offset)
     pair = neighbour > 0
-    return levels.z[pair], levels.rank[levels.values[pair]] * levels.present.size + levels.rank[neighbour[pair]]
+    return levels.z[pair], levels.ranked[pair] * levels.present.size + levels.rank[neighbour[pair]]
 
 
 def _distribution(k: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

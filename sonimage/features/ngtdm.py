@@ -15,6 +15,7 @@ from sonimage.features.texture import (
     Levels,
     SlicedEntries,
     check_dims,
+    counted_unique,
     feature_records,
     grey_levels,
     neighbourhood,
@@ -57,7 +58,7 @@ def ngtdm_features(entries: Entries) -> FeatureValues | None:
     level, difference = entries
     if level.size == 0:
         return None
-    grey, index = np.unique(level, return_inverse=True)
+    grey, index = counted_unique(level)
     i = grey.astype(np.float64)
     p = np.bincount(index) / level.size
     s = np.bincount(index, weights=difference)

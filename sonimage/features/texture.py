@@ -96,7 +96,7 @@ class Levels:
     @cached_property
     def present(self) -> np.ndarray:
         """The grey levels that occur in the ROI, ascending."""
-        return np.unique(self.values)
+        return counted_unique(self.values)[0]
 
     @cached_property
     def rank(self) -> np.ndarray:
@@ -104,6 +104,11 @@ class Levels:
         rank = np.zeros(self.n_levels + 1, dtype=np.int64)
         rank[self.present] = np.arange(self.present.size)
         return rank
+
+    @cached_property
+    def ranked(self) -> np.ndarray:
+        """Position of each ROI voxel's grey level among :attr:`present`."""
+        return self.rank[self.values]
 
     @cached_property
     def z(self) -> np.ndarray:
@@ -131,9 +136,21 @@ class Levels:
         _, ny, nx = self.array.shape
         return offset[0] * ny * nx + offset[1] * nx + offset[2]
 
+    @cached_property
+    def _neighbours(self) -> dict[Offset, np.ndarray]:
+        return {}
+
     def neighbour_values(self, offset: Offset) -> np.ndarray:
-        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI)."""
-        return self.flat[self.roi + self.step(offset)]
+        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI), read-only.
+
+        Gathered once per offset: the texture families of one ROI share the levels (:func:`grey_levels`) and so
+        their neighbours.
+        """
+        cached = self._neighbours.get(offset)
+        if cached is None:
+            cached = self._neighbours[offset] = self.flat[self.roi + self.step(offset)]
+            cached.setflags(write=False)
+        return cached
 
 
 # The last ROI's grey levels: the texture families of one ROI share them (and their cached voxel indices).
@@ -277,11 +294,23 @@ def unstack(values: dict[str, np.ndarray], empty: np.ndarray) -> list[FeatureVal
     return [None if empty[k] else {code: float(v[k]) for code, v in values.items()} for k in range(len(empty))]
 
 
+def counted_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True)`` of non-negative integers, by counting instead of sorting when the
+    largest value is at most a few times the size (grey levels, zone sizes, counts)."""
+    x = np.asarray(x)
+    if x.size == 0 or x.dtype.kind not in "iu" or x.min() < 0 or x.max() > 4 * x.size + 1024:
+        return np.unique(x, return_inverse=True)
+    present = np.flatnonzero(np.bincount(x))
+    position = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+    position[present] = np.arange(present.size)
+    return present.astype(x.dtype), position[x]
+
+
 def compact(levels: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts matrix (grey level × column value) of entries (``levels``, ``columns``), with the grey levels and
     column values that occur (rows and columns of the matrix)."""
-    grey, row = np.unique(levels, return_inverse=True)
-    values, column = np.unique(columns, return_inverse=True)
+    grey, row = counted_unique(levels)
+    values, column = counted_unique(columns)
     counts = np.bincount(row * values.size + column, minlength=grey.size * values.size)
     return counts.reshape(grey.size, values.size).astype(np.float64), grey, values
 
@@ -373,8 +402,9 @@ def directional_aggregations(
         return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
 
     def each_and_merged(ms: np.ndarray, n: int) -> tuple[list[FeatureValues | None], FeatureValues | None]:
-        each = features(ms, np.full(len(ms), n))
-        return each, features(ms.sum(axis=0)[None], np.array([n * len(ms)]))[0]
+        # one stack: the matrices and, last, their sum (merged)
+        results = features(np.concatenate((ms, ms.sum(axis=0)[None])), np.append(np.full(len(ms), n), n * len(ms)))
+        return results[:-1], results[-1]
 
     planar = {o: records_fn(levels, o) for o in directions(True)} if {"2D", "2.5D"} & set(dims) else {}
     n, out = levels.n_voxels, {}

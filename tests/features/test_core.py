@@ -44,6 +44,30 @@ def test_moran_geary_exact_against_all_pairs():
     assert geary == pytest.approx(ref_geary, rel=1e-5)
 
 
+def test_mesh_volume_area_and_hull_points_equal_the_marching_cubes_mesh():
+    """Volume and area from the per-configuration tables, and the convex hull of the line-end points, equal those
+    of scikit-image's marching-cubes mesh on random masks (ambiguous cubes, holes, anisotropic voxels)."""
+    from scipy.spatial import ConvexHull
+    from skimage.measure import marching_cubes
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(2, 9, 3))
+        mask = rng.random(shape) < rng.uniform(0.2, 0.9)
+        if mask.sum() < 4:
+            continue
+        spacing = tuple(float(s) for s in rng.uniform(0.5, 3.0, 3))
+        verts, faces, _, _ = marching_cubes(np.pad(mask, 1).astype(np.float32), 0.5, spacing=spacing)
+        a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+        volume, area = morphology.mesh_volume_area(mask, spacing)
+        assert volume == pytest.approx(abs(np.einsum("ij,ij->", a, np.cross(b, c))) / 6, rel=1e-12)
+        assert area == pytest.approx(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum(), rel=1e-12)
+        hull, points = ConvexHull(verts), morphology.hull_points(mask, spacing)
+        assert ConvexHull(points).volume == pytest.approx(hull.volume, rel=1e-12)
+        assert ConvexHull(points).area == pytest.approx(hull.area, rel=1e-12)
+        assert morphology.max_distance(points) == pytest.approx(morphology.max_distance(verts), rel=1e-12)
+
+
 def test_peaks_truncate_at_the_image_border_and_take_the_highest_tie():
     """Sphere means average only existing voxels; of two equally hot voxels the higher sphere mean wins."""
     image = np.ones((9, 9, 9))
