@@ -8,7 +8,6 @@ organ (a liver lesion is not FES-evaluable); other names give organ "unknown".
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +21,11 @@ from sonimage.features.local_intensity import peak_margin
 from sonimage.features.table import LesionFeatures
 from sonimage.lesions.delineation import DelineationSettings
 from sonimage.lesions.reading import LesionReading, delineation_rows, read_patient_fes
+from sonimage.lesions.roi import organ_of
 from sonimage.settings import PIPELINE_FEATURES, Settings
 from sonimage.tables.lesions import lesion_table
 from sonimage.tables.patients import FesRule
 from sonimage.volumes.store import open_variable, read_volume, write_volume
-
-ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class PatientScans:
@@ -56,12 +53,6 @@ class LesionJob:
     labels: str
     box: tuple[int, int, int, int, int, int]
     percist_threshold_suv: float = float("nan")  # from the scan's automatic liver VOI (FDG jobs)
-
-
-def organ_of(roi: str) -> str:
-    """Organ from an ROI name ``L<n>_<organ>``, else 'unknown'."""
-    m = ORGAN.match(roi.strip())
-    return m.group("organ").lower().replace(" ", "_") if m else "unknown"
 
 
 def patient_scans(manifest: pd.DataFrame) -> tuple[list[PatientScans], list[dict]]:
