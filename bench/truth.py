@@ -7,12 +7,15 @@ lesion calls (``fes_call``) against the true ER class (``er_positive`` in ``trut
 - over lesions drawn by the reader and FES-evaluable in truth that got a determinate call (positive or negative):
   accuracy, false positives among ER-negative, false negatives among ER-positive;
 - the share of those lesions called indeterminate (too small) and not evaluable;
-- per patient, against the truth over the drawn lesions (pattern all positive / mixed / all negative / not
-  evaluable over the FES-evaluable ones, ER-positive fraction over all drawn lesions, any ER-negative): pattern
-  agreement, Pearson r of the FES-positive fraction (Boers: over all drawn lesions; patients with a value in both),
-  the share of patients read any-FES-negative against the share that truly have one;
+- per patient (issue 13's targets), the reading's patient metrics against the truth over the same lesions
+  (:func:`true_calls`: the ER class where a lesion is scored, the read call elsewhere, so the Boers denominators are
+  the same and only wrong determinate calls differ), among the patients with at least one scored lesion: pattern
+  agreement and Pearson r of the FES-positive fraction; also against the truth over all drawn lesions (what the
+  indeterminate and not-evaluable calls cost), and the share of patients read any-FES-negative against the share
+  with a drawn FES-evaluable ER-negative lesion;
 - measured FES SUVmax against ``fes_expected_suvmax`` (noise-free, blurred, in the true mask);
-- sensitivity rules (SUVpeak, PVC-corrected SUVmax) and the MTV error of every delineation method.
+- sensitivity rules (SUVpeak, PVC-corrected SUVmax) and the MTV error of every delineation method against the true
+  lesion volume, over the masks the threshold closed off, with the shares left empty or leaked (:func:`mtv_errors`).
 
 A reading without calls (main before issue 13) is scored as it read: every evaluable lesion positive at SUVmax ≥ 1.5,
 else negative.
@@ -133,51 +136,92 @@ def true_patients(truth: pd.DataFrame) -> pd.DataFrame:
                          "any_negative": (n_pos < n_ev).where(n_ev > 0)}, index=n.index)
 
 
-def patient_agreement(summary: pd.DataFrame, truth: pd.DataFrame, rule: FesRuleSettings | None = None) -> dict:
-    """Pattern agreement, correlation of the FES-positive fraction, share read any-FES-negative."""
-    metrics = (patient_metrics(summary, rule) if rule is not None else patient_metrics(summary)).set_index("patient")
-    t = true_patients(truth).reindex(metrics.index)
-    read = metrics["fes_pattern"]
-    frac_read = pd.to_numeric(metrics["fes_positive_fraction"], errors="coerce")
-    frac_true = t["fes_positive_fraction"]
+def true_calls(both: pd.DataFrame) -> pd.Series:
+    """The truth's call of every read lesion: the ER class (``positive`` / ``negative``) where the benchmark scores
+    the lesion (drawn, FES-evaluable in truth, a determinate read call), the read call elsewhere. Read and true
+    patient metrics are then made over the same lesions with the same denominators and differ only where the
+    reading's determinate calls are wrong (issue 13 point 5 scores over exactly these lesions; indeterminate and
+    not-evaluable lesions are information the reading does not have, counted apart)."""
+    scored = both["fes_evaluable_true"].astype(bool) & both["fes_call"].isin(["positive", "negative"])
+    er = np.where(both["er_positive_true"].astype(bool), "positive", "negative")
+    return pd.Series(np.where(scored, er, both["fes_call"]), index=both.index)
+
+
+def _agreement(read: pd.DataFrame, true: pd.DataFrame, among: pd.Series) -> dict:
+    """Pattern agreement, r and mean |error| of the FES-positive fraction, over the patients ``among``."""
+    r_pat, t_pat = read.loc[among, "fes_pattern"], true.loc[among, "fes_pattern"]
+    frac_read = pd.to_numeric(read.loc[among, "fes_positive_fraction"], errors="coerce")
+    frac_true = pd.to_numeric(true.loc[among, "fes_positive_fraction"], errors="coerce")
     ok = frac_read.notna() & frac_true.notna()
-    table = pd.crosstab(t["fes_pattern"].rename("true"), read.rename("read"))
+    table = pd.crosstab(t_pat.rename("true"), r_pat.rename("read"))
     return {
-        "patients": int(len(metrics)),
-        "pattern_agreement": float((read == t["fes_pattern"]).mean()),
+        "pattern_patients": int(among.sum()), "pattern_agreement": float((r_pat == t_pat).mean()),
         "pattern_table": {f"{a} -> {b}": int(table.loc[a, b]) for a in table.index for b in table.columns
                           if table.loc[a, b]},
         "fraction_r": float(np.corrcoef(frac_read[ok], frac_true[ok])[0, 1]) if ok.sum() > 2 else float("nan"),
         "fraction_patients": int(ok.sum()),
         "fraction_mean_abs_error": float((frac_read[ok] - frac_true[ok]).abs().mean()),
-        "any_negative_share_read": float((metrics["any_fes_negative"] == True).mean()),  # noqa: E712 (NA: no)
-        "any_negative_share_true": float((t["any_negative"] == True).mean()),  # noqa: E712
-        "not_evaluable_read": int((read == "not evaluable").sum()),
-        "not_evaluable_true": int((t["fes_pattern"] == "not evaluable").sum()),
-        "indeterminate_lesions_read": int(metrics.get("n_fes_indeterminate", pd.Series(0)).sum()),
+    }
+
+
+def patient_agreement(both: pd.DataFrame, truth: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) -> dict:
+    """Per patient, the reading (``patient_metrics`` over its calls) against the truth.
+
+    Primary (issue 13's targets): the truth over the same lesions (:func:`true_calls`), among the patients with at
+    least one scored lesion: pattern agreement and Pearson r of the FES-positive fraction (Boers: over all lesions
+    seen less the indeterminate ones, the same denominator in both). Also against the truth over all drawn lesions
+    (:func:`true_patients`: what indeterminate and not-evaluable calls cost), and the share of patients read
+    any-FES-negative against the share with a drawn FES-evaluable ER-negative lesion."""
+    read = patient_metrics(both, rule, calls=both["fes_call"]).set_index("patient")
+    same = patient_metrics(both, rule, calls=true_calls(both)).set_index("patient")
+    scored = both["fes_evaluable_true"].astype(bool) & both["fes_call"].isin(["positive", "negative"])
+    has_scored = scored.groupby(both["patient"]).any().reindex(read.index, fill_value=False)
+    drawn = true_patients(truth).reindex(read.index)
+    return {
+        "patients": int(len(read)),
+        **_agreement(read, same, has_scored),
+        "all_drawn": _agreement(read, drawn, pd.Series(True, index=read.index)),
+        "any_negative_share_read": float((read["any_fes_negative"] == True).mean()),  # noqa: E712 (NA: no)
+        "any_negative_share_true": float((drawn["any_negative"] == True).mean()),  # noqa: E712
+        "any_negative_share_true_same_lesions": float((same["any_fes_negative"] == True).mean()),  # noqa: E712
+        "not_evaluable_read": int((read["fes_pattern"] == "not evaluable").sum()),
+        "not_evaluable_true": int((drawn["fes_pattern"] == "not evaluable").sum()),
+        "indeterminate_lesions_read": int(read["n_fes_indeterminate"].sum()),
     }
 
 
 def mtv_errors(summary: pd.DataFrame, truth: pd.DataFrame, delineations: pd.DataFrame | None) -> list[dict]:
-    """Relative MTV error (%) of every delineation method against the rendered lesion volume."""
+    """Relative MTV error (%) of every delineation method against the rendered lesion volume (``volume_ml``, the
+    true sphere's voxels), over the lesions the method closed off (a mask, not reaching its search region's
+    border), with the share it left empty (SUVmax below a fixed threshold: no voxel is "metabolically active" by
+    its definition) or leaked (the threshold at or below the surrounding uptake: the MTV is the search region's)."""
     true = truth.set_index(["subject_id", "lesion_id"])["volume_ml"]
     ids = with_lesion_id(summary).set_index(["patient", "lesion"])["lesion_id"]
     rows = []
     if delineations is None or delineations.empty:
-        methods = {"reader contour": summary.set_index(["patient", "lesion"])["fdg_mtv_ml"]}
+        methods = {"reader contour": summary.set_index(["patient", "lesion"])[["fdg_mtv_ml"]]
+                   .rename(columns={"fdg_mtv_ml": "mtv_ml"})}
     else:
         fdg = delineations[delineations.tracer == "FDG"]
-        methods = {m: g.set_index(["patient", "lesion"])["mtv_ml"] for m, g in fdg.groupby("label")}
-    for method, mtv in methods.items():
-        ref = true.reindex(pd.MultiIndex.from_arrays([mtv.index.get_level_values(0),
-                                                      ids.reindex(mtv.index).to_numpy()])).to_numpy()
-        err = pd.Series(100.0 * (mtv.to_numpy() - ref) / ref)
+        methods = {m: g.set_index(["patient", "lesion"]) for m, g in fdg.groupby("label")}
+    for method, d in methods.items():
+        ref = true.reindex(pd.MultiIndex.from_arrays([d.index.get_level_values(0),
+                                                      ids.reindex(d.index).to_numpy()])).to_numpy()
+        mtv = d["mtv_ml"].to_numpy(float)
+        err = pd.Series(100.0 * (mtv - ref) / ref)
+        empty = pd.Series(mtv == 0)
+        leaked = pd.Series(d.get("touches_region", pd.Series(False, index=d.index)).fillna(False).astype(bool)
+                           .to_numpy())
         small = pd.Series(ref < 4.0)
-        ok = err.notna()
-        rows.append({"method": method, "n": int(ok.sum()), "median_error_pct": float(err[ok].median()),
-                     "median_abs_error_pct": float(err[ok].abs().median()),
-                     "p90_abs_error_pct": float(err[ok].abs().quantile(0.9)),
-                     "median_abs_error_under_4ml_pct": float(err[ok & small].abs().median())})
+        ok = pd.Series(np.isfinite(ref))
+        closed = ok & ~empty & ~leaked & err.notna()
+        rows.append({"method": method, "n": int(ok.sum()), "empty_share": float(empty[ok].mean()),
+                     "leaked_share": float(leaked[ok].mean()), "n_closed": int(closed.sum()),
+                     "median_error_pct": float(err[closed].median()),
+                     "median_abs_error_pct": float(err[closed].abs().median()),
+                     "p90_abs_error_pct": float(err[closed].abs().quantile(0.9)),
+                     "median_abs_error_under_4ml_pct": float(err[closed & small].abs().median()),
+                     "median_error_all_pct": float(err[ok & err.notna()].median())})
     return rows
 
 
@@ -203,10 +247,14 @@ def table_rows(doc: dict) -> list[tuple[str, str, str, bool | None]]:
         ("false negatives among ER-positive", f"{les['false_negative']} / {les['er_positive_scored']} "
          f"({100 * les['false_negative_rate']:.1f} %)", f"<= {100 * t['fn_rate']:.0f} %",
          les["false_negative_rate"] <= t["fn_rate"]),
-        ("patient pattern agreement", f"{pat['pattern_agreement']:.3f}", f">= {t['pattern']:.2f}",
+        ("patient pattern agreement, same lesions (n patients)",
+         f"{pat['pattern_agreement']:.3f} ({pat['pattern_patients']})", f">= {t['pattern']:.2f}",
          pat["pattern_agreement"] >= t["pattern"]),
-        ("r, FES-positive fraction (n patients)", f"{pat['fraction_r']:.3f} ({pat['fraction_patients']})",
-         f">= {t['fraction_r']:.2f}", pat["fraction_r"] >= t["fraction_r"]),
+        ("r, FES-positive fraction, same lesions (n patients)",
+         f"{pat['fraction_r']:.3f} ({pat['fraction_patients']})", f">= {t['fraction_r']:.2f}",
+         pat["fraction_r"] >= t["fraction_r"]),
+        ("  vs truth over all drawn lesions: pattern, r (n)", f"{pat['all_drawn']['pattern_agreement']:.3f}, "
+         f"{pat['all_drawn']['fraction_r']:.3f} ({pat['all_drawn']['fraction_patients']})", "", None),
         ("patients read any-FES-negative / true", f"{100 * pat['any_negative_share_read']:.0f} % / "
          f"{100 * pat['any_negative_share_true']:.0f} %", f"within {100 * t['share_gap']:.0f} pts",
          gap <= t["share_gap"] + 1e-9),
@@ -250,15 +298,17 @@ def main() -> None:
         "label": args.label, "cohort": args.cohort, "size": args.size, "patients": args.patients, "seed": args.seed,
         "timing_s": {"generate": gen_s, **times},
         "lesion": lesion_agreement(both),
-        "patient": patient_agreement(summary, truth),
+        "patient": patient_agreement(both, truth),
         "mtv": mtv_errors(summary, truth, delineations),
         "registration": pd.DataFrame(records).drop(columns=["lesions", "liver"], errors="ignore")
         .describe().round(3).to_dict(),
     }
-    doc["sensitivity"] = {statistic: {"lesion": lesion_agreement(scored_lesions(summary, truth, rule)),
-                                      "patient": patient_agreement(summary, truth, rule)}  # the reading's rules
-                          for statistic, rule in (("suvpeak", FesRuleSettings(statistic="suvpeak")),
-                                                  ("suvmax_pvc", FesRuleSettings(statistic="suvmax_pvc")))}
+    doc["sensitivity"] = {}  # sensitivity rules of the reading (issue 13)
+    for statistic in ("suvpeak", "suvmax_pvc"):
+        rule = FesRuleSettings(statistic=statistic)
+        scored = scored_lesions(summary, truth, rule)
+        doc["sensitivity"][statistic] = {"lesion": lesion_agreement(scored),
+                                         "patient": patient_agreement(scored, truth, rule)}
     doc["table"] = [list(r) for r in table_rows(doc)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"truth-{args.label}-{args.size}.json"
@@ -273,10 +323,12 @@ def main() -> None:
               f"{res['lesion']['accuracy']:.3f}, {100 * res['lesion']['false_positive_rate']:.1f} %, "
               f"{100 * res['lesion']['false_negative_rate']:.1f} %, {res['patient']['pattern_agreement']:.3f}, "
               f"{res['patient']['fraction_r']:.3f}")
-    print(f"{'MTV method':34s} {'n':>4s} {'median %':>9s} {'|median| %':>11s} {'p90 |err| %':>12s}")
+    print(f"{'MTV method (error over closed masks)':38s} {'n':>4s} {'empty %':>8s} {'leaked %':>9s} "
+          f"{'median %':>9s} {'|median| %':>11s} {'p90 |err| %':>12s} {'all: median %':>14s}")
     for r in doc["mtv"]:
-        print(f"{r['method']:34s} {r['n']:4d} {r['median_error_pct']:9.1f} {r['median_abs_error_pct']:11.1f} "
-              f"{r['p90_abs_error_pct']:12.1f}")
+        print(f"{r['method']:38s} {r['n']:4d} {100 * r['empty_share']:8.1f} {100 * r['leaked_share']:9.1f} "
+              f"{r['median_error_pct']:9.1f} {r['median_abs_error_pct']:11.1f} {r['p90_abs_error_pct']:12.1f} "
+              f"{r['median_error_all_pct']:14.1f}")
     print(f"-> {path}")
 
 

@@ -45,22 +45,25 @@ class Method:
     margin_mm: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("contour", "fixed", "relative", "percist"):
-            raise ValueError(f"unknown delineation method {self.kind!r} (contour, fixed, relative, percist)")
-        if self.kind in ("fixed", "relative") and not self.value > 0:
+        if self.kind not in ("contour", "fixed", "relative", "adaptive", "percist"):
+            raise ValueError(f"unknown delineation method {self.kind!r} (contour, fixed, relative, adaptive, "
+                             "percist)")
+        if self.kind in ("fixed", "relative", "adaptive") and not self.value > 0:
             raise ValueError(f"{self.kind} delineation needs a positive value, got {self.value}")
-        if self.kind == "relative" and not self.value < 1:
+        if self.kind in ("relative", "adaptive") and not self.value < 1:
             raise ValueError(f"relative threshold is a fraction of SUVmax below 1, got {self.value}")
         if self.region not in ("box", "whole-body"):
             raise ValueError(f"delineation region must be 'box' or 'whole-body', got {self.region!r}")
 
     @property
     def label(self) -> str:
-        """Short name, also the suffix of ``fdg_mtv_ml_<label>`` columns: contour, suv2p5, pct41, percist."""
+        """Short name, also the suffix of ``fdg_mtv_ml_<label>`` columns: contour, suv2p5, pct41, a50, percist."""
         if self.kind == "fixed":
             return f"suv{self.value:g}".replace(".", "p")
         if self.kind == "relative":
             return f"pct{100 * self.value:g}".replace(".", "p")
+        if self.kind == "adaptive":
+            return f"a{100 * self.value:g}".replace(".", "p")
         return self.kind
 
     @property
@@ -68,6 +71,7 @@ class Method:
         """Human-readable rule."""
         return {"contour": "reader contour as drawn", "fixed": f"SUV >= {self.value:g}",
                 "relative": f">= {100 * self.value:g} % of SUVmax (EANM 2015)",
+                "adaptive": f">= background + {100 * self.value:g} % of (SUVmax - background) (Boellaard 2008)",
                 "percist": "SUL >= 1.5 x liver SULmean + 2 SD (PERCIST 1.0)"}[self.kind]
 
 
@@ -79,13 +83,14 @@ class DelineationSettings:
     """Which delineations every FDG lesion gets, where they search, and the SUL scale they report.
 
     ``method`` names the MTV that also fills ``volume_ml`` (the burden the analyses use): ``rtstruct`` (the reader
-    contour) or a method label (``suv2p5``, ``pct41``, ``pct50``, ``percist``). SUL: lean body mass by
+    contour) or a method label (``suv2p5``, ``pct41``, ``pct50``, ``a50``, ``percist``). SUL: lean body mass by
     Janmahasatian et al. (Clin Pharmacokinet 2005;44:1051–1065; PERCIST's choice) or James (1976).
     """
 
     method: str = "rtstruct"
     fixed_suv: tuple[float, ...] = (2.5,)
     relative: tuple[float, ...] = (0.41, 0.50)
+    adaptive: tuple[float, ...] = (0.50,)
     percist: bool = True
     region: str = "box"
     margin_mm: float = 10.0
@@ -105,6 +110,7 @@ class DelineationSettings:
         """The reader contour first, then every automatic method."""
         auto = [Method("fixed", v, self.region, self.margin_mm) for v in self.fixed_suv]
         auto += [Method("relative", v, self.region, self.margin_mm) for v in self.relative]
+        auto += [Method("adaptive", v, self.region, self.margin_mm) for v in self.adaptive]
         auto += [Method("percist", region=self.region, margin_mm=self.margin_mm)] if self.percist else []
         return (Method("contour"), *auto)
 

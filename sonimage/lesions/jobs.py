@@ -10,8 +10,6 @@ nothing here opens a file.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -22,16 +20,9 @@ from sonimage.features.local_intensity import peak_margin
 from sonimage.lesions.delineation import delineation_rows
 from sonimage.lesions.reading import read_patient_fes
 from sonimage.lesions.records import LesionJob, LesionReading, PatientScans, PatientVolumes
+from sonimage.lesions.roi import organ_of
 from sonimage.settings import PIPELINE_FEATURES, DelineationSettings, Settings
 from sonimage.volumes.volume import Volume
-
-ORGAN = re.compile(r"^L\d+[_ -](?P<organ>[a-z_ ]+)$", re.IGNORECASE)
-
-
-def organ_of(roi: str) -> str:
-    """Organ from an ROI name ``L<n>_<organ>``, else 'unknown'."""
-    m = ORGAN.match(roi.strip())
-    return m.group("organ").lower().replace(" ", "_") if m else "unknown"
 
 
 def patient_scans(manifest: pd.DataFrame) -> tuple[list[PatientScans], list[dict]]:

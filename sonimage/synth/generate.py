@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from sonimage.io import json_bytes, write_bytes_atomic, write_json_atomic, write_private_atomic
+from sonimage.lesions.roi import roi_name
 from sonimage.parallel import Executor, parallel_starmap
 from sonimage.synth import render
 from sonimage.synth.anatomy import Body, Grid, label_map, make_body, place_lesions
@@ -250,7 +251,7 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
             offset = np.array([rd[f"reader_offset_{a}_mm"] for a in "xyz"])
             m = render.sphere_mask(grid, st["centre"] + offset, rd["reader_diameter_mm"])
             truth_mask, mine = st["mask"].full(grid.shape), m.full(grid.shape)
-            f.update({"roi_name": f"L{int(les['lesion_id']):02d}_{les['organ']}", "reader_n_voxels": m.n_voxels,
+            f.update({"roi_name": roi_name(les["lesion_id"], les["organ"]), "reader_n_voxels": m.n_voxels,
                       "reader_volume_ml": m.n_voxels * voxel_ml,
                       "reader_dice": 2.0 * float((truth_mask & mine).sum()) / (st["n_voxels"] + m.n_voxels)})
             names.append(f["roi_name"])

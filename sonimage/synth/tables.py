@@ -30,10 +30,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from sonimage.dicom.body import lbm_janmahasatian
+from sonimage.lesions.roi import roi_name
 from sonimage.survival.cox import fit_cox
 from sonimage.tables.lesion_match import CLINIC_COLUMNS
 from sonimage.tables.lesions import lesion_table
-from sonimage.tables.patients import patient_metrics
+from sonimage.tables.patients import call_counts, patient_metrics
 
 ORGANS = ("bone", "lymph_node", "lung", "liver")
 FES_THRESHOLD = 1.5  # Nienhuis et al. 2018 (SCIENCE.md); comparison ">="
@@ -170,7 +172,7 @@ def truth_lesion_table(cohort: str, lesions: pd.DataFrame) -> pd.DataFrame:
     (``diameter_mm``, ``er_positive``, ``fes_true_suv``) follow."""
     volume = np.pi / 6 * (lesions["diameter_mm"].to_numpy(float) / 10.0) ** 3
     rows = {"cohort": cohort, "patient": lesions["subject_id"], "lesion": lesions["lesion_id"],
-            "roi": [f"L{k:02d}_{o}" for k, o in zip(lesions["lesion_id"], lesions["organ"])],
+            "roi": [roi_name(k, o) for k, o in zip(lesions["lesion_id"], lesions["organ"])],
             "organ": lesions["organ"]}
     for tracer in ("fdg", "fes"):
         suv, mean = lesions[f"{tracer}_suv"].to_numpy(float), lesions[f"{tracer}_suvmean"].to_numpy(float)
@@ -295,31 +297,25 @@ def recist_size(organ: np.ndarray, diameter_mm: np.ndarray, soft_tissue_mm: np.n
     return np.where(organ == "bone", np.asarray(soft_tissue_mm, float), np.asarray(diameter_mm, float))
 
 
-def _pattern(n_eval: int, n_pos: int) -> str:
-    if n_eval == 0:
-        return "not evaluable"
-    return "all positive" if n_pos == n_eval else "all negative" if n_pos == 0 else "mixed"
-
-
 def patient_truth(lesions: pd.DataFrame, subjects: list[str], prefix: str) -> pd.DataFrame:
     """Per subject, the FES heterogeneity the clinical truth gives over ``lesions`` (a subset of a cohort's lesion
     rows with ``er_positive`` and ``fes_evaluable``): ``<prefix>n_lesions``, ``n_fes_evaluable``, ``n_fes_positive``
     (evaluable and ER-positive), ``fes_positive_fraction`` (Boers: over all the lesions), ``fes_positive_fraction_
-    evaluable``, ``any_fes_negative``, ``fes_pattern``, with :mod:`sonimage.tables.patients`' missing-value rules:
-    no evaluable lesion gives NaN fractions, a null any-negative and the pattern "not evaluable"."""
-    g = lesions.assign(pos=lesions["fes_evaluable"].astype(bool) & lesions["er_positive"].astype(bool)).groupby(
-        "subject_id").agg(n=("lesion_id", "size"), ev=("fes_evaluable", "sum"), pos=("pos", "sum"))
-    g = g.reindex(subjects).fillna(0).astype(int)
-    n, ev, pos = g["n"].to_numpy(), g["ev"].to_numpy(), g["pos"].to_numpy()
-    has = ev > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac, frac_ev = np.where(has, pos / np.maximum(n, 1), np.nan), np.where(has, pos / np.maximum(ev, 1), np.nan)
-    return pd.DataFrame({
-        f"{prefix}n_lesions": n, f"{prefix}n_fes_evaluable": ev, f"{prefix}n_fes_positive": pos,
-        f"{prefix}fes_positive_fraction": frac, f"{prefix}fes_positive_fraction_evaluable": frac_ev,
-        f"{prefix}any_fes_negative": pd.array([bool(p < e) if e else pd.NA for e, p in zip(ev, pos)], dtype="boolean"),
-        f"{prefix}fes_pattern": [_pattern(e, p) for e, p in zip(ev, pos)],
-    }, index=pd.Index(subjects, name="subject_id"))
+    evaluable``, ``any_fes_negative``, ``fes_pattern``: the patient table's own counts
+    (:func:`sonimage.tables.patients.call_counts`) of the true calls (not evaluable, else the ER class), so with
+    its missing-value rules: no evaluable lesion gives NaN fractions, a null any-negative and the pattern "not
+    evaluable"."""
+    evaluable = lesions["fes_evaluable"].astype(bool).to_numpy()
+    calls = np.where(~evaluable, "not evaluable", np.where(lesions["er_positive"].astype(bool), "positive",
+                                                           "negative"))
+    counts = call_counts(lesions["subject_id"], pd.Series(calls, index=lesions.index)).reindex(subjects)
+    counts = counts.fillna({c: 0 for c in ("n_lesions", "n_fes_evaluable", "n_fes_positive")} |
+                           {"fes_pattern": "not evaluable"})
+    counts = counts.astype({c: int for c in ("n_lesions", "n_fes_evaluable", "n_fes_positive")})
+    columns = ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
+               "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern")
+    out = counts[list(columns)].astype({"any_fes_negative": "boolean"})
+    return out.rename(columns={c: f"{prefix}{c}" for c in columns}).rename_axis("subject_id")
 
 
 def linear_predictor(patients: pd.DataFrame, log_hr: Mapping[str, float]) -> np.ndarray:
@@ -484,18 +480,18 @@ def simulate_cohort_tables(cohort: str, n_patients: int | None = None, seed: int
     patients.insert(13, "cdk46i", np.array([spec.arms_cdk46i.get(a, 0) for a in arm], int))
     patients.insert(14, "chemo", (arm == "chemotherapy").astype(int))
     patients["allocation_probability"] = prob.round(4)
-    # the generator's covariates (never missing: 0 and False without an FES-evaluable lesion); the patient truth
-    # with the patient table's missing-value rules is in the true_* columns (and drawn_* in the image study)
+    # the patient truth over all lesions, with the patient table's rules (true_*; drawn_* in the image study);
+    # pattern and any-negative are those values, the FES-positive fraction is the generating model's covariate
+    # (TRUE_LOG_HR), which needs a value for every patient: 0 without an FES-evaluable lesion (true_*: NaN)
+    truth_cols = patient_truth(lesions, subjects, "true_").reset_index(drop=True)
     patients["fes_positive_fraction"] = patients["n_fes_positive"] / patients["n_lesions"]
-    patients["fes_pattern"] = [_pattern(e, p) for e, p in zip(patients["n_fes_evaluable"],
-                                                              patients["n_fes_positive"])]
-    patients["any_fes_negative"] = patients["n_fes_positive"] < patients["n_fes_evaluable"]
+    patients["fes_pattern"] = truth_cols["true_fes_pattern"].to_numpy()
+    patients["any_fes_negative"] = truth_cols["true_any_fes_negative"].array
     n_neg = (~lesions["er_positive"]).groupby(lesions["subject_id"]).sum().reindex(subjects).to_numpy(int)
     patients["n_er_negative"] = n_neg  # all lesions, liver included: what biology, not FES, knows
     patients["any_er_negative"] = n_neg > 0
-    truth_cols = patient_truth(lesions, subjects, "true_")
-    patients = pd.concat([patients, truth_cols.reset_index(drop=True)], axis=1)
-    lbm = 9270 * weight / (8780 + 244 * weight / (height / 100.0) ** 2)  # Janmahasatian, women
+    patients = pd.concat([patients, truth_cols], axis=1)
+    lbm = np.array([lbm_janmahasatian(w, h, "F") for w, h in zip(weight, height)])
     patients["sul_ratio"] = (lbm / weight).round(4)
     patients["liver_sulmean"] = (2.5 * patients["sul_ratio"] * np.exp(rng.normal(0.0, 0.1, n))).round(3)
     patients["liver_sulsd"] = (0.12 * patients["liver_sulmean"]).round(3)

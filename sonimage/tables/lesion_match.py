@@ -1,29 +1,21 @@
 """Match the clinic's lesion rows to the image ROIs by lesion identifier, never by position.
 
-The reader names each ROI ``L<n>_<organ>``; ``<n>`` is the lesion number the clinical record form uses. An
-ROI's position in the RTSTRUCT (the label value of the converted store) is not an identifier: a reader may skip a
-lesion (missed, or not contoured), so the k-th ROI is not lesion k. ROIs without a number cannot be matched and
-are reported, as are clinic lesions without an ROI.
+The reader names each ROI ``L<n>_<organ>`` (the rule: :mod:`sonimage.lesions.roi`); ``<n>`` is the lesion number
+the clinical record form uses. An ROI's position in the RTSTRUCT (the label value of the converted store) is not an
+identifier: a reader may skip a lesion (missed, or not contoured), so the k-th ROI is not lesion k. ROIs without a
+number cannot be matched and are reported, as are clinic lesions without an ROI.
 """
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
-LESION_NUMBER = re.compile(r"^\s*L(?:esion)?[ _-]?0*(?P<n>\d+)(?:\b|_)", re.IGNORECASE)
+from sonimage.lesions.roi import lesion_number
 
 # Columns a clinical lesion table may carry (RECIST size response and the site's PERCIST SULpeak read).
 CLINIC_COLUMNS = ("response_pct", "response", "recist_measurable", "baseline_size_mm", "follow_up_size_mm",
                   "percist_measurable", "fdg_sulpeak_baseline", "fdg_sulpeak_follow_up", "sulpeak_change_pct",
                   "pet_response")
-
-
-def lesion_number(roi: str) -> float:
-    """The lesion number in an ROI name (``L07_bone``, ``Lesion 7``, ``L7-liver`` → 7); NaN when it has none."""
-    m = LESION_NUMBER.match(str(roi))
-    return float(m.group("n")) if m else float("nan")
 
 
 def match_clinic(lesions: pd.DataFrame, clinic: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

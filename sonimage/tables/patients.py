@@ -31,6 +31,9 @@ FES_METRICS = ("fes_positive_fraction", "fes_positive_fraction_evaluable", "any_
 
 
 CALLS = FES_CALLS
+COUNT_COLUMNS = ("n_lesions", "n_fes_evaluable", "n_fes_determinate", "n_fes_positive", "n_fes_negative",
+                 "n_fes_indeterminate", "fes_evaluable", "fes_positive_fraction", "fes_positive_fraction_evaluable",
+                 "any_fes_negative", "fes_pattern")  # :func:`call_counts`, in the patient table's column order
 READ_COLUMNS = ("fes_rc", "fes_background_median", "fes_background_p95")  # what a detectability call needs
 TOO_SMALL = "too small: an ER-positive lesion of this size would not read positive on this background"
 NOT_FOCAL = "no focal uptake above local background"
@@ -80,12 +83,6 @@ def _geomean(x: pd.Series) -> float:
     return float(np.exp(np.log(x).mean())) if len(x) and (x > 0).all() else float("nan")
 
 
-def _pattern(n_pos: int, n_eval: int) -> str:
-    if n_eval == 0:
-        return "not evaluable"
-    return "all positive" if n_pos == n_eval else "all negative" if n_pos == 0 else "mixed"
-
-
 def lesion_evaluability(lesions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """(FES-evaluable, reason when not) per lesion: the reading's columns when present, else the organ rule and
     the presence of a FES value."""
@@ -112,28 +109,14 @@ def missing_reason(reasons: pd.Series) -> str:
 def _one(lesions: pd.DataFrame, calls: pd.Series, reasons: pd.Series) -> dict[str, float | str | int | None]:
     flags = calls != "not evaluable"
     evaluable = lesions[flags]
-    n_pos, n_neg = int((calls == "positive").sum()), int((calls == "negative").sum())
-    n_det = n_pos + n_neg
+    n_det = int(calls.isin(["positive", "negative"]).sum())
     top3 = lesions.nlargest(3, "fdg_sulmax") if lesions.fdg_sulmax.notna().any() else lesions.nlargest(3, "fdg_suvmax")
     largest3 = evaluable.nlargest(3, "volume_ml")
     log_fes = np.log(evaluable.fes_suvmax[evaluable.fes_suvmax > 0])
     within = (evaluable.fes_suvmax / evaluable.fes_suvmean).dropna()  # SUVmax/SUVmean per lesion
     missing = None if n_det else ONLY_INDETERMINATE if flags.any() else missing_reason(reasons[~flags])
     return {
-        "n_lesions": len(lesions),
-        "n_fes_evaluable": int(flags.sum()),  # determinate or indeterminate
-        "n_fes_determinate": n_det,
-        "n_fes_positive": n_pos,
-        "n_fes_negative": n_neg,
-        "n_fes_indeterminate": int(flags.sum()) - n_det,
-        "fes_evaluable": n_det > 0,
         "fes_missing_reason": missing,
-        # Boers: all lesions seen on FDG-PET as denominator, less the indeterminate ones (their status is unknown,
-        # not negative); NaN (not 0) without any determinate FES call
-        "fes_positive_fraction": n_pos / (len(lesions) - int(flags.sum()) + n_det) if n_det else float("nan"),
-        "fes_positive_fraction_evaluable": n_pos / n_det if n_det else float("nan"),
-        "any_fes_negative": n_neg > 0 if n_det else None,
-        "fes_pattern": _pattern(n_pos, n_det),
         "fdg_sulmax3": _geomean(top3.fdg_sulmax),  # Kurland 2017
         "fdg_suvmax3": _geomean(lesions.nlargest(3, "fdg_suvmax").fdg_suvmax),  # same, in SUV (no lean body mass)
         "fes_sulmean3": _geomean(top3.loc[flags.reindex(top3.index), "fes_sulmean"]),
@@ -148,22 +131,61 @@ def _one(lesions: pd.DataFrame, calls: pd.Series, reasons: pd.Series) -> dict[st
     }
 
 
-def patient_metrics(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
+def call_counts(patients: pd.DataFrame | pd.Series, calls: pd.Series) -> pd.DataFrame:
+    """Per patient (the distinct rows of ``patients``: one or more key columns, one row per lesion), what its
+    lesions' FES ``calls`` (one of :data:`CALLS` each) give, vectorised: ``n_lesions``, ``n_fes_evaluable``
+    (determinate or indeterminate), ``n_fes_determinate``, ``n_fes_positive``, ``n_fes_negative``,
+    ``n_fes_indeterminate``, ``fes_evaluable`` (≥ 1 determinate call), ``fes_positive_fraction`` (Boers: over all
+    lesions seen, less the indeterminate ones, whose status is unknown, not negative),
+    ``fes_positive_fraction_evaluable`` (over the determinate ones), ``any_fes_negative`` and ``fes_pattern`` (all
+    positive / mixed / all negative over the determinate ones). Without a determinate call: NaN fractions, a null
+    any-negative and the pattern "not evaluable" (missing FES is not negative FES)."""
+    keys = patients.to_frame() if isinstance(patients, pd.Series) else patients
+    calls = pd.Series(np.asarray(calls, dtype=object), index=keys.index)
+    flags = keys.assign(_ev=(calls != "not evaluable").to_numpy(), _pos=(calls == "positive").to_numpy(),
+                        _neg=(calls == "negative").to_numpy())
+    g = flags.groupby(list(keys.columns), sort=True)
+    n, ev, pos, neg = g.size(), g["_ev"].sum(), g["_pos"].sum(), g["_neg"].sum()
+    det = pos + neg
+    has = det > 0
+    return pd.DataFrame({
+        "n_lesions": n, "n_fes_evaluable": ev, "n_fes_determinate": det, "n_fes_positive": pos,
+        "n_fes_negative": neg, "n_fes_indeterminate": ev - det, "fes_evaluable": has,
+        "fes_positive_fraction": (pos / (n - ev + det)).where(has),
+        "fes_positive_fraction_evaluable": (pos / det.where(has)).where(has),
+        "any_fes_negative": (neg > 0).astype("boolean").where(has, pd.NA),
+        "fes_pattern": np.select([~has, pos == det, pos == 0], ["not evaluable", "all positive", "all negative"],
+                                 "mixed"),
+    }, index=n.index).astype({k: int for k in ("n_lesions", "n_fes_evaluable", "n_fes_determinate",
+                                                "n_fes_positive", "n_fes_negative", "n_fes_indeterminate")})
+
+
+def patient_metrics(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings(),
+                    calls: pd.Series | None = None) -> pd.DataFrame:
     """One row per patient (and cohort, when the lesions have one) with its heterogeneity pattern, FES fractions,
     Kurland and ET-FES summaries and burden.
 
-    The FES calls are made by ``rule`` (:func:`fes_calls`). Pattern, fractions and any-FES-negative count only
-    determinate lesions (positive or negative): any-FES-negative needs at least one determinate negative, and a
-    patient without a determinate call has NaN/NA FES metrics with a ``fes_missing_reason``. Indeterminate lesions
+    The FES calls are made by ``rule`` (:func:`fes_calls`), or are ``calls`` when given (one of :data:`CALLS`
+    per lesion, on ``lesions``' index: e.g. the synthetic truth's ER class). The counts, fractions, pattern and
+    any-FES-negative are :func:`call_counts`': only determinate lesions (positive or negative) count;
+    any-FES-negative needs at least one determinate negative, and a patient without a determinate call has NaN/NA
+    FES metrics with a ``fes_missing_reason``. Indeterminate lesions
     are counted (``n_fes_indeterminate``); the quantitative FES summaries (ET-FES, dispersion) use every
     FES-evaluable lesion."""
     keys = [k for k in ("cohort", "patient") if k in lesions.columns]
-    called = fes_calls(lesions, rule)
+    if calls is None:
+        called = fes_calls(lesions, rule)
+    else:
+        if not calls.isin(CALLS).all():
+            raise ValueError(f"FES calls must be one of {', '.join(CALLS)}")
+        called = pd.DataFrame({"fes_call": calls, "fes_call_reason": lesion_evaluability(lesions)[1]})
+    counts = call_counts(lesions[keys], called["fes_call"]).reset_index()
     rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
              **_one(g, called.loc[g.index, "fes_call"], called.loc[g.index, "fes_call_reason"])}
             for key, g in lesions.groupby(keys, sort=True)]
-    out = pd.DataFrame(rows)
-    out["any_fes_negative"] = out["any_fes_negative"].astype("boolean")  # nullable: NA when not FES-evaluable
+    rest = pd.DataFrame(rows)
+    out = pd.concat([counts[[*keys, *COUNT_COLUMNS[:7]]], rest[["fes_missing_reason"]], counts[list(COUNT_COLUMNS[7:])],
+                     rest.drop(columns=[*keys, "fes_missing_reason"])], axis=1)
     out["fes_missing_reason"] = out["fes_missing_reason"].astype("string")
     out["fes_threshold"] = rule.threshold
     out["fes_threshold_inclusive"] = rule.inclusive

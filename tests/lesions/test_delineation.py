@@ -49,9 +49,31 @@ def test_each_method_against_a_sphere_of_known_size(diameter: float) -> None:
     # EANM 50 % of SUVmax falls on the edge of a blurred uniform sphere of >= 2 cm (the half maximum); 41 % is a
     # little larger, and a fixed SUV 2.5 (here 30 % of SUVmax) over-segments by the PSF's tail.
     assert abs(err["pct50"]) < 0.05 and 0 <= err["pct41"] < 0.20, err
+    # background-adapted half contrast: the background, taken within 10 mm of the lesion, holds some of the PSF's
+    # tail, which lifts the threshold a little above the half maximum
+    assert -0.20 < err["a50"] <= 0.0, err
     assert mtv["pct50"] <= mtv["pct41"] < mtv["suv2p5"], mtv
     assert 0.2 < err["suv2p5"] < 0.6, err
     assert mtv["contour"] == pytest.approx(contour.sum() * 0.027)
+
+
+@pytest.mark.parametrize("diameter", [15.0, 20.0, 30.0])
+def test_low_contrast_lesions_need_the_background_adapted_threshold(diameter: float) -> None:
+    """A lesion of SUV 3 on marrow-like uptake of 1.3 (FDG in bone): 41 % of SUVmax lies below the background, so
+    the component fills the search box and says so; the background-adapted A50 closes on the lesion."""
+    image, truth = sphere_scene(diameter, suv=3.0, background=1.3)
+    leaked, threshold, touches = delineate(image, truth, SPACING, Method("relative", 0.41))
+    assert touches and leaked.sum() > 2 * truth.sum()
+    row = delineation_row(image, leaked, SPACING, Method("relative", 0.41), threshold, touches)
+    assert np.isnan(row["mtv_ml"]) and np.isnan(row["tlg"]) and row["n_voxels"] == leaked.sum()  # not an MTV
+    mask, threshold, touches = delineate(image, truth, SPACING, Method("adaptive", 0.5))
+    background = 1.3
+    assert not touches
+    assert threshold == pytest.approx(background + 0.5 * (image[truth].max() - background), abs=0.01)
+    assert abs(mask.sum() / truth.sum() - 1) < 0.20
+    noisy, truth = sphere_scene(diameter, suv=3.0, background=1.3, noise=0.1, seed=1)
+    mask, _, touches = delineate(noisy, truth, SPACING, Method("adaptive", 0.5))
+    assert not touches and -0.5 < mask.sum() / truth.sum() - 1 < 0.0  # noise lifts SUVmax: the edge moves in
 
 
 def test_small_lesions_are_overestimated_by_relative_thresholds_and_search_regions_matter() -> None:
@@ -69,7 +91,7 @@ def test_small_lesions_are_overestimated_by_relative_thresholds_and_search_regio
 
 
 def test_methods_are_validated_and_named() -> None:
-    assert [m.label for m in DEFAULT_METHODS] == ["contour", "suv2p5", "pct41", "pct50", "percist"]
+    assert [m.label for m in DEFAULT_METHODS] == ["contour", "suv2p5", "pct41", "pct50", "a50", "percist"]
     assert Method("fixed", 3.0).parameters == "SUV >= 3" and Method("fixed", 3.0).label == "suv3"
     with pytest.raises(ValueError, match="fraction of SUVmax"):
         Method("relative", 41)
@@ -86,8 +108,9 @@ def test_methods_are_validated_and_named() -> None:
     with pytest.raises(ValueError, match="is not computed"):
         DelineationSettings(method="pct41", relative=(0.5,))
     assert DelineationSettings(lbm_formula="James").sul_ratio_key == "ratio_sul_james"
-    assert [m.label for m in DelineationSettings(fixed_suv=(3.0,), relative=(), percist=False).methods] == \
-        ["contour", "suv3"]
+    assert [m.label for m in DelineationSettings(fixed_suv=(3.0,), relative=(), adaptive=(),
+                                                 percist=False).methods] == ["contour", "suv3"]
+    assert Method("adaptive", 0.5).label == "a50" and "background" in Method("adaptive", 0.5).parameters
 
 
 def test_contour_volume_is_the_ibsi_voxel_count_volume(phantom) -> None:

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sonimage.synth.tables import COHORTS, recist_category, simulate_cohort_tables
+from sonimage.dicom.body import lbm_janmahasatian
+from sonimage.synth.tables import COHORTS, recist_category, simulate_cohort_tables, truth_lesion_table
+from sonimage.tables.patients import patient_metrics
 
 PATIENT_COLUMNS = {
     "subject_id", "cohort", "site", "age", "weight_kg", "height_cm", "sex", "ecog", "de_novo", "bone_only",
@@ -53,6 +55,27 @@ def test_schema_and_consistency(tables):
     assert (counts["n"].to_numpy() == p["n_lesions"]).all() and (counts["pos"].to_numpy() == p["n_fes_positive"]).all()
     np.testing.assert_allclose(p["fes_positive_fraction"], p["n_fes_positive"] / p["n_lesions"])
     json.dumps(tables.truth)  # JSON-serialisable
+
+
+def test_patient_truth_is_the_patient_tables_own(tables):
+    """The generator's patient truth is :func:`patient_metrics` of the true calls (issue 16 point 5): the same
+    counts and the same missing-value rules (NaN / NA / "not evaluable" without an FES-evaluable lesion); SUL uses
+    the one lean-body-mass formula of :mod:`sonimage.dicom.body`."""
+    p, les = tables.patients.set_index("subject_id"), tables.lesions
+    table = truth_lesion_table(tables.cohort, les)
+    calls = np.where(~les["fes_evaluable"], "not evaluable", np.where(les["er_positive"], "positive", "negative"))
+    ref = patient_metrics(table, calls=pd.Series(calls, index=table.index)).set_index("patient").reindex(p.index)
+    for c in ("n_lesions", "n_fes_evaluable", "n_fes_positive", "fes_positive_fraction",
+              "fes_positive_fraction_evaluable", "any_fes_negative", "fes_pattern"):
+        pd.testing.assert_series_equal(p[f"true_{c}"], ref[c], check_names=False, check_dtype=False)
+    pd.testing.assert_series_equal(p["any_fes_negative"], ref["any_fes_negative"], check_names=False)
+    none = p["true_n_fes_evaluable"] == 0
+    assert none.any() and p.loc[none, "any_fes_negative"].isna().all()
+    assert p.loc[none, "true_fes_positive_fraction"].isna().all()
+    assert (p.loc[none, "fes_pattern"] == "not evaluable").all()
+    assert (p.loc[none, "fes_positive_fraction"] == 0).all()  # the generating model's covariate needs a value
+    lbm = [lbm_janmahasatian(w, h, "F") / w for w, h in zip(p["weight_kg"], p["height_cm"])]
+    np.testing.assert_allclose(p["sul_ratio"], np.round(lbm, 4))
 
 
 def test_pattern_mix_and_edge_cases(tables):
