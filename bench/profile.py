@@ -99,7 +99,7 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     sys.path.insert(0, str(code))
     clock = StageClock()
     found = clock.install()
-    from sonimage.dicom.pseudonym import Pseudonymiser
+    from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
     from sonimage.lesions.tree import features_tree
     from sonimage.settings import Settings
     from sonimage.study import analyse_study
@@ -110,7 +110,8 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     error = ""
     with tempfile.TemporaryDirectory(prefix="profile-") as tmp:
         out = Path(tmp)
-        convert_tree(study / "dicom", out, Pseudonymiser(KEY.encode()))
+        convert_tree(study / "dicom", out,
+                     Pseudonymiser(KEY.encode(), read_linking(study / "site-private" / "linking.csv")))
         features_tree(out, None, run_settings)
         if analysis:
             try:
@@ -146,7 +147,9 @@ def child(code: Path, study: Path, settings: Path | None, analysis: bool) -> dic
     args = [sys.executable, __file__, "--child", str(code), "--study", str(study)]
     args += ["--settings", str(settings)] if settings else []
     args += [] if analysis else ["--skip-analysis"]
-    done = subprocess.run(args, check=True, capture_output=True, text=True, env=_env(code))
+    done = subprocess.run(args, capture_output=True, text=True, env=_env(code))
+    if done.returncode:
+        raise RuntimeError(f"round with {code} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
