@@ -40,7 +40,7 @@ STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("conversion", "", ("sonimage.volumes.convert:convert_any",)),
     ("convert tables", "", ("sonimage.volumes.convert:finish",)),
     ("lesion stage", "", ("sonimage.lesions.tree:prepare_patient", "sonimage.lesions.tree:scan_features",
-                          "sonimage.lesions.tree:patient_lesions")),
+                          "sonimage.lesions.tree:patient_lesions", "sonimage.lesions.tree:patient_lesions_reused")),
     ("registration", "lesion stage", ("sonimage.lesions.reading:register_rigid", "sonimage.lesions.reading:map_labels")),
     ("liver VOI", "lesion stage", ("sonimage.lesions.reading:liver_reference",)),
     ("FES reading", "lesion stage", ("sonimage.lesions.reading:read_lesions",)),
