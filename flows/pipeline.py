@@ -7,7 +7,6 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.context import get_run_context
-from prefect.utilities.annotations import quote
 from prefect_dask import DaskTaskRunner
 
 from flows.tasks import analyse, convert_series, index_batch, patient_lesion_stage, write_features, write_tables
@@ -37,7 +36,7 @@ def convert_stage(dicom_root: Path, out: Path, pseudo: Pseudonymiser) -> Convert
     outcomes = _convert(plan.images, dicom_root, out)
     masks, lost = masks_on_converted(plan.masks, outcomes)
     outcomes += _convert(masks, dicom_root, out)
-    return write_tables(str(out), quote(outcomes), quote(plan.object_rows), quote(plan.quarantine + lost), len(files))
+    return write_tables(str(out), outcomes, plan.object_rows, plan.quarantine + lost, len(files))
 
 
 def features_stage(out: Path, settings: Settings) -> dict[str, str]:
@@ -47,10 +46,8 @@ def features_stage(out: Path, settings: Settings) -> dict[str, str]:
         get_run_logger().warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     done = patient_lesion_stage.map(scans, unmapped(str(out)), unmapped(settings)).result()
     write_reuse_summary(out, [reused for _, _, reused in done])
-    # quote: Prefect would otherwise visit every feature of every lesion to look for futures (9.5 CPU s per 300
-    # lesions, ~55 s wall in the 90-patient demo); the task hashes no inputs either (NO_CACHE in flows/tasks.py)
-    return write_features(str(out), quote([r for readings, _, _ in done for r in readings]),
-                          quote([record for _, record, _ in done]), settings)
+    return write_features(str(out), [r for readings, _, _ in done for r in readings],
+                          [record for _, record, _ in done], settings)
 
 
 def default_runner() -> DaskTaskRunner:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from distributed import Client
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.features.table import LesionFeatures
@@ -36,7 +35,7 @@ def convert_series(job: Job | MaskJob, dicom_root: str, out: str) -> Outcome:
     return convert_any(job, Path(dicom_root), Path(out))
 
 
-@task(name="write-tables", cache_policy=NO_CACHE)  # large inputs: hashing them for a cache key costs seconds
+@task(name="write-tables")
 def write_tables(out: str, outcomes: list[Outcome], object_rows: list[dict], quarantine: list[dict],
                  n_files: int) -> ConvertSummary:
     """Manifest and quarantine tables, with the count of every input file checked."""
@@ -52,7 +51,7 @@ def patient_lesion_stage(scans: PatientScans, out: str, settings: Settings
     return patient_lesions_reused(scans, Path(out), settings)
 
 
-@task(name="write-feature-tables", cache_policy=NO_CACHE)
+@task(name="write-feature-tables")
 def write_features(out: str, results: list[LesionFeatures], registrations: list[dict],
                    settings: Settings) -> dict[str, str]:
     """The wide lesion feature table, the lesion and patient tables, delineations and the QC tables."""
