@@ -36,22 +36,25 @@ KEY = "profile-bench-key"
 
 # (stage, parent stage or "", the functions timed for it as "module:attribute" at their call site)
 STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("index", "", ("sonimage.volumes.convert:index_files",)),
-    ("conversion", "", ("sonimage.volumes.convert:convert_any",)),
-    ("convert tables", "", ("sonimage.volumes.convert:finish",)),
+    ("index", "", ("sonimage.volumes.convert:index_files", "sonimage.stages.convert:index_files")),
+    ("conversion", "", ("sonimage.volumes.convert:convert_any", "sonimage.stages.convert:convert_job",
+                        "sonimage.stages.convert:convert_mask")),
+    ("convert tables", "", ("sonimage.volumes.convert:finish", "sonimage.stages.convert:finish")),
     ("lesion stage", "", ("sonimage.lesions.tree:prepare_patient", "sonimage.lesions.tree:scan_features",
-                          "sonimage.lesions.tree:patient_lesions", "sonimage.lesions.tree:patient_lesions_reused")),
+                          "sonimage.lesions.tree:patient_lesions", "sonimage.lesions.tree:patient_lesions_reused",
+                          "sonimage.stages.extract:extract_patient")),
     ("registration", "lesion stage", ("sonimage.lesions.reading:register_rigid", "sonimage.lesions.reading:map_labels")),
     ("liver VOI", "lesion stage", ("sonimage.lesions.reading:liver_reference",)),
     ("FES reading", "lesion stage", ("sonimage.lesions.reading:read_lesions",)),
     ("delineation", "lesion stage", ("sonimage.lesions.jobs:delineation_rows",)),
     ("features", "lesion stage", ("sonimage.lesions.jobs:extract_features",)),
-    ("feature tables", "", ("sonimage.lesions.tree:write_feature_tables",)),
-    ("analysis", "", ("sonimage.study:analyse_study",)),
+    ("feature tables", "", ("sonimage.lesions.tree:write_feature_tables",
+                            "sonimage.stages.extract:write_feature_tables")),
+    ("analysis", "", ("sonimage.study:analyse_study", "sonimage.stages.analyse:run")),
     ("internal validation (bootstraps)", "analysis", ("sonimage.survival.study:objective4",)),
     ("external validation (bootstraps)", "analysis", ("sonimage.survival.study:objective5",)),
     ("appraisal (power simulations, sensitivity)", "analysis", ("sonimage.survival.study:appraise_study",)),
-    ("report", "analysis", ("sonimage.study:render_report",)),
+    ("report", "analysis", ("sonimage.study:render_report", "sonimage.stages.analyse:render_report")),
 )
 TOP = [s for s, parent, _ in STAGES if not parent]
 
@@ -81,12 +84,15 @@ class StageClock:
         return timed
 
     def install(self) -> list[str]:
-        """Wrap every named function that exists; returns the names found."""
+        """Wrap every named function that exists (in either module layout); returns the names found."""
         found = []
         for stage, _, names in STAGES:
             for name in names:
                 module_name, attr = name.split(":")
-                module = importlib.import_module(module_name)
+                try:
+                    module = importlib.import_module(module_name)
+                except ModuleNotFoundError:  # the other layout (before or after sonimage/stages)
+                    continue
                 if hasattr(module, attr):
                     setattr(module, attr, self.wrap(stage, getattr(module, attr)))
                     found.append(name)
@@ -100,10 +106,14 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     clock = StageClock()
     found = clock.install()
     from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
-    from sonimage.lesions.tree import features_tree
     from sonimage.settings import Settings
-    from sonimage.study import analyse_study
-    from sonimage.volumes.convert import convert_tree
+    try:  # the stages as sonimage/stages runs them, else the layout before it
+        from sonimage.stages import analyse, convert, extract
+        convert_tree, features_tree, analyse_study = convert.run, extract.run, analyse.run
+    except ImportError:
+        from sonimage.lesions.tree import features_tree
+        from sonimage.study import analyse_study
+        from sonimage.volumes.convert import convert_tree
 
     run_settings = Settings.from_json(settings.read_text() if settings else None)
     whole = time.perf_counter(), time.process_time()

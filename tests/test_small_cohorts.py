@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from conftest import SMALL_BOOTSTRAPS
 
-from sonimage.settings import Settings
-from sonimage.study import analyse_study
+from sonimage.cli import main
 from sonimage.synth.tables import simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 
@@ -24,10 +23,12 @@ def test_small_cohorts_finish_and_name_what_is_not_estimable(n, tmp_path):
     write_table(pd.concat([x.lesion_table.drop(columns=["response_pct", "response"]) for x in t.values()]),
                 tmp_path / "features" / "lesions.parquet")
     write_table(pd.concat([x.patient_table for x in t.values()]), tmp_path / "features" / "patients.parquet")
-    out = analyse_study(tmp_path, tmp_path / "clinical", None, Settings.from_json(json.dumps(SMALL_BOOTSTRAPS)))
-    html = open(out["report"]).read()
+    (tmp_path / "run.json").write_text(json.dumps(SMALL_BOOTSTRAPS))
+    assert main(["analyse", str(tmp_path), "--clinical", str(tmp_path / "clinical"), "--settings",
+                 str(tmp_path / "run.json")]) == 0
+    html = (tmp_path / "report" / "report.html").read_text()
     assert "Objective 5: external validation" in html
-    metrics = json.loads(open(out["metrics"]).read())  # strict JSON: a reason beside every null
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())  # strict JSON: a reason beside nulls
     assert "not_estimable" in json.dumps(metrics)
     if n == 2:  # Cox models of 2 patients per cohort: none is estimable, and the report says why
         assert "not_estimable" in metrics["objective4"]["effect"]
