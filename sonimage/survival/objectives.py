@@ -22,6 +22,7 @@ from sonimage.settings import StudySettings
 from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
+from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.survival.lesion_response import lesion_response
@@ -188,7 +189,7 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
     for name, pipe in pipelines.items():
         try:
             models[name] = pipe.fit(df)
-        except (ValueError, np.linalg.LinAlgError) as exc:  # too few patients or events (a small cohort)
+        except (SurvivalDataError, np.linalg.LinAlgError) as exc:  # too few patients or events (a small cohort)
             results[name] = {"not_estimable": f"the {name} model cannot be fitted on {len(df)} patients, "
                                               f"{int(df[EVENT].sum())} events: {exc}"}
             continue

@@ -19,6 +19,7 @@ import pandas as pd
 
 from sonimage.survival.benefit import benefit_metrics, predict_benefit
 from sonimage.survival.cox import FIRTH, cox_terms
+from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import harrell_c
 from sonimage.survival.imputation import mice, rubin
 from sonimage.survival.internal import EffectModel
@@ -166,7 +167,7 @@ def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec:
         dev = copy[spec.development]
         try:
             model = pipe.fit(dev)
-        except (ValueError, np.linalg.LinAlgError):  # too few patients or events: this scenario's row says NaN
+        except (SurvivalDataError, np.linalg.LinAlgError):  # too few patients or events: NaN in this row
             o4.append((np.nan, np.nan, np.nan))
             for c in o5:
                 o5[c].append((np.nan, np.nan))
