@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 DEMO_SITE ?= out/site
+# Patients per cohort. Empty (`make demo DEMO_PATIENTS=`) generates the real study size, SONIA 100, IMPACT 200,
+# TRANSCAN 147: not the default, as on this 2-core machine it needs ~25-40 min, not < 12 (bench/README.md, profile).
 DEMO_PATIENTS ?= 30
 DEMO_SIZE ?= small
 export SONIMAGE_HOME ?= $(CURDIR)/.sonimage
@@ -31,7 +33,7 @@ install: $(STAMP)
 # delivers clinical tables (truth/<cohort>/patients.parquet, lesion response in lesions.parquet). Image uptake values
 # always come from the images.
 demo: $(STAMP)
-	$(BIN)/sonimage synth $(DEMO_SITE) --patients $(DEMO_PATIENTS) --size $(DEMO_SIZE) --seed 1 --workers 2
+	$(BIN)/sonimage synth $(DEMO_SITE) $(if $(DEMO_PATIENTS),--patients $(DEMO_PATIENTS)) --size $(DEMO_SIZE) --seed 1 --workers 2
 	$(BIN)/sonimage run $(DEMO_SITE)/dicom $(DEMO_OUT) --linking $(DEMO_SITE)/site-private/linking.csv \
 		--clinical $(DEMO_SITE)/truth --settings deployments/demo-settings.json
 

@@ -5,7 +5,7 @@ One command: ``python bench/profile.py`` prints the per-stage table and writes `
 - **Study**: ``sonimage synth`` of ``--patients`` per cohort (``--cohorts``, ``--size``), generated once into
   ``bench/results/data/`` (its own wall and CPU seconds are recorded then and reported on every later run).
 - **Run**: each round runs the library stages the flow maps to tasks, in one fresh process, in order and without
-  an executor (``sonimage.stages`` convert, extract, analyse ``run`` with ``--settings``), so every second of CPU
+  an executor (``convert_tree``, ``features_tree``, ``analyse_study`` with ``--settings``), so every second of CPU
   is this process's (``time.process_time``: all its threads, Zarr codecs and ITK included). Prefect and Dask add
   their own cost on top (``bench/scale.py``).
 - **Stages**: the functions the stages call are wrapped with a clock (wall and CPU seconds, calls) by name; a
@@ -36,22 +36,25 @@ KEY = "profile-bench-key"
 
 # (stage, parent stage or "", the functions timed for it as "module:attribute" at their call site)
 STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("index", "", ("sonimage.volumes.from_dicom:index_files",)),
-    ("conversion", "", ("sonimage.stages.convert:convert_patient",)),
-    ("convert tables", "", ("sonimage.volumes.from_dicom:finish",)),
-    ("lesion stage", "", ("sonimage.stages.extract:prepare_patient", "sonimage.stages.extract:scan_features",
-                          "sonimage.stages.extract:patient_lesions")),
+    ("index", "", ("sonimage.volumes.from_dicom:index_files", "sonimage.stages.convert:index_files")),
+    ("conversion", "", ("sonimage.volumes.from_dicom:convert_any", "sonimage.stages.convert:convert_job",
+                        "sonimage.stages.convert:convert_mask")),
+    ("convert tables", "", ("sonimage.volumes.from_dicom:finish", "sonimage.stages.convert:finish")),
+    ("lesion stage", "", ("sonimage.lesions.tree:prepare_patient", "sonimage.lesions.tree:scan_features",
+                          "sonimage.lesions.tree:patient_lesions", "sonimage.lesions.tree:patient_lesions_reused",
+                          "sonimage.stages.extract:extract_patient")),
     ("registration", "lesion stage", ("sonimage.lesions.reading:register_rigid", "sonimage.lesions.reading:map_labels")),
     ("liver VOI", "lesion stage", ("sonimage.lesions.reading:liver_reference",)),
     ("FES reading", "lesion stage", ("sonimage.lesions.reading:read_lesions",)),
     ("delineation", "lesion stage", ("sonimage.lesions.jobs:delineation_rows",)),
     ("features", "lesion stage", ("sonimage.lesions.jobs:extract_features",)),
-    ("feature tables", "", ("sonimage.stages.extract:write_feature_tables",)),
-    ("analysis", "", ("sonimage.stages.analyse:run",)),
+    ("feature tables", "", ("sonimage.lesions.tree:write_feature_tables",
+                            "sonimage.stages.extract:write_feature_tables")),
+    ("analysis", "", ("sonimage.study:analyse_study", "sonimage.stages.analyse:run")),
     ("internal validation (bootstraps)", "analysis", ("sonimage.analysis.results:objective4",)),
     ("external validation (bootstraps)", "analysis", ("sonimage.analysis.results:objective5",)),
     ("appraisal (power simulations, sensitivity)", "analysis", ("sonimage.analysis.results:appraise_study",)),
-    ("report", "analysis", ("sonimage.stages.analyse:render_report",)),
+    ("report", "analysis", ("sonimage.study:render_report", "sonimage.stages.analyse:render_report")),
 )
 TOP = [s for s, parent, _ in STAGES if not parent]
 
@@ -81,12 +84,15 @@ class StageClock:
         return timed
 
     def install(self) -> list[str]:
-        """Wrap every named function that exists; returns the names found."""
+        """Wrap every named function that exists (in either module layout); returns the names found."""
         found = []
         for stage, _, names in STAGES:
             for name in names:
                 module_name, attr = name.split(":")
-                module = importlib.import_module(module_name)
+                try:
+                    module = importlib.import_module(module_name)
+                except ModuleNotFoundError:  # the other layout (before or after sonimage/stages)
+                    continue
                 if hasattr(module, attr):
                     setattr(module, attr, self.wrap(stage, getattr(module, attr)))
                     found.append(name)
@@ -99,22 +105,27 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     sys.path.insert(0, str(code))
     clock = StageClock()
     found = clock.install()
-    from sonimage.dicom.pseudonym import Pseudonymiser
-    from sonimage.stages import extract as extract_stage
+    from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
     from sonimage.settings import Settings
-    from sonimage.stages import analyse as analyse_stage
-    from sonimage.stages import convert as convert_stage
+    try:  # the stages as sonimage/stages runs them, else the layout before it
+        from sonimage.stages import analyse, convert, extract
+        convert_tree, features_tree, analyse_study = convert.run, extract.run, analyse.run
+    except ImportError:
+        from sonimage.lesions.tree import features_tree
+        from sonimage.study import analyse_study
+        from sonimage.volumes.from_dicom import convert_tree
 
     run_settings = Settings.from_json(settings.read_text() if settings else None)
     whole = time.perf_counter(), time.process_time()
     error = ""
     with tempfile.TemporaryDirectory(prefix="profile-") as tmp:
         out = Path(tmp)
-        convert_stage.run(study / "dicom", out, Pseudonymiser(KEY.encode()))
-        extract_stage.run(out, None, run_settings)
+        convert_tree(study / "dicom", out,
+                     Pseudonymiser(KEY.encode(), read_linking(study / "site-private" / "linking.csv")))
+        features_tree(out, None, run_settings)
         if analysis:
             try:
-                analyse_stage.run(out, study / "truth", None, run_settings)
+                analyse_study(out, study / "truth", None, run_settings)
             except ValueError as exc:  # too few patients for the models: say so, keep the image stages
                 error = f"analysis failed ({exc}): use more patients per cohort"
     return {"stages": clock.totals, "found": found, "wall_s": time.perf_counter() - whole[0],
@@ -146,7 +157,9 @@ def child(code: Path, study: Path, settings: Path | None, analysis: bool) -> dic
     args = [sys.executable, __file__, "--child", str(code), "--study", str(study)]
     args += ["--settings", str(settings)] if settings else []
     args += [] if analysis else ["--skip-analysis"]
-    done = subprocess.run(args, check=True, capture_output=True, text=True, env=_env(code))
+    done = subprocess.run(args, capture_output=True, text=True, env=_env(code))
+    if done.returncode:
+        raise RuntimeError(f"round with {code} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -4,10 +4,10 @@ Each writer writes to a hidden sibling whose name is unique per host, process an
 parallel writers of the same output never share a temporary file, then renames it into place (``os.replace``; a
 directory such as a Zarr store replaces any earlier one).
 
-A writer killed mid-write (a worker lost, a flow process killed) leaves its temporary behind; the next write of
-the same output removes the temporaries of writers that are dead: those named for this host whose pid no longer
-runs. A live writer's temporary (its pid runs) and another host's (its liveness cannot be seen from here) are
-left alone.
+A writer killed mid-write (a worker lost, a flow process killed) leaves its temporary behind; the next write
+into the same folder (by a rerun, or by a process that saw that writer alive) removes the temporaries of writers
+that are dead: those named for this host whose pid no longer runs. A live writer's temporary (its pid runs) and
+another host's (its liveness cannot be seen from here) are left alone.
 """
 
 from __future__ import annotations
@@ -48,14 +48,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.tmp")
+_CLEAN: set[str] = set()  # folders this process swept that held no temporary of another writer
+
+
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporaries of ``path`` left by dead writers of this host (see the module docstring); returns
-    what was removed."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(_host())}\.(\d+)\.[0-9a-f]{{32}}\.tmp")
-    stale = [p for p in (path.parent.iterdir() if path.parent.is_dir() else ())
-             if (m := pattern.fullmatch(p.name)) and not _alive(int(m.group(1)))]
+    """Remove the temporaries left in ``path``'s folder by dead writers of this host (see the module docstring);
+    returns what was removed.
+
+    A folder is listed once per process while it holds no other writer's temporary, so writing many files into
+    one folder stays linear; a folder that held a live writer's (or another host's) temporary is listed again on
+    every write, so the temporary of a writer that dies meanwhile goes at the next write.
+    """
+    folder = path.parent
+    if str(folder) in _CLEAN:
+        return []
+    stale, others = [], 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                m = _TEMPORARY.fullmatch(entry.name) if entry.name.endswith(".tmp") else None
+                if m and m["host"] == _host() and not _alive(int(m["pid"])):
+                    stale.append(folder / entry.name)
+                elif m:
+                    others += 1
+    except FileNotFoundError:
+        return []
     for tmp in stale:
         _remove(tmp)
+    if not others:
+        _CLEAN.add(str(folder))
     return stale
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from sonimage.survival.benefit import BENEFIT_METRICS, benefit_validation, predict_benefit
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
-from sonimage.survival.data import SurvivalDataError, survival_outcome
+from sonimage.survival.data import SurvivalDataError, make_design, survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
 from sonimage.survival.multiplicity import adjust_family
 from sonimage.parallel import Executor
@@ -64,13 +64,25 @@ def sample_size_rows(dev: pd.DataFrame, candidates: dict[str, str], time: str, e
     R² (van Houwelingen–Le Cessie) is shown beside it. Rate = events / person-time, mean follow-up of the cohort.
     """
     t, e = survival_outcome(dev, time, event)
+    if e.sum() == 0:  # no patient or no event: no event rate to plan from
+        keys = ("parameters", "r2_cs_planning", "r2_cs_apparent", "r2_cs_adjusted", "n_shrinkage", "n_optimism",
+                "n_precise_risk", "n_needed", "events_needed", "epp_available", "epp_needed", "rate_per_month",
+                "mean_follow_up")
+        return [{"model": name, "anticipated_c": anticipated_c, **dict.fromkeys(keys), "n_available": int(len(t)),
+                 "events_available": 0, "meets": False,
+                 "not_estimable": f"no PFS1 event among {len(t)} patients"} for name in candidates]
     rate, meanfup = float(e.sum() / t.sum()), float(t.mean())
     ll0 = null_log_likelihood(t, e)
     rows = []
     for name, formula in candidates.items():
-        fit = fit_cox(dev, time, event, formula)
-        p = len(fit.model.coefficients) + (extra_parameters or {}).get(name, 0)
-        r2_app, r2_adj = r2_cs_from_fit(max(0.0, 2 * (fit.log_likelihood - ll0)), len(t), p)
+        extra = (extra_parameters or {}).get(name, 0)
+        try:
+            fit = fit_cox(dev, time, event, formula)
+            p = len(fit.model.coefficients) + extra
+            r2_app, r2_adj = r2_cs_from_fit(max(0.0, 2 * (fit.log_likelihood - ll0)), len(t), p)
+        except (ValueError, np.linalg.LinAlgError):  # too few patients or events: the planning criteria still hold
+            p = len(make_design(dev, formula).matrix(dev).columns) + extra
+            r2_app = r2_adj = None
         r2_plan = float(r2_cs_from_c(anticipated_c, e.sum() / len(t)))
         ss = survival_sample_size(r2_plan, p, rate, horizon, meanfup, shrinkage)
         rows.append({"model": name, "parameters": p, "anticipated_c": anticipated_c, "r2_cs_planning": r2_plan,

@@ -22,6 +22,7 @@ from sonimage.settings import FesRuleSettings, StudySettings
 from sonimage.survival.benefit import predict_benefit
 from sonimage.survival.calibration import kaplan_meier, km_median
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
+from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.analysis.lesion_response import lesion_response
@@ -104,7 +105,7 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     metrics = ["fes_positive_fraction", "any_fes_negative", "log_fdg_suvmax3"]
     uni = [r for m in metrics for r in _fit_rows(df, m, [m])]
     varying = [m for m in metrics if df[m].nunique() > 1]
-    adjusted = f"{' + '.join(varying)} + {' + '.join(CLINICAL)} + {TRT}"
+    adjusted = " + ".join([*varying, *CLINICAL, TRT])
     multi = _fit_rows(df, adjusted)
     formula = primary_formulas()["objective1"]
     primary = {**_fit_rows(df, formula, [PRIMARY_TERMS["objective1"]])[0], "formula": formula}
@@ -186,7 +187,12 @@ def objective4(df: pd.DataFrame, settings: StudySettings, executor: Executor | N
     }
     results, models = {}, {}
     for name, pipe in pipelines.items():
-        models[name] = pipe.fit(df)
+        try:
+            models[name] = pipe.fit(df)
+        except (SurvivalDataError, np.linalg.LinAlgError) as exc:  # too few patients or events (a small cohort)
+            results[name] = {"not_estimable": f"the {name} model cannot be fitted on {len(df)} patients, "
+                                              f"{int(df[EVENT].sum())} events: {exc}"}
+            continue
         results[name] = {
             "formula": models[name].formula, "coefficients": models[name].coefficients,
             "penalizer": models[name].settings.get("penalizer"),

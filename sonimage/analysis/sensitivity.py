@@ -19,6 +19,7 @@ import pandas as pd
 
 from sonimage.survival.benefit import benefit_metrics, predict_benefit
 from sonimage.survival.cox import FIRTH, cox_terms
+from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import harrell_c
 from sonimage.survival.imputation import mice, rubin
 from sonimage.survival.internal import EffectModel
@@ -164,7 +165,13 @@ def scenario_summary(scenario: Scenario, cohorts: dict[str, pd.DataFrame], spec:
                        spec.seed)
     for copy in copies:
         dev = copy[spec.development]
-        model = pipe.fit(dev)
+        try:
+            model = pipe.fit(dev)
+        except (SurvivalDataError, np.linalg.LinAlgError):  # too few patients or events: NaN in this row
+            o4.append((np.nan, np.nan, np.nan))
+            for c in o5:
+                o5[c].append((np.nan, np.nan))
+            continue
         t, e = dev[spec.time].to_numpy(float), dev[spec.event].to_numpy(int)
         arm = dev[spec.treatment].to_numpy()
         ben = predict_benefit(model, dev, spec.treatment, [spec.horizon])[f"benefit_{spec.horizon:g}"].to_numpy()
@@ -201,4 +208,10 @@ def run_sensitivity(build: Callable[[Scenario], dict[str, pd.DataFrame]], scenar
 
 
 def _summary_item(item: tuple[Scenario, dict[str, pd.DataFrame]], spec: SensitivitySpec) -> dict:
-    return scenario_summary(item[0], item[1], spec)
+    scenario, cohorts = item
+    try:
+        return scenario_summary(scenario, cohorts, spec)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # too few patients (a small cohort): said, not raised
+        dev = cohorts[spec.development]
+        return {"group": scenario.group, "scenario": scenario.label, "n": int(len(dev)),
+                "events": int(dev[spec.event].sum()), "not_estimable": str(exc)}

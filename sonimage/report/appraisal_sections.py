@@ -20,6 +20,10 @@ def key_lines(a: dict) -> list[str]:
         f"{c.upper()} {k['without_fes']} without FES data, {k['missing_clinical']} with missing clinical data"
         for c, k in a.get("left_out", {}).items()) + "."]
     for r in a["sample_size"]:
+        if r.get("not_estimable"):
+            lines.append(f"{r['model'].capitalize()} model: Riley's minimum sample size not estimable "
+                         f"({r['not_estimable']}).")
+            continue
         lines.append(f"{r['model'].capitalize()} model ({r['parameters']} parameters): Riley's minimum sample size "
                      f"{r['n_needed']} patients (~{num(r['events_needed'], 0)} events) for an anticipated C of "
                      f"{num(r['anticipated_c'])}; available {r['n_available']} ({r['events_available']} events): "
@@ -97,6 +101,8 @@ def _groups_table(groups: list[dict]) -> pd.DataFrame:
 
 def benefit_html(a: dict) -> str:
     """Development trial: benefit metrics apparent and corrected, calibration of benefit, decision curves."""
+    if not a["benefit"]:
+        return "<p>Benefit not appraised: no prediction model could be fitted (objective 4).</p>"
     parts = [f"<h3>How well is benefit predicted? (development trial)</h3>{table(_benefit_table(a['benefit']), 3)}",
              "<p class='note'>IPCW c-for-benefit (van Klaveren 2018, censoring by inverse probability weights) and "
              "E-for-benefit (Maas 2023) from pairs matched on predicted benefit; apparent with percentile bootstrap "
@@ -124,6 +130,8 @@ def benefit_html(a: dict) -> str:
 def external_benefit_html(a: dict) -> str:
     parts = []
     for cohort, by_model in a["external"].items():
+        if not by_model:  # no fitted model (objective 4)
+            continue
         first = next(iter(by_model.values()))
         parts.append(f"<h4>{esc(cohort.upper())} ({esc(first['design'])})</h4>")
         if not first["estimable"]:
@@ -163,6 +171,10 @@ def external_benefit_html(a: dict) -> str:
 def sensitivity_html(a: dict) -> str:
     rows = []
     for r in a["sensitivity"]:
+        if "not_estimable" in r:  # too few patients for this scenario
+            rows.append({"Analysis": r["scenario"], "n / events": f"{r['n']} / {r['events']}",
+                         "Obj. 1: HR any FES-negative (adjusted)": f"not estimable: {r['not_estimable']}"})
+            continue
         row = {"Analysis": r["scenario"], "n / events": f"{r['n']} / {r['events']}",
                "Incomplete (left out / imputed)": r["incomplete"], "Share mixed": r["share_mixed"],
                "Obj. 1: HR any FES-negative (adjusted)": _row_ci(r["o1"]), "Obj. 1 p": pval(r["o1"]["p"])}

@@ -57,7 +57,8 @@ def _tripod(cohorts: dict[str, pd.DataFrame], development: str, settings: Settin
             ) -> pd.DataFrame:
     study, dev = settings.study, cohorts[development]
     events = int(dev[EVENT].sum())
-    n_par = len(o4["effect"]["coefficients"])
+    n_par = (len(o4["effect"]["coefficients"]) if "coefficients" in o4["effect"]  # else not fitted: its design
+             else next(r["parameters"] for r in stats["sample_size"] if r["model"] == "effect") or 0)
     items = [
         ("4a", "Source of data", f"Cohorts: {', '.join(c.upper() for c in cohorts)}; development: "
                                  f"{development.upper()}"),
@@ -165,18 +166,23 @@ def _strip_curves(o1: dict) -> dict:
 def _key_results(r: StudyResult, dev: pd.DataFrame, stats: dict, development: str, h: float) -> str:
     o1, o2, o4, o5 = r.objective1, r.objective2, r.objective4, r.objective5
     overall = o2["forest"][0]
-    eff = o4["effect"]["internal_validation"]["corrected"]
     lines = [f"{development.upper()}: {len(dev)} patients, {int(dev[EVENT].sum())} PFS1 events.",
              f"Objective 1, primary: any FES-negative lesion, adjusted {hr_text(o1['primary'])}"
              f"{_firth_note(o1['primary'])}.",
              f"Objective 2, primary: any FES-negative lesion × CDK4/6i interaction, "
              f"{hr_text(o2['interaction'], 'ratio of HRs')}{_firth_note(o2['interaction'])}.",
-             f"CDK4/6i vs AI alone, {hr_text(overall)}.",
-             f"Effect model, optimism-corrected C {num(eff['harrell_c'], 3)}, calibration slope "
-             f"{num(eff['calibration_slope'])} (shrinkage).",
-             f"Mean predicted gain in PFS1 at {h:g} months: {num(100 * o4['effect']['predicted_benefit']['mean'], 1)}"
-             " percentage points."]
+             f"CDK4/6i vs AI alone, {hr_text(overall)}."]
+    if "not_estimable" in o4["effect"]:
+        lines.append(f"Effect model: not estimable ({o4['effect']['not_estimable']}).")
+    else:
+        eff = o4["effect"]["internal_validation"]["corrected"]
+        lines += [f"Effect model, optimism-corrected C {num(eff['harrell_c'], 3)}, calibration slope "
+                  f"{num(eff['calibration_slope'])} (shrinkage).",
+                  f"Mean predicted gain in PFS1 at {h:g} months: "
+                  f"{num(100 * o4['effect']['predicted_benefit']['mean'], 1)} percentage points."]
     for c, res in o5.items():
+        if "effect" not in res:  # no effect model to validate
+            continue
         e = res["effect"]
         ext = stats["external"][c]["effect"]
         lines.append(f"{c.upper()} (external, {ext['design']}): C {num(e['harrell_c']['estimate'], 3)}, O/E "
@@ -305,6 +311,11 @@ def _objective3_html(o3: dict) -> str:
 
 
 def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
+    missing = "".join(f"<p>The {esc(n)} model is not estimable: {esc(r['not_estimable'])}</p>"
+                      for n, r in o4.items() if "not_estimable" in r)
+    o4 = {n: r for n, r in o4.items() if "not_estimable" not in r}
+    if not o4:
+        return missing
     rows = []
     for name, r in o4.items():
         iv = r["internal_validation"]
@@ -318,7 +329,7 @@ def _objective4_html(o4: dict, benefit: pd.DataFrame, h: float) -> str:
     pb = pd.DataFrame([{"Model": n, "Mean benefit (points)": 100 * r["predicted_benefit"]["mean"],
                         "Median (points)": 100 * r["predicted_benefit"]["quartiles"][1],
                         "Share < 5 points": r["predicted_benefit"]["share_below_5_points"]} for n, r in o4.items()])
-    return (f"<p>Risk modelling: a prognostic index fitted blind to treatment, then CDK4/6i × index. Effect "
+    return (f"{missing}<p>Risk modelling: a prognostic index fitted blind to treatment, then CDK4/6i × index. Effect "
             f"modelling: CDK4/6i × covariate interactions, penalised (PATH statement).</p>{table(pd.DataFrame(rows), 3)}"
             f"{img(fig, 'predicted benefit')}{table(pb, 2)}<p class='note'>The effect model's interaction penalty is "
             "chosen by cross-validated partial likelihood over a log-spaced path; a choice at the path's largest value "
@@ -333,6 +344,8 @@ def _objective5_html(r: StudyResult, h: float) -> str:
     for name, curves in r.calibration.items():
         parts.append(img(figures.calibration_plot(curves, h, f"Calibration, {name} model"), f"calibration {name}"))
     for c, by_model in o5.items():
+        if not by_model:  # no fitted model to validate
+            continue
         dc = {f"{name} model": res["net_benefit"] for name, res in by_model.items()}
         fig = figures.decision_curve(dc, h, f"Decision curve, {c.upper()}")
         parts.append(f"<h3>Decision curve, {esc(c.upper())}</h3>{img(fig, f'decision curve {c}')}")

@@ -33,7 +33,7 @@ def km_plot(curves: dict[str, dict], title: str, logrank_p: float | None, ticks_
     k = len(curves)
     fig, (ax, tab) = plt.subplots(2, 1, figsize=(7.5, 4.4 + 0.32 * k), sharex=True,
                                   gridspec_kw={"height_ratios": [4.0, 0.45 + 0.32 * k], "hspace": 0.5})
-    tmax = max_time or max(max(c["follow_up"]) for c in curves.values())
+    tmax = max_time or max((max(c["follow_up"]) for c in curves.values()), default=1.0)  # no curve: empty axes
     ticks = np.arange(0, tmax + 1e-9, ticks_every)
     for (name, c), colour in zip(curves.items(), COLOURS):
         t = np.r_[0.0, c["time"]]
@@ -46,7 +46,8 @@ def km_plot(curves: dict[str, dict], title: str, logrank_p: float | None, ticks_
     ax.set_ylabel("Progression-free (PFS1)")
     ptxt = f"log-rank p = {logrank_p:.2g}" if logrank_p is not None and np.isfinite(logrank_p) else ""
     ax.set_title(f"{title}   {ptxt}", loc="left", fontsize=12)
-    ax.legend(loc="upper right", frameon=False, fontsize=9.5)
+    if curves:
+        ax.legend(loc="upper right", frameon=False, fontsize=9.5)
     ax.grid(alpha=0.25)
     ax.tick_params(labelbottom=True)
     ax.set_xticks(ticks)
@@ -96,8 +97,8 @@ def forest_plot(rows: list[dict], title: str, xlabel: str = "Hazard ratio (95 % 
     ax.set_yticklabels([f"{r['label']}" + (f"  (n={r['n']})" if "n" in r else "") for r in rows])
     ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left", fontsize=12)
-    lo = max(min(r["lower"] for r in rows) / 1.3, 0.02)
-    hi = min(max(r["upper"] for r in rows) * 1.3, 50)
+    lo = max(min((r["lower"] for r in rows), default=0.5) / 1.3, 0.02)  # no estimable row: empty axes
+    hi = min(max((r["upper"] for r in rows), default=2.0) * 1.3, 50)
     ax.set_xlim(lo, hi)
     ticks = [t for t in (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 10, 25) if lo <= t <= hi]
     ax.set_xticks(ticks)

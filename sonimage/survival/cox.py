@@ -125,6 +125,8 @@ def fit_cox(df: pd.DataFrame, time: str, event: str, formula: str, penalizer: fl
     t, e = survival_outcome(df, time, event, source)
     design = design or make_design(df, formula, source)
     x = design.matrix(df, source)
+    if len(x) < 2:
+        raise SurvivalDataError(f"{source}: {len(x)} patient(s) only; the model cannot be fitted")
     constant = [c for c in x.columns if np.ptp(x[c].to_numpy()) == 0]
     if constant:
         raise SurvivalDataError(f"{source}: design column(s) {constant} do not vary; the model cannot be fitted")
@@ -422,17 +424,21 @@ def cox_terms(df: pd.DataFrame, time: str, event: str, formula: str, terms: list
         return [not_estimable_row(k, reason) for k in names]
 
     xa = x.to_numpy(float)
+    if len(xa) < 2:  # no model on fewer than two patients (np.ptp of an empty column raises)
+        return missing(f"{len(df)} patient(s) only")
     constant = [c for c in x.columns if np.ptp(xa[:, list(x.columns).index(c)]) == 0]
     if constant:
         return missing(f"{', '.join(constant)} does not vary among the {len(df)} patients")
     if np.linalg.matrix_rank(xa - xa.mean(0)) < xa.shape[1]:
         return missing(f"the columns of {formula} are collinear (one is determined by the others)")
     t, e = survival_outcome(df, time, event, source)
+    if not e.any():
+        return missing(f"no event among the {len(df)} patients")
     try:
         fit = fit_cox(df, time, event, formula, source=source, design=design)
         s = fit.summary
         separated = diverging(xa, t, e, s["coef"].to_numpy(), s["se"].to_numpy())
-    except SurvivalDataError:  # diverged or did not converge: monotone likelihood
+    except (SurvivalDataError, np.linalg.LinAlgError):  # diverged, did not converge or singular: monotone likelihood
         separated = True
     if not separated:
         return [{"term": k, **{c: float(s.loc[k, c]) for c in ("coef", "se", "hr", "p")},

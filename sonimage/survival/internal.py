@@ -40,9 +40,10 @@ class EffectModel:
     def cv_scores(self, df: pd.DataFrame) -> tuple[float, list[float]]:
         """The chosen penalizer and the cross-validated partial log-likelihood of every grid value.
 
-        A fold whose training part leaves a design column constant (small samples: an interaction with a rare
-        level) cannot score any penalizer and is skipped; a penalizer whose fit fails on a fold (collinear
-        columns, typically unpenalised) cannot be chosen; with no usable fold the largest penalizer is taken.
+        A fold whose training part is empty or leaves a design column constant (small samples: fewer patients
+        than folds, an interaction with a rare level) cannot score any penalizer and is skipped; a penalizer whose
+        fit fails on a fold (collinear columns, typically unpenalised) cannot be chosen; with no usable fold the
+        largest penalizer is taken.
         """
         if len(self.penalizers) == 1:
             return float(self.penalizers[0]), [float("nan")]
@@ -56,7 +57,7 @@ class EffectModel:
         usable = 0
         for k in range(self.folds):
             train = fold != k
-            if (np.ptp(x[train], axis=0) == 0).any():
+            if train.sum() < 2 or (np.ptp(x[train], axis=0) == 0).any():  # fewer patients than folds: empty
                 continue
             usable += 1
             scale = mask * x[train].std(0, ddof=1) ** 2  # as fit_cox: penalty on standardised coefficients

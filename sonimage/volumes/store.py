@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
@@ -45,15 +46,61 @@ def to_dataset(volume: Volume, variable: str) -> xr.Dataset:
     return xr.Dataset({variable: da}, attrs=_jsonable(attrs))
 
 
+# zstd level 1 with byte shuffle: half the CPU of level 3 with bit shuffle and as small (bench/README.md)
+BLOSC = {"cname": "zstd", "clevel": 1, "shuffle": "shuffle"}
+NAN_FILL = "AAAAAAAA+H8="  # xarray's _FillValue attribute of a float NaN fill (base64 of the 8 bytes)
+
+
 def write_volume(volume: Volume, path: Path, variable: str, chunks: tuple[int, int, int] = CHUNK) -> Path:
-    """Write ``volume`` to a Zarr v3 store at ``path`` atomically (a temporary sibling renamed into place)."""
+    """Write ``volume`` to a Zarr v3 store at ``path`` atomically (a temporary sibling renamed into place).
+
+    The store is the one ``xarray.Dataset.to_zarr`` writes for :func:`to_dataset` (same metadata, same chunk
+    bytes; ``tests/test_store.py`` compares them file by file), but the data chunks are encoded here, one Blosc
+    call each, and written as files at zarr's own chunk keys: zarr 3's asynchronous per-chunk pipeline cost as much
+    CPU as the compression itself (bench/README.md, conversion)."""
     ds = to_dataset(volume, variable)
-    shape = volume.array.shape
-    # zstd level 1 with byte shuffle: half the CPU of level 3 with bit shuffle and as small (bench/README.md)
-    enc = {variable: {"chunks": tuple(min(c, s) for c, s in zip(chunks, shape)),
-                      "compressors": (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),)}}
-    return write_directory_atomic(
-        Path(path), lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=enc))
+    data = np.asarray(volume.array)
+    shape = data.shape
+    chunks = tuple(min(c, s) for c, s in zip(chunks, shape))
+
+    def write(tmp: Path) -> None:
+        group = zarr.open_group(tmp, mode="w", zarr_format=3, attributes=ds.attrs)
+        for name in ("x", "y", "z"):  # coordinates as xarray writes them: one float64 chunk, zstd
+            values = ds[name].to_numpy()
+            coord = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape,
+                                       fill_value=np.nan, dimension_names=[name],
+                                       attributes={"_FillValue": NAN_FILL})
+            coord[...] = values
+        floating = np.issubdtype(data.dtype, np.floating)
+        array = group.create_array(variable, shape=shape, dtype=data.dtype, chunks=chunks,
+                                   fill_value=np.nan if floating else 0, dimension_names=["z", "y", "x"],
+                                   compressors=(BloscCodec(**BLOSC),),
+                                   attributes={"_FillValue": NAN_FILL} if floating else {})
+        _write_chunks(array, data, Path(tmp) / variable)
+
+    return write_directory_atomic(Path(path), write)
+
+
+def _write_chunks(array: zarr.Array, data: np.ndarray, folder: Path) -> None:
+    """Every chunk of ``data`` encoded with ``array``'s Blosc settings and written at ``array``'s chunk key; chunks
+    holding only the fill value are left out, as zarr leaves them out (``write_empty_chunks`` false)."""
+    codec = numcodecs.Blosc.from_config({**BLOSC, "shuffle": numcodecs.Blosc.SHUFFLE, "blocksize": 0,
+                                         "typesize": data.dtype.itemsize})
+    little = data.astype(data.dtype.newbyteorder("<"), copy=False)  # the bytes codec: little endian
+    fill = array.metadata.fill_value
+    step = array.chunks
+    for index in np.ndindex(*array.cdata_shape):
+        box = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, step))
+        block = little[box]
+        if np.isnan(fill) and np.isnan(block).all() or not np.isnan(fill) and (block == fill).all():
+            continue
+        if block.shape != step:  # an edge chunk is stored at full size, padded with the fill value
+            full = np.full(step, fill, little.dtype)
+            full[tuple(slice(0, n) for n in block.shape)] = block
+            block = full
+        target = folder / array.metadata.encode_chunk_key(index)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(codec.encode(np.ascontiguousarray(block)))
 
 
 def open_store(path: Path) -> xr.Dataset:
