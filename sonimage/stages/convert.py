@@ -9,7 +9,7 @@ plan → one item per patient → gather:
 - **item** (:func:`convert_patient`): one patient's image series, then the RTSTRUCTs drawn on its PET series that
   converted. One item per patient, as for the lesion stage: per series, Prefect's cost per task run (~0.3 CPU s)
   exceeded the work (~0.1 s per tiny series; ``bench/prefect_scale.py``);
-- **gather** (:func:`sonimage.volumes.from_dicom.finish`): the manifest and quarantine tables, every input file
+- **gather** (:func:`finish`): the manifest and quarantine tables, every input file
   accounted for.
 
 Items get file paths, pseudonymised plans and per-store digest keys: never the site key or the linking table.
@@ -24,8 +24,13 @@ from pathlib import Path
 from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.parallel import Executor, parallel_starmap
+from sonimage.tables.manifest import write_manifest, write_quarantine
 from sonimage.volumes.from_dicom import (ConversionPlan, ConvertSummary, Job, MaskJob, Outcome, batches, convert_job,
-                                      convert_mask, finish, input_files, masks_on_converted, plan_from_index)
+                                      convert_mask, input_files, link_ct_tracers, masks_on_converted,
+                                      plan_from_index)
+
+MANIFEST = "manifest.parquet"
+QUARANTINE = "quarantine.parquet"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,21 @@ def convert_patient(item: PatientConversion, dicom_root: Path, out: Path) -> lis
     masks, lost = masks_on_converted(list(item.masks), outcomes)
     outcomes += [convert_mask(m, Path(dicom_root), Path(out)) for m in masks]
     return outcomes + [Outcome(quarantine=row) for row in lost]
+
+
+def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], quarantine: list[dict],
+           n_files: int) -> ConvertSummary:
+    """Write the manifest and quarantine tables and check that every input file is accounted for."""
+    rows = link_ct_tracers([o.manifest for o in outcomes if o.manifest] + object_rows)
+    bad = quarantine + [o.quarantine for o in outcomes if o.quarantine] + [r for o in outcomes for r in o.extra]
+    accounted = sum(r["n_files"] for r in rows) + sum(r["n_files"] for r in bad)
+    if accounted != n_files:
+        raise RuntimeError(f"{n_files} input files but {accounted} accounted for: a bug, please report it")
+    out_root = Path(out_root)
+    return ConvertSummary(n_files, sum(1 for o in outcomes if o.manifest and not o.reused),
+                          sum(1 for o in outcomes if o.reused), sum(1 for r in bad if r["stage"] != "index"),
+                          sum(r["n_files"] for r in bad),
+                          write_manifest(rows, out_root / MANIFEST), write_quarantine(bad, out_root / QUARANTINE))
 
 
 def run(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser, executor: Executor | None = None) -> ConvertSummary:

@@ -25,12 +25,9 @@ from sonimage.dicom.reader import load_plan
 from sonimage.dicom.rtstruct import rtstruct_labels
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
 from sonimage.dicom.tracer import tracer_name
-from sonimage.tables.manifest import write_manifest, write_quarantine
 from sonimage.volumes.volume import Volume
 from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
 
-MANIFEST = "manifest.parquet"
-QUARANTINE = "quarantine.parquet"
 INDEX_BATCH = 256
 
 
@@ -322,21 +319,6 @@ class ConvertSummary:
         return (f"{self.n_files} files: {self.n_converted} series converted, {self.n_skipped} skipped (converted "
                 f"before from the same bytes), {self.n_quarantined_series} series and {self.n_quarantined_files} "
                 f"files quarantined")
-
-
-def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], quarantine: list[dict],
-           n_files: int) -> ConvertSummary:
-    """Write the manifest and quarantine tables and check that every input file is accounted for."""
-    rows = link_ct_tracers([o.manifest for o in outcomes if o.manifest] + object_rows)
-    bad = quarantine + [o.quarantine for o in outcomes if o.quarantine] + [r for o in outcomes for r in o.extra]
-    accounted = sum(r["n_files"] for r in rows) + sum(r["n_files"] for r in bad)
-    if accounted != n_files:
-        raise RuntimeError(f"{n_files} input files but {accounted} accounted for: a bug, please report it")
-    out_root = Path(out_root)
-    return ConvertSummary(n_files, sum(1 for o in outcomes if o.manifest and not o.reused),
-                          sum(1 for o in outcomes if o.reused), sum(1 for r in bad if r["stage"] != "index"),
-                          sum(r["n_files"] for r in bad),
-                          write_manifest(rows, out_root / MANIFEST), write_quarantine(bad, out_root / QUARANTINE))
 
 
 def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], pseudo: Pseudonymiser) -> ConversionPlan:
