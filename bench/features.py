@@ -16,7 +16,7 @@ intensity statistics, intensity histogram, GLCM, GLRLM, GLSZM, NGLDM/GLDM, NGTDM
 all 12 of its families (local intensity, IVH, GLDZM, PET added).
 
 Part 2: all lesions of a synthetic cohort (``sonimage synth``, generated once into ``bench/results/data``), one
-Dask task per scan (:func:`sonimage.lesions.scan.scan_lesions`) on a LocalCluster of 1 and of 2 worker
+Dask task per scan (:func:`sonimage.stages.scan.scan_lesions`) on a LocalCluster of 1 and of 2 worker
 processes; cluster start-up and imports are outside the timing.
 
 The machine may be shared: every measurement is repeated (``--repeat``, tools interleaved) and the fastest
@@ -59,7 +59,7 @@ PYRAD_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm
 def _sonimage_runner(families: tuple[str, ...], spatial: bool = True):
     from sonimage.features.base import FeatureSettings, Roi
     from sonimage.features.families import extract_features
-    from sonimage.lesions.inputs import read_image, read_mask
+    from sonimage.stages.inputs import read_image, read_mask
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0, spatial_autocorrelation=spatial)
 
@@ -232,7 +232,7 @@ def dask_rows(scans: list[tuple[Path, Path]], worker_counts: tuple[int, ...], re
 
     from sonimage.features.base import FeatureSettings
     from sonimage.features.families import ALL_FAMILIES
-    from sonimage.lesions.scan import scan_lesions
+    from sonimage.stages.scan import scan_lesions
 
     settings = FeatureSettings(bin_width=BIN_WIDTH, bin_lower_bound=0.0)
     rows = []

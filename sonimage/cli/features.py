@@ -23,7 +23,7 @@ import numpy as np
 from sonimage.features.base import FeatureSettings
 from sonimage.features.families import ALL_FAMILIES
 from sonimage.features.filters import FilterSpec
-from sonimage.lesions.scan import scan_lesions
+from sonimage.stages.scan import scan_lesions
 from sonimage.features.table import feature_table, write_table
 
 

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from sonimage.cli import main
 from sonimage.features.table import read_dictionary
-from sonimage.lesions.inputs import read_image
+from sonimage.stages.inputs import read_image
 from sonimage.volumes.store import write_volume
 from sonimage.volumes.volume import Volume
 from tests.helpers import require

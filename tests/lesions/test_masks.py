@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import pack_bits
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from sonimage.lesions.inputs import lesion_names, mask_kind, read_image, read_mask
+from sonimage.stages.inputs import lesion_names, mask_kind, read_image, read_mask
 from sonimage.volumes.volume import MaskError
 from sonimage.dicom.rtstruct import fill_even_odd, rasterise, roi_names
 from sonimage.volumes.store import write_volume

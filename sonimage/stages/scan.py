@@ -11,7 +11,7 @@ from sonimage.features.base import FeatureSettings, Roi
 from sonimage.features.families import ALL_FAMILIES, extract_features
 from sonimage.features.filters import FilterSpec
 from sonimage.features.table import LesionFeatures
-from sonimage.lesions.inputs import lesion_names, read_image, read_mask
+from sonimage.stages.inputs import lesion_names, read_image, read_mask
 
 
 def scan_lesions(image_path: Path, mask_path: Path, settings: FeatureSettings,
