@@ -21,7 +21,7 @@ from sonimage.lesions.delineation import delineation_rows
 from sonimage.lesions.reading import read_patient_fes
 from sonimage.lesions.records import LesionJob, LesionReading, PatientScans, PatientVolumes
 from sonimage.lesions.roi import organ_of
-from sonimage.settings import PIPELINE_FEATURES, DelineationSettings, Settings
+from sonimage.settings import PIPELINE_FEATURES, DelineationSettings, FesReadingSettings, FesRuleSettings
 from sonimage.volumes.volume import Volume
 
 
@@ -65,7 +65,8 @@ def fes_labels_store(scans: PatientScans) -> str:
     return f"lesions/{scans.cohort}/{scans.patient}/fes-labels.zarr"
 
 
-def plan_lesions(scans: PatientScans, volumes: PatientVolumes, settings: Settings
+def plan_lesions(scans: PatientScans, volumes: PatientVolumes, delineation: DelineationSettings,
+                 fes_reading: FesReadingSettings, fes: FesRuleSettings
                  ) -> tuple[list[LesionJob], dict, Volume | None]:
     """Lesion jobs on FDG and, after CT registration and the FES reading, on FES; returns them with the patient's
     record (registration QC, per-scan liver reference, per-lesion FES evaluability: see
@@ -73,8 +74,8 @@ def plan_lesions(scans: PatientScans, volumes: PatientVolumes, settings: Setting
     labels = volumes.labels
     rois = labels.attrs["rois"]
     names = {r["label"]: r["name"] for r in rois}
-    read = read_patient_fes(volumes, {k: organ_of(n) for k, n in names.items()}, settings.delineation,
-                            settings.fes_reading, settings.fes.threshold)
+    read = read_patient_fes(volumes, {k: organ_of(n) for k, n in names.items()}, delineation, fes_reading,
+                            fes.threshold)
     fdg_threshold = read.liver[0]["percist_threshold_suv"] if read.liver else float("nan")
     jobs = [LesionJob(scans.cohort, scans.patient, "FDG", k, names[k], scans.fdg_pet, scans.labels, box,
                       fdg_threshold) for k, box in _boxes(labels.array, rois).items()]
@@ -91,17 +92,18 @@ def _image(volume: Volume) -> tuple[np.ndarray, dict]:
     return volume.array, {**volume.attrs, "spacing": list(volume.spacing)}
 
 
-def patient_lesions(scans: PatientScans, volumes: PatientVolumes, settings: Settings
+def patient_lesions(scans: PatientScans, volumes: PatientVolumes, features: FeatureSettings,
+                    delineation: DelineationSettings, fes_reading: FesReadingSettings, fes: FesRuleSettings
                     ) -> tuple[list[LesionReading], dict, Volume | None]:
     """The whole lesion stage of one patient: :func:`plan_lesions`, then every lesion's features and delineations
     (:func:`lesion_features`) from the volumes in memory, FDG lesions first. Returns the readings, the patient's
     record and the FES label map (for the stage to keep)."""
-    jobs, record, fes_labels = plan_lesions(scans, volumes, settings)
+    jobs, record, fes_labels = plan_lesions(scans, volumes, delineation, fes_reading, fes)
     sources = {scans.labels: (volumes.labels.array, {}), scans.fdg_pet: _image(volumes.fdg_pet)}
     if fes_labels is not None:
         sources[fes_labels_store(scans)] = (fes_labels.array, {})
         sources[str(scans.fes_pet)] = _image(volumes.fes_pet)
-    readings = [lesion_features(job, sources, settings.features, delineation=settings.delineation) for job in jobs]
+    readings = [lesion_features(job, sources, features, delineation=delineation) for job in jobs]
     return readings, record, fes_labels
 
 

@@ -133,7 +133,8 @@ def extract_patient(scans: PatientScans, out: Path, settings: Settings | None = 
     key = input_key(scans, Path(out), settings)
     if (done := reused(scans, Path(out), key)) is not None:
         return *done, True
-    readings, record, fes_labels = patient_lesions(scans, read_patient(scans, out), settings)
+    readings, record, fes_labels = patient_lesions(scans, read_patient(scans, out), settings.features,
+                                                   settings.delineation, settings.fes_reading, settings.fes)
     _keep_fes_labels(scans, out, fes_labels)
     keep(scans, Path(out), key, readings, record)
     return readings, record, False
@@ -143,7 +144,9 @@ def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = 
                     ) -> tuple[list[LesionJob], dict]:
     """The patient's lesion jobs and record (:func:`sonimage.lesions.jobs.plan_lesions`) from its stores, keeping
     the FES labels as a store, so that each job can be read from the stores alone (:func:`lesion_from_stores`)."""
-    jobs, record, fes_labels = plan_lesions(scans, read_patient(scans, out), settings or Settings())
+    settings = settings or Settings()
+    jobs, record, fes_labels = plan_lesions(scans, read_patient(scans, out), settings.delineation,
+                                            settings.fes_reading, settings.fes)
     _keep_fes_labels(scans, out, fes_labels)
     return jobs, record
 

@@ -106,7 +106,9 @@ def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> Non
     delineations that reading its box from the Zarr stores gives, FDG lesions first."""
     base, _, _ = pipeline
     scans, _ = plan_patients(base / "out")
-    readings, record, _ = patient_lesions(scans[0], read_patient(scans[0], base / "out"), Settings())
+    settings = Settings()
+    readings, record, _ = patient_lesions(scans[0], read_patient(scans[0], base / "out"), settings.features,
+                                          settings.delineation, settings.fes_reading, settings.fes)
     jobs, planned = prepare_patient(scans[0], base / "out")
     from_stores = [lesion_from_stores(job, base / "out") for job in jobs]
     assert [r.ids for r in readings] == [r.ids for r in from_stores]
