@@ -41,11 +41,6 @@ class Job:
     store: str
     digest_key: bytes = field(repr=False)
 
-    @property
-    def label(self) -> str:
-        """What the job converts, for task names and logs (pseudonyms only)."""
-        return f"{self.cohort}-{self.plan.patient_id}-{self.plan.modality}-series-{self.plan.series_uid[:12]}"
-
 
 @dataclass(frozen=True)
 class MaskJob:
@@ -60,11 +55,6 @@ class MaskJob:
     pet: SeriesPlan
     store: str
     digest_key: bytes = field(repr=False)
-
-    @property
-    def label(self) -> str:
-        """What the job rasterises, for task names and logs (pseudonyms only)."""
-        return f"{self.cohort}-{self.patient}-RTSTRUCT-series-{self.series[:12]}"
 
 
 @dataclass(frozen=True)
