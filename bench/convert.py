@@ -115,7 +115,7 @@ def series_rows(name: str, folder: Path, repeat: int) -> list[dict]:
 
 def _warm_up() -> None:
     """Import the conversion stack in a worker, as a long-running worker already has."""
-    import sonimage.volumes.from_dicom  # noqa: F401
+    import sonimage.dicom.conversion  # noqa: F401
 
 
 def cohort_rows(root: Path, workers: int) -> list[dict]:

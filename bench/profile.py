@@ -36,10 +36,10 @@ KEY = "profile-bench-key"
 
 # (stage, parent stage or "", the functions timed for it as "module:attribute" at their call site)
 STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("index", "", ("sonimage.volumes.from_dicom:index_files", "sonimage.stages.convert:index_files")),
-    ("conversion", "", ("sonimage.volumes.from_dicom:convert_any", "sonimage.stages.convert:convert_job",
+    ("index", "", ("sonimage.dicom.conversion:index_files", "sonimage.stages.convert:index_files")),
+    ("conversion", "", ("sonimage.dicom.conversion:convert_any", "sonimage.stages.convert:convert_job",
                         "sonimage.stages.convert:convert_mask")),
-    ("convert tables", "", ("sonimage.volumes.from_dicom:finish", "sonimage.stages.convert:finish")),
+    ("convert tables", "", ("sonimage.dicom.conversion:finish", "sonimage.stages.convert:finish")),
     ("lesion stage", "", ("sonimage.lesions.tree:prepare_patient", "sonimage.lesions.tree:scan_features",
                           "sonimage.lesions.tree:patient_lesions", "sonimage.lesions.tree:patient_lesions_reused",
                           "sonimage.stages.extract:extract_patient")),
@@ -113,7 +113,7 @@ def run_child(code: Path, study: Path, settings: Path | None, analysis: bool) ->
     except ImportError:
         from sonimage.lesions.tree import features_tree
         from sonimage.study import analyse_study
-        from sonimage.volumes.from_dicom import convert_tree
+        from sonimage.dicom.conversion import convert_tree
 
     run_settings = Settings.from_json(settings.read_text() if settings else None)
     whole = time.perf_counter(), time.process_time()

@@ -45,7 +45,7 @@ IDLE_S = 3.0  # seconds the idle client process (scheduler, nannies, event loop)
 def _warm_up() -> None:
     """Import the pipeline in a worker, as a long-running worker already has."""
     import sonimage.stages.extract  # noqa: F401
-    import sonimage.volumes.from_dicom  # noqa: F401
+    import sonimage.dicom.conversion  # noqa: F401
 
 
 def _cpu() -> float:

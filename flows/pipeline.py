@@ -14,7 +14,7 @@ from sonimage.lesions.reuse import read_reuse_summary
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
 from sonimage.stages import convert as convert_stage, extract as extract_stage
-from sonimage.volumes.from_dicom import ConvertSummary
+from sonimage.dicom.conversion import ConvertSummary
 
 
 def convert_and_extract(dicom_root: Path, out: Path, pseudo: Pseudonymiser, settings: Settings, clock: StageClock

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from sonimage.io import write_json_atomic
-from sonimage.volumes.from_dicom import ConvertSummary
+from sonimage.dicom.conversion import ConvertSummary
 
 
 class StageClock:

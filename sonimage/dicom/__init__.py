@@ -1,2 +1,2 @@
 """DICOM reading: indexing a tree, grouping series, vendor-neutral SUV and body-size normalisers, RTSTRUCT
-rasterisation, pseudonyms."""
+rasterisation, pseudonyms, and converting series into volume stores (``conversion``)."""

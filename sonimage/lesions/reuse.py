@@ -2,7 +2,7 @@
 
 A patient's lesion stage (:func:`sonimage.stages.extract.extract_patient`) depends only on its input stores, the
 run's settings and sonimage's code. Each store records the keyed digest of the DICOM bytes it was converted from
-(``content_hmac_sha256``, :mod:`sonimage.volumes.from_dicom`); the patient's *input key* is the SHA-256 of those
+(``content_hmac_sha256``, :mod:`sonimage.dicom.conversion`); the patient's *input key* is the SHA-256 of those
 digests (with the stores' paths), the settings as JSON and sonimage's version. The results are kept under
 ``OUT/features/reuse/<cohort>/<patient>.pickle`` with their key, written atomically; a later run whose key is
 the same loads them instead of computing, so a nightly ingest that adds one patient computes that patient only,

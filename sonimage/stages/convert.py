@@ -1,11 +1,11 @@
 """The conversion stage: a DICOM tree → one Zarr store per PET or CT series and per usable RTSTRUCT, the manifest
-and the quarantine (:mod:`sonimage.volumes.from_dicom` holds the steps).
+and the quarantine (:mod:`sonimage.dicom.conversion` holds the steps).
 
 plan → one item per patient → gather:
 
 - **plan** (this process): list the files, index their headers in batches (:func:`index_batch`, an item each),
   pseudonymise the records and plan the jobs here, where alone the site key and the linking table are
-  (:func:`sonimage.volumes.from_dicom.plan_from_index`), and group the jobs by patient (:func:`patient_items`);
+  (:func:`sonimage.dicom.conversion.plan_from_index`), and group the jobs by patient (:func:`patient_items`);
 - **item** (:func:`convert_patient`): one patient's image series, then the RTSTRUCTs drawn on its PET series that
   converted. One item per patient, as for the lesion stage: per series, Prefect's cost per task run (~0.3 CPU s)
   exceeded the work (~0.1 s per tiny series; ``bench/prefect_scale.py``);
@@ -25,7 +25,7 @@ from sonimage.dicom.index import Instance, Rejected, index_files
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.parallel import Executor, parallel_starmap
 from sonimage.tables.manifest import write_manifest, write_quarantine
-from sonimage.volumes.from_dicom import (ConversionPlan, ConvertSummary, Job, MaskJob, Outcome, batches, convert_job,
+from sonimage.dicom.conversion import (ConversionPlan, ConvertSummary, Job, MaskJob, Outcome, batches, convert_job,
                                       convert_mask, input_files, link_ct_tracers, masks_on_converted,
                                       plan_from_index)
 

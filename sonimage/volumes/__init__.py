@@ -1,2 +1,2 @@
-"""Image volumes: the in-memory grid (``volume``), the chunked Zarr stores (``store``) and the steps that convert
-DICOM series into them (``from_dicom``; the stage that runs them is :mod:`sonimage.stages.convert`)."""
+"""Image volumes: the in-memory grid (``volume``) and its chunked Zarr stores (``store``); DICOM series are
+converted into them by :mod:`sonimage.dicom.conversion`, run by :mod:`sonimage.stages.convert`."""

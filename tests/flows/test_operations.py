@@ -56,7 +56,7 @@ from sonimage.dicom.pseudonym import Pseudonymiser, content_digest  # noqa: E402
 from sonimage.synth.generate import generate_study  # noqa: E402
 from sonimage.tables.partitions import write_cohort_partitions  # noqa: E402
 from sonimage.stages import convert as convert_stage
-from sonimage.volumes.from_dicom import plan_from_index  # noqa: E402
+from sonimage.dicom.conversion import plan_from_index  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts the production stack as processes
 
