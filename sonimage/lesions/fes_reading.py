@@ -40,7 +40,13 @@ Per evaluable lesion the reading records what the call (:func:`sonimage.tables.p
 - ``fes_suvmax_pvc``: the recovery-coefficient partial-volume corrected SUVmax, background + (SUVmax −
   background) / RC(d) (RC floored at :data:`PVC_MIN_RC`, since the correction amplifies noise without bound in the
   smallest lesions). A sensitivity analysis only, never the primary reading: in oncology PVC raises sensitivity at
-  the cost of specificity (Cysouw et al., Eur J Nucl Med Mol Imaging 2017;44:1491–1506).
+  the cost of specificity (Cysouw et al., Eur J Nucl Med Mol Imaging 2017;44:1491–1506);
+- ``fes_lesion_spill_in_suv``: the FES SUV that the other drawn lesions spill into this lesion's maximum voxel
+  (:func:`lesion_spill_in`, the geometric transfer matrix of Rousset, Ma & Evans, J Nucl Med 1998;39:904–911, at
+  the lesions' maximum voxels). A positive call must stay positive with it subtracted
+  (:func:`sonimage.tables.patients.fes_calls`): an ER-negative lesion whose contour takes in a hot neighbour's
+  blurred edge is otherwise read positive (truth benchmark, full size: a 13.5 mm ER-negative lesion 2.8 mm from a
+  lesion of FES SUV 6.6 read SUVmax 1.79).
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ from sonimage.settings import FesReadingSettings
 NOT_EVALUABLE_ORGANS = ("liver",)
 PVC_MIN_RC = 0.1
 MEASURES = ("fes_n_voxels", "fes_diameter_mm", "fes_rc_diameter_mm", "fes_rc", "fes_background_median", "fes_background_p95", "fes_lbr",
-            "fes_suvmax_pvc", "fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected")
+            "fes_suvmax_pvc", "fes_hot_distance_mm", "fes_spill_in_suv", "fes_suvmax_spill_corrected",
+            "fes_lesion_spill_in_suv")
 
 
 def _triangular_nodes(n: int) -> np.ndarray:
@@ -129,6 +136,40 @@ def hot_regions(fes: np.ndarray, lesions: np.ndarray, spacing: tuple[float, floa
     return organs | (grow(organs, spacing, reading.fwhm_mm) & above & ~(lesions > 0))
 
 
+def lesion_spill_in(labels: np.ndarray, peaks: dict[int, tuple[int, int, int]], above: dict[int, float],
+                    sigma_voxels: np.ndarray, reach_sigmas: float = 4.0) -> dict[int, float]:
+    """Spill-in from the other lesions at each lesion's maximum voxel, by a geometric transfer matrix (GTM; Rousset,
+    Ma & Evans, J Nucl Med 1998;39:904–911) with the lesions' maximum voxels as its regions.
+
+    ``peaks`` maps label → its maximum voxel (index), ``above`` label → its measured SUVmax above local background.
+    Each contour, as a uniform unit source, is blurred by the Gaussian PSF of ``sigma_voxels`` (per axis, voxels;
+    the discrete normalised kernel); ω[j, k] is contour k's blurred value at lesion j's maximum voxel. The true
+    uptakes above background T solve ω T = ``above`` (least squares), and lesion j's spill-in is
+    Σ_{k≠j} ω[j, k] max(T_k, 0): spill-in only adds activity. Contours further than ``reach_sigmas`` σ contribute
+    nothing (their weight is below e⁻⁸).
+    """
+    order = [k for k in peaks if k in above]
+    if len(order) < 2:
+        return dict.fromkeys(order, 0.0)
+    boxes = ndimage.find_objects(labels)
+    reach = np.ceil(reach_sigmas * sigma_voxels).astype(int)
+    half = int(reach.max())
+    norms = [np.exp(-0.5 * (np.arange(-half, half + 1) / s) ** 2).sum() for s in sigma_voxels]
+    voxels = {k: np.argwhere(labels[boxes[k - 1]] == k) + [b.start for b in boxes[k - 1]] for k in order}
+    omega = np.zeros((len(order), len(order)))
+    for j, kj in enumerate(order):
+        p = np.asarray(peaks[kj])
+        for i, ki in enumerate(order):
+            box = boxes[ki - 1]
+            if any(p[a] < box[a].start - reach[a] or p[a] >= box[a].stop + reach[a] for a in range(3)):
+                continue
+            d = (voxels[ki] - p) / sigma_voxels
+            omega[j, i] = float(np.exp(-0.5 * (d * d).sum(axis=1)).sum() / np.prod(norms))
+    uptake = np.linalg.lstsq(omega, np.array([above[k] for k in order]), rcond=None)[0]
+    cross = omega * np.maximum(uptake, 0.0)[None, :]
+    return {k: float(cross[j].sum() - cross[j, j]) for j, k in enumerate(order)}
+
+
 def _grown_window(box: tuple[slice, ...], reach: list[int], shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, shape))
 
@@ -149,7 +190,7 @@ def read_lesions(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], sp
     boxes = ndimage.find_objects(labels) if labels.any() else []
     voxel_ml = float(np.prod(spacing)) / 1000.0
     shell_outer, shell_inner = sphere_offsets(spacing, 2 * reading.fwhm_mm), sphere_offsets(spacing, reading.fwhm_mm)
-    rows = []
+    rows, peaks = [], {}
     for label, organ in organs.items():
         box = boxes[label - 1] if 0 < label <= len(boxes) else None
         if box is None:
@@ -186,7 +227,14 @@ def read_lesions(fes: np.ndarray, labels: np.ndarray, organs: dict[int, str], sp
                      "fes_lbr": suvmax / background if background > 0 else nan,
                      "fes_hot_distance_mm": near, "fes_spill_in_suv": float(spill_in.max()),
                      "fes_suvmax_spill_corrected": float((values - spill_in).max()), "_suvmax": suvmax})
+        peaks[label] = tuple(int(b.start) + int(i) for b, i in
+                             zip(win, np.unravel_index(int(np.argmax(np.where(mask, img, -np.inf))), img.shape)))
     measured = [r for r in rows if "_suvmax" in r]
+    above = {r["label"]: r["_suvmax"] - np.nan_to_num(r["fes_background_median"]) for r in measured}
+    sigma_voxels = effective_sigma_mm(reading.fwhm_mm, spacing, reading.min_sigma_voxels) / np.asarray(spacing)
+    neighbours = lesion_spill_in(labels, peaks, above, sigma_voxels)
+    for r in measured:
+        r["fes_lesion_spill_in_suv"] = neighbours[r["label"]]
     if measured:  # recovery coefficients and their correction for all lesions at once
         margin = reading.contour_margin_voxels * max(spacing)
         at = np.maximum([r["fes_diameter_mm"] - margin for r in measured], 0.0)

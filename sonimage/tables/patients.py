@@ -37,6 +37,7 @@ COUNT_COLUMNS = ("n_lesions", "n_fes_evaluable", "n_fes_determinate", "n_fes_pos
 READ_COLUMNS = ("fes_rc", "fes_background_median", "fes_background_p95")  # what a detectability call needs
 TOO_SMALL = "too small: an ER-positive lesion of this size would not read positive on this background"
 NOT_FOCAL = "no focal uptake above local background"
+NEIGHBOUR_SPILL = "spill-in from a neighbouring lesion"
 
 
 def fes_calls(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
@@ -54,7 +55,10 @@ def fes_calls(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) 
       corrected for, so every evaluable lesion qualifies;
     - ``indeterminate``: otherwise: "too small ..." below the threshold, or "no focal uptake above local
       background" when the lesion reaches the threshold but is no hotter than its surroundings (neither called
-      positive nor, since it reached the threshold, negative).
+      positive nor, since it reached the threshold, negative), or "spill-in from a neighbouring lesion" when it
+      reads positive only by the SUV its neighbours spill into its maximum voxel (``fes_lesion_spill_in_suv``:
+      the statistic less that spill-in below the threshold; :func:`sonimage.lesions.fes_reading.lesion_spill_in`, the
+      geometric transfer matrix of Rousset et al., J Nucl Med 1998;39:904).
 
     Tables without the reading's detectability columns (:data:`READ_COLUMNS`; e.g. the synthetic truth's true
     values) have no partial volume to allow for: every evaluable lesion is called on its uptake alone.
@@ -70,11 +74,13 @@ def fes_calls(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings()) 
             detectable = pd.Series(bool(rule.reads_positive(rule.reference_positive_suv)), index=lesions.index)
     else:
         focal = detectable = pd.Series(True, index=lesions.index)
-    positive = evaluable & above & focal
+    spill = lesions.get("fes_lesion_spill_in_suv", pd.Series(0.0, index=lesions.index)).fillna(0.0)
+    own = rule.reads_positive(lesions[f"fes_{rule.statistic}"] - spill).fillna(False).astype(bool)
+    positive = evaluable & above & focal & own
     negative = evaluable & ~above & detectable
     call = np.select([~evaluable, positive, negative], ["not evaluable", "positive", "negative"], "indeterminate")
-    why = np.select([~evaluable, positive | negative, above], [reason.to_numpy(dtype=object), "", NOT_FOCAL],
-                    TOO_SMALL)
+    why = np.select([~evaluable, positive | negative, above & focal, above],
+                    [reason.to_numpy(dtype=object), "", NEIGHBOUR_SPILL, NOT_FOCAL], TOO_SMALL)
     return pd.DataFrame({"fes_call": call, "fes_call_reason": why}, index=lesions.index)
 
 

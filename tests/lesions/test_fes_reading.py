@@ -194,3 +194,42 @@ def test_rigid_registration_recovers_rotation_and_translation_and_rates_itself()
     noise = Volume(np.random.default_rng(2).normal(0, 300, fixed.array.shape).astype(np.int16), fixed.spacing,
                    fixed.origin, fixed.direction)
     assert not register_rigid(fixed, noise).ncc >= MIN_NCC  # a scan that is not this patient's: below threshold
+
+
+def _two_sphere_scan(spheres: list[tuple[float, float, float]], background: float,
+                     spacing: tuple[float, float, float], shape: tuple[int, int, int]) -> np.ndarray:
+    """A noise-free scan of uniform spheres (x centre mm, diameter mm, uptake) on one line along x, rendered at 1 mm,
+    blurred by the default PSF and averaged into ``spacing`` voxels."""
+    up = [int(round(s)) for s in spacing]
+    fine = [n * u for n, u in zip(shape, up)]
+    z, y, x = np.ogrid[tuple(slice(0, n) for n in fine)]
+    act = np.full(fine, background)
+    for cx, diameter, uptake in spheres:
+        r2 = (z + 0.5 - fine[0] / 2) ** 2 + (y + 0.5 - fine[1] / 2) ** 2 + (x + 0.5 - cx) ** 2
+        act[r2 <= (diameter / 2) ** 2] = uptake
+    act = ndimage.gaussian_filter(act, FWHM / 2.3548)
+    return act.reshape(shape[0], up[0], shape[1], up[1], shape[2], up[2]).mean(axis=(1, 3, 5))
+
+
+def test_a_negative_lesion_beside_a_hot_lesion_is_not_called_positive() -> None:
+    """The truth benchmark's false positive, constructed: a 13.5 mm ER-negative bone lesion (FES 0.82 on marrow of
+    1.0) 2.8 mm edge to edge from an ER-positive lesion of FES 6.6, its contour drawn a voxel too large, reads
+    SUVmax ≥ 1.5 from the neighbour's blurred uptake alone; with the neighbour's spill-in (GTM) subtracted it is
+    indeterminate, not positive. The hot neighbour, and the same lesion alone, stay positive."""
+    spacing, shape = (4.0, 4.0, 4.0), (14, 14, 24)
+    neg_x, hot_x, hot_d = 34.0, 34.0 + 6.75 + 2.8 + 7.5, 15.0
+    pair = _two_sphere_scan([(neg_x, 13.5, 0.82), (hot_x, hot_d, 6.6)], 1.0, spacing, shape)
+    zz, yy, xx = np.indices(shape)
+    d2 = lambda cx: ((zz + 0.5) * 4 - 28) ** 2 + ((yy + 0.5) * 4 - 28) ** 2 + ((xx + 0.5) * 4 - cx) ** 2  # noqa: E731
+    labels = np.zeros(shape, np.uint8)
+    labels[d2(neg_x) <= ((13.5 + 8.0) / 2) ** 2] = 1  # drawn too large
+    labels[d2(hot_x) <= (hot_d / 2) ** 2] = 2
+    called = _called(pair, labels, {1: "bone", 2: "bone"}, spacing=spacing)
+    assert called.loc[1, "fes_suvmax"] >= 1.5  # the neighbour's blur alone lifts it over the threshold
+    assert called.loc[1, "fes_call"] == "indeterminate"
+    assert called.loc[1, "fes_call_reason"] == "spill-in from a neighbouring lesion"
+    assert called.loc[1, "fes_suvmax"] - called.loc[1, "fes_lesion_spill_in_suv"] < 1.5
+    assert called.loc[2, "fes_call"] == "positive"
+    alone = _two_sphere_scan([(hot_x, hot_d, 6.6)], 1.0, spacing, shape)
+    isolated = _called(alone, np.where(labels == 2, 1, 0).astype(np.uint8), {1: "bone"}, spacing=spacing).loc[1]
+    assert isolated["fes_call"] == "positive" and isolated["fes_lesion_spill_in_suv"] == 0.0
