@@ -26,7 +26,7 @@ NOT_FES_EVALUABLE = ("liver",)  # FES is metabolised in the liver: hot backgroun
 # Reasons that hold for every lesion of a patient: they become the patient's ``fes_missing_reason`` as they are.
 PATIENT_REASONS = ("no FES scan", "registration failed", "registration below quality threshold")
 NO_EVALUABLE_LESION = "no FES-evaluable lesion"
-ONLY_INDETERMINATE = "only indeterminate FES calls (lesions too small)"
+ONLY_INDETERMINATE = "only indeterminate FES calls (lesions too small, or spill-in from a neighbour)"
 FES_METRICS = ("fes_positive_fraction", "fes_positive_fraction_evaluable", "any_fes_negative")
 
 

@@ -127,7 +127,7 @@ def test_patient_metrics_count_only_determinate_lesions() -> None:
     assert m.loc["B", "n_fes_evaluable"] == 2 and m.loc["B", "fes_pattern"] == "all negative"
     assert m.loc["A", "any_fes_negative"] == False and m.loc["A", "n_fes_indeterminate"] == 0  # noqa: E712
     assert m.loc["H", "fes_pattern"] == "not evaluable" and m.loc["H", "any_fes_negative"] is pd.NA
-    assert m.loc["H", "fes_missing_reason"] == "only indeterminate FES calls (lesions too small)"
+    assert m.loc["H", "fes_missing_reason"] == "only indeterminate FES calls (lesions too small, or spill-in from a neighbour)"
     # a patient whose only sub-threshold lesion is indeterminate is not any-FES-negative
     df.loc[(df.patient == "B") & (df.organ == "lymph_node"), "fes_rc"] = 0.2
     df.loc[df.patient == "B", "fes_suvmax"] = [1.0, 3.0]  # the lung lesion now reads positive
