@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from sonimage.survival.benefit import BENEFIT_METRICS, benefit_validation, predict_benefit
+from sonimage.survival.benefit import BENEFIT_METRICS, BENEFIT_RANGE, benefit_validation, predict_benefit
 from sonimage.survival.cox import WALD, FrozenCox, cox_terms, fit_cox
 from sonimage.survival.data import SurvivalDataError, make_design, survival_outcome
 from sonimage.survival.decision import treatment_net_benefit
@@ -113,7 +113,7 @@ def benefit_appraisal(model: FrozenCox, internal: dict, dev: pd.DataFrame, time:
                       horizons: tuple[float, ...], n_boot: int, seed: int = 0) -> dict:
     """Benefit metrics in the development trial at each horizon: apparent (percentile CI), optimism (from
     ``internal``, a :func:`~sonimage.survival.internal.bootstrap_optimism` result with benefit metrics) and
-    corrected (location-shifted CI), calibration of benefit by groups, smoothed curve and decision curve."""
+    corrected (location-shifted CI, cut at the metric's range [0, 1]), calibration of benefit by groups, smoothed curve and decision curve."""
     out = {}
     t, e = survival_outcome(dev, time, event)
     for h in horizons:
@@ -123,9 +123,12 @@ def benefit_appraisal(model: FrozenCox, internal: dict, dev: pd.DataFrame, time:
         for k in BENEFIT_METRICS:
             opt = internal["optimism"].get(f"{k}_{h:g}", np.nan)
             a = val[k]
+            shifted = np.array([a["estimate"], a["lower"], a["upper"]], float) - opt
+            corrected = np.clip(shifted, *BENEFIT_RANGE)  # a shift past the metric's range is cut at its edge
             metrics[k] = {"apparent": a["estimate"], "apparent_lower": a["lower"], "apparent_upper": a["upper"],
-                          "optimism": opt, "corrected": a["estimate"] - opt,
-                          "corrected_lower": a["lower"] - opt, "corrected_upper": a["upper"] - opt}
+                          "optimism": opt, "corrected": float(corrected[0]), "corrected_lower": float(corrected[1]),
+                          "corrected_upper": float(corrected[2]),
+                          "corrected_cut_at_range": bool(np.any(np.abs(corrected - shifted) > 0))}
         ben = predict_benefit(model, dev, treatment, [h])[f"benefit_{h:g}"].to_numpy()
         out[f"{h:g}"] = {"metrics": metrics, "calibration_of_benefit": val["calibration_of_benefit"],
                          "smoothed_curve": val["smoothed_curve"], "known_pairs": val["known_pairs"],

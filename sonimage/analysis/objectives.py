@@ -139,11 +139,24 @@ def schoenfeld(df: pd.DataFrame, formula: str, primary: dict | None = None) -> d
             "note": "lifelines' approximation of the scaled Schoenfeld test (R cox.zph before 2019), km transform"}
 
 
+def _negative_by_arm(df: pd.DataFrame) -> str:
+    """The counts behind the interaction: patients with any FES-negative lesion and their events, per arm."""
+    parts = []
+    for arm, name in ((0, "AI"), (1, "AI + CDK4/6i")):
+        a = df[df[TRT] == arm]
+        neg = a[a["any_fes_negative"] == 1]
+        parts.append(f"{name}: {len(neg)} of {len(a)} patients any FES-negative, {int(neg[EVENT].sum())} "
+                     f"PFS1 events among them")
+    return "; ".join(parts)
+
+
 def objective2(df: pd.DataFrame) -> dict:
     """Treatment × heterogeneity: HR of any FES-negative lesion per arm; CDK4/6i HR by subgroup."""
     clinical = " + ".join(CLINICAL)
     formula = primary_formulas()["objective2"]
     inter = {**_fit_rows(df, formula, [PRIMARY_TERMS["objective2"]])[0], "formula": formula}
+    if inter.get("not_estimable"):
+        inter["not_estimable"] += f" ({_negative_by_arm(df)})"
     d = df.assign(neg_ai=df["any_fes_negative"] * (1 - df[TRT]), neg_cdk=df["any_fes_negative"] * df[TRT])
     arms = _fit_rows(d, f"{TRT} + neg_ai + neg_cdk + {clinical}", ["neg_ai", "neg_cdk"])
     arms[0]["term"], arms[1]["term"] = "any FES-negative, AI", "any FES-negative, AI+CDK4/6i"

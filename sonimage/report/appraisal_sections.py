@@ -38,8 +38,9 @@ def key_lines(a: dict) -> list[str]:
         m = by_h[h]["metrics"]["c_for_benefit"]
         lines.append(f"{name.capitalize()} model, c-for-benefit at {h} months: apparent "
                      f"{ci(m['apparent'], m['apparent_lower'], m['apparent_upper'], 3)}, optimism-corrected "
-                     f"{ci(m['corrected'], m['corrected_lower'], m['corrected_upper'], 3)} (0.5 = no better than "
-                     "chance at ranking benefit).")
+                     f"{ci(m['corrected'], m['corrected_lower'], m['corrected_upper'], 3)}"
+                     f"{' (interval cut at 0 or 1)' if m.get('corrected_cut_at_range') else ''} (0.5 = no better "
+                     "than chance at ranking benefit).")
     return lines
 
 

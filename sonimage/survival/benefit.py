@@ -151,6 +151,7 @@ def benefit_metrics(time: np.ndarray, event: np.ndarray, treated_mask: np.ndarra
 
 
 BENEFIT_METRICS = ("c_for_benefit", "e_avg_for_benefit", "e90_for_benefit")
+BENEFIT_RANGE = (0.0, 1.0)  # each metric's range: a concordance, or an absolute difference of two probabilities
 
 
 def _group_benefit(time: np.ndarray, event: np.ndarray, arm_t: np.ndarray, arm_c: np.ndarray, group: np.ndarray,

@@ -29,3 +29,6 @@ def test_constant_any_fes_negative_is_not_estimable_and_the_rest_runs():
     assert all(math.isfinite(r["hr"]) for r in o1["multivariable"]["rows"])
     o2 = objective2(df)
     assert o2["interaction"]["hr"] is None and math.isfinite(o2["interaction_continuous"]["hr"])
+    n_ai, n_cdk = (int((df["cdk46i"] == arm).sum()) for arm in (0, 1))  # the counts behind it, per arm
+    assert f"AI: {n_ai} of {n_ai} patients any FES-negative" in o2["interaction"]["not_estimable"]
+    assert f"AI + CDK4/6i: {n_cdk} of {n_cdk} patients" in o2["interaction"]["not_estimable"]

@@ -12,7 +12,7 @@ from distributed import Client
 
 from sonimage.cluster import local_cluster
 from sonimage.report.appraisal_sections import key_lines
-from sonimage.analysis.appraisal import power_rows
+from sonimage.analysis.appraisal import benefit_appraisal, power_rows
 from sonimage.survival.benefit import benefit_metrics, c_for_benefit, predict_benefit
 from sonimage.survival.cox import fit_cox
 from sonimage.survival.data import SurvivalDataError
@@ -262,3 +262,18 @@ def test_power_not_estimable_is_said_not_hidden():
     lines = key_lines({"power": [], "power_not_estimable": "the interaction model cannot be fitted: Singular",
                        "sample_size": [], "benefit": {}})
     assert any("not estimable here (the interaction model cannot be fitted" in line for line in lines)
+
+
+def test_corrected_benefit_interval_stays_inside_the_metrics_range():
+    """A location shift by a large optimism (small trials) would put the corrected c-for-benefit's interval below 0:
+    it is cut at the range and says so, never printed as an impossible number."""
+    dev = _null_benefit_cohort(120, 5)
+    model = EffectModel("x0 + x1 + trt*(x0 + x1)", "time", "event").fit(dev)
+    optimism = {f"{k}_12": 0.45 for k in ("c_for_benefit", "e_avg_for_benefit", "e90_for_benefit")}
+    out = benefit_appraisal(model, {"optimism": optimism}, dev, "time", "event", "trt", (12.0,), n_boot=20, seed=1)
+    metrics = out["12"]["metrics"]
+    for m in metrics.values():
+        assert all(0.0 <= m[k] <= 1.0 for k in ("corrected", "corrected_lower", "corrected_upper"))
+    c = metrics["c_for_benefit"]
+    assert c["apparent_lower"] - 0.45 < 0 and c["corrected_lower"] == 0.0 and c["corrected_cut_at_range"]
+    assert c["corrected"] == pytest.approx(c["apparent"] - 0.45)
