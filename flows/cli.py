@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from sonimage.cli.convert import add_pseudonym_options
+from sonimage.cli.stages import add_pseudonym_options
 from sonimage.cli.stages import add_settings_options, settings_from_args
 
 

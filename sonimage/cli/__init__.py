@@ -15,7 +15,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-SUBCOMMANDS = ("synth", "convert", "stages", "features", "model")
+SUBCOMMANDS = ("synth", "stages", "features", "model")
 OUTPUT_UMASK = 0o027  # the owner writes, the owner's group reads, others nothing
 
 DESCRIPTION = """\

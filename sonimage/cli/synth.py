@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from sonimage.cli.convert import add_workers_option
+from sonimage.cli.stages import add_workers_option
 from sonimage.synth.generate import COHORTS, SIZES, generate_study
 
 
