@@ -41,7 +41,7 @@ demo: $(STAMP)
 # loop without the service-starting tests: pytest -m "not slow").
 test: $(STAMP)
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 # The production stack as local processes on loopback (PostgreSQL, Prefect server with its UI, process worker, Dask
 # scheduler + 2 workers, S3-compatible store), deployments registered; Ctrl-C stops it. The Prefect API/UI requires
