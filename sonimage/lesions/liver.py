@@ -135,13 +135,16 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
         cov = np.sqrt(var) / mean
     candidate = (depth >= radius + 3.0) & (cov <= MAX_COV) & (mean > np.median(suv[body]))
     candidate &= in_slab[:, None, None] & right[None, None, :]
+    half = [kernel.shape[a] // 2 for a in range(3)]
+    fits = np.zeros(candidate.shape, bool)  # the whole sphere inside the image (a liver at the scan's edge)
+    fits[tuple(slice(h, n - h) for h, n in zip(half, candidate.shape))] = True
+    candidate &= fits
     groups, n = ndimage.label(candidate)
     if n == 0:
         return _missing("no uniform soft-tissue region in the right upper abdomen", ratio, lbm_formula)
     largest = groups == (np.argmax(np.bincount(groups.ravel())[1:]) + 1)
     inner = ndimage.distance_transform_edt(largest, sampling=spacing)
     k, j, i = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    half = [kernel.shape[a] // 2 for a in range(3)]
     window = tuple(slice(c - h, c + h + 1) for c, h in zip((k, j, i), half))
     values = suv[window][kernel.astype(bool)]
     centre = pet.index_to_physical(np.array([[k + slab.start, j, i]], float))[0]
