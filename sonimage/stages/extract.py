@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 
 EXCLUDED_COLUMNS = ["cohort", "patient", "reason"]
+FAILED = "failed"  # the key of a patient record whose lesion stage raised: the error, as the exclusion's reason
 
 
 def _converted_tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -68,11 +69,12 @@ def _first(rows: pd.DataFrame, column: str = "reason") -> str:
     return str(rows[column].iloc[0]) if len(rows) else ""
 
 
-def excluded_patients(manifest: pd.DataFrame, quarantine: pd.DataFrame, kept: set[tuple[str, str]]
-                      ) -> pd.DataFrame:
+def excluded_patients(manifest: pd.DataFrame, quarantine: pd.DataFrame, kept: set[tuple[str, str]],
+                      failed: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Every patient of the manifest or the quarantine not in ``kept`` ((cohort, patient) pairs of the patient
-    table), with the real cause: the RTSTRUCT quarantined (with its reason: e.g. drawn on a missing or quarantined
-    series), no RTSTRUCT, or no lesion with FDG features."""
+    table), with the real cause: the lesion stage's error (``failed``), the RTSTRUCT quarantined (with its reason:
+    e.g. drawn on a missing or quarantined series), no RTSTRUCT, or no lesion with FDG features."""
+    failed = failed or {}
     named = quarantine[quarantine.patient.fillna("") != ""] if len(quarantine) else quarantine
     everyone = pd.concat([manifest[["cohort", "patient"]], named.reindex(columns=["cohort", "patient"])])
     rows = []
@@ -82,7 +84,9 @@ def excluded_patients(manifest: pd.DataFrame, quarantine: pd.DataFrame, kept: se
         mine = manifest[manifest.patient == patient]
         bad = named[named.patient == patient] if len(named) else named
         rtstruct = bad[bad.modality == "RTSTRUCT"] if len(bad) else bad
-        if ((mine.modality == "RTSTRUCT") & (mine.status == "converted")).any():
+        if (cohort, patient) in failed:
+            reason = failed[(cohort, patient)]
+        elif ((mine.modality == "RTSTRUCT") & (mine.status == "converted")).any():
             reason = "no lesion with FDG features (every ROI of the RTSTRUCT empty or failed)"
         elif len(rtstruct):
             reason = f"RTSTRUCT quarantined: {_first(rtstruct)}"
@@ -128,13 +132,20 @@ def extract_patient(scans: PatientScans, out: Path, settings: Settings | None = 
                     ) -> tuple[list[LesionReading], dict, bool]:
     """One patient's whole lesion stage (the stage's item): the results of an earlier run with the same input
     stores and settings (:mod:`sonimage.lesions.reuse`; the flag says so), else its stores read once and
-    :func:`sonimage.lesions.jobs.patient_lesions` on them."""
+    :func:`sonimage.lesions.jobs.patient_lesions` on them. A patient whose stage raises gets no lesions and a
+    record holding the error (``FAILED``), which becomes its reason in ``excluded_patients.parquet``."""
     settings = settings or Settings()
-    key = input_key(scans, Path(out), settings)
-    if (done := reused(scans, Path(out), key)) is not None:
-        return *done, True
-    readings, record, fes_labels = patient_lesions(scans, read_patient(scans, out), settings.features,
-                                                   settings.delineation, settings.fes_reading, settings.fes)
+    try:
+        key = input_key(scans, Path(out), settings)
+        if (done := reused(scans, Path(out), key)) is not None:
+            return *done, True
+        readings, record, fes_labels = patient_lesions(scans, read_patient(scans, out), settings.features,
+                                                       settings.delineation, settings.fes_reading, settings.fes)
+    except Exception as exc:  # noqa: BLE001 - one patient's failure excludes that patient, the batch goes on
+        stores = ", ".join(s for s in (scans.labels, scans.fdg_pet, scans.fdg_ct, scans.fes_pet, scans.fes_ct) if s)
+        log.error("%s %s: lesion stage failed (%s: %s)", scans.cohort, scans.patient, type(exc).__name__, exc)
+        return [], {"cohort": scans.cohort, "patient": scans.patient,
+                    FAILED: f"lesion stage failed on {stores}: {type(exc).__name__}: {exc}"}, False
     _keep_fes_labels(scans, out, fes_labels)
     keep(scans, Path(out), key, readings, record)
     return readings, record, False
@@ -160,11 +171,11 @@ def lesion_from_stores(job: LesionJob, out: Path, settings: FeatureSettings = PI
 
 
 def write_feature_tables(out: Path, results: list[LesionFeatures], registrations: list[dict],
-                         settings: Settings) -> dict[str, str]:
+                         settings: Settings, failed: dict[tuple[str, str], str] | None = None) -> dict[str, str]:
     """The wide lesion feature table, the lesion table, the patient table, every delineation
     (``delineations.parquet``), the QC tables: registration per patient, liver reference per scan, FES reading
     per lesion (:func:`sonimage.tables.readings.reading_tables`), and the patients left out with why
-    (``excluded_patients.parquet``)."""
+    (``excluded_patients.parquet``; ``failed`` gives the error of each patient whose lesion stage failed)."""
     folder = Path(out) / FEATURES
     meta = settings.metadata()
     table, dictionary = feature_table(results, settings.features)
@@ -175,7 +186,7 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
     manifest, quarantine = _converted_tables(out)
     metrics = fes_quarantine_reasons(patient_metrics(summary.dropna(subset=["fdg_suvmax"]), settings.fes), quarantine)
     paths["patients"] = write_table(metrics, folder / "patients.parquet", metadata=meta)
-    excluded = excluded_patients(manifest, quarantine, set(zip(metrics.cohort, metrics.patient)))
+    excluded = excluded_patients(manifest, quarantine, set(zip(metrics.cohort, metrics.patient)), failed)
     paths["excluded_patients"] = write_table(excluded, folder / "excluded_patients.parquet", metadata=meta)
     paths["delineations"] = write_table(delineation_table(results), folder / "delineations.parquet", metadata=meta)
     paths.update({name: write_table(df, folder / f"{name}.parquet", metadata=meta) for name, df in qc.items()})
@@ -192,5 +203,6 @@ def run(out: Path, executor: Executor | None = None, settings: Settings | None =
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     done = parallel_map(extract_patient, scans, executor, Path(out), settings)
     write_reuse_summary(out, [reused for _, _, reused in done])
-    return write_feature_tables(out, [r for readings, _, _ in done for r in readings], [rec for _, rec, _ in done],
-                                settings)
+    failed = {(rec["cohort"], rec["patient"]): rec[FAILED] for _, rec, _ in done if FAILED in rec}
+    return write_feature_tables(out, [r for readings, _, _ in done for r in readings],
+                                [rec for _, rec, _ in done if FAILED not in rec], settings, failed)
