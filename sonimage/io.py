@@ -63,12 +63,12 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     folder = path.parent
     if str(folder) in _CLEAN:
         return []
-    stale, others = [], 0
+    stale, others, host = [], 0, _host()
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 m = _TEMPORARY.fullmatch(entry.name) if entry.name.endswith(".tmp") else None
-                if m and m["host"] == _host() and not _alive(int(m["pid"])):
+                if m and m["host"] == host and not _alive(int(m["pid"])):
                     stale.append(folder / entry.name)
                 elif m:
                     others += 1

@@ -137,7 +137,7 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     candidate &= in_slab[:, None, None] & right[None, None, :]
     half = [kernel.shape[a] // 2 for a in range(3)]
     fits = np.zeros(candidate.shape, bool)  # the whole sphere inside the image (a liver at the scan's edge)
-    fits[tuple(slice(h, n - h) for h, n in zip(half, candidate.shape))] = True
+    fits[tuple(slice(h, size - h) for h, size in zip(half, candidate.shape))] = True
     candidate &= fits
     groups, n = ndimage.label(candidate)
     if n == 0:

@@ -22,12 +22,11 @@ import pandas as pd
 from sonimage.features.base import FeatureSettings
 from sonimage.features.families import ALL_FAMILIES
 from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
-from sonimage.settings import DelineationSettings
 from sonimage.lesions.jobs import fes_labels_store, lesion_features, patient_lesions, patient_scans, plan_lesions
 from sonimage.lesions.records import LesionJob, LesionReading, PatientScans, PatientVolumes
 from sonimage.lesions.reuse import input_key, keep, reused, write_reuse_summary
 from sonimage.parallel import Executor, parallel_map
-from sonimage.settings import PIPELINE_FEATURES, Settings
+from sonimage.settings import PIPELINE_FEATURES, DelineationSettings, Settings
 from sonimage.tables.parquet import write_table
 from sonimage.tables.patients import patient_metrics
 from sonimage.tables.readings import delineation_table, lesion_summary, reading_tables
@@ -36,8 +35,6 @@ from sonimage.volumes.store import open_variable, read_volume, write_volume
 
 FEATURES = "features"
 log = logging.getLogger(__name__)
-
-
 EXCLUDED_COLUMNS = ["cohort", "patient", "reason"]
 FAILED = "failed"  # the key of a patient record whose lesion stage raised: the error, as the exclusion's reason
 
