@@ -92,9 +92,35 @@ def sphere_offsets(spacing: tuple[float, float, float], radius_mm: float) -> np.
 
 
 def _on_pet_grid(ct: Volume, pet: Volume) -> np.ndarray:
-    ref = Volume(np.zeros(pet.array.shape, np.float32), pet.spacing, pet.origin, pet.direction).to_sitk()
-    src = Volume(np.asarray(ct.array, np.float32), ct.spacing, ct.origin, ct.direction).to_sitk()
-    return sitk.GetArrayFromImage(sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, -1000.0))
+    """The CT (HU) linearly resampled onto the PET grid, float32 (interpolated in double precision from the CT as
+    stored: the same values as from a float32 copy of it)."""
+    ref = sitk.Image([int(n) for n in pet.array.shape[::-1]], sitk.sitkFloat32)
+    ref.SetSpacing(tuple(float(s) for s in pet.spacing[::-1]))
+    ref.SetOrigin(tuple(float(o) for o in pet.origin))
+    ref.SetDirection(tuple(float(d) for d in pet.direction))
+    return sitk.GetArrayFromImage(sitk.Resample(ct.to_sitk(), ref, sitk.Transform(), sitk.sitkLinear, -1000.0,
+                                                sitk.sitkFloat32))
+
+
+def _within(mask: np.ndarray, margin: tuple[int, ...]) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` grown by ``margin`` voxels per axis, clipped to the array."""
+    idx = [np.flatnonzero(mask.any(axis=tuple(b for b in range(mask.ndim) if b != a))) for a in range(mask.ndim)]
+    return tuple(slice(max(int(i[0]) - m, 0), min(int(i[-1]) + 1 + m, n))
+                 for i, m, n in zip(idx, margin, mask.shape))
+
+
+def _depth_at_least(soft: np.ndarray, where: np.ndarray, spacing: tuple[float, float, float],
+                    depth_mm: float) -> np.ndarray:
+    """``soft`` voxels at least ``depth_mm`` from any non-soft voxel (Euclidean, as
+    ``distance_transform_edt``), evaluated only inside ``where``'s box: the transform runs on that box grown by
+    the depth, which holds every non-soft voxel nearer than ``depth_mm`` to it, so the test is the same as on the
+    whole array."""
+    out = np.zeros(soft.shape, bool)
+    if not where.any():
+        return out
+    box = _within(where, tuple(int(np.ceil(depth_mm / s)) + 1 for s in spacing))
+    out[box] = ndimage.distance_transform_edt(soft[box], sampling=spacing) >= depth_mm
+    return out
 
 
 def _lungs(air: np.ndarray, voxel_ml: float) -> np.ndarray:
@@ -145,15 +171,15 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     suv, hu, body, in_slab = suv[slab], hu[slab], body[slab], in_slab[slab]
     soft = ndimage.gaussian_filter(hu, 1.0)
     soft = (soft >= 0) & (soft <= 100) & body
-    depth = ndimage.distance_transform_edt(soft, sampling=spacing)
+    searched = soft & in_slab[:, None, None] & right[None, None, :]
     kernel = sphere_offsets(spacing, radius).astype(np.float64)
     count = kernel.sum()
     mean = fftconvolve(suv, kernel, mode="same") / count
     var = np.maximum(fftconvolve(suv * suv, kernel, mode="same") / count - mean**2, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         cov = np.sqrt(var) / mean
-    candidate = (depth >= radius + 3.0) & (cov <= MAX_COV) & (mean > np.median(suv[body]))
-    candidate &= in_slab[:, None, None] & right[None, None, :]
+    candidate = _depth_at_least(soft, searched, spacing, radius + 3.0) & (cov <= MAX_COV) & \
+        (mean > np.median(suv[body])) & searched
     half = [kernel.shape[a] // 2 for a in range(3)]
     fits = np.zeros(candidate.shape, bool)  # the whole sphere inside the image (a liver at the scan's edge)
     fits[tuple(slice(h, size - h) for h, size in zip(half, candidate.shape))] = True
@@ -162,8 +188,9 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     if n == 0:
         return _missing("no uniform soft-tissue region in the right upper abdomen", ratio, lbm_formula)
     largest = groups == (np.argmax(np.bincount(groups.ravel())[1:]) + 1)
-    inner = ndimage.distance_transform_edt(largest, sampling=spacing)
-    k, j, i = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    box = _within(largest, (1, 1, 1))  # its border of zeros holds the nearest zero of every voxel inside
+    inner = ndimage.distance_transform_edt(largest[box], sampling=spacing)
+    k, j, i = (int(v) + b.start for v, b in zip(np.unravel_index(int(np.argmax(inner)), inner.shape), box))
     window = tuple(slice(c - h, c + h + 1) for c, h in zip((k, j, i), half))
     values = suv[window][kernel.astype(bool)]
     centre = pet.index_to_physical(np.array([[k + slab.start, j, i]], float))[0]

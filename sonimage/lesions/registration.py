@@ -69,21 +69,25 @@ class Rigid:
 
 
 def _ct_image(ct: Volume) -> sitk.Image:
-    clipped = np.clip(ct.array.astype(np.float32), -200.0, 1000.0)
+    """The CT in HU clipped to soft tissue and bone (-200 to 1000), float32."""
+    clipped = np.asarray(ct.array).astype(np.float32)
+    np.clip(clipped, -200.0, 1000.0, out=clipped)
     return Volume(clipped, ct.spacing, ct.origin, ct.direction).to_sitk()
 
 
 def register_rigid(fixed_ct: Volume, moving_ct: Volume) -> Rigid:
     """Rigid transform (fixed FDG CT → moving FES CT points) and its quality (:func:`registration_quality`)."""
-    fixed = sitk.Shrink(_ct_image(fixed_ct), [2, 2, 1])
-    moving = sitk.Shrink(_ct_image(moving_ct), [2, 2, 1])
-    init = sitk.CenteredTransformInitializer(sitk.Cast(fixed > -150, sitk.sitkFloat32),
+    fixed_full, moving_full = _ct_image(fixed_ct), _ct_image(moving_ct)
+    fixed = sitk.Shrink(fixed_full, [2, 2, 1])
+    moving = sitk.Shrink(moving_full, [2, 2, 1])
+    fixed_body = fixed > -150
+    init = sitk.CenteredTransformInitializer(sitk.Cast(fixed_body, sitk.sitkFloat32),
                                              sitk.Cast(moving > -150, sitk.sitkFloat32), sitk.Euler3DTransform(),
                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
     transform = sitk.Euler3DTransform(init)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMeanSquares()
-    reg.SetMetricFixedMask(sitk.Cast(fixed > -150, sitk.sitkUInt8))
+    reg.SetMetricFixedMask(sitk.Cast(fixed_body, sitk.sitkUInt8))
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentagePerLevel([0.2, 0.1, 0.05], seed=1)
     reg.MetricUseFixedImageGradientFilterOff()
@@ -97,19 +101,22 @@ def register_rigid(fixed_ct: Volume, moving_ct: Volume) -> Rigid:
     reg.Execute(fixed, moving)
     found = Rigid(tuple(float(v) for v in transform.GetParameters()),  # type: ignore[arg-type]
                   tuple(float(v) for v in transform.GetCenter()))  # type: ignore[arg-type]
-    ncc, dice = registration_quality(fixed_ct, moving_ct, found)
+    ncc, dice = registration_quality(fixed_ct, moving_ct, found, fixed_full, moving_full)
     return Rigid(found.parameters, found.centre, ncc, dice)
 
 
-def registration_quality(fixed_ct: Volume, moving_ct: Volume, rigid: Rigid) -> tuple[float, float]:
-    """(NCC inside the fixed body, Dice of the body masks) after mapping the moving CT onto the fixed CT."""
-    fixed = _ct_image(fixed_ct)
-    moved = sitk.GetArrayFromImage(sitk.Resample(_ct_image(moving_ct), fixed, rigid.transform(), sitk.sitkLinear,
-                                                 -200.0))
-    f = sitk.GetArrayFromImage(fixed)
+def registration_quality(fixed_ct: Volume, moving_ct: Volume, rigid: Rigid, fixed: sitk.Image | None = None,
+                         moving: sitk.Image | None = None) -> tuple[float, float]:
+    """(NCC inside the fixed body, Dice of the body masks) after mapping the moving CT onto the fixed CT
+    (``fixed``, ``moving``: their clipped images when already made)."""
+    fixed = _ct_image(fixed_ct) if fixed is None else fixed
+    moving = _ct_image(moving_ct) if moving is None else moving
+    moved_image = sitk.Resample(moving, fixed, rigid.transform(), sitk.sitkLinear, -200.0)
+    moved = sitk.GetArrayViewFromImage(moved_image)
+    f = sitk.GetArrayViewFromImage(fixed)
     body_f = np.asarray(fixed_ct.array) > BODY_HU
-    body_m = sitk.GetArrayFromImage(sitk.Resample(moving_ct.to_sitk(), fixed, rigid.transform(),
-                                                  sitk.sitkNearestNeighbor, -1000.0)) > BODY_HU
+    body_m = sitk.GetArrayViewFromImage(sitk.Resample(moving_ct.to_sitk(), fixed, rigid.transform(),
+                                                      sitk.sitkNearestNeighbor, -1000.0)) > BODY_HU
     a, b = f[body_f].astype(np.float64), moved[body_f].astype(np.float64)
     ncc = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else float("nan")
     dice = float(2.0 * np.count_nonzero(body_f & body_m) / max(np.count_nonzero(body_f) + np.count_nonzero(body_m), 1))
