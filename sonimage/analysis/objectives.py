@@ -26,7 +26,7 @@ from sonimage.survival.data import SurvivalDataError
 from sonimage.survival.external import validate
 from sonimage.survival.internal import BenefitSpec, EffectModel, RiskModel, bootstrap_optimism
 from sonimage.analysis.lesion_response import lesion_response
-from sonimage.tables.patients import fes_complete_case, patient_metrics
+from sonimage.tables.patients import fes_complete_case, lesion_evaluability, patient_metrics, patient_summaries
 from sonimage.tables.clinical import join_patient_table
 
 TIME, EVENT, TRT = "pfs1_months", "pfs1_event", "cdk46i"
@@ -50,15 +50,22 @@ def model_table(patients: pd.DataFrame) -> pd.DataFrame:
 
 
 def at_fes_threshold(patients: pd.DataFrame, lesions: pd.DataFrame, threshold: float, inclusive: bool = True,
-                     volume_column: str | None = None) -> pd.DataFrame:
+                     volume_column: str | None = None, cache: dict | None = None) -> pd.DataFrame:
     """Patients with the patient metrics recomputed from the lesion table at another FES threshold (SUVmax ≥
     threshold, > when not ``inclusive``) and, with ``volume_column``, another delineation's MTV column, through
-    the one :func:`sonimage.tables.patients.patient_metrics`."""
+    the one :func:`sonimage.tables.patients.patient_metrics`. ``cache`` (one dict per lesion table) keeps the
+    per-patient summaries no threshold changes (:func:`sonimage.tables.patients.patient_summaries`) across calls."""
     if volume_column is not None:  # the method's own TLG column where the lesion table has one
         tlg = volume_column.replace("mtv_ml", "tlg")
         lesions = lesions.assign(volume_ml=lesions[volume_column],
                                  fdg_tlg=lesions[tlg] if tlg in lesions else np.nan)
-    return model_table(join_patient_table(patients, patient_metrics(lesions, FesRuleSettings(threshold, inclusive))))
+    summaries = None
+    if cache is not None:
+        if volume_column not in cache:
+            cache[volume_column] = patient_summaries(lesions, lesion_evaluability(lesions)[0])
+        summaries = cache[volume_column]
+    rule = FesRuleSettings(threshold, inclusive)
+    return model_table(join_patient_table(patients, patient_metrics(lesions, rule, summaries=summaries)))
 
 
 def km_groups(df: pd.DataFrame, by: str, order: list | None = None) -> dict:
@@ -109,10 +116,10 @@ def objective1(df: pd.DataFrame, lesions: pd.DataFrame, settings: StudySettings)
     multi = _fit_rows(df, adjusted)
     formula = primary_formulas()["objective1"]
     primary = {**_fit_rows(df, formula, [PRIMARY_TERMS["objective1"]])[0], "formula": formula}
-    sensitivity = []
+    sensitivity, cache = [], {}
     for thr in settings.fes_thresholds:
         # complete case at that threshold: a patient whose lesions are all indeterminate there has no FES reading
-        d = fes_complete_case(at_fes_threshold(df, lesions, thr))[0]
+        d = fes_complete_case(at_fes_threshold(df, lesions, thr, cache=cache))[0]
         r = _fit_rows(d, formula, [PRIMARY_TERMS["objective1"]])[0]
         mixed = float((d["fes_pattern"] == "mixed").mean())
         sensitivity.append({"threshold": thr, "n": int(len(d)), "share_mixed": mixed, **r})

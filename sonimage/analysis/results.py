@@ -152,11 +152,13 @@ def analyse(patients: dict[str, pd.DataFrame], lesions: dict[str, pd.DataFrame],
     primary = Scenario("primary", f"primary (SUVmax {'≥' if rule.inclusive else '>'} {rule.threshold:g}, "
                                   "complete case)", rule.threshold, rule.inclusive)
 
+    caches: dict[str, dict] = {c: {} for c in patients}  # per cohort, what no threshold changes
+
     def build(s: Scenario) -> dict[str, pd.DataFrame]:
         """Per-cohort tables of a scenario: the patient table as written for the primary rule, else recomputed."""
         if (s.threshold, s.inclusive, s.volume_column) == (rule.threshold, rule.inclusive, None):
             return {c: model_table(p) for c, p in patients.items()}
-        return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column)
+        return {c: at_fes_threshold(p, lesions[c], s.threshold, s.inclusive, s.volume_column, caches[c])
                 for c, p in patients.items()}
 
     everyone = build(primary)

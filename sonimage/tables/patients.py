@@ -112,17 +112,15 @@ def missing_reason(reasons: pd.Series) -> str:
     return NO_EVALUABLE_LESION
 
 
-def _one(lesions: pd.DataFrame, calls: pd.Series, reasons: pd.Series) -> dict[str, float | str | int | None]:
-    flags = calls != "not evaluable"
+def _one(lesions: pd.DataFrame, flags: pd.Series) -> dict[str, float]:
+    """One patient's summaries that do not depend on the FES threshold (``flags``: its lesions not called "not
+    evaluable", which no threshold changes)."""
     evaluable = lesions[flags]
-    n_det = int(calls.isin(["positive", "negative"]).sum())
     top3 = lesions.nlargest(3, "fdg_sulmax") if lesions.fdg_sulmax.notna().any() else lesions.nlargest(3, "fdg_suvmax")
     largest3 = evaluable.nlargest(3, "volume_ml")
     log_fes = np.log(evaluable.fes_suvmax[evaluable.fes_suvmax > 0])
     within = (evaluable.fes_suvmax / evaluable.fes_suvmean).dropna()  # SUVmax/SUVmean per lesion
-    missing = None if n_det else ONLY_INDETERMINATE if flags.any() else missing_reason(reasons[~flags])
     return {
-        "fes_missing_reason": missing,
         "fdg_sulmax3": _geomean(top3.fdg_sulmax),  # Kurland 2017
         "fdg_suvmax3": _geomean(lesions.nlargest(3, "fdg_suvmax").fdg_suvmax),  # same, in SUV (no lean body mass)
         "fes_sulmean3": _geomean(top3.loc[flags.reindex(top3.index), "fes_sulmean"]),
@@ -166,8 +164,27 @@ def call_counts(patients: pd.DataFrame | pd.Series, calls: pd.Series) -> pd.Data
                                                 "n_fes_positive", "n_fes_negative", "n_fes_indeterminate")})
 
 
+def patient_summaries(lesions: pd.DataFrame, flags: pd.Series) -> pd.DataFrame:
+    """Per patient (keys, sorted), the metrics of :func:`patient_metrics` that no FES threshold changes (Kurland
+    and ET-FES summaries, dispersion, burden), given ``flags``: the lesions not called "not evaluable". Computed
+    once, they serve every threshold of a sensitivity analysis (``summaries``)."""
+    keys = [k for k in ("cohort", "patient") if k in lesions.columns]
+    return pd.DataFrame([{**dict(zip(keys, key if isinstance(key, tuple) else (key,))), **_one(g, flags.loc[g.index])}
+                         for key, g in lesions.groupby(keys, sort=True)])
+
+
+def _missing_reasons(group: np.ndarray, flags: np.ndarray, reasons: np.ndarray, n_det: np.ndarray) -> list:
+    """Per patient (``group``: each lesion's patient number), why it has no determinate FES call (None when it
+    has one): only indeterminate calls, else the shared reason of its not-evaluable lesions."""
+    out: list = [None] * len(n_det)
+    for g in np.flatnonzero(n_det == 0):
+        mine = group == g
+        out[g] = ONLY_INDETERMINATE if flags[mine].any() else missing_reason(pd.Series(reasons[mine & ~flags]))
+    return out
+
+
 def patient_metrics(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettings(),
-                    calls: pd.Series | None = None) -> pd.DataFrame:
+                    calls: pd.Series | None = None, summaries: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per patient (and cohort, when the lesions have one) with its heterogeneity pattern, FES fractions,
     Kurland and ET-FES summaries and burden.
 
@@ -177,7 +194,7 @@ def patient_metrics(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettin
     any-FES-negative needs at least one determinate negative, and a patient without a determinate call has NaN/NA
     FES metrics with a ``fes_missing_reason``. Indeterminate lesions
     are counted (``n_fes_indeterminate``); the quantitative FES summaries (ET-FES, dispersion) use every
-    FES-evaluable lesion."""
+    FES-evaluable lesion. ``summaries``: :func:`patient_summaries` of these lesions, when already computed."""
     keys = [k for k in ("cohort", "patient") if k in lesions.columns]
     if calls is None:
         called = fes_calls(lesions, rule)
@@ -186,12 +203,12 @@ def patient_metrics(lesions: pd.DataFrame, rule: FesRuleSettings = FesRuleSettin
             raise ValueError(f"FES calls must be one of {', '.join(CALLS)}")
         called = pd.DataFrame({"fes_call": calls, "fes_call_reason": lesion_evaluability(lesions)[1]})
     counts = call_counts(lesions[keys], called["fes_call"]).reset_index()
-    rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
-             **_one(g, called.loc[g.index, "fes_call"], called.loc[g.index, "fes_call_reason"])}
-            for key, g in lesions.groupby(keys, sort=True)]
-    rest = pd.DataFrame(rows)
-    out = pd.concat([counts[[*keys, *COUNT_COLUMNS[:7]]], rest[["fes_missing_reason"]], counts[list(COUNT_COLUMNS[7:])],
-                     rest.drop(columns=[*keys, "fes_missing_reason"])], axis=1)
+    flags = called["fes_call"] != "not evaluable"
+    rest = patient_summaries(lesions, flags) if summaries is None else summaries
+    missing = _missing_reasons(lesions.groupby(keys, sort=True).ngroup().to_numpy(), flags.to_numpy(),
+                               called["fes_call_reason"].to_numpy(), counts["n_fes_determinate"].to_numpy())
+    out = pd.concat([counts[[*keys, *COUNT_COLUMNS[:7]]], pd.DataFrame({"fes_missing_reason": missing}),
+                     counts[list(COUNT_COLUMNS[7:])], rest.drop(columns=keys)], axis=1)
     out["fes_missing_reason"] = out["fes_missing_reason"].astype("string")
     out["fes_threshold"] = rule.threshold
     out["fes_threshold_inclusive"] = rule.inclusive
