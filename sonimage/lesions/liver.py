@@ -174,13 +174,17 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     searched = soft & in_slab[:, None, None] & right[None, None, :]
     kernel = sphere_offsets(spacing, radius).astype(np.float64)
     count = kernel.sum()
-    mean = fftconvolve(suv, kernel, mode="same") / count
-    var = np.maximum(fftconvolve(suv * suv, kernel, mode="same") / count - mean**2, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cov = np.sqrt(var) / mean
+    half = [kernel.shape[a] // 2 for a in range(3)]
+    mean, cov = np.full(suv.shape, np.nan), np.full(suv.shape, np.nan)
+    if searched.any():  # the sphere statistics where a centre is searched: its box grown by the sphere's reach
+        box = _within(searched, tuple(half))
+        part = suv[box]
+        mean[box] = fftconvolve(part, kernel, mode="same") / count
+        var = np.maximum(fftconvolve(part * part, kernel, mode="same") / count - mean[box] ** 2, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cov[box] = np.sqrt(var) / mean[box]
     candidate = _depth_at_least(soft, searched, spacing, radius + 3.0) & (cov <= MAX_COV) & \
         (mean > np.median(suv[body])) & searched
-    half = [kernel.shape[a] // 2 for a in range(3)]
     fits = np.zeros(candidate.shape, bool)  # the whole sphere inside the image (a liver at the scan's edge)
     fits[tuple(slice(h, size - h) for h, size in zip(half, candidate.shape))] = True
     candidate &= fits
