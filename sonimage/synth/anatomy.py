@@ -255,24 +255,114 @@ def label_map(body: Body, grid: Grid) -> np.ndarray:
 
 
 def labels_at(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape; a shape is evaluated
-    only at the points inside its bounding box (pass nearby points together: shapes whose box misses them all are
-    skipped)."""
+    """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape: the last shape (in
+    painting order) whose bounding box and mask hold the point. Shapes are tried last first, each only at the
+    points no later shape holds that lie inside its bounding box (pass nearby points together: shapes whose box
+    misses them all are skipped)."""
     labels = np.zeros(x.shape, dtype=np.uint8)
     if not x.size:
         return labels
     span_lo = np.array([x.min(), y.min(), z.min()])
     span_hi = np.array([x.max(), y.max(), z.max()])
+    todo = np.ones(x.shape, dtype=bool)
+    for shape, tissue in reversed(body.shapes):
+        lo, hi = shape.lo, shape.hi
+        if np.any(lo > span_hi) or np.any(hi < span_lo):
+            continue
+        near = todo & (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
+        if near.any():
+            idx = np.nonzero(near)
+            inside = tuple(i[shape.mask(x[idx], y[idx], z[idx])] for i in idx)
+            labels[inside] = int(tissue)
+            todo[inside] = False
+    return labels
+
+
+def labels_in_groups(body: Body, points: np.ndarray) -> np.ndarray:
+    """Tissue label (uint8, (n, g)) at body-frame points (n, g, 3) that come in groups of nearby points (a voxel's
+    sub-voxel points): :func:`labels_at`'s labels, with each shape's bounding box first tested per group (the
+    points of a group wholly inside it all pass, a group wholly outside is skipped), then point by point only
+    in groups that straddle it."""
+    n, g, _ = points.shape
+    flat = points.reshape(-1, 3)
+    x, y, z = flat[:, 0], flat[:, 1], flat[:, 2]
+    labels = np.zeros(n * g, dtype=np.uint8)
+    if not n * g:
+        return labels.reshape(n, g)
+    group_lo, group_hi = points.min(axis=1), points.max(axis=1)
+    span_lo, span_hi = group_lo.min(axis=0), group_hi.max(axis=0)
+    members = np.arange(g)
     for shape, tissue in body.shapes:
         lo, hi = shape.lo, shape.hi
         if np.any(lo > span_hi) or np.any(hi < span_lo):
             continue
-        near = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
-        if near.any():
-            idx = np.nonzero(near)
-            inside = shape.mask(x[idx], y[idx], z[idx])
-            labels[tuple(i[inside] for i in idx)] = int(tissue)
-    return labels
+        touch = np.all(group_hi >= lo, axis=1) & np.all(group_lo <= hi, axis=1)
+        whole = touch & np.all(group_lo >= lo, axis=1) & np.all(group_hi <= hi, axis=1)
+        part = (np.nonzero(touch & ~whole)[0][:, None] * g + members).ravel()
+        xp, yp, zp = x[part], y[part], z[part]
+        near = (xp >= lo[0]) & (xp <= hi[0]) & (yp >= lo[1]) & (yp <= hi[1]) & (zp >= lo[2]) & (zp <= hi[2])
+        idx = np.concatenate([(np.nonzero(whole)[0][:, None] * g + members).ravel(), part[near]])
+        if len(idx):
+            labels[idx[shape.mask(x[idx], y[idx], z[idx])]] = int(tissue)
+    return labels.reshape(n, g)
+
+
+def labels_in_groups(body: Body, points: np.ndarray) -> np.ndarray:
+    """Tissue label (uint8, (n, g)) at body-frame points (n, g, 3) that come in groups of nearby points (a voxel's
+    sub-voxel points): :func:`labels_at`'s labels, with each shape's bounding box first tested per group (the
+    points of a group wholly inside it all pass, a group wholly outside is skipped), then point by point only
+    in groups that straddle it."""
+    n, g, _ = points.shape
+    flat = points.reshape(-1, 3)
+    x, y, z = flat[:, 0], flat[:, 1], flat[:, 2]
+    labels = np.zeros(n * g, dtype=np.uint8)
+    if not n * g:
+        return labels.reshape(n, g)
+    group_lo, group_hi = points.min(axis=1), points.max(axis=1)
+    span_lo, span_hi = group_lo.min(axis=0), group_hi.max(axis=0)
+    members = np.arange(g)
+    for shape, tissue in body.shapes:
+        lo, hi = shape.lo, shape.hi
+        if np.any(lo > span_hi) or np.any(hi < span_lo):
+            continue
+        touch = np.all(group_hi >= lo, axis=1) & np.all(group_lo <= hi, axis=1)
+        whole = touch & np.all(group_lo >= lo, axis=1) & np.all(group_hi <= hi, axis=1)
+        part = (np.nonzero(touch & ~whole)[0][:, None] * g + members).ravel()
+        xp, yp, zp = x[part], y[part], z[part]
+        near = (xp >= lo[0]) & (xp <= hi[0]) & (yp >= lo[1]) & (yp <= hi[1]) & (zp >= lo[2]) & (zp <= hi[2])
+        idx = np.concatenate([(np.nonzero(whole)[0][:, None] * g + members).ravel(), part[near]])
+        if len(idx):
+            labels[idx[shape.mask(x[idx], y[idx], z[idx])]] = int(tissue)
+    return labels.reshape(n, g)
+
+
+def labels_in_groups(body: Body, points: np.ndarray) -> np.ndarray:
+    """Tissue label (uint8, (n, g)) at body-frame points (n, g, 3) that come in groups of nearby points (a voxel's
+    sub-voxel points): :func:`labels_at`'s labels, with each shape's bounding box first tested per group (the
+    points of a group wholly inside it all pass, a group wholly outside is skipped), then point by point only
+    in groups that straddle it."""
+    n, g, _ = points.shape
+    flat = points.reshape(-1, 3)
+    x, y, z = flat[:, 0], flat[:, 1], flat[:, 2]
+    labels = np.zeros(n * g, dtype=np.uint8)
+    if not n * g:
+        return labels.reshape(n, g)
+    group_lo, group_hi = points.min(axis=1), points.max(axis=1)
+    span_lo, span_hi = group_lo.min(axis=0), group_hi.max(axis=0)
+    members = np.arange(g)
+    for shape, tissue in body.shapes:
+        lo, hi = shape.lo, shape.hi
+        if np.any(lo > span_hi) or np.any(hi < span_lo):
+            continue
+        touch = np.all(group_hi >= lo, axis=1) & np.all(group_lo <= hi, axis=1)
+        whole = touch & np.all(group_lo >= lo, axis=1) & np.all(group_hi <= hi, axis=1)
+        part = (np.nonzero(touch & ~whole)[0][:, None] * g + members).ravel()
+        xp, yp, zp = x[part], y[part], z[part]
+        near = (xp >= lo[0]) & (xp <= hi[0]) & (yp >= lo[1]) & (yp <= hi[1]) & (zp >= lo[2]) & (zp <= hi[2])
+        idx = np.concatenate([(np.nonzero(whole)[0][:, None] * g + members).ravel(), part[near]])
+        if len(idx):
+            labels[idx[shape.mask(x[idx], y[idx], z[idx])]] = int(tissue)
+    return labels.reshape(n, g)
 
 
 def tissue_at(body: Body, points: np.ndarray) -> np.ndarray:
