@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, labels_at, labels_in_groups, tissue_at
+from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, labels_at, tissue_at
 from sonimage.synth.psf import FWHM_PER_SIGMA, blur_voxels, fine_axis, psf_fwhm_zyx, spread
 
 PSF_FWHM_MM = 7.5  # full size: EARL1 recovery (sonimage.synth.psf); coarser sizes widen it to their voxels
@@ -307,11 +307,9 @@ class Pose:
             yield k0, k1, x - self.shift[0], y - self.shift[1], z - self.shift[2]
 
 
-def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray, labels: np.ndarray | None = None
-                     ) -> np.ndarray:
-    """Physiological SUV at body-frame points (N, 3): tissue uptake with the bowel's texture (``labels``: the
-    points' tissue labels when known)."""
-    labels = tissue_at(body, points) if labels is None else labels
+def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Physiological SUV at body-frame points (N, 3): tissue uptake with the bowel's texture."""
+    labels = tissue_at(body, points)
     act = table[labels].astype(np.float32)
     bowel = labels == Tissue.BOWEL
     act[bowel] *= bowel_texture(points[bowel])
@@ -345,9 +343,8 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
     for i in range(0, len(edge[0]), chunk):
         k, j, m = (e[i:i + chunk] for e in edge)
         centres = pose.to_body(np.column_stack([grid.xs[m], grid.ys[j], grid.zs[k]]))
-        grouped = centres[:, None, :] + offsets[None, :, :]
-        pts = grouped.reshape(-1, 3)
-        sub = _tissue_activity(body, pts, table, labels_in_groups(body, grouped).ravel()).reshape(len(k), -1)
+        pts = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+        sub = _tissue_activity(body, pts, table).reshape(len(k), -1)
         act[k, j, m] = sub.mean(axis=1)
         for axis in range(3):
             moments[axis][k, j, m] = (sub * scan_offsets[:, axis]).mean(axis=1)
