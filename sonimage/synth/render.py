@@ -169,6 +169,13 @@ class Motion:
         rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
         return rz @ ry @ rx
 
+    @property
+    def stretch(self) -> float:
+        """A bound of the displacement field's Lipschitz constant, sum_k |a_k| 2 pi |f_k|: two second-day points
+        d apart come from first-day points at least d / (1 + stretch) apart."""
+        return float(sum(np.linalg.norm(a) * 2 * np.pi * np.linalg.norm(f)
+                         for a, f in zip(self.amplitudes_mm, self.frequencies_per_mm)))
+
     def displacement(self, p: np.ndarray) -> np.ndarray:
         """d(p) for points (N, 3)."""
         p = np.atleast_2d(p)
@@ -372,11 +379,16 @@ def render_lesion(body: Body, grid: Grid, pose: Pose, table: np.ndarray, sigma_z
     margin = 1.0 + (0.05 * r if pose.motion is not None else 0.0)  # the deformation's stretch
     fine = tuple(fine_axis(c[a] - r - margin, c[a] + r + margin) for a in (2, 1, 0))  # z, y, x
     zz, yy, xx = np.meshgrid(*(f[0] for f in fine), indexing="ij")
-    rel = pose.to_body(np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])) - centre
-    inside = (rel * rel).sum(axis=1) <= r * r
-    values = np.zeros(len(rel), dtype=np.float32)
-    lesion = uptake(rel[inside]) if inside.any() else np.zeros(1, np.float32)
-    values[inside] = lesion - _tissue_activity(body, rel[inside] + centre, table)
+    scan = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
+    # only points within r (1 + stretch) of the centre in the scan can lie within r of it in the body frame
+    reach = (r + 1e-3) * (1.0 + (pose.motion.stretch if pose.motion is not None else 0.0)) + 1e-3
+    near = np.flatnonzero(((scan - c) ** 2).sum(axis=1) <= reach * reach)
+    rel = pose.to_body(scan[near]) - centre
+    hold = (rel * rel).sum(axis=1) <= r * r
+    inside = near[hold]
+    values = np.zeros(len(scan), dtype=np.float32)
+    lesion = uptake(rel[hold]) if len(inside) else np.zeros(1, np.float32)
+    values[inside] = lesion - _tissue_activity(body, rel[hold] + centre, table)
     spacing = grid.spacing
     box = tuple(index_range(axis, c[a] - r - margin - 4 * s - h, c[a] + r + margin + 4 * s + h)
                 for axis, a, s, h in zip((grid.zs, grid.ys, grid.xs), (2, 1, 0), sigma_zyx, spacing))
