@@ -263,26 +263,32 @@ def label_map(body: Body, grid: Grid) -> np.ndarray:
 def labels_at(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape: the last shape (in
     painting order) whose bounding box and mask hold the point. Shapes are tried last first, each only at the
-    points no later shape holds that lie inside its bounding box (pass nearby points together: shapes whose box
-    misses them all are skipped)."""
-    labels = np.zeros(x.shape, dtype=np.uint8)
+    points no later shape holds that lie inside its bounding box, tested first along the axis on which the box
+    covers the least of the points' span (pass nearby points together: shapes whose box misses them all are
+    skipped)."""
+    labels = np.zeros(x.size, dtype=np.uint8)
     if not x.size:
-        return labels
-    span_lo = np.array([x.min(), y.min(), z.min()])
-    span_hi = np.array([x.max(), y.max(), z.max()])
-    todo = np.ones(x.shape, dtype=bool)
+        return labels.reshape(x.shape)
+    axes = tuple(np.ravel(a) for a in (x, y, z))
+    span_lo = np.array([a.min() for a in axes])
+    span_hi = np.array([a.max() for a in axes])
+    todo = np.ones(x.size, dtype=bool)
     lows, highs = body.bounds
     meets = ~(np.any(lows > span_hi, axis=1) | np.any(highs < span_lo, axis=1))
+    cover = (np.minimum(highs, span_hi) - np.maximum(lows, span_lo)) / np.maximum(span_hi - span_lo, 1e-9)
     for s in np.flatnonzero(meets)[::-1]:
         (shape, tissue), lo, hi = body.shapes[s], lows[s], highs[s]
-        near = todo & (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
-        if near.any():
-            idx = np.nonzero(near)
-            held = shape.mask(x[idx], y[idx], z[idx])
-            inside = tuple(i[held] for i in idx)
+        first, *rest = np.argsort(cover[s], kind="stable")
+        a = axes[first]
+        idx = np.flatnonzero(todo & (a >= lo[first]) & (a <= hi[first]))
+        for axis in rest:
+            v = axes[axis][idx]
+            idx = idx[(v >= lo[axis]) & (v <= hi[axis])]
+        if len(idx):
+            inside = idx[shape.mask(axes[0][idx], axes[1][idx], axes[2][idx])]
             labels[inside] = int(tissue)
             todo[inside] = False
-    return labels
+    return labels.reshape(x.shape)
 
 
 def tissue_at(body: Body, points: np.ndarray) -> np.ndarray:

@@ -137,7 +137,7 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
     for m, organ in zip(masks, organs):
         hu[m.box][m.mask] = LESION_HU[organ]
     if moved is not None:
-        hu = warp(hu, moved[0], moved[1], order=1, cval=-1000.0)
+        hu = warp(hu, moved[0], moved[1], cval=-1000.0)
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
     noise *= CT_NOISE_HU
     noise[hu <= -999.5] = 0.0
@@ -265,18 +265,23 @@ def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
     return slab
 
 
-def warp(volume: np.ndarray, grid: Grid, motion: Motion, order: int, cval: float,
-         lattice_mm: float = 16.0) -> np.ndarray:
-    """The second-day image: ``volume`` (first-day positions on ``grid``) resampled through ``motion``'s inverse
-    (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab."""
+def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm: float = 16.0) -> np.ndarray:
+    """The second-day image: ``volume`` (first-day positions on ``grid``) resampled linearly through ``motion``'s
+    inverse (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab. Where
+    the voxels a point reads (its 2x2x2 neighbours, all within one voxel of the nearest) all hold ``cval`` (air
+    around the patient), the point is ``cval`` without interpolating."""
     slab = _lattice(grid, motion, lattice_mm)
     steps = [(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (grid.zs, grid.ys, grid.xs)]
     origin = (grid.zs[0], grid.ys[0], grid.xs[0])
-    out = np.empty_like(volume)
+    differs = ndimage.maximum_filter(volume != cval, size=3)
+    out = np.full_like(volume, cval)
     for k0 in range(0, len(grid.zs), SLAB):
         x, y, z = slab(k0, k0 + SLAB)
         coords = [(c - o) / st for c, o, st in zip((z, y, x), origin, steps)]
-        out[k0:k0 + SLAB] = ndimage.map_coordinates(volume, coords, order=order, mode="constant", cval=cval)
+        nearest = tuple(np.clip(np.rint(c), 0, n - 1).astype(int) for c, n in zip(coords, volume.shape))
+        read = differs[nearest]
+        out[k0:k0 + SLAB][read] = ndimage.map_coordinates(volume, [c[read] for c in coords], order=1,
+                                                          mode="constant", cval=cval)
     return out
 
 
