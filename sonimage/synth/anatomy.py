@@ -9,6 +9,7 @@ analytic, so the phantom and the lesion centres do not depend on the grid they a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from enum import IntEnum
 
 import numpy as np
@@ -90,11 +91,11 @@ class Ellipsoid(Shape):
     c: tuple[float, float, float]
     r: tuple[float, float, float]
 
-    @property
+    @cached_property
     def lo(self) -> np.ndarray:  # type: ignore[override]
         return np.subtract(self.c, self.r)
 
-    @property
+    @cached_property
     def hi(self) -> np.ndarray:  # type: ignore[override]
         return np.add(self.c, self.r)
 
@@ -118,11 +119,11 @@ class Cylinder(Shape):
     z0: float
     z1: float
 
-    @property
+    @cached_property
     def lo(self) -> np.ndarray:  # type: ignore[override]
         return np.array([self.cx - self.a, self.cy - self.b, self.z0])
 
-    @property
+    @cached_property
     def hi(self) -> np.ndarray:  # type: ignore[override]
         return np.array([self.cx + self.a, self.cy + self.b, self.z1])
 
@@ -139,11 +140,11 @@ class Shell(Shape):
     inner: Shape
     keep: str = ""
 
-    @property
+    @cached_property
     def lo(self) -> np.ndarray:  # type: ignore[override]
         return self.outer.lo
 
-    @property
+    @cached_property
     def hi(self) -> np.ndarray:  # type: ignore[override]
         return self.outer.hi
 
@@ -169,6 +170,11 @@ class Body:
     def length_mm(self) -> float:
         """Vertex to mid-thigh: the axial extent of a whole-body PET."""
         return 0.63 * self.height_cm * 10.0
+
+    @cached_property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounding boxes of the shapes, in painting order: lows and highs (n_shapes, 3)."""
+        return np.array([s.lo for s, _ in self.shapes]), np.array([s.hi for s, _ in self.shapes])
 
 
 def make_body(height_cm: float, weight_kg: float) -> Body:
@@ -255,24 +261,34 @@ def label_map(body: Body, grid: Grid) -> np.ndarray:
 
 
 def labels_at(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape; a shape is evaluated
-    only at the points inside its bounding box (pass nearby points together: shapes whose box misses them all are
+    """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape: the last shape (in
+    painting order) whose bounding box and mask hold the point. Shapes are tried last first, each only at the
+    points no later shape holds that lie inside its bounding box, tested first along the axis on which the box
+    covers the least of the points' span (pass nearby points together: shapes whose box misses them all are
     skipped)."""
-    labels = np.zeros(x.shape, dtype=np.uint8)
+    labels = np.zeros(x.size, dtype=np.uint8)
     if not x.size:
-        return labels
-    span_lo = np.array([x.min(), y.min(), z.min()])
-    span_hi = np.array([x.max(), y.max(), z.max()])
-    for shape, tissue in body.shapes:
-        lo, hi = shape.lo, shape.hi
-        if np.any(lo > span_hi) or np.any(hi < span_lo):
-            continue
-        near = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
-        if near.any():
-            idx = np.nonzero(near)
-            inside = shape.mask(x[idx], y[idx], z[idx])
-            labels[tuple(i[inside] for i in idx)] = int(tissue)
-    return labels
+        return labels.reshape(x.shape)
+    axes = tuple(np.ravel(a) for a in (x, y, z))
+    span_lo = np.array([a.min() for a in axes])
+    span_hi = np.array([a.max() for a in axes])
+    todo = np.ones(x.size, dtype=bool)
+    lows, highs = body.bounds
+    meets = ~(np.any(lows > span_hi, axis=1) | np.any(highs < span_lo, axis=1))
+    cover = (np.minimum(highs, span_hi) - np.maximum(lows, span_lo)) / np.maximum(span_hi - span_lo, 1e-9)
+    for s in np.flatnonzero(meets)[::-1]:
+        (shape, tissue), lo, hi = body.shapes[s], lows[s], highs[s]
+        first, *rest = np.argsort(cover[s], kind="stable")
+        a = axes[first]
+        idx = np.flatnonzero(todo & (a >= lo[first]) & (a <= hi[first]))
+        for axis in rest:
+            v = axes[axis][idx]
+            idx = idx[(v >= lo[axis]) & (v <= hi[axis])]
+        if len(idx):
+            inside = idx[shape.mask(axes[0][idx], axes[1][idx], axes[2][idx])]
+            labels[inside] = int(tissue)
+            todo[inside] = False
+    return labels.reshape(x.shape)
 
 
 def tissue_at(body: Body, points: np.ndarray) -> np.ndarray:

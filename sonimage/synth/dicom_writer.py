@@ -20,7 +20,7 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from sonimage.io import write_bytes_atomic
+from sonimage.io import write_bytes_atomic, write_directory_atomic
 from sonimage.synth.anatomy import Grid
 from sonimage.synth.scanners import (F18_HALF_LIFE_S, GE_CREATOR, PHILIPS_CREATOR, Acquisition, ScannerProfile,
                                      mean_count_offset_s)
@@ -99,36 +99,64 @@ def _encoded(elements: list[DataElement]) -> list[tuple[int, bytes]]:
 
 
 GROUP_LENGTH = 0x00020000  # (0002,0000) FileMetaInformationGroupLength
+LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"}  # 4-byte length (PS3.5 7.1.2)
+SliceValue = str | list[str] | int | bytes
+
+
+def encode_element(tag: int, vr: str, value: SliceValue) -> bytes:
+    """One element in explicit VR little endian (PS3.5 7.1.2) as pydicom writes it: text values joined by
+    backslashes and padded to even length (UI with NUL, others with a space); US as an unsigned short; OB/OW as
+    given."""
+    if vr == "US":
+        data = struct.pack("<H", value)
+    elif isinstance(value, bytes):
+        data = value + b"\0" * (len(value) % 2)
+    else:
+        text = ("\\".join(value) if isinstance(value, list) else str(value)).encode("ascii")
+        data = text + (b"\0" if vr == "UI" else b" ") * (len(text) % 2)
+    head = struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr.encode())
+    length = struct.pack("<HI", 0, len(data)) if vr in LONG_VRS else struct.pack("<H", len(data))
+    return head + length + data
 
 
 class SliceEncoder:
-    """Writes the slices of one series: elements that are the same on every slice are encoded once.
+    """The files of one series: the header of ``ds`` (with its file meta) is encoded once by pydicom; per slice
+    only the elements named ``varying`` are encoded (:func:`encode_element`) and put in their place.
 
-    Only the keywords in ``PER_SLICE`` may change between calls of :meth:`save` (explicit VR little endian).
-    """
+    ``ds`` holds every element, the varying ones with any value of their VR (the first slice's); the files are
+    those ``ds.save_as(..., enforce_file_format=True)`` writes for each slice's values."""
 
-    PER_SLICE = ("SOPInstanceUID", "AcquisitionDate", "AcquisitionTime", "InstanceNumber", "ImagePositionPatient",
-                 "SliceLocation", "RescaleSlope", "FrameReferenceTime", "ImageIndex", "PixelData")
-
-    def __init__(self) -> None:
-        self._fixed: list[tuple[int, bytes]] | None = None
-        self._meta: list[tuple[int, bytes]] = []
-
-    def save(self, ds: Dataset, path: Path) -> None:
-        """Write ``ds`` (with file meta) to ``path`` atomically."""
-        varying = [ds[k] for k in self.PER_SLICE if k in ds]
+    def __init__(self, ds: Dataset, varying: tuple[str, ...]) -> None:
+        write_file_meta_info(DicomBytesIO(), ds.file_meta, enforce_standard=True)  # adds version, implementation
+        self._vrs = {k: (int(ds[k].tag), ds[k].VR) for k in varying}
         instance = ds.file_meta["MediaStorageSOPInstanceUID"]
-        if self._fixed is None:
-            tags = {int(e.tag) for e in varying}
-            self._fixed = _encoded([e for e in ds if int(e.tag) not in tags])
-            # pydicom's file meta once (it adds the version and implementation elements), then per slice only the
-            # instance UID and the group length: pydicom's writer cost ~5 ms a file, more than the rest together
-            write_file_meta_info(DicomBytesIO(), ds.file_meta, enforce_standard=True)
-            self._meta = _encoded([e for e in ds.file_meta if e.tag not in (GROUP_LENGTH, instance.tag)])
-        meta = b"".join(chunk for _, chunk in sorted(self._meta + _encoded([instance])))
-        body = b"".join(chunk for _, chunk in sorted(self._fixed + _encoded(varying)))
+        self._instance_tag = int(instance.tag)
+        meta = _encoded([e for e in ds.file_meta if e.tag not in (GROUP_LENGTH, instance.tag)])
+        self._meta = self._split(meta, {self._instance_tag})
+        tags = {tag for tag, _ in self._vrs.values()}
+        self._body = self._split(_encoded([e for e in ds if int(e.tag) not in tags]), tags)
+
+    @staticmethod
+    def _split(fixed: list[tuple[int, bytes]], slots: set[int]) -> list[bytes | int]:
+        """Fixed chunks merged (in tag order) with the tags of the ``slots`` filled per slice."""
+        out: list[bytes | int] = []
+        for tag, chunk in sorted(fixed + [(t, b"") for t in slots]):
+            if tag in slots:
+                out.append(tag)
+            elif out and isinstance(out[-1], bytes):
+                out[-1] += chunk
+            else:
+                out.append(chunk)
+        return out
+
+    def file(self, values: dict[str, SliceValue]) -> bytes:
+        """The bytes of one slice's file: ``values`` by keyword for every varying element (SOPInstanceUID too)."""
+        by_tag = {tag: encode_element(tag, vr, values[k]) for k, (tag, vr) in self._vrs.items()}
+        uid = encode_element(self._instance_tag, "UI", values["SOPInstanceUID"])
+        meta = b"".join(uid if isinstance(c, int) else c for c in self._meta)
+        body = b"".join(by_tag[c] if isinstance(c, int) else c for c in self._body)
         group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(meta))
-        write_bytes_atomic(path, b"\0" * 128 + b"DICM" + group_length + meta + body)
+        return b"\0" * 128 + b"DICM" + group_length + meta + body
 
 
 def _base(p: Patient, h: SeriesHeader, profile: ScannerProfile, sop_class: str, modality: str,
@@ -176,15 +204,33 @@ def _base(p: Patient, h: SeriesHeader, profile: ScannerProfile, sop_class: str, 
     return ds
 
 
-def _place(ds: Dataset, grid: Grid, k: int, h: SeriesHeader) -> None:
-    ds.SOPInstanceUID = make_uid(*h.uid_seed, k)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.InstanceNumber = k + 1
-    ds.ImagePositionPatient = [ds_text(grid.xs[0], 4), ds_text(grid.ys[0], 4), ds_text(grid.zs[k], 4)]
-    ds.SliceLocation = ds_text(grid.zs[k], 4)
+def _geometry(ds: Dataset, grid: Grid) -> None:
     ds.SliceThickness = ds_text(grid.spacing[0], 4)
     ds.PixelSpacing = [ds_text(grid.spacing[1], 6), ds_text(grid.spacing[2], 6)]
     ds.Rows, ds.Columns = len(grid.ys), len(grid.xs)
+
+
+def _place(grid: Grid, k: int, h: SeriesHeader) -> dict[str, SliceValue]:
+    """Slice k's identity and position (the varying elements every series has)."""
+    return {"SOPInstanceUID": make_uid(*h.uid_seed, k), "InstanceNumber": k + 1,
+            "ImagePositionPatient": [ds_text(grid.xs[0], 4), ds_text(grid.ys[0], 4), ds_text(grid.zs[k], 4)],
+            "SliceLocation": ds_text(grid.zs[k], 4)}
+
+
+def _write_series(folder: Path, ds: Dataset, slices: list[dict[str, SliceValue]], h: SeriesHeader) -> list[str]:
+    """The files of one series (``ds`` as header, each slice's varying values), written into a temporary folder
+    that then replaces ``folder`` (sonimage.io: the series appears whole or not at all); its SOPInstanceUIDs."""
+    for keyword, value in slices[0].items():  # every varying element present, with its VR
+        setattr(ds, keyword, value)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    encoder = SliceEncoder(ds, tuple(slices[0]))
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        for k, values in enumerate(slices):
+            (tmp / _file_name(h, k)).write_bytes(encoder.file(values))
+    write_directory_atomic(folder, write)
+    return [str(v["SOPInstanceUID"]) for v in slices]
 
 
 def _file_name(h: SeriesHeader, k: int) -> str:
@@ -243,38 +289,36 @@ def _slope(values: np.ndarray, max_stored: int) -> tuple[str, float]:
 
 def write_pet_series(folder: Path, suv: np.ndarray, grid: Grid, acq: Acquisition, patient: Patient,
                      header: SeriesHeader) -> tuple[list[str], Dataset]:
-    """One PET series (slice k of ``suv`` at ``grid.zs[k]``): its SOPInstanceUIDs in slice order, a slice's header."""
+    """One PET series (slice k of ``suv`` at ``grid.zs[k]``) as the folder ``folder`` (replaced whole): its
+    SOPInstanceUIDs in slice order and the series' header (a dataset without pixel data)."""
     p = acq.profile
-    folder.mkdir(parents=True, exist_ok=True)
     ds = _base(patient, header, p, PET_STORAGE, "PT", acq.series)
     _pet_header(ds, acq, len(grid.zs))
-    dtype = np.uint16 if p.unsigned else np.int16
-    uids = []
-    encoder = SliceEncoder()
+    _geometry(ds, grid)
     ds.ContentDate, ds.ContentTime = da(acq.series), tm(acq.series, p.microseconds)
+    dtype = np.uint16 if p.unsigned else np.int16
+    values = suv / np.asarray(acq.factors, dtype=np.float64)[:, None, None]
+    slopes = [_slope(v, p.max_stored) for v in values]
+    stored = np.clip(np.round(values / np.array([s for _, s in slopes])[:, None, None]), 0, p.max_stored).astype(dtype)
+    reference = acq.injection if p.decay_correction == "ADMIN" else acq.scan_start
+    offset_s = mean_count_offset_s(acq.frame_ms / 1000.0)
+    slices = []
     for k in range(len(grid.zs)):
-        _place(ds, grid, k, header)
         t = acq.slice_acquisition[k]
-        ds.AcquisitionDate, ds.AcquisitionTime = da(t), tm(t, p.microseconds)
-        reference = acq.injection if p.decay_correction == "ADMIN" else acq.scan_start
-        mean_count_s = (t - reference).total_seconds() + mean_count_offset_s(acq.frame_ms / 1000.0)
-        ds.FrameReferenceTime = ds_text(mean_count_s * 1000.0, 2)
-        ds.ImageIndex = k + 1
-        values = suv[k] / acq.factors[k]
-        slope_text, slope = _slope(values, p.max_stored)
-        ds.RescaleSlope = slope_text
-        ds.PixelData = np.clip(np.round(values / slope), 0, p.max_stored).astype(dtype).tobytes()
-        encoder.save(ds, folder / _file_name(header, k))
-        uids.append(str(ds.SOPInstanceUID))
+        slices.append({**_place(grid, k, header), "AcquisitionDate": da(t), "AcquisitionTime": tm(t, p.microseconds),
+                       "FrameReferenceTime": ds_text(((t - reference).total_seconds() + offset_s) * 1000.0, 2),
+                       "ImageIndex": k + 1, "RescaleSlope": slopes[k][0], "PixelData": stored[k].tobytes()})
+    uids = _write_series(folder, ds, slices, header)
     del ds.PixelData
     return uids, ds
 
 
 def write_ct_series(folder: Path, hu: np.ndarray, grid: Grid, profile: ScannerProfile, when: datetime,
                     patient: Patient, header: SeriesHeader) -> list[str]:
-    """One low-dose CT series in HU (stored uint16 with intercept −1024); returns the SOPInstanceUIDs."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """One low-dose CT series in HU (stored uint16 with intercept −1024) as the folder ``folder`` (replaced whole);
+    returns the SOPInstanceUIDs."""
     ds = _base(patient, header, profile, CT_STORAGE, "CT", when)
+    _geometry(ds, grid)
     ds.KVP = "120"
     ds.XRayTubeCurrent = 40
     ds.ConvolutionKernel = "B19f" if profile.vendor == "Siemens" else "STANDARD"
@@ -283,11 +327,6 @@ def write_ct_series(folder: Path, hu: np.ndarray, grid: Grid, profile: ScannerPr
     ds.WindowCenter, ds.WindowWidth = "40", "400"
     ds.AcquisitionDate, ds.AcquisitionTime = da(when), tm(when, profile.microseconds)
     ds.ContentDate, ds.ContentTime = da(when), tm(when, profile.microseconds)
-    uids = []
-    encoder = SliceEncoder()
-    for k in range(len(grid.zs)):
-        _place(ds, grid, k, header)
-        ds.PixelData = (hu[k].astype(np.int32) + 1024).astype(np.uint16).tobytes()
-        encoder.save(ds, folder / _file_name(header, k))
-        uids.append(str(ds.SOPInstanceUID))
-    return uids
+    stored = (hu.astype(np.int32) + 1024).astype(np.uint16)
+    return _write_series(folder, ds, [{**_place(grid, k, header), "PixelData": stored[k].tobytes()}
+                                      for k in range(len(grid.zs))], header)

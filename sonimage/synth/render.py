@@ -137,7 +137,7 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
     for m, organ in zip(masks, organs):
         hu[m.box][m.mask] = LESION_HU[organ]
     if moved is not None:
-        hu = warp(hu, moved[0], moved[1], order=1, cval=-1000.0)
+        hu = warp(hu, moved[0], moved[1], cval=-1000.0)
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
     noise *= CT_NOISE_HU
     noise[hu <= -999.5] = 0.0
@@ -168,6 +168,13 @@ class Motion:
         ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
         rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
         return rz @ ry @ rx
+
+    @property
+    def stretch(self) -> float:
+        """A bound of the displacement field's Lipschitz constant, sum_k |a_k| 2 pi |f_k|: two second-day points
+        d apart come from first-day points at least d / (1 + stretch) apart."""
+        return float(sum(np.linalg.norm(a) * 2 * np.pi * np.linalg.norm(f)
+                         for a, f in zip(self.amplitudes_mm, self.frequencies_per_mm)))
 
     def displacement(self, p: np.ndarray) -> np.ndarray:
         """d(p) for points (N, 3)."""
@@ -218,22 +225,30 @@ def random_motion(centre: np.ndarray, rng: np.random.Generator) -> Motion:
 SLAB = 16  # slices per slab when whole volumes are mapped
 
 
-def _linear_weights(position: np.ndarray, n: int) -> np.ndarray:
-    """(len(position), n): linear interpolation weights at fractional lattice indices (clamped to the lattice)."""
+def _linear_weights(position: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation at fractional lattice indices (clamped to the lattice of ``n`` points): per position
+    the lower neighbour i and the weights of i and i + 1 (the two nonzero entries of a row of the weight matrix)."""
     p = np.clip(position, 0.0, n - 1.0)
     i = np.minimum(np.floor(p).astype(int), max(n - 2, 0))
     f = p - i
-    w = np.zeros((len(p), n))
-    w[np.arange(len(p)), i] = 1.0 - f
-    if n > 1:
-        w[np.arange(len(p)), i + 1] += f
-    return w
+    return i, 1.0 - f, f
+
+
+def _interpolate(values: np.ndarray, axis: int, weights: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """``values`` linearly interpolated along ``axis`` (:func:`_linear_weights`): w0 v[i] + w1 v[i + 1], the
+    same sum as the dense weight matrix's product (its other terms are exact zeros)."""
+    i, w0, w1 = weights
+    shape = [1] * values.ndim
+    shape[axis] = len(i)
+    upper = np.minimum(i + 1, values.shape[axis] - 1)  # a one-point lattice: w1 = 0
+    return (np.take(values, i, axis=axis) * w0.reshape(shape)
+            + np.take(values, upper, axis=axis) * w1.reshape(shape))
 
 
 def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
     """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1) -> first-day (x, y, z) arrays
     (z, y, x shaped) of the second-day voxel centres of slices k0:k1. The map is smooth (a rotation plus
-    displacements of wavelength >= 200 mm), so trilinear interpolation (separable: one weight matrix per axis)
+    displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along z, then y, then x)
     from a 16 mm lattice errs < 0.05 mm."""
     fine = (grid.zs, grid.ys, grid.xs)
     coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in fine]
@@ -244,23 +259,29 @@ def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
                for a, c in zip(fine, coarse)]
 
     def slab(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(np.einsum("kja,ia->kji", np.einsum("kba,jb->kja", np.einsum(
-            "kc,cba->kba", weights[0][k0:k1], s), weights[1]), weights[2]) for s in source)  # no BLAS threads
+        wz = tuple(w[k0:k1] for w in weights[0])
+        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, weights[1]), 2, weights[2])
+                     for s in source)
     return slab
 
 
-def warp(volume: np.ndarray, grid: Grid, motion: Motion, order: int, cval: float,
-         lattice_mm: float = 16.0) -> np.ndarray:
-    """The second-day image: ``volume`` (first-day positions on ``grid``) resampled through ``motion``'s inverse
-    (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab."""
+def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm: float = 16.0) -> np.ndarray:
+    """The second-day image: ``volume`` (first-day positions on ``grid``) resampled linearly through ``motion``'s
+    inverse (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab. Where
+    the voxels a point reads (its 2x2x2 neighbours, all within one voxel of the nearest) all hold ``cval`` (air
+    around the patient), the point is ``cval`` without interpolating."""
     slab = _lattice(grid, motion, lattice_mm)
     steps = [(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (grid.zs, grid.ys, grid.xs)]
     origin = (grid.zs[0], grid.ys[0], grid.xs[0])
-    out = np.empty_like(volume)
+    differs = ndimage.maximum_filter(volume != cval, size=3)
+    out = np.full_like(volume, cval)
     for k0 in range(0, len(grid.zs), SLAB):
         x, y, z = slab(k0, k0 + SLAB)
         coords = [(c - o) / st for c, o, st in zip((z, y, x), origin, steps)]
-        out[k0:k0 + SLAB] = ndimage.map_coordinates(volume, coords, order=order, mode="constant", cval=cval)
+        nearest = tuple(np.clip(np.rint(c), 0, n - 1).astype(int) for c, n in zip(coords, volume.shape))
+        read = differs[nearest]
+        out[k0:k0 + SLAB][read] = ndimage.map_coordinates(volume, [c[read] for c in coords], order=1,
+                                                          mode="constant", cval=cval)
     return out
 
 
@@ -363,11 +384,16 @@ def render_lesion(body: Body, grid: Grid, pose: Pose, table: np.ndarray, sigma_z
     margin = 1.0 + (0.05 * r if pose.motion is not None else 0.0)  # the deformation's stretch
     fine = tuple(fine_axis(c[a] - r - margin, c[a] + r + margin) for a in (2, 1, 0))  # z, y, x
     zz, yy, xx = np.meshgrid(*(f[0] for f in fine), indexing="ij")
-    rel = pose.to_body(np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])) - centre
-    inside = (rel * rel).sum(axis=1) <= r * r
-    values = np.zeros(len(rel), dtype=np.float32)
-    lesion = uptake(rel[inside]) if inside.any() else np.zeros(1, np.float32)
-    values[inside] = lesion - _tissue_activity(body, rel[inside] + centre, table)
+    scan = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
+    # only points within r (1 + stretch) of the centre in the scan can lie within r of it in the body frame
+    reach = (r + 1e-3) * (1.0 + (pose.motion.stretch if pose.motion is not None else 0.0)) + 1e-3
+    near = np.flatnonzero(((scan - c) ** 2).sum(axis=1) <= reach * reach)
+    rel = pose.to_body(scan[near]) - centre
+    hold = (rel * rel).sum(axis=1) <= r * r
+    inside = near[hold]
+    values = np.zeros(len(scan), dtype=np.float32)
+    lesion = uptake(rel[hold]) if len(inside) else np.zeros(1, np.float32)
+    values[inside] = lesion - _tissue_activity(body, rel[hold] + centre, table)
     spacing = grid.spacing
     box = tuple(index_range(axis, c[a] - r - margin - 4 * s - h, c[a] + r + margin + 4 * s + h)
                 for axis, a, s, h in zip((grid.zs, grid.ys, grid.xs), (2, 1, 0), sigma_zyx, spacing))
