@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.kernels import pair_counts
 from sonimage.features.texture import (
     FeatureValues,
     Levels,
@@ -48,16 +49,15 @@ TABLE: tuple[tuple[str, str], ...] = (
 )
 
 
-def cooccurrences(levels: Levels, offset: Offset) -> tuple[np.ndarray, np.ndarray]:
-    """(slice, index into the P × P matrix) of every ROI voxel pair (voxel, voxel + ``offset``).
+def cooccurrences(levels: Levels, voxels: np.ndarray, offsets: list[Offset]) -> np.ndarray:
+    """One-way co-occurrence matrices (k × P × P) of the ROI voxel pairs (voxel, voxel + offset) starting at
+    ``voxels`` (flat indices), one per offset.
 
     Rows and columns are the P grey levels present in the ROI (``levels.present``), so memory follows the
     levels that occur, not the discretisation range. Counted one way; :func:`glcm_features` symmetrises
     (IBSI's symmetric GLCM counts both orders).
     """
-    neighbour = levels.neighbour_values(offset)
-    pair = neighbour > 0
-    return levels.z[pair], levels.ranked[pair] * levels.present.size + levels.rank[neighbour[pair]]
+    return pair_counts(levels.flat, voxels, levels.rank, levels.steps(offsets), levels.present.size)
 
 
 def _distribution(k: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +136,8 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     check_dims(dims)
     distance = settings.glcm_distance
     levels = grey_levels(roi, settings, margin=distance)
-    shape = (levels.present.size, levels.present.size)
     results = directional_aggregations(
-        levels, dims, cooccurrences, shape, lambda stack, _: glcm_features_stack(stack, levels.present, levels.n_levels),
-        distance,
+        levels, dims, lambda voxels, offsets: cooccurrences(levels, voxels, offsets),
+        lambda stack, _: glcm_features_stack(stack, levels.present, levels.n_levels), distance,
     )  # fmt: skip
     return feature_records(FAMILY, TABLE, results, "voxel pairs at the GLCM distance")

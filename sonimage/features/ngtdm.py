@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.kernels import neighbour_sums
 from sonimage.features.texture import (
     Entries,
     FeatureValues,
@@ -35,12 +36,7 @@ TABLE: tuple[tuple[str, str], ...] = (
 
 def tone_differences(levels: Levels, distance: int, planar: bool) -> SlicedEntries:
     """Entries (grey level, |level − neighbourhood mean|) of the ROI voxels with neighbours, with their slice."""
-    total = np.zeros(levels.n_voxels, dtype=np.float64)
-    count = np.zeros(levels.n_voxels, dtype=np.int64)
-    for offset in neighbourhood(distance, planar):
-        neighbour = levels.neighbour_values(offset)
-        total += neighbour
-        count += neighbour > 0
+    count, total, _ = neighbour_sums(levels.flat, levels.roi, levels.steps(neighbourhood(distance, planar)), 0)
     has = count > 0
     difference = np.abs(levels.values[has] - total[has] / count[has])
     return levels.z[has], (levels.values[has], difference)

@@ -136,6 +136,10 @@ class Levels:
         _, ny, nx = self.array.shape
         return offset[0] * ny * nx + offset[1] * nx + offset[2]
 
+    def steps(self, offsets: Sequence[Offset]) -> np.ndarray:
+        """Flat index steps of ``offsets`` (int64), for the compiled loops of :mod:`sonimage.features.kernels`."""
+        return np.array([self.step(o) for o in offsets], dtype=np.int64)
+
     @cached_property
     def _neighbours(self) -> dict[Offset, np.ndarray]:
         return {}
@@ -370,33 +374,27 @@ def by_slice(levels: Levels, z: np.ndarray, values: np.ndarray) -> list[np.ndarr
     return np.split(values[order], np.searchsorted(z[order], levels.slices, side="right")[:-1])
 
 
-# Pairs or runs of one direction: slice (padded z of the voxel it starts from) and flat index into the matrix.
-RecordsFn = Callable[[Levels, Offset], tuple[np.ndarray, np.ndarray]]
+# Counts of one set of ROI voxels (flat indices) along each of a list of directions: a stack (k, rows, columns).
+CountsFn = Callable[[np.ndarray, list[Offset]], np.ndarray]
 
 
 def directional_aggregations(
     levels: Levels,
     dims: Sequence[str],
-    records_fn: RecordsFn,
-    shape: tuple[int, int],
+    counts_fn: CountsFn,
     features: StackFn,
     distance: int = 1,
 ) -> dict[str, FeatureValues | None]:
-    """IBSI aggregations of a directional family (GLCM, GLRLM) with matrices of ``shape``.
+    """IBSI aggregations of a directional family (GLCM, GLRLM).
 
-    ``records_fn(levels, offset)`` gives (slice, matrix index) of every pair or run of one direction; in-plane
-    directions never cross slices, so their records also give the 2D matrices. The matrices of one volume's or
-    one slice's directions are counted and evaluated as one stack (memory: 13 matrices at a time).
-    ``features(stack, n_voxels)`` receives the ROI voxel count times the number of merged directions (IBSI's
-    rule for merged percentages).
+    ``counts_fn(voxels, directions)`` gives the matrices of the pairs or runs starting at ``voxels`` along each
+    direction; in-plane directions never cross slices, so the voxels of one slice (a contiguous part of
+    ``levels.roi``, which is in C order) give its 2D matrices. The matrices of one volume's or one slice's
+    directions are evaluated as one stack (memory: 13 matrices at a time). ``features(stack, n_voxels)`` receives
+    the ROI voxel count times the number of merged directions (IBSI's rule for merged percentages).
     """
     if levels.n_voxels == 0:
         return {agg: None for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
-    size = shape[0] * shape[1]
-
-    def matrices(indices: list[np.ndarray]) -> np.ndarray:
-        flat = np.concatenate([index + k * size for k, index in enumerate(indices)])
-        return np.bincount(flat, minlength=len(indices) * size).reshape(len(indices), *shape).astype(np.float64)
 
     def directions(planar: bool) -> list[Offset]:
         return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
@@ -406,23 +404,22 @@ def directional_aggregations(
         results = features(np.concatenate((ms, ms.sum(axis=0)[None])), np.append(np.full(len(ms), n), n * len(ms)))
         return results[:-1], results[-1]
 
-    planar = {o: records_fn(levels, o) for o in directions(True)} if {"2D", "2.5D"} & set(dims) else {}
     n, out = levels.n_voxels, {}
     if "3D" in dims:
-        ms = matrices([(planar[o] if o in planar else records_fn(levels, o))[1] for o in directions(False)])
-        each, out["3D, merged"] = each_and_merged(ms, n)
+        each, out["3D, merged"] = each_and_merged(counts_fn(levels.roi, directions(False)), n)
         out["3D, averaged"] = _mean(each)
     if "2D" in dims:
         averaged, slice_merged = [], []
-        split = [by_slice(levels, z, index) for z, index in planar.values()]
-        for k, z in enumerate(levels.slices):
-            each, merged = each_and_merged(matrices([parts[k] for parts in split]), int(levels.slice_counts[z]))
+        ends = np.cumsum(levels.slice_counts)
+        for z in levels.slices:
+            count = int(levels.slice_counts[z])
+            each, merged = each_and_merged(counts_fn(levels.roi[ends[z] - count : ends[z]], directions(True)), count)
             averaged += each
             slice_merged.append(merged)
         out["2D, averaged"] = _mean(averaged)
         out["2D, slice-merged"] = _mean(slice_merged)
     if "2.5D" in dims:
-        each, out["2.5D, merged"] = each_and_merged(matrices([index for _, index in planar.values()]), n)
+        each, out["2.5D, merged"] = each_and_merged(counts_fn(levels.roi, directions(True)), n)
         out["2.5D, direction-merged"] = _mean(each)
     return {agg: out[agg] for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
 
