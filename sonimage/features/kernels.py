@@ -71,11 +71,13 @@ def neighbour_sums(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray, alph
     for i in range(n):
         v = voxels[i]
         level = flat[v]
+        inside, dependent, levels = 0, 1, 0
         for step in steps:
             neighbour = flat[v + step]
             if neighbour > 0:
-                count[i] += 1
-                total[i] += neighbour
+                inside += 1
+                levels += neighbour
                 if abs(neighbour - level) <= alpha:
-                    dependence[i] += 1
+                    dependent += 1
+        count[i], total[i], dependence[i] = inside, levels, dependent
     return count, total, dependence

@@ -131,14 +131,15 @@ class Levels:
 
     def step(self, offset: Offset) -> int:
         """Flat index step of ``offset``; valid from ROI voxels for offsets up to the margin."""
-        if max(abs(o) for o in offset) > self.margin:
-            raise ValueError(f"offset {offset} exceeds the crop margin {self.margin}")
-        _, ny, nx = self.array.shape
-        return offset[0] * ny * nx + offset[1] * nx + offset[2]
+        return int(self.steps([offset])[0])
 
     def steps(self, offsets: Sequence[Offset]) -> np.ndarray:
-        """Flat index steps of ``offsets`` (int64), for the compiled loops of :mod:`sonimage.features.kernels`."""
-        return np.array([self.step(o) for o in offsets], dtype=np.int64)
+        """Flat index steps (int64) of ``offsets``; valid from ROI voxels for offsets up to the margin."""
+        o = np.array(offsets, dtype=np.int64).reshape(-1, 3)
+        if o.size and int(np.abs(o).max()) > self.margin:
+            raise ValueError(f"offset {tuple(o[np.abs(o).max(axis=1).argmax()])} exceeds the crop margin {self.margin}")
+        _, ny, nx = self.array.shape
+        return o @ np.array([ny * nx, nx, 1], dtype=np.int64)
 
     @cached_property
     def _neighbours(self) -> dict[Offset, np.ndarray]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -242,3 +246,25 @@ def test_ngldm_alpha_covering_all_levels_counts_every_roi_neighbour():
     _, (_, k) = ngldm.dependences(levels, distance=1, alpha=levels.n_levels, planar=False)
     neighbours = ndimage.convolve(roi.mask.astype(int), np.ones((3, 3, 3), dtype=int), mode="constant")
     assert k.tolist() == neighbours[roi.mask].tolist()  # the centre counts once in both
+
+
+def test_compiled_loops_run_where_no_numba_cache_is_writable(tmp_path):
+    """With Numba's only cache location impossible to create (a directory under a file: not writable even for
+    root), the compiled loops are compiled per process and every texture family gives the same values."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(blocker / "cache"), "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator"}
+    code = ("import json, numpy as np\n"
+            "from sonimage.features.base import FeatureSettings, Roi\n"
+            "from sonimage.features.families import TEXTURE, extract_features\n"
+            "rng = np.random.default_rng(9)\n"
+            "roi = Roi(rng.integers(1, 5, (6, 7, 8)).astype(float), rng.random((6, 7, 8)) < 0.6, (1.0, 1.0, 1.0))\n"
+            "print(json.dumps([f.value for f in extract_features(roi, FeatureSettings(), TEXTURE)]))\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from sonimage.features.families import TEXTURE, extract_features
+
+    rng = np.random.default_rng(9)
+    roi = Roi(rng.integers(1, 5, (6, 7, 8)).astype(float), rng.random((6, 7, 8)) < 0.6, (1.0, 1.0, 1.0))
+    expected = [f.value for f in extract_features(roi, FeatureSettings(), TEXTURE)]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == pytest.approx(expected, nan_ok=True)
