@@ -81,3 +81,135 @@ def neighbour_sums(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray, alph
                     dependent += 1
         count[i], total[i], dependence[i] = inside, levels, dependent
     return count, total, dependence
+
+
+@jit
+def cube_configurations(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes configurations of the 2 × 2 × 2 cubes of the 0/1 array ``padded``: per configuration (256;
+    bit ``4 dz + 2 dy + dx`` is corner (dz, dy, dx)) the number of cubes with a surface (neither all 0 nor all 1)
+    and the sum of their corner indices (z, y, x)."""
+    counts = np.zeros(256, dtype=np.int64)
+    corners = np.zeros((256, 3))
+    nz, ny, nx = padded.shape
+    for z in range(nz - 1):
+        for y in range(ny - 1):
+            for x in range(nx - 1):
+                config = 0
+                for k in range(8):
+                    config |= padded[z + (k >> 2), y + ((k >> 1) & 1), x + (k & 1)] << k
+                if 0 < config < 255:
+                    counts[config] += 1
+                    corners[config, 0] += z
+                    corners[config, 1] += y
+                    corners[config, 2] += x
+    return counts, corners
+
+
+@jit
+def _strict_minima(ends: np.ndarray, keep: np.ndarray, axis: int) -> None:
+    """Clear ``keep`` where an entry of ``ends`` (2 × A × B) is not strictly below every entry before it or every
+    entry after it along ``axis`` (1 or 2)."""
+    sides, na, nb = ends.shape
+    n, lines = (na, nb) if axis == 1 else (nb, na)
+    below_before = np.empty(n, dtype=np.bool_)
+    for s in range(sides):
+        for line in range(lines):
+            low = np.inf
+            for t in range(n):
+                e = ends[s, t, line] if axis == 1 else ends[s, line, t]
+                below_before[t] = e < low
+                low = min(low, e)
+            low = np.inf
+            for t in range(n - 1, -1, -1):
+                e = ends[s, t, line] if axis == 1 else ends[s, line, t]
+                if not (below_before[t] or e < low):
+                    if axis == 1:
+                        keep[s, t, line] = False
+                    else:
+                        keep[s, line, t] = False
+                low = min(low, e)
+
+
+@jit
+def hull_candidates(mask: np.ndarray) -> np.ndarray:
+    """Points (voxel units, z y x) whose convex hull is that of the mask's marching-cubes mesh: per axis, half a
+    voxel beyond both ends of every line of ROI voxels along it, where that end is strictly extreme in its plane
+    along both other axes (see :func:`sonimage.features.morphology.hull_points`)."""
+    shape = mask.shape
+    chunks = []
+    for axis in range(3):
+        a_axis, b_axis = (1, 2) if axis == 0 else ((0, 2) if axis == 1 else (0, 1))
+        ends = np.full((2, shape[a_axis], shape[b_axis]), np.inf)
+        for z in range(shape[0]):
+            for y in range(shape[1]):
+                for x in range(shape[2]):
+                    if mask[z, y, x]:
+                        p = (z, y, x)
+                        a, b, c = p[a_axis], p[b_axis], p[axis]
+                        ends[0, a, b] = min(ends[0, a, b], c)
+                        ends[1, a, b] = min(ends[1, a, b], -c)
+        keep = np.isfinite(ends)
+        _strict_minima(ends, keep, 1)
+        _strict_minima(ends, keep, 2)
+        points = np.empty((int(keep.sum()), 3))
+        k = 0
+        for s in range(2):
+            for a in range(ends.shape[1]):
+                for b in range(ends.shape[2]):
+                    if keep[s, a, b]:
+                        points[k, a_axis], points[k, b_axis] = a, b
+                        points[k, axis] = abs(ends[s, a, b]) + (-0.5 if s == 0 else 0.5)
+                        k += 1
+        chunks.append(points)
+    out = np.empty((chunks[0].shape[0] + chunks[1].shape[0] + chunks[2].shape[0], 3))
+    k = 0
+    for chunk in chunks:
+        out[k:k + chunk.shape[0]] = chunk
+        k += chunk.shape[0]
+    return out
+
+
+@jit
+def _percentile(s: np.ndarray, q: float) -> float:
+    """NumPy's default ("linear") percentile ``q`` of the sorted sample ``s``, with its interpolation rule."""
+    virtual = (s.size - 1) * (q / 100.0)
+    if virtual >= s.size - 1:
+        return s[-1]
+    below = int(np.floor(virtual))
+    a, b = s[below], s[below + 1]
+    gamma = virtual - below
+    return b - (b - a) * (1.0 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
+
+
+@jit
+def sample_summary(x: np.ndarray) -> np.ndarray:
+    """From one sorted copy of the sample ``x`` (float, not empty): mean, the sums of the 2nd, 3rd and 4th powers
+    of the deviations from it, the 10th, 25th, 50th, 75th and 90th percentiles (NumPy's linear rule), minimum,
+    maximum, the mean absolute deviations from the mean and from the median, the robust one (voxels within
+    [p10, p90], about their own mean; NaN when none) and the sum of squares."""
+    s = np.sort(x)
+    n = s.size
+    mean = s.sum() / n
+    m2 = m3 = m4 = mad = energy = 0.0
+    for v in s:
+        d = v - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+        mad += abs(d)
+        energy += v * v
+    p10, p25, p50, p75, p90 = (_percentile(s, 10.0), _percentile(s, 25.0), _percentile(s, 50.0),
+                               _percentile(s, 75.0), _percentile(s, 90.0))
+    lo, hi = np.searchsorted(s, p10, "left"), np.searchsorted(s, p90, "right")
+    rmad = np.nan
+    if hi > lo:
+        robust_mean = s[lo:hi].sum() / (hi - lo)
+        rmad = 0.0
+        for v in s[lo:hi]:
+            rmad += abs(v - robust_mean)
+        rmad /= hi - lo
+    medad = 0.0
+    for v in s:
+        medad += abs(v - p50)
+    return np.array([mean, m2, m3, m4, p10, p25, p50, p75, p90, s[0], s[-1], mad / n, rmad, medad / n, energy])
