@@ -213,3 +213,48 @@ def sample_summary(x: np.ndarray) -> np.ndarray:
     for v in s:
         medad += abs(v - p50)
     return np.array([mean, m2, m3, m4, p10, p25, p50, p75, p90, s[0], s[-1], mad / n, rmad, medad / n, energy])
+
+
+@jit
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """Voxel count and bounding box of the 3D boolean ``mask``: (n, z0, z1, y0, y1, x0, x1), ends exclusive
+    (all 0 for an empty mask)."""
+    out = np.zeros(7, dtype=np.int64)
+    nz, ny, nx = mask.shape
+    lo = np.array([nz, ny, nx])
+    hi = np.full(3, -1)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    out[0] += 1
+                    lo[0], hi[0] = min(lo[0], z), max(hi[0], z)
+                    lo[1], hi[1] = min(lo[1], y), max(hi[1], y)
+                    lo[2], hi[2] = min(lo[2], x), max(hi[2], x)
+    if out[0]:
+        for axis in range(3):
+            out[1 + 2 * axis], out[2 + 2 * axis] = lo[axis], hi[axis] + 1
+    return out
+
+
+@jit
+def count_nonfinite(image: np.ndarray, mask: np.ndarray) -> int:
+    """Voxels inside ``mask`` whose intensity in ``image`` (same shape, 3D) is NaN or infinite."""
+    bad = 0
+    nz, ny, nx = mask.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x] and not np.isfinite(image[z, y, x]):
+                    bad += 1
+    return bad
+
+
+def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
+    """Slices of the 3D ``mask``'s bounding box widened by ``margin`` voxels per axis (clipped to the array),
+    None for an empty mask."""
+    count, *bounds = mask_box(mask)
+    if count == 0:
+        return None
+    return tuple(slice(max(int(bounds[2 * a]) - m, 0), min(int(bounds[2 * a + 1]) + m, n))
+                 for a, (m, n) in enumerate(zip(margin, mask.shape)))

@@ -24,7 +24,7 @@ from scipy.special import eval_legendre
 from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.kernels import cube_configurations, hull_candidates
+from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates
 from sonimage.features.statistics import to_features
 
 FAMILY = "morphology"
@@ -230,7 +230,9 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
     unless ``spatial``)."""
     nan = float("nan")
     reasons: dict[str, str] = {}
-    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi.shape_mask))
+    box = bounding_box(roi.shape_mask)
+    if box is None:
+        raise ValueError("morphology: the mask is empty")
     image, mask, inside = roi.image[box], roi.shape_mask[box], roi.mask[box]
     volume, area = mesh_volume_area(mask, roi.spacing)
     n = int(mask.sum())

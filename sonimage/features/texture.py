@@ -31,6 +31,7 @@ from skimage.measure import label
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.discretise import discretise
+from sonimage.features.kernels import bounding_box
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -177,10 +178,9 @@ def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
 
 def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     mask = np.asarray(roi.mask, dtype=bool)
-    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if hits[0].size == 0:
+    box = bounding_box(mask)
+    if box is None:
         return Levels(np.zeros((1, 1, 1), dtype=np.int64), 0, margin)
-    box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
     inside = mask[box]
     values = np.asarray(roi.image[box], dtype=np.float64)[inside]
     if not np.isfinite(values).all():
