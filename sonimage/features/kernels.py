@@ -17,12 +17,14 @@ import numba
 import numpy as np
 
 
-def jit(fn: Callable) -> Callable:
-    """``numba.njit`` with an on-disk cache, without it where no cache location is writable."""
+def jit(fn: Callable | None = None, **options) -> Callable:
+    """``numba.njit`` (with ``options``) with an on-disk cache, without it where no cache location is writable."""
+    if fn is None:
+        return lambda f: jit(f, **options)
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, **options)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True, **options)(fn)
 
 
 @jit
@@ -182,12 +184,11 @@ def _percentile(s: np.ndarray, q: float) -> float:
 
 
 @jit
-def sample_summary(x: np.ndarray) -> np.ndarray:
-    """From one sorted copy of the sample ``x`` (float, not empty): mean, the sums of the 2nd, 3rd and 4th powers
-    of the deviations from it, the 10th, 25th, 50th, 75th and 90th percentiles (NumPy's linear rule), minimum,
-    maximum, the mean absolute deviations from the mean and from the median, the robust one (voxels within
-    [p10, p90], about their own mean; NaN when none) and the sum of squares."""
-    s = np.sort(x)
+def sample_summary(s: np.ndarray) -> np.ndarray:
+    """Of the sorted sample ``s`` (float, not empty; NumPy sorts faster than Numba): mean, the sums of the 2nd,
+    3rd and 4th powers of the deviations from it, the 10th, 25th, 50th, 75th and 90th percentiles (NumPy's
+    linear rule), minimum, maximum, the mean absolute deviations from the mean and from the median, the robust
+    one (voxels within [p10, p90], about their own mean; NaN when none) and the sum of squares."""
     n = s.size
     mean = s.sum() / n
     m2 = m3 = m4 = mad = energy = 0.0
@@ -258,3 +259,153 @@ def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)) -> 
         return None
     return tuple(slice(max(int(bounds[2 * a]) - m, 0), min(int(bounds[2 * a + 1]) + m, n))
                  for a, (m, n) in enumerate(zip(margin, mask.shape)))
+
+
+@jit
+def _entropy(p: np.ndarray) -> float:
+    """Shannon entropy (bits) of the probabilities ``p``; zeros add nothing."""
+    h = 0.0
+    for v in p:
+        if v > 0:
+            h -= v * np.log2(v)
+    return h
+
+
+@jit(error_model="numpy")
+def glcm_values(counts: np.ndarray, grey: np.ndarray, ng: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 25 IBSI GLCM features (in the order of :data:`sonimage.features.glcm.TABLE`) of each one-way
+    co-occurrence matrix of ``counts`` (k × P × P), symmetrised here; rows and columns are the integer grey
+    levels ``grey``; ``ng`` the number of grey levels of the discretisation. Also which matrices are empty
+    (their row is NaN). Undefined ratios are NaN or infinite, as in NumPy."""
+    k, n = counts.shape[0], grey.size
+    g = grey.astype(np.float64)
+    low, high = grey.min(), grey.max()
+    out = np.full((k, 25), np.nan)
+    empty = np.zeros(k, dtype=np.bool_)
+    p = np.empty((n, n))
+    px = np.empty(n)
+    p_diff = np.empty(high - low + 1)
+    p_sum = np.empty(2 * high + 1)
+    for m in range(k):
+        c = counts[m]
+        total = 2.0 * c.sum()
+        if total == 0:
+            empty[m] = True
+            continue
+        p_diff[:] = 0.0
+        p_sum[:] = 0.0
+        peak = energy = autocorrelation = 0.0
+        for i in range(n):
+            row = 0.0
+            for j in range(n):
+                v = (c[i, j] + c[j, i]) / total
+                p[i, j] = v
+                row += v
+                peak = max(peak, v)
+                energy += v * v
+                autocorrelation += g[i] * g[j] * v
+                p_diff[abs(grey[i] - grey[j])] += v
+                p_sum[grey[i] + grey[j]] += v
+            px[i] = row
+        mu = 0.0
+        for i in range(n):
+            mu += px[i] * g[i]
+        variance = 0.0
+        for i in range(n):
+            variance += (g[i] - mu) ** 2 * px[i]
+        hxy, hx = _entropy(p.ravel()), _entropy(px)
+        mu_diff = contrast = inverse = inverse_norm = moment = moment_norm = inverse_variance = 0.0
+        for d in range(p_diff.size):
+            q = p_diff[d]
+            mu_diff += d * q
+            contrast += d * d * q
+            inverse += q / (1.0 + d)
+            inverse_norm += q / (1.0 + d / ng)
+            moment += q / (1.0 + d * d)
+            moment_norm += q / (1.0 + d * d / ng**2)
+            if d > 0:
+                inverse_variance += q / (d * d)
+        var_diff = 0.0
+        for d in range(p_diff.size):
+            var_diff += (d - mu_diff) ** 2 * p_diff[d]
+        mu_sum = 0.0
+        for t in range(p_sum.size):
+            mu_sum += t * p_sum[t]
+        var_sum = tendency = shade = prominence = 0.0
+        for t in range(p_sum.size):
+            q = p_sum[t]
+            var_sum += (t - mu_sum) ** 2 * q
+            cluster = t - 2 * mu
+            tendency += cluster**2 * q
+            shade += cluster**3 * q
+            prominence += cluster**4 * q
+        out[m, 0], out[m, 1], out[m, 2], out[m, 3] = peak, mu, variance, hxy
+        out[m, 4], out[m, 5], out[m, 6] = mu_diff, var_diff, _entropy(p_diff)
+        out[m, 7], out[m, 8], out[m, 9] = mu_sum, var_sum, _entropy(p_sum)
+        out[m, 10], out[m, 11], out[m, 12] = energy, contrast, mu_diff
+        out[m, 13], out[m, 14], out[m, 15], out[m, 16] = inverse, inverse_norm, moment, moment_norm
+        out[m, 17] = inverse_variance
+        out[m, 18] = (autocorrelation - mu**2) / variance
+        out[m, 19], out[m, 20], out[m, 21], out[m, 22] = autocorrelation, tendency, shade, prominence
+        out[m, 23] = (hxy - 2 * hx) / hx
+        out[m, 24] = np.sqrt(1 - np.exp(-2 * (2 * hx - hxy))) if 2 * hx >= hxy else np.nan
+    return out, empty
+
+
+@jit(error_model="numpy")
+def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: np.ndarray) -> np.ndarray:
+    """The 17 values GLRLM, GLSZM, GLDZM and NGLDM share (in the order of
+    :data:`sonimage.features.texture.EMPHASIS_KINDS`) of each counts matrix of ``stack`` (k × rows × columns):
+    rows are grey levels ``grey``, columns the positive values ``columns`` (run length, zone size, distance or
+    dependence count), ``n_voxels`` the voxel count of each matrix. An empty matrix gives NaN."""
+    k, nr, nc = stack.shape
+    i2, j2 = grey.astype(np.float64) ** 2, columns.astype(np.float64) ** 2
+    out = np.empty((k, 17))
+    rows, cols = np.empty(nr), np.empty(nc)
+    for m in range(k):
+        a = stack[m]
+        rows[:] = 0.0
+        cols[:] = 0.0
+        for r in range(nr):
+            for c in range(nc):
+                rows[r] += a[r, c]
+                cols[c] += a[r, c]
+        total = rows.sum()
+        small_low = small_high = large_low = large_high = entropy = energy = 0.0
+        for r in range(nr):
+            for c in range(nc):
+                p = a[r, c] / total
+                if p > 0:
+                    small_low += p / (i2[r] * j2[c])
+                    small_high += p * i2[r] / j2[c]
+                    large_low += p * j2[c] / i2[r]
+                    large_high += p * i2[r] * j2[c]
+                    entropy -= p * np.log2(p)
+                    energy += p * p
+        small = large = column_uniformity = mu_j = 0.0
+        for c in range(nc):
+            q = cols[c] / total
+            small += q / j2[c]
+            large += q * j2[c]
+            column_uniformity += q * q
+            mu_j += q * columns[c]
+        low = high = level_uniformity = mu_i = 0.0
+        for r in range(nr):
+            q = rows[r] / total
+            low += q / i2[r]
+            high += q * i2[r]
+            level_uniformity += q * q
+            mu_i += q * grey[r]
+        level_variance = column_variance = 0.0
+        for r in range(nr):
+            level_variance += (grey[r] - mu_i) ** 2 * rows[r] / total
+        for c in range(nc):
+            column_variance += (columns[c] - mu_j) ** 2 * cols[c] / total
+        values = (small, large, low, high, small_low, small_high, large_low, large_high,
+                  level_uniformity * total, level_uniformity, column_uniformity * total, column_uniformity,
+                  total / n_voxels[m], level_variance, column_variance, entropy, energy)
+        for t in range(17):
+            out[m, t] = values[t]
+        if total == 0:
+            out[m] = np.nan
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
@@ -51,7 +53,7 @@ def describe(x: np.ndarray) -> dict[str, float]:
     """
     x = np.asarray(x, dtype=np.float64)
     mean, s2, s3, s4, p10, p25, median, p75, p90, low, high, mad, rmad, medad, energy = (
-        float(v) for v in sample_summary(x))
+        float(v) for v in sample_summary(np.sort(x)))
     m2 = s2 / x.size
     nan = float("nan")
     return {
@@ -81,7 +83,7 @@ def to_features(family: str, specs: tuple[tuple[str, str, str], ...], values: di
     out = []
     for key, name, code in specs:
         v = float(values[key])
-        out.append(Feature(family, name, code, v, "", reasons.get(key, "undefined for this ROI") if np.isnan(v) else ""))
+        out.append(Feature(family, name, code, v, "", reasons.get(key, "undefined for this ROI") if math.isnan(v) else ""))
     return out
 
 

@@ -19,6 +19,7 @@ Spacing is not used: IBSI expects texture on isotropic voxels (resampling, if wa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,7 +32,7 @@ from skimage.measure import label
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.discretise import discretise
-from sonimage.features.kernels import bounding_box
+from sonimage.features.kernels import bounding_box, emphasis_values
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -247,53 +248,6 @@ def zone_entries(
     return z, (level, column_of_zones(labels, n))
 
 
-def emphasis_features(
-    matrix: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: float | np.ndarray
-) -> dict[str, np.ndarray]:
-    """The features GLRLM, GLSZM, GLDZM and NGLDM share, keyed by kind, from counts (grey level × column).
-
-    ``grey`` holds each row's grey level, ``columns`` each column's value (run length, zone size, distance or
-    dependence count; all positive). Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products,
-    non-uniformity of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances,
-    entropy, energy. ``matrix`` may be a stack (leading axes, one ``n_voxels`` each): every value is then an
-    array over the stack. Empty rows and columns add nothing to any kind; an empty matrix gives NaN.
-    """
-    row_sums, col_sums = matrix.sum(axis=-1), matrix.sum(axis=-2)
-    total = row_sums.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = matrix / total[..., None, None]
-        rows, cols = row_sums / total[..., None], col_sums / total[..., None]
-    i = np.asarray(grey, dtype=np.float64)
-    j = np.asarray(columns, dtype=np.float64)
-    i2, j2 = i**2, j**2
-    mu_i, mu_j = rows @ i, cols @ j
-    level_uniformity, column_uniformity = (rows * rows).sum(axis=-1), (cols * cols).sum(axis=-1)
-    return {
-        "small": cols @ (1 / j2),
-        "large": cols @ j2,
-        "low": rows @ (1 / i2),
-        "high": rows @ i2,
-        "small_low": (1 / i2) @ p @ (1 / j2),
-        "small_high": i2 @ p @ (1 / j2),
-        "large_low": (1 / i2) @ p @ j2,
-        "large_high": i2 @ p @ j2,
-        "level_nonuniformity": level_uniformity * total,
-        "level_nonuniformity_norm": level_uniformity,
-        "column_nonuniformity": column_uniformity * total,
-        "column_nonuniformity_norm": column_uniformity,
-        "percentage": total / n_voxels,
-        "level_variance": ((i - mu_i[..., None]) ** 2 * rows).sum(axis=-1),
-        "column_variance": ((j - mu_j[..., None]) ** 2 * cols).sum(axis=-1),
-        "entropy": entropy(p, axis=(-2, -1)),
-        "energy": (p**2).sum(axis=(-2, -1)),
-    }
-
-
-def entropy(p: np.ndarray, axis: int | tuple[int, ...] = -1) -> np.ndarray:
-    """Shannon entropy (bits) of probabilities ``p`` along ``axis``; zero probabilities add nothing."""
-    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=axis)
-
-
 def unstack(values: dict[str, np.ndarray], empty: np.ndarray) -> list[FeatureValues | None]:
     """Per-matrix results from values over a stack: {code: value} per matrix, None where it is ``empty``."""
     return [None if empty[k] else {code: float(v[k]) for code, v in values.items()} for k in range(len(empty))]
@@ -346,11 +300,21 @@ def emphasis_fn(
 
 
 def emphasis_stack_fn(table: Table, grey: np.ndarray, columns: np.ndarray) -> StackFn:
-    """Feature function of an emphasis family over stacks of matrices with rows ``grey`` and columns ``columns``."""
+    """Feature function of an emphasis family over stacks of matrices with rows ``grey`` and columns ``columns``
+    (all positive), one compiled pass per matrix (:func:`kernels.emphasis_values`).
+
+    Kinds (:data:`EMPHASIS_KINDS`): small/large (1/j², j²), low/high (1/i², i²) and their products,
+    non-uniformity of levels and of columns (plain and normalised), percentage (count / voxels), variances,
+    entropy, energy. Empty rows and columns add nothing to any kind; an empty matrix gives None.
+    """
+
+    grey, columns = np.asarray(grey, dtype=np.float64), np.asarray(columns, dtype=np.float64)
+    position = {kind: k for k, kind in enumerate(EMPHASIS_KINDS)}
 
     def features(stack: np.ndarray, n_voxels: np.ndarray) -> list[FeatureValues | None]:
-        kinds = emphasis_features(stack, grey, columns, n_voxels)
-        return unstack({code: kinds[kind] for code, _, kind in table}, stack.sum(axis=(-2, -1)) == 0)
+        stack = np.ascontiguousarray(stack, dtype=np.float64)
+        values = emphasis_values(stack, grey, columns, np.asarray(n_voxels, dtype=np.float64))
+        return unstack({code: values[:, position[kind]] for code, _, kind in table}, stack.sum(axis=(-2, -1)) == 0)
 
     return features
 
@@ -463,8 +427,9 @@ def feature_records(
                 value, reason = np.nan, EMPTY_REASON.format(family=family.upper(), what=empty_what)
             else:
                 value = values[code]
-                reason = "" if np.isfinite(value) else UNDEFINED_REASON
-                value = float(value) if np.isfinite(value) else np.nan
+                value = float(value)
+                reason = "" if math.isfinite(value) else UNDEFINED_REASON
+                value = value if math.isfinite(value) else np.nan
             out.append(Feature(family, name, code, value, aggregation, reason))
     return out
 
