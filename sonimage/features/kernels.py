@@ -353,13 +353,31 @@ def glcm_values(counts: np.ndarray, grey: np.ndarray, ng: float) -> tuple[np.nda
 
 
 @jit(error_model="numpy")
+def _marginal(sums: np.ndarray, values: np.ndarray, total: float) -> tuple[float, float, float, float]:
+    """Of a marginal of an emphasis matrix (``sums`` at positive ``values``, over ``total``): the mean of 1/v²,
+    the mean of v², the uniformity (sum of squared probabilities) and the variance of v."""
+    inverse = square = uniformity = mean = 0.0
+    for t in range(sums.size):
+        q = sums[t] / total
+        v2 = values[t] ** 2
+        inverse += q / v2
+        square += q * v2
+        uniformity += q * q
+        mean += q * values[t]
+    variance = 0.0
+    for t in range(sums.size):
+        variance += (values[t] - mean) ** 2 * sums[t] / total
+    return inverse, square, uniformity, variance
+
+
+@jit(error_model="numpy")
 def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: np.ndarray) -> np.ndarray:
     """The 17 values GLRLM, GLSZM, GLDZM and NGLDM share (in the order of
     :data:`sonimage.features.texture.EMPHASIS_KINDS`) of each counts matrix of ``stack`` (k × rows × columns):
     rows are grey levels ``grey``, columns the positive values ``columns`` (run length, zone size, distance or
     dependence count), ``n_voxels`` the voxel count of each matrix. An empty matrix gives NaN."""
     k, nr, nc = stack.shape
-    i2, j2 = grey.astype(np.float64) ** 2, columns.astype(np.float64) ** 2
+    i2, j2 = grey**2, columns**2
     out = np.empty((k, 17))
     rows, cols = np.empty(nr), np.empty(nc)
     for m in range(k):
@@ -382,25 +400,8 @@ def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_
                     large_high += p * i2[r] * j2[c]
                     entropy -= p * np.log2(p)
                     energy += p * p
-        small = large = column_uniformity = mu_j = 0.0
-        for c in range(nc):
-            q = cols[c] / total
-            small += q / j2[c]
-            large += q * j2[c]
-            column_uniformity += q * q
-            mu_j += q * columns[c]
-        low = high = level_uniformity = mu_i = 0.0
-        for r in range(nr):
-            q = rows[r] / total
-            low += q / i2[r]
-            high += q * i2[r]
-            level_uniformity += q * q
-            mu_i += q * grey[r]
-        level_variance = column_variance = 0.0
-        for r in range(nr):
-            level_variance += (grey[r] - mu_i) ** 2 * rows[r] / total
-        for c in range(nc):
-            column_variance += (columns[c] - mu_j) ** 2 * cols[c] / total
+        small, large, column_uniformity, column_variance = _marginal(cols, columns, total)
+        low, high, level_uniformity, level_variance = _marginal(rows, grey, total)
         values = (small, large, low, high, small_low, small_high, large_low, large_high,
                   level_uniformity * total, level_uniformity, column_uniformity * total, column_uniformity,
                   total / n_voxels[m], level_variance, column_variance, entropy, energy)
@@ -409,3 +410,33 @@ def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_
         if total == 0:
             out[m] = np.nan
     return out
+
+
+@jit
+def zones(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, int]:
+    """Zones of the ROI voxels ``voxels``: groups of equal grey level joined through neighbours at ``steps`` (both
+    signs), found by flood fill. The zone (0..n-1) of each voxel, and n."""
+    label = np.full(flat.size, -1, dtype=np.int64)
+    stack = np.empty(voxels.size, dtype=np.int64)
+    n = 0
+    for v in voxels:
+        if label[v] >= 0:
+            continue
+        level = flat[v]
+        label[v] = n
+        stack[0] = v
+        top = 1
+        while top:
+            top -= 1
+            u = stack[top]
+            for step in steps:
+                w = u + step
+                if flat[w] == level and label[w] < 0:
+                    label[w] = n
+                    stack[top] = w
+                    top += 1
+        n += 1
+    out = np.empty(voxels.size, dtype=np.int64)
+    for i in range(voxels.size):
+        out[i] = label[voxels[i]]
+    return out, n

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.kernels import neighbour_sums
-from sonimage.features.texture import Levels, SlicedEntries, emphasis_table, entry_family, neighbourhood
+from sonimage.features.texture import Levels, SlicedEntries, emphasis_table, entry_family
 
 FAMILY = "ngldm"
 
@@ -38,7 +37,7 @@ TABLE = emphasis_table(
 
 def dependences(levels: Levels, distance: int, alpha: int, planar: bool) -> SlicedEntries:
     """Entries (grey level, dependence count) of every ROI voxel, with its slice."""
-    _, _, count = neighbour_sums(levels.flat, levels.roi, levels.steps(neighbourhood(distance, planar)), alpha)
+    _, _, count = levels.neighbour_sums(distance, planar, alpha)
     return levels.z, (levels.values, count)
 
 

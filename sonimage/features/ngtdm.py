@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.kernels import neighbour_sums
 from sonimage.features.texture import (
     Entries,
     FeatureValues,
@@ -19,7 +18,6 @@ from sonimage.features.texture import (
     counted_unique,
     feature_records,
     grey_levels,
-    neighbourhood,
     volumetric_aggregations,
 )
 
@@ -36,7 +34,7 @@ TABLE: tuple[tuple[str, str], ...] = (
 
 def tone_differences(levels: Levels, distance: int, planar: bool) -> SlicedEntries:
     """Entries (grey level, |level − neighbourhood mean|) of the ROI voxels with neighbours, with their slice."""
-    count, total, _ = neighbour_sums(levels.flat, levels.roi, levels.steps(neighbourhood(distance, planar)), 0)
+    count, total, _ = levels.neighbour_sums(distance, planar)
     has = count > 0
     difference = np.abs(levels.values[has] - total[has] / count[has])
     return levels.z[has], (levels.values[has], difference)

@@ -26,13 +26,10 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from skimage.measure import label
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.discretise import discretise
-from sonimage.features.kernels import bounding_box, emphasis_values
+from sonimage.features.kernels import bounding_box, emphasis_values, neighbour_sums, zones
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -131,10 +128,6 @@ class Levels:
     def n_voxels(self) -> int:
         return int(self.roi.size)
 
-    def step(self, offset: Offset) -> int:
-        """Flat index step of ``offset``; valid from ROI voxels for offsets up to the margin."""
-        return int(self.steps([offset])[0])
-
     def steps(self, offsets: Sequence[Offset]) -> np.ndarray:
         """Flat index steps (int64) of ``offsets``; valid from ROI voxels for offsets up to the margin."""
         o = np.array(offsets, dtype=np.int64).reshape(-1, 3)
@@ -144,20 +137,23 @@ class Levels:
         return o @ np.array([ny * nx, nx, 1], dtype=np.int64)
 
     @cached_property
-    def _neighbours(self) -> dict[Offset, np.ndarray]:
+    def _sums(self) -> dict[tuple[int, bool], tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
         return {}
 
-    def neighbour_values(self, offset: Offset) -> np.ndarray:
-        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI), read-only.
-
-        Gathered once per offset: the texture families of one ROI share the levels (:func:`grey_levels`) and so
-        their neighbours.
-        """
-        cached = self._neighbours.get(offset)
-        if cached is None:
-            cached = self._neighbours[offset] = self.flat[self.roi + self.step(offset)]
-            cached.setflags(write=False)
-        return cached
+    def neighbour_sums(self, distance: int, planar: bool, alpha: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per ROI voxel over its neighbours within Chebyshev ``distance`` (in-slice when ``planar``): how many lie
+        in the ROI, the sum of their grey levels and the NGLDM dependence count for ``alpha``
+        (:func:`kernels.neighbour_sums`), read-only. Computed once per neighbourhood for NGTDM and NGLDM (a
+        call without ``alpha`` takes any cached one's counts and sums)."""
+        cached = self._sums.get((distance, planar))
+        if cached is None or (alpha is not None and cached[0] != alpha):
+            a = 0 if alpha is None else alpha
+            sums = neighbour_sums(self.flat, self.roi, self.steps(neighbourhood(distance, planar)), a)
+            for array in sums:
+                array.setflags(write=False)
+            cached = self._sums[(distance, planar)] = (a, sums)
+        return cached[1]
 
 
 # The last ROI's grey levels: the texture families of one ROI share them (and their cached voxel indices).
@@ -202,35 +198,10 @@ def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
     """Zones: groups of linked ROI voxels of equal grey level (Chebyshev ``linkage``; 26-/8-connected at 1).
 
-    Returns the zone label of every ROI voxel (0..n-1) and n. With ``planar`` zones never cross slices.
-    Linkage 1 uses scikit-image's equal-value labelling (slices kept apart by interleaved empty planes when
-    ``planar``); longer linkages the connected components of the graph of linked equal voxels.
+    Returns the zone label of every ROI voxel (0..n-1) and n, by flood fill (:func:`kernels.zones`); with
+    ``planar`` zones never cross slices. ``levels`` needs a margin of at least ``linkage``.
     """
-    if linkage != 1:
-        return graph_zone_labels(levels, linkage, planar)
-    array = levels.array
-    if planar:
-        array = np.zeros((2 * array.shape[0] - 1, *array.shape[1:]), dtype=array.dtype)
-        array[::2] = levels.array
-    labels, n = label(array, background=0, connectivity=3, return_num=True)
-    if planar:
-        labels = labels[::2]
-    return labels.ravel()[levels.roi] - 1, int(n)
-
-
-def graph_zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
-    """:func:`zone_labels` for any linkage: components of the graph joining linked voxels of equal level."""
-    node = np.full(levels.flat.size, -1, dtype=np.int64)
-    node[levels.roi] = np.arange(levels.n_voxels)
-    heads, tails = [], []
-    for offset in half_offsets(linkage, planar):
-        same = levels.neighbour_values(offset) == levels.values
-        heads.append(np.flatnonzero(same))
-        tails.append(node[levels.roi[same] + levels.step(offset)])
-    head, tail = np.concatenate(heads), np.concatenate(tails)
-    graph = coo_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), shape=(levels.n_voxels,) * 2)
-    n, labels = connected_components(graph, directed=False)
-    return labels, int(n)
+    return zones(levels.flat, levels.roi, levels.steps(neighbourhood(linkage, planar)))
 
 
 Entries = tuple[np.ndarray, np.ndarray]  # (grey level, column value) of each zone or voxel
