@@ -10,6 +10,8 @@ the Numba JIT it triggers) and the warm-up lesion are timed apart and reported s
 - Pictologics (``pictologics==0.9.0``, Numba; Python >= 3.12) in ``bench/.venv-pictologics`` (created with the
   pyenv Python 3.12 when absent; its first import JIT-compiles for minutes to fill Numba's cache). One thread
   (``PICTOLOGICS_NUM_THREADS=1``), as the other tools.
+sonimage's compiled loops (Numba) are timed once with an empty cache (cold: compiled and written; its import and
+first lesion reported apart) and then read from that cache (warm) in every round.
 Matched settings: 3D, no resampling, fixed bin width 0.5 SUV with bins aligned to 0, distance 1; the same
 families: shape/morphology (with Moran's I and Geary's C: Pictologics' ``spatial_intensity``, not in PyRadiomics),
 intensity statistics, intensity histogram, GLCM, GLRLM, GLSZM, NGLDM/GLDM, NGTDM. sonimage is timed also with
@@ -174,11 +176,14 @@ def prepare_lesions() -> list[dict]:
     return pairs
 
 
-def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = (), source: Path | None = None
-             ) -> dict:
-    """One worker process of ``tool``; ``source``: the root of another checkout whose sonimage it imports."""
+def run_tool(python: Path, tool: str, pairs_file: Path, families: tuple[str, ...] = (), source: Path | None = None,
+             numba_cache: Path | None = None) -> dict:
+    """One worker process of ``tool``; ``source``: the root of another checkout whose sonimage it imports;
+    ``numba_cache``: sonimage's Numba cache directory (``NUMBA_CACHE_DIR``)."""
     env = {**os.environ, "FAMILIES": json.dumps(list(families)), "OMP_NUM_THREADS": "1",
            "PICTOLOGICS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    if numba_cache is not None:
+        env["NUMBA_CACHE_DIR"] = str(numba_cache)
     if source is not None:  # PYTHONPATH comes before the editable install
         env["PYTHONPATH"] = str(source)
     done = subprocess.run([str(python), __file__, "--worker", tool, str(pairs_file)], check=True,
@@ -328,11 +333,17 @@ def main() -> None:
         if args.baseline:
             runs.append((f"baseline (matched {len(MATCHED)} families)", Path(sys.executable), "sonimage", (),
                          args.baseline.resolve()))
+        # sonimage's compiled loops (Numba) once with an empty cache (cold: compiled and written), then from it (warm)
+        cache = Path(tmp) / "numba-cache"
+        cold = run_tool(Path(sys.executable), "sonimage", pairs_file, numba_cache=cache)
         rounds = []
         for i in range(args.repeat):  # tools interleaved within each round
-            rounds.append([run_tool(python, tool, pairs_file, fams, source) for _, python, tool, fams, source in runs])
+            rounds.append([run_tool(python, tool, pairs_file, fams, source, cache if tool.startswith("sonimage") else None)
+                           for _, python, tool, fams, source in runs])
             print(f"round {i + 1}/{args.repeat} done, load {load()['load_1min']:.1f}", flush=True)
         tools = [summarise(name, best_of([r[i] for r in rounds])) for i, (name, *_) in enumerate(runs)]
+    warm = next(t for t in tools if t["tool"].startswith("sonimage (matched"))
+    jit = {"cold": {key: cold[key] for key in SETUP}, "warm": {key: warm[key] for key in SETUP}}
     base = tools[0]
     for row in tools[1:]:
         row["max_rel_diff_vs_pyradiomics"] = {
@@ -361,8 +372,14 @@ def main() -> None:
     print("same lesions, same voxels: largest relative difference to PyRadiomics in mean / max / voxel volume: "
           + "; ".join(f"{r['tool'].split(' (')[0]} " + ", ".join(f"{v:.1e}" for v in r["max_rel_diff_vs_pyradiomics"].values())
                       for r in tools[1:]))
+    once = {k: v["import_cpu_s"] + v["warmup_cpu_s"] for k, v in jit.items()}
+    print(f"sonimage's Numba loops, once per process (CPU s): cold cache (compiled and written) import "
+          f"{jit['cold']['import_cpu_s']:.2f} + first lesion {jit['cold']['warmup_cpu_s']:.2f}; warm cache import "
+          f"{jit['warm']['import_cpu_s']:.2f} + first lesion {jit['warm']['warmup_cpu_s']:.2f}; over a worker's "
+          f"{len(pairs)} lesions that adds {once['cold'] / len(pairs):.4f} (cold) / {once['warm'] / len(pairs):.4f} "
+          "(warm) s per lesion, before the first lesion's own features")
     print(load_line(before, load()))
-    report = {"per_lesion": tools, "bin_width": BIN_WIDTH, "cases": [p["case"] for p in pairs],
+    report = {"per_lesion": tools, "sonimage_numba_once": jit, "bin_width": BIN_WIDTH, "cases": [p["case"] for p in pairs],
               "machine_start": describe() | before, "machine_end": load(), "repeat": args.repeat}
     if not args.skip_dask:
         scans = synthetic_scans(args.cohort_patients)

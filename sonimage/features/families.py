@@ -7,6 +7,7 @@ import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.filters import FilterSpec, filtered_statistics
+from sonimage.features.kernels import bounding_box, count_nonfinite, mask_box
 from sonimage.features.local_intensity import peak_margin
 from sonimage.features.processing import process
 
@@ -29,20 +30,18 @@ def family_module(name: str):
 def crop(roi: Roi, margin: tuple[int, int, int]) -> Roi:
     """The ROI cut to the (morphological) mask's bounding box plus ``margin`` voxels per axis (clipped to the
     image)."""
-    idx = np.nonzero(roi.shape_mask)
-    box = tuple(slice(max(int(i.min()) - m, 0), min(int(i.max()) + m + 1, n))
-                for i, m, n in zip(idx, margin, roi.mask.shape))
+    box = bounding_box(roi.shape_mask, margin)
     morph = None if roi.morph_mask is None else np.ascontiguousarray(roi.morph_mask[box])
     return Roi(np.ascontiguousarray(roi.image[box]), np.ascontiguousarray(roi.mask[box]), roi.spacing, morph)
 
 
 def check_roi(roi: Roi) -> None:
     """Raise :class:`FeatureInputError` for a lesion no feature can be computed on."""
-    n = int(np.count_nonzero(roi.mask))
+    n = int(mask_box(roi.mask)[0])
     if n == 0:
         raise FeatureInputError("empty mask: the lesion has no voxels on this image grid"
                                 + (" after re-segmentation" if roi.morph_mask is not None else ""))
-    bad = int(np.count_nonzero(~np.isfinite(roi.image[roi.mask])))
+    bad = count_nonfinite(roi.image, roi.mask)
     if bad:
         raise FeatureInputError(f"{bad} of {n} lesion voxels are NaN or infinite in the image")
     if not all(s > 0 for s in roi.spacing):

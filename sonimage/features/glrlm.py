@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.kernels import run_counts
 from sonimage.features.texture import (
     Levels,
     Offset,
@@ -14,7 +15,6 @@ from sonimage.features.texture import (
     emphasis_table,
     feature_records,
     grey_levels,
-    half_offsets,
 )
 
 FAMILY = "glrlm"
@@ -41,47 +41,15 @@ TABLE = emphasis_table(
 )
 
 
-def runs(levels: Levels, direction: Offset) -> tuple[np.ndarray, np.ndarray]:
-    """(slice of the first voxel, index into the P × longest-run matrix) of every run along ``direction``.
+def runs(levels: Levels, voxels: np.ndarray, directions: list[Offset]) -> np.ndarray:
+    """Run length matrices (k × P × longest run), one per direction, of the runs starting at ``voxels``.
 
-    Rows are the P grey levels present in the ROI (``levels.present``). See :func:`all_runs`.
+    Rows are the P grey levels present in the ROI (``levels.present``), columns run lengths 1, 2, ... Each
+    direction is lexicographically positive and a run leaves the box only through the zero margin, so a run
+    starts where the voxel one step back holds another level and ends before the first such voxel ahead.
     """
-    return all_runs(levels, (direction,))[direction]
-
-
-def all_runs(levels: Levels, directions: tuple[Offset, ...]) -> dict[Offset, tuple[np.ndarray, np.ndarray]]:
-    """:func:`runs` of each of ``directions``, found in one pass over all of them.
-
-    Each direction is lexicographically positive, so its flat step ``k`` is positive and each line of the
-    direction is a class of flat indices modulo ``k`` in increasing order; a line leaves the box only through
-    the zero margin, so runs never wrap. Laying the flat array out as rows of ``k`` and reading it column by
-    column puts every line in one sequence ending in a zero; the sequences of all directions, joined, are cut
-    into runs at once: the maximal segments of one nonzero grey level.
-    """
-    size = levels.flat.size
-    steps = [levels.step(d) for d in directions]
-    rows = [-(-size // k) + 1 for k in steps]  # at least one row of zeros ends every column
-    dtype = np.min_scalar_type(levels.n_levels)
-    sequences = []
-    for k, r in zip(steps, rows):
-        grid = np.zeros(r * k, dtype=dtype)
-        grid[:size] = levels.flat
-        sequences.append(grid.reshape(r, k).T.ravel())
-    sequence = np.concatenate(sequences)
-    bases = np.cumsum([0] + [s.size for s in sequences])
-    first = np.concatenate(([0], np.flatnonzero(sequence[1:] != sequence[:-1]) + 1))
-    lengths = np.diff(np.append(first, sequence.size))
-    level = sequence[first].astype(np.int64)
-    run = level > 0
-    first, lengths, level = first[run], lengths[run], level[run]
-    cut = np.searchsorted(first, bases)
-    index = levels.rank[level] * _longest(levels) + lengths - 1
-    plane = levels.array.shape[1] * levels.array.shape[2]
-    out = {}
-    for d, k, r, base, lo, hi in zip(directions, steps, rows, bases, cut[:-1], cut[1:]):
-        position = first[lo:hi] - base
-        out[d] = ((position % r) * k + position // r) // plane, index[lo:hi]
-    return out
+    return run_counts(levels.flat, voxels, levels.rank, levels.steps(directions), levels.present.size,
+                      _longest(levels))
 
 
 def _longest(levels: Levels) -> int:
@@ -93,9 +61,7 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     """GLRLM features of ``roi`` for every IBSI aggregation of the requested ``dims`` (runs at distance 1)."""
     check_dims(dims)
     levels = grey_levels(roi, settings, margin=1)
-    shape = (levels.present.size, _longest(levels))
-    lengths = np.arange(1, shape[1] + 1)
-    features = emphasis_stack_fn(TABLE, levels.present, lengths)
-    found = all_runs(levels, tuple(half_offsets(1, "3D" not in dims))) if levels.n_voxels else {}
-    results = directional_aggregations(levels, dims, lambda _, direction: found[direction], shape, features)
+    features = emphasis_stack_fn(TABLE, levels.present, np.arange(1, _longest(levels) + 1))
+    results = directional_aggregations(levels, dims, lambda voxels, directions: runs(levels, voxels, directions),
+                                       features)
     return feature_records(FAMILY, TABLE, results, "runs")

@@ -24,6 +24,7 @@ from scipy.special import eval_legendre
 from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates
 from sonimage.features.statistics import to_features
 
 FAMILY = "morphology"
@@ -59,15 +60,12 @@ SPECS = (
 )
 
 
-CUBE_CORNERS = tuple((dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1))
-
-
 @lru_cache(maxsize=1)
 def _unit_triangles() -> tuple[np.ndarray, np.ndarray]:
     """Triangles (k, 3 vertices, zyx) of scikit-image's marching cubes (Lewiner) in a unit cube for each of the
     254 corner configurations with a surface at level 0.5, and the configuration of each triangle.
 
-    Bit ``k`` of a configuration is the corner :data:`CUBE_CORNERS` ``[k]``. Lewiner's triangulation of a cube,
+    Bit ``4 dz + 2 dy + dx`` of a configuration is the cube's corner (dz, dy, dx). Lewiner's triangulation of a cube,
     ambiguous faces included, depends on that cube's eight values only, and spacing only scales the vertices.
     """
     triangles, owner = [], []
@@ -105,38 +103,10 @@ def mesh_volume_area(mask: np.ndarray, spacing: tuple[float, float, float]) -> t
     """
     spacing = tuple(float(s) for s in spacing)
     area, local, normals = _cube_tables(spacing)
-    padded = np.pad(mask, 1).astype(np.uint8)
-    nz, ny, nx = (n - 1 for n in padded.shape)
-    config = np.zeros((nz, ny, nx), dtype=np.uint8)
-    for k, (dz, dy, dx) in enumerate(CUBE_CORNERS):
-        config |= padded[dz:dz + nz, dy:dy + ny, dx:dx + nx] << k
-    flat = config.ravel()
-    surface = np.flatnonzero((flat != 0) & (flat != 255))
-    config = flat[surface]
-    counts = np.bincount(config, minlength=256)
-    z, rest = np.divmod(surface, ny * nx)
-    y, x = np.divmod(rest, nx)
-    corners = np.stack([np.bincount(config, w, minlength=256) for w in (z, y, x)], axis=1) * np.asarray(spacing)
+    counts, corners = cube_configurations(np.pad(mask, 1).astype(np.int64))
+    corners = corners * np.asarray(spacing)
     volume = abs(float(counts @ local) + float(np.einsum("ij,ij->", corners, normals))) / 6.0
     return volume, float(counts @ area)
-
-
-def _strict_row_ends(ends: np.ndarray) -> np.ndarray:
-    """Where ``ends`` (line ends over the last two axes, +inf for empty lines) is strictly below every entry before
-    it or every entry after it, along each of the last two axes (a line end off that test is no convex-hull
-    vertex)."""
-    keep = np.isfinite(ends)
-    for axis in (1, 2):
-        n = ends.shape[axis]
-        head, tail = [slice(None)] * 3, [slice(None)] * 3
-        head[axis], tail[axis] = slice(1, n), slice(0, n - 1)
-        head, tail = tuple(head), tuple(tail)
-        before = np.full(ends.shape, np.inf)  # minimum of the entries before
-        before[head] = np.minimum.accumulate(ends[tail], axis=axis)
-        after = np.full(ends.shape, np.inf)  # minimum of the entries after
-        after[tail] = np.flip(np.minimum.accumulate(np.flip(ends[head], axis), axis=axis), axis)
-        keep &= (ends < before) | (ends < after)
-    return keep
 
 
 def hull_points(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -145,22 +115,9 @@ def hull_points(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.nda
     The mesh vertices are the midpoints between 6-neighbour ROI and background voxels (level 0.5 on a 0/1 mask),
     and every ROI voxel centre lies between two of them, so the hull is that of the half-voxel steps out of the
     ROI at both ends of every line of voxels along each axis. A hull vertex is strictly extreme in its plane
-    along both other axes, so line ends that are not (:func:`_strict_row_ends`) are left out.
+    along both other axes, so line ends that are not are left out (:func:`kernels.hull_candidates`).
     """
-    points = []
-    for axis in range(3):
-        other = [k for k in range(3) if k != axis]
-        lines = mask.transpose(*other, axis)
-        filled = lines.any(axis=-1)
-        first = np.argmax(lines, axis=-1)
-        last = lines.shape[-1] - 1 - np.argmax(lines[..., ::-1], axis=-1)
-        ends = np.where(filled, np.stack((first, -last)), np.inf)  # both as minima
-        side, i, j = np.nonzero(_strict_row_ends(ends))
-        p = np.empty((i.size, 3))
-        p[:, other[0]], p[:, other[1]] = i, j
-        p[:, axis] = np.abs(ends[side, i, j]) + np.where(side == 0, -0.5, 0.5)
-        points.append(p)
-    return np.concatenate(points) * np.asarray(spacing)
+    return hull_candidates(np.ascontiguousarray(mask, dtype=np.bool_)) * np.asarray(spacing)
 
 
 def convex_hull(points: np.ndarray) -> ConvexHull:
@@ -273,7 +230,9 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
     unless ``spatial``)."""
     nan = float("nan")
     reasons: dict[str, str] = {}
-    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi.shape_mask))
+    box = bounding_box(roi.shape_mask)
+    if box is None:
+        raise ValueError("morphology: the mask is empty")
     image, mask, inside = roi.image[box], roi.shape_mask[box], roi.mask[box]
     volume, area = mesh_volume_area(mask, roi.spacing)
     n = int(mask.sum())

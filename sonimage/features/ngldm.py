@@ -6,10 +6,9 @@ A voxel's dependence count is 1 plus the number of ROI voxels within Chebyshev `
 
 from __future__ import annotations
 
-import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.texture import Levels, SlicedEntries, emphasis_table, entry_family, neighbourhood
+from sonimage.features.texture import Levels, SlicedEntries, emphasis_table, entry_family
 
 FAMILY = "ngldm"
 
@@ -38,10 +37,7 @@ TABLE = emphasis_table(
 
 def dependences(levels: Levels, distance: int, alpha: int, planar: bool) -> SlicedEntries:
     """Entries (grey level, dependence count) of every ROI voxel, with its slice."""
-    count = np.ones(levels.n_voxels, dtype=np.int64)
-    for offset in neighbourhood(distance, planar):
-        neighbour = levels.neighbour_values(offset)
-        count += (neighbour > 0) & (np.abs(neighbour - levels.values) <= alpha)
+    _, _, count = levels.neighbour_sums(distance, planar, alpha)
     return levels.z, (levels.values, count)
 
 

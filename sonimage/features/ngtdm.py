@@ -18,7 +18,6 @@ from sonimage.features.texture import (
     counted_unique,
     feature_records,
     grey_levels,
-    neighbourhood,
     volumetric_aggregations,
 )
 
@@ -35,12 +34,7 @@ TABLE: tuple[tuple[str, str], ...] = (
 
 def tone_differences(levels: Levels, distance: int, planar: bool) -> SlicedEntries:
     """Entries (grey level, |level − neighbourhood mean|) of the ROI voxels with neighbours, with their slice."""
-    total = np.zeros(levels.n_voxels, dtype=np.float64)
-    count = np.zeros(levels.n_voxels, dtype=np.int64)
-    for offset in neighbourhood(distance, planar):
-        neighbour = levels.neighbour_values(offset)
-        total += neighbour
-        count += neighbour > 0
+    count, total, _ = levels.neighbour_sums(distance, planar)
     has = count > 0
     difference = np.abs(levels.values[has] - total[has] / count[has])
     return levels.z[has], (levels.values[has], difference)

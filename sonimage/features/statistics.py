@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.kernels import sample_summary
 
 FAMILY = "statistics"
 
@@ -43,37 +46,35 @@ REASONS = {
 
 
 def describe(x: np.ndarray) -> dict[str, float]:
-    """The shared descriptors of a 1-D sample (IBSI definitions: biased moments, linear percentiles).
+    """The shared descriptors of a 1-D sample (IBSI definitions: biased moments, linear percentiles), and the
+    sum of squares (``energy``), from one compiled pass over a sorted copy (:func:`kernels.sample_summary`).
 
     Undefined ratios (zero variance, zero mean) come out as NaN; :data:`REASONS` says why.
     """
     x = np.asarray(x, dtype=np.float64)
-    mean = float(x.mean())
-    dev = x - mean
-    dev2 = dev * dev  # products, not powers: numpy's float power is several times slower
-    m2 = float(dev2.mean())
-    p10, p25, median, p75, p90 = np.percentile(x, [10, 25, 50, 75, 90])
-    robust = x[(x >= p10) & (x <= p90)]
+    mean, s2, s3, s4, p10, p25, median, p75, p90, low, high, mad, rmad, medad, energy = (
+        float(v) for v in sample_summary(np.sort(x)))
+    m2 = s2 / x.size
     nan = float("nan")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "mean": mean,
-            "variance": m2,
-            "skewness": float((dev2 @ dev) / x.size / m2**1.5) if m2 > 0 else nan,
-            "kurtosis": float((dev2 @ dev2) / x.size / m2**2 - 3.0) if m2 > 0 else nan,
-            "median": float(median),
-            "minimum": float(x.min()),
-            "p10": float(p10),
-            "p90": float(p90),
-            "maximum": float(x.max()),
-            "iqr": float(p75 - p25),
-            "range": float(x.max() - x.min()),
-            "mad": float(np.mean(np.abs(dev))),
-            "rmad": float(np.mean(np.abs(robust - robust.mean()))) if robust.size else nan,
-            "medad": float(np.mean(np.abs(x - median))),
-            "cov": float(np.sqrt(m2) / mean) if mean != 0 else nan,
-            "qcod": float((p75 - p25) / (p75 + p25)) if (p75 + p25) != 0 else nan,
-        }
+    return {
+        "mean": mean,
+        "variance": m2,
+        "skewness": s3 / x.size / m2**1.5 if m2 > 0 else nan,
+        "kurtosis": s4 / x.size / m2**2 - 3.0 if m2 > 0 else nan,
+        "median": median,
+        "minimum": low,
+        "p10": p10,
+        "p90": p90,
+        "maximum": high,
+        "iqr": p75 - p25,
+        "range": high - low,
+        "mad": mad,
+        "rmad": rmad,
+        "medad": medad,
+        "cov": np.sqrt(m2) / mean if mean != 0 else nan,
+        "qcod": (p75 - p25) / (p75 + p25) if (p75 + p25) != 0 else nan,
+        "energy": energy,
+    }
 
 
 def to_features(family: str, specs: tuple[tuple[str, str, str], ...], values: dict[str, float],
@@ -82,7 +83,7 @@ def to_features(family: str, specs: tuple[tuple[str, str, str], ...], values: di
     out = []
     for key, name, code in specs:
         v = float(values[key])
-        out.append(Feature(family, name, code, v, "", reasons.get(key, "undefined for this ROI") if np.isnan(v) else ""))
+        out.append(Feature(family, name, code, v, "", reasons.get(key, "undefined for this ROI") if math.isnan(v) else ""))
     return out
 
 
@@ -90,6 +91,5 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
     """Intensity statistics of the voxels inside the mask (``dims`` is ignored: these are 3D by nature)."""
     x = roi.values
     values = describe(x)
-    values["energy"] = float(np.sum(x**2))
-    values["rms"] = float(np.sqrt(np.mean(x**2)))
+    values["rms"] = float(np.sqrt(values["energy"] / x.size))
     return to_features(FAMILY, SPECS, values, REASONS)

@@ -19,18 +19,17 @@ Spacing is not used: IBSI expects texture on isotropic voxels (resampling, if wa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from skimage.measure import label
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.discretise import discretise
+from sonimage.features.kernels import bounding_box, emphasis_values, neighbour_sums, zones
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -129,28 +128,32 @@ class Levels:
     def n_voxels(self) -> int:
         return int(self.roi.size)
 
-    def step(self, offset: Offset) -> int:
-        """Flat index step of ``offset``; valid from ROI voxels for offsets up to the margin."""
-        if max(abs(o) for o in offset) > self.margin:
-            raise ValueError(f"offset {offset} exceeds the crop margin {self.margin}")
+    def steps(self, offsets: Sequence[Offset]) -> np.ndarray:
+        """Flat index steps (int64) of ``offsets``; valid from ROI voxels for offsets up to the margin."""
+        o = np.array(offsets, dtype=np.int64).reshape(-1, 3)
+        if o.size and int(np.abs(o).max()) > self.margin:
+            raise ValueError(f"offset {tuple(o[np.abs(o).max(axis=1).argmax()])} exceeds the crop margin {self.margin}")
         _, ny, nx = self.array.shape
-        return offset[0] * ny * nx + offset[1] * nx + offset[2]
+        return o @ np.array([ny * nx, nx, 1], dtype=np.int64)
 
     @cached_property
-    def _neighbours(self) -> dict[Offset, np.ndarray]:
+    def _sums(self) -> dict[tuple[int, bool], tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
         return {}
 
-    def neighbour_values(self, offset: Offset) -> np.ndarray:
-        """Grey level of the neighbour at ``offset`` of every ROI voxel (0 where outside the ROI), read-only.
-
-        Gathered once per offset: the texture families of one ROI share the levels (:func:`grey_levels`) and so
-        their neighbours.
-        """
-        cached = self._neighbours.get(offset)
-        if cached is None:
-            cached = self._neighbours[offset] = self.flat[self.roi + self.step(offset)]
-            cached.setflags(write=False)
-        return cached
+    def neighbour_sums(self, distance: int, planar: bool, alpha: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per ROI voxel over its neighbours within Chebyshev ``distance`` (in-slice when ``planar``): how many lie
+        in the ROI, the sum of their grey levels and the NGLDM dependence count for ``alpha``
+        (:func:`kernels.neighbour_sums`), read-only. Computed once per neighbourhood for NGTDM and NGLDM (a
+        call without ``alpha`` takes any cached one's counts and sums)."""
+        cached = self._sums.get((distance, planar))
+        if cached is None or (alpha is not None and cached[0] != alpha):
+            a = 0 if alpha is None else alpha
+            sums = neighbour_sums(self.flat, self.roi, self.steps(neighbourhood(distance, planar)), a)
+            for array in sums:
+                array.setflags(write=False)
+            cached = self._sums[(distance, planar)] = (a, sums)
+        return cached[1]
 
 
 # The last ROI's grey levels: the texture families of one ROI share them (and their cached voxel indices).
@@ -172,10 +175,9 @@ def grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
 
 def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     mask = np.asarray(roi.mask, dtype=bool)
-    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if hits[0].size == 0:
+    box = bounding_box(mask)
+    if box is None:
         return Levels(np.zeros((1, 1, 1), dtype=np.int64), 0, margin)
-    box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
     inside = mask[box]
     values = np.asarray(roi.image[box], dtype=np.float64)[inside]
     if not np.isfinite(values).all():
@@ -196,35 +198,10 @@ def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
     """Zones: groups of linked ROI voxels of equal grey level (Chebyshev ``linkage``; 26-/8-connected at 1).
 
-    Returns the zone label of every ROI voxel (0..n-1) and n. With ``planar`` zones never cross slices.
-    Linkage 1 uses scikit-image's equal-value labelling (slices kept apart by interleaved empty planes when
-    ``planar``); longer linkages the connected components of the graph of linked equal voxels.
+    Returns the zone label of every ROI voxel (0..n-1) and n, by flood fill (:func:`kernels.zones`); with
+    ``planar`` zones never cross slices. ``levels`` needs a margin of at least ``linkage``.
     """
-    if linkage != 1:
-        return graph_zone_labels(levels, linkage, planar)
-    array = levels.array
-    if planar:
-        array = np.zeros((2 * array.shape[0] - 1, *array.shape[1:]), dtype=array.dtype)
-        array[::2] = levels.array
-    labels, n = label(array, background=0, connectivity=3, return_num=True)
-    if planar:
-        labels = labels[::2]
-    return labels.ravel()[levels.roi] - 1, int(n)
-
-
-def graph_zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
-    """:func:`zone_labels` for any linkage: components of the graph joining linked voxels of equal level."""
-    node = np.full(levels.flat.size, -1, dtype=np.int64)
-    node[levels.roi] = np.arange(levels.n_voxels)
-    heads, tails = [], []
-    for offset in half_offsets(linkage, planar):
-        same = levels.neighbour_values(offset) == levels.values
-        heads.append(np.flatnonzero(same))
-        tails.append(node[levels.roi[same] + levels.step(offset)])
-    head, tail = np.concatenate(heads), np.concatenate(tails)
-    graph = coo_matrix((np.ones(head.size, dtype=np.int8), (head, tail)), shape=(levels.n_voxels,) * 2)
-    n, labels = connected_components(graph, directed=False)
-    return labels, int(n)
+    return zones(levels.flat, levels.roi, levels.steps(neighbourhood(linkage, planar)))
 
 
 Entries = tuple[np.ndarray, np.ndarray]  # (grey level, column value) of each zone or voxel
@@ -240,53 +217,6 @@ def zone_entries(
     level, z = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     level[labels], z[labels] = levels.values, levels.z
     return z, (level, column_of_zones(labels, n))
-
-
-def emphasis_features(
-    matrix: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: float | np.ndarray
-) -> dict[str, np.ndarray]:
-    """The features GLRLM, GLSZM, GLDZM and NGLDM share, keyed by kind, from counts (grey level × column).
-
-    ``grey`` holds each row's grey level, ``columns`` each column's value (run length, zone size, distance or
-    dependence count; all positive). Kinds: small/large (1/j², j²), low/high (1/i², i²) and their products,
-    non-uniformity of levels and of columns (plain and normalised), percentage (count / ``n_voxels``), variances,
-    entropy, energy. ``matrix`` may be a stack (leading axes, one ``n_voxels`` each): every value is then an
-    array over the stack. Empty rows and columns add nothing to any kind; an empty matrix gives NaN.
-    """
-    row_sums, col_sums = matrix.sum(axis=-1), matrix.sum(axis=-2)
-    total = row_sums.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = matrix / total[..., None, None]
-        rows, cols = row_sums / total[..., None], col_sums / total[..., None]
-    i = np.asarray(grey, dtype=np.float64)
-    j = np.asarray(columns, dtype=np.float64)
-    i2, j2 = i**2, j**2
-    mu_i, mu_j = rows @ i, cols @ j
-    level_uniformity, column_uniformity = (rows * rows).sum(axis=-1), (cols * cols).sum(axis=-1)
-    return {
-        "small": cols @ (1 / j2),
-        "large": cols @ j2,
-        "low": rows @ (1 / i2),
-        "high": rows @ i2,
-        "small_low": (1 / i2) @ p @ (1 / j2),
-        "small_high": i2 @ p @ (1 / j2),
-        "large_low": (1 / i2) @ p @ j2,
-        "large_high": i2 @ p @ j2,
-        "level_nonuniformity": level_uniformity * total,
-        "level_nonuniformity_norm": level_uniformity,
-        "column_nonuniformity": column_uniformity * total,
-        "column_nonuniformity_norm": column_uniformity,
-        "percentage": total / n_voxels,
-        "level_variance": ((i - mu_i[..., None]) ** 2 * rows).sum(axis=-1),
-        "column_variance": ((j - mu_j[..., None]) ** 2 * cols).sum(axis=-1),
-        "entropy": entropy(p, axis=(-2, -1)),
-        "energy": (p**2).sum(axis=(-2, -1)),
-    }
-
-
-def entropy(p: np.ndarray, axis: int | tuple[int, ...] = -1) -> np.ndarray:
-    """Shannon entropy (bits) of probabilities ``p`` along ``axis``; zero probabilities add nothing."""
-    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=axis)
 
 
 def unstack(values: dict[str, np.ndarray], empty: np.ndarray) -> list[FeatureValues | None]:
@@ -341,11 +271,21 @@ def emphasis_fn(
 
 
 def emphasis_stack_fn(table: Table, grey: np.ndarray, columns: np.ndarray) -> StackFn:
-    """Feature function of an emphasis family over stacks of matrices with rows ``grey`` and columns ``columns``."""
+    """Feature function of an emphasis family over stacks of matrices with rows ``grey`` and columns ``columns``
+    (all positive), one compiled pass per matrix (:func:`kernels.emphasis_values`).
+
+    Kinds (:data:`EMPHASIS_KINDS`): small/large (1/j², j²), low/high (1/i², i²) and their products,
+    non-uniformity of levels and of columns (plain and normalised), percentage (count / voxels), variances,
+    entropy, energy. Empty rows and columns add nothing to any kind; an empty matrix gives None.
+    """
+
+    grey, columns = np.asarray(grey, dtype=np.float64), np.asarray(columns, dtype=np.float64)
+    position = {kind: k for k, kind in enumerate(EMPHASIS_KINDS)}
 
     def features(stack: np.ndarray, n_voxels: np.ndarray) -> list[FeatureValues | None]:
-        kinds = emphasis_features(stack, grey, columns, n_voxels)
-        return unstack({code: kinds[kind] for code, _, kind in table}, stack.sum(axis=(-2, -1)) == 0)
+        stack = np.ascontiguousarray(stack, dtype=np.float64)
+        values = emphasis_values(stack, grey, columns, np.asarray(n_voxels, dtype=np.float64))
+        return unstack({code: values[:, position[kind]] for code, _, kind in table}, stack.sum(axis=(-2, -1)) == 0)
 
     return features
 
@@ -370,33 +310,27 @@ def by_slice(levels: Levels, z: np.ndarray, values: np.ndarray) -> list[np.ndarr
     return np.split(values[order], np.searchsorted(z[order], levels.slices, side="right")[:-1])
 
 
-# Pairs or runs of one direction: slice (padded z of the voxel it starts from) and flat index into the matrix.
-RecordsFn = Callable[[Levels, Offset], tuple[np.ndarray, np.ndarray]]
+# Counts of one set of ROI voxels (flat indices) along each of a list of directions: a stack (k, rows, columns).
+CountsFn = Callable[[np.ndarray, list[Offset]], np.ndarray]
 
 
 def directional_aggregations(
     levels: Levels,
     dims: Sequence[str],
-    records_fn: RecordsFn,
-    shape: tuple[int, int],
+    counts_fn: CountsFn,
     features: StackFn,
     distance: int = 1,
 ) -> dict[str, FeatureValues | None]:
-    """IBSI aggregations of a directional family (GLCM, GLRLM) with matrices of ``shape``.
+    """IBSI aggregations of a directional family (GLCM, GLRLM).
 
-    ``records_fn(levels, offset)`` gives (slice, matrix index) of every pair or run of one direction; in-plane
-    directions never cross slices, so their records also give the 2D matrices. The matrices of one volume's or
-    one slice's directions are counted and evaluated as one stack (memory: 13 matrices at a time).
-    ``features(stack, n_voxels)`` receives the ROI voxel count times the number of merged directions (IBSI's
-    rule for merged percentages).
+    ``counts_fn(voxels, directions)`` gives the matrices of the pairs or runs starting at ``voxels`` along each
+    direction; in-plane directions never cross slices, so the voxels of one slice (a contiguous part of
+    ``levels.roi``, which is in C order) give its 2D matrices. The matrices of one volume's or one slice's
+    directions are evaluated as one stack (memory: 13 matrices at a time). ``features(stack, n_voxels)`` receives
+    the ROI voxel count times the number of merged directions (IBSI's rule for merged percentages).
     """
     if levels.n_voxels == 0:
         return {agg: None for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
-    size = shape[0] * shape[1]
-
-    def matrices(indices: list[np.ndarray]) -> np.ndarray:
-        flat = np.concatenate([index + k * size for k, index in enumerate(indices)])
-        return np.bincount(flat, minlength=len(indices) * size).reshape(len(indices), *shape).astype(np.float64)
 
     def directions(planar: bool) -> list[Offset]:
         return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
@@ -406,23 +340,22 @@ def directional_aggregations(
         results = features(np.concatenate((ms, ms.sum(axis=0)[None])), np.append(np.full(len(ms), n), n * len(ms)))
         return results[:-1], results[-1]
 
-    planar = {o: records_fn(levels, o) for o in directions(True)} if {"2D", "2.5D"} & set(dims) else {}
     n, out = levels.n_voxels, {}
     if "3D" in dims:
-        ms = matrices([(planar[o] if o in planar else records_fn(levels, o))[1] for o in directions(False)])
-        each, out["3D, merged"] = each_and_merged(ms, n)
+        each, out["3D, merged"] = each_and_merged(counts_fn(levels.roi, directions(False)), n)
         out["3D, averaged"] = _mean(each)
     if "2D" in dims:
         averaged, slice_merged = [], []
-        split = [by_slice(levels, z, index) for z, index in planar.values()]
-        for k, z in enumerate(levels.slices):
-            each, merged = each_and_merged(matrices([parts[k] for parts in split]), int(levels.slice_counts[z]))
+        ends = np.cumsum(levels.slice_counts)
+        for z in levels.slices:
+            count = int(levels.slice_counts[z])
+            each, merged = each_and_merged(counts_fn(levels.roi[ends[z] - count : ends[z]], directions(True)), count)
             averaged += each
             slice_merged.append(merged)
         out["2D, averaged"] = _mean(averaged)
         out["2D, slice-merged"] = _mean(slice_merged)
     if "2.5D" in dims:
-        each, out["2.5D, merged"] = each_and_merged(matrices([index for _, index in planar.values()]), n)
+        each, out["2.5D, merged"] = each_and_merged(counts_fn(levels.roi, directions(True)), n)
         out["2.5D, direction-merged"] = _mean(each)
     return {agg: out[agg] for dim in DIMS if dim in dims for agg in DIRECTIONAL_AGGREGATIONS[dim]}
 
@@ -465,8 +398,9 @@ def feature_records(
                 value, reason = np.nan, EMPTY_REASON.format(family=family.upper(), what=empty_what)
             else:
                 value = values[code]
-                reason = "" if np.isfinite(value) else UNDEFINED_REASON
-                value = float(value) if np.isfinite(value) else np.nan
+                value = float(value)
+                reason = "" if math.isfinite(value) else UNDEFINED_REASON
+                value = value if math.isfinite(value) else np.nan
             out.append(Feature(family, name, code, value, aggregation, reason))
     return out
 

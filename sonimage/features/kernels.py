@@ -1,0 +1,442 @@
+"""Compiled loops of the feature families (Numba): one pass over a lesion's voxels where NumPy needs one call per
+direction or offset, each with a fixed cost that dominates on lesion-sized arrays.
+
+Functions are compiled on first use and cached on disk (Numba's ``cache=True``: ``NUMBA_CACHE_DIR``, else the
+package's ``__pycache__``, else the user's cache directory). Where none of these is writable they are compiled
+once per process instead (about 1 s each time).
+
+The texture loops read grey levels from the flat, zero-padded array of :class:`sonimage.features.texture.Levels`:
+a neighbour of a ROI voxel at a flat step within the margin is always inside the array, and 0 outside the ROI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+
+def jit(fn: Callable | None = None, **options) -> Callable:
+    """``numba.njit`` (with ``options``) with an on-disk cache, without it where no cache location is writable."""
+    if fn is None:
+        return lambda f: jit(f, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, **options)(fn)
+
+
+@jit
+def pair_counts(flat: np.ndarray, voxels: np.ndarray, rank: np.ndarray, steps: np.ndarray, n_present: int
+                ) -> np.ndarray:
+    """One-way co-occurrence counts (k × P × P, float): per flat step, pairs (voxel, voxel + step) of ROI voxels,
+    rows and columns the ranks of their grey levels."""
+    out = np.zeros((steps.size, n_present, n_present))
+    for v in voxels:
+        row = rank[flat[v]]
+        for d in range(steps.size):
+            neighbour = flat[v + steps[d]]
+            if neighbour > 0:
+                out[d, row, rank[neighbour]] += 1.0
+    return out
+
+
+@jit
+def run_counts(flat: np.ndarray, voxels: np.ndarray, rank: np.ndarray, steps: np.ndarray, n_present: int,
+               longest: int) -> np.ndarray:
+    """Run-length counts (k × P × ``longest``, float): per positive flat step, the runs of equal grey level that
+    start at one of ``voxels`` (the voxel one step back holds another level), by level rank and length − 1."""
+    out = np.zeros((steps.size, n_present, longest))
+    for v in voxels:
+        level = flat[v]
+        for d in range(steps.size):
+            step = steps[d]
+            if flat[v - step] == level:
+                continue
+            end = v + step
+            while flat[end] == level:
+                end += step
+            out[d, rank[level], (end - v) // step - 1] += 1.0
+    return out
+
+
+@jit
+def neighbour_sums(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray, alpha: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per voxel over its neighbours at ``steps``: how many lie in the ROI, the sum of their grey levels, and
+    1 + how many of them differ from the voxel's level by at most ``alpha`` (NGLDM's dependence count)."""
+    n = voxels.size
+    count = np.zeros(n, dtype=np.int64)
+    total = np.zeros(n)
+    dependence = np.ones(n, dtype=np.int64)
+    for i in range(n):
+        v = voxels[i]
+        level = flat[v]
+        inside, dependent, levels = 0, 1, 0
+        for step in steps:
+            neighbour = flat[v + step]
+            if neighbour > 0:
+                inside += 1
+                levels += neighbour
+                if abs(neighbour - level) <= alpha:
+                    dependent += 1
+        count[i], total[i], dependence[i] = inside, levels, dependent
+    return count, total, dependence
+
+
+@jit
+def cube_configurations(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes configurations of the 2 × 2 × 2 cubes of the 0/1 array ``padded``: per configuration (256;
+    bit ``4 dz + 2 dy + dx`` is corner (dz, dy, dx)) the number of cubes with a surface (neither all 0 nor all 1)
+    and the sum of their corner indices (z, y, x)."""
+    counts = np.zeros(256, dtype=np.int64)
+    corners = np.zeros((256, 3))
+    nz, ny, nx = padded.shape
+    for z in range(nz - 1):
+        for y in range(ny - 1):
+            for x in range(nx - 1):
+                config = 0
+                for k in range(8):
+                    config |= padded[z + (k >> 2), y + ((k >> 1) & 1), x + (k & 1)] << k
+                if 0 < config < 255:
+                    counts[config] += 1
+                    corners[config, 0] += z
+                    corners[config, 1] += y
+                    corners[config, 2] += x
+    return counts, corners
+
+
+@jit
+def _strict_minima(ends: np.ndarray, keep: np.ndarray, axis: int) -> None:
+    """Clear ``keep`` where an entry of ``ends`` (2 × A × B) is not strictly below every entry before it or every
+    entry after it along ``axis`` (1 or 2)."""
+    sides, na, nb = ends.shape
+    n, lines = (na, nb) if axis == 1 else (nb, na)
+    below_before = np.empty(n, dtype=np.bool_)
+    for s in range(sides):
+        for line in range(lines):
+            low = np.inf
+            for t in range(n):
+                e = ends[s, t, line] if axis == 1 else ends[s, line, t]
+                below_before[t] = e < low
+                low = min(low, e)
+            low = np.inf
+            for t in range(n - 1, -1, -1):
+                e = ends[s, t, line] if axis == 1 else ends[s, line, t]
+                if not (below_before[t] or e < low):
+                    if axis == 1:
+                        keep[s, t, line] = False
+                    else:
+                        keep[s, line, t] = False
+                low = min(low, e)
+
+
+@jit
+def hull_candidates(mask: np.ndarray) -> np.ndarray:
+    """Points (voxel units, z y x) whose convex hull is that of the mask's marching-cubes mesh: per axis, half a
+    voxel beyond both ends of every line of ROI voxels along it, where that end is strictly extreme in its plane
+    along both other axes (see :func:`sonimage.features.morphology.hull_points`)."""
+    shape = mask.shape
+    chunks = []
+    for axis in range(3):
+        a_axis, b_axis = (1, 2) if axis == 0 else ((0, 2) if axis == 1 else (0, 1))
+        ends = np.full((2, shape[a_axis], shape[b_axis]), np.inf)
+        for z in range(shape[0]):
+            for y in range(shape[1]):
+                for x in range(shape[2]):
+                    if mask[z, y, x]:
+                        p = (z, y, x)
+                        a, b, c = p[a_axis], p[b_axis], p[axis]
+                        ends[0, a, b] = min(ends[0, a, b], c)
+                        ends[1, a, b] = min(ends[1, a, b], -c)
+        keep = np.isfinite(ends)
+        _strict_minima(ends, keep, 1)
+        _strict_minima(ends, keep, 2)
+        points = np.empty((int(keep.sum()), 3))
+        k = 0
+        for s in range(2):
+            for a in range(ends.shape[1]):
+                for b in range(ends.shape[2]):
+                    if keep[s, a, b]:
+                        points[k, a_axis], points[k, b_axis] = a, b
+                        points[k, axis] = abs(ends[s, a, b]) + (-0.5 if s == 0 else 0.5)
+                        k += 1
+        chunks.append(points)
+    out = np.empty((chunks[0].shape[0] + chunks[1].shape[0] + chunks[2].shape[0], 3))
+    k = 0
+    for chunk in chunks:
+        out[k:k + chunk.shape[0]] = chunk
+        k += chunk.shape[0]
+    return out
+
+
+@jit
+def _percentile(s: np.ndarray, q: float) -> float:
+    """NumPy's default ("linear") percentile ``q`` of the sorted sample ``s``, with its interpolation rule."""
+    virtual = (s.size - 1) * (q / 100.0)
+    if virtual >= s.size - 1:
+        return s[-1]
+    below = int(np.floor(virtual))
+    a, b = s[below], s[below + 1]
+    gamma = virtual - below
+    return b - (b - a) * (1.0 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
+
+
+@jit
+def sample_summary(s: np.ndarray) -> np.ndarray:
+    """Of the sorted sample ``s`` (float, not empty; NumPy sorts faster than Numba): mean, the sums of the 2nd,
+    3rd and 4th powers of the deviations from it, the 10th, 25th, 50th, 75th and 90th percentiles (NumPy's
+    linear rule), minimum, maximum, the mean absolute deviations from the mean and from the median, the robust
+    one (voxels within [p10, p90], about their own mean; NaN when none) and the sum of squares."""
+    n = s.size
+    mean = s.sum() / n
+    m2 = m3 = m4 = mad = energy = 0.0
+    for v in s:
+        d = v - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+        mad += abs(d)
+        energy += v * v
+    p10, p25, p50, p75, p90 = (_percentile(s, 10.0), _percentile(s, 25.0), _percentile(s, 50.0),
+                               _percentile(s, 75.0), _percentile(s, 90.0))
+    lo, hi = np.searchsorted(s, p10, "left"), np.searchsorted(s, p90, "right")
+    rmad = np.nan
+    if hi > lo:
+        robust_mean = s[lo:hi].sum() / (hi - lo)
+        rmad = 0.0
+        for v in s[lo:hi]:
+            rmad += abs(v - robust_mean)
+        rmad /= hi - lo
+    medad = 0.0
+    for v in s:
+        medad += abs(v - p50)
+    return np.array([mean, m2, m3, m4, p10, p25, p50, p75, p90, s[0], s[-1], mad / n, rmad, medad / n, energy])
+
+
+@jit
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """Voxel count and bounding box of the 3D boolean ``mask``: (n, z0, z1, y0, y1, x0, x1), ends exclusive
+    (all 0 for an empty mask)."""
+    out = np.zeros(7, dtype=np.int64)
+    nz, ny, nx = mask.shape
+    lo = np.array([nz, ny, nx])
+    hi = np.full(3, -1)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    out[0] += 1
+                    lo[0], hi[0] = min(lo[0], z), max(hi[0], z)
+                    lo[1], hi[1] = min(lo[1], y), max(hi[1], y)
+                    lo[2], hi[2] = min(lo[2], x), max(hi[2], x)
+    if out[0]:
+        for axis in range(3):
+            out[1 + 2 * axis], out[2 + 2 * axis] = lo[axis], hi[axis] + 1
+    return out
+
+
+@jit
+def count_nonfinite(image: np.ndarray, mask: np.ndarray) -> int:
+    """Voxels inside ``mask`` whose intensity in ``image`` (same shape, 3D) is NaN or infinite."""
+    bad = 0
+    nz, ny, nx = mask.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x] and not np.isfinite(image[z, y, x]):
+                    bad += 1
+    return bad
+
+
+def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
+    """Slices of the 3D ``mask``'s bounding box widened by ``margin`` voxels per axis (clipped to the array),
+    None for an empty mask."""
+    count, *bounds = mask_box(mask)
+    if count == 0:
+        return None
+    return tuple(slice(max(int(bounds[2 * a]) - m, 0), min(int(bounds[2 * a + 1]) + m, n))
+                 for a, (m, n) in enumerate(zip(margin, mask.shape)))
+
+
+@jit
+def _entropy(p: np.ndarray) -> float:
+    """Shannon entropy (bits) of the probabilities ``p``; zeros add nothing."""
+    h = 0.0
+    for v in p:
+        if v > 0:
+            h -= v * np.log2(v)
+    return h
+
+
+@jit(error_model="numpy")
+def glcm_values(counts: np.ndarray, grey: np.ndarray, ng: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 25 IBSI GLCM features (in the order of :data:`sonimage.features.glcm.TABLE`) of each one-way
+    co-occurrence matrix of ``counts`` (k × P × P), symmetrised here; rows and columns are the integer grey
+    levels ``grey``; ``ng`` the number of grey levels of the discretisation. Also which matrices are empty
+    (their row is NaN). Undefined ratios are NaN or infinite, as in NumPy."""
+    k, n = counts.shape[0], grey.size
+    g = grey.astype(np.float64)
+    low, high = grey.min(), grey.max()
+    out = np.full((k, 25), np.nan)
+    empty = np.zeros(k, dtype=np.bool_)
+    p = np.empty((n, n))
+    px = np.empty(n)
+    p_diff = np.empty(high - low + 1)
+    p_sum = np.empty(2 * high + 1)
+    for m in range(k):
+        c = counts[m]
+        total = 2.0 * c.sum()
+        if total == 0:
+            empty[m] = True
+            continue
+        p_diff[:] = 0.0
+        p_sum[:] = 0.0
+        peak = energy = autocorrelation = 0.0
+        for i in range(n):
+            row = 0.0
+            for j in range(n):
+                v = (c[i, j] + c[j, i]) / total
+                p[i, j] = v
+                row += v
+                peak = max(peak, v)
+                energy += v * v
+                autocorrelation += g[i] * g[j] * v
+                p_diff[abs(grey[i] - grey[j])] += v
+                p_sum[grey[i] + grey[j]] += v
+            px[i] = row
+        mu = 0.0
+        for i in range(n):
+            mu += px[i] * g[i]
+        variance = 0.0
+        for i in range(n):
+            variance += (g[i] - mu) ** 2 * px[i]
+        hxy, hx = _entropy(p.ravel()), _entropy(px)
+        mu_diff = contrast = inverse = inverse_norm = moment = moment_norm = inverse_variance = 0.0
+        for d in range(p_diff.size):
+            q = p_diff[d]
+            mu_diff += d * q
+            contrast += d * d * q
+            inverse += q / (1.0 + d)
+            inverse_norm += q / (1.0 + d / ng)
+            moment += q / (1.0 + d * d)
+            moment_norm += q / (1.0 + d * d / ng**2)
+            if d > 0:
+                inverse_variance += q / (d * d)
+        var_diff = 0.0
+        for d in range(p_diff.size):
+            var_diff += (d - mu_diff) ** 2 * p_diff[d]
+        mu_sum = 0.0
+        for t in range(p_sum.size):
+            mu_sum += t * p_sum[t]
+        var_sum = tendency = shade = prominence = 0.0
+        for t in range(p_sum.size):
+            q = p_sum[t]
+            var_sum += (t - mu_sum) ** 2 * q
+            cluster = t - 2 * mu
+            tendency += cluster**2 * q
+            shade += cluster**3 * q
+            prominence += cluster**4 * q
+        out[m, 0], out[m, 1], out[m, 2], out[m, 3] = peak, mu, variance, hxy
+        out[m, 4], out[m, 5], out[m, 6] = mu_diff, var_diff, _entropy(p_diff)
+        out[m, 7], out[m, 8], out[m, 9] = mu_sum, var_sum, _entropy(p_sum)
+        out[m, 10], out[m, 11], out[m, 12] = energy, contrast, mu_diff
+        out[m, 13], out[m, 14], out[m, 15], out[m, 16] = inverse, inverse_norm, moment, moment_norm
+        out[m, 17] = inverse_variance
+        out[m, 18] = (autocorrelation - mu**2) / variance
+        out[m, 19], out[m, 20], out[m, 21], out[m, 22] = autocorrelation, tendency, shade, prominence
+        out[m, 23] = (hxy - 2 * hx) / hx
+        out[m, 24] = np.sqrt(1 - np.exp(-2 * (2 * hx - hxy))) if 2 * hx >= hxy else np.nan
+    return out, empty
+
+
+@jit(error_model="numpy")
+def _marginal(sums: np.ndarray, values: np.ndarray, total: float) -> tuple[float, float, float, float]:
+    """Of a marginal of an emphasis matrix (``sums`` at positive ``values``, over ``total``): the mean of 1/v²,
+    the mean of v², the uniformity (sum of squared probabilities) and the variance of v."""
+    inverse = square = uniformity = mean = 0.0
+    for t in range(sums.size):
+        q = sums[t] / total
+        v2 = values[t] ** 2
+        inverse += q / v2
+        square += q * v2
+        uniformity += q * q
+        mean += q * values[t]
+    variance = 0.0
+    for t in range(sums.size):
+        variance += (values[t] - mean) ** 2 * sums[t] / total
+    return inverse, square, uniformity, variance
+
+
+@jit(error_model="numpy")
+def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_voxels: np.ndarray) -> np.ndarray:
+    """The 17 values GLRLM, GLSZM, GLDZM and NGLDM share (in the order of
+    :data:`sonimage.features.texture.EMPHASIS_KINDS`) of each counts matrix of ``stack`` (k × rows × columns):
+    rows are grey levels ``grey``, columns the positive values ``columns`` (run length, zone size, distance or
+    dependence count), ``n_voxels`` the voxel count of each matrix. An empty matrix gives NaN."""
+    k, nr, nc = stack.shape
+    i2, j2 = grey**2, columns**2
+    out = np.empty((k, 17))
+    rows, cols = np.empty(nr), np.empty(nc)
+    for m in range(k):
+        a = stack[m]
+        rows[:] = 0.0
+        cols[:] = 0.0
+        for r in range(nr):
+            for c in range(nc):
+                rows[r] += a[r, c]
+                cols[c] += a[r, c]
+        total = rows.sum()
+        small_low = small_high = large_low = large_high = entropy = energy = 0.0
+        for r in range(nr):
+            for c in range(nc):
+                p = a[r, c] / total
+                if p > 0:
+                    small_low += p / (i2[r] * j2[c])
+                    small_high += p * i2[r] / j2[c]
+                    large_low += p * j2[c] / i2[r]
+                    large_high += p * i2[r] * j2[c]
+                    entropy -= p * np.log2(p)
+                    energy += p * p
+        small, large, column_uniformity, column_variance = _marginal(cols, columns, total)
+        low, high, level_uniformity, level_variance = _marginal(rows, grey, total)
+        values = (small, large, low, high, small_low, small_high, large_low, large_high,
+                  level_uniformity * total, level_uniformity, column_uniformity * total, column_uniformity,
+                  total / n_voxels[m], level_variance, column_variance, entropy, energy)
+        for t in range(17):
+            out[m, t] = values[t]
+        if total == 0:
+            out[m] = np.nan
+    return out
+
+
+@jit
+def zones(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, int]:
+    """Zones of the ROI voxels ``voxels``: groups of equal grey level joined through neighbours at ``steps`` (both
+    signs), found by flood fill. The zone (0..n-1) of each voxel, and n."""
+    label = np.full(flat.size, -1, dtype=np.int64)
+    stack = np.empty(voxels.size, dtype=np.int64)
+    n = 0
+    for v in voxels:
+        if label[v] >= 0:
+            continue
+        level = flat[v]
+        label[v] = n
+        stack[0] = v
+        top = 1
+        while top:
+            top -= 1
+            u = stack[top]
+            for step in steps:
+                w = u + step
+                if flat[w] == level and label[w] < 0:
+                    label[w] = n
+                    stack[top] = w
+                    top += 1
+        n += 1
+    out = np.empty(voxels.size, dtype=np.int64)
+    for i in range(voxels.size):
+        out[i] = label[voxels[i]]
+    return out, n
