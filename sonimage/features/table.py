@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,10 @@ class LesionFeatures:
     error: str = ""
 
 
+@cache
 def snake(text: str) -> str:
-    """Lower-case words joined by underscores ("Moran’s I index" → "morans_i_index")."""
+    """Lower-case words joined by underscores ("Moran’s I index" → "morans_i_index"); cached: the feature table
+    names the same few hundred features for every lesion."""
     text = re.sub(r"[’']", "", text.lower()).replace("%", "pct")
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
