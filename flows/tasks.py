@@ -34,14 +34,15 @@ TASK_NAMES: dict[Callable, str] = {index_batch: "index-dicom", convert_patient: 
 # How many items a task carries. Prefect on Dask costs ~0.35 CPU s per task run (flow process + worker ~0.26,
 # server ~0.09; bench/prefect_scale.py, 3 December 2026), whatever the task does. A group carries at least
 # WORK_PER_TASK times that (so task runs add <= 1/20 = 5 % CPU), counted with each item's CPU seconds at the
-# smallest size measured (tiny synthetic patients, bench/README.md; real scans cost more, so groups are then
-# larger than needed, never smaller); but a stage gets at least TASKS_PER_SLOT tasks per worker thread, so that the
-# last tasks leave little idle time (on average half a task per worker: <= 1/8 of the stage at 4 per slot), and a
-# study of few patients runs one patient per task.
+# smallest size measured (ITEM_CPU_S: tiny synthetic patients, bench/scale.py's task CPU, 3 December 2026; real
+# scans cost more, so their groups are larger than needed, never smaller): 88 index batches, 28 patients to
+# convert, 16 lesion stages. But a stage gets at least TASKS_PER_SLOT tasks per worker thread, so that the last
+# tasks leave little idle time (on average half a task per worker: <= 1/8 of the stage at 4 per slot), and a study
+# of few patients runs one patient per task.
 TASK_RUN_CPU_S = 0.35
 WORK_PER_TASK = 20
 TASKS_PER_SLOT = 4
-ITEM_CPU_S: dict[Callable, float] = {index_batch: 0.05, convert_patient: 0.35, extract_patient: 1.5}
+ITEM_CPU_S: dict[Callable, float] = {index_batch: 0.08, convert_patient: 0.25, extract_patient: 0.45}
 
 
 def min_group(fn: Callable) -> int:
