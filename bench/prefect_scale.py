@@ -9,6 +9,8 @@ One command: ``python bench/prefect_scale.py --patients N --workers W`` prints t
 - **With Prefect**: ``sonimage run DICOM OUT --workers W`` (the study flow on a LocalCluster of W worker processes)
   against one Prefect server started here by :func:`flows.server.prefect_server`, which the run inherits through
   ``PREFECT_API_URL`` and which stays up after the run so its task runs and logs can be counted through the API.
+  The flow groups consecutive patients into one task run where Prefect's per-task cost would outweigh the work
+  (``flows.tasks.PrefectExecutor.groups``), so task runs grow with N only beyond 4 per worker thread and stage.
 - **Without Prefect**: ``sonimage convert DICOM OUT --workers W`` then ``sonimage extract OUT --workers W``: the same
   library stages on the same kind and size of cluster.
 - **Measured** (psutil, sampled every 0.2 s over each command's process tree, plus the exact ``RUSAGE_CHILDREN``

@@ -1,8 +1,10 @@
-"""Prefect wiring of the library stages: an executor whose every item is a named, retried Prefect task, and the
-analysis as one task. Inputs and outputs are paths and small records, never arrays."""
+"""Prefect wiring of the library stages: an executor that runs the stages' items as named, retried Prefect tasks,
+several patients to a task where Prefect's per-task cost would outweigh the work, and the analysis as one task.
+Inputs and outputs are paths and small records, never arrays."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,10 @@ from typing import Any
 from distributed import Client
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext, get_run_context
 from prefect.futures import PrefectFuture
 
+from sonimage.parallel import groups, run_group
 from sonimage.settings import Settings
 from sonimage.stages import analyse as analyse_stage
 from sonimage.stages.convert import convert_patient, index_batch
@@ -19,35 +23,109 @@ from sonimage.stages.extract import extract_patient
 
 RETRIES = {"retries": 1, "retry_delay_seconds": 2}
 
-# Task names of the stages' items; a task run is named "<task>-<item.label>" (cohort, patient pseudonym and what it
-# converts), else Prefect's default. Index batches are records as read (original identifiers) and convert items
-# carry per-store digest keys: no item's inputs or results are hashed for a cache or persisted.
+# Task names of the stages' items. A task runs a group of consecutive items (sonimage.parallel.run_group) and its run
+# is named "<task>-<cohort>-<first>…<last> (<k> patients)", or "<task>-<item.label>" for a single patient (cohort,
+# patient pseudonym and, for conversion, what it converts); index batches, "<task>-<k> batches". Index batches are
+# records as read (original identifiers) and convert items carry per-store digest keys: no item's inputs or
+# results are hashed for a cache or persisted, and names carry pseudonyms only.
 TASK_NAMES: dict[Callable, str] = {index_batch: "index-dicom", convert_patient: "convert",
                                    extract_patient: "lesions"}
 
+# How many items a task carries. Prefect on Dask costs ~0.35 CPU s per task run (flow process + worker ~0.26,
+# server ~0.09; bench/prefect_scale.py, 3 December 2026), whatever the task does. A group carries at least
+# WORK_PER_TASK times that (so task runs add <= 1/20 = 5 % CPU), counted with each item's CPU seconds at the
+# smallest size measured (ITEM_CPU_S: tiny synthetic patients, bench/scale.py's task CPU, 3 December 2026; real
+# scans cost more, so their groups are larger than needed, never smaller): 88 index batches, 28 patients to
+# convert, 16 lesion stages. But a stage gets at least TASKS_PER_SLOT tasks per worker thread, so that the last
+# tasks leave little idle time (on average half a task per worker: <= 1/8 of the stage at 4 per slot), and a study
+# of few patients runs one patient per task.
+TASK_RUN_CPU_S = 0.35
+WORK_PER_TASK = 20
+TASKS_PER_SLOT = 4
+ITEM_CPU_S: dict[Callable, float] = {index_batch: 0.08, convert_patient: 0.25, extract_patient: 0.45}
 
-def _labelled(name: str) -> Callable[..., str]:
+
+def min_group(fn: Callable) -> int:
+    """The fewest items of ``fn`` worth a Prefect task run (:data:`WORK_PER_TASK` × its cost); 1 when unknown."""
+    return math.ceil(WORK_PER_TASK * TASK_RUN_CPU_S / ITEM_CPU_S[fn]) if fn in ITEM_CPU_S else 1
+
+
+def worker_slots() -> int:
+    """Threads of the flow's Dask workers (1 when the task runner has no Dask client or no worker is up yet)."""
+    runner = getattr(get_run_context(), "task_runner", None)
+    client = getattr(runner, "client", None)
+    return max(1, sum(client.nthreads().values())) if client is not None else 1
+
+
+def group_name(name: str) -> Callable[[dict[str, Any]], str]:
+    """Run names of a group's task: the patients it holds (cohort, first and last pseudonym, how many); items
+    without a patient (index batches) by their number."""
     def run_name(parameters: dict[str, Any]) -> str:
-        return f"{name}-{next(iter(parameters.values())).label}"
+        items = [a[0] for a in parameters["group"].arg_tuples]
+        if not all(hasattr(i, "patient") for i in items):
+            return f"{name}-{len(items)} batch{'es' if len(items) > 1 else ''}"
+        if len(items) == 1:
+            return f"{name}-{items[0].label}"
+        first, last = items[0], items[-1]
+        end = last.patient if last.cohort == first.cohort else f"{last.cohort}-{last.patient}"
+        return f"{name}-{first.cohort}-{first.patient}…{end} ({len(items)} patients)"
     return run_name
 
 
 class PrefectExecutor:
-    """:class:`sonimage.parallel.Executor` for the flows: ``submit(fn, *args)`` runs ``fn`` as a Prefect task on the
-    flow's task runner (named by :data:`TASK_NAMES`, retried once), so the stages' recipes
-    (:mod:`sonimage.stages`) run unchanged with Prefect's tracking."""
+    """:class:`sonimage.parallel.Executor` for the flows: the stages' recipes (:mod:`sonimage.stages`) run unchanged,
+    their items grouped (:meth:`groups`) into Prefect tasks on the flow's task runner, named by :data:`TASK_NAMES`
+    and retried once (a rerun reuses what the first attempt finished: stores and lesion results are keyed by
+    their inputs' digests)."""
 
-    def __init__(self, names: Mapping[Callable, str] = TASK_NAMES) -> None:
-        self.names = dict(names)
-        self._tasks: dict[tuple[Callable, bool], Task] = {}
+    def __init__(self, names: Mapping[Callable, str] = TASK_NAMES, slots: int | None = None,
+                 min_size: Callable[[Callable], int] = min_group, per_slot: int = TASKS_PER_SLOT) -> None:
+        self.names, self.slots, self.min_size, self.per_slot = dict(names), slots, min_size, per_slot
+        self._tasks: dict[Callable, Task] = {}
+
+    def groups(self, fn: Callable, n: int) -> list[range]:
+        """``n`` items of ``fn`` in groups (:func:`sonimage.parallel.groups`) of at least ``min_size(fn)`` items
+        (:func:`min_group`), yet ``per_slot`` groups per worker thread (``slots``: the flow's Dask workers')."""
+        return groups(n, self.slots or worker_slots(), self.min_size(fn), self.per_slot)
 
     def submit(self, fn: Callable, *args: Any) -> PrefectFuture:
-        labelled = bool(args) and hasattr(args[0], "label")
-        if (fn, labelled) not in self._tasks:
-            name = self.names.get(fn, fn.__name__.replace("_", "-"))
-            self._tasks[fn, labelled] = task(fn, name=name, task_run_name=_labelled(name) if labelled else None,
-                                             persist_result=False, cache_policy=NO_CACHE, **RETRIES)
-        return self._tasks[fn, labelled].submit(*args)
+        """``fn(*args)`` as a Prefect task; a group (``run_group, item_fn, arg_tuples``) named by its items."""
+        inner, arg_tuples = (args[0], args[1]) if fn is run_group else (fn, [args])
+        if inner not in self._tasks:
+            name = self.names.get(inner, inner.__name__.replace("_", "-"))
+            self._tasks[inner] = task(_as_group(inner), name=name, task_run_name=group_name(name),
+                                      persist_result=False, cache_policy=NO_CACHE, **RETRIES)
+        future = self._tasks[inner].submit(Items(arg_tuples))
+        return future if fn is run_group else _First(future)
+
+
+class Items:
+    """A group's items as one opaque parameter: they hold no futures, and Prefect would otherwise walk every object
+    of every patient's plan (~120,000 for 25 patients' conversion, 0.5 CPU s), in the flow process and again on the
+    worker, looking for some (``prefect.utilities.annotations.quote`` does not survive prefect-dask's transport)."""
+
+    __slots__ = ("arg_tuples",)
+
+    def __init__(self, arg_tuples: list[tuple]) -> None:
+        self.arg_tuples = arg_tuples
+
+
+def _as_group(fn: Callable) -> Callable[[Items], list]:
+    """``run_group`` bound to ``fn``, named after it (Prefect's task key, and so the UI, tell the stages apart)."""
+    def group(group: Items) -> list:
+        return run_group(fn, group.arg_tuples)
+    group.__name__ = group.__qualname__ = fn.__name__
+    return group
+
+
+class _First:
+    """The one result of a single item's group."""
+
+    def __init__(self, future: PrefectFuture) -> None:
+        self.future = future
+
+    def result(self) -> Any:
+        return self.future.result()[0]
 
 
 @task(name="study-analysis")

@@ -7,6 +7,7 @@
   delivers): features of every lesion of one scan, the item of ``sonimage features``.
 
 ``executor`` is anything with ``submit(fn, *args)`` (:class:`sonimage.parallel.Executor`): None runs in process, a
-``distributed.Client`` on a Dask cluster, ``flows.executor.PrefectExecutor`` as named, retried Prefect tasks.
+``distributed.Client`` on a Dask cluster, ``flows.tasks.PrefectExecutor`` as named, retried Prefect tasks of one
+or several consecutive items (:func:`sonimage.parallel.run_group`; same results, same order).
 The CLI, the flows, the benchmarks and the tests all call these recipes.
 """

@@ -8,7 +8,8 @@ plan → one item per patient → gather:
   (:func:`sonimage.dicom.conversion.plan_from_index`), and group the jobs by patient (:func:`patient_items`);
 - **item** (:func:`convert_patient`): one patient's image series, then the RTSTRUCTs drawn on its PET series that
   converted. One item per patient, as for the lesion stage: per series, Prefect's cost per task run (~0.3 CPU s)
-  exceeded the work (~0.1 s per tiny series; ``bench/prefect_scale.py``);
+  exceeded the work (~0.1 s per tiny series; ``bench/prefect_scale.py``), and the flow's executor groups
+  consecutive patients into one task on top (``flows.tasks.PrefectExecutor``);
 - **gather** (:func:`finish`): the manifest and quarantine tables, every input file
   accounted for.
 
@@ -57,7 +58,8 @@ def index_batch(paths: list[Path], dicom_root: Path) -> tuple[list[Instance], li
 
 
 def patient_items(plan: ConversionPlan) -> list[PatientConversion]:
-    """The plan's jobs grouped by patient (in the plan's order); each RTSTRUCT goes with the PET it was drawn on."""
+    """The plan's jobs grouped by patient, patients in order of cohort and pseudonym (so that a group of
+    consecutive patients is named by its first and last); each RTSTRUCT goes with the PET it was drawn on."""
     images: dict[tuple[str, str], list[Job]] = {}
     owner = {}
     for job in plan.images:
@@ -67,7 +69,8 @@ def patient_items(plan: ConversionPlan) -> list[PatientConversion]:
     masks: dict[tuple[str, str], list[MaskJob]] = {}
     for m in plan.masks:
         masks.setdefault(owner[m.pet.series_uid], []).append(m)
-    return [PatientConversion(c, p, tuple(jobs), tuple(masks.get((c, p), ()))) for (c, p), jobs in images.items()]
+    return [PatientConversion(c, p, tuple(jobs), tuple(masks.get((c, p), ())))
+            for (c, p), jobs in sorted(images.items())]
 
 
 def convert_patient(item: PatientConversion, dicom_root: Path, out: Path) -> list[Outcome]:

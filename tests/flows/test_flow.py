@@ -34,6 +34,12 @@ from sonimage.analysis.objectives import model_table  # noqa: E402
 from sonimage.tables.patients import fes_complete_case  # noqa: E402
 from sonimage.tables.clinical import join_patient_table  # noqa: E402
 from sonimage.stages import convert as convert_stage  # noqa: E402
+from prefect import flow  # noqa: E402
+
+from flows.tasks import PrefectExecutor  # noqa: E402
+from sonimage.dicom.pseudonym import read_linking  # noqa: E402
+from sonimage.stages import extract as extract_stage  # noqa: E402
+from sonimage.synth.generate import generate_study  # noqa: E402
 from tests.helpers import REPO, SMALL_BOOTSTRAPS, require, write_simulated_tables  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts a Prefect server and a Dask cluster
@@ -86,7 +92,8 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     assert [n for n in names if n.startswith("convert-")] == [f"convert-sts-{patient}-PT+RTSTRUCT"]
     # one task per patient (issue 14), named by cohort, patient pseudonym and what it converts
     assert [n for n in names if n.startswith("lesions-")] == [f"lesions-sts-{patient}"]
-    assert sum(n.startswith("index-dicom") for n in names) == 2  # 269 files in batches of 256
+    assert sorted(n for n in names if n.startswith("index-dicom")) == ["index-dicom-1 batch"] * 2  # 269 files
+    # in batches of 256; a study this small gets one item per task (flows.tasks.PrefectExecutor.groups)
     assert not any("STS_001" in n for n in names)  # task names carry pseudonyms only
     assert all(t.state.is_completed() for t in tasks)
 
@@ -155,3 +162,65 @@ def test_weekly_refit_flow_fits_and_validates(cluster: LocalCluster, tmp_path: P
                                                                   truth["sonia"].patient_table)))
         survival = model.survival(dev.assign(cdk46i=1), 12.0)[:, 0]
         assert len(survival) == len(dev) > 50 and ((survival > 0) & (survival < 1)).all()
+
+
+def _tables(out: Path) -> dict[str, str]:
+    """Digests of the run's tables; the exclusions as rows (their reasons name the stores by absolute path)."""
+    tables = {p.relative_to(out).as_posix(): _digest(p) for p in sorted(out.rglob("*.parquet"))
+              if "reuse" not in p.parts and p.name != "excluded_patients.parquet"}
+    excluded = pd.read_parquet(out / "features" / "excluded_patients.parquet")
+    return tables | {"excluded": excluded.replace(str(out), "OUT", regex=True).to_dict("records")}
+
+
+def _task_names(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    assert all(t.state.is_completed() for t in runs)
+    return sorted(t.name for t in runs)
+
+
+def test_patients_grouped_into_tasks_give_the_tables_of_one_task_per_patient(cluster: LocalCluster,
+                                                                             tmp_path: Path) -> None:
+    """Several patients to a Prefect task (issue 14: Prefect's per-task cost) write the same tables, byte for
+    byte, as the stages in process, and a patient whose lesion stage fails inside a group is the only one excluded."""
+    generate_study(tmp_path / "study", cohorts=("sonia",), n_patients=5, size="tiny", seed=3)
+    linking = read_linking(tmp_path / "study" / "site-private" / "linking.csv")
+    dicom = tmp_path / "study" / "dicom"
+
+    def damage(out: Path) -> str:  # one patient's converted FDG CT store becomes unreadable
+        manifest = pd.read_parquet(out / "manifest.parquet")
+        ct = manifest[(manifest.modality == "CT") & (manifest.tracer == "FDG")].sort_values("patient").iloc[2]
+        (out / ct.store / "zarr.json").unlink()
+        return ct.patient
+
+    plain = tmp_path / "plain"
+    convert_stage.run(dicom, plain, Pseudonymiser(b"k", linking))
+    broken = damage(plain)
+    extract_stage.run(plain)
+
+    grouped = PrefectExecutor(slots=1, per_slot=2, min_size=lambda fn: 2)  # 5 patients: tasks of 2 and 3
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+
+    @flow(task_runner=runner)
+    def convert(out: str) -> None:
+        convert_stage.run(dicom, Path(out), Pseudonymiser(b"k", linking), grouped)
+
+    @flow(task_runner=runner)
+    def extract(out: str) -> None:
+        extract_stage.run(Path(out), grouped)
+
+    out = tmp_path / "grouped"
+    converted = convert(str(out), return_state=True)
+    assert damage(out) == broken
+    extracted = extract(str(out), return_state=True)
+    assert converted.is_completed() and extracted.is_completed()
+    assert _tables(out) == _tables(plain) and len(_tables(out)) == 10 and len(_tables(out)["excluded"]) == 1
+    excluded = pd.read_parquet(out / "features" / "excluded_patients.parquet")
+    assert list(excluded.patient) == [broken] and excluded.reason.iloc[0].startswith("lesion stage failed on ")
+    patients = sorted(pd.read_parquet(out / "manifest.parquet").patient.unique())
+    assert _task_names(extracted.state_details.flow_run_id) == [
+        f"lesions-sonia-{patients[0]}…{patients[1]} (2 patients)",
+        f"lesions-sonia-{patients[2]}…{patients[4]} (3 patients)"]
+    assert [n for n in _task_names(converted.state_details.flow_run_id) if n.startswith("convert-")] == [
+        f"convert-sonia-{patients[0]}…{patients[1]} (2 patients)",
+        f"convert-sonia-{patients[2]}…{patients[4]} (3 patients)"]
