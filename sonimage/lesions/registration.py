@@ -115,8 +115,8 @@ def registration_quality(fixed_ct: Volume, moving_ct: Volume, rigid: Rigid, fixe
     moved = sitk.GetArrayViewFromImage(moved_image)
     f = sitk.GetArrayViewFromImage(fixed)
     body_f = np.asarray(fixed_ct.array) > BODY_HU
-    body_m = sitk.GetArrayViewFromImage(sitk.Resample(moving_ct.to_sitk(), fixed, rigid.transform(),
-                                                      sitk.sitkNearestNeighbor, -1000.0)) > BODY_HU
+    moved_body = sitk.Resample(moving_ct.to_sitk(), fixed, rigid.transform(), sitk.sitkNearestNeighbor, -1000.0)
+    body_m = sitk.GetArrayViewFromImage(moved_body) > BODY_HU  # a view: its image must stay referenced
     a, b = f[body_f].astype(np.float64), moved[body_f].astype(np.float64)
     ncc = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else float("nan")
     dice = float(2.0 * np.count_nonzero(body_f & body_m) / max(np.count_nonzero(body_f) + np.count_nonzero(body_m), 1))
