@@ -172,12 +172,13 @@ def _weight_spectrum(spacing: tuple[float, float, float], fshape: tuple[int, ...
     dist = np.sqrt(zz**2 + yy**2 + xx**2)
     dist[0, 0, 0] = np.inf
     spectrum = dctn(1.0 / dist, type=1)
-    fold = [np.minimum(np.arange(p), p - np.arange(p)) for p in fshape[:2]]
     # The half spectrum of the last axis holds every bin but the zero and Nyquist ones for a conjugate pair too.
     half = np.full(fshape[2] // 2 + 1, 2.0)
     half[[0, -1]] = 1.0
-    spectrum = spectrum[np.ix_(fold[0], fold[1], np.arange(fshape[2] // 2 + 1))] * half / float(np.prod(fshape))
-    return spectrum.astype(np.float32)
+    spectrum = (spectrum * half / float(np.prod(fshape))).astype(np.float32)
+    # Unfold the first two axes: bin k of an even length p holds the octant's min(k, p - k).
+    spectrum = np.concatenate((spectrum, spectrum[-2:0:-1]), axis=0)
+    return np.ascontiguousarray(np.concatenate((spectrum, spectrum[:, -2:0:-1]), axis=1))
 
 
 def _padded_spectra(stack: np.ndarray, fshape: tuple[int, ...]) -> np.ndarray:
