@@ -184,9 +184,11 @@ def _weight_spectrum(spacing: tuple[float, float, float], fshape: tuple[int, ...
 def _padded_spectra(stack: np.ndarray, fshape: tuple[int, ...]) -> np.ndarray:
     """``rfftn`` of each array of ``stack`` (k, n0, n1, n2) zero-padded to ``fshape``, one axis at a time so that
     the transforms along the last two axes run only over the lines that hold data (about 40 % less work)."""
-    spectra = rfft(stack, n=fshape[2], axis=-1)
-    spectra = fft(spectra, n=fshape[1], axis=-2, overwrite_x=True)
-    return fft(spectra, n=fshape[0], axis=-3, overwrite_x=True)
+    k, n0, n1, _ = stack.shape
+    spectra = np.zeros((k, fshape[0], fshape[1], fshape[2] // 2 + 1), dtype=np.complex64)  # padded once
+    spectra[:, :n0, :n1] = rfft(stack, n=fshape[2], axis=-1)
+    spectra[:, :n0] = fft(spectra[:, :n0], axis=-2, overwrite_x=True)
+    return fft(spectra, axis=-3, overwrite_x=True)
 
 
 def _pair_sum(f_hat: np.ndarray, g_hat: np.ndarray, w_hat: np.ndarray) -> float:
