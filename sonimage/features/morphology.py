@@ -24,7 +24,7 @@ from scipy.special import eval_legendre
 from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates
+from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates, spectral_pair_sums
 from sonimage.features.statistics import to_features
 
 FAMILY = "morphology"
@@ -191,13 +191,6 @@ def _padded_spectra(stack: np.ndarray, fshape: tuple[int, ...]) -> np.ndarray:
     return fft(spectra, axis=-3, overwrite_x=True)
 
 
-def _pair_sum(f_hat: np.ndarray, g_hat: np.ndarray, w_hat: np.ndarray) -> float:
-    """sum_i g_i (w * f)_i (circular convolution) from real FFTs by Parseval's theorem, accumulated in float64;
-    ``w_hat`` carries the half-spectrum weights and 1 / grid cells (:func:`_weight_spectrum`)."""
-    product = (f_hat * np.conj(g_hat)).real * w_hat
-    return float(np.sum(product, dtype=np.float64))
-
-
 def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, str]:
     """Moran's I, Geary's C (IBSI, inverse-distance weights over all voxel pairs) and a reason when NaN.
 
@@ -219,10 +212,9 @@ def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[
     if int(np.prod(fshape)) > SPATIAL_MAX_CELLS:
         return float("nan"), float("nan"), f"ROI bounding box {mask.shape} too large for exact spatial autocorrelation"
     w_hat = _weight_spectrum(tuple(float(s) for s in spacing), fshape)
-    m_hat, a_hat, a2_hat = _padded_spectra(np.stack((mask, a, a * a)).astype(np.float32), fshape)
-    s0 = _pair_sum(m_hat, m_hat, w_hat)  # sum of the weights over ROI pairs
-    cross = _pair_sum(a_hat, a_hat, w_hat)  # sum_ij w_ij a_i a_j
-    squares = _pair_sum(m_hat, a2_hat, w_hat)  # sum_ij w_ij a_i^2
+    spectra = _padded_spectra(np.stack((mask, a, a * a)).astype(np.float32), fshape)
+    # sum of the weights over ROI pairs, sum_ij w_ij a_i a_j, sum_ij w_ij a_i^2
+    s0, cross, squares = spectral_pair_sums(spectra, w_hat)
     moran = n / s0 * cross / denom
     geary = (n - 1) / (2.0 * s0) * (2.0 * squares - 2.0 * cross) / denom
     return moran, geary, ""
