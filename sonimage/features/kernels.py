@@ -440,3 +440,20 @@ def zones(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray) -> tuple[np.n
     for i in range(voxels.size):
         out[i] = label[voxels[i]]
     return out, n
+
+
+@jit
+def spectral_pair_sums(spectra: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
+    """Parseval sums over the grid, in double precision, of ``weights`` times M·conj(M), A·conj(A) and
+    Re(M·conj(B)) for the spectra M, A, B = ``spectra[0]``, ``[1]``, ``[2]`` (same shape as ``weights``)."""
+    m, a, b = spectra[0].ravel(), spectra[1].ravel(), spectra[2].ravel()
+    w = weights.ravel()
+    mm = aa = mb = 0.0
+    for i in range(w.size):
+        wi = np.float64(w[i])
+        mr, mi = np.float64(m[i].real), np.float64(m[i].imag)
+        ar, ai = np.float64(a[i].real), np.float64(a[i].imag)
+        mm += wi * (mr * mr + mi * mi)
+        aa += wi * (ar * ar + ai * ai)
+        mb += wi * (mr * np.float64(b[i].real) + mi * np.float64(b[i].imag))
+    return mm, aa, mb

@@ -24,7 +24,7 @@ from scipy.special import eval_legendre
 from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates
+from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates, spectral_pair_sums
 from sonimage.features.statistics import to_features
 
 FAMILY = "morphology"
@@ -172,27 +172,23 @@ def _weight_spectrum(spacing: tuple[float, float, float], fshape: tuple[int, ...
     dist = np.sqrt(zz**2 + yy**2 + xx**2)
     dist[0, 0, 0] = np.inf
     spectrum = dctn(1.0 / dist, type=1)
-    fold = [np.minimum(np.arange(p), p - np.arange(p)) for p in fshape[:2]]
     # The half spectrum of the last axis holds every bin but the zero and Nyquist ones for a conjugate pair too.
     half = np.full(fshape[2] // 2 + 1, 2.0)
     half[[0, -1]] = 1.0
-    spectrum = spectrum[np.ix_(fold[0], fold[1], np.arange(fshape[2] // 2 + 1))] * half / float(np.prod(fshape))
-    return spectrum.astype(np.float32)
+    spectrum = (spectrum * half / float(np.prod(fshape))).astype(np.float32)
+    # Unfold the first two axes: bin k of an even length p holds the octant's min(k, p - k).
+    spectrum = np.concatenate((spectrum, spectrum[-2:0:-1]), axis=0)
+    return np.ascontiguousarray(np.concatenate((spectrum, spectrum[:, -2:0:-1]), axis=1))
 
 
 def _padded_spectra(stack: np.ndarray, fshape: tuple[int, ...]) -> np.ndarray:
     """``rfftn`` of each array of ``stack`` (k, n0, n1, n2) zero-padded to ``fshape``, one axis at a time so that
     the transforms along the last two axes run only over the lines that hold data (about 40 % less work)."""
-    spectra = rfft(stack, n=fshape[2], axis=-1)
-    spectra = fft(spectra, n=fshape[1], axis=-2, overwrite_x=True)
-    return fft(spectra, n=fshape[0], axis=-3, overwrite_x=True)
-
-
-def _pair_sum(f_hat: np.ndarray, g_hat: np.ndarray, w_hat: np.ndarray) -> float:
-    """sum_i g_i (w * f)_i (circular convolution) from real FFTs by Parseval's theorem, accumulated in float64;
-    ``w_hat`` carries the half-spectrum weights and 1 / grid cells (:func:`_weight_spectrum`)."""
-    product = (f_hat * np.conj(g_hat)).real * w_hat
-    return float(np.sum(product, dtype=np.float64))
+    k, n0, n1, _ = stack.shape
+    spectra = np.zeros((k, fshape[0], fshape[1], fshape[2] // 2 + 1), dtype=np.complex64)  # padded once
+    spectra[:, :n0, :n1] = rfft(stack, n=fshape[2], axis=-1)
+    spectra[:, :n0] = fft(spectra[:, :n0], axis=-2, overwrite_x=True)
+    return fft(spectra, axis=-3, overwrite_x=True)
 
 
 def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, str]:
@@ -216,10 +212,9 @@ def spatial_autocorrelation(image: np.ndarray, mask: np.ndarray, spacing: tuple[
     if int(np.prod(fshape)) > SPATIAL_MAX_CELLS:
         return float("nan"), float("nan"), f"ROI bounding box {mask.shape} too large for exact spatial autocorrelation"
     w_hat = _weight_spectrum(tuple(float(s) for s in spacing), fshape)
-    m_hat, a_hat, a2_hat = _padded_spectra(np.stack((mask, a, a * a)).astype(np.float32), fshape)
-    s0 = _pair_sum(m_hat, m_hat, w_hat)  # sum of the weights over ROI pairs
-    cross = _pair_sum(a_hat, a_hat, w_hat)  # sum_ij w_ij a_i a_j
-    squares = _pair_sum(m_hat, a2_hat, w_hat)  # sum_ij w_ij a_i^2
+    spectra = _padded_spectra(np.stack((mask, a, a * a)).astype(np.float32), fshape)
+    # sum of the weights over ROI pairs, sum_ij w_ij a_i a_j, sum_ij w_ij a_i^2
+    s0, cross, squares = spectral_pair_sums(spectra, w_hat)
     moran = n / s0 * cross / denom
     geary = (n - 1) / (2.0 * s0) * (2.0 * squares - 2.0 * cross) / denom
     return moran, geary, ""
