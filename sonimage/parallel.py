@@ -35,20 +35,10 @@ def parallel_starmap(fn: Callable, arg_tuples: Iterable[tuple], executor: Execut
         return [fn(*a) for a in arg_tuples]
     grouping = getattr(executor, "groups", None)
     if grouping is None:
-        return _results([executor.submit(fn, *a) for a in arg_tuples])
+        return [f.result() for f in [executor.submit(fn, *a) for a in arg_tuples]]
     futures = [executor.submit(run_group, fn, arg_tuples[g.start:g.stop]) for g in grouping(fn, len(arg_tuples))
                if len(g)]
-    return [r for group in _results(futures) for r in group]
-
-
-def _results(futures: list) -> list:
-    """Each future's result, in order, letting go of the future once read: a Dask worker then frees the result
-    instead of holding every result of the stage to its end (its memory would grow with the number of items)."""
-    results = []
-    for i in range(len(futures)):
-        results.append(futures[i].result())
-        futures[i] = None
-    return results
+    return [r for f in futures for r in f.result()]
 
 
 def parallel_map(fn: Callable, items: Iterable, executor: Executor | None = None, *args: Any) -> list:
