@@ -187,8 +187,7 @@ def hot_distance_mm(voxels: np.ndarray, tree: cKDTree, hot_voxels: np.ndarray,
 def blurred_window(image: np.ndarray, sigma: list[float], window: tuple[slice, ...]) -> np.ndarray:
     """``ndimage.gaussian_filter(image, sigma, mode="constant")[window]``, filtering only the window grown by the
     kernel's reach (4 σ, scipy's truncation): the same sums in the same order, so the same values."""
-    reach = [int(4.0 * s + 0.5) for s in sigma]
-    grown = tuple(slice(max(w.start - r, 0), min(w.stop + r, n)) for w, r, n in zip(window, reach, image.shape))
+    grown = _grown_window(window, [int(4.0 * s + 0.5) for s in sigma], image.shape)
     blurred = ndimage.gaussian_filter(image[grown], sigma, mode="constant")
     return blurred[tuple(slice(w.start - g.start, w.stop - g.start) for w, g in zip(window, grown))]
 

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from sonimage.lesions.fes_reading import read_lesions, recovery_coefficient
+from sonimage.lesions.fes_reading import blurred_window, read_lesions, recovery_coefficient
 from sonimage.lesions.registration import Rigid, map_labels, register_rigid
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
@@ -233,3 +233,13 @@ def test_a_negative_lesion_beside_a_hot_lesion_is_not_called_positive() -> None:
     alone = _two_sphere_scan([(hot_x, hot_d, 6.6)], 1.0, spacing, shape)
     isolated = _called(alone, np.where(labels == 2, 1, 0).astype(np.uint8), {1: "bone"}, spacing=spacing).loc[1]
     assert isolated["fes_call"] == "positive" and isolated["fes_lesion_spill_in_suv"] == 0.0
+
+
+def test_blurred_window_equals_the_window_of_the_whole_blur() -> None:
+    """The spill-in is blurred on each lesion's window grown by the kernel's reach only: the same values as the
+    whole scan's blur there."""
+    image = np.random.default_rng(0).random((40, 30, 20))
+    sigma = [1.3, 0.9, 2.1]
+    for window in [(slice(5, 12), slice(0, 8), slice(15, 20)), (slice(20, 40), slice(10, 30), slice(0, 20))]:
+        whole = ndimage.gaussian_filter(image, sigma, mode="constant")[window]
+        assert np.array_equal(blurred_window(image, sigma, window), whole)
