@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
-from sonimage.lesions.fes_reading import blurred_window, read_lesions, recovery_coefficient
+from sonimage.lesions.fes_reading import blurred_window, hot_distance_mm, read_lesions, recovery_coefficient
 from sonimage.lesions.registration import Rigid, map_labels, register_rigid
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
@@ -243,3 +244,18 @@ def test_blurred_window_equals_the_window_of_the_whole_blur() -> None:
     for window in [(slice(5, 12), slice(0, 8), slice(15, 20)), (slice(20, 40), slice(10, 30), slice(0, 20))]:
         whole = ndimage.gaussian_filter(image, sigma, mode="constant")[window]
         assert np.array_equal(blurred_window(image, sigma, window), whole)
+
+
+def test_hot_distance_equals_the_distance_transform_minimum() -> None:
+    """The distance to hot uptake by a k-d tree query equals the minimum of the whole scan's distance transform
+    over the lesion's voxels (anisotropic voxels)."""
+    rng = np.random.default_rng(1)
+    hot = rng.random((30, 25, 20)) > 0.995
+    lesion = np.zeros(hot.shape, bool)
+    lesion[3:7, 4:9, 2:5] = True
+    hot &= ~lesion
+    spacing = (2.0, 4.0, 4.0)
+    hot_voxels = np.argwhere(hot)
+    tree = cKDTree(hot_voxels * np.asarray(spacing))
+    expected = ndimage.distance_transform_edt(~hot, sampling=spacing)[lesion].min()
+    assert hot_distance_mm(np.argwhere(lesion), tree, hot_voxels, spacing) == expected
