@@ -1,0 +1,145 @@
+"""Benchmark: ``make demo`` as a new user runs it, timed step by step with each process's CPU and memory (issue 15).
+
+One command: ``python bench/demo.py [--patients N] [--out DIR]`` prints a table and writes ``bench/results/demo.json``.
+
+- **Steps**: exactly the Makefile's ``demo`` target, venv install excluded: ``sonimage synth SITE [--patients N]
+  --size small --seed 1 --workers 2``, then ``sonimage run SITE/dicom OUT --linking … --clinical … --settings
+  deployments/demo-settings.json`` (the embedded default: a Prefect server and a LocalCluster of 2 workers, both
+  started by the run). Without ``--patients`` the study has its real size (SONIA 100, IMPACT 200, TRANSCAN 147).
+- **Measured** (psutil, every 0.2 s over each step's process tree, plus the exact ``RUSAGE_CHILDREN`` total): wall
+  and CPU seconds per step; peak resident memory per process role (the command's own process, each Dask worker,
+  the Prefect server, synthesis pool workers); the run's own stage clock (``run_summary.json``) and the largest
+  series written, so the workers' peak can be set against one series; the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from machine import describe, load, load_line
+from prefect_scale import TreeSampler
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SONIMAGE = str(Path(sys.executable).parent / "sonimage")
+
+
+class RoleSampler(TreeSampler):
+    """:class:`TreeSampler` that also remembers what each process is (from its command line)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.role: dict[int, str] = {}
+
+    def sample(self) -> None:
+        super().sample()
+        for pid in self.rss.keys() - self.role.keys():
+            try:
+                cmd = " ".join(psutil.Process(pid).cmdline())
+            except psutil.Error:
+                continue
+            self.role[pid] = ("command" if pid == self.root else "prefect server" if "prefect" in cmd
+                              and "server" in cmd else "worker" if "multiprocessing" in cmd or "distributed" in cmd
+                              else "other")
+
+    def roles(self) -> dict[str, dict[str, float]]:
+        """Per role: processes, CPU seconds and the largest peak resident MB of one process."""
+        out: dict[str, dict[str, float]] = {}
+        for pid, role in self.role.items():
+            row = out.setdefault(role, {"processes": 0, "cpu_s": 0.0, "peak_mb_one": 0.0})
+            row["processes"] += 1
+            row["cpu_s"] += self.cpu.get(pid, 0.0)
+            row["peak_mb_one"] = max(row["peak_mb_one"], self.rss.get(pid, 0.0))
+        return out
+
+
+def step(args: list[str]) -> dict:
+    """Run one command to completion, sampling its process tree."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = RoleSampler(proc.pid)
+    sampler.start()
+    assert proc.stdout is not None
+    lines = [line.rstrip() for line in proc.stdout]
+    code = proc.wait()
+    wall = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code:
+        raise SystemExit(f"{' '.join(args)} failed ({code}):\n" + "\n".join(lines[-40:]))
+    return {"wall_s": wall, "cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+            "roles": sampler.roles(), "output_tail": lines[-25:]}
+
+
+def largest_series_mb(volumes: Path) -> float:
+    """Uncompressed size of the largest converted series (a Zarr array's shape times its item size)."""
+    largest = 0.0
+    for meta in volumes.rglob("zarr.json"):
+        node = json.loads(meta.read_text())
+        if node.get("node_type") == "array" and len(node.get("shape", [])) == 3:
+            itemsize = int("".join(c for c in node["data_type"] if c.isdigit()) or 8) // 8
+            n = 1
+            for s in node["shape"]:
+                n *= s
+            largest = max(largest, n * itemsize / 2**20)
+    return largest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, help="patients per cohort (default: the real study size)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "data" / "demo", help="site and outputs go here")
+    ap.add_argument("--keep", action="store_true", help="keep the site and outputs")
+    args = ap.parse_args()
+    site, out = args.out / "site", args.out / "out"
+    shutil.rmtree(args.out, ignore_errors=True)
+    before = load()
+    synth = step([SONIMAGE, "synth", str(site), *(["--patients", str(args.patients)] if args.patients else []),
+                  "--size", "small", "--seed", "1", "--workers", "2"])
+    mid = load()
+    run = step([SONIMAGE, "run", str(site / "dicom"), str(out), "--linking", str(site / "site-private" / "linking.csv"),
+                "--clinical", str(site / "truth"), "--settings", str(REPO / "deployments" / "demo-settings.json")])
+    after = load()
+    summary = json.loads((out / "run_summary.json").read_text())
+    series_mb = largest_series_mb(out / "volumes")
+    total_wall, total_cpu = synth["wall_s"] + run["wall_s"], synth["cpu_s"] + run["cpu_s"]
+    n = summary["patients"]
+    print(f"\nmake demo, {n} patients ({summary['input files']} DICOM files, {summary['lesions']} lesions), "
+          "venv install excluded")
+    print("| step | wall | CPU s | CPU s per patient | load at start |")
+    print("|---|---:|---:|---:|---:|")
+    for name, s, ld in (("synthesis", synth, before), ("DICOM -> report (sonimage run)", run, mid)):
+        print(f"| {name} | {s['wall_s'] / 60:.0f} min {s['wall_s'] % 60:04.1f} s | {s['cpu_s']:.0f} | "
+              f"{s['cpu_s'] / n:.2f} | {ld['load_1min']:.1f} |")
+    print(f"| **make demo** | **{total_wall / 60:.0f} min {total_wall % 60:04.1f} s** | {total_cpu:.0f} | "
+          f"{total_cpu / n:.2f} | |")
+    print("\nthe run's stage clock: " + ", ".join(f"{k[5:-4]} {v:.1f} s" for k, v in summary.items()
+                                                   if k.startswith("time ")))
+    print("| process (run) | processes | CPU s | peak MB (largest one) |")
+    print("|---|---:|---:|---:|")
+    for role, r in sorted(run["roles"].items()):
+        print(f"| {role} | {r['processes']} | {r['cpu_s']:.0f} | {r['peak_mb_one']:.0f} |")
+    print(f"largest series: {series_mb:.1f} MB uncompressed")
+    print(load_line(before, after))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "demo.json").write_text(json.dumps(
+        {"machine": describe(), "load_before": before, "load_between": mid, "load_after": after, "synth": synth,
+         "run": run, "run_summary": summary, "largest_series_mb": series_mb, "total_wall_s": total_wall,
+         "total_cpu_s": total_cpu}, indent=1))
+    if not args.keep:
+        shutil.rmtree(args.out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
