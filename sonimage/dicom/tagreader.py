@@ -146,10 +146,23 @@ def _parse(buf: bytes, complete: bool) -> tuple[dict[str, object], str, tuple[in
         raise _Unsupported(f"transfer syntax {syntax or '(none)'}")
     implicit = syntax == IMPLICIT_LE
     values: dict[str, object] = {}
-    while True:
-        if complete and pos == len(buf):
+    end = len(buf)
+    unpack, needed, short_vrs = _IMPLICIT.unpack_from, NEEDED.get, SHORT_VRS
+    while True:  # _element inlined: this loop runs for every element of every file indexed
+        if complete and pos == end:
             return values, syntax, None
-        tag, vr, length, value = _element(buf, pos, implicit)
+        if pos + 8 > end:
+            raise _Short
+        group, element, length = unpack(buf, pos)
+        tag = group << 16 | element
+        if implicit or group == 0xFFFE:
+            vr, value = None, pos + 8
+        else:
+            vr = buf[pos + 4:pos + 6]
+            if vr in short_vrs:
+                length, value = length >> 16, pos + 8
+            else:
+                tag, vr, length, value = _element(buf, pos, False)
         if tag >= PIXEL_DATA:
             pixels = (value, length) if tag == PIXEL_DATA and length != UNDEFINED else None
             return values, syntax, pixels
@@ -157,9 +170,9 @@ def _parse(buf: bytes, complete: bool) -> tuple[dict[str, object], str, tuple[in
             pos = _skip_sequence(buf, value, implicit or vr == b"UN")
             continue
         pos = value + length
-        if pos > len(buf):
+        if pos > end:
             raise _Short
-        need = NEEDED.get(tag)
+        need = needed(tag)
         if need is not None:
             values[need[0]] = _decode(buf[value:pos], need[1], vr)
 
