@@ -21,7 +21,7 @@ import pydicom
 
 from sonimage.dicom.index import Instance, Rejected, file_paths, pseudonymise
 from sonimage.dicom.petheader import header_from_datasets
-from sonimage.dicom.pseudonym import Pseudonymiser, content_digest
+from sonimage.dicom.pseudonym import Pseudonymiser, content_digest, contents_digest
 from sonimage.dicom.reader import load_plan
 from sonimage.dicom.rtstruct import rtstruct_labels
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
@@ -238,11 +238,12 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused
     (recognised by the job's keyed digest)."""
     store = Path(out_root) / job.store
-    digest = content_digest(job.digest_key, (Path(dicom_root) / f for f in job.plan.files))
+    contents = {f: (Path(dicom_root) / f).read_bytes() for f in job.plan.files}  # read once: digest and pixels
+    digest = contents_digest(job.digest_key, contents.values())
     if (done := _stored(store, digest)) is not None:
         return done
     try:
-        volume = load_plan(job.plan, Path(dicom_root))
+        volume = load_plan(job.plan, Path(dicom_root), contents)
     except ValueError as exc:  # SeriesError, SuvError: the series goes to quarantine
         p = job.plan
         tracer = _tracer(Path(dicom_root) / p.files[0]) if p.modality == "PT" else ""
