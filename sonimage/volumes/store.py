@@ -17,7 +17,8 @@ import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+from zarr.codecs.bytes import Endian
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.core.group import GroupMetadata
@@ -162,9 +163,52 @@ def open_variable(path: Path, variable: str | None = None) -> tuple[zarr.Array, 
 
 
 def read_volume(path: Path, variable: str | None = None) -> Volume:
-    """Load a store (its only data variable unless ``variable`` is given) into memory as a :class:`Volume`."""
-    array, attrs = open_variable(path, variable)
+    """Load a store (its only data variable unless ``variable`` is given) into memory as a :class:`Volume`.
+
+    The stores :func:`write_volume` writes are read as files, each chunk decoded with one codec call
+    (:func:`_read_array`), the mirror of the write; any other layout through zarr."""
+    path = Path(path)
+    group = _read_json(path)
+    if group is None or group.get("node_type") != "group":
+        raise FileNotFoundError(f"{path} is not a Zarr v3 store (no zarr.json)")
+    names = sorted(p.name for p in path.iterdir() if p.name not in ("z", "y", "x")
+                   and (_read_json(p) or {}).get("node_type") == "array")
+    name = variable or (names[0] if len(names) == 1 else None)
+    if name not in names:
+        raise ValueError(f"{path}: choose a variable among {names}")
+    attrs = dict(group.get("attributes", {}))
     geometry = {k: tuple(attrs.pop(k)) for k in ("spacing", "origin", "direction")}
-    z = zarr.open_array(Path(path) / "z", mode="r", zarr_format=3)[...]
-    attrs["slice_positions_mm"] = [float(v) for v in z]
-    return Volume(array=array[...], attrs=attrs, **geometry)
+    attrs["slice_positions_mm"] = [float(v) for v in _read_array(path / "z")]
+    return Volume(array=_read_array(path / name), attrs=attrs, **geometry)
+
+
+def _read_json(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "zarr.json").read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _read_array(folder: Path) -> np.ndarray:
+    """A whole Zarr v3 array: with plain chunks (little-endian bytes, then Blosc or Zstd, as :func:`write_volume`
+    writes them) each chunk file decoded here, the fill value where a chunk is absent; else read by zarr."""
+    meta = ArrayV3Metadata.from_dict(json.loads((folder / "zarr.json").read_bytes()))
+    codecs = meta.codecs
+    plain = (isinstance(meta.chunk_grid, RegularChunkGrid) and not meta.storage_transformers and len(codecs) == 2
+             and isinstance(codecs[0], BytesCodec) and codecs[0].endian in (None, Endian.little)
+             and isinstance(codecs[1], BloscCodec | ZstdCodec))
+    if not plain:
+        return zarr.open_array(folder, mode="r", zarr_format=3)[...]
+    dtype = np.dtype(meta.dtype.to_native_dtype()).newbyteorder("<")
+    decode = (numcodecs.Blosc() if isinstance(codecs[1], BloscCodec) else numcodecs.Zstd()).decode
+    step = meta.chunks
+    out = np.full(meta.shape, meta.fill_value, dtype)
+    for index in np.ndindex(*(-(-n // c) for n, c in zip(meta.shape, step))):
+        try:
+            raw = (folder / meta.encode_chunk_key(index)).read_bytes()
+        except FileNotFoundError:  # a chunk of the fill value only: not written
+            continue
+        chunk = np.frombuffer(decode(raw), dtype).reshape(step)
+        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, step, meta.shape))
+        out[box] = chunk[tuple(slice(0, b.stop - b.start) for b in box)]
+    return out.astype(out.dtype.newbyteorder("="), copy=False)
