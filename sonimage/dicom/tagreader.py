@@ -104,9 +104,21 @@ def _skip_sequence(buf: bytes, pos: int, implicit: bool) -> int:
         if length != UNDEFINED:
             pos += length
             continue
-        while True:  # an item of undefined length: its elements up to the item delimiter
-            tag, vr, length, pos = _element(buf, pos, implicit)
-            if tag == ITEM_END:
+        end, unpack, short_vrs = len(buf), _IMPLICIT.unpack_from, SHORT_VRS
+        while True:  # an item of undefined length: its elements up to the item delimiter (_element inlined)
+            if pos + 8 > end:
+                raise _Short
+            group, element, length = unpack(buf, pos)
+            vr = None
+            if implicit or group == 0xFFFE:
+                pos += 8
+            else:
+                vr = buf[pos + 4:pos + 6]
+                if vr in short_vrs:
+                    length, pos = length >> 16, pos + 8
+                else:
+                    _, vr, length, pos = _element(buf, pos, False)
+            if group == 0xFFFE and element == 0xE00D:  # ITEM_END
                 break
             pos = _skip_sequence(buf, pos, implicit or vr == b"UN") if length == UNDEFINED else pos + length
 
