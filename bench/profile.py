@@ -242,8 +242,9 @@ def main() -> None:
     after = load()
     results = {name: best(r) for name, r in rounds.items()}
     names = list(codes)[::-1]  # baseline first
-    print(f"\n{n} {'' if args.study else 'synthetic '}patients ({', '.join(args.cohorts)}, size {args.size}, {synthesis['lesions']} lesions, "
-          f"{synthesis['files']} DICOM files); fastest of {args.repeat} round(s); seconds per patient")
+    what = f"patients of {args.study}" if args.study else (f"synthetic patients ({', '.join(args.cohorts)}, size "
+                                                           f"{args.size}, {synthesis['lesions']} lesions")
+    print(f"\n{n} {what}, {synthesis['files']} DICOM files; fastest of {args.repeat} round(s); seconds per patient")
     for name in names:
         print(f"synthesis (generated once, {name}'s code): {syntheses[name]['wall_s'] / n:.2f} s wall, "
               f"{syntheses[name]['cpu_s'] / n:.2f} CPU s per patient")

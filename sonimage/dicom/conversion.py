@@ -87,8 +87,9 @@ def quarantine_row(r: Rejected, stage: str = "index", cohort: str = "", patient:
 
 
 def input_files(root: Path) -> list[str]:
-    """Every file below the DICOM root (path strings, :func:`sonimage.dicom.index.file_paths`); an error naming the root when it is missing, not a folder, or empty
-    (nothing is written then, so earlier outputs stay as they are)."""
+    """Every file below the DICOM root (path strings, :func:`sonimage.dicom.index.file_paths`); an error naming
+    the root when it is missing, not a folder, or empty (nothing is written then, so earlier outputs stay as they
+    are)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"DICOM root {root} does not exist or is not a folder: nothing converted, "

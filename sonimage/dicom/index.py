@@ -138,7 +138,8 @@ def _without_uids(ds: pydicom.Dataset, size: int) -> str:
     return "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object)"
 
 
-def read_instance_pydicom(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
+def read_instance_pydicom(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None
+                          ) -> Instance | Rejected:
     """:func:`read_instance` through a full pydicom parse (the fallback of the minimal tag reader)."""
     rel = relative(path, root)
     size = os.stat(path).st_size
