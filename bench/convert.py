@@ -72,7 +72,8 @@ def one_sonimage(folder: Path, reader: str = "tagreader") -> dict:
         records = [index.read_instance_pydicom(p, folder, pseudo) for p in index.list_files(folder)]
         instances = [r for r in records if isinstance(r, index.Instance)]
     else:
-        instances, _ = index.index_files(index.list_files(folder), folder, pseudo)
+        listing = getattr(index, "file_paths", index.list_files)  # path strings where the checkout has them
+        instances, _ = index.index_files(listing(folder), folder, pseudo)
     plans, _, _ = group_series(instances)
     plan = next(p for p in plans if p.modality == "PT")
     found = clock.read()

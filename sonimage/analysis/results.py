@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from sonimage.parallel import Executor
 from sonimage.settings import Settings
 from sonimage.survival.calibration import flexible_calibration, grouped_calibration, kaplan_meier, km_at, km_median
 from sonimage.survival.cox import FrozenCox, cox_terms
+from sonimage.survival.data import SurvivalDataError
 from sonimage.analysis.appraisal import appraise_study
 from sonimage.analysis.objectives import (CLINICAL, EVENT, TIME, TRT, at_fes_threshold, model_table, objective1,
                                           objective2, objective3, objective4, objective5)
@@ -105,7 +107,10 @@ def calibration_curves(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataF
             g = grouped_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, horizon)
             label = f"{c.upper()} (development)" if c == development else c.upper()
             if res is None:  # development cohort: apparent calibration
-                res = flexible_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, horizon)["curve"]
+                try:
+                    res = flexible_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, horizon)["curve"]
+                except (SurvivalDataError, np.linalg.LinAlgError):  # a small cohort: no curve, as with tied knots
+                    res = {"predicted": [], "observed": []}
             curves[label] = {**res, "grouped": g}
         out[name] = curves
     return out

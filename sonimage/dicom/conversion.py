@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 
-from sonimage.dicom.index import Instance, Rejected, list_files, pseudonymise
+from sonimage.dicom.index import Instance, Rejected, file_paths, pseudonymise
 from sonimage.dicom.petheader import header_from_datasets
-from sonimage.dicom.pseudonym import Pseudonymiser, content_digest
+from sonimage.dicom.pseudonym import Pseudonymiser, content_digest, contents_digest
 from sonimage.dicom.reader import load_plan
 from sonimage.dicom.rtstruct import rtstruct_labels
 from sonimage.dicom.series import ObjectSeries, SeriesPlan, group_series
@@ -85,14 +86,15 @@ def quarantine_row(r: Rejected, stage: str = "index", cohort: str = "", patient:
             "tracer": tracer, "n_files": r.n_files, "stage": stage, "reason": r.reason}
 
 
-def input_files(root: Path) -> list[Path]:
-    """Every file below the DICOM root; an error naming the root when it is missing, not a folder, or empty
-    (nothing is written then, so earlier outputs stay as they are)."""
+def input_files(root: Path) -> list[str]:
+    """Every file below the DICOM root (path strings, :func:`sonimage.dicom.index.file_paths`); an error naming
+    the root when it is missing, not a folder, or empty (nothing is written then, so earlier outputs stay as they
+    are)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"DICOM root {root} does not exist or is not a folder: nothing converted, "
                                 "no output changed")
-    files = list_files(root)
+    files = file_paths(root)
     if not files:
         raise ValueError(f"DICOM root {root} holds no files: nothing converted, no output changed")
     return files
@@ -121,7 +123,7 @@ def shown_rejections(rejected: list[Rejected], instances: list[Instance], pseudo
     return [row(r) for r in rejected]
 
 
-def batches(paths: list[Path], size: int = INDEX_BATCH) -> list[list[Path]]:
+def batches(paths: list[str], size: int = INDEX_BATCH) -> list[list[str]]:
     """``paths`` cut into batches for parallel indexing."""
     return [paths[i:i + size] for i in range(0, len(paths), size)]
 
@@ -237,11 +239,12 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused
     (recognised by the job's keyed digest)."""
     store = Path(out_root) / job.store
-    digest = content_digest(job.digest_key, (Path(dicom_root) / f for f in job.plan.files))
+    contents = {f: (Path(dicom_root) / f).read_bytes() for f in job.plan.files}  # read once: digest and pixels
+    digest = contents_digest(job.digest_key, contents.values())
     if (done := _stored(store, digest)) is not None:
         return done
     try:
-        volume = load_plan(job.plan, Path(dicom_root))
+        volume = load_plan(job.plan, Path(dicom_root), contents)
     except ValueError as exc:  # SeriesError, SuvError: the series goes to quarantine
         p = job.plan
         tracer = _tracer(Path(dicom_root) / p.files[0]) if p.modality == "PT" else ""
@@ -314,7 +317,8 @@ class ConvertSummary:
 def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], pseudo: Pseudonymiser) -> ConversionPlan:
     """Pseudonymise the index batches (records as read, from tasks given no key) here, in the process that holds
     the key, and plan the conversion; unreadable files join the quarantine."""
-    instances = [pseudonymise(i, pseudo) for good, _ in indexed for i in good]
+    shared = lru_cache(maxsize=4096)(pseudo.uid)  # series, study, frame of reference: one HMAC per series
+    instances = [pseudonymise(i, pseudo, shared) for good, _ in indexed for i in good]
     plan = plan_jobs(instances, pseudo)
     unreadable = shown_rejections([r for _, bad in indexed for r in bad], instances, pseudo)
     return dataclasses.replace(plan, quarantine=unreadable + plan.quarantine)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,36 @@ class Rejected:
     series_uid: str = ""
 
 
+def file_paths(root: str | Path) -> list[str]:
+    """Every regular file below ``root`` (hidden ones too: nothing is skipped unseen) as path strings, sorted by
+    path components as ``sorted`` orders paths. One ``scandir`` per folder, whose entries say which are files (a
+    stat only for symbolic links); strings, because building a ``Path`` per file cost more than the listing."""
+    found: list[tuple[list[str], str]] = []
+    pending = [os.fspath(root)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    if not entry.is_symlink():  # as os.walk: links to folders are not followed
+                        pending.append(entry.path)
+                elif entry.is_file():
+                    found.append((entry.path.split("/"), entry.path))
+    found.sort(key=lambda f: f[0])
+    return [path for _, path in found]
+
+
 def list_files(root: Path) -> list[Path]:
-    """Every regular file below ``root`` (hidden ones too: nothing is skipped unseen), sorted."""
-    out = [Path(d) / f for d, _, files in os.walk(root) for f in files]
-    return sorted(p for p in out if p.is_file())
+    """Every regular file below ``root`` (:func:`file_paths`), as paths."""
+    return [Path(p) for p in file_paths(root)]
+
+
+def relative(path: str | Path, root: str | Path) -> str:
+    """``path`` relative to ``root`` as a string (``Path.relative_to``'s, without building paths when ``path``
+    starts with ``root``, as every listed file does)."""
+    s, r = os.fspath(path), os.fspath(root).rstrip("/")
+    if r and s.startswith(r + "/"):
+        return s[len(r) + 1:]
+    return str(Path(path).relative_to(root))
 
 
 def _floats(value: object, n: int) -> tuple[float, ...] | None:
@@ -77,7 +104,7 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
     return vals if len(vals) == n else None
 
 
-def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
+def read_instance(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
     """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable
     DICOM.
 
@@ -96,7 +123,7 @@ def read_instance(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -
     pixels = None
     if syntax in RAW_SYNTAXES and pixel_data is not None:
         pixels = _pixel_layout(pixel_data[0], pixel_data[1], values.get)
-    record = _instance(str(path.relative_to(root)), values.get, size, slice_timing_from_mapping(values), pixels, "")
+    record = _instance(relative(path, root), values.get, size, slice_timing_from_mapping(values), pixels, "")
     return pseudonymise(record, pseudo) if pseudo else record
 
 
@@ -111,10 +138,11 @@ def _without_uids(ds: pydicom.Dataset, size: int) -> str:
     return "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object)"
 
 
-def read_instance_pydicom(path: Path, root: Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
+def read_instance_pydicom(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None
+                          ) -> Instance | Rejected:
     """:func:`read_instance` through a full pydicom parse (the fallback of the minimal tag reader)."""
-    rel = str(path.relative_to(root))
-    size = path.stat().st_size
+    rel = relative(path, root)
+    size = os.stat(path).st_size
     try:
         ds = pydicom.dcmread(path, defer_size=4096)  # large values (pixel data) are skipped, their offsets kept
     except InvalidDicomError:
@@ -131,12 +159,30 @@ def read_instance_pydicom(path: Path, root: Path, pseudo: Pseudonymiser | None =
 def _identifying_parts(rel: str, get: Callable[..., Any]) -> tuple[int, ...]:
     """Indices of the components of ``rel`` that hold the file's PatientID, a part of its PatientName or its
     PatientBirthDate (case-insensitive; values shorter than 3 characters only when a whole component)."""
-    name = str(get("PatientName", "") or "")
-    values = {str(get("PatientID", "") or "").strip(), str(get("PatientBirthDate", "") or "").strip(), name.strip(),
+    values = _identifying_values(str(get("PatientName", "") or ""), str(get("PatientID", "") or ""),
+                                 str(get("PatientBirthDate", "") or ""))
+    folder, _, name = rel.rpartition("/")
+    parts = _identifying_folders(folder, values) if folder else ()
+    return (*parts, folder.count("/") + 1 if folder else 0) if _holds(name, values) else parts
+
+
+@lru_cache(maxsize=1024)
+def _identifying_values(name: str, patient_id: str, birth_date: str) -> frozenset[str]:
+    """The upper-cased values a path component must not show (a series' files share them: computed once)."""
+    values = {patient_id.strip(), birth_date.strip(), name.strip(),
               *(p for part in name.split("^") for p in part.replace(",", " ").split())}
-    values = {v.upper() for v in values if v}
-    return tuple(k for k, part in enumerate(rel.split("/"))
-                 if any(v == part.upper() or (len(v) >= 3 and v in part.upper()) for v in values))
+    return frozenset(v.upper() for v in values if v)
+
+
+@lru_cache(maxsize=1024)
+def _identifying_folders(folder: str, values: frozenset[str]) -> tuple[int, ...]:
+    """:func:`_identifying_parts` of the folders of a path (shared by a series' files: computed once)."""
+    return tuple(k for k, part in enumerate(folder.split("/")) if _holds(part, values))
+
+
+def _holds(part: str, values: frozenset[str]) -> bool:
+    upper = part.upper()
+    return any(v == upper or (len(v) >= 3 and v in upper) for v in values)
 
 
 def _instance(rel: str, get: Callable[..., Any], size: int, timing: SliceTiming,
@@ -166,20 +212,22 @@ def _instance(rel: str, get: Callable[..., Any], size: int, timing: SliceTiming,
     )
 
 
-def pseudonymise(inst: Instance, pseudo: Pseudonymiser) -> Instance:
+def pseudonymise(inst: Instance, pseudo: Pseudonymiser, shared: Callable[[str], str] | None = None) -> Instance:
     """``inst`` with its patient ID, cohort and UIDs replaced by pseudonyms, and its shown path free of
-    identifying names (the patient's folder shows the pseudonym, any other identifying name a keyed hash)."""
+    identifying names (the patient's folder shows the pseudonym, any other identifying name a keyed hash).
+    ``shared``: ``pseudo.uid`` memoised, for the UIDs a series' files share (series, study, frame of reference)."""
     patient = inst.patient_id.strip()
     pseudonym = pseudo.patient(inst.patient_id)
     shown = "/".join(pseudonym if patient and part.strip() == patient else
                      pseudo.hidden(part) if k in inst.identifying else part
                      for k, part in enumerate(inst.path.split("/")))
     uid = pseudo.uid
+    shared = shared or uid
     return dataclasses.replace(
-        inst, shown=shown, sop_instance_uid=uid(inst.sop_instance_uid), series_uid=uid(inst.series_uid),
-        study_uid=uid(inst.study_uid), frame_of_reference_uid=uid(inst.frame_of_reference_uid), patient_id=pseudonym,
-        referenced_series=uid(inst.referenced_series) if inst.referenced_series else "", identifying=(),
-        cohort=pseudo.cohort(inst.patient_id))
+        inst, shown=shown, sop_instance_uid=uid(inst.sop_instance_uid), series_uid=shared(inst.series_uid),
+        study_uid=shared(inst.study_uid), frame_of_reference_uid=shared(inst.frame_of_reference_uid),
+        patient_id=pseudonym, referenced_series=uid(inst.referenced_series) if inst.referenced_series else "",
+        identifying=(), cohort=pseudo.cohort(inst.patient_id))
 
 
 def _referenced_series(ds: pydicom.Dataset) -> str:
@@ -210,7 +258,7 @@ def _pixel_layout(offset: int, length: int, get: Callable[..., Any]) -> tuple[in
     return offset, length, f"<{'i' if signed else 'u'}{bits // 8}"
 
 
-def index_files(paths: list[Path], root: Path, pseudo: Pseudonymiser | None = None
+def index_files(paths: Sequence[str | Path], root: str | Path, pseudo: Pseudonymiser | None = None
                 ) -> tuple[list[Instance], list[Rejected]]:
     """Header records for ``paths`` (as read, or pseudonymised with ``pseudo``) and the files rejected on the way.
 

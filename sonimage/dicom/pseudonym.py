@@ -106,9 +106,13 @@ def content_digest(key: bytes, paths: Iterable[Path]) -> str:
     Keyed so that a digest recorded in an output cannot confirm, without the site key, that a known file
     was ingested (a plain SHA-256 would be a fingerprint of the file).
     """
+    return contents_digest(key, (Path(path).read_bytes() for path in paths))
+
+
+def contents_digest(key: bytes, contents: Iterable[bytes]) -> str:
+    """:func:`content_digest` of files already read (their bytes, in order)."""
     digest = hmac.new(key, b"content:", hashlib.sha256)
-    for path in paths:
-        data = Path(path).read_bytes()
+    for data in contents:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()

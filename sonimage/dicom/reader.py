@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +18,19 @@ from sonimage.dicom.tracer import tracer_name
 from sonimage.volumes.volume import Volume
 
 
-def _pixels(root: Path, inst: Instance, shape: tuple[int, int]) -> np.ndarray:
-    """One slice's stored values: read straight from the file offset found at indexing, else decoded by pydicom."""
+def _pixels(root: Path, inst: Instance, shape: tuple[int, int], content: bytes | None = None) -> np.ndarray:
+    """One slice's stored values: read straight from the file offset found at indexing (from ``content``, the
+    file's bytes, when already read), else decoded by pydicom."""
     path = root / inst.path
     try:
         if inst.pixels is None:
-            return pydicom.dcmread(path).pixel_array
+            return pydicom.dcmread(path if content is None else io.BytesIO(content)).pixel_array
         offset, length, dtype = inst.pixels
         count = shape[0] * shape[1]
         if length < count * np.dtype(dtype).itemsize or inst.size < offset + length:
             raise ValueError(f"pixel data is truncated ({inst.size - offset} of {length} bytes present)")
+        if content is not None:
+            return np.frombuffer(content, dtype=dtype, count=count, offset=offset).reshape(shape)
         return np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(shape)
     except Exception as exc:  # truncated, undecodable or unreadable pixel data
         raise SeriesError(f"pixel data of {inst.shown} cannot be decoded: {exc}") from exc
@@ -52,8 +57,9 @@ def _pet_attrs(plan: SeriesPlan, head: pydicom.Dataset) -> tuple[np.ndarray, dic
     return conv.slice_factors, attrs
 
 
-def load_plan(plan: SeriesPlan, root: Path) -> Volume:
-    """Pixel data of ``plan`` (files relative to ``root``) as a volume: PET → SUVbw float32, CT → HU."""
+def load_plan(plan: SeriesPlan, root: Path, contents: Mapping[str, bytes] | None = None) -> Volume:
+    """Pixel data of ``plan`` (files relative to ``root``) as a volume: PET → SUVbw float32, CT → HU.
+    ``contents``: the files' bytes by relative path, when the caller has read them already."""
     root = Path(root)
     slope = np.array([s.timing.slope for s in plan.slices])
     intercept = np.array([s.timing.intercept for s in plan.slices])
@@ -75,7 +81,8 @@ def load_plan(plan: SeriesPlan, root: Path) -> Volume:
         attrs.update({"quantity": "CT", "units": "HU"})
     array = np.empty(plan.shape, dtype=dtype)
     for k, inst in enumerate(plan.slices):
-        values = _pixels(root, inst, plan.shape[1:]) * scale[k] + offset[k]
+        content = contents.get(inst.path) if contents else None
+        values = _pixels(root, inst, plan.shape[1:], content) * scale[k] + offset[k]
         array[k] = values if dtype is np.float32 else np.round(values)
     return Volume(array=array, spacing=plan.spacing, origin=plan.origin, direction=plan.direction, attrs=attrs)
 

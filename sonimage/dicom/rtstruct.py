@@ -38,7 +38,11 @@ def _read(path: Path) -> pydicom.Dataset:
 
 def roi_names(path: Path) -> list[str]:
     """Names of the ROIs in the RTSTRUCT at ``path``, in file order."""
-    return [str(r.ROIName) for r in _read(Path(path)).get("StructureSetROISequence", [])]
+    return _roi_names(_read(Path(path)))
+
+
+def _roi_names(ds: pydicom.Dataset) -> list[str]:
+    return [str(r.ROIName) for r in ds.get("StructureSetROISequence", [])]
 
 
 def _points(contour: pydicom.Dataset) -> np.ndarray:
@@ -101,10 +105,11 @@ def fill_even_odd(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndar
     return (np.cumsum(toggles, axis=1)[:, :nx] % 2).astype(bool)
 
 
-def rasterise(path: Path, image: Volume, roi: str) -> np.ndarray:
-    """Boolean (z, y, x) mask of ROI ``roi`` of the RTSTRUCT at ``path`` on ``image``'s grid (rule: module doc)."""
+def rasterise(path: Path, image: Volume, roi: str, ds: pydicom.Dataset | None = None) -> np.ndarray:
+    """Boolean (z, y, x) mask of ROI ``roi`` of the RTSTRUCT at ``path`` on ``image``'s grid (rule: module doc);
+    ``ds``: the file already read (one read for all its ROIs)."""
     path = Path(path)
-    contours = _contours(_read(path), path, roi)
+    contours = _contours(_read(path) if ds is None else ds, path, roi)
     depths = slice_depths(image)
     normal = np.asarray(image.direction).reshape(3, 3)[:, 2]
     steps = np.diff(depths)
@@ -139,9 +144,10 @@ def rtstruct_labels(path: Path, grid: Volume) -> LabelResult:
     labels = np.zeros(grid.array.shape, dtype=np.int16)
     rois, failed = [], {}
     overlap = 0
-    for k, name in enumerate(roi_names(path), start=1):
+    ds = _read(Path(path))
+    for k, name in enumerate(_roi_names(ds), start=1):
         try:
-            mask = rasterise(path, grid, name)
+            mask = rasterise(path, grid, name, ds)
         except MaskError as exc:
             failed[name] = str(exc)
             continue

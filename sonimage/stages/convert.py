@@ -51,10 +51,10 @@ class PatientConversion:
         return f"{self.cohort}-{self.patient}-{what}"
 
 
-def index_batch(paths: list[Path], dicom_root: Path) -> tuple[list[Instance], list[Rejected]]:
+def index_batch(paths: list[str], dicom_root: Path) -> tuple[list[Instance], list[Rejected]]:
     """Header records (as read, for the planning process to pseudonymise) of one batch of files; no pseudonymiser
     parameter, so the key cannot travel with the item."""
-    return index_files(paths, Path(dicom_root))
+    return index_files(paths, dicom_root)
 
 
 def patient_items(plan: ConversionPlan) -> list[PatientConversion]:

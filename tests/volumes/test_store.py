@@ -24,6 +24,7 @@ def _volumes() -> dict[str, tuple[Volume, str]]:
     pet = rng.gamma(2, 1, (75, 70, 66)).astype(np.float32)
     pet[:, :3] = np.nan  # a NaN edge
     pet[:33] = 0
+    pet[32:64, 64:] = np.nan  # two (edge) chunks of the fill value: not written, read back as NaN
     ct = rng.integers(-1000, 1000, (75, 140, 130)).astype(np.int16)
     ct[:32, :64, :64] = 0  # a chunk of the fill value: not written
     label = np.zeros((75, 70, 66), np.uint8)
@@ -38,13 +39,21 @@ def _volumes() -> dict[str, tuple[Volume, str]]:
 @pytest.mark.parametrize("kind", ["pet", "ct", "label"])
 def test_written_store_is_xarrays_byte_for_byte(kind, tmp_path):
     volume, variable = _volumes()[kind]
-    ours, theirs = tmp_path / "ours.zarr", tmp_path / "xarray.zarr"
-    write_volume(volume, ours, variable)
-    _xarray_store(volume, theirs, variable)
-    files = sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
-    assert [f for f in files if (ours / f).read_bytes() != (theirs / f).read_bytes()] == []
-    assert xr.open_zarr(ours, consolidated=False).identical(xr.open_zarr(theirs, consolidated=False))
-    back = read_volume(ours)
-    np.testing.assert_array_equal(back.array, volume.array)
-    assert back.array.dtype == volume.array.dtype and back.spacing == volume.spacing
+    # a second shape after the first: the metadata templates made once per kind must take each store's shape
+    cropped = Volume(volume.array[:-7, 5:], volume.spacing, volume.origin, volume.direction,
+                     {**volume.attrs, "slice_positions_mm": volume.attrs["slice_positions_mm"][:-7]})
+    for k, vol in enumerate((volume, cropped)):
+        ours, theirs = tmp_path / f"ours{k}.zarr", tmp_path / f"xarray{k}.zarr"
+        write_volume(vol, ours, variable)
+        _xarray_store(vol, theirs, variable)
+        files = sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
+        assert [f for f in files if (ours / f).read_bytes() != (theirs / f).read_bytes()] == []
+        assert xr.open_zarr(ours, consolidated=False).identical(xr.open_zarr(theirs, consolidated=False))
+        back = read_volume(ours)  # chunk files decoded by sonimage: the values and attributes zarr reads
+        np.testing.assert_array_equal(back.array, vol.array)
+        assert back.array.dtype == vol.array.dtype and back.spacing == vol.spacing
+        ds = xr.open_zarr(theirs, consolidated=False)
+        np.testing.assert_array_equal(back.array, ds[variable].to_numpy())
+        assert back.attrs == {**{k: v for k, v in ds.attrs.items() if k not in ("spacing", "origin", "direction")},
+                              "slice_positions_mm": ds.z.to_numpy().tolist()}
