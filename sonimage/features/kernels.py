@@ -136,7 +136,7 @@ def _strict_minima(ends: np.ndarray, keep: np.ndarray, axis: int) -> None:
 def hull_candidates(mask: np.ndarray) -> np.ndarray:
     """Points (voxel units, z y x) whose convex hull is that of the mask's marching-cubes mesh: per axis, half a
     voxel beyond both ends of every line of ROI voxels along it, where that end is strictly extreme in its plane
-    along both other axes (see :func:`sonimage.features.morphology.hull_points`)."""
+    along both other axes (see :func:`sonimage.features.morphology.convex_hull_measures`)."""
     shape = mask.shape
     chunks = []
     for axis in range(3):
@@ -457,3 +457,249 @@ def spectral_pair_sums(spectra: np.ndarray, weights: np.ndarray) -> tuple[float,
         aa += wi * (ar * ar + ai * ai)
         mb += wi * (mr * np.float64(b[i].real) + mi * np.float64(b[i].imag))
     return mm, aa, mb
+
+
+@jit
+def _side(points: np.ndarray, normal: np.ndarray, offset: np.ndarray, face: int, q: int) -> float:
+    """Signed distance (times |normal|) of point ``q`` above plane ``face``: exact on integer coordinates."""
+    return (normal[face, 0] * points[q, 0] + normal[face, 1] * points[q, 1] + normal[face, 2] * points[q, 2]
+            - offset[face])
+
+
+@jit
+def _set_plane(points: np.ndarray, vertices: np.ndarray, normal: np.ndarray, offset: np.ndarray, face: int) -> None:
+    """The plane of triangle ``face``: normal (b − a) × (c − a) (outward for counter-clockwise vertices seen from
+    outside) and offset normal · a."""
+    a, b, c = vertices[face, 0], vertices[face, 1], vertices[face, 2]
+    u0, u1, u2 = points[b, 0] - points[a, 0], points[b, 1] - points[a, 1], points[b, 2] - points[a, 2]
+    w0, w1, w2 = points[c, 0] - points[a, 0], points[c, 1] - points[a, 1], points[c, 2] - points[a, 2]
+    normal[face, 0], normal[face, 1], normal[face, 2] = u1 * w2 - u2 * w1, u2 * w0 - u0 * w2, u0 * w1 - u1 * w0
+    offset[face] = normal[face, 0] * points[a, 0] + normal[face, 1] * points[a, 1] + normal[face, 2] * points[a, 2]
+
+
+@jit
+def _initial_simplex(points: np.ndarray) -> np.ndarray:
+    """Four points of ``points`` spanning a tetrahedron (empty when all are coplanar): the lowest along the first
+    axis, the farthest from it, the farthest from their line and the farthest from their plane."""
+    m = points.shape[0]
+    i0 = 0
+    for q in range(m):
+        if points[q, 0] < points[i0, 0]:
+            i0 = q
+    i1, best = -1, 0.0
+    for q in range(m):
+        d = (points[q, 0] - points[i0, 0]) ** 2 + (points[q, 1] - points[i0, 1]) ** 2 + (points[q, 2] - points[i0, 2]) ** 2
+        if d > best:
+            i1, best = q, d
+    if i1 < 0:
+        return np.empty(0, dtype=np.int64)
+    u = points[i1] - points[i0]
+    i2, best = -1, 0.0
+    for q in range(m):
+        w = points[q] - points[i0]
+        c0, c1, c2 = u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]
+        d = c0 * c0 + c1 * c1 + c2 * c2
+        if d > best:
+            i2, best = q, d
+    if i2 < 0:
+        return np.empty(0, dtype=np.int64)
+    w = points[i2] - points[i0]
+    n0, n1, n2 = u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]
+    i3, best = -1, 0.0
+    for q in range(m):
+        d = abs(n0 * (points[q, 0] - points[i0, 0]) + n1 * (points[q, 1] - points[i0, 1])
+                + n2 * (points[q, 2] - points[i0, 2]))
+        if d > best:
+            i3, best = q, d
+    if i3 < 0:
+        return np.empty(0, dtype=np.int64)
+    return np.array([i0, i1, i2, i3])
+
+
+@jit
+def lattice_hull(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Convex hull of ``points`` (m × 3, float64 holding integers of magnitude below 2^15, so that every
+    orientation test is exact) by Quickhull (Barber, Dobkin & Huhdanpaa 1996, ACM TOMS 22:469) in exact
+    arithmetic: the triangles (k × 3 point indices, counter-clockwise seen from outside; coplanar faces stay
+    triangulated) and whether each point is a vertex of one. No triangles when the points are coplanar.
+
+    A point joins the hull only when strictly above a face, so every triangle has a positive area. Every extreme
+    point is a vertex; so may be a point that was extreme when it joined and ends on a face or an edge."""
+    m = points.shape[0]
+    is_vertex = np.zeros(m, dtype=np.bool_)
+    simplex = _initial_simplex(points)
+    if simplex.size == 0:
+        return np.empty((0, 3), dtype=np.int64), is_vertex
+    cap = 2 * m + 8  # live faces of a hull of at most m vertices: at most 2m − 4; dead slots are reused
+    vertices = np.empty((cap, 3), dtype=np.int64)
+    neighbour = np.empty((cap, 3), dtype=np.int64)  # across edge k: (vertices[k], vertices[(k + 1) % 3])
+    normal = np.empty((cap, 3))
+    offset = np.empty(cap)
+    alive = np.zeros(cap, dtype=np.bool_)
+    head = np.full(cap, -1, dtype=np.int64)  # outside set of each face: a linked list of points
+    following = np.full(m, -1, dtype=np.int64)
+    visible_stamp = np.full(cap, -1, dtype=np.int64)
+    hidden_stamp = np.full(cap, -1, dtype=np.int64)
+    free = np.arange(cap - 1, -1, -1).astype(np.int64)  # a stack of unused slots
+    n_free = cap
+    by_start = np.full(m, -1, dtype=np.int64)
+    by_end = np.full(m, -1, dtype=np.int64)
+    pending = np.empty(4 * cap, dtype=np.int64)  # faces that may hold outside points
+    n_pending = 0
+    i0, i1, i2, i3 = simplex[0], simplex[1], simplex[2], simplex[3]
+    tetra = np.array([[i0, i1, i2], [i0, i3, i1], [i1, i3, i2], [i2, i3, i0]])
+    opposite = np.array([i3, i2, i0, i1])
+    for f in range(4):
+        n_free -= 1
+        s = free[n_free]
+        vertices[s, 0], vertices[s, 1], vertices[s, 2] = tetra[f, 0], tetra[f, 1], tetra[f, 2]
+        _set_plane(points, vertices, normal, offset, s)
+        if _side(points, normal, offset, s, opposite[f]) > 0:  # flip to face outward
+            vertices[s, 1], vertices[s, 2] = tetra[f, 2], tetra[f, 1]
+            _set_plane(points, vertices, normal, offset, s)
+        alive[s] = True
+    for f in range(4):
+        for k in range(3):
+            a, b = vertices[f, k], vertices[f, (k + 1) % 3]
+            for g in range(4):
+                for j in range(3):
+                    if vertices[g, j] == b and vertices[g, (j + 1) % 3] == a:
+                        neighbour[f, k] = g
+    for q in range(m):
+        if q == i0 or q == i1 or q == i2 or q == i3:
+            continue
+        for f in range(4):
+            if _side(points, normal, offset, f, q) > 0:
+                following[q], head[f] = head[f], q
+                break
+    for f in range(4):
+        if head[f] >= 0:
+            pending[n_pending] = f
+            n_pending += 1
+    visible = np.empty(cap, dtype=np.int64)
+    horizon = np.empty((cap, 3), dtype=np.int64)  # (u, v, face beyond) per horizon edge
+    created = np.empty(cap, dtype=np.int64)
+    outside = np.empty(m, dtype=np.int64)
+    stamp = 0
+    while n_pending:
+        n_pending -= 1
+        f = pending[n_pending]
+        if not alive[f] or head[f] < 0:
+            continue
+        apex, far, q = -1, 0.0, head[f]  # the outside point farthest from the face
+        while q >= 0:
+            d = _side(points, normal, offset, f, q)
+            if d > far:
+                apex, far = q, d
+            q = following[q]
+        stamp += 1
+        visible[0], n_visible, n_horizon = f, 1, 0
+        visible_stamp[f] = stamp
+        t = 0
+        while t < n_visible:  # the faces the apex sees, from f across edges; the horizon around them
+            g = visible[t]
+            t += 1
+            for k in range(3):
+                h = neighbour[g, k]
+                if visible_stamp[h] == stamp:
+                    continue
+                if hidden_stamp[h] != stamp and _side(points, normal, offset, h, apex) > 0:
+                    visible_stamp[h] = stamp
+                    visible[n_visible] = h
+                    n_visible += 1
+                    continue
+                hidden_stamp[h] = stamp
+                horizon[n_horizon, 0], horizon[n_horizon, 1] = vertices[g, k], vertices[g, (k + 1) % 3]
+                horizon[n_horizon, 2] = h
+                n_horizon += 1
+        n_outside = 0
+        for t in range(n_visible):
+            g = visible[t]
+            q = head[g]
+            while q >= 0:
+                if q != apex:
+                    outside[n_outside] = q
+                    n_outside += 1
+                q = following[q]
+            head[g] = -1
+            alive[g] = False
+            free[n_free] = g
+            n_free += 1
+        for t in range(n_horizon):
+            u, v, h = horizon[t, 0], horizon[t, 1], horizon[t, 2]
+            n_free -= 1
+            s = free[n_free]
+            vertices[s, 0], vertices[s, 1], vertices[s, 2] = u, v, apex
+            _set_plane(points, vertices, normal, offset, s)
+            alive[s] = True
+            neighbour[s, 0] = h
+            for j in range(3):
+                if vertices[h, j] == v and vertices[h, (j + 1) % 3] == u:
+                    neighbour[h, j] = s
+            by_start[u], by_end[v] = s, s
+            created[t] = s
+        for t in range(n_horizon):
+            s = created[t]
+            neighbour[s, 1] = by_start[vertices[s, 1]]  # edge (v, apex): the new face starting at v
+            neighbour[s, 2] = by_end[vertices[s, 0]]  # edge (apex, u): the new face ending at u
+        for t in range(n_outside):
+            q = outside[t]
+            for j in range(n_horizon):
+                s = created[j]
+                if _side(points, normal, offset, s, q) > 0:
+                    following[q], head[s] = head[s], q
+                    break
+        if n_pending + n_horizon > pending.size:  # drop faces that died or have no outside points
+            live = 0
+            for t in range(n_pending):
+                if alive[pending[t]] and head[pending[t]] >= 0:
+                    pending[live] = pending[t]
+                    live += 1
+            n_pending = live
+        for t in range(n_horizon):
+            s = created[t]
+            if head[s] >= 0:
+                pending[n_pending] = s
+                n_pending += 1
+    n_faces = 0
+    for f in range(cap):
+        n_faces += alive[f]
+    out = np.empty((n_faces, 3), dtype=np.int64)
+    k = 0
+    for f in range(cap):
+        if alive[f]:
+            for j in range(3):
+                out[k, j] = vertices[f, j]
+                is_vertex[vertices[f, j]] = True
+            k += 1
+    return out, is_vertex
+
+
+@jit
+def hull_measures(points: np.ndarray, triangles: np.ndarray, is_vertex: np.ndarray, scale: np.ndarray
+                  ) -> tuple[float, float, float]:
+    """Volume, surface area and largest vertex-to-vertex distance of the hull :func:`lattice_hull` found, with
+    every point coordinate multiplied by ``scale`` (per axis)."""
+    sz, sy, sx = scale[0], scale[1], scale[2]
+    r = triangles[0, 0]
+    volume = area = 0.0
+    for f in range(triangles.shape[0]):
+        a, b, c = triangles[f, 0], triangles[f, 1], triangles[f, 2]
+        u0, u1, u2 = points[b, 0] - points[a, 0], points[b, 1] - points[a, 1], points[b, 2] - points[a, 2]
+        w0, w1, w2 = points[c, 0] - points[a, 0], points[c, 1] - points[a, 1], points[c, 2] - points[a, 2]
+        n0, n1, n2 = u1 * w2 - u2 * w1, u2 * w0 - u0 * w2, u0 * w1 - u1 * w0
+        volume += (n0 * (points[a, 0] - points[r, 0]) + n1 * (points[a, 1] - points[r, 1])
+                   + n2 * (points[a, 2] - points[r, 2]))
+        # the cross product of the scaled edges is (sy sx n0, sz sx n1, sz sy n2)
+        area += np.sqrt((sy * sx * n0) ** 2 + (sz * sx * n1) ** 2 + (sz * sy * n2) ** 2)
+    chosen = np.flatnonzero(is_vertex)
+    at = np.empty((chosen.size, 3))
+    for i in range(chosen.size):
+        for k in range(3):
+            at[i, k] = points[chosen[i], k] * scale[k]
+    widest = 0.0
+    for i in range(chosen.size):
+        for j in range(i + 1, chosen.size):
+            d = (at[i, 0] - at[j, 0]) ** 2 + (at[i, 1] - at[j, 1]) ** 2 + (at[i, 2] - at[j, 2]) ** 2
+            widest = max(widest, d)
+    return abs(volume) / 6.0 * sz * sy * sx, area / 2.0, np.sqrt(widest)
