@@ -86,10 +86,12 @@ def neighbour_sums(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray, alph
 
 
 @jit
-def cube_configurations(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Marching-cubes configurations of the 2 × 2 × 2 cubes of the 0/1 array ``padded``: per configuration (256;
-    bit ``4 dz + 2 dy + dx`` is corner (dz, dy, dx)) the number of cubes with a surface (neither all 0 nor all 1)
-    and the sum of their corner indices (z, y, x)."""
+def cube_configurations(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes configurations of the 2 × 2 × 2 cubes of the boolean ``mask`` padded by one 0 voxel on every
+    side: per configuration (256; bit ``4 dz + 2 dy + dx`` is corner (dz, dy, dx)) the number of cubes with a
+    surface (neither all 0 nor all 1) and the sum of their corner indices (z, y, x) in the padded grid."""
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2, mask.shape[2] + 2), dtype=np.int64)
+    padded[1:-1, 1:-1, 1:-1] = mask
     counts = np.zeros(256, dtype=np.int64)
     corners = np.zeros((256, 3))
     nz, ny, nx = padded.shape
@@ -169,6 +171,48 @@ def hull_candidates(mask: np.ndarray) -> np.ndarray:
         out[k:k + chunk.shape[0]] = chunk
         k += chunk.shape[0]
     return out
+
+
+@jit
+def voxel_moments(shape_mask: np.ndarray, mask: np.ndarray, image: np.ndarray, spacing: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Of the voxel centres (mm, from index 0) in ``shape_mask``: their mean and covariance (normalised by n − 1,
+    as ``np.cov``); of the intensities of ``image`` inside ``mask``: the intensity-weighted mean centre (NaN when
+    they sum to 0) and their sum (same-shaped 3D arrays)."""
+    nz, ny, nx = shape_mask.shape
+    n, centre = 0, np.zeros(3)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if shape_mask[z, y, x]:
+                    n += 1
+                    centre[0] += z * spacing[0]
+                    centre[1] += y * spacing[1]
+                    centre[2] += x * spacing[2]
+    centre /= n
+    cov = np.zeros((3, 3))
+    d = np.empty(3)
+    weighted, total = np.zeros(3), 0.0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if shape_mask[z, y, x]:
+                    d[0], d[1], d[2] = z * spacing[0] - centre[0], y * spacing[1] - centre[1], x * spacing[2] - centre[2]
+                    for i in range(3):
+                        for j in range(i, 3):
+                            cov[i, j] += d[i] * d[j]
+                if mask[z, y, x]:
+                    v = np.float64(image[z, y, x])
+                    total += v
+                    weighted[0] += z * spacing[0] * v
+                    weighted[1] += y * spacing[1] * v
+                    weighted[2] += x * spacing[2] * v
+    for i in range(3):
+        for j in range(i, 3):
+            cov[i, j] /= max(n - 1, 1)
+            cov[j, i] = cov[i, j]
+    weighted = weighted / total if total != 0 else np.full(3, np.nan)
+    return centre, cov, weighted, total
 
 
 @jit

@@ -29,6 +29,7 @@ from sonimage.features.kernels import (
     hull_measures,
     lattice_hull,
     spectral_pair_sums,
+    voxel_moments,
 )
 from sonimage.features.statistics import to_features
 
@@ -108,7 +109,7 @@ def mesh_volume_area(mask: np.ndarray, spacing: tuple[float, float, float]) -> t
     """
     spacing = tuple(float(s) for s in spacing)
     area, local, normals = _cube_tables(spacing)
-    counts, corners = cube_configurations(np.pad(mask, 1).astype(np.int64))
+    counts, corners = cube_configurations(np.ascontiguousarray(mask, dtype=np.bool_))
     corners = corners * np.asarray(spacing)
     volume = abs(float(counts @ local) + float(np.einsum("ij,ij->", corners, normals))) / 6.0
     return volume, float(counts @ area)
@@ -230,16 +231,12 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
     image, mask, inside = roi.image[box], roi.shape_mask[box], roi.mask[box]
     volume, area = mesh_volume_area(mask, roi.spacing)
     n = int(mask.sum())
-    pos = np.argwhere(mask) * np.asarray(roi.spacing)
-    x = image[inside].astype(np.float64)
-    x_pos = pos if roi.morph_mask is None else np.argwhere(inside) * np.asarray(roi.spacing)
+    centre, cov, weighted, total = voxel_moments(mask, inside, image, np.asarray(roi.spacing, dtype=np.float64))
     v: dict[str, float] = {"volume": volume, "volume_voxels": n * roi.voxel_volume, "area": area}
     sphere = 36.0 * np.pi * volume**2
     v.update(surface_volume=area / volume, compactness1=volume / (np.sqrt(np.pi) * area**1.5),
              compactness2=sphere / area**3, spherical_disproportion=area / sphere ** (1 / 3),
              sphericity=sphere ** (1 / 3) / area, asphericity=(area**3 / sphere) ** (1 / 3) - 1.0)
-    centre = pos.mean(axis=0)
-    weighted = (x_pos * x[:, None]).sum(axis=0) / x.sum() if x.sum() != 0 else np.full(3, nan)
     v["com_shift"] = float(np.linalg.norm(centre - weighted))
     if np.isnan(v["com_shift"]):
         reasons["com_shift"] = "intensities sum to zero: no intensity-weighted centre"
@@ -249,7 +246,7 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
     else:
         hull_volume = hull_area = v["max_diameter"] = nan
         reasons.update(dict.fromkeys(("vd_conv_hull", "ad_conv_hull", "max_diameter"), "degenerate convex hull"))
-    lam = np.sort(np.clip(np.linalg.eigvalsh(np.cov(pos.T)) if n > 1 else np.zeros(3), 0.0, None))[::-1]
+    lam = np.sort(np.clip(np.linalg.eigvalsh(cov) if n > 1 else np.zeros(3), 0.0, None))[::-1]
     v.update(major=4 * np.sqrt(lam[0]), minor=4 * np.sqrt(lam[1]), least=4 * np.sqrt(lam[2]))
     with np.errstate(divide="ignore", invalid="ignore"):
         v.update(elongation=float(np.sqrt(lam[1] / lam[0])), flatness=float(np.sqrt(lam[2] / lam[0])))
@@ -269,7 +266,7 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
             reasons[key] = "single voxel: no principal axes"
     v["vd_conv_hull"] = volume / hull_volume
     v["ad_conv_hull"] = area / hull_area
-    v["integrated_intensity"] = float(x.mean()) * volume
+    v["integrated_intensity"] = total / int(np.count_nonzero(inside)) * volume
     if spatial:
         v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, inside, roi.spacing)
     else:
