@@ -45,19 +45,21 @@ def pair_counts(flat: np.ndarray, voxels: np.ndarray, rank: np.ndarray, steps: n
 @jit
 def run_counts(flat: np.ndarray, voxels: np.ndarray, rank: np.ndarray, steps: np.ndarray, n_present: int,
                longest: int) -> np.ndarray:
-    """Run-length counts (k × P × ``longest``, float): per positive flat step, the runs of equal grey level that
-    start at one of ``voxels`` (the voxel one step back holds another level), by level rank and length − 1."""
+    """Run-length counts (k × P × ``longest``, float): per positive flat step, the runs of equal grey level among
+    ``voxels`` (ascending; with each voxel, the ones a step back of its level), by level rank and length − 1.
+
+    Voxels are visited in ascending order, so the voxel a step back already holds the length of the run so far;
+    a run is counted at its last voxel (the voxel a step ahead holds another level), without branches to
+    mispredict."""
     out = np.zeros((steps.size, n_present, longest))
-    for v in voxels:
-        level = flat[v]
-        for d in range(steps.size):
-            step = steps[d]
-            if flat[v - step] == level:
-                continue
-            end = v + step
-            while flat[end] == level:
-                end += step
-            out[d, rank[level], (end - v) // step - 1] += 1.0
+    length = np.empty(flat.size, dtype=np.int32)  # read only where the voxel a step back holds the same level
+    for d in range(steps.size):
+        step = steps[d]
+        for v in voxels:
+            level = flat[v]
+            run = (flat[v - step] == level) * length[v - step] + 1
+            length[v] = run
+            out[d, rank[level], run - 1] += flat[v + step] != level
     return out
 
 
@@ -457,32 +459,39 @@ def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_
 
 
 @jit
+def _root(parent: np.ndarray, v: int) -> int:
+    """Root of ``v`` in the union-find forest ``parent``, halving the path on the way."""
+    while parent[v] != v:
+        parent[v] = parent[parent[v]]
+        v = parent[v]
+    return v
+
+
+@jit
 def zones(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, int]:
-    """Zones of the ROI voxels ``voxels``: groups of equal grey level joined through neighbours at ``steps`` (both
-    signs), found by flood fill. The zone (0..n-1) of each voxel, and n."""
-    label = np.full(flat.size, -1, dtype=np.int64)
-    stack = np.empty(voxels.size, dtype=np.int64)
-    n = 0
+    """Zones of the ROI voxels ``voxels`` (ascending): groups of equal grey level joined through neighbours at
+    ``steps`` and their negatives (``steps`` positive), by union-find over each voxel's neighbours a step back
+    (Tarjan 1975, J ACM 22:215). The zone (0..n-1, numbered in the order of each zone's first voxel) of each
+    voxel, and n."""
+    parent = np.empty(flat.size, dtype=np.int64)  # read only at ROI voxels, each set before
     for v in voxels:
-        if label[v] >= 0:
-            continue
+        parent[v] = v
         level = flat[v]
-        label[v] = n
-        stack[0] = v
-        top = 1
-        while top:
-            top -= 1
-            u = stack[top]
-            for step in steps:
-                w = u + step
-                if flat[w] == level and label[w] < 0:
-                    label[w] = n
-                    stack[top] = w
-                    top += 1
-        n += 1
+        for step in steps:
+            w = v - step
+            if flat[w] == level:
+                a, b = _root(parent, v), _root(parent, w)
+                if a != b:  # the smaller index becomes the root
+                    parent[max(a, b)] = min(a, b)
+    label = np.empty(flat.size, dtype=np.int64)
     out = np.empty(voxels.size, dtype=np.int64)
+    n = 0
     for i in range(voxels.size):
-        out[i] = label[voxels[i]]
+        root = _root(parent, voxels[i])
+        if root == voxels[i]:
+            label[root] = n
+            n += 1
+        out[i] = label[root]
     return out, n
 
 

@@ -201,10 +201,10 @@ def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
     """Zones: groups of linked ROI voxels of equal grey level (Chebyshev ``linkage``; 26-/8-connected at 1).
 
-    Returns the zone label of every ROI voxel (0..n-1) and n, by flood fill (:func:`kernels.zones`); with
+    Returns the zone label of every ROI voxel (0..n-1) and n, by union-find (:func:`kernels.zones`); with
     ``planar`` zones never cross slices. ``levels`` needs a margin of at least ``linkage``.
     """
-    return zones(levels.flat, levels.roi, levels.steps(neighbourhood(linkage, planar)))
+    return zones(levels.flat, levels.roi, levels.steps(half_offsets(linkage, planar)))
 
 
 Entries = tuple[np.ndarray, np.ndarray]  # (grey level, column value) of each zone or voxel
@@ -398,12 +398,12 @@ def feature_records(family: str, table: Sequence[tuple[str, str, Any]], results:
     for aggregation, values in results.items():
         if values is None:
             empty = EMPTY_REASON.format(family=family.upper(), what=empty_what)
-            out += [Feature(family, name, code, math.nan, aggregation, empty) for code, name, *_ in table]
+            out += [Feature.record(family, name, code, math.nan, aggregation, empty) for code, name, *_ in table]
             continue
         for (code, name, *_), value in zip(table, values.tolist(), strict=True):
             finite = math.isfinite(value)
-            out.append(Feature(family, name, code, value if finite else math.nan, aggregation,
-                               "" if finite else UNDEFINED_REASON))
+            out.append(Feature.record(family, name, code, value if finite else math.nan, aggregation,
+                                      "" if finite else UNDEFINED_REASON))
     return out
 
 
