@@ -297,10 +297,11 @@ def count_nonfinite(image: np.ndarray, mask: np.ndarray) -> int:
     return bad
 
 
-def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
+def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0), box: np.ndarray | None = None
+                 ) -> tuple[slice, ...] | None:
     """Slices of the 3D ``mask``'s bounding box widened by ``margin`` voxels per axis (clipped to the array),
-    None for an empty mask."""
-    count, *bounds = mask_box(mask)
+    None for an empty mask; ``box``: the mask's :func:`mask_box` when known."""
+    count, *bounds = mask_box(mask) if box is None else box
     if count == 0:
         return None
     return tuple(slice(max(int(bounds[2 * a]) - m, 0), min(int(bounds[2 * a + 1]) + m, n))
