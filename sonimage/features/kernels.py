@@ -460,6 +460,36 @@ def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_
 
 
 @jit
+def dense_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The distinct values of the integers ``x`` (1-D, not empty), ascending, and the position of each entry among
+    them, by counting (``np.unique(x, return_inverse=True)`` without sorting); False (and empty arrays) where a
+    value is negative or above 4 × the size + 1024, for which counting does not pay."""
+    top = x[0]
+    for v in x:
+        if v < 0 or v > 4 * x.size + 1024:
+            return np.empty(0, dtype=x.dtype), np.empty(0, dtype=np.int64), False
+        top = max(top, v)
+    position = np.zeros(top + 1, dtype=np.int64)
+    for v in x:
+        position[v] = 1
+    n = 0
+    for v in range(top + 1):
+        if position[v]:
+            position[v] = n
+            n += 1
+        else:
+            position[v] = -1
+    present = np.empty(n, dtype=x.dtype)
+    for v in range(top + 1):
+        if position[v] >= 0:
+            present[position[v]] = v
+    inverse = np.empty(x.size, dtype=np.int64)
+    for i in range(x.size):
+        inverse[i] = position[x[i]]
+    return present, inverse, True
+
+
+@jit
 def _root(parent: np.ndarray, v: int) -> int:
     """Root of ``v`` in the union-find forest ``parent``, halving the path on the way."""
     while parent[v] != v:

@@ -29,7 +29,7 @@ import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.discretise import discretise
-from sonimage.features.kernels import bounding_box, emphasis_values, neighbour_sums, zones
+from sonimage.features.kernels import bounding_box, dense_unique, emphasis_values, neighbour_sums, zones
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -226,12 +226,11 @@ def counted_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(x, return_inverse=True)`` of non-negative integers, by counting instead of sorting when the
     largest value is at most a few times the size (grey levels, zone sizes, counts)."""
     x = np.asarray(x)
-    if x.size == 0 or x.dtype.kind not in "iu" or x.min() < 0 or x.max() > 4 * x.size + 1024:
-        return np.unique(x, return_inverse=True)
-    present = np.flatnonzero(np.bincount(x))
-    position = np.zeros(int(present[-1]) + 1, dtype=np.int64)
-    position[present] = np.arange(present.size)
-    return present.astype(x.dtype), position[x]
+    if x.size and x.dtype.kind in "iu" and x.ndim == 1:
+        present, inverse, counted = dense_unique(x)
+        if counted:
+            return present, inverse
+    return np.unique(x, return_inverse=True)
 
 
 def compact(levels: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
