@@ -168,8 +168,11 @@ def prepare_lesions() -> list[dict]:
     """The 51 IBSI STS lesions as NIfTI image + mask pairs (../shared/data/ibsi-sts-pet-nifti), with voxel counts."""
     from sonimage.nifti import read_nifti
 
+    folder = SHARED / "ibsi-sts-pet-nifti"
+    if not any(folder.glob("STS_*")):
+        raise SystemExit(f"no STS_* lesions in {folder}: point SONIMAGE_SHARED_DATA at the shared data folder")
     pairs = []
-    for case in sorted((SHARED / "ibsi-sts-pet-nifti").glob("STS_*")):
+    for case in sorted(folder.glob("STS_*")):
         image, mask = case / "PET_image.nii.gz", case / "PET_mask.nii.gz"
         pairs.append({"case": case.name, "voxels": int((read_nifti(mask).array == 1).sum()), "image": str(image),
                       "mask": str(mask)})

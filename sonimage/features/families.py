@@ -27,25 +27,29 @@ def family_module(name: str):
     return importlib.import_module(f"sonimage.features.{name}")
 
 
-def crop(roi: Roi, margin: tuple[int, int, int]) -> Roi:
+def crop(roi: Roi, margin: tuple[int, int, int], mask_bounds: np.ndarray | None = None) -> Roi:
     """The ROI cut to the (morphological) mask's bounding box plus ``margin`` voxels per axis (clipped to the
-    image)."""
-    box = bounding_box(roi.shape_mask, margin)
+    image); ``mask_bounds``: that mask's :func:`kernels.mask_box` when known."""
+    box = bounding_box(roi.shape_mask, margin, mask_bounds)
     morph = None if roi.morph_mask is None else np.ascontiguousarray(roi.morph_mask[box])
     return Roi(np.ascontiguousarray(roi.image[box]), np.ascontiguousarray(roi.mask[box]), roi.spacing, morph)
 
 
-def check_roi(roi: Roi) -> None:
-    """Raise :class:`FeatureInputError` for a lesion no feature can be computed on."""
-    n = int(mask_box(roi.mask)[0])
+def check_roi(roi: Roi) -> np.ndarray:
+    """Raise :class:`FeatureInputError` for a lesion no feature can be computed on; else return the intensity
+    mask's voxel count and bounding box (:func:`kernels.mask_box`)."""
+    bounds = mask_box(roi.mask)
+    n = int(bounds[0])
     if n == 0:
         raise FeatureInputError("empty mask: the lesion has no voxels on this image grid"
                                 + (" after re-segmentation" if roi.morph_mask is not None else ""))
-    bad = count_nonfinite(roi.image, roi.mask)
+    box = bounding_box(roi.mask, box=bounds)
+    bad = count_nonfinite(roi.image[box], roi.mask[box])
     if bad:
         raise FeatureInputError(f"{bad} of {n} lesion voxels are NaN or infinite in the image")
     if not all(s > 0 for s in roi.spacing):
         raise FeatureInputError(f"voxel spacing must be positive, got {roi.spacing}")
+    return bounds
 
 
 def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, ...] = ALL_FAMILIES,
@@ -61,13 +65,15 @@ def extract_features(roi: Roi, settings: FeatureSettings, families: tuple[str, .
     """
     modules = [family_module(f) for f in families]
     roi = Roi(roi.image, np.asarray(roi.mask, dtype=bool), tuple(float(s) for s in roi.spacing))
-    check_roi(roi)
+    bounds = check_roi(roi)
     processed = process(roi, settings)
     if processed is not roi:
         roi = processed
-        check_roi(roi)
-    filtered = [f for spec in filters for f in filtered_statistics(crop(roi, spec.reach(roi.spacing)), spec)]
-    roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml))
+        bounds = check_roi(roi)
+    if roi.morph_mask is not None:  # the crop follows the morphological mask
+        bounds = None
+    filtered = [f for spec in filters for f in filtered_statistics(crop(roi, spec.reach(roi.spacing), bounds), spec)]
+    roi = crop(roi, peak_margin(roi.spacing, settings.peak_volume_ml), bounds)
     out: list[Feature] = []
     for name, module in zip(families, modules):
         if name == "pet":

@@ -14,7 +14,6 @@ from sonimage.features.texture import (
     directional_aggregations,
     feature_records,
     grey_levels,
-    unstack,
 )
 
 FAMILY = "glcm"
@@ -59,23 +58,22 @@ def cooccurrences(levels: Levels, voxels: np.ndarray, offsets: list[Offset]) -> 
     return pair_counts(levels.flat, voxels, levels.rank, levels.steps(offsets), levels.present.size)
 
 
-def glcm_features_stack(counts: np.ndarray, grey: np.ndarray, ng: int) -> list[FeatureValues | None]:
-    """The 25 IBSI GLCM features of each one-way co-occurrence matrix of the stack ``counts`` (k × P × P), None
-    for an empty one (one compiled pass per matrix: :func:`kernels.glcm_values`).
+def glcm_features_stack(counts: np.ndarray, grey: np.ndarray, ng: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 25 IBSI GLCM features (k × 25, in :data:`TABLE` order) of each one-way co-occurrence matrix of the stack
+    ``counts`` (k × P × P) and which matrices are empty (one compiled pass per matrix: :func:`kernels.glcm_values`).
 
     Matrices are symmetrised; rows and columns are the grey levels ``grey`` (levels absent from a matrix
     add nothing); ``ng`` is the number of grey levels of the discretisation (the normalised inverse differences
     use it). The matrices are symmetric, so both marginals are equal (one mean, one variance) and the
     information correlations reduce to HXY1 = HXY2 = 2 HX.
     """
-    values, empty = glcm_values(np.ascontiguousarray(counts, dtype=np.float64), np.asarray(grey, dtype=np.int64),
-                                float(ng))
-    return unstack({code: values[:, c] for c, (code, _) in enumerate(TABLE)}, empty)
+    return glcm_values(np.ascontiguousarray(counts, dtype=np.float64), np.asarray(grey, dtype=np.int64), float(ng))
 
 
 def glcm_features(counts: np.ndarray, grey: np.ndarray, ng: int) -> FeatureValues | None:
-    """:func:`glcm_features_stack` of one matrix."""
-    return glcm_features_stack(counts[None], grey, ng)[0]
+    """:func:`glcm_features_stack` of one matrix, by IBSI code (None when it is empty)."""
+    values, empty = glcm_features_stack(counts[None], grey, ng)
+    return None if empty[0] else {code: float(v) for (code, _), v in zip(TABLE, values[0], strict=True)}
 
 
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:

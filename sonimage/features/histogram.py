@@ -49,10 +49,11 @@ MANUAL_MISPRINTS = {"GPMT": "1PR8", "OZ0C": "GPMT"}
 
 def histogram_values(levels: np.ndarray, n_levels: int) -> dict[str, float]:
     """All histogram descriptors of integer grey ``levels`` on the histogram 1..``n_levels``."""
-    values = describe(levels)
     first = min(1, int(levels.min()))
     grid = np.arange(first, max(n_levels, int(levels.max())) + 1)
-    counts = np.bincount(levels - first, minlength=grid.size).astype(np.float64)
+    tally = np.bincount(levels - first, minlength=grid.size)
+    values = describe(np.repeat(grid, tally), presorted=True)  # the levels sorted by counting
+    counts = tally.astype(np.float64)
     p = counts / counts.sum()
     top = np.flatnonzero(counts == counts.max())
     values["mode"] = float(grid[top[np.argmin(np.abs(grid[top] - values["mean"]))]])

@@ -45,19 +45,21 @@ def pair_counts(flat: np.ndarray, voxels: np.ndarray, rank: np.ndarray, steps: n
 @jit
 def run_counts(flat: np.ndarray, voxels: np.ndarray, rank: np.ndarray, steps: np.ndarray, n_present: int,
                longest: int) -> np.ndarray:
-    """Run-length counts (k × P × ``longest``, float): per positive flat step, the runs of equal grey level that
-    start at one of ``voxels`` (the voxel one step back holds another level), by level rank and length − 1."""
+    """Run-length counts (k × P × ``longest``, float): per positive flat step, the runs of equal grey level among
+    ``voxels`` (ascending; with each voxel, the ones a step back of its level), by level rank and length − 1.
+
+    Voxels are visited in ascending order, so the voxel a step back already holds the length of the run so far;
+    a run is counted at its last voxel (the voxel a step ahead holds another level), without branches to
+    mispredict."""
     out = np.zeros((steps.size, n_present, longest))
-    for v in voxels:
-        level = flat[v]
-        for d in range(steps.size):
-            step = steps[d]
-            if flat[v - step] == level:
-                continue
-            end = v + step
-            while flat[end] == level:
-                end += step
-            out[d, rank[level], (end - v) // step - 1] += 1.0
+    length = np.empty(flat.size, dtype=np.int32)  # read only where the voxel a step back holds the same level
+    for d in range(steps.size):
+        step = steps[d]
+        for v in voxels:
+            level = flat[v]
+            run = (flat[v - step] == level) * length[v - step] + 1
+            length[v] = run
+            out[d, rank[level], run - 1] += flat[v + step] != level
     return out
 
 
@@ -86,10 +88,12 @@ def neighbour_sums(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray, alph
 
 
 @jit
-def cube_configurations(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Marching-cubes configurations of the 2 × 2 × 2 cubes of the 0/1 array ``padded``: per configuration (256;
-    bit ``4 dz + 2 dy + dx`` is corner (dz, dy, dx)) the number of cubes with a surface (neither all 0 nor all 1)
-    and the sum of their corner indices (z, y, x)."""
+def cube_configurations(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes configurations of the 2 × 2 × 2 cubes of the boolean ``mask`` padded by one 0 voxel on every
+    side: per configuration (256; bit ``4 dz + 2 dy + dx`` is corner (dz, dy, dx)) the number of cubes with a
+    surface (neither all 0 nor all 1) and the sum of their corner indices (z, y, x) in the padded grid."""
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2, mask.shape[2] + 2), dtype=np.int64)
+    padded[1:-1, 1:-1, 1:-1] = mask
     counts = np.zeros(256, dtype=np.int64)
     corners = np.zeros((256, 3))
     nz, ny, nx = padded.shape
@@ -136,7 +140,7 @@ def _strict_minima(ends: np.ndarray, keep: np.ndarray, axis: int) -> None:
 def hull_candidates(mask: np.ndarray) -> np.ndarray:
     """Points (voxel units, z y x) whose convex hull is that of the mask's marching-cubes mesh: per axis, half a
     voxel beyond both ends of every line of ROI voxels along it, where that end is strictly extreme in its plane
-    along both other axes (see :func:`sonimage.features.morphology.hull_points`)."""
+    along both other axes (see :func:`sonimage.features.morphology.convex_hull_measures`)."""
     shape = mask.shape
     chunks = []
     for axis in range(3):
@@ -169,6 +173,48 @@ def hull_candidates(mask: np.ndarray) -> np.ndarray:
         out[k:k + chunk.shape[0]] = chunk
         k += chunk.shape[0]
     return out
+
+
+@jit
+def voxel_moments(shape_mask: np.ndarray, mask: np.ndarray, image: np.ndarray, spacing: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Of the voxel centres (mm, from index 0) in ``shape_mask``: their mean and covariance (normalised by n − 1,
+    as ``np.cov``); of the intensities of ``image`` inside ``mask``: the intensity-weighted mean centre (NaN when
+    they sum to 0) and their sum (same-shaped 3D arrays)."""
+    nz, ny, nx = shape_mask.shape
+    n, centre = 0, np.zeros(3)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if shape_mask[z, y, x]:
+                    n += 1
+                    centre[0] += z * spacing[0]
+                    centre[1] += y * spacing[1]
+                    centre[2] += x * spacing[2]
+    centre /= n
+    cov = np.zeros((3, 3))
+    d = np.empty(3)
+    weighted, total = np.zeros(3), 0.0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if shape_mask[z, y, x]:
+                    d[0], d[1], d[2] = z * spacing[0] - centre[0], y * spacing[1] - centre[1], x * spacing[2] - centre[2]
+                    for i in range(3):
+                        for j in range(i, 3):
+                            cov[i, j] += d[i] * d[j]
+                if mask[z, y, x]:
+                    v = np.float64(image[z, y, x])
+                    total += v
+                    weighted[0] += z * spacing[0] * v
+                    weighted[1] += y * spacing[1] * v
+                    weighted[2] += x * spacing[2] * v
+    for i in range(3):
+        for j in range(i, 3):
+            cov[i, j] /= max(n - 1, 1)
+            cov[j, i] = cov[i, j]
+    weighted = weighted / total if total != 0 else np.full(3, np.nan)
+    return centre, cov, weighted, total
 
 
 @jit
@@ -251,10 +297,11 @@ def count_nonfinite(image: np.ndarray, mask: np.ndarray) -> int:
     return bad
 
 
-def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
+def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0), box: np.ndarray | None = None
+                 ) -> tuple[slice, ...] | None:
     """Slices of the 3D ``mask``'s bounding box widened by ``margin`` voxels per axis (clipped to the array),
-    None for an empty mask."""
-    count, *bounds = mask_box(mask)
+    None for an empty mask; ``box``: the mask's :func:`mask_box` when known."""
+    count, *bounds = mask_box(mask) if box is None else box
     if count == 0:
         return None
     return tuple(slice(max(int(bounds[2 * a]) - m, 0), min(int(bounds[2 * a + 1]) + m, n))
@@ -413,32 +460,69 @@ def emphasis_values(stack: np.ndarray, grey: np.ndarray, columns: np.ndarray, n_
 
 
 @jit
-def zones(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, int]:
-    """Zones of the ROI voxels ``voxels``: groups of equal grey level joined through neighbours at ``steps`` (both
-    signs), found by flood fill. The zone (0..n-1) of each voxel, and n."""
-    label = np.full(flat.size, -1, dtype=np.int64)
-    stack = np.empty(voxels.size, dtype=np.int64)
+def dense_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The distinct values of the integers ``x`` (1-D, not empty), ascending, and the position of each entry among
+    them, by counting (``np.unique(x, return_inverse=True)`` without sorting); False (and empty arrays) where a
+    value is negative or above 4 × the size + 1024, for which counting does not pay."""
+    top = x[0]
+    for v in x:
+        if v < 0 or v > 4 * x.size + 1024:
+            return np.empty(0, dtype=x.dtype), np.empty(0, dtype=np.int64), False
+        top = max(top, v)
+    position = np.zeros(top + 1, dtype=np.int64)
+    for v in x:
+        position[v] = 1
     n = 0
+    for v in range(top + 1):
+        if position[v]:
+            position[v] = n
+            n += 1
+        else:
+            position[v] = -1
+    present = np.empty(n, dtype=x.dtype)
+    for v in range(top + 1):
+        if position[v] >= 0:
+            present[position[v]] = v
+    inverse = np.empty(x.size, dtype=np.int64)
+    for i in range(x.size):
+        inverse[i] = position[x[i]]
+    return present, inverse, True
+
+
+@jit
+def _root(parent: np.ndarray, v: int) -> int:
+    """Root of ``v`` in the union-find forest ``parent``, halving the path on the way."""
+    while parent[v] != v:
+        parent[v] = parent[parent[v]]
+        v = parent[v]
+    return v
+
+
+@jit
+def zones(flat: np.ndarray, voxels: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, int]:
+    """Zones of the ROI voxels ``voxels`` (ascending): groups of equal grey level joined through neighbours at
+    ``steps`` and their negatives (``steps`` positive), by union-find over each voxel's neighbours a step back
+    (Tarjan 1975, J ACM 22:215). The zone (0..n-1, numbered in the order of each zone's first voxel) of each
+    voxel, and n."""
+    parent = np.empty(flat.size, dtype=np.int64)  # read only at ROI voxels, each set before
     for v in voxels:
-        if label[v] >= 0:
-            continue
+        parent[v] = v
         level = flat[v]
-        label[v] = n
-        stack[0] = v
-        top = 1
-        while top:
-            top -= 1
-            u = stack[top]
-            for step in steps:
-                w = u + step
-                if flat[w] == level and label[w] < 0:
-                    label[w] = n
-                    stack[top] = w
-                    top += 1
-        n += 1
+        for step in steps:
+            w = v - step
+            if flat[w] == level:
+                a, b = _root(parent, v), _root(parent, w)
+                if a != b:  # the smaller index becomes the root
+                    parent[max(a, b)] = min(a, b)
+    label = np.empty(flat.size, dtype=np.int64)
     out = np.empty(voxels.size, dtype=np.int64)
+    n = 0
     for i in range(voxels.size):
-        out[i] = label[voxels[i]]
+        root = _root(parent, voxels[i])
+        if root == voxels[i]:
+            label[root] = n
+            n += 1
+        out[i] = label[root]
     return out, n
 
 
@@ -457,3 +541,249 @@ def spectral_pair_sums(spectra: np.ndarray, weights: np.ndarray) -> tuple[float,
         aa += wi * (ar * ar + ai * ai)
         mb += wi * (mr * np.float64(b[i].real) + mi * np.float64(b[i].imag))
     return mm, aa, mb
+
+
+@jit
+def _side(points: np.ndarray, normal: np.ndarray, offset: np.ndarray, face: int, q: int) -> float:
+    """Signed distance (times |normal|) of point ``q`` above plane ``face``: exact on integer coordinates."""
+    return (normal[face, 0] * points[q, 0] + normal[face, 1] * points[q, 1] + normal[face, 2] * points[q, 2]
+            - offset[face])
+
+
+@jit
+def _set_plane(points: np.ndarray, vertices: np.ndarray, normal: np.ndarray, offset: np.ndarray, face: int) -> None:
+    """The plane of triangle ``face``: normal (b − a) × (c − a) (outward for counter-clockwise vertices seen from
+    outside) and offset normal · a."""
+    a, b, c = vertices[face, 0], vertices[face, 1], vertices[face, 2]
+    u0, u1, u2 = points[b, 0] - points[a, 0], points[b, 1] - points[a, 1], points[b, 2] - points[a, 2]
+    w0, w1, w2 = points[c, 0] - points[a, 0], points[c, 1] - points[a, 1], points[c, 2] - points[a, 2]
+    normal[face, 0], normal[face, 1], normal[face, 2] = u1 * w2 - u2 * w1, u2 * w0 - u0 * w2, u0 * w1 - u1 * w0
+    offset[face] = normal[face, 0] * points[a, 0] + normal[face, 1] * points[a, 1] + normal[face, 2] * points[a, 2]
+
+
+@jit
+def _initial_simplex(points: np.ndarray) -> np.ndarray:
+    """Four points of ``points`` spanning a tetrahedron (empty when all are coplanar): the lowest along the first
+    axis, the farthest from it, the farthest from their line and the farthest from their plane."""
+    m = points.shape[0]
+    i0 = 0
+    for q in range(m):
+        if points[q, 0] < points[i0, 0]:
+            i0 = q
+    i1, best = -1, 0.0
+    for q in range(m):
+        d = (points[q, 0] - points[i0, 0]) ** 2 + (points[q, 1] - points[i0, 1]) ** 2 + (points[q, 2] - points[i0, 2]) ** 2
+        if d > best:
+            i1, best = q, d
+    if i1 < 0:
+        return np.empty(0, dtype=np.int64)
+    u = points[i1] - points[i0]
+    i2, best = -1, 0.0
+    for q in range(m):
+        w = points[q] - points[i0]
+        c0, c1, c2 = u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]
+        d = c0 * c0 + c1 * c1 + c2 * c2
+        if d > best:
+            i2, best = q, d
+    if i2 < 0:
+        return np.empty(0, dtype=np.int64)
+    w = points[i2] - points[i0]
+    n0, n1, n2 = u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]
+    i3, best = -1, 0.0
+    for q in range(m):
+        d = abs(n0 * (points[q, 0] - points[i0, 0]) + n1 * (points[q, 1] - points[i0, 1])
+                + n2 * (points[q, 2] - points[i0, 2]))
+        if d > best:
+            i3, best = q, d
+    if i3 < 0:
+        return np.empty(0, dtype=np.int64)
+    return np.array([i0, i1, i2, i3])
+
+
+@jit
+def lattice_hull(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Convex hull of ``points`` (m × 3, float64 holding integers of magnitude below 2^15, so that every
+    orientation test is exact) by Quickhull (Barber, Dobkin & Huhdanpaa 1996, ACM TOMS 22:469) in exact
+    arithmetic: the triangles (k × 3 point indices, counter-clockwise seen from outside; coplanar faces stay
+    triangulated) and whether each point is a vertex of one. No triangles when the points are coplanar.
+
+    A point joins the hull only when strictly above a face, so every triangle has a positive area. Every extreme
+    point is a vertex; so may be a point that was extreme when it joined and ends on a face or an edge."""
+    m = points.shape[0]
+    is_vertex = np.zeros(m, dtype=np.bool_)
+    simplex = _initial_simplex(points)
+    if simplex.size == 0:
+        return np.empty((0, 3), dtype=np.int64), is_vertex
+    cap = 2 * m + 8  # live faces of a hull of at most m vertices: at most 2m − 4; dead slots are reused
+    vertices = np.empty((cap, 3), dtype=np.int64)
+    neighbour = np.empty((cap, 3), dtype=np.int64)  # across edge k: (vertices[k], vertices[(k + 1) % 3])
+    normal = np.empty((cap, 3))
+    offset = np.empty(cap)
+    alive = np.zeros(cap, dtype=np.bool_)
+    head = np.full(cap, -1, dtype=np.int64)  # outside set of each face: a linked list of points
+    following = np.full(m, -1, dtype=np.int64)
+    visible_stamp = np.full(cap, -1, dtype=np.int64)
+    hidden_stamp = np.full(cap, -1, dtype=np.int64)
+    free = np.arange(cap - 1, -1, -1).astype(np.int64)  # a stack of unused slots
+    n_free = cap
+    by_start = np.full(m, -1, dtype=np.int64)
+    by_end = np.full(m, -1, dtype=np.int64)
+    pending = np.empty(4 * cap, dtype=np.int64)  # faces that may hold outside points
+    n_pending = 0
+    i0, i1, i2, i3 = simplex[0], simplex[1], simplex[2], simplex[3]
+    tetra = np.array([[i0, i1, i2], [i0, i3, i1], [i1, i3, i2], [i2, i3, i0]])
+    opposite = np.array([i3, i2, i0, i1])
+    for f in range(4):
+        n_free -= 1
+        s = free[n_free]
+        vertices[s, 0], vertices[s, 1], vertices[s, 2] = tetra[f, 0], tetra[f, 1], tetra[f, 2]
+        _set_plane(points, vertices, normal, offset, s)
+        if _side(points, normal, offset, s, opposite[f]) > 0:  # flip to face outward
+            vertices[s, 1], vertices[s, 2] = tetra[f, 2], tetra[f, 1]
+            _set_plane(points, vertices, normal, offset, s)
+        alive[s] = True
+    for f in range(4):
+        for k in range(3):
+            a, b = vertices[f, k], vertices[f, (k + 1) % 3]
+            for g in range(4):
+                for j in range(3):
+                    if vertices[g, j] == b and vertices[g, (j + 1) % 3] == a:
+                        neighbour[f, k] = g
+    for q in range(m):
+        if q == i0 or q == i1 or q == i2 or q == i3:
+            continue
+        for f in range(4):
+            if _side(points, normal, offset, f, q) > 0:
+                following[q], head[f] = head[f], q
+                break
+    for f in range(4):
+        if head[f] >= 0:
+            pending[n_pending] = f
+            n_pending += 1
+    visible = np.empty(cap, dtype=np.int64)
+    horizon = np.empty((cap, 3), dtype=np.int64)  # (u, v, face beyond) per horizon edge
+    created = np.empty(cap, dtype=np.int64)
+    outside = np.empty(m, dtype=np.int64)
+    stamp = 0
+    while n_pending:
+        n_pending -= 1
+        f = pending[n_pending]
+        if not alive[f] or head[f] < 0:
+            continue
+        apex, far, q = -1, 0.0, head[f]  # the outside point farthest from the face
+        while q >= 0:
+            d = _side(points, normal, offset, f, q)
+            if d > far:
+                apex, far = q, d
+            q = following[q]
+        stamp += 1
+        visible[0], n_visible, n_horizon = f, 1, 0
+        visible_stamp[f] = stamp
+        t = 0
+        while t < n_visible:  # the faces the apex sees, from f across edges; the horizon around them
+            g = visible[t]
+            t += 1
+            for k in range(3):
+                h = neighbour[g, k]
+                if visible_stamp[h] == stamp:
+                    continue
+                if hidden_stamp[h] != stamp and _side(points, normal, offset, h, apex) > 0:
+                    visible_stamp[h] = stamp
+                    visible[n_visible] = h
+                    n_visible += 1
+                    continue
+                hidden_stamp[h] = stamp
+                horizon[n_horizon, 0], horizon[n_horizon, 1] = vertices[g, k], vertices[g, (k + 1) % 3]
+                horizon[n_horizon, 2] = h
+                n_horizon += 1
+        n_outside = 0
+        for t in range(n_visible):
+            g = visible[t]
+            q = head[g]
+            while q >= 0:
+                if q != apex:
+                    outside[n_outside] = q
+                    n_outside += 1
+                q = following[q]
+            head[g] = -1
+            alive[g] = False
+            free[n_free] = g
+            n_free += 1
+        for t in range(n_horizon):
+            u, v, h = horizon[t, 0], horizon[t, 1], horizon[t, 2]
+            n_free -= 1
+            s = free[n_free]
+            vertices[s, 0], vertices[s, 1], vertices[s, 2] = u, v, apex
+            _set_plane(points, vertices, normal, offset, s)
+            alive[s] = True
+            neighbour[s, 0] = h
+            for j in range(3):
+                if vertices[h, j] == v and vertices[h, (j + 1) % 3] == u:
+                    neighbour[h, j] = s
+            by_start[u], by_end[v] = s, s
+            created[t] = s
+        for t in range(n_horizon):
+            s = created[t]
+            neighbour[s, 1] = by_start[vertices[s, 1]]  # edge (v, apex): the new face starting at v
+            neighbour[s, 2] = by_end[vertices[s, 0]]  # edge (apex, u): the new face ending at u
+        for t in range(n_outside):
+            q = outside[t]
+            for j in range(n_horizon):
+                s = created[j]
+                if _side(points, normal, offset, s, q) > 0:
+                    following[q], head[s] = head[s], q
+                    break
+        if n_pending + n_horizon > pending.size:  # drop faces that died or have no outside points
+            live = 0
+            for t in range(n_pending):
+                if alive[pending[t]] and head[pending[t]] >= 0:
+                    pending[live] = pending[t]
+                    live += 1
+            n_pending = live
+        for t in range(n_horizon):
+            s = created[t]
+            if head[s] >= 0:
+                pending[n_pending] = s
+                n_pending += 1
+    n_faces = 0
+    for f in range(cap):
+        n_faces += alive[f]
+    out = np.empty((n_faces, 3), dtype=np.int64)
+    k = 0
+    for f in range(cap):
+        if alive[f]:
+            for j in range(3):
+                out[k, j] = vertices[f, j]
+                is_vertex[vertices[f, j]] = True
+            k += 1
+    return out, is_vertex
+
+
+@jit
+def hull_measures(points: np.ndarray, triangles: np.ndarray, is_vertex: np.ndarray, scale: np.ndarray
+                  ) -> tuple[float, float, float]:
+    """Volume, surface area and largest vertex-to-vertex distance of the hull :func:`lattice_hull` found, with
+    every point coordinate multiplied by ``scale`` (per axis)."""
+    sz, sy, sx = scale[0], scale[1], scale[2]
+    r = triangles[0, 0]
+    volume = area = 0.0
+    for f in range(triangles.shape[0]):
+        a, b, c = triangles[f, 0], triangles[f, 1], triangles[f, 2]
+        u0, u1, u2 = points[b, 0] - points[a, 0], points[b, 1] - points[a, 1], points[b, 2] - points[a, 2]
+        w0, w1, w2 = points[c, 0] - points[a, 0], points[c, 1] - points[a, 1], points[c, 2] - points[a, 2]
+        n0, n1, n2 = u1 * w2 - u2 * w1, u2 * w0 - u0 * w2, u0 * w1 - u1 * w0
+        volume += (n0 * (points[a, 0] - points[r, 0]) + n1 * (points[a, 1] - points[r, 1])
+                   + n2 * (points[a, 2] - points[r, 2]))
+        # the cross product of the scaled edges is (sy sx n0, sz sx n1, sz sy n2)
+        area += np.sqrt((sy * sx * n0) ** 2 + (sz * sx * n1) ** 2 + (sz * sy * n2) ** 2)
+    chosen = np.flatnonzero(is_vertex)
+    at = np.empty((chosen.size, 3))
+    for i in range(chosen.size):
+        for k in range(3):
+            at[i, k] = points[chosen[i], k] * scale[k]
+    widest = 0.0
+    for i in range(chosen.size):
+        for j in range(i + 1, chosen.size):
+            d = (at[i, 0] - at[j, 0]) ** 2 + (at[i, 1] - at[j, 1]) ** 2 + (at[i, 2] - at[j, 2]) ** 2
+            widest = max(widest, d)
+    return abs(volume) / 6.0 * sz * sy * sx, area / 2.0, np.sqrt(widest)

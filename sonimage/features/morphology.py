@@ -2,7 +2,7 @@
 
 The mesh is scikit-image's marching cubes (Lewiner) on the zero-padded mask at level 0.5 with the voxel spacing;
 its volume and area are summed per cube configuration from tables of that mesh (:func:`mesh_volume_area`), and
-its convex hull is that of a few line-end points of the mask (:func:`hull_points`), so no mesh is built.
+its convex hull is that of a few line-end points of the mask (:func:`convex_hull_measures`), so no mesh is built.
 PCA axes come from the voxel-centre positions (mm) inside the mask. Shape comes from the morphological mask;
 the intensity-weighted centre, integrated intensity (mean × mesh volume), Moran's I and Geary's C from the
 intensities of the intensity mask (IBSI 1, section 3.1; the two differ after re-segmentation). Moran's I and Geary's C use the IBSI weights
@@ -18,13 +18,19 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.fft import dctn, fft, next_fast_len, rfft
-from scipy.spatial import ConvexHull, QhullError
-from scipy.spatial.distance import cdist
 from scipy.special import eval_legendre
 from skimage.measure import marching_cubes
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
-from sonimage.features.kernels import bounding_box, cube_configurations, hull_candidates, spectral_pair_sums
+from sonimage.features.kernels import (
+    bounding_box,
+    cube_configurations,
+    hull_candidates,
+    hull_measures,
+    lattice_hull,
+    spectral_pair_sums,
+    voxel_moments,
+)
 from sonimage.features.statistics import to_features
 
 FAMILY = "morphology"
@@ -103,39 +109,33 @@ def mesh_volume_area(mask: np.ndarray, spacing: tuple[float, float, float]) -> t
     """
     spacing = tuple(float(s) for s in spacing)
     area, local, normals = _cube_tables(spacing)
-    counts, corners = cube_configurations(np.pad(mask, 1).astype(np.int64))
+    counts, corners = cube_configurations(np.ascontiguousarray(mask, dtype=np.bool_))
     corners = corners * np.asarray(spacing)
     volume = abs(float(counts @ local) + float(np.einsum("ij,ij->", corners, normals))) / 6.0
     return volume, float(counts @ area)
 
 
-def hull_points(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Points (mm, mask voxel-centre coordinates) whose convex hull is that of the marching-cubes mesh vertices.
+HULL_MAX_VOXELS = 1 << 14  # voxels along an axis for the exact hull: doubled coordinates stay below 2^15
+
+
+def convex_hull_measures(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, float] | None:
+    """Volume (mm³), surface area (mm²) and largest vertex distance (mm, IBSI's maximum 3D diameter) of the
+    convex hull of the mask's marching-cubes mesh vertices; None when the hull is flat.
 
     The mesh vertices are the midpoints between 6-neighbour ROI and background voxels (level 0.5 on a 0/1 mask),
     and every ROI voxel centre lies between two of them, so the hull is that of the half-voxel steps out of the
     ROI at both ends of every line of voxels along each axis. A hull vertex is strictly extreme in its plane
-    along both other axes, so line ends that are not are left out (:func:`kernels.hull_candidates`).
+    along both other axes, so line ends that are not are left out (:func:`kernels.hull_candidates`). Doubled,
+    these points are small integers, so Quickhull runs in exact arithmetic (:func:`kernels.lattice_hull`) and
+    spacing is applied to the hull found (a scaling maps hull to hull).
     """
-    return hull_candidates(np.ascontiguousarray(mask, dtype=np.bool_)) * np.asarray(spacing)
-
-
-def convex_hull(points: np.ndarray) -> ConvexHull:
-    """Qhull's convex hull of ``points``, first without pre-merging coplanar facets (option ``Q0``: about half the
-    time on lattice points, whose hull faces hold many coplanar points), with Qhull's defaults where that stops on
-    a precision error. Raises QhullError for a flat point set."""
-    try:
-        return ConvexHull(points, qhull_options="Q0")
-    except QhullError:
-        return ConvexHull(points)
-
-
-def max_distance(points: np.ndarray, block: int = 2048) -> float:
-    """Largest distance between any two points, in blocks (memory block × n)."""
-    best = 0.0
-    for start in range(0, len(points), block):
-        best = max(best, float(cdist(points[start:start + block], points, "sqeuclidean").max()))
-    return float(np.sqrt(best))
+    if max(mask.shape) >= HULL_MAX_VOXELS:
+        raise ValueError(f"morphology: mask bounding box {mask.shape} exceeds {HULL_MAX_VOXELS} voxels along an axis")
+    points = 2.0 * hull_candidates(np.ascontiguousarray(mask, dtype=np.bool_))
+    triangles, is_vertex = lattice_hull(points)
+    if triangles.size == 0:
+        return None
+    return hull_measures(points, triangles, is_vertex, np.asarray(spacing, dtype=np.float64) / 2.0)
 
 
 def ellipsoid_area(a: float, b: float, c: float, terms: int = 20) -> float:
@@ -231,28 +231,22 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
     image, mask, inside = roi.image[box], roi.shape_mask[box], roi.mask[box]
     volume, area = mesh_volume_area(mask, roi.spacing)
     n = int(mask.sum())
-    pos = np.argwhere(mask) * np.asarray(roi.spacing)
-    x = image[inside].astype(np.float64)
-    x_pos = pos if roi.morph_mask is None else np.argwhere(inside) * np.asarray(roi.spacing)
+    centre, cov, weighted, total = voxel_moments(mask, inside, image, np.asarray(roi.spacing, dtype=np.float64))
     v: dict[str, float] = {"volume": volume, "volume_voxels": n * roi.voxel_volume, "area": area}
     sphere = 36.0 * np.pi * volume**2
     v.update(surface_volume=area / volume, compactness1=volume / (np.sqrt(np.pi) * area**1.5),
              compactness2=sphere / area**3, spherical_disproportion=area / sphere ** (1 / 3),
              sphericity=sphere ** (1 / 3) / area, asphericity=(area**3 / sphere) ** (1 / 3) - 1.0)
-    centre = pos.mean(axis=0)
-    weighted = (x_pos * x[:, None]).sum(axis=0) / x.sum() if x.sum() != 0 else np.full(3, nan)
     v["com_shift"] = float(np.linalg.norm(centre - weighted))
     if np.isnan(v["com_shift"]):
         reasons["com_shift"] = "intensities sum to zero: no intensity-weighted centre"
-    try:
-        points = hull_points(mask, roi.spacing)
-        hull = convex_hull(points)
-        hull_volume, hull_area = float(hull.volume), float(hull.area)
-        v["max_diameter"] = max_distance(points[hull.vertices])
-    except QhullError:
+    hull = convex_hull_measures(mask, roi.spacing)
+    if hull is not None:
+        hull_volume, hull_area, v["max_diameter"] = hull
+    else:
         hull_volume = hull_area = v["max_diameter"] = nan
         reasons.update(dict.fromkeys(("vd_conv_hull", "ad_conv_hull", "max_diameter"), "degenerate convex hull"))
-    lam = np.sort(np.clip(np.linalg.eigvalsh(np.cov(pos.T)) if n > 1 else np.zeros(3), 0.0, None))[::-1]
+    lam = np.sort(np.clip(np.linalg.eigvalsh(cov) if n > 1 else np.zeros(3), 0.0, None))[::-1]
     v.update(major=4 * np.sqrt(lam[0]), minor=4 * np.sqrt(lam[1]), least=4 * np.sqrt(lam[2]))
     with np.errstate(divide="ignore", invalid="ignore"):
         v.update(elongation=float(np.sqrt(lam[1] / lam[0])), flatness=float(np.sqrt(lam[2] / lam[0])))
@@ -272,7 +266,7 @@ def morphology_values(roi: Roi, spatial: bool = True) -> tuple[dict[str, float],
             reasons[key] = "single voxel: no principal axes"
     v["vd_conv_hull"] = volume / hull_volume
     v["ad_conv_hull"] = area / hull_area
-    v["integrated_intensity"] = float(x.mean()) * volume
+    v["integrated_intensity"] = total / int(np.count_nonzero(inside)) * volume
     if spatial:
         v["moran_i"], v["geary_c"], why = spatial_autocorrelation(image, inside, roi.spacing)
     else:

@@ -13,6 +13,7 @@ from sonimage.features.texture import (
     Entries,
     FeatureValues,
     Levels,
+    Row,
     SlicedEntries,
     check_dims,
     counted_unique,
@@ -77,6 +78,11 @@ def ngtdm_features(entries: Entries) -> FeatureValues | None:
         }
 
 
+def _row(values: FeatureValues | None) -> Row:
+    """``values`` in :data:`TABLE` order."""
+    return None if values is None else np.array([values[code] for code, _ in TABLE])
+
+
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
     """NGTDM features of ``roi`` for each requested dimension (``3D``, ``2D`` averaged over slices, ``2.5D``)."""
     check_dims(dims)
@@ -86,6 +92,6 @@ def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)
         levels,
         dims,
         lambda lv, planar: tone_differences(lv, distance, planar),
-        lambda entries, _: ngtdm_features(entries),
+        lambda entries, _: _row(ngtdm_features(entries)),
     )
     return feature_records(FAMILY, TABLE, results, "voxels with neighbours")

@@ -45,15 +45,16 @@ REASONS = {
 }
 
 
-def describe(x: np.ndarray) -> dict[str, float]:
+def describe(x: np.ndarray, presorted: bool = False) -> dict[str, float]:
     """The shared descriptors of a 1-D sample (IBSI definitions: biased moments, linear percentiles), and the
-    sum of squares (``energy``), from one compiled pass over a sorted copy (:func:`kernels.sample_summary`).
+    sum of squares (``energy``), from one compiled pass over a sorted copy (:func:`kernels.sample_summary`);
+    ``presorted``: ``x`` is sorted already.
 
     Undefined ratios (zero variance, zero mean) come out as NaN; :data:`REASONS` says why.
     """
     x = np.asarray(x, dtype=np.float64)
     mean, s2, s3, s4, p10, p25, median, p75, p90, low, high, mad, rmad, medad, energy = (
-        float(v) for v in sample_summary(np.sort(x)))
+        float(v) for v in sample_summary(x if presorted else np.sort(x)))
     m2 = s2 / x.size
     nan = float("nan")
     return {
@@ -83,13 +84,14 @@ def to_features(family: str, specs: tuple[tuple[str, str, str], ...], values: di
     out = []
     for key, name, code in specs:
         v = float(values[key])
-        out.append(Feature(family, name, code, v, "", reasons.get(key, "undefined for this ROI") if math.isnan(v) else ""))
+        out.append(Feature.record(family, name, code, v, "",
+                                  reasons.get(key, "undefined for this ROI") if math.isnan(v) else ""))
     return out
 
 
 def compute(roi: Roi, settings: FeatureSettings, dims: tuple[str, ...] = ("3D",)) -> list[Feature]:
     """Intensity statistics of the voxels inside the mask (``dims`` is ignored: these are 3D by nature)."""
-    x = roi.values
-    values = describe(x)
+    x = np.sort(roi.image[roi.mask])  # in the image's type (float32 sorts twice as fast); exact in float64
+    values = describe(x, presorted=True)
     values["rms"] = float(np.sqrt(values["energy"] / x.size))
     return to_features(FAMILY, SPECS, values, REASONS)

@@ -29,7 +29,7 @@ import numpy as np
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
 from sonimage.features.discretise import discretise
-from sonimage.features.kernels import bounding_box, emphasis_values, neighbour_sums, zones
+from sonimage.features.kernels import bounding_box, dense_unique, emphasis_values, neighbour_sums, zones
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -42,10 +42,13 @@ UNDEFINED_REASON = "undefined for this ROI: zero denominator (e.g. a single grey
 
 Offset = tuple[int, int, int]
 FeatureValues = dict[str, float]
-# A feature function maps (matrix, voxel count) to {IBSI code: value}, or None when the matrix is empty.
-FeatureFn = Callable[[Any, int], FeatureValues | None]
-# A stack feature function does so for a stack of matrices (k, rows, columns) with a voxel count each (k,).
-StackFn = Callable[[np.ndarray, np.ndarray], list[FeatureValues | None]]
+# The feature values of one matrix in the order of its family's table (float64), None when the matrix is empty.
+Row = np.ndarray | None
+# A feature function maps (matrix, voxel count) to its row.
+FeatureFn = Callable[[Any, int], Row]
+# A stack feature function maps a stack of matrices (k, rows, columns) with a voxel count each (k,) to their values
+# (k × features, in table order) and which matrices are empty (k,; their values are NaN).
+StackFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def half_offsets(distance: int, planar: bool) -> list[Offset]:
@@ -198,10 +201,10 @@ def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
     """Zones: groups of linked ROI voxels of equal grey level (Chebyshev ``linkage``; 26-/8-connected at 1).
 
-    Returns the zone label of every ROI voxel (0..n-1) and n, by flood fill (:func:`kernels.zones`); with
+    Returns the zone label of every ROI voxel (0..n-1) and n, by union-find (:func:`kernels.zones`); with
     ``planar`` zones never cross slices. ``levels`` needs a margin of at least ``linkage``.
     """
-    return zones(levels.flat, levels.roi, levels.steps(neighbourhood(linkage, planar)))
+    return zones(levels.flat, levels.roi, levels.steps(half_offsets(linkage, planar)))
 
 
 Entries = tuple[np.ndarray, np.ndarray]  # (grey level, column value) of each zone or voxel
@@ -219,21 +222,15 @@ def zone_entries(
     return z, (level, column_of_zones(labels, n))
 
 
-def unstack(values: dict[str, np.ndarray], empty: np.ndarray) -> list[FeatureValues | None]:
-    """Per-matrix results from values over a stack: {code: value} per matrix, None where it is ``empty``."""
-    return [None if empty[k] else {code: float(v[k]) for code, v in values.items()} for k in range(len(empty))]
-
-
 def counted_unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(x, return_inverse=True)`` of non-negative integers, by counting instead of sorting when the
     largest value is at most a few times the size (grey levels, zone sizes, counts)."""
     x = np.asarray(x)
-    if x.size == 0 or x.dtype.kind not in "iu" or x.min() < 0 or x.max() > 4 * x.size + 1024:
-        return np.unique(x, return_inverse=True)
-    present = np.flatnonzero(np.bincount(x))
-    position = np.zeros(int(present[-1]) + 1, dtype=np.int64)
-    position[present] = np.arange(present.size)
-    return present.astype(x.dtype), position[x]
+    if x.size and x.dtype.kind in "iu" and x.ndim == 1:
+        present, inverse, counted = dense_unique(x)
+        if counted:
+            return present, inverse
+    return np.unique(x, return_inverse=True)
 
 
 def compact(levels: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,9 +260,10 @@ def emphasis_fn(
 ) -> FeatureFn:
     """Feature function of an emphasis family: ``counts_of(matrix)`` gives (counts, row grey levels, column values)."""
 
-    def features(matrix: Any, n_voxels: int) -> FeatureValues | None:
+    def features(matrix: Any, n_voxels: int) -> Row:
         counts, grey, columns = counts_of(matrix)
-        return emphasis_stack_fn(table, grey, columns)(counts[None], np.array([n_voxels]))[0]
+        values, empty = emphasis_stack_fn(table, grey, columns)(counts[None], np.array([n_voxels]))
+        return None if empty[0] else values[0]
 
     return features
 
@@ -276,32 +274,35 @@ def emphasis_stack_fn(table: Table, grey: np.ndarray, columns: np.ndarray) -> St
 
     Kinds (:data:`EMPHASIS_KINDS`): small/large (1/j², j²), low/high (1/i², i²) and their products,
     non-uniformity of levels and of columns (plain and normalised), percentage (count / voxels), variances,
-    entropy, energy. Empty rows and columns add nothing to any kind; an empty matrix gives None.
+    entropy, energy. Empty rows and columns add nothing to any kind; an empty matrix is flagged empty.
     """
 
     grey, columns = np.asarray(grey, dtype=np.float64), np.asarray(columns, dtype=np.float64)
-    position = {kind: k for k, kind in enumerate(EMPHASIS_KINDS)}
+    index = [EMPHASIS_KINDS.index(kind) for _, _, kind in table]
 
-    def features(stack: np.ndarray, n_voxels: np.ndarray) -> list[FeatureValues | None]:
+    def features(stack: np.ndarray, n_voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         stack = np.ascontiguousarray(stack, dtype=np.float64)
         values = emphasis_values(stack, grey, columns, np.asarray(n_voxels, dtype=np.float64))
-        return unstack({code: values[:, position[kind]] for code, _, kind in table}, stack.sum(axis=(-2, -1)) == 0)
+        return values[:, index], stack.sum(axis=(-2, -1)) == 0
 
     return features
 
 
-def _mean(results: list[FeatureValues | None]) -> FeatureValues | None:
-    """Feature-wise mean over the defined results (NaN-valued entries ignored per feature)."""
-    defined = [r for r in results if r is not None]
-    if not defined:
+def _mean(values: np.ndarray) -> Row:
+    """Feature-wise mean over the rows of ``values`` (the defined matrices' rows; NaN entries ignored per
+    feature), None when there are none."""
+    if values.size == 0:
         return None
-    codes = list(defined[0])
-    values = np.array([[r[code] for code in codes] for r in defined], dtype=np.float64)
     finite = np.isfinite(values)
     counts = finite.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(finite, values, 0.0).sum(axis=0) / counts
-    return {code: float(m) if c else np.nan for code, m, c in zip(codes, means, counts, strict=True)}
+    return np.where(counts > 0, means, np.nan)
+
+
+def _defined(rows: Sequence[Row]) -> np.ndarray:
+    """The rows that are not None, stacked."""
+    return np.array([r for r in rows if r is not None], dtype=np.float64)
 
 
 def by_slice(levels: Levels, z: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
@@ -320,7 +321,7 @@ def directional_aggregations(
     counts_fn: CountsFn,
     features: StackFn,
     distance: int = 1,
-) -> dict[str, FeatureValues | None]:
+) -> dict[str, Row]:
     """IBSI aggregations of a directional family (GLCM, GLRLM).
 
     ``counts_fn(voxels, directions)`` gives the matrices of the pairs or runs starting at ``voxels`` along each
@@ -335,10 +336,11 @@ def directional_aggregations(
     def directions(planar: bool) -> list[Offset]:
         return [(distance * dz, distance * dy, distance * dx) for dz, dy, dx in half_offsets(1, planar)]
 
-    def each_and_merged(ms: np.ndarray, n: int) -> tuple[list[FeatureValues | None], FeatureValues | None]:
-        # one stack: the matrices and, last, their sum (merged)
-        results = features(np.concatenate((ms, ms.sum(axis=0)[None])), np.append(np.full(len(ms), n), n * len(ms)))
-        return results[:-1], results[-1]
+    def each_and_merged(ms: np.ndarray, n: int) -> tuple[np.ndarray, Row]:
+        # one stack: the matrices and, last, their sum (merged); the rows of the defined matrices, and the merged
+        values, empty = features(np.concatenate((ms, ms.sum(axis=0)[None])),
+                                 np.append(np.full(len(ms), n), n * len(ms)))
+        return values[:-1][~empty[:-1]], None if empty[-1] else values[-1]
 
     n, out = levels.n_voxels, {}
     if "3D" in dims:
@@ -350,10 +352,10 @@ def directional_aggregations(
         for z in levels.slices:
             count = int(levels.slice_counts[z])
             each, merged = each_and_merged(counts_fn(levels.roi[ends[z] - count : ends[z]], directions(True)), count)
-            averaged += each
+            averaged.append(each)
             slice_merged.append(merged)
-        out["2D, averaged"] = _mean(averaged)
-        out["2D, slice-merged"] = _mean(slice_merged)
+        out["2D, averaged"] = _mean(np.concatenate(averaged))
+        out["2D, slice-merged"] = _mean(_defined(slice_merged))
     if "2.5D" in dims:
         each, out["2.5D, merged"] = each_and_merged(counts_fn(levels.roi, directions(True)), n)
         out["2.5D, direction-merged"] = _mean(each)
@@ -365,13 +367,13 @@ def volumetric_aggregations(
     dims: Sequence[str],
     entries_fn: Callable[[Levels, bool], SlicedEntries],
     features: FeatureFn,
-) -> dict[str, FeatureValues | None]:
+) -> dict[str, Row]:
     """IBSI aggregations ``3D``, ``2D`` and ``2.5D`` of a non-directional family.
 
     ``entries_fn(levels, planar)`` gives the entries of the whole ROI with the slice of each; with ``planar``
     neighbourhoods stay within slices, so those entries merged are the 2.5D matrix and split by slice the 2D ones.
     """
-    out: dict[str, FeatureValues | None] = {}
+    out: dict[str, Row] = {}
     if levels.n_voxels == 0:
         return {dim: None for dim in DIMS if dim in dims}
     if "3D" in dims:
@@ -381,27 +383,26 @@ def volumetric_aggregations(
         if "2D" in dims:
             per_slice = zip(*(by_slice(levels, z, e) for e in entries), strict=True)
             counts = levels.slice_counts[levels.slices]
-            out["2D"] = _mean([features(m, int(c)) for m, c in zip(per_slice, counts, strict=True)])
+            out["2D"] = _mean(_defined([features(m, int(c)) for m, c in zip(per_slice, counts, strict=True)]))
         if "2.5D" in dims:
             out["2.5D"] = features(entries, levels.n_voxels)
     return out
 
 
-def feature_records(
-    family: str, table: Sequence[tuple[str, str, Any]], results: dict[str, FeatureValues | None], empty_what: str
-) -> list[Feature]:
-    """Feature records of every (aggregation, feature) in ``results``, NaN with a reason where undefined."""
+def feature_records(family: str, table: Sequence[tuple[str, str, Any]], results: dict[str, Row], empty_what: str
+                    ) -> list[Feature]:
+    """Feature records of every (aggregation, feature) in ``results`` (rows in ``table`` order), NaN with a reason
+    where undefined."""
     out = []
     for aggregation, values in results.items():
-        for code, name, *_ in table:
-            if values is None:
-                value, reason = np.nan, EMPTY_REASON.format(family=family.upper(), what=empty_what)
-            else:
-                value = values[code]
-                value = float(value)
-                reason = "" if math.isfinite(value) else UNDEFINED_REASON
-                value = value if math.isfinite(value) else np.nan
-            out.append(Feature(family, name, code, value, aggregation, reason))
+        if values is None:
+            empty = EMPTY_REASON.format(family=family.upper(), what=empty_what)
+            out += [Feature.record(family, name, code, math.nan, aggregation, empty) for code, name, *_ in table]
+            continue
+        for (code, name, *_), value in zip(table, values.tolist(), strict=True):
+            finite = math.isfinite(value)
+            out.append(Feature.record(family, name, code, value if finite else math.nan, aggregation,
+                                      "" if finite else UNDEFINED_REASON))
     return out
 
 

@@ -44,10 +44,11 @@ def test_moran_geary_exact_against_all_pairs():
     assert geary == pytest.approx(ref_geary, rel=1e-5)
 
 
-def test_mesh_volume_area_and_hull_points_equal_the_marching_cubes_mesh():
+def test_mesh_volume_area_and_hull_equal_the_marching_cubes_mesh():
     """Volume and area from the per-configuration tables, and the convex hull of the line-end points, equal those
     of scikit-image's marching-cubes mesh on random masks (ambiguous cubes, holes, anisotropic voxels)."""
     from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
     from skimage.measure import marching_cubes
 
     rng = np.random.default_rng(5)
@@ -62,10 +63,46 @@ def test_mesh_volume_area_and_hull_points_equal_the_marching_cubes_mesh():
         volume, area = morphology.mesh_volume_area(mask, spacing)
         assert volume == pytest.approx(abs(np.einsum("ij,ij->", a, np.cross(b, c))) / 6, rel=1e-12)
         assert area == pytest.approx(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum(), rel=1e-12)
-        hull, points = ConvexHull(verts), morphology.hull_points(mask, spacing)
-        assert ConvexHull(points).volume == pytest.approx(hull.volume, rel=1e-12)
-        assert ConvexHull(points).area == pytest.approx(hull.area, rel=1e-12)
-        assert morphology.max_distance(points) == pytest.approx(morphology.max_distance(verts), rel=1e-12)
+        hull = ConvexHull(verts)
+        volume, area, diameter = morphology.convex_hull_measures(mask, spacing)
+        assert volume == pytest.approx(hull.volume, rel=1e-12)
+        assert area == pytest.approx(hull.area, rel=1e-12)
+        assert diameter == pytest.approx(pdist(verts).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["scattered", "lattice", "crowded"])
+def test_exact_quickhull_equals_qhull(kind):
+    """The exact-arithmetic Quickhull gives Qhull's volume and area, keeps every point inside or on its faces,
+    has every extreme point among its vertices and finds the widest pair, on integer points with many coplanar and
+    collinear ones; coplanar points give no hull."""
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
+    from sonimage.features.kernels import hull_measures, lattice_hull
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        if kind == "scattered":
+            points = rng.integers(-20, 20, size=(int(rng.integers(4, 300)), 3))
+        elif kind == "lattice":
+            points = np.argwhere(rng.random((6, 7, 5)) < 0.5)
+        else:
+            points = rng.integers(-3, 4, size=(int(rng.integers(10, 200)), 3))
+        points = points.astype(np.float64)
+        scale = rng.uniform(0.5, 1.5, 3)
+        triangles, is_vertex = lattice_hull(points)
+        volume, area, diameter = hull_measures(points, triangles, is_vertex, scale)
+        hull = ConvexHull(points * scale)
+        assert volume == pytest.approx(hull.volume, rel=1e-12)
+        assert area == pytest.approx(hull.area, rel=1e-12)
+        assert diameter == pytest.approx(pdist(points * scale).max(), rel=1e-14)
+        corners = points[triangles]
+        normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        assert (points @ normal.T <= np.einsum("ij,ij->i", normal, corners[:, 0])).all()
+        extreme = {tuple(p) for p in points[ConvexHull(points).vertices]}  # as points: crowded ones repeat
+        assert extreme <= {tuple(p) for p in points[is_vertex]}
+    flat = np.column_stack((rng.integers(0, 9, (30, 2)), np.zeros(30))).astype(np.float64)
+    assert lattice_hull(flat)[0].size == 0
 
 
 def test_peaks_truncate_at_the_image_border_and_take_the_highest_tie():

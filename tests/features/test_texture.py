@@ -160,7 +160,7 @@ def test_glrlm_matches_brute_force_runs():
 
 
 def test_zones_match_scipy_label_per_grey_level():
-    """GLSZM zones (flood fill) equal scipy.ndimage.label per grey level, 26- and 8-connected."""
+    """GLSZM zones (union-find) equal scipy.ndimage.label per grey level, 26- and 8-connected."""
     roi = _random_roi(3)
     levels = grey_levels(roi, FeatureSettings(), margin=1)
     image = np.where(roi.mask, roi.image.astype(int), 0)
