@@ -144,8 +144,16 @@ def run_command(args: list[str], env: dict[str, str], server: list[psutil.Proces
     return out
 
 
-def task_runs(flow_run_name: str | None = None) -> dict:
-    """Task runs (by task), their timing and the log rows of the newest flow run, read from the Prefect API."""
+def tail_seconds(runs: list, workers: int) -> float | None:
+    """A stage's idle tail: its last task run's end minus the ``workers``-th last end (with every worker busy until
+    its own last task ended, how long the first to finish waited for the last)."""
+    ends = sorted(r.end_time for r in runs if r.end_time)
+    return (ends[-1] - ends[-workers]).total_seconds() if len(ends) >= workers else None
+
+
+def task_runs(workers: int) -> dict:
+    """Task runs (by task), their timing, each stage's idle tail (:func:`tail_seconds`) and the log rows of the
+    newest flow run, read from the Prefect API."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import FlowRunSort
@@ -171,9 +179,16 @@ def task_runs(flow_run_name: str | None = None) -> dict:
         tasks[name] = {"runs": len(rs), "completed": sum(r.state_type.value == "COMPLETED" for r in rs),
                        "run_s_median": median(r.total_run_time.total_seconds() for r in rs),
                        "run_s_sum": sum(r.total_run_time.total_seconds() for r in rs),
-                       "record_lag_s": [median(lag), max(lag)] if lag else None}
+                       "record_lag_s": [median(lag), max(lag)] if lag else None,
+                       "tail_s": tail_seconds(rs, workers), "largest_group": max(_size(r.name) for r in rs),
+                       "smallest_group": min(_size(r.name) for r in rs)}
     return {"flow_run_state": flow_run.state_type.value, "task_runs": len(runs), "log_rows": logs,
             "flow_total_run_s": flow_run.total_run_time.total_seconds(), "by_task": tasks}
+
+
+def _size(name: str) -> int:
+    """Items in a task run, from its name: "(<k> patients)", "(<k> batches)", else one."""
+    return int(name.rsplit("(", 1)[1].split()[0]) if name.endswith(("patients)", "batches)", "batch)")) else 1
 
 
 def stage_seconds(out: Path) -> dict[str, float]:
@@ -192,7 +207,7 @@ def one_round(dicom: Path, workers: int, env: dict[str, str], server: list[psuti
                        server)
     flow["server_cpu_s"] -= idle_cpu_rate * flow["wall_s"]
     flow["stages_s"] = stage_seconds(flow_out)
-    flow |= task_runs()
+    flow |= task_runs(workers)
     convert = run_command([SONIMAGE, "convert", str(dicom), str(plain_out), *cluster, *cohort], env)
     extract = run_command([SONIMAGE, "extract", str(plain_out), *cluster], env)
     for d in (flow_out, plain_out):
@@ -227,12 +242,15 @@ def print_round(r: dict) -> None:
     print(f"\nN={r['patients']}, round {r['round']}: {flow['task_runs']} task runs ({flow['flow_run_state']}), "
           f"{flow['log_rows']} log rows; "
           f"load {r['load_start']:.1f} → {r['load_end']:.1f}")
-    print(f"{'task':<22}{'runs':>6}{'done':>6}{'running s (median)':>19}{'record lag s (median, max)':>28}")
+    print(f"{'task':<22}{'runs':>6}{'done':>6}{'items/run':>10}{'running s (median)':>19}{'idle tail s':>12}"
+          f"{'record lag s (median, max)':>28}")
     for name, t in flow["by_task"].items():
-        lag = t["record_lag_s"]
-        print(f"{name:<22}{t['runs']:>6}{t['completed']:>6}{t['run_s_median']:>19.2f}"
+        lag, tail = t["record_lag_s"], t["tail_s"]
+        print(f"{name:<22}{t['runs']:>6}{t['completed']:>6}{t['largest_group']:>6}–{t['smallest_group']:<3}"
+              f"{t['run_s_median']:>19.2f}{(f'{tail:.1f}' if tail is not None else '-'):>12}"
               f"{(f'{lag[0]:.2f}, {lag[1]:.2f}' if lag else '-'):>28}")
-    print("running s: Running → Completed (tasks sharing a worker can overlap); record lag: the server's row created "
+    print("running s: Running → Completed (tasks sharing a worker can overlap); idle tail: the stage's last task end "
+          "minus the W-th last (how long the first worker to finish waited); record lag: the server's row created "
           "after the task started (state changes reach it as events)")
     print(f"\n{'stage (wall)':<22}{'Prefect s':>10}{'plain s':>9}{'overhead':>10}")
     for name, s in c["stages"].items():

@@ -25,7 +25,8 @@ RETRIES = {"retries": 1, "retry_delay_seconds": 2}
 
 # Task names of the stages' items. A task runs a group of consecutive items (sonimage.parallel.run_group) and its run
 # is named "<task>-<cohort>-<first>…<last> (<k> patients)", or "<task>-<item.label>" for a single patient (cohort,
-# patient pseudonym and, for conversion, what it converts); index batches, "<task>-<k> batches". Index batches are
+# patient pseudonym and, for conversion, what it converts); index batches by the group's number and size,
+# "<task>-<i>/<groups> (<k> batches)". Index batches are
 # records as read (original identifiers) and convert items carry per-store digest keys: no item's inputs or
 # results are hashed for a cache or persisted, and names carry pseudonyms only.
 TASK_NAMES: dict[Callable, str] = {index_batch: "index-dicom", convert_patient: "convert",
@@ -36,9 +37,9 @@ TASK_NAMES: dict[Callable, str] = {index_batch: "index-dicom", convert_patient: 
 # WORK_PER_TASK times that (so task runs add <= 1/20 = 5 % CPU), counted with each item's CPU seconds at the
 # smallest size measured (ITEM_CPU_S: tiny synthetic patients, bench/scale.py's task CPU, 3 December 2026; real
 # scans cost more, so their groups are larger than needed, never smaller): 88 index batches, 28 patients to
-# convert, 16 lesion stages. But a stage gets at least TASKS_PER_SLOT tasks per worker thread, so that the last
-# tasks leave little idle time (on average half a task per worker: <= 1/8 of the stage at 4 per slot), and a study
-# of few patients runs one patient per task.
+# convert, 16 lesion stages. But a stage gets at least TASKS_PER_SLOT tasks per worker thread, and a study of few
+# patients runs one patient per task. The last groups of a stage are smaller (factoring, sonimage.parallel.groups:
+# down to a quarter of the bulk size), so that the workers finish the stage together.
 TASK_RUN_CPU_S = 0.35
 WORK_PER_TASK = 20
 TASKS_PER_SLOT = 4
@@ -61,9 +62,10 @@ def group_name(name: str) -> Callable[[dict[str, Any]], str]:
     """Run names of a group's task: the patients it holds (cohort, first and last pseudonym, how many); items
     without a patient (index batches) by their number."""
     def run_name(parameters: dict[str, Any]) -> str:
-        items = [a[0] for a in parameters["group"].arg_tuples]
+        group = parameters["group"]
+        items = [a[0] for a in group.arg_tuples]
         if not all(hasattr(i, "patient") for i in items):
-            return f"{name}-{len(items)} batch{'es' if len(items) > 1 else ''}"
+            return f"{name}-{group.part} ({len(items)} batch{'es' if len(items) > 1 else ''})"
         if len(items) == 1:
             return f"{name}-{items[0].label}"
         first, last = items[0], items[-1]
@@ -82,11 +84,15 @@ class PrefectExecutor:
                  min_size: Callable[[Callable], int] = min_group, per_slot: int = TASKS_PER_SLOT) -> None:
         self.names, self.slots, self.min_size, self.per_slot = dict(names), slots, min_size, per_slot
         self._tasks: dict[Callable, Task] = {}
+        self._parts: dict[Callable, list[int]] = {}  # per item function: groups submitted, groups planned
 
     def groups(self, fn: Callable, n: int) -> list[range]:
         """``n`` items of ``fn`` in groups (:func:`sonimage.parallel.groups`) of at least ``min_size(fn)`` items
-        (:func:`min_group`), yet ``per_slot`` groups per worker thread (``slots``: the flow's Dask workers')."""
-        return groups(n, self.slots or worker_slots(), self.min_size(fn), self.per_slot)
+        (:func:`min_group`), yet ``per_slot`` groups per worker thread (``slots``: the flow's Dask workers'), the
+        last ones smaller; their number is kept to number the tasks."""
+        parts = groups(n, self.slots or worker_slots(), self.min_size(fn), self.per_slot)
+        self._parts[fn] = [0, len(parts)]
+        return parts
 
     def submit(self, fn: Callable, *args: Any) -> PrefectFuture:
         """``fn(*args)`` as a Prefect task; a group (``run_group, item_fn, arg_tuples``) named by its items."""
@@ -95,19 +101,22 @@ class PrefectExecutor:
             name = self.names.get(inner, inner.__name__.replace("_", "-"))
             self._tasks[inner] = task(_as_group(inner), name=name, task_run_name=group_name(name),
                                       persist_result=False, cache_policy=NO_CACHE, **RETRIES)
-        future = self._tasks[inner].submit(Items(arg_tuples))
+        count = self._parts.setdefault(inner, [0, 0])
+        count[0] += 1
+        future = self._tasks[inner].submit(Items(arg_tuples, f"{count[0]}/{max(count)}"))
         return future if fn is run_group else _First(future)
 
 
 class Items:
     """A group's items as one opaque parameter: they hold no futures, and Prefect would otherwise walk every object
     of every patient's plan (~120,000 for 25 patients' conversion, 0.5 CPU s), in the flow process and again on the
-    worker, looking for some (``prefect.utilities.annotations.quote`` does not survive prefect-dask's transport)."""
+    worker, looking for some (``prefect.utilities.annotations.quote`` does not survive prefect-dask's transport).
+    ``part``: the group's number among its stage's groups ("3/13"), for names."""
 
-    __slots__ = ("arg_tuples",)
+    __slots__ = ("arg_tuples", "part")
 
-    def __init__(self, arg_tuples: list[tuple]) -> None:
-        self.arg_tuples = arg_tuples
+    def __init__(self, arg_tuples: list[tuple], part: str = "1/1") -> None:
+        self.arg_tuples, self.part = arg_tuples, part
 
 
 def _as_group(fn: Callable) -> Callable[[Items], list]:

@@ -30,6 +30,10 @@ from distributed.security import Security
 from sonimage.io import private_dir, write_private_atomic
 
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}
+# How long a task may wait while the cluster has no worker at all before it fails (Dask's
+# ``distributed.scheduler.no-workers-timeout``; unset, a run whose workers all died and were not restarted waited
+# for ever: issue 14). Far above a nanny's restart of a dead worker (seconds) and a worker's start-up under load.
+NO_WORKERS_TIMEOUT = "3 minutes"
 SECURITY_LOADER = "distributed.client.security-loader"
 TLS_ROLES = ("scheduler", "worker", "client")
 
@@ -75,12 +79,14 @@ def loopback(address: str | None) -> str | None:
 
 
 def local_cluster(n_workers: int = 2, dashboard_address: str | None = "127.0.0.1:0",
-                  security: Security | None = None) -> LocalCluster:
+                  security: Security | None = None, no_workers_timeout: str = NO_WORKERS_TIMEOUT) -> LocalCluster:
     """A LocalCluster of single-threaded worker processes on loopback with glibc's default allocator behaviour,
-    behind TLS with a certificate authority of its own (``security``, default a new temporary one)."""
+    behind TLS with a certificate authority of its own (``security``, default a new temporary one); a task that
+    waits ``no_workers_timeout`` with no worker in the cluster fails (``distributed.scheduler.NoWorkerError``)
+    instead of waiting for ever."""
     security = security or Security.temporary()
     use_security_loader()  # before the nannies start: they hand this configuration to their workers
-    with dask.config.set(WORKER_ENVIRON):
+    with dask.config.set({**WORKER_ENVIRON, "distributed.scheduler.no-workers-timeout": no_workers_timeout}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                protocol="tls://", security=security, dashboard_address=loopback(dashboard_address))
     remember_security(cluster.scheduler_address, security, cluster)

@@ -5,10 +5,15 @@ here, so running without an executor (in-process, in order) and with one give th
 An executor may also group items into tasks (:meth:`Executor.groups`, e.g. ``flows.tasks.PrefectExecutor``,
 whose per-task cost is large): each group is one task, :func:`run_group`, and the results come back flattened, in
 the items' order, as if every item had been a task of its own.
+
+Each future is dropped as soon as its result is read: a Dask worker keeps a task's result for as long as the
+client holds a future of it, so holding every future until the stage ended made each worker keep every result it
+computed, and its memory grow with the study (~2 MB per tiny patient in the lesion stage; ``bench/scale.py``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -35,10 +40,19 @@ def parallel_starmap(fn: Callable, arg_tuples: Iterable[tuple], executor: Execut
         return [fn(*a) for a in arg_tuples]
     grouping = getattr(executor, "groups", None)
     if grouping is None:
-        return [f.result() for f in [executor.submit(fn, *a) for a in arg_tuples]]
+        return _read_once([executor.submit(fn, *a) for a in arg_tuples])
     futures = [executor.submit(run_group, fn, arg_tuples[g.start:g.stop]) for g in grouping(fn, len(arg_tuples))
                if len(g)]
-    return [r for f in futures for r in f.result()]
+    return [r for results in _read_once(futures) for r in results]
+
+
+def _read_once(futures: list) -> list:
+    """The futures' results in order, each future let go (``futures`` emptied) as soon as its result is read."""
+    futures.reverse()
+    results = []
+    while futures:
+        results.append(futures.pop().result())
+    return results
 
 
 def parallel_map(fn: Callable, items: Iterable, executor: Executor | None = None, *args: Any) -> list:
@@ -53,9 +67,23 @@ def chunks(n: int, parts: int) -> list[range]:
     return [range(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def groups(n: int, slots: int, min_size: int, per_slot: int = 4) -> list[range]:
-    """``range(n)`` in contiguous groups of near-equal size: as many as keep every group at ``min_size`` items or
-    more, but at least ``per_slot`` groups per worker slot (``slots``) while there are items (balance wins over
-    size at small ``n``: one item per group when ``n <= per_slot * slots``)."""
-    parts = max(n // max(min_size, 1), per_slot * max(slots, 1))
-    return chunks(n, parts) if n else []
+def groups(n: int, slots: int, min_size: int, per_slot: int = 4, tail: int = 4) -> list[range]:
+    """``range(n)`` in contiguous groups, largest first, for ``slots`` workers (threads) taking them in order.
+
+    The bulk size is the largest that gives every group ``min_size`` items or more, yet ``per_slot`` groups per
+    slot (balance wins over size at small ``n``: one item per group when ``n <= per_slot * slots``). Towards the
+    end the groups shrink by factoring (Hummel, Schonberg & Flynn, "Factoring: a method for scheduling parallel
+    loops", Commun. ACM 35(8), 1992): each group takes at most 1 / (2 ``slots``) of the items left, but no fewer
+    than 1 / ``tail`` of the bulk size, so that the slots run out of work together, within a small group of each
+    other, instead of one slot idling for up to a whole bulk group while another finishes its last."""
+    if not n:
+        return []
+    slots = max(slots, 1)
+    bulk = n / max(n // max(min_size, 1), per_slot * slots)
+    largest, smallest = math.ceil(bulk - 1e-9), max(1, math.ceil(bulk / tail - 1e-9))
+    out, start = [], 0
+    while start < n:
+        size = min(largest, max(smallest, math.ceil((n - start) / (2 * slots))), n - start)
+        out.append(range(start, start + size))
+        start += size
+    return out

@@ -92,8 +92,9 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     assert [n for n in names if n.startswith("convert-")] == [f"convert-sts-{patient}-PT+RTSTRUCT"]
     # one task per patient (issue 14), named by cohort, patient pseudonym and what it converts
     assert [n for n in names if n.startswith("lesions-")] == [f"lesions-sts-{patient}"]
-    assert sorted(n for n in names if n.startswith("index-dicom")) == ["index-dicom-1 batch"] * 2  # 269 files
-    # in batches of 256; a study this small gets one item per task (flows.tasks.PrefectExecutor.groups)
+    assert sorted(n for n in names if n.startswith("index-dicom")) == ["index-dicom-1/2 (1 batch)",
+                                                                       "index-dicom-2/2 (1 batch)"]
+    # 269 files in batches of 256; a study this small gets one item per task (flows.tasks.PrefectExecutor.groups)
     assert not any("STS_001" in n for n in names)  # task names carry pseudonyms only
     assert all(t.state.is_completed() for t in tasks)
 
@@ -198,7 +199,7 @@ def test_patients_grouped_into_tasks_give_the_tables_of_one_task_per_patient(clu
     broken = damage(plain)
     extract_stage.run(plain)
 
-    grouped = PrefectExecutor(slots=1, per_slot=2, min_size=lambda fn: 2)  # 5 patients: tasks of 2 and 3
+    grouped = PrefectExecutor(slots=1, per_slot=2, min_size=lambda fn: 2)  # 5 patients: tasks of 3, 1 and 1
     runner = DaskTaskRunner(address=cluster.scheduler_address)
 
     @flow(task_runner=runner)
@@ -219,8 +220,8 @@ def test_patients_grouped_into_tasks_give_the_tables_of_one_task_per_patient(clu
     assert list(excluded.patient) == [broken] and excluded.reason.iloc[0].startswith("lesion stage failed on ")
     patients = sorted(pd.read_parquet(out / "manifest.parquet").patient.unique())
     assert _task_names(extracted.state_details.flow_run_id) == [
-        f"lesions-sonia-{patients[0]}…{patients[1]} (2 patients)",
-        f"lesions-sonia-{patients[2]}…{patients[4]} (3 patients)"]
-    assert [n for n in _task_names(converted.state_details.flow_run_id) if n.startswith("convert-")] == [
-        f"convert-sonia-{patients[0]}…{patients[1]} (2 patients)",
-        f"convert-sonia-{patients[2]}…{patients[4]} (3 patients)"]
+        f"lesions-sonia-{patients[0]}…{patients[2]} (3 patients)", f"lesions-sonia-{patients[3]}",
+        f"lesions-sonia-{patients[4]}"]  # the largest group first, the broken patient inside it
+    converts = [n for n in _task_names(converted.state_details.flow_run_id) if n.startswith("convert-")]
+    assert converts[0] == f"convert-sonia-{patients[0]}…{patients[2]} (3 patients)" and len(converts) == 3
+    assert all(n.startswith(f"convert-sonia-{p}-") for n, p in zip(converts[1:], patients[3:]))  # + what
