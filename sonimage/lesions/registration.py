@@ -20,6 +20,8 @@ the patient's lesions are not FES-evaluable (reason "registration below quality 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,8 +77,27 @@ def _ct_image(ct: Volume) -> sitk.Image:
     return Volume(clipped, ct.spacing, ct.origin, ct.direction).to_sitk()
 
 
+@contextmanager
+def _one_itk_thread() -> Iterator[None]:
+    """ITK on one thread meanwhile: its metric and optimiser-scale estimates split their sums over ITK's threads
+    (by default one per core), so the transform would depend on the machine (from the 9th digit between 1 and 4
+    threads). Dask workers are single-threaded in any case."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def register_rigid(fixed_ct: Volume, moving_ct: Volume) -> Rigid:
-    """Rigid transform (fixed FDG CT → moving FES CT points) and its quality (:func:`registration_quality`)."""
+    """Rigid transform (fixed FDG CT → moving FES CT points) and its quality (:func:`registration_quality`), the
+    same on any machine (:func:`_one_itk_thread`)."""
+    with _one_itk_thread():
+        return _register_rigid(fixed_ct, moving_ct)
+
+
+def _register_rigid(fixed_ct: Volume, moving_ct: Volume) -> Rigid:
     fixed_full, moving_full = _ct_image(fixed_ct), _ct_image(moving_ct)
     fixed = sitk.Shrink(fixed_full, [2, 2, 1])
     moving = sitk.Shrink(moving_full, [2, 2, 1])

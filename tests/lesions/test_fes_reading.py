@@ -197,6 +197,25 @@ def test_rigid_registration_recovers_rotation_and_translation_and_rates_itself()
     assert not register_rigid(fixed, noise).ncc >= MIN_NCC  # a scan that is not this patient's: below threshold
 
 
+def test_rigid_registration_is_the_same_whatever_the_machine_s_thread_count() -> None:
+    """The transform does not depend on how many threads ITK would use (its default: the machine's cores)."""
+    body = make_body(165.0, 65.0)
+    grid = Grid.centred(64, 6.0, np.arange(-400.0, -700.0, -6.0))
+    fixed = _ct(grid, body)
+    truth = Rigid((0.0, 0.0, np.radians(3.0), 4.0, -2.0, 3.0), (0.0, 0.0, -550.0))
+    moving = Volume.from_sitk(sitk.Resample(fixed.to_sitk(), fixed.to_sitk(), truth.transform().GetInverse(),
+                                            sitk.sitkLinear, -1000.0))
+    default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    found = []
+    try:
+        for threads in (1, 4):
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+            found.append(register_rigid(fixed, moving))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
+    assert found[0] == found[1]
+
+
 def _two_sphere_scan(spheres: list[tuple[float, float, float]], background: float,
                      spacing: tuple[float, float, float], shape: tuple[int, int, int]) -> np.ndarray:
     """A noise-free scan of uniform spheres (x centre mm, diameter mm, uptake) on one line along x, rendered at 1 mm,
