@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, labels_at, tissue_at
+from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, label_map, labels_at, tissue_at
 from sonimage.synth.psf import FWHM_PER_SIGMA, blur_voxels, fine_axis, psf_fwhm_zyx, spread
 
 PSF_FWHM_MM = 7.5  # full size: EARL1 recovery (sonimage.synth.psf); coarser sizes widen it to their voxels
@@ -230,7 +230,7 @@ def _linear_weights(position: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
     the lower neighbour i and the weights of i and i + 1 (the two nonzero entries of a row of the weight matrix)."""
     p = np.clip(position, 0.0, n - 1.0)
     i = np.minimum(np.floor(p).astype(int), max(n - 2, 0))
-    f = p - i
+    f = (p - i).astype(np.float32)
     return i, 1.0 - f, f
 
 
@@ -254,7 +254,8 @@ def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
     coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in fine]
     cz, cy, cx = np.meshgrid(*coarse, indexing="ij")
     src = motion.inverse(np.column_stack([cx.ravel(), cy.ravel(), cz.ravel()]))
-    source = [src[:, i].reshape(cz.shape) for i in range(3)]  # x, y, z of the source on the lattice
+    # x, y, z of the source on the lattice; float32 (< 1e-4 mm off): the voxel arrays are built in it
+    source = [src[:, i].reshape(cz.shape).astype(np.float32) for i in range(3)]
     weights = [_linear_weights((a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)), len(c))
                for a, c in zip(fine, coarse)]
 
@@ -265,14 +266,18 @@ def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
     return slab
 
 
+def _axis_step(axis: np.ndarray) -> float:
+    return float(axis[1] - axis[0]) if len(axis) > 1 else 1.0
+
+
 def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm: float = 16.0) -> np.ndarray:
     """The second-day image: ``volume`` (first-day positions on ``grid``) resampled linearly through ``motion``'s
     inverse (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab. Where
     the voxels a point reads (its 2x2x2 neighbours, all within one voxel of the nearest) all hold ``cval`` (air
     around the patient), the point is ``cval`` without interpolating."""
     slab = _lattice(grid, motion, lattice_mm)
-    steps = [(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (grid.zs, grid.ys, grid.xs)]
-    origin = (grid.zs[0], grid.ys[0], grid.xs[0])
+    steps = [_axis_step(a) for a in (grid.zs, grid.ys, grid.xs)]
+    origin = (float(grid.zs[0]), float(grid.ys[0]), float(grid.xs[0]))  # Python floats keep float32 coordinates
     differs = ndimage.maximum_filter(volume != cval, size=3)
     out = np.full_like(volume, cval)
     for k0 in range(0, len(grid.zs), SLAB):
@@ -306,60 +311,121 @@ class Pose:
         gradient, < 0.04, is left out: < 0.1 mm over a voxel)."""
         return offsets if self.motion is None else offsets @ self.motion.rotation
 
-    def voxel_slabs(self, grid: Grid):
-        """(k0, k1, x, y, z): the body-frame coordinates of the voxel centres of ``grid``, slab by slab."""
+    def voxel_slabs(self, grid: Grid, halo: int = 0):
+        """(k0, k1, ka, x, y, z): the body-frame coordinates of the voxel centres of ``grid``, slab by slab: slices
+        k0:k1 and up to ``halo`` slices more on each side (the arrays start at slice ka)."""
         slab = None if self.motion is None else _lattice(grid, self.motion)
         for k0 in range(0, len(grid.zs), SLAB):
             k1 = min(k0 + SLAB, len(grid.zs))
+            ka, kb = max(k0 - halo, 0), min(k1 + halo, len(grid.zs))
             if slab is None:
-                z, y, x = np.meshgrid(grid.zs[k0:k1], grid.ys, grid.xs, indexing="ij", sparse=True)
+                z, y, x = np.meshgrid(grid.zs[ka:kb], grid.ys, grid.xs, indexing="ij", sparse=True)
                 x, y, z = np.broadcast_arrays(x, y, z)
             else:
-                x, y, z = slab(k0, k1)
-            yield k0, k1, x - self.shift[0], y - self.shift[1], z - self.shift[2]
+                x, y, z = slab(ka, kb)
+            yield k0, k1, ka, *(c - float(s) for c, s in zip((x, y, z), self.shift))
+
+
+@dataclass(frozen=True)
+class LabelLattice:
+    """Tissue labels of a body painted (:func:`sonimage.synth.anatomy.label_map`, exact at the nodes) on the
+    regular body-frame lattice ``origin + n * step`` (x, y, z; integer n from ``first``); any point reads its
+    nearest node's label."""
+
+    labels: np.ndarray  # z, y, x
+    origin: np.ndarray
+    step: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def covering(cls, body: Body, origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                 ) -> LabelLattice:
+        """The lattice's nodes over the body-frame box [lo, hi] (x, y, z)."""
+        a, b = (lo - origin) / step, (hi - origin) / step
+        first = np.floor(np.minimum(a, b)).astype(int)
+        last = np.ceil(np.maximum(a, b)).astype(int)
+        axes = [origin[i] + step[i] * np.arange(first[i], last[i] + 1) for i in range(3)]
+        return cls(label_map(body, Grid(*axes)), origin, step, first)
+
+    def nodes(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fractional node indices (x, y, z, from the first node) of body-frame points."""
+        return tuple((c - self.origin[a]) / self.step[a] - self.first[a]  # type: ignore[return-value]
+                     for a, c in enumerate((x, y, z)))
+
+    def read(self, i: np.ndarray, j: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Labels of the nearest nodes to fractional node indices (x, y, z) that lie on the lattice."""
+        return self.labels[(k + 0.5).astype(np.intp), (j + 0.5).astype(np.intp), (i + 0.5).astype(np.intp)]
+
+
+def _activity(labels: np.ndarray, points: tuple[np.ndarray, np.ndarray, np.ndarray], table: np.ndarray
+              ) -> np.ndarray:
+    """Physiological SUV of tissue ``labels`` at body-frame ``points`` (x, y, z arrays of the labels' shape):
+    tissue uptake with the bowel's texture."""
+    act = table[labels].astype(np.float32)
+    bowel = labels == Tissue.BOWEL
+    if bowel.any():
+        act[bowel] *= bowel_texture(np.column_stack([p[bowel] for p in points]))
+    return act
 
 
 def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Physiological SUV at body-frame points (N, 3): tissue uptake with the bowel's texture."""
-    labels = tissue_at(body, points)
-    act = table[labels].astype(np.float32)
-    bowel = labels == Tissue.BOWEL
-    act[bowel] *= bowel_texture(points[bowel])
-    return act
+    return _activity(tissue_at(body, points), tuple(points.T), table)  # type: ignore[arg-type]
 
 
-def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3,
-                   chunk: int = 4_000) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3
+                   ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
     the pose, so the second day's motion moves the organs); where a voxel's 3x3x3 neighbourhood holds more than one
     tissue, the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
-    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`). Edge voxels go in
-    chunks of neighbouring voxels (``np.nonzero`` order: slice by slice), so each chunk meets few shapes."""
-    labels = np.empty(grid.shape, dtype=np.uint8)
+    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`).
+
+    Labels are read from a :class:`LabelLattice` of ``supersample`` (odd) nodes per voxel and axis, painted slab
+    by slab in the body frame through the first voxel's first sub-voxel point: without motion its nodes are the
+    sub-voxel points and voxel centres themselves (exact, as :func:`sonimage.synth.anatomy.labels_at` there); with
+    the second day's motion each point (voxel centres from the pose's lattice, :func:`_lattice`) reads its nearest
+    node, at most 1/(2 ``supersample``) voxel per axis off, and the sub-voxel points of voxels that read more than
+    one tissue are evaluated exactly (:func:`sonimage.synth.anatomy.labels_at`)."""
     act = np.empty(grid.shape, dtype=np.float32)
-    for k0, k1, x, y, z in pose.voxel_slabs(grid):
-        lab = labels_at(body, x, y, z)
-        labels[k0:k1] = lab
-        a = table[lab].astype(np.float32)
-        bowel = lab == Tissue.BOWEL
-        a[bowel] *= bowel_texture(np.column_stack([x[bowel], y[bowel], z[bowel]]))
-        act[k0:k1] = a
-    edge = np.nonzero(ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3))
+    moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
     u = (np.arange(supersample) + 0.5) / supersample - 0.5
     sz, sy, sx = grid.spacing
     oz, oy, ox = np.meshgrid(u * sz, u * sy, u * sx, indexing="ij")
     scan_offsets = np.column_stack([oz.ravel(), oy.ravel(), ox.ravel()])  # z, y, x (mm, signed along the axes)
     scan_offsets[:, 0] *= np.sign(grid.zs[-1] - grid.zs[0]) if len(grid.zs) > 1 else 1.0  # index order, not mm
     offsets = pose.body_offsets(np.column_stack([ox.ravel(), oy.ravel(), oz.ravel()]))
-    moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
-    for i in range(0, len(edge[0]), chunk):
-        k, j, m = (e[i:i + chunk] for e in edge)
-        centres = pose.to_body(np.column_stack([grid.xs[m], grid.ys[j], grid.zs[k]]))
-        pts = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-        sub = _tissue_activity(body, pts, table).reshape(len(k), -1)
-        act[k, j, m] = sub.mean(axis=1)
+    voxel = np.array([_axis_step(grid.xs), _axis_step(grid.ys), _axis_step(grid.zs)])
+    step = voxel / supersample
+    origin = np.array([grid.xs[0], grid.ys[0], grid.zs[0]]) - pose.shift + u[0] * voxel
+    pad = np.abs(offsets).max(axis=0) + np.abs(step)  # every sub-voxel point falls on the slab's lattice
+    node_offsets = offsets / step
+    for k0, k1, ka, x, y, z in pose.voxel_slabs(grid, halo=1):
+        lo = np.array([x.min(), y.min(), z.min()]) - pad
+        hi = np.array([x.max(), y.max(), z.max()]) + pad
+        lattice = LabelLattice.covering(body, origin, step, lo, hi)
+        nodes = lattice.nodes(x, y, z)
+        labels = lattice.read(*nodes)
+        inner = slice(k0 - ka, k1 - ka)
+        edge = (ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3))[inner]
+        x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]
+        a = _activity(labels, (x, y, z), table)
+        k, j, m = np.nonzero(edge)
+        sub_nodes = tuple(n[inner][k, j, m][:, None] + node_offsets[None, :, axis] for axis, n in enumerate(nodes))
+        sub_labels = lattice.read(*sub_nodes)
+        centres = (x[k, j, m], y[k, j, m], z[k, j, m])
+        if pose.motion is not None:  # a nearest node can be 1/6 voxel off: mixed voxels exactly
+            mixed = np.flatnonzero(sub_labels.min(axis=1) != sub_labels.max(axis=1))
+            sub_labels[mixed] = labels_at(body, *(c[mixed, None] + offsets[None, :, axis]
+                                                  for axis, c in enumerate(centres)))
+        sub = table[sub_labels].astype(np.float32)
+        bowel = np.nonzero(sub_labels == Tissue.BOWEL)
+        if len(bowel[0]):
+            sub[bowel] *= bowel_texture(np.column_stack([c[bowel[0]] + offsets[bowel[1], axis]
+                                                         for axis, c in enumerate(centres)]))
+        a[k, j, m] = sub.mean(axis=1)
+        act[k0:k1] = a
         for axis in range(3):
-            moments[axis][k, j, m] = (sub * scan_offsets[:, axis]).mean(axis=1)
+            moments[axis][k + k0, j, m] = (sub * scan_offsets[:, axis]).mean(axis=1)
     return act, moments
 
 
