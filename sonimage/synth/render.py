@@ -143,7 +143,8 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
     noise[hu <= -999.5] = 0.0
     hu += noise
     np.round(hu, out=hu)
-    return np.clip(hu, -1024, 3071).astype(np.int16)
+    np.clip(hu, -1024, 3071, out=hu)
+    return hu.astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -352,16 +353,23 @@ class LabelLattice:
         return tuple((c - self.origin[a]) / self.step[a] - self.first[a]  # type: ignore[return-value]
                      for a, c in enumerate((x, y, z)))
 
-    def read(self, i: np.ndarray, j: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """Labels of the nearest nodes to fractional node indices (x, y, z) that lie on the lattice."""
-        return self.labels[(k + 0.5).astype(np.intp), (j + 0.5).astype(np.intp), (i + 0.5).astype(np.intp)]
+    def read(self, i: np.ndarray, j: np.ndarray, k: np.ndarray, half: float = 0.5) -> np.ndarray:
+        """Labels of the nearest nodes to fractional node indices (x, y, z) that lie on the lattice (``half``: 0.5,
+        or 0 where the indices already hold it)."""
+        nz, ny, nx = self.labels.shape
+        flat = (k + half).astype(np.int32)
+        flat *= ny
+        flat += (j + half).astype(np.int32)
+        flat *= nx
+        flat += (i + half).astype(np.int32)
+        return self.labels.ravel()[flat]
 
 
 def _activity(labels: np.ndarray, points: tuple[np.ndarray, np.ndarray, np.ndarray], table: np.ndarray
               ) -> np.ndarray:
     """Physiological SUV of tissue ``labels`` at body-frame ``points`` (x, y, z arrays of the labels' shape):
     tissue uptake with the bowel's texture."""
-    act = table[labels].astype(np.float32)
+    act = np.asarray(table, np.float32)[labels]
     bowel = labels == Tissue.BOWEL
     if bowel.any():
         act[bowel] *= bowel_texture(np.column_stack([p[bowel] for p in points]))
@@ -398,7 +406,9 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
     step = voxel / supersample
     origin = np.array([grid.xs[0], grid.ys[0], grid.zs[0]]) - pose.shift + u[0] * voxel
     pad = np.abs(offsets).max(axis=0) + np.abs(step)  # every sub-voxel point falls on the slab's lattice
-    node_offsets = offsets / step
+    rounding = (offsets / step + 0.5).astype(np.float32)  # node offsets of the sub-voxel points, + 0.5 to round
+    table = np.asarray(table, np.float32)
+    weights = np.column_stack([np.ones(len(offsets)), scan_offsets]).astype(np.float32) / len(offsets)
     for k0, k1, ka, x, y, z in pose.voxel_slabs(grid, halo=1):
         lo = np.array([x.min(), y.min(), z.min()]) - pad
         hi = np.array([x.max(), y.max(), z.max()]) + pad
@@ -410,22 +420,23 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
         x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]
         a = _activity(labels, (x, y, z), table)
         k, j, m = np.nonzero(edge)
-        sub_nodes = tuple(n[inner][k, j, m][:, None] + node_offsets[None, :, axis] for axis, n in enumerate(nodes))
-        sub_labels = lattice.read(*sub_nodes)
+        sub_labels = lattice.read(*(n[inner][k, j, m].astype(np.float32)[:, None] + rounding[None, :, axis]
+                                    for axis, n in enumerate(nodes)), half=0.0)
         centres = (x[k, j, m], y[k, j, m], z[k, j, m])
         if pose.motion is not None:  # a nearest node can be 1/6 voxel off: mixed voxels exactly
             mixed = np.flatnonzero(sub_labels.min(axis=1) != sub_labels.max(axis=1))
             sub_labels[mixed] = labels_at(body, *(c[mixed, None] + offsets[None, :, axis]
                                                   for axis, c in enumerate(centres)))
-        sub = table[sub_labels].astype(np.float32)
+        sub = table[sub_labels]
         bowel = np.nonzero(sub_labels == Tissue.BOWEL)
         if len(bowel[0]):
             sub[bowel] *= bowel_texture(np.column_stack([c[bowel[0]] + offsets[bowel[1], axis]
                                                          for axis, c in enumerate(centres)]))
-        a[k, j, m] = sub.mean(axis=1)
+        mean_and_moments = np.einsum("np,pc->cn", sub, weights)  # einsum: no BLAS thread pool
+        a[k, j, m] = mean_and_moments[0]
         act[k0:k1] = a
         for axis in range(3):
-            moments[axis][k + k0, j, m] = (sub * scan_offsets[:, axis]).mean(axis=1)
+            moments[axis][k + k0, j, m] = mean_and_moments[axis + 1]
     return act, moments
 
 
