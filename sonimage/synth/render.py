@@ -177,6 +177,13 @@ class Motion:
         return float(sum(np.linalg.norm(a) * 2 * np.pi * np.linalg.norm(f)
                          for a, f in zip(self.amplitudes_mm, self.frequencies_per_mm)))
 
+    def reach(self, lo: np.ndarray, hi: np.ndarray) -> float:
+        """A bound of how far (mm) the motion moves any point of the box [lo, hi] (x, y, z): the rotation's
+        largest move, at a corner (|(R - I)(p - centre)| is convex), plus sum_k |a_k|."""
+        corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T - np.asarray(self.centre)
+        turned = np.linalg.norm(corners @ (self.rotation - np.eye(3)).T, axis=1).max()
+        return float(turned + sum(np.linalg.norm(a) for a in self.amplitudes_mm))
+
     def displacement(self, p: np.ndarray) -> np.ndarray:
         """d(p) for points (N, 3)."""
         p = np.atleast_2d(p)
@@ -247,10 +254,10 @@ def _interpolate(values: np.ndarray, axis: int, weights: tuple[np.ndarray, np.nd
 
 
 def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
-    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1) -> first-day (x, y, z) arrays
-    (z, y, x shaped) of the second-day voxel centres of slices k0:k1. The map is smooth (a rotation plus
-    displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along z, then y, then x)
-    from a 16 mm lattice errs < 0.05 mm."""
+    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1, window) -> first-day (x, y, z)
+    arrays (z, y, x shaped) of the second-day voxel centres of slices k0:k1 (rows and columns ``window``). The map
+    is smooth (a rotation plus displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along
+    z, then y, then x) from a 16 mm lattice errs < 0.05 mm."""
     fine = (grid.zs, grid.ys, grid.xs)
     coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in fine]
     cz, cy, cx = np.meshgrid(*coarse, indexing="ij")
@@ -260,10 +267,10 @@ def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
     weights = [_linear_weights((a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)), len(c))
                for a, c in zip(fine, coarse)]
 
-    def slab(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        wz = tuple(w[k0:k1] for w in weights[0])
-        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, weights[1]), 2, weights[2])
-                     for s in source)
+    def slab(k0: int, k1: int, window: tuple[slice, slice] = (slice(None), slice(None))
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wz, wy, wx = (tuple(w[part] for w in weights[a]) for a, part in enumerate((slice(k0, k1), *window)))
+        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, wy), 2, wx) for s in source)
     return slab
 
 
@@ -276,18 +283,27 @@ def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm
     inverse (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab. Where
     the voxels a point reads (its 2x2x2 neighbours, all within one voxel of the nearest) all hold ``cval`` (air
     around the patient), the point is ``cval`` without interpolating."""
+    out = np.full_like(volume, cval)
+    held = volume != cval
+    rows, cols = np.flatnonzero(held.any(axis=(0, 2))), np.flatnonzero(held.any(axis=(0, 1)))
+    if not len(rows):
+        return out
+    # only the rows and columns the motion can bring the held voxels to are computed
+    window = Pose(np.zeros(3), motion).window(grid, np.array([grid.xs[cols[0]], grid.ys[rows[0]], grid.zs.min()]),
+                                              np.array([grid.xs[cols[-1]], grid.ys[rows[-1]], grid.zs.max()]))
+    around = (slice(None), slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    differs = np.zeros_like(held)
+    differs[around] = ndimage.maximum_filter(held[around], size=3)
     slab = _lattice(grid, motion, lattice_mm)
     steps = [_axis_step(a) for a in (grid.zs, grid.ys, grid.xs)]
     origin = (float(grid.zs[0]), float(grid.ys[0]), float(grid.xs[0]))  # Python floats keep float32 coordinates
-    differs = ndimage.maximum_filter(volume != cval, size=3)
-    out = np.full_like(volume, cval)
     for k0 in range(0, len(grid.zs), SLAB):
-        x, y, z = slab(k0, k0 + SLAB)
+        x, y, z = slab(k0, k0 + SLAB, window)
         coords = [(c - o) / st for c, o, st in zip((z, y, x), origin, steps)]
         nearest = tuple(np.clip(np.rint(c), 0, n - 1).astype(int) for c, n in zip(coords, volume.shape))
         read = differs[nearest]
-        out[k0:k0 + SLAB][read] = ndimage.map_coordinates(volume, [c[read] for c in coords], order=1,
-                                                          mode="constant", cval=cval)
+        out[k0:k0 + SLAB, window[0], window[1]][read] = ndimage.map_coordinates(
+            volume, [c[read] for c in coords], order=1, mode="constant", cval=cval)
     return out
 
 
@@ -312,18 +328,29 @@ class Pose:
         gradient, < 0.04, is left out: < 0.1 mm over a voxel)."""
         return offsets if self.motion is None else offsets @ self.motion.rotation
 
-    def voxel_slabs(self, grid: Grid, halo: int = 0):
-        """(k0, k1, ka, x, y, z): the body-frame coordinates of the voxel centres of ``grid``, slab by slab: slices
-        k0:k1 and up to ``halo`` slices more on each side (the arrays start at slice ka)."""
+    def window(self, grid: Grid, lo: np.ndarray, hi: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
+        """The rows and columns of ``grid`` that hold the scan positions of the body-frame box [lo, hi] (x, y, z),
+        with ``margin`` voxels to spare."""
+        reach = 0.0 if self.motion is None else self.motion.reach(lo + self.shift, hi + self.shift)
+        spare = [reach + margin * abs(_axis_step(axis)) for axis in (grid.xs, grid.ys)]
+        y, x = (index_range(axis, lo[a] + self.shift[a] - spare[a], hi[a] + self.shift[a] + spare[a])
+                for a, axis in ((1, grid.ys), (0, grid.xs)))
+        return y, x
+
+    def voxel_slabs(self, grid: Grid, halo: int = 0, window: tuple[slice, slice] = (slice(None), slice(None))):
+        """(k0, k1, ka, x, y, z): the body-frame coordinates of the voxel centres of ``grid`` (rows and columns
+        ``window``), slab by slab: slices k0:k1 and up to ``halo`` slices more on each side (the arrays start at
+        slice ka)."""
         slab = None if self.motion is None else _lattice(grid, self.motion)
         for k0 in range(0, len(grid.zs), SLAB):
             k1 = min(k0 + SLAB, len(grid.zs))
             ka, kb = max(k0 - halo, 0), min(k1 + halo, len(grid.zs))
             if slab is None:
-                z, y, x = np.meshgrid(grid.zs[ka:kb], grid.ys, grid.xs, indexing="ij", sparse=True)
+                z, y, x = np.meshgrid(grid.zs[ka:kb], grid.ys[window[0]], grid.xs[window[1]], indexing="ij",
+                                      sparse=True)
                 x, y, z = np.broadcast_arrays(x, y, z)
             else:
-                x, y, z = slab(ka, kb)
+                x, y, z = slab(ka, kb, window)
             yield k0, k1, ka, *(c - float(s) for c, s in zip((x, y, z), self.shift))
 
 
@@ -381,12 +408,13 @@ def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.nd
     return _activity(tissue_at(body, points), tuple(points.T), table)  # type: ignore[arg-type]
 
 
-def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3
+def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3, chunk: int = 1_000
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
     the pose, so the second day's motion moves the organs); where a voxel's 3x3x3 neighbourhood holds more than one
     tissue, the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
-    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`).
+    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`). Only the rows and
+    columns that can hold the body (:meth:`Pose.window`) are evaluated; the rest is air.
 
     Labels are read from a :class:`LabelLattice` of ``supersample`` (odd) nodes per voxel and axis, painted slab
     by slab in the body frame through the first voxel's first sub-voxel point: without motion its nodes are the
@@ -394,8 +422,11 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
     the second day's motion each point (voxel centres from the pose's lattice, :func:`_lattice`) reads its nearest
     node, at most 1/(2 ``supersample``) voxel per axis off, and the sub-voxel points of voxels that read more than
     one tissue are evaluated exactly (:func:`sonimage.synth.anatomy.labels_at`)."""
-    act = np.empty(grid.shape, dtype=np.float32)
+    table = np.asarray(table, np.float32)
+    act = np.full(grid.shape, table[Tissue.AIR], dtype=np.float32)  # air around the body's window
     moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
+    window = pose.window(grid, body.bounds[0].min(axis=0), body.bounds[1].max(axis=0))
+    y0, x0 = (w.start for w in window)
     u = (np.arange(supersample) + 0.5) / supersample - 0.5
     sz, sy, sx = grid.spacing
     oz, oy, ox = np.meshgrid(u * sz, u * sy, u * sx, indexing="ij")
@@ -407,9 +438,10 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
     origin = np.array([grid.xs[0], grid.ys[0], grid.zs[0]]) - pose.shift + u[0] * voxel
     pad = np.abs(offsets).max(axis=0) + np.abs(step)  # every sub-voxel point falls on the slab's lattice
     rounding = (offsets / step + 0.5).astype(np.float32)  # node offsets of the sub-voxel points, + 0.5 to round
-    table = np.asarray(table, np.float32)
     weights = np.column_stack([np.ones(len(offsets)), scan_offsets]).astype(np.float32) / len(offsets)
-    for k0, k1, ka, x, y, z in pose.voxel_slabs(grid, halo=1):
+    for k0, k1, ka, x, y, z in pose.voxel_slabs(grid, halo=1, window=window):
+        if not x.size:  # the body is outside the field of view
+            break
         lo = np.array([x.min(), y.min(), z.min()]) - pad
         hi = np.array([x.max(), y.max(), z.max()]) + pad
         lattice = LabelLattice.covering(body, origin, step, lo, hi)
@@ -425,8 +457,10 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
         centres = (x[k, j, m], y[k, j, m], z[k, j, m])
         if pose.motion is not None:  # a nearest node can be 1/6 voxel off: mixed voxels exactly
             mixed = np.flatnonzero(sub_labels.min(axis=1) != sub_labels.max(axis=1))
-            sub_labels[mixed] = labels_at(body, *(c[mixed, None] + offsets[None, :, axis]
-                                                  for axis, c in enumerate(centres)))
+            # in chunks of neighbouring voxels (nonzero order: row by row), so each chunk meets few shapes
+            for part in np.array_split(mixed, max(1, -(-len(mixed) // chunk))):
+                sub_labels[part] = labels_at(body, *(c[part, None] + offsets[None, :, axis]
+                                                     for axis, c in enumerate(centres)))
         sub = table[sub_labels]
         bowel = np.nonzero(sub_labels == Tissue.BOWEL)
         if len(bowel[0]):
@@ -434,9 +468,9 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
                                                          for axis, c in enumerate(centres)]))
         mean_and_moments = np.einsum("np,pc->cn", sub, weights)  # einsum: no BLAS thread pool
         a[k, j, m] = mean_and_moments[0]
-        act[k0:k1] = a
+        act[k0:k1, window[0], window[1]] = a
         for axis in range(3):
-            moments[axis][k + k0, j, m] = mean_and_moments[axis + 1]
+            moments[axis][k + k0, j + y0, m + x0] = mean_and_moments[axis + 1]
     return act, moments
 
 
