@@ -408,11 +408,25 @@ def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.nd
     return _activity(tissue_at(body, points), tuple(points.T), table)  # type: ignore[arg-type]
 
 
+def _edges(labels: np.ndarray) -> np.ndarray:
+    """Voxels with a face neighbour of another label. A sub-voxel point (within 1/2 voxel of the centre per axis)
+    across a planar boundary puts the face neighbour along its largest normal component across it too (n.e_i =
+    max n_i >= n.s when |s_i| <= 1), so these are the voxels a locally planar tissue boundary passes through."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    for axis in range(labels.ndim):
+        step = np.diff(labels, axis=axis) != 0
+        lower, upper = ([slice(None)] * labels.ndim for _ in range(2))
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lower)] |= step
+        edge[tuple(upper)] |= step
+    return edge
+
+
 def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3, chunk: int = 1_000
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
-    the pose, so the second day's motion moves the organs); where a voxel's 3x3x3 neighbourhood holds more than one
-    tissue, the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
+    the pose, so the second day's motion moves the organs); where a face neighbour holds another tissue
+    (:func:`_edges`), the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
     (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`). Only the rows and
     columns that can hold the body (:meth:`Pose.window`) are evaluated; the rest is air.
 
@@ -448,7 +462,7 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
         nodes = lattice.nodes(x, y, z)
         labels = lattice.read(*nodes)
         inner = slice(k0 - ka, k1 - ka)
-        edge = (ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3))[inner]
+        edge = _edges(labels)[inner]
         x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]
         a = _activity(labels, (x, y, z), table)
         k, j, m = np.nonzero(edge)
