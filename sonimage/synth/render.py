@@ -282,7 +282,8 @@ def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm
     """The second-day image: ``volume`` (first-day positions on ``grid``) resampled linearly through ``motion``'s
     inverse (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab. Where
     the voxels a point reads (its 2x2x2 neighbours, all within one voxel of the nearest) all hold ``cval`` (air
-    around the patient), the point is ``cval`` without interpolating."""
+    around the patient), the point is ``cval`` without interpolating; so are the rows and columns the motion cannot
+    bring a voxel of another value to (:meth:`Pose.window`, 2 voxels to spare)."""
     out = np.full_like(volume, cval)
     held = volume != cval
     rows, cols = np.flatnonzero(held.any(axis=(0, 2))), np.flatnonzero(held.any(axis=(0, 1)))
