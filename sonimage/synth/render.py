@@ -435,8 +435,8 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
     by slab in the body frame through the first voxel's first sub-voxel point: without motion its nodes are the
     sub-voxel points and voxel centres themselves (exact, as :func:`sonimage.synth.anatomy.labels_at` there); with
     the second day's motion each point (voxel centres from the pose's lattice, :func:`_lattice`) reads its nearest
-    node, at most 1/(2 ``supersample``) voxel per axis off, and the sub-voxel points of voxels that read more than
-    one tissue are evaluated exactly (:func:`sonimage.synth.anatomy.labels_at`)."""
+    node, at most 1/(2 ``supersample``) voxel per axis off, and the sub-voxel points of edge voxels are evaluated
+    exactly (:func:`sonimage.synth.anatomy.labels_at`)."""
     table = np.asarray(table, np.float32)
     act = np.full(grid.shape, table[Tissue.AIR], dtype=np.float32)  # air around the body's window
     moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
@@ -467,13 +467,14 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
         x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]
         a = _activity(labels, (x, y, z), table)
         k, j, m = np.nonzero(edge)
-        sub_labels = lattice.read(*(n[inner][k, j, m].astype(np.float32)[:, None] + rounding[None, :, axis]
-                                    for axis, n in enumerate(nodes)), half=0.0)
         centres = (x[k, j, m], y[k, j, m], z[k, j, m])
-        if pose.motion is not None:  # a nearest node can be 1/6 voxel off: mixed voxels exactly
-            mixed = np.flatnonzero(sub_labels.min(axis=1) != sub_labels.max(axis=1))
+        if pose.motion is None:  # the nodes are the sub-voxel points
+            sub_labels = lattice.read(*(n[inner][k, j, m].astype(np.float32)[:, None] + rounding[None, :, axis]
+                                        for axis, n in enumerate(nodes)), half=0.0)
+        else:  # a nearest node can be 1/6 voxel off: the edge voxels' sub-voxel points exactly
+            sub_labels = np.empty((len(k), len(offsets)), dtype=np.uint8)
             # in chunks of neighbouring voxels (nonzero order: row by row), so each chunk meets few shapes
-            for part in np.array_split(mixed, max(1, -(-len(mixed) // chunk))):
+            for part in np.array_split(np.arange(len(k)), max(1, -(-len(k) // chunk))):
                 sub_labels[part] = labels_at(body, *(c[part, None] + offsets[None, :, axis]
                                                      for axis, c in enumerate(centres)))
         sub = table[sub_labels]
