@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, labels_at, tissue_at
+from sonimage.synth.anatomy import HU, Body, Grid, Tissue, index_range, label_map, labels_at, tissue_at
 from sonimage.synth.psf import FWHM_PER_SIGMA, blur_voxels, fine_axis, psf_fwhm_zyx, spread
 
 PSF_FWHM_MM = 7.5  # full size: EARL1 recovery (sonimage.synth.psf); coarser sizes widen it to their voxels
@@ -143,7 +143,8 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
     noise[hu <= -999.5] = 0.0
     hu += noise
     np.round(hu, out=hu)
-    return np.clip(hu, -1024, 3071).astype(np.int16)
+    np.clip(hu, -1024, 3071, out=hu)
+    return hu.astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,13 @@ class Motion:
         d apart come from first-day points at least d / (1 + stretch) apart."""
         return float(sum(np.linalg.norm(a) * 2 * np.pi * np.linalg.norm(f)
                          for a, f in zip(self.amplitudes_mm, self.frequencies_per_mm)))
+
+    def reach(self, lo: np.ndarray, hi: np.ndarray) -> float:
+        """A bound of how far (mm) the motion moves any point of the box [lo, hi] (x, y, z): the rotation's
+        largest move, at a corner (|(R - I)(p - centre)| is convex), plus sum_k |a_k|."""
+        corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T - np.asarray(self.centre)
+        turned = np.linalg.norm(corners @ (self.rotation - np.eye(3)).T, axis=1).max()
+        return float(turned + sum(np.linalg.norm(a) for a in self.amplitudes_mm))
 
     def displacement(self, p: np.ndarray) -> np.ndarray:
         """d(p) for points (N, 3)."""
@@ -230,7 +238,7 @@ def _linear_weights(position: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
     the lower neighbour i and the weights of i and i + 1 (the two nonzero entries of a row of the weight matrix)."""
     p = np.clip(position, 0.0, n - 1.0)
     i = np.minimum(np.floor(p).astype(int), max(n - 2, 0))
-    f = p - i
+    f = (p - i).astype(np.float32)
     return i, 1.0 - f, f
 
 
@@ -246,42 +254,57 @@ def _interpolate(values: np.ndarray, axis: int, weights: tuple[np.ndarray, np.nd
 
 
 def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
-    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1) -> first-day (x, y, z) arrays
-    (z, y, x shaped) of the second-day voxel centres of slices k0:k1. The map is smooth (a rotation plus
-    displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along z, then y, then x)
-    from a 16 mm lattice errs < 0.05 mm."""
+    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1, window) -> first-day (x, y, z)
+    arrays (z, y, x shaped) of the second-day voxel centres of slices k0:k1 (rows and columns ``window``). The map
+    is smooth (a rotation plus displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along
+    z, then y, then x) from a 16 mm lattice errs < 0.05 mm."""
     fine = (grid.zs, grid.ys, grid.xs)
     coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in fine]
     cz, cy, cx = np.meshgrid(*coarse, indexing="ij")
     src = motion.inverse(np.column_stack([cx.ravel(), cy.ravel(), cz.ravel()]))
-    source = [src[:, i].reshape(cz.shape) for i in range(3)]  # x, y, z of the source on the lattice
+    # x, y, z of the source on the lattice; float32 (< 1e-4 mm off): the voxel arrays are built in it
+    source = [src[:, i].reshape(cz.shape).astype(np.float32) for i in range(3)]
     weights = [_linear_weights((a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)), len(c))
                for a, c in zip(fine, coarse)]
 
-    def slab(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        wz = tuple(w[k0:k1] for w in weights[0])
-        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, weights[1]), 2, weights[2])
-                     for s in source)
+    def slab(k0: int, k1: int, window: tuple[slice, slice] = (slice(None), slice(None))
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wz, wy, wx = (tuple(w[part] for w in weights[a]) for a, part in enumerate((slice(k0, k1), *window)))
+        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, wy), 2, wx) for s in source)
     return slab
+
+
+def _axis_step(axis: np.ndarray) -> float:
+    return float(axis[1] - axis[0]) if len(axis) > 1 else 1.0
 
 
 def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm: float = 16.0) -> np.ndarray:
     """The second-day image: ``volume`` (first-day positions on ``grid``) resampled linearly through ``motion``'s
     inverse (used for the CT; the PET is rendered from the moved geometry, :class:`Pose`), slab by slab. Where
     the voxels a point reads (its 2x2x2 neighbours, all within one voxel of the nearest) all hold ``cval`` (air
-    around the patient), the point is ``cval`` without interpolating."""
-    slab = _lattice(grid, motion, lattice_mm)
-    steps = [(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (grid.zs, grid.ys, grid.xs)]
-    origin = (grid.zs[0], grid.ys[0], grid.xs[0])
-    differs = ndimage.maximum_filter(volume != cval, size=3)
+    around the patient), the point is ``cval`` without interpolating; so are the rows and columns the motion cannot
+    bring a voxel of another value to (:meth:`Pose.window`, 2 voxels to spare)."""
     out = np.full_like(volume, cval)
+    held = volume != cval
+    rows, cols = np.flatnonzero(held.any(axis=(0, 2))), np.flatnonzero(held.any(axis=(0, 1)))
+    if not len(rows):
+        return out
+    # only the rows and columns the motion can bring the held voxels to are computed
+    window = Pose(np.zeros(3), motion).window(grid, np.array([grid.xs[cols[0]], grid.ys[rows[0]], grid.zs.min()]),
+                                              np.array([grid.xs[cols[-1]], grid.ys[rows[-1]], grid.zs.max()]))
+    around = (slice(None), slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    differs = np.zeros_like(held)
+    differs[around] = ndimage.maximum_filter(held[around], size=3)
+    slab = _lattice(grid, motion, lattice_mm)
+    steps = [_axis_step(a) for a in (grid.zs, grid.ys, grid.xs)]
+    origin = (float(grid.zs[0]), float(grid.ys[0]), float(grid.xs[0]))  # Python floats keep float32 coordinates
     for k0 in range(0, len(grid.zs), SLAB):
-        x, y, z = slab(k0, k0 + SLAB)
+        x, y, z = slab(k0, k0 + SLAB, window)
         coords = [(c - o) / st for c, o, st in zip((z, y, x), origin, steps)]
         nearest = tuple(np.clip(np.rint(c), 0, n - 1).astype(int) for c, n in zip(coords, volume.shape))
         read = differs[nearest]
-        out[k0:k0 + SLAB][read] = ndimage.map_coordinates(volume, [c[read] for c in coords], order=1,
-                                                          mode="constant", cval=cval)
+        out[k0:k0 + SLAB, window[0], window[1]][read] = ndimage.map_coordinates(
+            volume, [c[read] for c in coords], order=1, mode="constant", cval=cval)
     return out
 
 
@@ -306,60 +329,164 @@ class Pose:
         gradient, < 0.04, is left out: < 0.1 mm over a voxel)."""
         return offsets if self.motion is None else offsets @ self.motion.rotation
 
-    def voxel_slabs(self, grid: Grid):
-        """(k0, k1, x, y, z): the body-frame coordinates of the voxel centres of ``grid``, slab by slab."""
+    def window(self, grid: Grid, lo: np.ndarray, hi: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
+        """The rows and columns of ``grid`` that hold the scan positions of the body-frame box [lo, hi] (x, y, z),
+        with ``margin`` voxels to spare."""
+        reach = 0.0 if self.motion is None else self.motion.reach(lo + self.shift, hi + self.shift)
+        spare = [reach + margin * abs(_axis_step(axis)) for axis in (grid.xs, grid.ys)]
+        y, x = (index_range(axis, lo[a] + self.shift[a] - spare[a], hi[a] + self.shift[a] + spare[a])
+                for a, axis in ((1, grid.ys), (0, grid.xs)))
+        return y, x
+
+    def voxel_slabs(self, grid: Grid, halo: int = 0, window: tuple[slice, slice] = (slice(None), slice(None))):
+        """(k0, k1, ka, x, y, z): the body-frame coordinates of the voxel centres of ``grid`` (rows and columns
+        ``window``), slab by slab: slices k0:k1 and up to ``halo`` slices more on each side (the arrays start at
+        slice ka)."""
         slab = None if self.motion is None else _lattice(grid, self.motion)
         for k0 in range(0, len(grid.zs), SLAB):
             k1 = min(k0 + SLAB, len(grid.zs))
+            ka, kb = max(k0 - halo, 0), min(k1 + halo, len(grid.zs))
             if slab is None:
-                z, y, x = np.meshgrid(grid.zs[k0:k1], grid.ys, grid.xs, indexing="ij", sparse=True)
+                z, y, x = np.meshgrid(grid.zs[ka:kb], grid.ys[window[0]], grid.xs[window[1]], indexing="ij",
+                                      sparse=True)
                 x, y, z = np.broadcast_arrays(x, y, z)
             else:
-                x, y, z = slab(k0, k1)
-            yield k0, k1, x - self.shift[0], y - self.shift[1], z - self.shift[2]
+                x, y, z = slab(ka, kb, window)
+            yield k0, k1, ka, *(c - float(s) for c, s in zip((x, y, z), self.shift))
+
+
+@dataclass(frozen=True)
+class LabelLattice:
+    """Tissue labels of a body painted (:func:`sonimage.synth.anatomy.label_map`, exact at the nodes) on the
+    regular body-frame lattice ``origin + n * step`` (x, y, z; integer n from ``first``); any point reads its
+    nearest node's label."""
+
+    labels: np.ndarray  # z, y, x
+    origin: np.ndarray
+    step: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def covering(cls, body: Body, origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                 ) -> LabelLattice:
+        """The lattice's nodes over the body-frame box [lo, hi] (x, y, z)."""
+        a, b = (lo - origin) / step, (hi - origin) / step
+        first = np.floor(np.minimum(a, b)).astype(int)
+        last = np.ceil(np.maximum(a, b)).astype(int)
+        axes = [origin[i] + step[i] * np.arange(first[i], last[i] + 1) for i in range(3)]
+        return cls(label_map(body, Grid(*axes)), origin, step, first)
+
+    def nodes(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fractional node indices (x, y, z, from the first node) of body-frame points."""
+        return tuple((c - self.origin[a]) / self.step[a] - self.first[a]  # type: ignore[return-value]
+                     for a, c in enumerate((x, y, z)))
+
+    def read(self, i: np.ndarray, j: np.ndarray, k: np.ndarray, half: float = 0.5) -> np.ndarray:
+        """Labels of the nearest nodes to fractional node indices (x, y, z) that lie on the lattice (``half``: 0.5,
+        or 0 where the indices already hold it)."""
+        nz, ny, nx = self.labels.shape
+        flat = (k + half).astype(np.int32)
+        flat *= ny
+        flat += (j + half).astype(np.int32)
+        flat *= nx
+        flat += (i + half).astype(np.int32)
+        return self.labels.ravel()[flat]
+
+
+def _activity(labels: np.ndarray, points: tuple[np.ndarray, np.ndarray, np.ndarray], table: np.ndarray
+              ) -> np.ndarray:
+    """Physiological SUV of tissue ``labels`` at body-frame ``points`` (x, y, z arrays of the labels' shape):
+    tissue uptake with the bowel's texture."""
+    act = np.asarray(table, np.float32)[labels]
+    bowel = labels == Tissue.BOWEL
+    if bowel.any():
+        act[bowel] *= bowel_texture(np.column_stack([p[bowel] for p in points]))
+    return act
 
 
 def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Physiological SUV at body-frame points (N, 3): tissue uptake with the bowel's texture."""
-    labels = tissue_at(body, points)
-    act = table[labels].astype(np.float32)
-    bowel = labels == Tissue.BOWEL
-    act[bowel] *= bowel_texture(points[bowel])
-    return act
+    return _activity(tissue_at(body, points), tuple(points.T), table)  # type: ignore[arg-type]
 
 
-def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3,
-                   chunk: int = 4_000) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _edges(labels: np.ndarray) -> np.ndarray:
+    """Voxels with a face neighbour of another label. A sub-voxel point (within 1/2 voxel of the centre per axis)
+    across a planar boundary puts the face neighbour along its largest normal component across it too (n.e_i =
+    max n_i >= n.s when |s_i| <= 1), so these are the voxels a locally planar tissue boundary passes through."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    for axis in range(labels.ndim):
+        step = np.diff(labels, axis=axis) != 0
+        lower, upper = ([slice(None)] * labels.ndim for _ in range(2))
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lower)] |= step
+        edge[tuple(upper)] |= step
+    return edge
+
+
+def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3, chunk: int = 1_000
+                   ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
-    the pose, so the second day's motion moves the organs); where a voxel's 3x3x3 neighbourhood holds more than one
-    tissue, the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
-    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`). Edge voxels go in
-    chunks of neighbouring voxels (``np.nonzero`` order: slice by slice), so each chunk meets few shapes."""
-    labels = np.empty(grid.shape, dtype=np.uint8)
-    act = np.empty(grid.shape, dtype=np.float32)
-    for k0, k1, x, y, z in pose.voxel_slabs(grid):
-        lab = labels_at(body, x, y, z)
-        labels[k0:k1] = lab
-        a = table[lab].astype(np.float32)
-        bowel = lab == Tissue.BOWEL
-        a[bowel] *= bowel_texture(np.column_stack([x[bowel], y[bowel], z[bowel]]))
-        act[k0:k1] = a
-    edge = np.nonzero(ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3))
+    the pose, so the second day's motion moves the organs); where a face neighbour holds another tissue
+    (:func:`_edges`), the mean over ``supersample``^3 sub-voxel points (partial volume) and the first moments along z, y, x
+    (mean of activity x offset, mm; zero elsewhere; :func:`sonimage.synth.psf.blur_voxels`). Only the rows and
+    columns that can hold the body (:meth:`Pose.window`) are evaluated; the rest is air.
+
+    Labels are read from a :class:`LabelLattice` of ``supersample`` (odd) nodes per voxel and axis, painted slab
+    by slab in the body frame through the first voxel's first sub-voxel point: without motion its nodes are the
+    sub-voxel points and voxel centres themselves (exact, as :func:`sonimage.synth.anatomy.labels_at` there); with
+    the second day's motion each point (voxel centres from the pose's lattice, :func:`_lattice`) reads its nearest
+    node, at most 1/(2 ``supersample``) voxel per axis off, and the sub-voxel points of edge voxels are evaluated
+    exactly (:func:`sonimage.synth.anatomy.labels_at`)."""
+    table = np.asarray(table, np.float32)
+    act = np.full(grid.shape, table[Tissue.AIR], dtype=np.float32)  # air around the body's window
+    moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
+    window = pose.window(grid, body.bounds[0].min(axis=0), body.bounds[1].max(axis=0))
+    y0, x0 = (w.start for w in window)
     u = (np.arange(supersample) + 0.5) / supersample - 0.5
     sz, sy, sx = grid.spacing
     oz, oy, ox = np.meshgrid(u * sz, u * sy, u * sx, indexing="ij")
     scan_offsets = np.column_stack([oz.ravel(), oy.ravel(), ox.ravel()])  # z, y, x (mm, signed along the axes)
     scan_offsets[:, 0] *= np.sign(grid.zs[-1] - grid.zs[0]) if len(grid.zs) > 1 else 1.0  # index order, not mm
     offsets = pose.body_offsets(np.column_stack([ox.ravel(), oy.ravel(), oz.ravel()]))
-    moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
-    for i in range(0, len(edge[0]), chunk):
-        k, j, m = (e[i:i + chunk] for e in edge)
-        centres = pose.to_body(np.column_stack([grid.xs[m], grid.ys[j], grid.zs[k]]))
-        pts = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-        sub = _tissue_activity(body, pts, table).reshape(len(k), -1)
-        act[k, j, m] = sub.mean(axis=1)
+    voxel = np.array([_axis_step(grid.xs), _axis_step(grid.ys), _axis_step(grid.zs)])
+    step = voxel / supersample
+    origin = np.array([grid.xs[0], grid.ys[0], grid.zs[0]]) - pose.shift + u[0] * voxel
+    pad = np.abs(offsets).max(axis=0) + np.abs(step)  # every sub-voxel point falls on the slab's lattice
+    rounding = (offsets / step + 0.5).astype(np.float32)  # node offsets of the sub-voxel points, + 0.5 to round
+    weights = np.column_stack([np.ones(len(offsets)), scan_offsets]).astype(np.float32) / len(offsets)
+    for k0, k1, ka, x, y, z in pose.voxel_slabs(grid, halo=1, window=window):
+        if not x.size:  # the body is outside the field of view
+            break
+        lo = np.array([x.min(), y.min(), z.min()]) - pad
+        hi = np.array([x.max(), y.max(), z.max()]) + pad
+        lattice = LabelLattice.covering(body, origin, step, lo, hi)
+        nodes = lattice.nodes(x, y, z)
+        labels = lattice.read(*nodes)
+        inner = slice(k0 - ka, k1 - ka)
+        edge = _edges(labels)[inner]
+        x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]
+        a = _activity(labels, (x, y, z), table)
+        k, j, m = np.nonzero(edge)
+        centres = (x[k, j, m], y[k, j, m], z[k, j, m])
+        if pose.motion is None:  # the nodes are the sub-voxel points
+            sub_labels = lattice.read(*(n[inner][k, j, m].astype(np.float32)[:, None] + rounding[None, :, axis]
+                                        for axis, n in enumerate(nodes)), half=0.0)
+        else:  # a nearest node can be 1/6 voxel off: the edge voxels' sub-voxel points exactly
+            sub_labels = np.empty((len(k), len(offsets)), dtype=np.uint8)
+            # in chunks of neighbouring voxels (nonzero order: row by row), so each chunk meets few shapes
+            for part in np.array_split(np.arange(len(k)), max(1, -(-len(k) // chunk))):
+                sub_labels[part] = labels_at(body, *(c[part, None] + offsets[None, :, axis]
+                                                     for axis, c in enumerate(centres)))
+        sub = table[sub_labels]
+        bowel = np.nonzero(sub_labels == Tissue.BOWEL)
+        if len(bowel[0]):
+            sub[bowel] *= bowel_texture(np.column_stack([c[bowel[0]] + offsets[bowel[1], axis]
+                                                         for axis, c in enumerate(centres)]))
+        mean_and_moments = np.einsum("np,pc->cn", sub, weights)  # einsum: no BLAS thread pool
+        a[k, j, m] = mean_and_moments[0]
+        act[k0:k1, window[0], window[1]] = a
         for axis in range(3):
-            moments[axis][k, j, m] = (sub * scan_offsets[:, axis]).mean(axis=1)
+            moments[axis][k + k0, j + y0, m + x0] = mean_and_moments[axis + 1]
     return act, moments
 
 

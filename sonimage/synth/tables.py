@@ -133,7 +133,7 @@ COHORTS: dict[str, CohortSpec] = {
         propensity={"intercept": 1.8, "age_centred": -0.02, "ecog": -1.2, "visceral": -0.9, "de_novo": 0.5},
     ),
     "transcan": CohortSpec(
-        prefix="TRANSCAN", n_patients=140, sites=("IT01", "IT02", "FR01", "ES01"),
+        prefix="TRANSCAN", n_patients=147, sites=("IT01", "IT02", "FR01", "ES01"),
         arms={"ET": 0.5, "chemotherapy": 0.5}, allocation="fes_selection", weibull_scale_months=7.5,
         age_mean=66.0, age_sd=7.0, ecog_p=(0.80, 0.20, 0.0), p_de_novo=0.0, p_bone_only=0.40,
         p_visceral=0.35, p_prior_endocrine=0.90, er_negative_logit=-3.0, er_frailty_sd=3.5,
