@@ -279,6 +279,8 @@ class _Breslow:
     def __init__(self, x: np.ndarray, time: np.ndarray, event: np.ndarray):
         order = np.argsort(-time, kind="stable")  # descending: risk sets are prefixes
         self.x, t, e = x[order] - x.mean(0), time[order], event[order].astype(bool)
+        if not e.any():
+            raise SurvivalDataError("no event: the Cox partial likelihood is constant")
         uniq = np.unique(t[e])[::-1]
         self.end = np.searchsorted(-t, -uniq, side="right")  # rows with t_j >= t_event
         self.d = np.array([np.sum(e & (t == u)) for u in uniq], float)
