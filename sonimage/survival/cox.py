@@ -199,27 +199,26 @@ def efron_newton(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np
     d = np.bincount(grp_id)[grp_id].astype(float)
     frac = (np.arange(dt.size) - grp_start[grp_id]) / d
     xd = x[e]
-    # the distinct products 1, x_j, x_j x_k (j <= k) of each row, formed once: each evaluation weights them
-    pj, pk = np.array(list(combinations_with_replacement(range(p), 2)), int).reshape(-1, 2).T
-    pair_of = np.empty((p, p), int)
-    pair_of[pj, pk] = pair_of[pk, pj] = np.arange(pj.size)
-    products = np.concatenate([np.ones((n, 1)), x, x[:, pj] * x[:, pk]], 1)
-    deaths = products[e]
 
     @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # a diverging fit is caught below
     def evaluate(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         lp = x @ beta
         r = np.exp(lp - lp.max())
-        at_risk = np.cumsum(r[:, None] * products, 0)[prefix_end - 1]  # Σ over the risk set of each death
-        tied = np.add.reduceat(r[e][:, None] * deaths, grp_start, 0)[grp_id] if dt.size else deaths  # Σ over
-        # the death's tie group (no death: nothing to sum, and the zero information stops the fit below)
-        sums = at_risk - frac[:, None] * tied  # Efron: the tied deaths leave the risk set a fraction at a time
-        den = sums[:, 0]
-        m1 = sums[:, 1:1 + p] / den[:, None]
-        m2 = sums[:, 1 + p:] / den[:, None]
+        s0 = np.cumsum(r)[prefix_end - 1]
+        s1 = np.cumsum(r[:, None] * x, 0)[prefix_end - 1]
+        s2 = np.cumsum(r[:, None, None] * x[:, :, None] * x[:, None, :], 0)[prefix_end - 1]
+        rd = r[e]
+        t0 = np.bincount(grp_id, rd)[grp_id]
+        t1 = np.stack([np.bincount(grp_id, rd * xd[:, j], minlength=grp_start.size) for j in range(p)], 1)[grp_id]
+        xx = rd[:, None, None] * xd[:, :, None] * xd[:, None, :]
+        t2 = np.zeros((grp_start.size, p, p))
+        np.add.at(t2, grp_id, xx)
+        den = s0 - frac * t0
+        m1 = (s1 - frac[:, None] * t1) / den[:, None]
+        m2 = (s2 - frac[:, None, None] * t2[grp_id]) / den[:, None, None]
         ll = float(np.sum(lp[e] - lp.max() - np.log(den)))
         grad = xd.sum(0) - m1.sum(0)
-        info = (m2 - m1[:, pj] * m1[:, pk]).sum(0)[pair_of]
+        info = (m2 - m1[:, :, None] * m1[:, None, :]).sum(0)
         return ll, grad, info
 
     beta = np.zeros(p) if start is None else np.asarray(start, float).copy()
