@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from itertools import combinations_with_replacement, permutations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -268,39 +269,64 @@ CHI2_95 = float(Z95 ** 2)  # 3.84: the 95 % profile-likelihood cut
 
 
 class _Breslow:
-    """Risk-set sums of a Cox model with Breslow ties, with the third moments that Firth's penalty needs."""
+    """Risk-set sums of a Cox model with Breslow ties, with the third moments that Firth's penalty needs.
+
+    The distinct products ``1, x_j, x_j x_k (j ≤ k), x_j x_k x_r (j ≤ k ≤ r)`` of each row are formed once (the
+    moments are symmetric, so the other orderings repeat them); an evaluation weights them by ``exp(lp)``, sums
+    them within the blocks between consecutive event times and accumulates the block sums over the (descending)
+    event times, so every risk-set sum comes from one pass."""
 
     def __init__(self, x: np.ndarray, time: np.ndarray, event: np.ndarray):
         order = np.argsort(-time, kind="stable")  # descending: risk sets are prefixes
         self.x, t, e = x[order] - x.mean(0), time[order], event[order].astype(bool)
+        if not e.any():
+            raise SurvivalDataError("no event: the Cox partial likelihood is constant")
         uniq = np.unique(t[e])[::-1]
         self.end = np.searchsorted(-t, -uniq, side="right")  # rows with t_j >= t_event
         self.d = np.array([np.sum(e & (t == u)) for u in uniq], float)
         self.xsum = self.x[e].sum(0)
+        n, p = self.x.shape
+        self.pairs = np.array(list(combinations_with_replacement(range(p), 2)), int).reshape(-1, 2).T
+        self.triples = np.array(list(combinations_with_replacement(range(p), 3)), int).reshape(-1, 3).T
+        self.pair_of = np.empty((p, p), int)  # index of (j, k) among the distinct pairs, any order
+        self.pair_of[self.pairs[0], self.pairs[1]] = self.pair_of[self.pairs[1], self.pairs[0]] = \
+            np.arange(self.pairs.shape[1])
+        self.triple_of = np.empty((p, p, p), int)
+        for perm in permutations(range(3)):
+            self.triple_of[tuple(self.triples[list(perm)])] = np.arange(self.triples.shape[1])
+        j, k, r = self.triples
+        self.split = (self.pair_of[j, k], self.pair_of[j, r], self.pair_of[k, r])  # E[xj xk], E[xj xr], E[xk xr]
+        xt = self.x
+        self.products = np.concatenate([np.ones((n, 1)), xt, xt[:, self.pairs[0]] * xt[:, self.pairs[1]],
+                                        xt[:, j] * xt[:, k] * xt[:, r]], 1)[:self.end[-1]]
+        self.blocks = np.r_[0, self.end[:-1]]  # first row of each block between consecutive event times
 
     def evaluate(self, beta: np.ndarray, third: bool = True
                  ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
         """Log partial likelihood, score, information and (``third``) ∂I/∂β_r stacked on the last axis."""
         x = self.x
+        p, n2 = x.shape[1], self.pairs.shape[1]
         lp = x @ beta
         shift = lp.max()
         w = np.exp(lp - shift)
-        s0 = np.cumsum(w)[self.end - 1]
-        m1 = np.cumsum(w[:, None] * x, 0)[self.end - 1] / s0[:, None]
-        m2 = np.cumsum(w[:, None, None] * x[:, :, None] * x[:, None, :], 0)[self.end - 1] / s0[:, None, None]
+        ncol = 1 + p + n2 + (self.triples.shape[1] if third else 0)
+        sums = np.cumsum(np.add.reduceat(w[:self.end[-1], None] * self.products[:, :ncol], self.blocks, 0), 0)
+        s0 = sums[:, :1]
+        m1 = sums[:, 1:1 + p] / s0
+        m2 = sums[:, 1 + p:1 + p + n2] / s0
         d = self.d
-        ll = float(self.xsum @ beta - np.sum(d * (np.log(s0) + shift)))
+        ll = float(self.xsum @ beta - np.sum(d * (np.log(s0[:, 0]) + shift)))
         score = self.xsum - d @ m1
-        info = np.einsum("k,kij->ij", d, m2 - m1[:, :, None] * m1[:, None, :])
+        info = (d @ (m2 - m1[:, self.pairs[0]] * m1[:, self.pairs[1]]))[self.pair_of]
         if not third:
             return ll, score, info, None
-        m3 = np.cumsum(w[:, None, None, None] * x[:, :, None, None] * x[:, None, :, None] * x[:, None, None, :],
-                       0)[self.end - 1] / s0[:, None, None, None]
+        m3 = sums[:, 1 + p + n2:] / s0
+        j, k, r = self.triples
+        jk, jr, kr = self.split
         # third central moment: E[xj xk xr] − E[xj xk]E[xr] − E[xj xr]E[xk] − E[xj]E[xk xr] + 2 E[xj]E[xk]E[xr]
-        c3 = (m3 - m2[:, :, :, None] * m1[:, None, None, :] - m2[:, :, None, :] * m1[:, None, :, None]
-              - m1[:, :, None, None] * m2[:, None, :, :]
-              + 2 * m1[:, :, None, None] * m1[:, None, :, None] * m1[:, None, None, :])
-        return ll, score, info, np.einsum("k,kijr->ijr", d, c3)
+        c3 = (m3 - m2[:, jk] * m1[:, r] - m2[:, jr] * m1[:, k] - m1[:, j] * m2[:, kr]
+              + 2 * m1[:, j] * m1[:, k] * m1[:, r])
+        return ll, score, info, (d @ c3)[self.triple_of]
 
 
 @dataclass(frozen=True)

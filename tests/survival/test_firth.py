@@ -14,6 +14,7 @@ import pytest
 
 from sonimage.survival.cox import (CHI2_95, FIRTH, WALD, _Breslow, _firth_maximise, cox_terms, efron_newton,
                                    firth_cox, partial_log_likelihood)
+from sonimage.survival.data import SurvivalDataError
 
 
 def _data(n: int, seed: int, separate: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,3 +87,36 @@ def test_cox_terms_chooses_the_method_and_names_what_cannot_be_estimated():
     assert const["hr"] is None and "does not vary" in const["not_estimable"]
     collinear = cox_terms(df.assign(x3=2 * df.x2 + 1), "t", "e", "x1 + x2 + x3", ["x2"])[0]
     assert collinear["hr"] is None and "collinear" in collinear["not_estimable"]
+
+
+@pytest.mark.parametrize("p", [1, 3])
+def test_risk_set_moments_match_a_direct_sum_over_each_risk_set(p):
+    """The one-pass moments (distinct products, block sums) equal the textbook sums over each risk set, ties
+    included (Breslow: d events at a time share its risk set)."""
+    rng = np.random.default_rng(p)
+    x = rng.normal(size=(25, p))
+    t = rng.integers(1, 9, 25).astype(float)  # many ties
+    e = (rng.random(25) < 0.7).astype(int)
+    beta = rng.normal(size=p) * 0.5
+    ll, score, info, dinfo = _Breslow(x, t, e).evaluate(beta)
+    xc = x - x.mean(0)
+    want_ll, want_score, want_info, want_dinfo = 0.0, np.zeros(p), np.zeros((p, p)), np.zeros((p, p, p))
+    for u in np.unique(t[e == 1]):
+        d = np.sum((t == u) & (e == 1))
+        w = np.exp(xc[t >= u] @ beta)
+        xs = xc[t >= u]
+        m1 = w @ xs / w.sum()
+        c = xs - m1
+        want_ll += np.sum(xc[(t == u) & (e == 1)] @ beta) - d * np.log(w.sum())
+        want_score += xc[(t == u) & (e == 1)].sum(0) - d * m1
+        want_info += d * np.einsum("i,ij,ik->jk", w, c, c) / w.sum()
+        want_dinfo += d * np.einsum("i,ij,ik,ir->jkr", w, c, c, c) / w.sum()
+    assert ll == pytest.approx(want_ll, rel=1e-12)
+    np.testing.assert_allclose(score, want_score, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(info, want_info, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dinfo, want_dinfo, rtol=1e-9, atol=1e-12)
+
+
+def test_no_event_is_a_clear_error():
+    with pytest.raises(SurvivalDataError, match="no event"):
+        firth_cox(np.arange(6.0)[:, None], np.arange(1.0, 7.0), np.zeros(6, int))
