@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.base import Feature, FeatureSettings, Roi, record_templates
 from sonimage.features.discretise import discretise
 from sonimage.features.kernels import (
     binned_levels, bounding_box, dense_unique, emphasis_values, neighbour_sums, zones,
@@ -402,14 +402,15 @@ def feature_records(family: str, table: Sequence[tuple[str, str, Any]], results:
     where undefined."""
     out = []
     for aggregation, values in results.items():
+        templates = record_templates(family, table, aggregation, 0, 1)
         if values is None:
             empty = EMPTY_REASON.format(family=family.upper(), what=empty_what)
-            out += [Feature.record(family, name, code, math.nan, aggregation, empty) for code, name, *_ in table]
+            out += [Feature.from_template(template, math.nan, empty) for template in templates]
             continue
-        for (code, name, *_), value in zip(table, values.tolist(), strict=True):
+        for template, value in zip(templates, values.tolist(), strict=True):
             finite = math.isfinite(value)
-            out.append(Feature.record(family, name, code, value if finite else math.nan, aggregation,
-                                      "" if finite else UNDEFINED_REASON))
+            out.append(Feature.from_template(template, value if finite else math.nan,
+                                             "" if finite else UNDEFINED_REASON))
     return out
 
 
