@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -123,11 +125,21 @@ class Feature:
     reason: str = ""
 
     @classmethod
-    def record(cls, family: str, name: str, code: str, value: float, aggregation: str = "", reason: str = ""
-               ) -> Feature:
-        """``Feature(...)`` built without the frozen dataclass's one ``object.__setattr__`` per field: the same
-        object at about half the cost (a lesion has hundreds)."""
+    def from_template(cls, template: dict[str, str | float], value: float, reason: str) -> Feature:
+        """``Feature(**template, value=value, reason=reason)`` for a :func:`record_templates` entry, built by one
+        dict copy, without the frozen dataclass's ``object.__setattr__`` per field (a lesion has hundreds)."""
+        fields = template.copy()
+        fields["value"], fields["reason"] = value, reason
         feature = object.__new__(cls)
-        feature.__dict__.update(family=family, name=name, code=code, value=value, aggregation=aggregation,
-                                reason=reason)
+        object.__setattr__(feature, "__dict__", fields)
         return feature
+
+
+@lru_cache(maxsize=256)
+def record_templates(family: str, table: tuple[tuple, ...], aggregation: str, code_at: int, name_at: int
+                     ) -> tuple[dict[str, str | float], ...]:
+    """The fields of the records of the rows of ``table`` (IBSI code at ``code_at``, name at ``name_at``) of
+    ``family`` and ``aggregation``, value NaN and no reason, for :meth:`Feature.from_template` (the same for every
+    lesion: cached)."""
+    return tuple({"family": family, "name": row[name_at], "code": row[code_at], "value": math.nan,
+                  "aggregation": aggregation, "reason": ""} for row in table)

@@ -265,23 +265,55 @@ def sample_summary(s: np.ndarray) -> np.ndarray:
 @jit
 def mask_box(mask: np.ndarray) -> np.ndarray:
     """Voxel count and bounding box of the 3D boolean ``mask``: (n, z0, z1, y0, y1, x0, x1), ends exclusive
-    (all 0 for an empty mask)."""
+    (all 0 for an empty mask). Each row is counted by a branch-free sum; only rows holding voxels are searched for
+    their first and last one."""
     out = np.zeros(7, dtype=np.int64)
     nz, ny, nx = mask.shape
     lo = np.array([nz, ny, nx])
     hi = np.full(3, -1)
     for z in range(nz):
         for y in range(ny):
+            row = mask[z, y]
+            count = 0
             for x in range(nx):
-                if mask[z, y, x]:
-                    out[0] += 1
-                    lo[0], hi[0] = min(lo[0], z), max(hi[0], z)
-                    lo[1], hi[1] = min(lo[1], y), max(hi[1], y)
-                    lo[2], hi[2] = min(lo[2], x), max(hi[2], x)
+                count += row[x]
+            if count:
+                out[0] += count
+                first, last = 0, nx - 1
+                while not row[first]:
+                    first += 1
+                while not row[last]:
+                    last -= 1
+                lo[0], hi[0] = min(lo[0], z), max(hi[0], z)
+                lo[1], hi[1] = min(lo[1], y), max(hi[1], y)
+                lo[2], hi[2] = min(lo[2], first), max(hi[2], last)
     if out[0]:
         for axis in range(3):
             out[1 + 2 * axis], out[2 + 2 * axis] = lo[axis], hi[axis] + 1
     return out
+
+
+@jit
+def binned_levels(image: np.ndarray, mask: np.ndarray, lower: float, width: float, margin: int
+                  ) -> tuple[np.ndarray, int, int, int]:
+    """Fixed-bin-size grey levels ``floor((x - lower) / width) + 1`` of the voxels inside ``mask`` (3D, the shape
+    of ``image``) in an int64 array padded by ``margin`` zero voxels per side (0 outside the mask), with the lowest
+    and highest level and the number of non-finite intensities inside the mask (their levels are undefined)."""
+    nz, ny, nx = mask.shape
+    out = np.zeros((nz + 2 * margin, ny + 2 * margin, nx + 2 * margin), dtype=np.int64)
+    lowest, highest, bad = np.iinfo(np.int64).max, np.iinfo(np.int64).min, 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    value = np.float64(image[z, y, x])
+                    if not np.isfinite(value):
+                        bad += 1
+                        continue
+                    level = np.int64(np.floor((value - lower) / width) + 1.0)
+                    out[z + margin, y + margin, x + margin] = level
+                    lowest, highest = min(lowest, level), max(highest, level)
+    return out, lowest, highest, bad
 
 
 @jit

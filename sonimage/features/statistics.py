@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.base import Feature, FeatureSettings, Roi, record_templates
 from sonimage.features.kernels import sample_summary
 
 FAMILY = "statistics"
@@ -82,10 +82,10 @@ def to_features(family: str, specs: tuple[tuple[str, str, str], ...], values: di
                 reasons: dict[str, str]) -> list[Feature]:
     """Feature records for ``specs`` (key, IBSI name, code) from ``values``; NaNs get their reason."""
     out = []
-    for key, name, code in specs:
+    for (key, _, _), template in zip(specs, record_templates(family, specs, "", 2, 1)):
         v = float(values[key])
-        out.append(Feature.record(family, name, code, v, "",
-                                  reasons.get(key, "undefined for this ROI") if math.isnan(v) else ""))
+        out.append(Feature.from_template(template, v, reasons.get(key, "undefined for this ROI") if math.isnan(v)
+                                         else ""))
     return out
 
 

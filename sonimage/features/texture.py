@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.base import Feature, FeatureSettings, Roi, record_templates
 from sonimage.features.discretise import discretise
-from sonimage.features.kernels import bounding_box, dense_unique, emphasis_values, neighbour_sums, zones
+from sonimage.features.kernels import (
+    binned_levels, bounding_box, dense_unique, emphasis_values, neighbour_sums, zones,
+)
 
 DIMS = ("2D", "2.5D", "3D")
 DIRECTIONAL_AGGREGATIONS = {
@@ -182,20 +184,25 @@ def _grey_levels(roi: Roi, settings: FeatureSettings, margin: int) -> Levels:
     if box is None:
         return Levels(np.zeros((1, 1, 1), dtype=np.int64), 0, margin)
     inside = mask[box]
-    values = np.asarray(roi.image[box], dtype=np.float64)[inside]
-    if not np.isfinite(values).all():
+    lower = next((float(b) for b in (settings.bin_lower_bound, settings.resegment_min) if b is not None), None)
+    if settings.bin_width is not None and lower is not None:  # the common case in one compiled pass
+        padded, lowest, highest, bad = binned_levels(roi.image[box], inside, lower, float(settings.bin_width), margin)
+    else:
+        values = np.asarray(roi.image[box], dtype=np.float64)[inside]
+        bad = int(values.size - np.isfinite(values).sum())
+        if not bad:
+            levels = discretise(values, settings)
+            lowest, highest = int(levels.min()), int(levels.max())
+            padded = np.zeros(tuple(n + 2 * margin for n in inside.shape), dtype=np.int64)
+            padded[tuple(slice(margin, margin + n) for n in inside.shape)][inside] = levels
+    if bad:
         raise ValueError("texture features: the ROI holds non-finite intensities (NaN or inf)")
-    levels = discretise(values, settings)
-    if levels.min() < 1:
+    if lowest < 1:
         raise ValueError(
-            f"texture features: grey levels must start at 1, got {levels.min()} "
-            "(bin_lower_bound above the ROI minimum?)"
+            f"texture features: grey levels must start at 1, got {lowest} (bin_lower_bound above the ROI minimum?)"
         )
-    padded = np.zeros(tuple(n + 2 * margin for n in inside.shape), dtype=np.int64)
-    core = tuple(slice(margin, margin + n) for n in inside.shape)
-    padded[core][inside] = levels
     padded.setflags(write=False)
-    return Levels(padded, max(settings.bin_count or 0, int(levels.max())), margin)
+    return Levels(padded, max(settings.bin_count or 0, int(highest)), margin)
 
 
 def zone_labels(levels: Levels, linkage: int, planar: bool) -> tuple[np.ndarray, int]:
@@ -395,14 +402,15 @@ def feature_records(family: str, table: Sequence[tuple[str, str, Any]], results:
     where undefined."""
     out = []
     for aggregation, values in results.items():
+        templates = record_templates(family, table, aggregation, 0, 1)
         if values is None:
             empty = EMPTY_REASON.format(family=family.upper(), what=empty_what)
-            out += [Feature.record(family, name, code, math.nan, aggregation, empty) for code, name, *_ in table]
+            out += [Feature.from_template(template, math.nan, empty) for template in templates]
             continue
-        for (code, name, *_), value in zip(table, values.tolist(), strict=True):
+        for template, value in zip(templates, values.tolist(), strict=True):
             finite = math.isfinite(value)
-            out.append(Feature.record(family, name, code, value if finite else math.nan, aggregation,
-                                      "" if finite else UNDEFINED_REASON))
+            out.append(Feature.from_template(template, value if finite else math.nan,
+                                             "" if finite else UNDEFINED_REASON))
     return out
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from sonimage.features import local_intensity, morphology, pet
-from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.base import Feature, FeatureSettings, Roi, record_templates
 from sonimage.features.families import ALL_FAMILIES, FeatureInputError, extract_features
 from sonimage.features.table import LesionFeatures, column_name, feature_table, read_dictionary, write_table
 
@@ -293,3 +295,16 @@ def test_spatial_autocorrelation_can_be_left_out():
     assert np.isfinite(full["Moran’s I index"].value) and np.isnan(lean["Moran’s I index"].value)
     assert "spatial_autocorrelation" in lean["Geary’s C measure"].reason
     assert all(lean[k].value == full[k].value for k in full if k not in ("Moran’s I index", "Geary’s C measure"))
+
+
+def test_feature_from_template_equals_the_dataclass_record():
+    """Records built from cached templates are the same frozen, picklable Feature as the constructor's."""
+    table = (("Q4LE", "Mean", "x"), ("84IY", "Maximum", "y"))
+    templates = record_templates("statistics", table, "3D", 0, 1)
+    built = [Feature.from_template(t, v, r) for t, v, r in zip(templates, (1.5, float("nan")), ("", "why"))]
+    assert built[0] == Feature("statistics", "Mean", "Q4LE", 1.5, "3D", "")
+    assert (built[1].name, built[1].reason, built[1].aggregation) == ("Maximum", "why", "3D")
+    assert pickle.loads(pickle.dumps(built[0])) == built[0]
+    assert templates[0]["value"] != templates[0]["value"]  # the cached template is not changed by a record
+    with pytest.raises(AttributeError):
+        built[0].value = 2.0
