@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 
 from machine import describe, load, load_line
-from prefect_scale import TreeSampler
+from prefect_scale import TreeSampler, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -51,35 +49,27 @@ class RoleSampler(TreeSampler):
                               and "server" in cmd else "worker" if "multiprocessing" in cmd or "distributed" in cmd
                               else "other")
 
-    def roles(self) -> dict[str, dict[str, float]]:
-        """Per role: processes, CPU seconds and the largest peak resident MB of one process."""
+    def summary(self) -> dict:
+        """:meth:`TreeSampler.summary` and, per role: processes, CPU seconds and the largest peak resident MB of one
+        process."""
         out: dict[str, dict[str, float]] = {}
         for pid, role in self.role.items():
             row = out.setdefault(role, {"processes": 0, "cpu_s": 0.0, "peak_mb_one": 0.0})
             row["processes"] += 1
             row["cpu_s"] += self.cpu.get(pid, 0.0)
             row["peak_mb_one"] = max(row["peak_mb_one"], self.rss.get(pid, 0.0))
-        return out
+        return super().summary() | {"roles": out}
 
 
 def step(args: list[str]) -> dict:
-    """Run one command to completion, sampling its process tree."""
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = RoleSampler(proc.pid)
-    sampler.start()
-    assert proc.stdout is not None
-    lines = [line.rstrip() for line in proc.stdout]
-    code = proc.wait()
-    wall = time.perf_counter() - t0
-    sampler.stop.set()
-    sampler.join()
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if code:
-        raise SystemExit(f"{' '.join(args)} failed ({code}):\n" + "\n".join(lines[-40:]))
-    return {"wall_s": wall, "cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
-            "roles": sampler.roles(), "output_tail": lines[-25:]}
+    """One command run to completion, its process tree sampled by role (:func:`prefect_scale.run_command`)."""
+    return run_command(args, dict(os.environ), sampler_type=RoleSampler)
+
+
+def minutes(seconds: float) -> str:
+    """``seconds`` as "M min SS.S s"."""
+    whole, rest = divmod(seconds, 60)
+    return f"{whole:.0f} min {rest:04.1f} s"
 
 
 def largest_series_mb(volumes: Path) -> float:
@@ -113,16 +103,16 @@ def main() -> None:
     after = load()
     summary = json.loads((out / "run_summary.json").read_text())
     series_mb = largest_series_mb(out / "volumes")
-    total_wall, total_cpu = synth["wall_s"] + run["wall_s"], synth["cpu_s"] + run["cpu_s"]
+    total_wall, total_cpu = synth["wall_s"] + run["wall_s"], synth["tree_cpu_s"] + run["tree_cpu_s"]
     n = summary["patients"]
     print(f"\nmake demo, {n} patients ({summary['input files']} DICOM files, {summary['lesions']} lesions), "
           "venv install excluded")
     print("| step | wall | CPU s | CPU s per patient | load at start |")
     print("|---|---:|---:|---:|---:|")
     for name, s, ld in (("synthesis", synth, before), ("DICOM -> report (sonimage run)", run, mid)):
-        print(f"| {name} | {s['wall_s'] / 60:.0f} min {s['wall_s'] % 60:04.1f} s | {s['cpu_s']:.0f} | "
-              f"{s['cpu_s'] / n:.2f} | {ld['load_1min']:.1f} |")
-    print(f"| **make demo** | **{total_wall / 60:.0f} min {total_wall % 60:04.1f} s** | {total_cpu:.0f} | "
+        print(f"| {name} | {minutes(s['wall_s'])} | {s['tree_cpu_s']:.0f} | "
+              f"{s['tree_cpu_s'] / n:.2f} | {ld['load_1min']:.1f} |")
+    print(f"| **make demo** | **{minutes(total_wall)}** | {total_cpu:.0f} | "
           f"{total_cpu / n:.2f} | |")
     print("\nthe run's stage clock: " + ", ".join(f"{k[5:-4]} {v:.1f} s" for k, v in summary.items()
                                                    if k.startswith("time ")))

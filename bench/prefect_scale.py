@@ -114,13 +114,15 @@ def server_usage(tree: list[psutil.Process]) -> tuple[float, float]:
     return cpu, rss
 
 
-def run_command(args: list[str], env: dict[str, str], server: list[psutil.Process] | None = None) -> dict:
-    """Run one command, sampling its process tree (and the server's); the time its cluster came up; CPU totals."""
+def run_command(args: list[str], env: dict[str, str], server: list[psutil.Process] | None = None,
+                sampler_type: type[TreeSampler] = TreeSampler) -> dict:
+    """Run one command, sampling its process tree (and the server's) with ``sampler_type``; the time its cluster
+    came up; CPU totals."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     s_cpu0 = server_usage(server)[0] if server else 0.0
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = TreeSampler(proc.pid)
+    sampler = sampler_type(proc.pid)
     sampler.start()
     server_peak, cluster_up, lines = 0.0, None, []
     assert proc.stdout is not None
