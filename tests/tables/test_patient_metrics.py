@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from sonimage.settings import FesRuleSettings
-from sonimage.tables.patients import fes_calls, fes_complete_case, patient_metrics
+from sonimage.tables.patients import (SUMMARY_INPUTS, fes_calls, fes_complete_case, patient_metrics,
+                                      patient_summaries)
 
 
 def lesions() -> pd.DataFrame:
@@ -143,3 +144,44 @@ def test_calls_without_reading_columns_follow_the_uptake() -> None:
     assert list(calls.fes_call) == ["positive", "positive", "not evaluable", "negative", "negative", "positive",
                                     "not evaluable"]
     assert calls.fes_call_reason.iloc[2] == "liver"
+
+
+def _pandas_summaries(lesions: pd.DataFrame, flags: pd.Series) -> pd.DataFrame:
+    """The summaries as the pandas expressions their definitions are written in (per-patient DataFrames)."""
+    def geomean(x: pd.Series) -> float:
+        x = x.dropna()
+        return float(np.exp(np.log(x).mean())) if len(x) and (x > 0).all() else float("nan")
+
+    rows = []
+    for (cohort, patient), d in lesions.groupby(["cohort", "patient"], sort=True):
+        ev = d[flags.loc[d.index]]
+        top3 = d.nlargest(3, "fdg_sulmax") if d.fdg_sulmax.notna().any() else d.nlargest(3, "fdg_suvmax")
+        log_fes = np.log(ev.fes_suvmax[ev.fes_suvmax > 0])
+        within = (ev.fes_suvmax / ev.fes_suvmean).dropna()
+        rows.append({"cohort": cohort, "patient": patient, "fdg_sulmax3": geomean(top3.fdg_sulmax),
+                     "fdg_suvmax3": geomean(d.nlargest(3, "fdg_suvmax").fdg_suvmax),
+                     "fes_sulmean3": geomean(top3.loc[flags.reindex(top3.index), "fes_sulmean"]),
+                     "fes_suvmax_largest3": float(ev.nlargest(3, "volume_ml").fes_suvmax.mean()),
+                     "fes_suvmax_cv": float(ev.fes_suvmax.std() / ev.fes_suvmax.mean()) if len(ev) > 1 else np.nan,
+                     "fes_log_suvmax_sd": float(log_fes.std()) if len(log_fes) > 1 else np.nan,
+                     "fes_heterogeneity_index": float(within.median()) if len(within) else np.nan,
+                     "fdg_suvmax_max": float(d.fdg_suvmax.max()), "fdg_mtv_ml": float(d.volume_ml.sum()),
+                     "fdg_tlg": float(d.fdg_tlg.sum())})
+    return pd.DataFrame(rows)
+
+
+def test_patient_summaries_equal_their_pandas_definitions_bit_for_bit() -> None:
+    """Ties, NaNs (fewer than three known values: nlargest fills with unknown ones, in order), non-positive FES, a
+    patient without SUL, rows out of patient order: every value identical to the pandas expressions."""
+    rng = np.random.default_rng(7)
+    n = 600
+    df = pd.DataFrame({"cohort": rng.choice(["a", "b"], n), "patient": rng.choice([f"P{i:02d}" for i in range(40)], n)})
+    for c in SUMMARY_INPUTS:
+        df[c] = rng.lognormal(0.5, 0.6, n).round(1)  # rounded: many ties
+        df.loc[rng.random(n) < 0.2, c] = np.nan
+    df.loc[rng.random(n) < 0.05, "fes_suvmax"] = -1.0
+    df.loc[df.patient == "P03", "fdg_sulmax"] = np.nan
+    flags = pd.Series(rng.random(n) < 0.7, index=df.index)
+    got = patient_summaries(df, flags)
+    pd.testing.assert_frame_equal(got, _pandas_summaries(df, flags), check_exact=True)
+    assert got.fes_suvmax_largest3.notna().sum() > 50 and got.fdg_sulmax3.isna().any()
