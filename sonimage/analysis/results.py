@@ -109,8 +109,8 @@ def calibration_curves(models: dict[str, FrozenCox], cohorts: dict[str, pd.DataF
             if res is None:  # development cohort: apparent calibration
                 try:
                     res = flexible_calibration(d[TIME].to_numpy(), d[EVENT].to_numpy(), risk, horizon)["curve"]
-                except (SurvivalDataError, np.linalg.LinAlgError):  # a small cohort: no curve, as with tied knots
-                    res = {"predicted": [], "observed": []}
+                except (SurvivalDataError, np.linalg.LinAlgError) as exc:  # a small cohort: no curve, said why
+                    res = {"predicted": [], "observed": [], "reason": f"the calibration model did not fit ({exc})"}
             curves[label] = {**res, "grouped": g}
         out[name] = curves
     return out

@@ -343,6 +343,8 @@ def _objective5_html(r: StudyResult, h: float) -> str:
     parts = [table(_metric_table(o5), 3)]
     for name, curves in r.calibration.items():
         parts.append(img(figures.calibration_plot(curves, h, f"Calibration, {name} model"), f"calibration {name}"))
+        parts += [f"<p class='note'>No flexible calibration curve for {esc(label)}: {esc(c['reason'])}.</p>"
+                  for label, c in curves.items() if c.get("reason")]
     for c, by_model in o5.items():
         if not by_model:  # no fitted model to validate
             continue

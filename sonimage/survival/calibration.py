@@ -68,7 +68,8 @@ def flexible_calibration(time: np.ndarray, event: np.ndarray, risk: np.ndarray, 
     knots = np.quantile(cll, [0.1, 0.5, 0.9])
     if np.unique(knots).size < 3:
         return {"ici": float("nan"), "e50": float("nan"), "e90": float("nan"), "emax": float("nan"),
-                "curve": {"predicted": [], "observed": []}, "knots": knots.tolist()}
+                "curve": {"predicted": [], "observed": [], "reason": "fewer than 3 distinct knots (predicted risks "
+                          "tied)"}, "knots": knots.tolist()}
     basis = rcs_basis(cll, knots)
     df = pd.DataFrame({"cll": basis[:, 0], "cll_nl": basis[:, 1], "t": time, "e": event})
     model = fit_cox(df, "t", "e", "cll + cll_nl", source="calibration").model

@@ -51,6 +51,12 @@ def test_flexible_calibration_detects_miscalibration(sim):
     assert np.allclose(np.diff(beyond, 2), 0, atol=1e-9)  # linear beyond the last knot (restricted)
 
 
+def test_flexible_calibration_without_distinct_knots_says_why(sim):
+    t, e, _, risk = sim
+    tied = flexible_calibration(t, e, np.where(risk > np.quantile(risk, 0.05), 0.4, risk), 12.0)
+    assert np.isnan(tied["ici"]) and tied["curve"]["predicted"] == [] and "knots" in tied["curve"]["reason"]
+
+
 def test_point_metrics_ranges_and_null_model(sim):
     t, e, lp, risk = sim
     m = point_metrics(t, e, lp, risk, 12.0)
