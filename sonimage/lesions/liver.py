@@ -4,7 +4,8 @@ PERCIST 1.0 (Wahl et al., J Nucl Med 2009;50 Suppl 1:122S–150S) takes normal-l
 in the right lobe; a lesion is measurable above 1.5 × liver SULmean + 2 SD. The VOI is placed without a manual
 step, on the PET grid:
 
-1. the CT is resampled onto the PET grid (same frame of reference); body = CT > -500 HU; lungs = air
+1. the CT is resampled onto the PET grid (same frame of reference; only the columns that hold the body, the
+   same result at a fraction of the CPU); body = CT > -500 HU; lungs = air
    (< -400 HU) inside the body, filled slice by slice, kept as the large 3D connected air components only (the
    classical lung segmentation: threshold, drop the air outside the body, keep the largest components; Hu,
    Hoffman & Reinhardt, IEEE Trans Med Imaging 2001;20:490–498): every component of at least
@@ -91,12 +92,37 @@ def sphere_offsets(spacing: tuple[float, float, float], radius_mm: float) -> np.
     return zz**2 + yy**2 + xx**2 <= radius_mm**2 * (1 + 1e-9)
 
 
-def _on_pet_grid(ct: Volume, pet: Volume) -> np.ndarray:
-    """The CT (HU) linearly resampled onto the PET grid, float32 (interpolated in double precision from the CT as
-    stored: the same values as from a float32 copy of it)."""
-    ref = sitk.Image([int(n) for n in pet.array.shape[::-1]], sitk.sitkFloat32)
+def _body_columns(ct: Volume, pet: Volume, margin: int) -> tuple[slice, slice]:
+    """The rows and columns (y, x) of the PET grid whose resampled CT can be body (> -500 HU) on some slice, grown by
+    ``margin`` voxels: the CT's body box (a voxel further: linear interpolation's reach) mapped onto the PET grid.
+    Every step of :func:`liver_reference` gives the same result on them as on the whole grid (the CT resampled
+    there differs in the last bits at most: its first voxel's position is rounded otherwise): outside them lies air
+    only; the margin holds the reach of the CT smoothing (4 voxels) and of the sphere (or ends at the image's edge),
+    and the distances to non-soft tissue find their nearest voxel on the margin's rim at the latest."""
+    hu = np.asarray(ct.array)
+    body = hu > -500
+    rows, cols = np.flatnonzero(body.any(axis=(0, 2))), np.flatnonzero(body.any(axis=(0, 1)))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    corners = np.array([[k, j, i] for k in (0, hu.shape[0] - 1) for j in (rows[0] - 1, rows[-1] + 1)
+                        for i in (cols[0] - 1, cols[-1] + 1)], float)
+    kji = pet.physical_to_index(ct.index_to_physical(corners))
+    lo = np.floor(kji.min(axis=0)).astype(int) - margin
+    hi = np.ceil(kji.max(axis=0)).astype(int) + 1 + margin
+    shape = pet.array.shape
+    return (slice(max(int(lo[1]), 0), max(min(int(hi[1]), shape[1]), 0)),
+            slice(max(int(lo[2]), 0), max(min(int(hi[2]), shape[2]), 0)))
+
+
+def _on_pet_grid(ct: Volume, pet: Volume, rows: slice, cols: slice) -> np.ndarray:
+    """The CT (HU) linearly resampled onto the PET grid (its ``rows`` and ``cols`` only), float32 (interpolated in
+    double precision from the CT as stored: the same values as from a float32 copy of it)."""
+    nz, ny, nx = pet.array.shape
+    j0, j1, _ = rows.indices(ny)
+    i0, i1, _ = cols.indices(nx)
+    ref = sitk.Image([max(i1 - i0, 0), max(j1 - j0, 0), nz], sitk.sitkFloat32)
     ref.SetSpacing(tuple(float(s) for s in pet.spacing[::-1]))
-    ref.SetOrigin(tuple(float(o) for o in pet.origin))
+    ref.SetOrigin(tuple(float(o) for o in pet.index_to_physical(np.array([[0, j0, i0]], float))[0]))
     ref.SetDirection(tuple(float(d) for d in pet.direction))
     return sitk.GetArrayFromImage(sitk.Resample(ct.to_sitk(), ref, sitk.Transform(), sitk.sitkLinear, -1000.0,
                                                 sitk.sitkFloat32))
@@ -123,6 +149,18 @@ def _depth_at_least(soft: np.ndarray, where: np.ndarray, spacing: tuple[float, f
     return out
 
 
+def _fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled slice by slice: ``ndimage.binary_fill_holes(mask, IN_PLANE)`` (the background
+    not connected within its slice to the slice's edge), from one labelling of the background's in-plane components
+    instead of a dilation run to convergence."""
+    background, n = ndimage.label(~mask, IN_PLANE)
+    hole = np.ones(n + 1, bool)
+    for edge in (background[:, 0, :], background[:, -1, :], background[:, :, 0], background[:, :, -1]):
+        hole[edge] = False
+    hole[0] = True  # the mask itself
+    return hole[background]
+
+
 def _lungs(air: np.ndarray, voxel_ml: float) -> np.ndarray:
     """The lungs among the air inside the body: the 3D connected components of at least :data:`LUNG_MIN_ML` and
     a tenth of the largest (see the module docstring)."""
@@ -139,15 +177,19 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
                     lbm_formula: str = "Janmahasatian") -> LiverReference:
     """The automatic right-lobe liver VOI of a PET scan (SUV) and its CT (HU); see the module docstring."""
     ratio = float("nan") if sul_ratio is None else float(sul_ratio)
-    suv = np.asarray(pet.array, np.float64)
-    hu = _on_pet_grid(ct, pet)
     spacing = tuple(float(s) for s in pet.spacing)
+    radius = VOI_DIAMETER_MM / 2.0
+    rows, cols = _body_columns(ct, pet, max(int(radius // min(spacing[1:])), 4) + 1)
+    suv = np.asarray(pet.array[:, rows, cols], np.float64)  # the body's columns (see _body_columns)
+    hu = _on_pet_grid(ct, pet, rows, cols)
+    if 0 in hu.shape:
+        return _missing("no body on the CT", ratio, lbm_formula)
     body = hu > -500
     labels, n = ndimage.label(body)
     if n == 0:
         return _missing("no body on the CT", ratio, lbm_formula)
     body = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    filled = ndimage.binary_fill_holes(body, IN_PLANE)  # slice by slice: no connection across slices
+    filled = _fill_holes_in_plane(body)
     lung = _lungs(filled & (hu < -400), float(np.prod(spacing)) / 1000.0)
     lung_area = lung.sum(axis=(1, 2)) * spacing[1] * spacing[2]
     centres = pet.index_to_physical(np.array([[k, 0, 0] for k in range(suv.shape[0])], float))
@@ -160,10 +202,11 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     if in_z.size == 0:
         return _missing("no slices below the lung base", ratio, lbm_formula)
     kk, jj, ii = np.nonzero(body)
-    body_x = pet.index_to_physical(np.stack([kk, jj, ii], 1)[:: max(1, kk.size // 20000)].astype(float))[:, 0]
-    x_axis = pet.index_to_physical(np.array([[0, 0, i] for i in range(suv.shape[2])], float))[:, 0]
+    offset = np.array([0, rows.start, cols.start])
+    body_x = pet.index_to_physical((np.stack([kk, jj, ii], 1)[:: max(1, kk.size // 20000)] + offset)
+                                   .astype(float))[:, 0]
+    x_axis = pet.index_to_physical(np.array([[0, 0, i] for i in range(cols.start, cols.stop)], float))[:, 0]
     right = x_axis < np.median(body_x)
-    radius = VOI_DIAMETER_MM / 2.0
     pad = int(np.ceil(radius / spacing[0])) + 2  # the search slab plus the sphere's reach
     slab = slice(max(int(in_z.min()) - pad, 0), min(int(in_z.max()) + 1 + pad, suv.shape[0]))
     in_slab = np.zeros(suv.shape[0], bool)
@@ -197,6 +240,6 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     k, j, i = (int(v) + b.start for v, b in zip(np.unravel_index(int(np.argmax(inner)), inner.shape), box))
     window = tuple(slice(c - h, c + h + 1) for c, h in zip((k, j, i), half))
     values = suv[window][kernel.astype(bool)]
-    centre = pet.index_to_physical(np.array([[k + slab.start, j, i]], float))[0]
+    centre = pet.index_to_physical(np.array([[k + slab.start, j + rows.start, i + cols.start]], float))[0]
     return LiverReference(float(values.mean()), float(values.std(ddof=1)), int(values.size), float(centre[0]),
                           float(centre[1]), float(centre[2]), ratio, lbm_formula)

@@ -11,7 +11,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from sonimage.lesions.fes_reading import blurred_window, hot_distance_mm, read_lesions, recovery_coefficient
-from sonimage.lesions.registration import Rigid, map_labels, register_rigid
+from sonimage.lesions.registration import BODY_HU, Rigid, map_labels, register_rigid, registration_quality
 from sonimage.synth import render
 from sonimage.synth.anatomy import Grid, label_map, make_body
 from sonimage.settings import MIN_NCC, FesReadingSettings, FesRuleSettings
@@ -195,6 +195,38 @@ def test_rigid_registration_recovers_rotation_and_translation_and_rates_itself()
     noise = Volume(np.random.default_rng(2).normal(0, 300, fixed.array.shape).astype(np.int16), fixed.spacing,
                    fixed.origin, fixed.direction)
     assert not register_rigid(fixed, noise).ncc >= MIN_NCC  # a scan that is not this patient's: below threshold
+
+
+def _whole_grid_quality(fixed: Volume, moving: Volume, rigid: Rigid) -> tuple[float, float]:
+    """NCC and body Dice with the moving CT resampled onto the whole fixed grid (the definition, written out)."""
+    def clipped(ct: Volume) -> sitk.Image:
+        return Volume(np.clip(ct.array.astype(np.float32), -200, 1000), ct.spacing, ct.origin, ct.direction).to_sitk()
+
+    ref = clipped(fixed)
+    moved = sitk.GetArrayFromImage(sitk.Resample(clipped(moving), ref, rigid.transform(), sitk.sitkLinear, -200.0))
+    moved_hu = sitk.GetArrayFromImage(sitk.Resample(moving.to_sitk(), ref, rigid.transform(),
+                                                    sitk.sitkNearestNeighbor, -1000.0))
+    body_f, body_m = fixed.array > BODY_HU, moved_hu > BODY_HU
+    a = sitk.GetArrayFromImage(ref)[body_f].astype(np.float64)
+    ncc = float(np.corrcoef(a, moved[body_f].astype(np.float64))[0, 1])
+    return ncc, float(2.0 * np.count_nonzero(body_f & body_m) / (np.count_nonzero(body_f) + np.count_nonzero(body_m)))
+
+
+@pytest.mark.parametrize("angle, shift", [(4.0, (5.0, -3.0, 4.0)), (-9.0, (60.0, 25.0, -30.0))])
+def test_registration_quality_over_the_body_box_equals_the_whole_grid(angle: float, shift: tuple) -> None:
+    """The quality resamples only the box the two bodies can occupy: the values of the whole grid, also when the
+    moved body reaches far outside the fixed body's box (a large shift) or out of the image."""
+    body = make_body(165.0, 65.0)
+    grid = Grid.centred(80, 5.0, np.arange(-400.0, -700.0, -5.0))
+    fixed = _ct(grid, body)
+    moving = Volume.from_sitk(sitk.Resample(fixed.to_sitk(), fixed.to_sitk(), Rigid(
+        (0.0, np.radians(1.0), np.radians(angle), *shift), (0.0, 0.0, -550.0)).transform().GetInverse(),
+        sitk.sitkLinear, -1000.0))
+    for rigid in (Rigid((0.0, 0.0, 0.0, 0.0, 0.0, 0.0), (0.0, 0.0, -550.0)),
+                  Rigid((0.01, -0.02, np.radians(angle), *shift), (0.0, 0.0, -550.0))):
+        expected = _whole_grid_quality(fixed, moving, rigid)
+        assert expected[1] < 0.999  # the bodies differ: the test can tell a box that misses voxels
+        assert registration_quality(fixed, moving, rigid) == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 def test_rigid_registration_is_the_same_whatever_the_machine_s_thread_count() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from sonimage.lesions.liver import VOI_DIAMETER_MM, liver_reference
+from sonimage.lesions.liver import (IN_PLANE, VOI_DIAMETER_MM, _body_columns, _fill_holes_in_plane, _on_pet_grid,
+                                    liver_reference)
 from sonimage.synth import render
 from sonimage.synth.anatomy import Tissue, label_map, make_body
 from sonimage.synth.generate import SIZES, pet_grid
@@ -78,3 +80,32 @@ def _volume(array: np.ndarray, grid) -> Volume:
     sz, sy, sx = grid.spacing
     return Volume(array, (sz, sy, sx), (float(grid.xs[0]), float(grid.ys[0]), float(grid.zs[0])),
                   (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+
+
+def test_in_plane_hole_filling_equals_scipy_s() -> None:
+    """The labelling fill gives ``binary_fill_holes`` with the in-plane structure, holes at the image's edges and
+    in the first and last slices included."""
+    rng = np.random.default_rng(4)
+    for density in (0.3, 0.5, 0.7):
+        mask = ndimage.binary_opening(rng.random((6, 30, 40)) < density)
+        mask[2, 5:15, 5:15], mask[2, 8:12, 8:12] = True, False  # a square ring: a hole
+        expected = ndimage.binary_fill_holes(mask, IN_PLANE)
+        assert (expected != mask).any()
+        assert np.array_equal(_fill_holes_in_plane(mask), expected)
+
+
+def test_the_liver_search_keeps_every_body_column_of_the_pet_grid() -> None:
+    """Outside the PET columns the search keeps, the CT resampled onto the whole PET grid is air, with the margin:
+    the search there gives what the whole grid gives."""
+    pet, ct, _, _, _ = fes_day_scan(3)
+    margin = 5
+    rows, cols = _body_columns(ct, pet, margin)
+    hu = _on_pet_grid(ct, pet, slice(None), slice(None))
+    outside = np.ones(hu.shape, bool)
+    outside[:, rows, cols] = False
+    assert outside.any() and (hu[outside] <= -500).all()
+    inner = np.zeros(hu.shape, bool)  # the columns less the margin hold every body voxel
+    inner[:, rows.start + margin:rows.stop - margin, cols.start + margin:cols.stop - margin] = True
+    assert (hu > -500).any() and not ((hu > -500) & ~inner).any()
+    # the same CT values there (the first voxel's position is rounded otherwise: differences of ~1e-12 HU)
+    assert np.allclose(_on_pet_grid(ct, pet, rows, cols), hu[:, rows, cols], rtol=0, atol=1e-6)
