@@ -25,6 +25,7 @@ not FES-evaluable (reason "registration below quality threshold").
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,17 +86,22 @@ def _ct_image(ct: Volume) -> sitk.Image:
     return Volume(clipped, ct.spacing, ct.origin, ct.direction).to_sitk()
 
 
+_ITK_THREADS = threading.Lock()  # guards ITK's process-wide thread count (:func:`_one_itk_thread`)
+
+
 @contextmanager
 def _one_itk_thread() -> Iterator[None]:
     """ITK on one thread meanwhile: its metric and optimiser-scale estimates split their sums over ITK's threads
     (by default one per core), so the transform would depend on the machine (from the 9th digit between 1 and 4
-    threads). Dask workers are single-threaded in any case."""
-    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    threads). The setting is global to the process, so registrations in threads of one process take turns
+    (:data:`_ITK_THREADS`): one could otherwise restore another's setting mid-run, or leave it at 1."""
+    with _ITK_THREADS:
+        before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def register_rigid(fixed_ct: Volume, moving_ct: Volume) -> Rigid:
