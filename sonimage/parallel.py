@@ -74,15 +74,21 @@ def peak_rss_mb(reset: bool = False) -> float:
 
 def parallel_starmap(fn: Callable, arg_tuples: Iterable[tuple], executor: Executor | None = None) -> list:
     """``[fn(*args) for args in arg_tuples]``, on ``executor`` when given (results in order), in the groups the
-    executor asks for (:meth:`Executor.groups`), else one task per item."""
+    executor asks for (:meth:`Executor.groups`), else one task per item.
+
+    On an executor the items are let go once submitted (the cluster holds them, pickled, until their task ran):
+    a caller that passes an iterator (e.g. a generator over its plan) holds no second copy while the stage runs."""
     arg_tuples = list(arg_tuples)
     if executor is None:
         return [fn(*a) for a in arg_tuples]
     grouping = getattr(executor, "groups", None)
     if grouping is None:
-        return _read_once([executor.submit(fn, *a) for a in arg_tuples])
+        futures = [executor.submit(fn, *a) for a in arg_tuples]
+        del arg_tuples
+        return _read_once(futures)
     futures = [executor.submit(run_group, fn, arg_tuples[g.start:g.stop]) for g in grouping(fn, len(arg_tuples))
                if len(g)]
+    del arg_tuples
     return [r for results in _read_once(futures) for r in results]
 
 
