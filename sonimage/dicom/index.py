@@ -83,8 +83,10 @@ class Rejected:
 def file_paths(root: str | Path) -> list[str]:
     """Every regular file below ``root`` (hidden ones too: nothing is skipped unseen) as path strings, sorted by
     path components as ``sorted`` orders paths. One ``scandir`` per folder, whose entries say which are files (a
-    stat only for symbolic links); strings, because building a ``Path`` per file cost more than the listing."""
-    found: list[tuple[list[str], str]] = []
+    stat only for symbolic links); strings, because building a ``Path`` per file cost more than the listing. The
+    sort key is the path with its separators as NUL, the smallest character, which orders strings as their lists
+    of components would be ordered, without a list of component strings per file (~150 MB for 300,000 files)."""
+    found: list[str] = []
     pending = [os.fspath(root)]
     while pending:
         with os.scandir(pending.pop()) as entries:
@@ -93,9 +95,9 @@ def file_paths(root: str | Path) -> list[str]:
                     if not entry.is_symlink():  # as os.walk: links to folders are not followed
                         pending.append(entry.path)
                 elif entry.is_file():
-                    found.append((entry.path.split("/"), entry.path))
-    found.sort(key=lambda f: f[0])
-    return [path for _, path in found]
+                    found.append(entry.path)
+    found.sort(key=lambda path: path.replace("/", "\0"))
+    return found
 
 
 def list_files(root: Path) -> list[Path]:
