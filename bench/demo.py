@@ -8,7 +8,8 @@ One command: ``python bench/demo.py [--patients N] [--out DIR]`` prints a table 
   started by the run). Without ``--patients`` the study has its real size (SONIA 100, IMPACT 200, TRANSCAN 147).
 - **Measured** (psutil, every 0.2 s over each step's process tree, plus the exact ``RUSAGE_CHILDREN`` total): wall
   and CPU seconds per step; peak resident memory per process role (the command's own process, each Dask worker,
-  the Prefect server, synthesis pool workers); the run's own stage clock (``run_summary.json``) and the largest
+  the Prefect server, synthesis pool workers); the run's own stage clock and each stage's peak MB of the flow
+  process and of the largest worker (``run_summary.json``), and the largest
   series written, so the workers' peak can be set against one series; the load average before and after.
 """
 
@@ -116,6 +117,8 @@ def main() -> None:
           f"{total_cpu / n:.2f} | |")
     print("\nthe run's stage clock: " + ", ".join(f"{k[5:-4]} {v:.1f} s" for k, v in summary.items()
                                                    if k.startswith("time ")))
+    print("each stage's own peak resident MB (run summary): " + ", ".join(
+        f"{k[8:]} {v}" for k, v in summary.items() if k.startswith("peak MB ")))
     print("| process (run) | processes | CPU s | peak MB (largest one) |")
     print("|---|---:|---:|---:|")
     for role, r in sorted(run["roles"].items()):

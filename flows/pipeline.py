@@ -11,6 +11,7 @@ from flows.runners import default_runner
 from flows.tasks import PrefectExecutor, analyse
 from sonimage.dicom.pseudonym import Pseudonymiser, site_pseudonymiser
 from sonimage.lesions.reuse import read_reuse_summary
+from sonimage.parallel import peak_rss_mb
 from sonimage.run_summary import StageClock, render, run_summary, write_run_summary
 from sonimage.settings import Settings
 from sonimage.stages import convert as convert_stage, extract as extract_stage
@@ -45,7 +46,7 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
     run_settings = Settings.from_json(settings)
     pseudo = site_pseudonymiser(key_file, linking, cohort)
     out_path, root = Path(out).resolve(), Path(dicom_root).resolve()
-    clock = StageClock()
+    clock = StageClock(process_peaks)
     summary, tables = convert_and_extract(root, out_path, pseudo, run_settings, clock)
     outputs = {**tables, "volumes": str(out_path / "volumes")}
     if clinical:
@@ -56,8 +57,18 @@ def study_flow(out: str, dicom_root: str, linking: str | None = None, key_file: 
     return outputs
 
 
+def process_peaks() -> dict[str, float]:
+    """Peak resident MB of the flow process (client, scheduler of a local cluster, the stages' plans and gathers)
+    and of the largest Dask worker since the last call (:func:`sonimage.parallel.peak_rss_mb`, which restarts
+    each process's peak): a stage's own peaks, for :class:`sonimage.run_summary.StageClock`."""
+    client = getattr(get_run_context().task_runner, "client", None)
+    workers = client.run(peak_rss_mb, reset=True) if client is not None else {}
+    return {"flow process": peak_rss_mb(reset=True), "largest worker": max(workers.values(), default=0.0)}
+
+
 def report_run(summary: ConvertSummary, tables: dict[str, str], clock: StageClock, out: Path) -> None:
     """Print the run summary table (into the flow run's logs) and keep it as ``run_summary.json``."""
-    table = run_summary(summary, tables, clock.seconds, read_reuse_summary(out) if "lesions" in tables else None)
+    table = run_summary(summary, tables, clock.seconds, read_reuse_summary(out) if "lesions" in tables else None,
+                        clock.peaks)
     print(render(table))
     write_run_summary(table, out)

@@ -10,7 +10,10 @@ planning stay in the calling process, which alone holds the site key and the lin
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -104,8 +107,11 @@ def shown_rejections(rejected: list[Rejected], instances: list[Instance], pseudo
                      ) -> list[dict[str, Any]]:
     """Quarantine rows of unreadable files, each shown through the folder of the readable files beside it
     (pseudonymised folder names, that patient and cohort); folders holding no readable file show a keyed hash."""
-    folders: dict[str, tuple[str, Instance]] = {}
+    first_in: dict[str, Instance] = {}  # each folder's first readable file: its prefixes are those of its files
     for i in instances:
+        first_in.setdefault(i.path.rpartition("/")[0], i)
+    folders: dict[str, tuple[str, Instance]] = {}
+    for i in first_in.values():
         real, shown_parts = i.path.split("/")[:-1], i.shown.split("/")[:-1]
         for k in range(1, len(real) + 1):
             folders.setdefault("/".join(real[:k]), ("/".join(shown_parts[:k]), i))
@@ -316,10 +322,35 @@ class ConvertSummary:
 
 def plan_from_index(indexed: list[tuple[list[Instance], list[Rejected]]], pseudo: Pseudonymiser) -> ConversionPlan:
     """Pseudonymise the index batches (records as read, from tasks given no key) here, in the process that holds
-    the key, and plan the conversion; unreadable files join the quarantine."""
-    shared = lru_cache(maxsize=4096)(pseudo.uid)  # series, study, frame of reference: one HMAC per series
-    instances = [pseudonymise(i, pseudo, shared) for good, _ in indexed for i in good]
-    plan = plan_jobs(instances, pseudo)
-    unreadable = shown_rejections([r for _, bad in indexed for r in bad], instances, pseudo)
-    return dataclasses.replace(plan, quarantine=unreadable + plan.quarantine)
+    the key, and plan the conversion; unreadable files join the quarantine.
 
+    ``indexed`` is emptied on the way: each batch's records as read are let go once pseudonymised, so that the
+    process never holds two copies of the study's records. The cyclic garbage collector is paused meanwhile: the
+    records hold no cycles, and its full passes over the ~10 objects per file, triggered by their sheer number,
+    cost more than the planning itself."""
+    shared = lru_cache(maxsize=4096)(pseudo.uid)  # series, study, frame of reference: one HMAC per series
+    folders: dict[tuple[str, str, tuple[int, ...]], str] = {}  # shown folders: one pass per folder
+    instances: list[Instance] = []
+    unreadable: list[Rejected] = []
+    with paused_gc():
+        indexed.reverse()
+        while indexed:
+            good, bad = indexed.pop()
+            instances.extend(pseudonymise(i, pseudo, shared, folders) for i in good)
+            unreadable.extend(bad)
+            del good, bad
+        plan = plan_jobs(instances, pseudo)
+        rows = shown_rejections(unreadable, instances, pseudo)
+    return dataclasses.replace(plan, quarantine=rows + plan.quarantine)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (as it was before, after it)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -21,7 +21,7 @@ RAW_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and expl
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instance:
     """Header facts of one DICOM file, as read (original identifiers) or pseudonymised (:func:`pseudonymise`).
 
@@ -54,6 +54,22 @@ class Instance:
     cohort: str = ""
 
 
+Memo = dict[Any, Any]
+
+
+def _shared(memo: Memo | None) -> Callable[[Any], Any]:
+    """The canonical copy of a value from ``memo`` (the first equal one seen; floats compared by their repr, so
+    that -0.0 never stands in for 0.0), or the value itself without a memo. Records of one series share their
+    UIDs, orientation, spacing and rescale, so a batch's records share those objects, and so does its pickle."""
+    if memo is None:
+        return lambda v: v
+
+    def shared(value: Any) -> Any:
+        key = value if isinstance(value, (str, int)) or value is None else (type(value), repr(value))
+        return memo.setdefault(key, value)
+    return shared
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A file, or a whole series of files, that cannot be used, and why."""
@@ -67,8 +83,10 @@ class Rejected:
 def file_paths(root: str | Path) -> list[str]:
     """Every regular file below ``root`` (hidden ones too: nothing is skipped unseen) as path strings, sorted by
     path components as ``sorted`` orders paths. One ``scandir`` per folder, whose entries say which are files (a
-    stat only for symbolic links); strings, because building a ``Path`` per file cost more than the listing."""
-    found: list[tuple[list[str], str]] = []
+    stat only for symbolic links); strings, because building a ``Path`` per file cost more than the listing. The
+    sort key is the path with its separators as NUL, the smallest character, which orders strings as their lists
+    of components would be ordered, without a list of component strings per file (~150 MB for 300,000 files)."""
+    found: list[str] = []
     pending = [os.fspath(root)]
     while pending:
         with os.scandir(pending.pop()) as entries:
@@ -77,9 +95,9 @@ def file_paths(root: str | Path) -> list[str]:
                     if not entry.is_symlink():  # as os.walk: links to folders are not followed
                         pending.append(entry.path)
                 elif entry.is_file():
-                    found.append((entry.path.split("/"), entry.path))
-    found.sort(key=lambda f: f[0])
-    return [path for _, path in found]
+                    found.append(entry.path)
+    found.sort(key=lambda path: path.replace("/", "\0"))
+    return found
 
 
 def list_files(root: Path) -> list[Path]:
@@ -104,26 +122,27 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
     return vals if len(vals) == n else None
 
 
-def read_instance(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None) -> Instance | Rejected:
+def read_instance(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None, memo: Memo | None = None
+                  ) -> Instance | Rejected:
     """Header record of ``path``; a :class:`Rejected` naming the file (relative to ``root``) when it is not usable
     DICOM.
 
     The record holds the original identifiers; with ``pseudo`` it is pseudonymised (:func:`pseudonymise`) before it
-    leaves this function. Image files are read by the minimal tag reader (:mod:`sonimage.dicom.tagreader`); any
+    leaves this function. ``memo``: values shared with earlier records (:func:`_shared`). Image files are read by the minimal tag reader (:mod:`sonimage.dicom.tagreader`); any
     file it does not handle, and every RTSTRUCT and SEG, by pydicom (:func:`read_instance_pydicom`), with the
     same result.
     """
     header = read_header(path)
     if header is None:
-        return read_instance_pydicom(path, root, pseudo)
+        return read_instance_pydicom(path, root, pseudo, memo)
     values, syntax, pixel_data, size = header
     if ("SOPInstanceUID" not in values or "SeriesInstanceUID" not in values
             or values.get("Modality") in ("RTSTRUCT", "SEG")):
-        return read_instance_pydicom(path, root, pseudo)
+        return read_instance_pydicom(path, root, pseudo, memo)
     pixels = None
     if syntax in RAW_SYNTAXES and pixel_data is not None:
         pixels = _pixel_layout(pixel_data[0], pixel_data[1], values.get)
-    record = _instance(relative(path, root), values.get, size, slice_timing_from_mapping(values), pixels, "")
+    record = _instance(relative(path, root), values.get, size, slice_timing_from_mapping(values), pixels, "", memo)
     return pseudonymise(record, pseudo) if pseudo else record
 
 
@@ -138,8 +157,8 @@ def _without_uids(ds: pydicom.Dataset, size: int) -> str:
     return "DICOM file without SOPInstanceUID/SeriesInstanceUID (not an image object)"
 
 
-def read_instance_pydicom(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None
-                          ) -> Instance | Rejected:
+def read_instance_pydicom(path: str | Path, root: str | Path, pseudo: Pseudonymiser | None = None,
+                          memo: Memo | None = None) -> Instance | Rejected:
     """:func:`read_instance` through a full pydicom parse (the fallback of the minimal tag reader)."""
     rel = relative(path, root)
     size = os.stat(path).st_size
@@ -152,7 +171,7 @@ def read_instance_pydicom(path: str | Path, root: str | Path, pseudo: Pseudonymi
     if "SOPInstanceUID" not in ds or "SeriesInstanceUID" not in ds:
         return Rejected(rel, _without_uids(ds, size))
     referenced = _referenced_series(ds) if ds.get("Modality") in ("RTSTRUCT", "SEG") else ""
-    record = _instance(rel, ds.get, size, slice_timing(ds), _raw_pixels(ds), referenced)
+    record = _instance(rel, ds.get, size, slice_timing(ds), _raw_pixels(ds), referenced, memo)
     return pseudonymise(record, pseudo) if pseudo else record
 
 
@@ -186,41 +205,51 @@ def _holds(part: str, values: frozenset[str]) -> bool:
 
 
 def _instance(rel: str, get: Callable[..., Any], size: int, timing: SliceTiming,
-              pixels: tuple[int, int, str] | None, referenced: str) -> Instance:
-    """The record of one file from a keyword getter (a pydicom dataset's or the tag reader's), as read."""
+              pixels: tuple[int, int, str] | None, referenced: str, memo: Memo | None = None) -> Instance:
+    """The record of one file from a keyword getter (a pydicom dataset's or the tag reader's), as read; the values
+    a series' files share taken from ``memo`` (:func:`_shared`)."""
+    s = _shared(memo)
     return Instance(
         path=rel,
         shown=rel,
         sop_instance_uid=str(get("SOPInstanceUID")),
-        sop_class_uid=str(get("SOPClassUID", "")),
-        series_uid=str(get("SeriesInstanceUID")),
-        study_uid=str(get("StudyInstanceUID", "")),
-        frame_of_reference_uid=str(get("FrameOfReferenceUID", "")),
-        patient_id=str(get("PatientID", "")),
-        modality=str(get("Modality", "")).upper(),
+        sop_class_uid=s(str(get("SOPClassUID", ""))),
+        series_uid=s(str(get("SeriesInstanceUID"))),
+        study_uid=s(str(get("StudyInstanceUID", ""))),
+        frame_of_reference_uid=s(str(get("FrameOfReferenceUID", ""))),
+        patient_id=s(str(get("PatientID", ""))),
+        modality=s(str(get("Modality", "")).upper()),
         position=_floats(get("ImagePositionPatient"), 3),
-        orientation=_floats(get("ImageOrientationPatient"), 6),
+        orientation=s(_floats(get("ImageOrientationPatient"), 6)),
         rows=int(get("Rows", 0) or 0),
         columns=int(get("Columns", 0) or 0),
-        pixel_spacing=_floats(get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        pixel_spacing=s(_floats(get("PixelSpacing"), 2)),  # type: ignore[arg-type]
         frames=int(get("NumberOfFrames", 1) or 1),
         size=size,
-        timing=timing,
-        pixels=pixels,
-        referenced_series=referenced,
-        identifying=_identifying_parts(rel, get),
+        timing=s(timing),
+        pixels=s(pixels),
+        referenced_series=s(referenced),
+        identifying=s(_identifying_parts(rel, get)),
     )
 
 
-def pseudonymise(inst: Instance, pseudo: Pseudonymiser, shared: Callable[[str], str] | None = None) -> Instance:
+def pseudonymise(inst: Instance, pseudo: Pseudonymiser, shared: Callable[[str], str] | None = None,
+                 folders: dict[tuple[str, str, tuple[int, ...]], str] | None = None) -> Instance:
     """``inst`` with its patient ID, cohort and UIDs replaced by pseudonyms, and its shown path free of
     identifying names (the patient's folder shows the pseudonym, any other identifying name a keyed hash).
-    ``shared``: ``pseudo.uid`` memoised, for the UIDs a series' files share (series, study, frame of reference)."""
-    patient = inst.patient_id.strip()
+    ``shared``: ``pseudo.uid`` memoised, for the UIDs a series' files share (series, study, frame of reference);
+    ``folders``: shown folders by (folder, PatientID, identifying components), shared by a folder's files."""
     pseudonym = pseudo.patient(inst.patient_id)
-    shown = "/".join(pseudonym if patient and part.strip() == patient else
-                     pseudo.hidden(part) if k in inst.identifying else part
-                     for k, part in enumerate(inst.path.split("/")))
+    folder, _, name = inst.path.rpartition("/")
+    last = inst.path.count("/")  # the file name's component
+    shown = _shown(name, inst.patient_id, (0,) if last in inst.identifying else (), pseudonym, pseudo)
+    if folder:
+        key = (folder, inst.patient_id, inst.identifying)
+        if folders is None or (shown_folder := folders.get(key)) is None:
+            shown_folder = _shown(folder, inst.patient_id, inst.identifying, pseudonym, pseudo)
+            if folders is not None:
+                folders[key] = shown_folder
+        shown = f"{shown_folder}/{shown}"
     uid = pseudo.uid
     shared = shared or uid
     return dataclasses.replace(
@@ -228,6 +257,15 @@ def pseudonymise(inst: Instance, pseudo: Pseudonymiser, shared: Callable[[str], 
         study_uid=shared(inst.study_uid), frame_of_reference_uid=shared(inst.frame_of_reference_uid),
         patient_id=pseudonym, referenced_series=uid(inst.referenced_series) if inst.referenced_series else "",
         identifying=(), cohort=pseudo.cohort(inst.patient_id))
+
+
+def _shown(path: str, patient_id: str, identifying: tuple[int, ...], pseudonym: str, pseudo: Pseudonymiser) -> str:
+    """``path``'s components with the patient's folder shown as the pseudonym and the ``identifying`` ones as a
+    keyed hash."""
+    patient = patient_id.strip()
+    return "/".join(pseudonym if patient and part.strip() == patient else
+                    pseudo.hidden(part) if k in identifying else part
+                    for k, part in enumerate(path.split("/")))
 
 
 def _referenced_series(ds: pydicom.Dataset) -> str:
@@ -262,11 +300,14 @@ def index_files(paths: Sequence[str | Path], root: str | Path, pseudo: Pseudonym
                 ) -> tuple[list[Instance], list[Rejected]]:
     """Header records for ``paths`` (as read, or pseudonymised with ``pseudo``) and the files rejected on the way.
 
-    A task that indexes is given no ``pseudo``: the records come back to the process that holds the key.
+    A task that indexes is given no ``pseudo``: the records come back to the process that holds the key. The
+    records share the values their series have in common (:func:`_shared`): ~0.9 KB in memory per file instead of
+    ~2 KB, and a third less pickled.
     """
     good: list[Instance] = []
     bad: list[Rejected] = []
+    memo: Memo = {}
     for p in paths:
-        rec = read_instance(p, root, pseudo)
+        rec = read_instance(p, root, pseudo, memo)
         (good if isinstance(rec, Instance) else bad).append(rec)  # type: ignore[arg-type]
     return good, bad

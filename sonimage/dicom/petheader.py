@@ -20,7 +20,7 @@ GE_CREATOR = "GEMS_PETD_01"
 PHILIPS_CREATOR = "Philips PET Private Group"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SliceTiming:
     """Per-slice values: acquisition start, frame timing (s) and the rescale."""
 

@@ -19,6 +19,7 @@ Items get file paths, pseudonymised plans and per-store digest keys: never the s
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,11 +100,26 @@ def finish(out_root: Path, outcomes: list[Outcome], object_rows: list[dict], qua
 
 def run(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser, executor: Executor | None = None) -> ConvertSummary:
     """Convert every series below ``dicom_root`` into ``out_root``: stores, manifest, quarantine (see the module
-    docstring); ``executor`` runs the index batches and the patients."""
+    docstring); ``executor`` runs the index batches and the patients. The plan's records live only until its
+    items are submitted (:func:`sonimage.parallel.parallel_starmap` lets them go): the flow process holds no
+    study-sized plan while the stage runs."""
     root, out = Path(dicom_root), Path(out_root)
     pseudo.check_cohorts()
     files = input_files(root)
-    indexed = parallel_starmap(index_batch, [(b, root) for b in batches(files)], executor)
+    n_files = len(files)
+    indexed = parallel_starmap(index_batch, ((b, root) for b in batches(files)), executor)
+    del files
     plan = plan_from_index(indexed, pseudo)
-    done = parallel_starmap(convert_patient, [(item, root, out) for item in patient_items(plan)], executor)
-    return finish(out, [o for outcomes in done for o in outcomes], plan.object_rows, plan.quarantine, len(files))
+    object_rows, quarantine, items = plan.object_rows, plan.quarantine, _convert_args(plan, root, out)
+    del plan
+    done = parallel_starmap(convert_patient, items, executor)
+    return finish(out, [o for outcomes in done for o in outcomes], object_rows, quarantine, n_files)
+
+
+def _convert_args(plan: ConversionPlan, root: Path, out: Path) -> Iterator[tuple[PatientConversion, Path, Path]]:
+    """The argument tuples of :func:`convert_patient`, one per patient, holding the plan only until drawn."""
+    items = patient_items(plan)
+    del plan
+    items.reverse()
+    while items:
+        yield items.pop(), root, out

@@ -82,6 +82,9 @@ def test_flow_on_dask_workers_matches_the_library(shared_data: Path, cluster: Lo
     direct = convert_stage.run(root, tmp_path / "direct", Pseudonymiser(KEY.encode(), cohort_name="sts"))
     assert _digest(Path(outputs["manifest"])) == _digest(direct.manifest)
     assert _digest(Path(outputs["quarantine"])) == _digest(direct.quarantine)
+    summary = json.loads((tmp_path / "flow" / "run_summary.json").read_text())
+    for stage in ("convert", "features"):  # each stage's own peak per role (VmHWM restarted per stage)
+        assert 100 < summary[f"peak MB {stage}, flow process"] and 100 < summary[f"peak MB {stage}, largest worker"]
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))[0]
