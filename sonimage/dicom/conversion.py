@@ -33,6 +33,9 @@ from sonimage.volumes.volume import Volume
 from sonimage.volumes.store import VARIABLE_BY_QUANTITY, write_volume
 
 INDEX_BATCH = 256
+# A series whose files total at most this many bytes is read once for its digest and its pixels; a larger one (a
+# 512 x 512 CT of 1,000 slices is 500 MB) is read twice rather than held whole in a worker's memory.
+READ_ONCE_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -245,8 +248,13 @@ def convert_job(job: Job, dicom_root: Path, out_root: Path) -> Outcome:
     """Convert one series to its Zarr store; a store an earlier run made from the same file bytes is reused
     (recognised by the job's keyed digest)."""
     store = Path(out_root) / job.store
-    contents = {f: (Path(dicom_root) / f).read_bytes() for f in job.plan.files}  # read once: digest and pixels
-    digest = contents_digest(job.digest_key, contents.values())
+    paths = [Path(dicom_root) / f for f in job.plan.files]
+    contents = None
+    if sum(s.size for s in job.plan.slices) <= READ_ONCE_MAX_BYTES:  # read once: digest and pixels
+        contents = {f: path.read_bytes() for f, path in zip(job.plan.files, paths)}
+        digest = contents_digest(job.digest_key, contents.values())
+    else:  # a large series (e.g. a thin-slice CT) is hashed file by file, then its pixels read slice by slice
+        digest = content_digest(job.digest_key, paths)
     if (done := _stored(store, digest)) is not None:
         return done
     try:

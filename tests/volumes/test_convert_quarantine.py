@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 from pydicom.uid import generate_uid
 
+from sonimage.dicom import conversion
 from sonimage.dicom.pseudonym import Pseudonymiser
 from sonimage.stages import convert as convert_stage
 from tests.helpers import require
@@ -185,3 +186,19 @@ def test_rerun_after_a_crash_resumes_to_the_same_result(bad_tree: Path, converte
     convert_stage.run(bad_tree, out, Pseudonymiser(b"test-key", cohort_name="site"))
     assert victim.joinpath("zarr.json").is_file()
     assert {name: _digest(out / name) for name in before} == before
+
+
+def test_a_series_too_large_to_hold_is_read_twice_to_the_same_store(bad_tree: Path, converted: tuple,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the read-once size a series is hashed file by file and its pixels read again: same digest, same
+    store, so a later run with the other path still reuses it."""
+    out, manifest, _ = converted
+    monkeypatch.setattr(conversion, "READ_ONCE_MAX_BYTES", 0)
+    summary = convert_stage.run(bad_tree, tmp_path, Pseudonymiser(b"test-key", cohort_name="site"))
+    again = pd.read_parquet(summary.manifest)
+    assert summary.n_converted == len(manifest) == len(again)
+    for store in manifest.store:
+        old, new = xr.open_zarr(out / store), xr.open_zarr(tmp_path / store)
+        assert old.attrs["content_hmac_sha256"] == new.attrs["content_hmac_sha256"]
+        assert old.equals(new)
