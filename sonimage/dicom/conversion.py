@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from sonimage.dicom.index import Instance, Rejected, file_paths, pseudonymise
+from sonimage.dicom.index import Instance, Rejected, file_paths, pseudonymise, relative
 from sonimage.dicom.petheader import header_from_datasets
 from sonimage.dicom.pseudonym import Pseudonymiser, content_digest, contents_digest
 from sonimage.dicom.reader import load_plan
@@ -92,15 +92,21 @@ def quarantine_row(r: Rejected, stage: str = "index", cohort: str = "", patient:
             "tracer": tracer, "n_files": r.n_files, "stage": stage, "reason": r.reason}
 
 
-def input_files(root: Path) -> list[str]:
+def input_files(root: Path, unreadable: list[Rejected] | None = None) -> list[str]:
     """Every file below the DICOM root (path strings, :func:`sonimage.dicom.index.file_paths`); an error naming
     the root when it is missing, not a folder, or empty (nothing is written then, so earlier outputs stay as they
-    are)."""
+    are). A folder below it that cannot be read goes to ``unreadable`` (path relative to the root, ending in "/",
+    so that every component is pseudonymised where it is shown), for the quarantine; without ``unreadable`` it
+    is an error."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"DICOM root {root} does not exist or is not a folder: nothing converted, "
                                 "no output changed")
-    files = file_paths(root)
+    folders: list[tuple[str, str]] | None = None if unreadable is None else []
+    files = file_paths(root, folders)
+    if unreadable is not None:
+        unreadable += [Rejected(relative(f, root) + "/", f"folder could not be read ({why}): its files were not "
+                                "listed, so they are not counted", 0) for f, why in folders or ()]
     if not files:
         raise ValueError(f"DICOM root {root} holds no files: nothing converted, no output changed")
     return files

@@ -80,16 +80,27 @@ class Rejected:
     series_uid: str = ""
 
 
-def file_paths(root: str | Path) -> list[str]:
+def file_paths(root: str | Path, unreadable: list[tuple[str, str]] | None = None) -> list[str]:
     """Every regular file below ``root`` (hidden ones too: nothing is skipped unseen) as path strings, sorted by
     path components as ``sorted`` orders paths. One ``scandir`` per folder, whose entries say which are files (a
     stat only for symbolic links); strings, because building a ``Path`` per file cost more than the listing. The
     sort key is the path with its separators as NUL, the smallest character, which orders strings as their lists
-    of components would be ordered, without a list of component strings per file (~150 MB for 300,000 files)."""
+    of components would be ordered, without a list of component strings per file (~150 MB for 300,000 files).
+    A folder below ``root`` that cannot be read is appended to ``unreadable`` (its path and why) and the listing
+    goes on; without ``unreadable``, or for ``root`` itself, the error is raised."""
     found: list[str] = []
-    pending = [os.fspath(root)]
+    top = os.fspath(root)
+    pending = [top]
     while pending:
-        with os.scandir(pending.pop()) as entries:
+        folder = pending.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError as exc:
+            if unreadable is None or folder == top:
+                raise
+            unreadable.append((folder, exc.strerror or type(exc).__name__))
+            continue
+        with entries:
             for entry in entries:
                 if entry.is_dir():
                     if not entry.is_symlink():  # as os.walk: links to folders are not followed

@@ -105,10 +105,12 @@ def run(dicom_root: Path, out_root: Path, pseudo: Pseudonymiser, executor: Execu
     study-sized plan while the stage runs."""
     root, out = Path(dicom_root), Path(out_root)
     pseudo.check_cohorts()
-    files = input_files(root)
+    unreadable: list[Rejected] = []
+    files = input_files(root, unreadable)
     n_files = len(files)
     indexed = parallel_starmap(index_batch, ((b, root) for b in batches(files)), executor)
     del files
+    indexed.append(([], unreadable))
     plan = plan_from_index(indexed, pseudo)
     object_rows, quarantine, items = plan.object_rows, plan.quarantine, _convert_args(plan, root, out)
     del plan

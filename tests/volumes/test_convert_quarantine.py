@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -202,3 +203,29 @@ def test_a_series_too_large_to_hold_is_read_twice_to_the_same_store(bad_tree: Pa
         old, new = xr.open_zarr(out / store), xr.open_zarr(tmp_path / store)
         assert old.attrs["content_hmac_sha256"] == new.attrs["content_hmac_sha256"]
         assert old.equals(new)
+
+
+def test_an_unreadable_folder_is_quarantined_unnamed_and_the_rest_converts(bad_tree: Path, converted: tuple,
+                                                                            tmp_path: Path) -> None:
+    """A folder the listing cannot open (here: its path is longer than the system allows, which no privilege
+    overcomes) is a quarantine row with the reason, its folder names pseudonymised; every other file converts."""
+    out, manifest, quarantine = converted
+    name = "DOE^JANE_19600101_" + "x" * 200
+    fd = os.open(bad_tree, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 levels of 218 characters: beyond PATH_MAX (4,096)
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    try:
+        summary = convert_stage.run(bad_tree, tmp_path, Pseudonymiser(b"test-key", cohort_name="site"))
+    finally:
+        shutil.rmtree(bad_tree / name)
+    rows = pd.read_parquet(summary.quarantine)
+    folder = rows[rows.reason.str.startswith("folder could not be read")]
+    assert len(folder) == 1 and folder.n_files.iloc[0] == 0 and "too long" in folder.reason.iloc[0]
+    assert "DOE" not in folder.path.iloc[0] and "1960" not in rows.to_csv()
+    assert len(pd.read_parquet(summary.manifest)) == len(manifest) and len(rows) == len(quarantine) + 1
