@@ -94,7 +94,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the site and outputs")
     args = ap.parse_args()
     site, out = args.out / "site", args.out / "out"
-    shutil.rmtree(args.out, ignore_errors=True)
+    for folder in (site, out):  # only what this benchmark makes: --out may be a folder that holds other things
+        shutil.rmtree(folder, ignore_errors=True)
     before = load()
     synth = step([SONIMAGE, "synth", str(site), *(["--patients", str(args.patients)] if args.patients else []),
                   "--size", "small", "--seed", "1", "--workers", "2"])
@@ -131,7 +132,8 @@ def main() -> None:
          "run": run, "run_summary": summary, "largest_series_mb": series_mb, "total_wall_s": total_wall,
          "total_cpu_s": total_cpu}, indent=1))
     if not args.keep:
-        shutil.rmtree(args.out, ignore_errors=True)
+        for folder in (site, out):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -102,11 +102,14 @@ def test_each_future_is_let_go_once_read() -> None:
     assert pool.held_when_read == [0] * 6
 
 
+@pytest.mark.slow
 def test_a_cluster_without_workers_fails_its_tasks_instead_of_waiting() -> None:
     with local_cluster(1, dashboard_address=None, no_workers_timeout="1s") as cluster, Client(cluster) as client:
         assert parallel_map(abs, [-1, -2], client) == [1, 2]
         cluster.scale(0)  # every worker gone, none coming back
+        deadline = time.monotonic() + 60
         while client.scheduler_info()["workers"]:
+            assert time.monotonic() < deadline, "the worker did not leave within 60 s"
             time.sleep(0.1)
         with pytest.raises(NoWorkerError, match="waiting without any running workers"):
             parallel_map(abs, [-3], client)

@@ -187,9 +187,19 @@ def _read_json(folder: Path) -> dict[str, Any] | None:
         return json.loads((folder / "zarr.json").read_bytes())
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except ValueError as exc:  # a truncated or garbled metadata file
+        raise ValueError(f"{folder / 'zarr.json'}: unreadable Zarr metadata ({exc})") from exc
 
 
 def _read_array(folder: Path) -> np.ndarray:
+    """:func:`_decode_array`, an error naming the array's folder when its metadata or a chunk is damaged."""
+    try:
+        return _decode_array(folder)
+    except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+        raise ValueError(f"{folder}: unreadable Zarr array ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_array(folder: Path) -> np.ndarray:
     """A whole Zarr v3 array: with plain chunks (little-endian bytes, then Blosc or Zstd, as :func:`write_volume`
     writes them) each chunk file decoded here, the fill value where a chunk is absent; else read by zarr."""
     meta = ArrayV3Metadata.from_dict(json.loads((folder / "zarr.json").read_bytes()))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, BytesCodec
 
 from sonimage.volumes.volume import Volume
 from sonimage.volumes.store import BLOSC, CHUNK, read_volume, to_dataset, write_volume
@@ -57,3 +57,28 @@ def test_written_store_is_xarrays_byte_for_byte(kind, tmp_path):
         np.testing.assert_array_equal(back.array, ds[variable].to_numpy())
         assert back.attrs == {**{k: v for k, v in ds.attrs.items() if k not in ("spacing", "origin", "direction")},
                               "slice_positions_mm": ds.z.to_numpy().tolist()}
+
+
+def test_a_store_zarr_wrote_its_own_way_reads_the_same(tmp_path):
+    """A store sonimage did not write (big-endian bytes, no compressor, other chunks): read through zarr."""
+    volume, variable = _volumes()["ct"]
+    ours, other = tmp_path / "ours.zarr", tmp_path / "other.zarr"
+    write_volume(volume, ours, variable)
+    to_dataset(volume, variable).to_zarr(other, mode="w", zarr_format=3, consolidated=False, encoding={
+        variable: {"chunks": (16, 50, 40), "compressors": None, "serializer": BytesCodec(endian="big")}})
+    back = read_volume(other)
+    np.testing.assert_array_equal(back.array, volume.array)
+    assert back.attrs == read_volume(ours).attrs
+
+
+@pytest.mark.parametrize("damage", ["chunk", "metadata"])
+def test_a_damaged_store_is_an_error_naming_its_file(damage, tmp_path):
+    volume, variable = _volumes()["pet"]
+    store = tmp_path / "pet.zarr"
+    write_volume(volume, store, variable)
+    array = store / variable
+    victim = next(p for p in sorted(array.rglob("*")) if p.is_file() and p.name != "zarr.json") \
+        if damage == "chunk" else array / "zarr.json"
+    victim.write_bytes(victim.read_bytes()[:20])
+    with pytest.raises(ValueError, match=str(array)):
+        read_volume(store)
