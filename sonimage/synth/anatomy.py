@@ -283,13 +283,14 @@ def label_map(body: Body, grid: Grid) -> np.ndarray:
     return labels
 
 
-def labels_at(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+def labels_at(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray, group: int = 0) -> np.ndarray:
     """Tissue label (uint8) at body-frame points given as coordinate arrays of one shape (float64): the last shape
     (in painting order) whose bounding box and mask hold the point, as :func:`label_map` paints it. Compiled
-    (:func:`_labels_kernel`): per point, the shapes whose box meets the points' span are tried last first (pass
-    nearby points together)."""
+    (:func:`_labels_kernel`): the points are taken in groups of ``group`` consecutive points (of the flattened
+    arrays; 0: all in one), and a group's points try only the shapes whose box meets the group's span, last first
+    (pass nearby points together, e.g. the sub-voxel points of one voxel)."""
     axes = [np.ascontiguousarray(np.ravel(a), dtype=np.float64) for a in (x, y, z)]
-    return _labels_kernel(*axes, *body.shape_table).reshape(np.shape(x))
+    return _labels_kernel(*axes, group or axes[0].size, *body.shape_table).reshape(np.shape(x))
 
 
 @jit(inline="always")
@@ -304,37 +305,39 @@ def _inside(kind: int, p: np.ndarray, i: int, j: int, x: float, y: float, z: flo
 
 
 @jit
-def _labels_kernel(x: np.ndarray, y: np.ndarray, z: np.ndarray, kinds: np.ndarray, params: np.ndarray,
+def _labels_kernel(x: np.ndarray, y: np.ndarray, z: np.ndarray, group: int, kinds: np.ndarray, params: np.ndarray,
                    keep: np.ndarray, lows: np.ndarray, highs: np.ndarray, tissues: np.ndarray) -> np.ndarray:
-    """:func:`labels_at` on flat float64 coordinates (:attr:`Body.shape_table`)."""
+    """:func:`labels_at` on flat float64 coordinates (:attr:`Body.shape_table`), by groups of ``group`` points."""
     out = np.zeros(x.size, np.uint8)
-    if not x.size:
-        return out
-    x0, x1, y0, y1, z0, z1 = x.min(), x.max(), y.min(), y.max(), z.min(), z.max()
     candidates = np.empty(tissues.size, np.int64)
-    n = 0
-    for s in range(tissues.size - 1, -1, -1):
-        if (lows[s, 0] <= x1 and highs[s, 0] >= x0 and lows[s, 1] <= y1 and highs[s, 1] >= y0
-                and lows[s, 2] <= z1 and highs[s, 2] >= z0):
-            candidates[n] = s
-            n += 1
-    for i in range(x.size):
-        px, py, pz = x[i], y[i], z[i]
-        for c in range(n):
-            s = candidates[c]
-            if (px < lows[s, 0] or px > highs[s, 0] or py < lows[s, 1] or py > highs[s, 1] or pz < lows[s, 2]
-                    or pz > highs[s, 2]):
-                continue
-            if not _inside(kinds[s, 0], params, s, 0, px, py, pz):
-                continue
-            if kinds[s, 1] >= 0 and _inside(kinds[s, 1], params, s, 1, px, py, pz):
-                continue
-            if keep[s] == 1 and not (np.cos(2 * np.pi * pz / 25.0) > 0.0 and py > -60.0):
-                continue
-            if keep[s] == 2 and not (abs(px) > 35.0 or py > 30.0):
-                continue
-            out[i] = tissues[s]
-            break
+    for start in range(0, x.size, max(group, 1)):
+        stop = min(start + group, x.size)
+        x0, x1 = x[start:stop].min(), x[start:stop].max()
+        y0, y1 = y[start:stop].min(), y[start:stop].max()
+        z0, z1 = z[start:stop].min(), z[start:stop].max()
+        n = 0
+        for s in range(tissues.size - 1, -1, -1):
+            if (lows[s, 0] <= x1 and highs[s, 0] >= x0 and lows[s, 1] <= y1 and highs[s, 1] >= y0
+                    and lows[s, 2] <= z1 and highs[s, 2] >= z0):
+                candidates[n] = s
+                n += 1
+        for i in range(start, stop):
+            px, py, pz = x[i], y[i], z[i]
+            for c in range(n):
+                s = candidates[c]
+                if (px < lows[s, 0] or px > highs[s, 0] or py < lows[s, 1] or py > highs[s, 1]
+                        or pz < lows[s, 2] or pz > highs[s, 2]):
+                    continue
+                if not _inside(kinds[s, 0], params, s, 0, px, py, pz):
+                    continue
+                if kinds[s, 1] >= 0 and _inside(kinds[s, 1], params, s, 1, px, py, pz):
+                    continue
+                if keep[s] == 1 and not (np.cos(2 * np.pi * pz / 25.0) > 0.0 and py > -60.0):
+                    continue
+                if keep[s] == 2 and not (abs(px) > 35.0 or py > 30.0):
+                    continue
+                out[i] = tissues[s]
+                break
     return out
 
 

@@ -140,8 +140,7 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
         hu = warp(hu, moved[0], moved[1], cval=-1000.0)
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
     noise *= CT_NOISE_HU
-    noise[hu <= -999.5] = 0.0
-    hu += noise
+    np.add(hu, noise, out=hu, where=hu > -999.5)  # air keeps its value
     np.round(hu, out=hu)
     np.clip(hu, -1024, 3071, out=hu)
     return hu.astype(np.int16)
@@ -440,7 +439,7 @@ def _edges(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3, chunk: int = 1_000
+def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
     the pose, so the second day's motion moves the organs); where a face neighbour holds another tissue
@@ -488,12 +487,9 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
         if pose.motion is None:  # the nodes are the sub-voxel points
             sub_labels = lattice.read(*(n[inner][k, j, m].astype(np.float32)[:, None] + rounding[None, :, axis]
                                         for axis, n in enumerate(nodes)), half=0.0)
-        else:  # a nearest node can be 1/6 voxel off: the edge voxels' sub-voxel points exactly
-            sub_labels = np.empty((len(k), len(offsets)), dtype=np.uint8)
-            # in chunks of neighbouring voxels (nonzero order: row by row), so each chunk meets few shapes
-            for part in np.array_split(np.arange(len(k)), max(1, -(-len(k) // chunk))):
-                sub_labels[part] = labels_at(body, *(c[part, None] + offsets[None, :, axis]
-                                                     for axis, c in enumerate(centres)))
+        else:  # a nearest node can be 1/6 voxel off: the edge voxels' sub-voxel points exactly, voxel by voxel
+            sub_labels = labels_at(body, *(c[:, None] + offsets[None, :, axis] for axis, c in enumerate(centres)),
+                                   group=len(offsets))
         sub = table[sub_labels]
         bowel = np.nonzero(sub_labels == Tissue.BOWEL)
         if len(bowel[0]):
