@@ -382,15 +382,31 @@ class LabelLattice:
     step: np.ndarray
     first: np.ndarray
 
+    @staticmethod
+    def extent(origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first and last node (integer n per axis) covering the body-frame box [lo, hi] (x, y, z)."""
+        a, b = (lo - origin) / step, (hi - origin) / step
+        return np.floor(np.minimum(a, b)).astype(int), np.ceil(np.maximum(a, b)).astype(int)
+
     @classmethod
     def covering(cls, body: Body, origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray
                  ) -> LabelLattice:
         """The lattice's nodes over the body-frame box [lo, hi] (x, y, z)."""
-        a, b = (lo - origin) / step, (hi - origin) / step
-        first = np.floor(np.minimum(a, b)).astype(int)
-        last = np.ceil(np.maximum(a, b)).astype(int)
+        first, last = cls.extent(origin, step, lo, hi)
         axes = [origin[i] + step[i] * np.arange(first[i], last[i] + 1) for i in range(3)]
         return cls(label_map(body, Grid(*axes)), origin, step, first)
+
+    @classmethod
+    def nearest_labels(cls, body: Body, origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                       x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """What ``covering(...).read(*covering(...).nodes(x, y, z))`` gives, without painting the lattice: each
+        point's nearest node (the same rounding) labelled by :func:`sonimage.synth.anatomy.labels_at` at its
+        coordinates (the same as the painting's there), in groups of 8 neighbouring points. For points that need
+        few of the nodes (one per voxel where the lattice has 27)."""
+        first, _ = cls.extent(origin, step, lo, hi)
+        node = [(first[a] + ((c - origin[a]) / step[a] - first[a] + 0.5).astype(np.int32)) for a, c in
+                enumerate((x, y, z))]
+        return labels_at(body, *(origin[a] + step[a] * n for a, n in enumerate(node)), group=8)
 
     def nodes(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fractional node indices (x, y, z, from the first node) of body-frame points."""
@@ -475,9 +491,12 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
             break
         lo = np.array([x.min(), y.min(), z.min()]) - pad
         hi = np.array([x.max(), y.max(), z.max()]) + pad
-        lattice = LabelLattice.covering(body, origin, step, lo, hi)
-        nodes = lattice.nodes(x, y, z)
-        labels = lattice.read(*nodes)
+        if pose.motion is None:
+            lattice = LabelLattice.covering(body, origin, step, lo, hi)
+            nodes = lattice.nodes(x, y, z)
+            labels = lattice.read(*nodes)
+        else:  # only the voxel centres' nearest nodes are read: labelled where they are, not painted
+            labels = LabelLattice.nearest_labels(body, origin, step, lo, hi, x, y, z)
         inner = slice(k0 - ka, k1 - ka)
         edge = _edges(labels)[inner]
         x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]

@@ -1,4 +1,5 @@
-"""The compiled point labelling (``labels_at``) is the phantom as ``label_map`` paints it, exactly."""
+"""The compiled point labelling (``labels_at``) is the phantom as ``label_map`` paints it, exactly; so are the
+lattice labels read without painting (``LabelLattice.nearest_labels``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from sonimage.synth.anatomy import Grid, label_map, labels_at, make_body
+from sonimage.synth.render import LabelLattice
 
 
 @pytest.mark.parametrize("height, weight", [(150.0, 48.0), (178.0, 105.0)])
@@ -31,3 +33,19 @@ def test_labels_at_points_equal_the_painted_labels(height: float, weight: float)
         expected[inside] = int(tissue)
     np.testing.assert_array_equal(labels_at(body, x, y, z), expected)
     assert labels_at(body, x[:0], y[:0], z[:0]).shape == (0,)
+
+
+def test_nearest_node_labels_without_painting_equal_the_painted_lattices() -> None:
+    """The second day's voxel centres read their nearest lattice node: labelled where it is (labels_at), the same
+    labels as read from the painted lattice."""
+    body = make_body(165.0, 70.0)
+    step = np.array([2.7, 2.7, -2.0])
+    origin = np.array([-3.1, 1.2, 20.0])
+    rng = np.random.default_rng(3)
+    for centre in ([0.0, 0.0, -400.0], [-60.0, 0.0, -600.0], [80.0, 30.0, -790.0]):
+        points = np.asarray(centre) + rng.uniform(-60.0, 60.0, (4, 9, 11, 3))
+        x, y, z = (points[..., a] for a in range(3))
+        lo, hi = points.reshape(-1, 3).min(axis=0) - 3.0, points.reshape(-1, 3).max(axis=0) + 3.0
+        lattice = LabelLattice.covering(body, origin, step, lo, hi)
+        np.testing.assert_array_equal(LabelLattice.nearest_labels(body, origin, step, lo, hi, x, y, z),
+                                      lattice.read(*lattice.nodes(x, y, z)))
