@@ -401,12 +401,12 @@ class LabelLattice:
                        x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """What ``covering(...).read(*covering(...).nodes(x, y, z))`` gives, without painting the lattice: each
         point's nearest node (the same rounding) labelled by :func:`sonimage.synth.anatomy.labels_at` at its
-        coordinates (the same as the painting's there), in groups of 8 neighbouring points. For points that need
+        coordinates (the same as the painting's there), in groups of 32 neighbouring points. For points that need
         few of the nodes (one per voxel where the lattice has 27)."""
         first, _ = cls.extent(origin, step, lo, hi)
         node = [(first[a] + ((c - origin[a]) / step[a] - first[a] + 0.5).astype(np.int32)) for a, c in
                 enumerate((x, y, z))]
-        return labels_at(body, *(origin[a] + step[a] * n for a, n in enumerate(node)), group=8)
+        return labels_at(body, *(origin[a] + step[a] * n for a, n in enumerate(node)), group=32)
 
     def nodes(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fractional node indices (x, y, z, from the first node) of body-frame points."""
