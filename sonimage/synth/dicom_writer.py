@@ -7,6 +7,7 @@ Bq/mL (Units BQML) or counts (CNTS); ``stored × slope × factor`` gives SUVbw b
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -228,9 +229,21 @@ def _write_series(folder: Path, ds: Dataset, slices: list[dict[str, SliceValue]]
     def write(tmp: Path) -> None:
         tmp.mkdir()
         for k, values in enumerate(slices):
-            (tmp / _file_name(h, k)).write_bytes(encoder.file(values))
+            _write_file(os.path.join(tmp, _file_name(h, k)), encoder.file(values))
     write_directory_atomic(folder, write)
     return [str(v["SOPInstanceUID"]) for v in slices]
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """``data`` as the new file ``path`` (in a series' temporary folder) with three system calls: what
+    ``Path.write_bytes`` does without its buffered file object (~20 us a file, ~670 files a patient)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _file_name(h: SeriesHeader, k: int) -> str:

@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -49,7 +50,7 @@ from sonimage.synth.rtstruct_writer import write_rtstruct
 from sonimage.synth.scanners import SITE_PROFILES, Acquisition, ScannerProfile, plan_scan, profile_for_site
 from sonimage.synth.psf import recovery_coefficients
 from sonimage.synth.tables import COHORTS as COHORT_SPECS
-from sonimage.synth.tables import heterogeneity_outcome_truth, patient_truth, simulate_cohort_tables
+from sonimage.synth.tables import CohortTables, heterogeneity_outcome_truth, patient_truth, simulate_cohort_tables
 from sonimage.tables.parquet import write_table
 
 COHORTS = ("sonia", "impact", "transcan")
@@ -265,20 +266,21 @@ def _scan(out_patient: Path, tracer: str, row: dict, lesions: list[dict], centre
 
 
 def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity, size: str, seed: int) -> dict:
-    """Write one patient's two PET/CT sessions and return its truth rows (also kept as its completion marker).
+    """Write one patient's two PET/CT sessions and return its truth rows (also kept as its completion marker), with
+    ``generated`` and the size of its DICOM files (``n_bytes``).
 
     A marker made from the same inputs (clinical row, lesions, identity, size, seed) means the patient is done.
     """
     out = Path(out)
     cohort, subject = str(row["cohort"]), str(row["subject_id"])
     marker = out / "truth" / cohort / "done" / f"{subject}.json"
+    patient_dir = out / "dicom" / cohort / ident.patient_id
     inputs = hashlib.sha256(json.dumps([row, lesions, asdict(ident), size, seed], default=str,
                                        sort_keys=True).encode()).hexdigest()
     if marker.exists():
         done = json.loads(marker.read_text())
         if done.get("inputs") == inputs:
-            return {**done, "generated": False}
-    patient_dir = out / "dicom" / cohort / ident.patient_id
+            return {**done, "generated": False, "n_bytes": _dicom_bytes(patient_dir)}
     if patient_dir.exists():  # leftovers of an interrupted run
         shutil.rmtree(patient_dir)
     body = make_body(float(row["height_cm"]), float(row["weight_kg"]))
@@ -300,7 +302,7 @@ def generate_patient(out: Path, row: dict, lesions: list[dict], ident: Identity,
             f.update(extra)
     result = {"inputs": inputs, "series": series, "lesions": facts}
     write_json_atomic(result, marker, indent=None)
-    return {**json.loads(marker.read_text()), "generated": True}
+    return {**json.loads(marker.read_text()), "generated": True, "n_bytes": _dicom_bytes(patient_dir)}
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -323,10 +325,10 @@ def recovery(cohort: str, size: str) -> dict:
             "by_profile": by}
 
 
-def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int) -> bytes:
+def _truth_json(cohort: str, tables_truth: dict, size: str, seed: int, outcome: dict) -> bytes:
     doc = {
         "cohort": cohort, "seed": seed, "size": size, "tables": tables_truth, "recovery": recovery(cohort, size),
-        "heterogeneity_outcome": heterogeneity_outcome_truth(cohort),
+        "heterogeneity_outcome": outcome,
         "images": {
             "psf_fwhm_mm": render.PSF_FWHM_MM, "noise_cov": render.NOISE_COV, "ct_noise_hu": render.CT_NOISE_HU,
             "size": asdict(SIZES[size]),
@@ -388,9 +390,9 @@ def _prune(out: Path, cohort: str, ids: dict[str, Identity]) -> None:
             marker.unlink()
 
 
-def _count(paths: list[Path]) -> tuple[int, int]:
-    files = [f for p in paths if p.exists() for f in p.rglob("*.dcm")]
-    return len(files), sum(f.stat().st_size for f in files)
+def _dicom_bytes(folder: Path) -> int:
+    """Total size of the files under ``folder``."""
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
 
 
 # Per-lesion truth that needs the images (and the reader): joined into the feature-format truth table.
@@ -413,9 +415,18 @@ def with_reading_truth(patients: pd.DataFrame, lesions: pd.DataFrame) -> pd.Data
     return pd.concat([patients.reset_index(drop=True), extra], axis=1)
 
 
-def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int,
-                     workers: Executor | None) -> tuple[list[dict], dict[str, int]]:
-    """One cohort's patients (fanned out on ``workers``) and truth tables; its linking rows and counts."""
+@dataclass(frozen=True)
+class _Cohort:
+    """One cohort's clinical tables, identities and patient jobs."""
+
+    name: str
+    tables: CohortTables
+    ids: dict[str, Identity]
+    jobs: list[tuple]
+
+
+def _plan_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int) -> _Cohort:
+    """A cohort's tables and the :func:`generate_patient` jobs of its patients (leftovers of another run pruned)."""
     tables = simulate_cohort_tables(cohort, n, seed)
     pats = _records(tables.patients)
     subjects = [p["subject_id"] for p in pats]
@@ -423,11 +434,17 @@ def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int
                           [p["sex"] for p in pats])
     by_subject = {s: _records(g) for s, g in tables.lesions.groupby("subject_id", sort=True)}
     _prune(out, cohort, ids)
-    jobs = [(out, p, by_subject.get(p["subject_id"], []), ids[p["subject_id"]], size, seed) for p in pats]
-    results = parallel_starmap(generate_patient, jobs, workers)
+    return _Cohort(cohort, tables, ids, [(out, p, by_subject.get(p["subject_id"], []), ids[p["subject_id"]], size,
+                                          seed) for p in pats])
+
+
+def _finish_cohort(out: Path, plan: _Cohort, results: list[dict], size: str, seed: int, outcome: dict
+                   ) -> tuple[list[dict], dict[str, int]]:
+    """A cohort's truth tables from its patients' ``results``; its linking rows and counts."""
+    tables = plan.tables
     series = pd.DataFrame([r for res in results for r in res["series"]])
     lesions = pd.DataFrame([r for res in results for r in res["lesions"]])
-    truth = out / "truth" / cohort
+    truth = out / "truth" / plan.name
     write_table(with_reading_truth(tables.patients, lesions), truth / "patients.parquet")
     write_table(lesions, truth / "lesions.parquet")
     write_table(series, truth / "series.parquet")
@@ -437,10 +454,12 @@ def _generate_cohort(out: Path, cohort: str, n: int | None, size: str, seed: int
         image_truth, on=["patient", "lesion"], how="left")
     write_table(features, truth / "features" / "lesions.parquet")  # the feature stage's formats, true
     write_table(tables.patient_table, truth / "features" / "patients.parquet")
-    write_bytes_atomic(truth / "truth.json", _truth_json(cohort, tables.truth, size, seed))
-    links = [{"cohort": cohort, "PatientID": ids[s].patient_id, "subject_id": s} for s in subjects]
-    counts = {"patients": len(pats), "generated": sum(r["generated"] for r in results), "series": len(series),
-              "lesions": len(lesions)}
+    write_bytes_atomic(truth / "truth.json", _truth_json(plan.name, tables.truth, size, seed, outcome))
+    links = [{"cohort": plan.name, "PatientID": plan.ids[s].patient_id, "subject_id": s}
+             for s in tables.patients["subject_id"]]
+    counts = {"patients": len(results), "generated": sum(r["generated"] for r in results), "series": len(series),
+              "lesions": len(lesions), "files": int(series["n_files"].sum()) if len(series) else 0,
+              "bytes": sum(r["n_bytes"] for r in results)}
     return links, counts
 
 
@@ -448,7 +467,9 @@ def generate_study(out: Path, cohorts: tuple[str, ...] = COHORTS, n_patients: di
                    size: str = "full", seed: int = 0, workers: Executor | None = None) -> StudySummary:
     """Generate ``cohorts`` under ``out`` (see the module docstring); ``workers`` fans patients out.
 
-    ``n_patients``: per cohort (dict) or for all (int); None keeps each cohort's design size.
+    ``n_patients``: per cohort (dict) or for all (int); None keeps each cohort's design size. Every cohort's
+    patients go to ``workers`` at once, after each cohort's outcome truth (:func:`heterogeneity_outcome_truth`, a
+    10,000-patient simulation): the workers run them side by side, none waits for a cohort's last patient.
     """
     out = Path(out)
     if size not in SIZES:
@@ -456,14 +477,19 @@ def generate_study(out: Path, cohorts: tuple[str, ...] = COHORTS, n_patients: di
     unknown = set(cohorts) - set(COHORTS)
     if unknown:
         raise ValueError(f"unknown cohort(s) {sorted(unknown)} (expected {', '.join(COHORTS)})")
+    plans = [_plan_cohort(out, c, n_patients.get(c) if isinstance(n_patients, dict) else n_patients, size, seed)
+             for c in cohorts]
+    outcomes = [None if workers is None else workers.submit(heterogeneity_outcome_truth, c) for c in cohorts]
+    results = parallel_starmap(generate_patient, [job for plan in plans for job in plan.jobs], workers)
     links: list[dict] = []
-    totals = {"patients": 0, "generated": 0, "series": 0, "lesions": 0}
-    for cohort in cohorts:
-        n = n_patients.get(cohort) if isinstance(n_patients, dict) else n_patients
-        rows, counts = _generate_cohort(out, cohort, n, size, seed, workers)
+    totals = {"patients": 0, "generated": 0, "series": 0, "lesions": 0, "files": 0, "bytes": 0}
+    start = 0
+    for plan, outcome in zip(plans, outcomes):
+        mine, start = results[start:start + len(plan.jobs)], start + len(plan.jobs)
+        truth = heterogeneity_outcome_truth(plan.name) if outcome is None else outcome.result()
+        rows, counts = _finish_cohort(out, plan, mine, size, seed, truth)
         links += rows
         totals = {k: totals[k] + counts[k] for k in totals}
     _write_linking(out, links)
-    n_files, n_bytes = _count([out / "dicom" / c for c in cohorts])
     return StudySummary(out, tuple(cohorts), totals["patients"], totals["generated"], totals["series"],
-                        n_files, totals["lesions"], n_bytes)
+                        totals["files"], totals["lesions"], totals["bytes"])

@@ -80,14 +80,38 @@ def blur_voxels(activity: np.ndarray, spacing_zyx: tuple[float, float, float],
     """The image of activity given per voxel by its mean (``activity``) and, optionally, its first moments along
     z, y, x (``moments``: mean of activity x offset from the voxel centre, mm; zero in uniform voxels): separable
     convolutions with :func:`voxel_kernel` (activity outside the array is 0). The moments correct the
-    voxel-constant approximation to first order in the offset (partial-volume voxels at organ edges)."""
+    voxel-constant approximation to first order in the offset (partial-volume voxels at organ edges).
+
+    Only the box that holds every nonzero input voxel, widened by the kernels' reach, is convolved: outside it
+    every sum is of zeros, inside it the same terms are summed (the rest of the field of view is air)."""
     kernels = [voxel_kernel(h, s).astype(np.float32) for h, s in zip(spacing_zyx, sigma_zyx)]
-    out = _separable(activity.astype(np.float32), kernels)
+    inputs = [activity, *(moments or ())]
+    out = np.zeros(activity.shape, dtype=np.float32)
+    box = _support(inputs, [len(k) // 2 for k in kernels])
+    if box is None:
+        return out
+    part = _separable(activity[box].astype(np.float32), kernels)
     for axis, mom in enumerate(moments or ()):
         k = list(kernels)
         k[axis] = voxel_kernel(spacing_zyx[axis], sigma_zyx[axis], moment=True).astype(np.float32)
-        out += _separable(mom.astype(np.float32), k)
+        part += _separable(mom[box].astype(np.float32), k)
+    out[box] = part
     return out
+
+
+def _support(arrays: list[np.ndarray], reach: list[int]) -> tuple[slice, ...] | None:
+    """The box (per axis) of the voxels where any of ``arrays`` is nonzero, widened by ``reach`` voxels per axis
+    (clipped to the array); None when all are zero."""
+    held = arrays[0] != 0
+    for a in arrays[1:]:
+        held |= a != 0
+    box = []
+    for axis, r in enumerate(reach):
+        idx = np.flatnonzero(held.any(axis=tuple(a for a in range(held.ndim) if a != axis)))
+        if not len(idx):
+            return None
+        box.append(slice(max(int(idx[0]) - r, 0), min(int(idx[-1]) + r + 1, held.shape[axis])))
+    return tuple(box)
 
 
 def _separable(values: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:

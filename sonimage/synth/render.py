@@ -140,8 +140,7 @@ def ct_image(labels: np.ndarray, masks: list[LesionMask], organs: list[str], rng
         hu = warp(hu, moved[0], moved[1], cval=-1000.0)
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
     noise *= CT_NOISE_HU
-    noise[hu <= -999.5] = 0.0
-    hu += noise
+    np.add(hu, noise, out=hu, where=hu > -999.5)  # air keeps its value
     np.round(hu, out=hu)
     np.clip(hu, -1024, 3071, out=hu)
     return hu.astype(np.int16)
@@ -199,11 +198,22 @@ class Motion:
         return q + self.displacement(q)
 
     def inverse(self, q: np.ndarray) -> np.ndarray:
-        """First-day position of second-day points (N, 3) (fixed-point iteration on the smooth displacement)."""
+        """First-day position of second-day points (N, 3): the fixed-point iteration u <- q - d(u) (a contraction,
+        |grad d| < 0.1), ten steps from u = q. It is carried by the phases theta_k = 2 pi f_k.u + phi_k alone:
+        theta_k(q - d(u)) = theta_k(q) - sum_j (2 pi f_k.a_j) sin theta_j(u), so each step costs one sine per wave
+        and point instead of a displacement vector (same iterates, to rounding)."""
         q = np.atleast_2d(q).astype(float)
+        waves = 2 * np.pi * np.asarray(self.frequencies_per_mm, float)  # (K, 3)
+        amps = np.asarray(self.amplitudes_mm, float)
+        coupling = waves @ amps.T  # coupling[k, j] = 2 pi f_k . a_j
+        start = [q[:, 0] * w[0] + q[:, 1] * w[1] + q[:, 2] * w[2] + ph for w, ph in zip(waves, self.phases)]
+        theta = start
+        for _ in range(9):
+            sines = [np.sin(t) for t in theta]
+            theta = [b - sum(coupling[k, j] * s for j, s in enumerate(sines)) for k, b in enumerate(start)]
         u = q.copy()
-        for _ in range(10):  # solve u + d(u) = q: |grad d| < 0.1, so a contraction
-            u = q - self.displacement(u)
+        for t, a in zip(theta, amps):
+            u -= np.sin(t)[:, None] * a
         c = np.asarray(self.centre)
         return (u - c) @ self.rotation + c
 
@@ -253,24 +263,30 @@ def _interpolate(values: np.ndarray, axis: int, weights: tuple[np.ndarray, np.nd
             + np.take(values, upper, axis=axis) * w1.reshape(shape))
 
 
-def _lattice(grid: Grid, motion: Motion, lattice_mm: float = 16.0):
-    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1, window) -> first-day (x, y, z)
-    arrays (z, y, x shaped) of the second-day voxel centres of slices k0:k1 (rows and columns ``window``). The map
-    is smooth (a rotation plus displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along
-    z, then y, then x) from a 16 mm lattice errs < 0.05 mm."""
-    fine = (grid.zs, grid.ys, grid.xs)
-    coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in fine]
-    cz, cy, cx = np.meshgrid(*coarse, indexing="ij")
+def _lattice(grid: Grid, motion: Motion, window: tuple[slice, slice] = (slice(None), slice(None)),
+             lattice_mm: float = 16.0):
+    """The inverse map on a coarse lattice over ``grid``: returns slab(k0, k1) -> first-day (x, y, z) arrays
+    (z, y, x shaped) of the second-day voxel centres of slices k0:k1 in the rows and columns ``window``. The map is
+    smooth (a rotation plus displacements of wavelength >= 200 mm), so trilinear interpolation (separable: along
+    z, then y, then x) from a 16 mm lattice errs < 0.05 mm. Only the lattice rows and columns the window's voxels
+    interpolate from are mapped."""
+    fine = (grid.zs, grid.ys[window[0]], grid.xs[window[1]])
+    full = (grid.zs, grid.ys, grid.xs)
+    coarse = [np.linspace(a[0], a[-1], max(2, int(np.ceil(abs(a[-1] - a[0]) / lattice_mm)) + 1)) for a in full]
+    weights = [_linear_weights((a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)), len(c))
+               for a, c in zip(fine, coarse)]
+    used = [slice(int(w[0].min()), min(int(w[0].max()) + 2, len(c))) if len(w[0]) else slice(0, 0)
+            for w, c in zip(weights, coarse)]
+    weights = [(w[0] - u.start, w[1], w[2]) for w, u in zip(weights, used)]
+    cz, cy, cx = np.meshgrid(*(c[u] for c, u in zip(coarse, used)), indexing="ij")
     src = motion.inverse(np.column_stack([cx.ravel(), cy.ravel(), cz.ravel()]))
     # x, y, z of the source on the lattice; float32 (< 1e-4 mm off): the voxel arrays are built in it
     source = [src[:, i].reshape(cz.shape).astype(np.float32) for i in range(3)]
-    weights = [_linear_weights((a - c[0]) / (c[1] - c[0]) if c[1] != c[0] else np.zeros(len(a)), len(c))
-               for a, c in zip(fine, coarse)]
 
-    def slab(k0: int, k1: int, window: tuple[slice, slice] = (slice(None), slice(None))
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        wz, wy, wx = (tuple(w[part] for w in weights[a]) for a, part in enumerate((slice(k0, k1), *window)))
-        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, wy), 2, wx) for s in source)
+    def slab(k0: int, k1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wz = tuple(w[k0:k1] for w in weights[0])
+        return tuple(_interpolate(_interpolate(_interpolate(s, 0, wz), 1, weights[1]), 2, weights[2])
+                     for s in source)
     return slab
 
 
@@ -295,11 +311,11 @@ def warp(volume: np.ndarray, grid: Grid, motion: Motion, cval: float, lattice_mm
     around = (slice(None), slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
     differs = np.zeros_like(held)
     differs[around] = ndimage.maximum_filter(held[around], size=3)
-    slab = _lattice(grid, motion, lattice_mm)
+    slab = _lattice(grid, motion, window, lattice_mm)
     steps = [_axis_step(a) for a in (grid.zs, grid.ys, grid.xs)]
     origin = (float(grid.zs[0]), float(grid.ys[0]), float(grid.xs[0]))  # Python floats keep float32 coordinates
     for k0 in range(0, len(grid.zs), SLAB):
-        x, y, z = slab(k0, k0 + SLAB, window)
+        x, y, z = slab(k0, k0 + SLAB)
         coords = [(c - o) / st for c, o, st in zip((z, y, x), origin, steps)]
         nearest = tuple(np.clip(np.rint(c), 0, n - 1).astype(int) for c, n in zip(coords, volume.shape))
         read = differs[nearest]
@@ -342,7 +358,7 @@ class Pose:
         """(k0, k1, ka, x, y, z): the body-frame coordinates of the voxel centres of ``grid`` (rows and columns
         ``window``), slab by slab: slices k0:k1 and up to ``halo`` slices more on each side (the arrays start at
         slice ka)."""
-        slab = None if self.motion is None else _lattice(grid, self.motion)
+        slab = None if self.motion is None else _lattice(grid, self.motion, window)
         for k0 in range(0, len(grid.zs), SLAB):
             k1 = min(k0 + SLAB, len(grid.zs))
             ka, kb = max(k0 - halo, 0), min(k1 + halo, len(grid.zs))
@@ -351,7 +367,7 @@ class Pose:
                                       sparse=True)
                 x, y, z = np.broadcast_arrays(x, y, z)
             else:
-                x, y, z = slab(ka, kb, window)
+                x, y, z = slab(ka, kb)
             yield k0, k1, ka, *(c - float(s) for c, s in zip((x, y, z), self.shift))
 
 
@@ -366,15 +382,31 @@ class LabelLattice:
     step: np.ndarray
     first: np.ndarray
 
+    @staticmethod
+    def extent(origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first and last node (integer n per axis) covering the body-frame box [lo, hi] (x, y, z)."""
+        a, b = (lo - origin) / step, (hi - origin) / step
+        return np.floor(np.minimum(a, b)).astype(int), np.ceil(np.maximum(a, b)).astype(int)
+
     @classmethod
     def covering(cls, body: Body, origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray
                  ) -> LabelLattice:
         """The lattice's nodes over the body-frame box [lo, hi] (x, y, z)."""
-        a, b = (lo - origin) / step, (hi - origin) / step
-        first = np.floor(np.minimum(a, b)).astype(int)
-        last = np.ceil(np.maximum(a, b)).astype(int)
+        first, last = cls.extent(origin, step, lo, hi)
         axes = [origin[i] + step[i] * np.arange(first[i], last[i] + 1) for i in range(3)]
         return cls(label_map(body, Grid(*axes)), origin, step, first)
+
+    @classmethod
+    def nearest_labels(cls, body: Body, origin: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                       x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """What ``covering(...).read(*covering(...).nodes(x, y, z))`` gives, without painting the lattice: each
+        point's nearest node (the same rounding) labelled by :func:`sonimage.synth.anatomy.labels_at` at its
+        coordinates (the same as the painting's there), in groups of 32 neighbouring points. For points that need
+        few of the nodes (one per voxel where the lattice has 27)."""
+        first, _ = cls.extent(origin, step, lo, hi)
+        node = [(first[a] + ((c - origin[a]) / step[a] - first[a] + 0.5).astype(np.int32)) for a, c in
+                enumerate((x, y, z))]
+        return labels_at(body, *(origin[a] + step[a] * n for a, n in enumerate(node)), group=32)
 
     def nodes(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fractional node indices (x, y, z, from the first node) of body-frame points."""
@@ -423,7 +455,7 @@ def _edges(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3, chunk: int = 1_000
+def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supersample: int = 3
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Voxel-mean physiological SUV of ``body`` in the scan (``pose``): tissue labels at the voxel centres (through
     the pose, so the second day's motion moves the organs); where a face neighbour holds another tissue
@@ -459,9 +491,12 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
             break
         lo = np.array([x.min(), y.min(), z.min()]) - pad
         hi = np.array([x.max(), y.max(), z.max()]) + pad
-        lattice = LabelLattice.covering(body, origin, step, lo, hi)
-        nodes = lattice.nodes(x, y, z)
-        labels = lattice.read(*nodes)
+        if pose.motion is None:
+            lattice = LabelLattice.covering(body, origin, step, lo, hi)
+            nodes = lattice.nodes(x, y, z)
+            labels = lattice.read(*nodes)
+        else:  # only the voxel centres' nearest nodes are read: labelled where they are, not painted
+            labels = LabelLattice.nearest_labels(body, origin, step, lo, hi, x, y, z)
         inner = slice(k0 - ka, k1 - ka)
         edge = _edges(labels)[inner]
         x, y, z, labels = x[inner], y[inner], z[inner], labels[inner]
@@ -471,12 +506,9 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
         if pose.motion is None:  # the nodes are the sub-voxel points
             sub_labels = lattice.read(*(n[inner][k, j, m].astype(np.float32)[:, None] + rounding[None, :, axis]
                                         for axis, n in enumerate(nodes)), half=0.0)
-        else:  # a nearest node can be 1/6 voxel off: the edge voxels' sub-voxel points exactly
-            sub_labels = np.empty((len(k), len(offsets)), dtype=np.uint8)
-            # in chunks of neighbouring voxels (nonzero order: row by row), so each chunk meets few shapes
-            for part in np.array_split(np.arange(len(k)), max(1, -(-len(k) // chunk))):
-                sub_labels[part] = labels_at(body, *(c[part, None] + offsets[None, :, axis]
-                                                     for axis, c in enumerate(centres)))
+        else:  # a nearest node can be 1/6 voxel off: the edge voxels' sub-voxel points exactly, voxel by voxel
+            sub_labels = labels_at(body, *(c[:, None] + offsets[None, :, axis] for axis, c in enumerate(centres)),
+                                   group=len(offsets))
         sub = table[sub_labels]
         bowel = np.nonzero(sub_labels == Tissue.BOWEL)
         if len(bowel[0]):
