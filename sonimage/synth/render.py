@@ -442,9 +442,10 @@ def _tissue_activity(body: Body, points: np.ndarray, table: np.ndarray) -> np.nd
 
 
 def _edges(labels: np.ndarray) -> np.ndarray:
-    """Voxels with a face neighbour of another label. A sub-voxel point (within 1/2 voxel of the centre per axis)
-    across a planar boundary puts the face neighbour along its largest normal component across it too (n.e_i =
-    max n_i >= n.s when |s_i| <= 1), so these are the voxels a locally planar tissue boundary passes through."""
+    """Voxels with a face neighbour of another label. A sub-voxel point s (offsets in voxels) across a planar
+    boundary from the centre puts the face neighbour along the normal's largest component across it too (n.e_i =
+    max |n_i| >= n.s when sum |s_i| <= 1, which holds for supersample 3, |s_i| <= 1/3, not beyond), so these are
+    the voxels a locally planar tissue boundary passes through."""
     edge = np.zeros(labels.shape, dtype=bool)
     for axis in range(labels.ndim):
         step = np.diff(labels, axis=axis) != 0
@@ -474,6 +475,8 @@ def organ_activity(body: Body, grid: Grid, pose: Pose, table: np.ndarray, supers
     moments = tuple(np.zeros(grid.shape, dtype=np.float32) for _ in range(3))
     window = pose.window(grid, body.bounds[0].min(axis=0), body.bounds[1].max(axis=0))
     y0, x0 = (w.start for w in window)
+    if supersample not in (1, 3):  # beyond 3 the face-neighbour edge test misses corner cuts (:func:`_edges`)
+        raise ValueError(f"supersample must be 1 or 3, not {supersample}")
     u = (np.arange(supersample) + 0.5) / supersample - 0.5
     sz, sy, sx = grid.spacing
     oz, oy, ox = np.meshgrid(u * sz, u * sy, u * sx, indexing="ij")
