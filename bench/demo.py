@@ -69,7 +69,7 @@ def step(args: list[str]) -> dict:
 
 def minutes(seconds: float) -> str:
     """``seconds`` as "M min SS.S s"."""
-    whole, rest = divmod(seconds, 60)
+    whole, rest = divmod(round(seconds, 1), 60)  # rounded first: 599.96 s is "10 min 00.0 s", not "9 min 60.0 s"
     return f"{whole:.0f} min {rest:04.1f} s"
 
 
