@@ -43,7 +43,9 @@ def _munge() -> None:
         raise Unavailable("munged is not running and starting it needs root")
     if not Path("/etc/munge/munge.key").exists():
         subprocess.run(["mungekey", "-c"], check=True)
-    Path("/run/munge").mkdir(mode=0o755, exist_ok=True)
+    Path("/run/munge").mkdir(exist_ok=True)
+    # munged refuses a socket folder others cannot search; Debian's package may leave it 0750 (a fresh machine)
+    os.chmod("/run/munge", 0o755)
     shutil.chown("/run/munge", "munge", "munge")
     shutil.chown("/etc/munge/munge.key", "munge", "munge")
     os.chmod("/etc/munge/munge.key", 0o400)
