@@ -26,8 +26,13 @@ METRICS = ("harrell_c", "uno_c", "auc", "oe_ratio", "calibration_slope", "ici", 
 
 
 def harrell_c(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> float:
-    """Harrell's C: higher linear predictor, earlier event (ties in the predictor count one half)."""
-    return float(concordance_index(time, -lp, event))
+    """Harrell's C: higher linear predictor, earlier event (ties in the predictor count one half); NaN when no pair
+    is comparable (no event before another patient's time, e.g. a bootstrap resample of a small cohort whose events
+    were all left out), where lifelines raises ``ZeroDivisionError``."""
+    try:
+        return float(concordance_index(time, -lp, event))
+    except ZeroDivisionError:
+        return float("nan")
 
 
 def ipcw_brier(time: np.ndarray, event: np.ndarray, surv: np.ndarray, horizon: float) -> float:

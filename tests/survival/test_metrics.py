@@ -13,7 +13,7 @@ from sksurv.util import Surv
 from sonimage.survival.calibration import flexible_calibration, kaplan_meier, rcs_basis
 from sonimage.survival.cox import fit_cox
 from sonimage.survival.decision import net_benefit
-from sonimage.survival.external import ipcw_brier, point_metrics
+from sonimage.survival.external import harrell_c, ipcw_brier, point_metrics, validate
 from sonimage.synth.tables import simulate_cohort_tables
 
 
@@ -64,6 +64,21 @@ def test_point_metrics_ranges_and_null_model(sim):
     assert m["ipa"] > 0 and m["oe_ratio"] == pytest.approx(1.0, abs=0.1)
     flat = point_metrics(t, e, np.zeros_like(lp), np.full_like(risk, risk.mean()), 12.0)
     assert flat["harrell_c"] == pytest.approx(0.5) and abs(flat["ipa"]) < 0.02
+
+
+def test_harrell_c_without_a_comparable_pair_is_nan_and_the_bootstrap_goes_on():
+    # all censored, or one event at the latest time: no admissible pair (lifelines raises ZeroDivisionError)
+    assert np.isnan(harrell_c(np.array([1.0, 2, 3]), np.array([0, 0, 0]), np.array([0.1, 0.2, 0.3])))
+    assert np.isnan(harrell_c(np.array([1.0, 2, 3]), np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3])))
+    # a small validation cohort (10 patients, as the quick demo's) whose resamples include some with no comparable
+    # pair: validation completes, each metric from the resamples where it is defined
+    p = simulate_cohort_tables("impact", 600, seed=9).patients
+    model = fit_cox(p, "pfs1_months", "pfs1_event", "age + ecog").model
+    small = pd.concat([p[p.pfs1_event == 0].head(8), p[p.pfs1_event == 1].head(2)])  # ~1 in 9 resamples: no event
+    out = validate(model, small, "pfs1_months", "pfs1_event", 12.0, n_boot=200, seed=1)
+    assert out["settings"]["bootstrap_used"] <= 200 and out["settings"]["n"] == 10
+    assert 0 <= out["harrell_c"]["estimate"] <= 1
+    assert all(k in out for k in ("harrell_c", "uno_c", "brier"))
 
 
 def test_net_benefit_of_acting_on_all_and_none():
