@@ -17,7 +17,6 @@ from prefect.futures import PrefectFuture
 
 from sonimage.parallel import groups, run_group
 from sonimage.settings import Settings
-from sonimage.stages import analyse as analyse_stage
 from sonimage.stages.convert import convert_patient, index_batch
 from sonimage.stages.extract import extract_patient
 
@@ -141,5 +140,8 @@ class _First:
 def analyse(out: str, clinical: str, scheduler: str, settings: Settings) -> dict[str, str]:
     """Objectives 1–5 and the HTML report (:func:`sonimage.stages.analyse.run`); bootstraps fan out over the
     cluster at ``scheduler``."""
+    from sonimage.stages import analyse as analyse_stage  # here: the image stages' workers need none of the
+    # survival and report stack (lifelines, scikit-survival, matplotlib: ~43 MB resident per worker)
+
     with Client(scheduler) as client:
         return analyse_stage.run(Path(out), Path(clinical), client, settings)

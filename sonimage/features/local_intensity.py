@@ -9,9 +9,9 @@ voxels that exist; NaN voxels count as missing too. Sphere means of the whole cr
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from sonimage.features.base import Feature, FeatureSettings, Roi
+from sonimage.features.convolution import fft_convolve_same
 
 FAMILY = "local_intensity"
 
@@ -39,8 +39,8 @@ def sphere_means(image: np.ndarray, spacing: tuple[float, float, float], volume_
     """Mean of the existing (finite) voxels within the peak sphere around every voxel of ``image``."""
     finite = np.isfinite(image)
     kernel = sphere_kernel(spacing, volume_ml)
-    total = fftconvolve(np.where(finite, image, 0.0).astype(np.float64), kernel, mode="same")
-    count = np.rint(fftconvolve(finite.astype(np.float64), kernel, mode="same"))
+    total = fft_convolve_same(np.where(finite, image, 0.0).astype(np.float64), kernel)
+    count = np.rint(fft_convolve_same(finite.astype(np.float64), kernel))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 

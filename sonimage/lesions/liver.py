@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.signal import fftconvolve
 
+from sonimage.features.convolution import fft_convolve_same
 from sonimage.volumes.volume import Volume
 
 VOI_DIAMETER_MM = 30.0
@@ -222,8 +222,8 @@ def liver_reference(pet: Volume, ct: Volume, sul_ratio: float | None = None,
     if searched.any():  # the sphere statistics where a centre is searched: its box grown by the sphere's reach
         box = _within(searched, tuple(half))
         part = suv[box]
-        mean[box] = fftconvolve(part, kernel, mode="same") / count
-        var = np.maximum(fftconvolve(part * part, kernel, mode="same") / count - mean[box] ** 2, 0.0)
+        mean[box] = fft_convolve_same(part, kernel) / count
+        var = np.maximum(fft_convolve_same(part * part, kernel) / count - mean[box] ** 2, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             cov[box] = np.sqrt(var) / mean[box]
     candidate = _depth_at_least(soft, searched, spacing, radius + 3.0) & (cov <= MAX_COV) & \
