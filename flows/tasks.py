@@ -5,9 +5,10 @@ Inputs and outputs are paths and small records, never arrays."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import pickle
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from distributed import Client
 from prefect import Task, task
@@ -59,17 +60,16 @@ def worker_slots() -> int:
 
 def group_name(name: str) -> Callable[[dict[str, Any]], str]:
     """Run names of a group's task: the patients it holds (cohort, first and last pseudonym, how many); items
-    without a patient (index batches) by their number."""
+    without a patient (index batches) by their number (:attr:`Items.heads`)."""
     def run_name(parameters: dict[str, Any]) -> str:
         group = parameters["group"]
-        items = [a[0] for a in group.arg_tuples]
-        if not all(hasattr(i, "patient") for i in items):
-            return f"{name}-{group.part} ({len(items)} batch{'es' if len(items) > 1 else ''})"
-        if len(items) == 1:
-            return f"{name}-{items[0].label}"
-        first, last = items[0], items[-1]
+        first, last = group.heads
+        if first is None:
+            return f"{name}-{group.part} ({group.size} batch{'es' if group.size > 1 else ''})"
+        if group.size == 1:
+            return f"{name}-{first.label}"
         end = last.patient if last.cohort == first.cohort else f"{last.cohort}-{last.patient}"
-        return f"{name}-{first.cohort}-{first.patient}…{end} ({len(items)} patients)"
+        return f"{name}-{first.cohort}-{first.patient}…{end} ({group.size} patients)"
     return run_name
 
 
@@ -106,22 +106,47 @@ class PrefectExecutor:
         return future if fn is run_group else _First(future)
 
 
-class Items:
-    """A group's items as one opaque parameter: they hold no futures, and Prefect would otherwise walk every object
-    of every patient's plan (~120,000 for 25 patients' conversion, 0.5 CPU s), in the flow process and again on the
-    worker, looking for some (``prefect.utilities.annotations.quote`` does not survive prefect-dask's transport).
-    ``part``: the group's number among its stage's groups ("3/13"), for names."""
+class ItemHead(NamedTuple):
+    """What a run name shows of an item: its cohort, patient pseudonym and label."""
 
-    __slots__ = ("arg_tuples", "part")
+    cohort: str
+    patient: str
+    label: str
+
+
+class Items:
+    """A group's items as one opaque parameter, each item pickled on its own and unpickled only when its turn
+    comes (:meth:`__iter__`).
+
+    Opaque: the items hold no futures, and Prefect would otherwise walk every object of every patient's plan
+    (~120,000 for 25 patients' conversion, 0.5 CPU s), in the flow process and again on the worker, looking for some
+    (``prefect.utilities.annotations.quote`` does not survive prefect-dask's transport). One item at a time: a
+    conversion group of 30 patients unpickled at once put ~20,000 header records in the worker's small-object
+    arenas together, and the few objects that outlived the group kept those arenas, so a worker's memory grew with
+    the group size, and so with the study. ``part``: the group's number among its stage's groups ("3/13");
+    ``heads``: the first and last item's names (None for items without a patient, e.g. index batches)."""
+
+    __slots__ = ("packed", "part", "heads")
 
     def __init__(self, arg_tuples: list[tuple], part: str = "1/1") -> None:
-        self.arg_tuples, self.part = arg_tuples, part
+        self.packed = [pickle.dumps(a, protocol=pickle.HIGHEST_PROTOCOL) for a in arg_tuples]
+        self.part = part
+        ends = (arg_tuples[0][0], arg_tuples[-1][0])
+        self.heads = tuple(ItemHead(i.cohort, i.patient, i.label) if hasattr(i, "patient") else None for i in ends)
+
+    @property
+    def size(self) -> int:
+        return len(self.packed)
+
+    def __iter__(self) -> Iterator[tuple]:
+        for packed in self.packed:
+            yield pickle.loads(packed)
 
 
 def _as_group(fn: Callable) -> Callable[[Items], list]:
     """``run_group`` bound to ``fn``, named after it (Prefect's task key, and so the UI, tell the stages apart)."""
     def group(group: Items) -> list:
-        return run_group(fn, group.arg_tuples)
+        return run_group(fn, group)
     group.__name__ = group.__qualname__ = fn.__name__
     return group
 

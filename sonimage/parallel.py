@@ -30,8 +30,9 @@ class Executor(Protocol):
     def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Any: ...
 
 
-def run_group(fn: Callable, arg_tuples: list[tuple]) -> list:
-    """``[fn(*args) for args in arg_tuples]``: several items of a stage as one task; then the heap's free pages go
+def run_group(fn: Callable, arg_tuples: Iterable[tuple]) -> list:
+    """``[fn(*args) for args in arg_tuples]``: several items of a stage as one task (``arg_tuples`` may produce
+    them one at a time, e.g. ``flows.tasks.Items``); then the heap's free pages go
     back to the system (:func:`trim_heap`), so that what one group freed does not stay counted against the
     process while it waits for the next."""
     try:
