@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -66,30 +66,60 @@ def code_note(feature: Feature) -> str:
             f"misprints it as {printed}")
 
 
-def feature_table(lesions: Sequence[LesionFeatures], settings: FeatureSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The lesion table (one row per lesion) and its feature dictionary (column, family, name, code, aggregation,
-    note)."""
-    entries: dict[str, dict[str, str]] = {}
-    setting_values = {f"setting_{k}": v for k, v in settings.as_dict().items()}
-    rows = []
-    for lesion in lesions:
-        values: dict[str, float] = {}
-        reasons = []
+class FeatureRows:
+    """The feature table built lesion by lesion (:meth:`add`), holding per lesion only its identifying values and
+    one float array of its features, not its :class:`Feature` records: a study's gather reads its patients' results
+    one at a time (:func:`sonimage.stages.extract.write_feature_tables`). :meth:`table` gives what
+    :func:`feature_table` gives for the same lesions, column for column."""
+
+    def __init__(self, settings: FeatureSettings) -> None:
+        self.settings = {f"setting_{k}": v for k, v in settings.as_dict().items()}
+        self.entries: dict[str, dict[str, str]] = {}  # column -> its dictionary row, in order of first appearance
+        self.position: dict[str, int] = {}  # column -> its place among the feature columns
+        self.labels: list[dict[str, Any]] = []  # per lesion: ids, error, nan_reasons
+        self.cells: list[tuple[np.ndarray, np.ndarray]] = []  # per lesion: column positions, values
+
+    def add(self, lesion: LesionFeatures) -> None:
+        """One lesion's row; an error when two of its features map to one column."""
+        positions, values, reasons, seen = [], [], [], set()
         for f in lesion.features:
             col = column_name(f)
-            if col in values:
+            if col in seen:
                 raise ValueError(f"two features map to column {col!r}")
-            entries.setdefault(col, {"column": col, "family": f.family, "name": f.name, "code": f.code,
-                                     "aggregation": f.aggregation, "note": code_note(f)})
-            values[col] = f.value
+            seen.add(col)
+            if (position := self.position.get(col)) is None:
+                position = self.position[col] = len(self.position)
+                self.entries[col] = {"column": col, "family": f.family, "name": f.name, "code": f.code,
+                                     "aggregation": f.aggregation, "note": code_note(f)}
+            positions.append(position)
+            values.append(f.value)
             if f.reason and not np.isfinite(f.value):
                 reasons.append(f"{col}: {f.reason}")
-        rows.append({**lesion.ids, "error": lesion.error, "nan_reasons": "; ".join(reasons), **values, **setting_values})
-    id_cols = list(dict.fromkeys(k for lesion in lesions for k in lesion.ids))
-    table = pd.DataFrame(rows, columns=[*id_cols, "error", "nan_reasons", *entries, *setting_values])
-    table = table.astype(dict.fromkeys(entries, np.float64))
-    dictionary = pd.DataFrame(list(entries.values()), columns=["column", "family", "name", "code", "aggregation", "note"])
-    return table, dictionary
+        self.labels.append({**lesion.ids, "error": lesion.error, "nan_reasons": "; ".join(reasons)})
+        self.cells.append((np.asarray(positions, dtype=np.intp), np.asarray(values, dtype=np.float64)))
+
+    def table(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The lesion table (ids, ``error``, ``nan_reasons``, one float column per feature, the settings) and its
+        feature dictionary (column, family, name, code, aggregation, note)."""
+        id_cols = list(dict.fromkeys(k for label in self.labels for k in label if k not in ("error", "nan_reasons")))
+        values = np.full((len(self.cells), len(self.entries)), np.nan)
+        for row, (positions, cells) in zip(values, self.cells):
+            row[positions] = cells
+        table = pd.concat([pd.DataFrame(self.labels, columns=[*id_cols, "error", "nan_reasons"]),
+                           pd.DataFrame(values, columns=list(self.entries)),
+                           pd.DataFrame([self.settings] * len(self.labels), columns=list(self.settings))], axis=1)
+        dictionary = pd.DataFrame(list(self.entries.values()),
+                                  columns=["column", "family", "name", "code", "aggregation", "note"])
+        return table, dictionary
+
+
+def feature_table(lesions: Iterable[LesionFeatures], settings: FeatureSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lesion table (one row per lesion) and its feature dictionary (column, family, name, code, aggregation,
+    note): :class:`FeatureRows` over ``lesions``."""
+    rows = FeatureRows(settings)
+    for lesion in lesions:
+        rows.add(lesion)
+    return rows.table()
 
 
 def write_table(table: pd.DataFrame, dictionary: pd.DataFrame, path: Path,

@@ -1,9 +1,10 @@
 """The records the lesion stage passes between its steps: a patient's scans (store names) and volumes, one
-lesion's job, one lesion's reading."""
+lesion's job, one lesion's reading, and what a patient's stage hands back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sonimage.features.table import LesionFeatures
 from sonimage.volumes.volume import Volume
@@ -59,3 +60,13 @@ class PatientVolumes:
     fdg_ct: Volume | None = None
     fes_pet: Volume | None = None
     fes_ct: Volume | None = None
+
+
+class PatientLesions(NamedTuple):
+    """What one patient's lesion stage hands back (a few hundred bytes whatever its lesions): where its readings
+    are kept (relative to the output root; None when the stage failed), its record (registration and FES reading
+    QC, or the failure) and whether an earlier run's results were reused."""
+
+    results: str | None
+    record: dict
+    reused: bool

@@ -4,10 +4,13 @@ A patient's lesion stage (:func:`sonimage.stages.extract.extract_patient`) depen
 run's settings and sonimage's code. Each store records the keyed digest of the DICOM bytes it was converted from
 (``content_hmac_sha256``, :mod:`sonimage.dicom.conversion`); the patient's *input key* is the SHA-256 of those
 digests (with the stores' paths), the settings as JSON and sonimage's version. The results are kept under
-``OUT/features/reuse/<cohort>/<patient>.pickle`` with their key, written atomically; a later run whose key is
-the same loads them instead of computing, so a nightly ingest that adds one patient computes that patient only,
-and the tables (assembled from the same results) are byte-identical to a run from scratch. The files are the
-run's own outputs, read back by the same software (pickle: exact floats, no conversion).
+``OUT/features/reuse/<cohort>/<patient>.pickle``, written atomically by the worker that computed them: first
+the key and the patient's record, then the readings. The stage's gather reads each patient's readings from there,
+one patient at a time, so no worker holds a group's results and the flow process never holds the whole study's
+(:func:`sonimage.stages.extract.write_feature_tables`). A later run whose key is the same takes the record and the
+path without computing, so a nightly ingest that adds one patient computes that patient only, and the tables
+(assembled from the same results) are byte-identical to a run from scratch. The files are the run's own outputs,
+read back by the same software (pickle: exact floats, no conversion).
 """
 
 from __future__ import annotations
@@ -44,25 +47,36 @@ def input_key(scans: PatientScans, out: Path, settings: Settings) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _cache(out: Path, scans: PatientScans) -> Path:
-    return Path(out) / REUSE / scans.cohort / f"{scans.patient}.pickle"
+def results_path(scans: PatientScans) -> Path:
+    """Where a patient's lesion results are kept, relative to the output root."""
+    return REUSE / scans.cohort / f"{scans.patient}.pickle"
 
 
-def reused(scans: PatientScans, out: Path, key: str | None) -> tuple[list[LesionReading], dict] | None:
-    """The patient's readings and record of an earlier run with the same input ``key`` (:func:`input_key`), else
-    None."""
-    cache = _cache(out, scans)
-    if key is not None and cache.is_file():
-        stored = pickle.loads(cache.read_bytes())
-        if stored["key"] == key:
-            return stored["readings"], stored["record"]
-    return None
+def reused(scans: PatientScans, out: Path, key: str | None) -> dict | None:
+    """The patient's record of an earlier run with the same input ``key`` (:func:`input_key`), else None. Only the
+    file's head (key, record) is read, not the readings."""
+    path = Path(out) / results_path(scans)
+    if key is None or not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        head = pickle.load(fh)
+    return head["record"] if isinstance(head, dict) and head.get("key") == key and "record" in head else None
 
 
-def keep(scans: PatientScans, out: Path, key: str | None, readings: list[LesionReading], record: dict) -> None:
-    """Keep the patient's results under its input ``key`` for later runs (nothing when the key is None)."""
-    if key is not None:
-        write_bytes_atomic(_cache(out, scans), pickle.dumps({"key": key, "readings": readings, "record": record}))
+def keep(scans: PatientScans, out: Path, key: str | None, readings: list[LesionReading], record: dict) -> str:
+    """Write the patient's results (head: input ``key`` and record; then the readings) atomically, for the
+    gather and for later runs (never reused when the key is None); their path relative to ``out``."""
+    path = results_path(scans)
+    head = pickle.dumps({"key": key, "record": record}, protocol=pickle.HIGHEST_PROTOCOL)
+    write_bytes_atomic(Path(out) / path, head + pickle.dumps(readings, protocol=pickle.HIGHEST_PROTOCOL))
+    return str(path)
+
+
+def load_readings(out: Path, path: str) -> list[LesionReading]:
+    """The readings a patient's results file holds (:func:`keep`)."""
+    with (Path(out) / path).open("rb") as fh:
+        pickle.load(fh)
+        return pickle.load(fh)
 
 
 def write_reuse_summary(out: Path, reused: list[bool]) -> Path:

@@ -15,21 +15,22 @@ excluded). Every table records the run's settings in its Parquet metadata.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from sonimage.features.base import FeatureSettings
 from sonimage.features.families import ALL_FAMILIES
-from sonimage.features.table import LesionFeatures, feature_table, write_table as write_feature_table
+from sonimage.features.table import FeatureRows, LesionFeatures, write_table as write_feature_table
 from sonimage.lesions.jobs import fes_labels_store, lesion_features, patient_lesions, patient_scans, plan_lesions
-from sonimage.lesions.records import LesionJob, LesionReading, PatientScans, PatientVolumes
-from sonimage.lesions.reuse import input_key, keep, reused, write_reuse_summary
+from sonimage.lesions.records import LesionJob, LesionReading, PatientLesions, PatientScans, PatientVolumes
+from sonimage.lesions.reuse import input_key, keep, load_readings, results_path, reused, write_reuse_summary
 from sonimage.parallel import Executor, parallel_map
 from sonimage.settings import PIPELINE_FEATURES, DelineationSettings, Settings
 from sonimage.tables.parquet import write_table
 from sonimage.tables.patients import patient_metrics
-from sonimage.tables.readings import delineation_table, lesion_summary, reading_tables
+from sonimage.tables.readings import delineation_rows, lesion_rows, reading_tables, summary_table
 from sonimage.volumes.volume import Volume
 from sonimage.volumes.store import open_variable, read_volume, write_volume
 
@@ -125,27 +126,27 @@ def _keep_fes_labels(scans: PatientScans, out: Path, fes_labels: Volume | None) 
         write_volume(kept, Path(out) / fes_labels_store(scans), "label")
 
 
-def extract_patient(scans: PatientScans, out: Path, settings: Settings | None = None
-                    ) -> tuple[list[LesionReading], dict, bool]:
+def extract_patient(scans: PatientScans, out: Path, settings: Settings | None = None) -> PatientLesions:
     """One patient's whole lesion stage (the stage's item): the results of an earlier run with the same input
     stores and settings (:mod:`sonimage.lesions.reuse`; the flag says so), else its stores read once and
-    :func:`sonimage.lesions.jobs.patient_lesions` on them. A patient whose stage raises gets no lesions and a
-    record holding the error (``FAILED``), which becomes its reason in ``excluded_patients.parquet``."""
+    :func:`sonimage.lesions.jobs.patient_lesions` on them, the readings written to the patient's results file
+    (:func:`sonimage.lesions.reuse.keep`) and only its path and record returned. A patient whose stage raises gets
+    no results and a record holding the error (``FAILED``), which becomes its reason in
+    ``excluded_patients.parquet``."""
     settings = settings or Settings()
     try:
         key = input_key(scans, Path(out), settings)
-        if (done := reused(scans, Path(out), key)) is not None:
-            return *done, True
+        if (record := reused(scans, Path(out), key)) is not None:
+            return PatientLesions(str(results_path(scans)), record, True)
         readings, record, fes_labels = patient_lesions(scans, read_patient(scans, out), settings.features,
                                                        settings.delineation, settings.fes_reading, settings.fes)
     except Exception as exc:  # noqa: BLE001 - one patient's failure excludes that patient, the batch goes on
         stores = ", ".join(s for s in (scans.labels, scans.fdg_pet, scans.fdg_ct, scans.fes_pet, scans.fes_ct) if s)
         log.error("%s %s: lesion stage failed (%s: %s)", scans.cohort, scans.patient, type(exc).__name__, exc)
-        return [], {"cohort": scans.cohort, "patient": scans.patient,
-                    FAILED: f"lesion stage failed on {stores}: {type(exc).__name__}: {exc}"}, False
+        return PatientLesions(None, {"cohort": scans.cohort, "patient": scans.patient,
+                                     FAILED: f"lesion stage failed on {stores}: {type(exc).__name__}: {exc}"}, False)
     _keep_fes_labels(scans, out, fes_labels)
-    keep(scans, Path(out), key, readings, record)
-    return readings, record, False
+    return PatientLesions(keep(scans, Path(out), key, readings, record), record, False)
 
 
 def prepare_patient(scans: PatientScans, out: Path, settings: Settings | None = None
@@ -167,25 +168,36 @@ def lesion_from_stores(job: LesionJob, out: Path, settings: FeatureSettings = PI
     return lesion_features(job, sources, settings, families, delineation)
 
 
-def write_feature_tables(out: Path, results: list[LesionFeatures], registrations: list[dict],
+def write_feature_tables(out: Path, results: Iterable[list[LesionFeatures]], registrations: list[dict],
                          settings: Settings, failed: dict[tuple[str, str], str] | None = None) -> dict[str, str]:
     """The wide lesion feature table, the lesion table, the patient table, every delineation
     (``delineations.parquet``), the QC tables: registration per patient, liver reference per scan, FES reading
     per lesion (:func:`sonimage.tables.readings.reading_tables`), and the patients left out with why
-    (``excluded_patients.parquet``; ``failed`` gives the error of each patient whose lesion stage failed)."""
+    (``excluded_patients.parquet``; ``failed`` gives the error of each patient whose lesion stage failed).
+
+    ``results``: each patient's readings in turn (e.g. read from the results files one at a time); only table rows
+    are kept of them (:class:`sonimage.features.table.FeatureRows`: one float array per lesion)."""
     folder = Path(out) / FEATURES
     meta = settings.metadata()
-    table, dictionary = feature_table(results, settings.features)
+    features, uptake, delineations = FeatureRows(settings.features), [], []
+    for readings in results:
+        for reading in readings:
+            features.add(reading)
+        uptake += lesion_rows(readings)
+        delineations += delineation_rows(readings)
+    table, dictionary = features.table()
+    del features
     paths = {"lesion_features": write_feature_table(table, dictionary, folder / "lesion_features.parquet", meta)}
+    del table
     qc = reading_tables(registrations)
-    summary = lesion_summary(results, qc["fes_reading"], settings.delineation.method, settings.fes)
+    summary = summary_table(uptake, qc["fes_reading"], settings.delineation.method, settings.fes)
     paths["lesions"] = write_table(summary, folder / "lesions.parquet", metadata=meta)
     manifest, quarantine = _converted_tables(out)
     metrics = fes_quarantine_reasons(patient_metrics(summary.dropna(subset=["fdg_suvmax"]), settings.fes), quarantine)
     paths["patients"] = write_table(metrics, folder / "patients.parquet", metadata=meta)
     excluded = excluded_patients(manifest, quarantine, set(zip(metrics.cohort, metrics.patient)), failed)
     paths["excluded_patients"] = write_table(excluded, folder / "excluded_patients.parquet", metadata=meta)
-    paths["delineations"] = write_table(delineation_table(results), folder / "delineations.parquet", metadata=meta)
+    paths["delineations"] = write_table(pd.DataFrame(delineations), folder / "delineations.parquet", metadata=meta)
     paths.update({name: write_table(df, folder / f"{name}.parquet", metadata=meta) for name, df in qc.items()})
     return {k: str(v) for k, v in paths.items()}
 
@@ -193,13 +205,14 @@ def write_feature_tables(out: Path, results: list[LesionFeatures], registrations
 def run(out: Path, executor: Executor | None = None, settings: Settings | None = None) -> dict[str, str]:
     """The whole feature stage over ``out`` (a converted tree); ``executor`` fans patients out (one item per
     patient: :func:`extract_patient`), reusing a patient's results of an earlier run when its input stores and the
-    settings are unchanged (:mod:`sonimage.lesions.reuse`)."""
+    settings are unchanged (:mod:`sonimage.lesions.reuse`); the gather reads the patients' results files one at a
+    time."""
     settings = settings or Settings()
     scans, notes = plan_patients(out)
     for note in notes:
         log.warning("%s %s: %s", note["cohort"], note["patient"], note["note"])
     done = parallel_map(extract_patient, scans, executor, Path(out), settings)
-    write_reuse_summary(out, [reused for _, _, reused in done])
-    failed = {(rec["cohort"], rec["patient"]): rec[FAILED] for _, rec, _ in done if FAILED in rec}
-    return write_feature_tables(out, [r for readings, _, _ in done for r in readings],
-                                [rec for _, rec, _ in done if FAILED not in rec], settings, failed)
+    write_reuse_summary(out, [d.reused for d in done])
+    failed = {(d.record["cohort"], d.record["patient"]): d.record[FAILED] for d in done if FAILED in d.record}
+    return write_feature_tables(out, (load_readings(out, d.results) for d in done if d.results),
+                                [d.record for d in done if FAILED not in d.record], settings, failed)

@@ -4,6 +4,8 @@ liver reference per scan, FES reading per lesion)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from sonimage.features.base import Feature
@@ -17,15 +19,10 @@ def _value(features: list[Feature], name: str) -> float:
     return next((f.value for f in features if f.family == "pet" and f.name == name), float("nan"))
 
 
-def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None = None,
-                   primary: str = "rtstruct", rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
-    """The lesion table (:mod:`sonimage.tables.lesions`) of the features: FDG and FES uptake side by side, then
-    the MTV/TLG of every automatic delineation (``fdg_mtv_ml_<method>``; ``fdg_mtv_ml`` is the reader contour)
-    and, with ``readings`` (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason and
-    what the call needs (diameter, RC(d), local background); then each lesion's ``fes_call`` and
-    ``fes_call_reason`` by ``rule`` (:func:`sonimage.tables.patients.fes_calls`). ``volume_ml`` (the burden
-    of the patient table) is the MTV of ``primary`` (``rtstruct`` or a method label), named in
-    ``fdg_mtv_method``."""
+def lesion_rows(results: Iterable[LesionFeatures]) -> list[dict]:
+    """One row per lesion (not per tracer): FDG and FES uptake side by side, then the MTV/TLG of every automatic
+    delineation (``fdg_mtv_ml_<method>``; ``fdg_mtv_ml`` is the reader contour). A lesion's tracers must come in
+    the same ``results`` (e.g. one patient's)."""
     rows: dict[tuple, dict] = {}
     for r in results:
         key = (r.ids["cohort"], r.ids["patient"], r.ids["lesion"])
@@ -40,7 +37,17 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
         for d in getattr(r, "delineations", ()):
             if d["method"] != "contour":
                 row.update({f"{t}_mtv_ml_{d['label']}": d["mtv_ml"], f"{t}_tlg_{d['label']}": d["tlg"]})
-    table = lesion_table(pd.DataFrame(list(rows.values())))
+    return list(rows.values())
+
+
+def summary_table(rows: list[dict], readings: pd.DataFrame | None = None, primary: str = "rtstruct",
+                  rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
+    """The lesion table (:mod:`sonimage.tables.lesions`) of :func:`lesion_rows` and, with ``readings``
+    (:func:`reading_tables`' ``fes_reading``), each lesion's FES evaluability and reason and what the call needs
+    (diameter, RC(d), local background); then each lesion's ``fes_call`` and ``fes_call_reason`` by ``rule``
+    (:func:`sonimage.tables.patients.fes_calls`). ``volume_ml`` (the burden of the patient table) is the MTV of
+    ``primary`` (``rtstruct`` or a method label), named in ``fdg_mtv_method``."""
+    table = lesion_table(pd.DataFrame(rows))
     if primary == "rtstruct":
         table["volume_ml"], table["fdg_mtv_method"] = table["fdg_mtv_ml"], "reader contour"
     else:
@@ -54,9 +61,20 @@ def lesion_summary(results: list[LesionFeatures], readings: pd.DataFrame | None 
     return table.join(fes_calls(table, rule))
 
 
-def delineation_table(results: list[LesionFeatures]) -> pd.DataFrame:
-    """Long table of every delineation (method, parameters, threshold, MTV, TLG, SUVmean) of every FDG lesion."""
-    return pd.DataFrame([d for r in results for d in getattr(r, "delineations", ())])
+def lesion_summary(results: Iterable[LesionFeatures], readings: pd.DataFrame | None = None,
+                   primary: str = "rtstruct", rule: FesRuleSettings = FesRuleSettings()) -> pd.DataFrame:
+    """The lesion table of the features (:func:`summary_table` of :func:`lesion_rows`)."""
+    return summary_table(lesion_rows(results), readings, primary, rule)
+
+
+def delineation_rows(results: Iterable[LesionFeatures]) -> list[dict]:
+    """Every delineation (method, parameters, threshold, MTV, TLG, SUVmean) of every FDG lesion, one dict each."""
+    return [d for r in results for d in getattr(r, "delineations", ())]
+
+
+def delineation_table(results: Iterable[LesionFeatures]) -> pd.DataFrame:
+    """Long table of every delineation of every FDG lesion (:func:`delineation_rows`)."""
+    return pd.DataFrame(delineation_rows(results))
 
 
 def reading_tables(records: list[dict]) -> dict[str, pd.DataFrame]:

@@ -275,6 +275,33 @@ def test_table_one_row_per_lesion_with_dictionary_and_settings(tmp_path, suffix)
         table["glcm_joint_maximum__gyby__3d_avg"].iloc[0])
 
 
+def test_table_built_lesion_by_lesion_equals_the_table_of_row_dicts(tmp_path):
+    """FeatureRows keeps one float array per lesion, yet gives the table a list of row dicts gives: columns in
+    order of first appearance (a lesion without features first, another with fewer families), NaN where a lesion
+    has no value, each id column's type, the settings on every row; the Parquet files are byte-identical."""
+    image = np.random.default_rng(8).gamma(3.0, 1.0, (12, 12, 12))
+    mask = ellipsoid((12, 12, 12), (4, 5, 5))
+    small = extract_features(Roi(image, mask, (2.0, 2.0, 2.0)), SETTINGS, ("statistics",))
+    large = extract_features(Roi(image[::-1], mask, (2.0, 2.0, 2.0)), SETTINGS, ("pet", "statistics", "glcm"))
+    lesions = [LesionFeatures({"patient": "P01", "lesion": 1, "tracer": "FDG"}, error="empty mask"),
+               LesionFeatures({"patient": "P01", "lesion": 2, "tracer": "FDG"}, small),
+               LesionFeatures({"patient": "P02", "lesion": 1, "tracer": "FES", "organ": "bone"}, large)]
+    table, dictionary = feature_table(lesions, SETTINGS)
+    settings = {f"setting_{k}": v for k, v in SETTINGS.as_dict().items()}
+    columns = list(dict.fromkeys(column_name(f) for lesion in lesions for f in lesion.features))
+    rows = [{**lesion.ids, "error": lesion.error,
+             "nan_reasons": "; ".join(f"{column_name(f)}: {f.reason}" for f in lesion.features
+                                      if f.reason and not np.isfinite(f.value)),
+             **{column_name(f): f.value for f in lesion.features}, **settings} for lesion in lesions]
+    expected = pd.DataFrame(rows, columns=["patient", "lesion", "tracer", "organ", "error", "nan_reasons", *columns,
+                                           *settings]).astype(dict.fromkeys(columns, np.float64))
+    pd.testing.assert_frame_equal(table, expected)
+    assert dictionary.column.tolist() == columns and np.isnan(table.loc[1, "glcm_joint_maximum__gyby__3d_avg"])
+    built, made = write_table(table, dictionary, tmp_path / "rows.parquet"), \
+        write_table(expected, dictionary, tmp_path / "dicts.parquet")
+    assert built.read_bytes() == made.read_bytes()
+
+
 def test_spatial_autocorrelation_beyond_the_size_limit_is_nan_with_reason(monkeypatch):
     """Past SPATIAL_MAX_CELLS FFT cells Moran's I and Geary's C are NaN with a reason, the rest still computed."""
     mask = ellipsoid((10, 10, 10), (4, 4, 4))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import pytest
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions.jobs import patient_lesions
 from sonimage.lesions.registration import Rigid
-from sonimage.lesions.reuse import read_reuse_summary
+from sonimage.lesions.reuse import load_readings, read_reuse_summary
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.stages import convert as convert_stage, extract as extract_stage
-from sonimage.stages.extract import lesion_from_stores, plan_patients, prepare_patient, read_patient
+from sonimage.stages.extract import extract_patient, lesion_from_stores, plan_patients, prepare_patient, read_patient
 from sonimage.synth.generate import generate_study
 from sonimage.tables.patients import CALLS, patient_metrics
 
@@ -116,6 +117,26 @@ def test_patient_task_reads_the_same_boxes_as_the_stores(pipeline: tuple) -> Non
     assert repr([r.features for r in readings]) == repr([r.features for r in from_stores])  # NaN-safe, exact
     assert repr([r.delineations for r in readings]) == repr([r.delineations for r in from_stores])
     assert record["ncc"] == planned["ncc"] and len(record["lesions"]) == len(planned["lesions"])
+
+
+def test_patient_stage_hands_back_a_path_not_its_readings(pipeline: tuple, tmp_path: Path) -> None:
+    """A patient's lesion stage writes its readings where it runs and returns their path with its record, a
+    small fraction of the readings' size; the file holds exactly what the stage computed, and a rerun with the
+    same inputs returns the same path and record without computing or reading the readings."""
+    base, _, _ = pipeline
+    out = tmp_path / "out"
+    shutil.copytree(base / "out", out)
+    shutil.rmtree(out / "features" / "reuse")
+    scans, _ = plan_patients(out)
+    settings = Settings()
+    done = extract_patient(scans[0], out, settings)
+    readings, record, _ = patient_lesions(scans[0], read_patient(scans[0], out), settings.features,
+                                          settings.delineation, settings.fes_reading, settings.fes)
+    assert done.results == f"features/reuse/sonia/{scans[0].patient}.pickle" and not done.reused
+    assert repr(load_readings(out, done.results)) == repr(readings) and done.record == record
+    assert len(pickle.dumps(done)) * 10 < len(pickle.dumps(readings))
+    again = extract_patient(scans[0], out, settings)
+    assert again.reused and again.results == done.results and again.record == record
 
 
 def _tables(paths: dict[str, str]) -> dict[str, bytes]:
