@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +140,24 @@ def test_patient_stage_hands_back_a_path_not_its_readings(pipeline: tuple, tmp_p
     assert len(pickle.dumps(done)) * 10 < len(pickle.dumps(readings))
     again = extract_patient(scans[0], out, settings)
     assert again.reused and again.results == done.results and again.record == record
+
+
+def test_warm_up_compiles_every_kernel_the_lesion_stage_calls(pipeline: tuple, tmp_path: Path) -> None:
+    """``python -m sonimage.features.warmup`` (run by ``make install``) fills an empty Numba cache; a later process
+    running a real patient's lesion stage on that cache compiles nothing more (its cache files are the same)."""
+    base, _, _ = pipeline
+    out = tmp_path / "out"
+    shutil.copytree(base / "out", out)
+    shutil.rmtree(out / "features" / "reuse")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    subprocess.run([sys.executable, "-m", "sonimage.features.warmup"], env=env, check=True, capture_output=True)
+    warmed = sorted(p.name for p in (tmp_path / "numba").rglob("*") if p.is_file())
+    assert sum(name.endswith(".nbc") for name in warmed) >= 20  # compiled machine code, one file per signature
+    stage = ("import sys; from pathlib import Path; from sonimage.stages.extract import extract_patient, "
+             "plan_patients; out = Path(sys.argv[1]); scans, _ = plan_patients(out); "
+             "assert all(extract_patient(s, out).results for s in scans)")
+    subprocess.run([sys.executable, "-c", stage, str(out)], env=env, check=True, capture_output=True)
+    assert sorted(p.name for p in (tmp_path / "numba").rglob("*") if p.is_file()) == warmed
 
 
 def _tables(paths: dict[str, str]) -> dict[str, bytes]:
