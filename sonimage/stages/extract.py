@@ -2,8 +2,10 @@
 
 :func:`run` reads ``out/manifest.parquet`` and plans each patient's scans (:func:`plan_patients`); one item per
 patient (:func:`extract_patient`: its stores read once here, then :func:`sonimage.lesions.jobs.patient_lesions` on
-the volumes: FES labels registered onto the FES scan, every lesion's features and delineations; reused when nothing
-changed, :mod:`sonimage.lesions.reuse`); the gather (:func:`write_feature_tables`) writes
+the volumes: FES labels registered onto the FES scan, every lesion's features and delineations, written to the
+patient's results file where the item runs, only the file's path and the patient's record handed back; reused when
+nothing changed, :mod:`sonimage.lesions.reuse`); the gather (:func:`write_feature_tables`, reading the results
+files one patient at a time) writes
 ``out/features/``: ``lesion_features.parquet`` (wide,
 one row per lesion and tracer), ``lesions.parquet`` (the lesion table), ``patients.parquet`` (the patient table)
 and the QC tables ``registration.parquet``, ``liver_reference.parquet``, ``fes_reading.parquet``, plus
