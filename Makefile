@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 	@# dependencies would move python-dateutil under lifelines' feet)
 	$(BIN)/pip download --quiet --no-deps -d $(VENV)/wheels "$$($(BIN)/python -c "import tomllib; print(next(p for p in \
 		tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['kubernetes'] if p.startswith('dask-kubernetes')))")"
-	@# the feature kernels compiled once into Numba's cache (sonimage/features/warmup.py), not by every worker
-	$(BIN)/python -m sonimage.features.warmup
+	@# the feature kernels compiled once into Numba's cache (sonimage/lesions/warmup.py), not by every worker
+	$(BIN)/python -m sonimage.lesions.warmup
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,7 +3,7 @@
 One command: ``python bench/demo.py [--patients N] [--out DIR]`` prints a table and writes ``bench/results/demo.json``.
 
 - **Fresh machine**: the feature kernels' Numba cache is removed first, then filled by the step ``make install``
-  ends with (``python -m sonimage.features.warmup``), timed on its own row and not counted in ``make demo``.
+  ends with (``python -m sonimage.lesions.warmup``), timed on its own row and not counted in ``make demo``.
 - **Steps**: exactly the Makefile's ``demo`` target, venv install excluded: ``sonimage synth SITE [--patients N]
   --size small --seed 1 --workers 2``, then ``sonimage run SITE/dicom OUT --linking … --clinical … --settings
   deployments/demo-settings.json`` (the embedded default: a Prefect server and a LocalCluster of 2 workers, both
@@ -109,7 +109,7 @@ def main() -> None:
     for folder in (site, out):  # only what this benchmark makes: --out may be a folder that holds other things
         shutil.rmtree(folder, ignore_errors=True)
     cleared = clear_kernel_cache()
-    warmup = step([sys.executable, "-m", "sonimage.features.warmup"])
+    warmup = step([sys.executable, "-m", "sonimage.lesions.warmup"])
     before = load()
     synth = step([SONIMAGE, "synth", str(site), *(["--patients", str(args.patients)] if args.patients else []),
                   "--size", "small", "--seed", "1", "--workers", "2"])

@@ -143,14 +143,14 @@ def test_patient_stage_hands_back_a_path_not_its_readings(pipeline: tuple, tmp_p
 
 
 def test_warm_up_compiles_every_kernel_the_lesion_stage_calls(pipeline: tuple, tmp_path: Path) -> None:
-    """``python -m sonimage.features.warmup`` (run by ``make install``) fills an empty Numba cache; a later process
+    """``python -m sonimage.lesions.warmup`` (run by ``make install``) fills an empty Numba cache; a later process
     running a real patient's lesion stage on that cache compiles nothing more (its cache files are the same)."""
     base, _, _ = pipeline
     out = tmp_path / "out"
     shutil.copytree(base / "out", out)
     shutil.rmtree(out / "features" / "reuse")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    subprocess.run([sys.executable, "-m", "sonimage.features.warmup"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "sonimage.lesions.warmup"], env=env, check=True, capture_output=True)
     warmed = sorted(p.name for p in (tmp_path / "numba").rglob("*") if p.is_file())
     assert sum(name.endswith(".nbc") for name in warmed) >= 20  # compiled machine code, one file per signature
     stage = ("import sys; from pathlib import Path; from sonimage.stages.extract import extract_patient, "

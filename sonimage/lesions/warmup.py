@@ -3,7 +3,7 @@
 Numba compiles a kernel on its first call and caches the machine code (:mod:`sonimage.features.kernels`). On a
 cold cache every worker process compiled every kernel itself: ~18 CPU s each, and the compiler's memory stayed
 with the worker (a worker's peak ~170 MB higher than with a warm cache; ``bench/README.md``). ``make install``
-therefore runs ``python -m sonimage.features.warmup`` once after installing, as one would ship a warm cache in a
+therefore runs ``python -m sonimage.lesions.warmup`` once after installing, as one would ship a warm cache in a
 container image; later processes load the kernels from the cache (~0.3 CPU s).
 
 The warm-up computes every family on two small synthetic lesions with the argument types the lesion stage passes
