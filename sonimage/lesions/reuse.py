@@ -27,6 +27,9 @@ from sonimage.lesions.records import LesionReading, PatientScans
 from sonimage.settings import Settings
 
 REUSE = Path("features") / "reuse"
+# The results file's layout (:func:`keep`): its head names it, so that a file of another layout (before 2: one
+# pickled dict holding the readings too) is computed again, never misread, though its key may match.
+LAYOUT = 2
 DIGEST = "content_hmac_sha256"
 
 
@@ -53,21 +56,21 @@ def results_path(scans: PatientScans) -> Path:
 
 
 def reused(scans: PatientScans, out: Path, key: str | None) -> dict | None:
-    """The patient's record of an earlier run with the same input ``key`` (:func:`input_key`), else None. Only the
-    file's head (key, record) is read, not the readings."""
+    """The patient's record of an earlier run with the same input ``key`` (:func:`input_key`) in this
+    :data:`LAYOUT`, else None. Only the file's head (layout, key, record) is read, not the readings."""
     path = Path(out) / results_path(scans)
     if key is None or not path.is_file():
         return None
     with path.open("rb") as fh:
         head = pickle.load(fh)
-    return head["record"] if isinstance(head, dict) and head.get("key") == key and "record" in head else None
+    return head["record"] if head.get("layout") == LAYOUT and head["key"] == key else None
 
 
 def keep(scans: PatientScans, out: Path, key: str | None, readings: list[LesionReading], record: dict) -> str:
-    """Write the patient's results (head: input ``key`` and record; then the readings) atomically, for the
-    gather and for later runs (never reused when the key is None); their path relative to ``out``."""
+    """Write the patient's results (head: :data:`LAYOUT`, input ``key``, record; then the readings) atomically,
+    for the gather and for later runs (never reused when the key is None); their path relative to ``out``."""
     path = results_path(scans)
-    head = pickle.dumps({"key": key, "record": record}, protocol=pickle.HIGHEST_PROTOCOL)
+    head = pickle.dumps({"layout": LAYOUT, "key": key, "record": record}, protocol=pickle.HIGHEST_PROTOCOL)
     write_bytes_atomic(Path(out) / path, head + pickle.dumps(readings, protocol=pickle.HIGHEST_PROTOCOL))
     return str(path)
 

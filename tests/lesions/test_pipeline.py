@@ -18,7 +18,7 @@ import pytest
 from sonimage.dicom.pseudonym import Pseudonymiser, read_linking
 from sonimage.lesions.jobs import patient_lesions
 from sonimage.lesions.registration import Rigid
-from sonimage.lesions.reuse import load_readings, read_reuse_summary
+from sonimage.lesions.reuse import input_key, load_readings, read_reuse_summary
 from sonimage.settings import METADATA_KEY, Settings
 from sonimage.stages import convert as convert_stage, extract as extract_stage
 from sonimage.stages.extract import extract_patient, lesion_from_stores, plan_patients, prepare_patient, read_patient
@@ -140,6 +140,11 @@ def test_patient_stage_hands_back_a_path_not_its_readings(pipeline: tuple, tmp_p
     assert len(pickle.dumps(done)) * 10 < len(pickle.dumps(readings))
     again = extract_patient(scans[0], out, settings)
     assert again.reused and again.results == done.results and again.record == record
+    # a file of the earlier layout (one pickled dict, readings inside), though its key matches: computed again
+    key = input_key(scans[0], out, settings)
+    (out / done.results).write_bytes(pickle.dumps({"key": key, "readings": readings, "record": record}))
+    redone = extract_patient(scans[0], out, settings)
+    assert not redone.reused and repr(load_readings(out, redone.results)) == repr(readings)
 
 
 def test_warm_up_compiles_every_kernel_the_lesion_stage_calls(pipeline: tuple, tmp_path: Path) -> None:
