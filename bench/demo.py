@@ -144,8 +144,8 @@ def main() -> None:
     print(load_line(before, after))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "demo.json").write_text(json.dumps(
-        {"machine": describe(), "load_before": before, "load_between": mid, "load_after": after, "warmup": warmup, "synth": synth,
-         "run": run, "run_summary": summary, "largest_series_mb": series_mb, "total_wall_s": total_wall,
+        {"machine": describe(), "load_before": before, "load_between": mid, "load_after": after, "warmup": warmup,
+         "synth": synth, "run": run, "run_summary": summary, "largest_series_mb": series_mb, "total_wall_s": total_wall,
          "total_cpu_s": total_cpu}, indent=1))
     if not args.keep:
         for folder in (site, out):
